@@ -1,0 +1,173 @@
+//! The command line, as clap derive structs. Field doc comments are the `--help` text.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Single-use failover for a primary and its standby. Run `deadpool tick` from a timer.
+#[derive(Debug, Parser)]
+#[command(name = "deadpool", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Config directory [default: $DEADPOOL_CONFIG, else /etc/deadpool]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub config: Option<PathBuf>,
+
+    /// More log output on stderr (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every pool once and fail over where the rules say so (run this from a timer)
+    Tick(TickArgs),
+    /// Show the state of the instance, its pools, monitors and readiness checks
+    Report(ReportArgs),
+    /// Fail a pool over by hand toward the named server, and lock it
+    Promote(PromoteArgs),
+    /// Re-arm a pool after a failover (count 0, state armed)
+    Reset(ResetArgs),
+    /// Show recorded events: state changes, failover steps, promotions, resets
+    History(HistoryArgs),
+    /// Validate the configuration without changing anything
+    CheckConfig,
+    /// Write a commented example configuration directory
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TickArgs {
+    /// Print the plan and run the read-only preflights; change nothing, not even the database
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The whole status tree (the default)
+    #[arg(long, conflicts_with_all = ["nagios", "json"])]
+    pub full: bool,
+    /// One Nagios plugin line; exit 0/1/2/3 for OK/WARNING/CRITICAL/UNKNOWN
+    #[arg(long, conflicts_with = "json")]
+    pub nagios: bool,
+    /// The status tree as JSON (schema in the README)
+    #[arg(long)]
+    pub json: bool,
+    /// Only this pool
+    #[arg(long, value_name = "NAME")]
+    pub pool: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Primary,
+    Secondary,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The pool to fail over
+    pub pool: String,
+    /// The server that becomes active
+    #[arg(value_enum)]
+    pub target: Role,
+    /// Print the plan and run the preflights; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (needed without a terminal)
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The pool to re-arm
+    pub pool: String,
+    /// Record this server as active instead of the one the state records
+    #[arg(long, value_enum)]
+    pub active: Option<Role>,
+    /// Re-arm even when the active server is down
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation (needed without a terminal)
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this pool's events
+    #[arg(long, value_name = "NAME")]
+    pub pool: Option<String>,
+    /// At most this many events, newest last
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub limit: u32,
+    /// One JSON object per line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write the example configuration [default: the config directory]
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    /// Overwrite existing files
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl Cli {
+    pub fn is_nagios(&self) -> bool {
+        matches!(&self.command, Command::Report(r) if r.nagios)
+    }
+}
+
+/// Whether a command line that clap refused was meant to be `report --nagios`: such a
+/// usage error must still come out as Nagios UNKNOWN (3), never as 2.
+pub fn wants_nagios(args: &[OsString]) -> bool {
+    args.iter().any(|a| a == "report") && args.iter().any(|a| a == "--nagios")
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Secondary => "secondary",
+        }
+    }
+
+    pub fn other(self) -> Role {
+        match self {
+            Role::Primary => Role::Secondary,
+            Role::Secondary => Role::Primary,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "primary" => Some(Role::Primary),
+            "secondary" => Some(Role::Secondary),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,31 @@
+//! `deadpool report`: the status tree from the database alone (no network), as a readable
+//! tree, a Nagios line, or JSON.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::cli::ReportArgs;
+use crate::config::Config;
+use crate::error::Outcome;
+use crate::report;
+use crate::state::{State, now_ms};
+
+pub fn run(dir: &Path, args: &ReportArgs) -> Result<Outcome> {
+    let config = Config::load(dir)?;
+    if let Some(name) = &args.pool {
+        config.pool(name)?;
+    }
+    let state = State::open_read_only(&config.state_dir)?;
+    let tree = report::build(&config, state.as_ref(), args.pool.as_deref(), now_ms())?;
+    if args.nagios {
+        print!("{}", report::nagios(&tree));
+        return Ok(Outcome::Code(tree.status.exit_code()));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&tree)?);
+    } else {
+        print!("{}", report::full(&tree));
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,117 @@
+//! `deadpool reset POOL`: a person re-arms a pool after a failover. The readiness checks run
+//! first; an active server that is down refuses the reset unless `--force`.
+
+use anyhow::Result;
+
+use crate::chain;
+use crate::cli::{ResetArgs, Role};
+use crate::config::Config;
+use crate::error::{Error, Outcome};
+use crate::monitor;
+use crate::report::Status;
+use crate::state::{Lock, MonitorRow, PoolRecord, PoolState, State, now_ms};
+
+pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
+    let pool = config.pool(&args.pool)?;
+    let who = super::actor();
+    let question = format!("Re-arm pool {} so that it can fail over again?", pool.name);
+    if !super::confirm(&question, args.yes)? {
+        println!("nothing changed");
+        return Ok(Outcome::NeedsAttention);
+    }
+    let wait = config.lock_wait();
+    let Some(_lock) = Lock::acquire(&config.state_dir, wait)? else {
+        return Err(Error::Failed(format!(
+            "{} still holds the instance lock after {:.0}s; nothing changed, try again",
+            Lock::holder(&config.state_dir),
+            wait.as_secs_f64()
+        ))
+        .into());
+    };
+    let state = State::open(&config.state_dir)?;
+    let mut rec = state
+        .pool(&pool.name)?
+        .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+    let before = rec.state;
+    let active = args.active.unwrap_or(rec.active);
+
+    let checks = monitor::check_both(pool);
+    let now = now_ms();
+    for (role, check) in [Role::Primary, Role::Secondary].iter().zip(&checks) {
+        let mark = if *role == active { " [active]" } else { "" };
+        println!(
+            "{:<9} {:<16} {:<8} {}{mark}",
+            role.as_str(),
+            pool.address(*role),
+            check.health.as_str(),
+            check.message
+        );
+    }
+    let active_check = &checks[if active == Role::Primary { 0 } else { 1 }];
+    let events = super::tick::readiness(&state, pool, active, now)?;
+    for row in state.readiness(&pool.name)? {
+        println!(
+            "step {} `{}` on {}: {} {}",
+            row.step_index + 1,
+            row.step_name,
+            row.host,
+            row.status.as_str(),
+            row.message
+        );
+    }
+    state.add_events(&events)?;
+    if !active_check.health.is_alive() && !args.force {
+        return Err(Error::Failed(format!(
+            "the active server {} ({}) is down: {}; nothing changed. Fix it, pick the other one with --active, or re-arm anyway with --force",
+            active.as_str(),
+            pool.address(active),
+            active_check.message
+        ))
+        .into());
+    }
+    let rows: Vec<MonitorRow> = [Role::Primary, Role::Secondary]
+        .into_iter()
+        .zip(&checks)
+        .map(|(role, c)| MonitorRow {
+            role,
+            health: c.health,
+            message: c.message.clone(),
+            checked_at: now,
+            duration_ms: c.duration.as_millis() as i64,
+        })
+        .collect();
+    state.save_monitor(&pool.name, &rows)?;
+    rec.state = PoolState::Armed;
+    rec.active = active;
+    rec.failures = 0;
+    rec.last_check_at = Some(now);
+    rec.last_system_check_at = Some(now);
+    rec.state_since = now;
+    rec.reason = String::new();
+    let msg = format!(
+        "re-armed from {}; active {} ({}){}",
+        before.as_str(),
+        active.as_str(),
+        pool.address(active),
+        if args.force && !active_check.health.is_alive() {
+            "; forced while the active server is down"
+        } else {
+            ""
+        }
+    );
+    state.save_pool(
+        &rec,
+        &[chain::event(
+            pool,
+            "reset",
+            &who,
+            "",
+            "",
+            Status::Ok,
+            &msg,
+            "",
+        )],
+    )?;
+    println!("pool {}: {msg}", pool.name);
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,963 @@
+//! Configuration: TOML files parsed and validated into a plain [`Config`] that cannot hold
+//! invalid values. Every check happens here, before any lock, database or network call.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+pub const DEFAULT_DIR: &str = "/etc/deadpool";
+/// Where distributions put Nagios plugins; searched after `plugins/` and `$PATH`.
+const NAGIOS_PLUGIN_DIRS: &[&str] = &["/usr/lib/nagios/plugins", "/usr/lib64/nagios/plugins"];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub tick_interval: Duration,
+    pub system_check_interval: Duration,
+    pub stale_warning: Duration,
+    pub stale_critical: Duration,
+    pub history_retention: Duration,
+    pub ssh: SshDefaults,
+    pub pools: Vec<Pool>,
+}
+
+/// Defaults for SSH steps. Parsed and validated now so that a config written for a later
+/// build with SSH steps is checked the same way.
+#[derive(Debug, Clone)]
+pub struct SshDefaults {
+    pub user: String,
+    pub port: u16,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub sudo: bool,
+    pub identity_file: Option<PathBuf>,
+    pub password_file: Option<PathBuf>,
+    pub known_hosts: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub name: String,
+    pub file: PathBuf,
+    pub primary: String,
+    pub secondary: String,
+    pub max_failed_checks: u32,
+    pub monitor: Monitor,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    pub timeout: Duration,
+    pub kind: MonitorKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum MonitorKind {
+    /// Any Nagios plugin: `argv` with `{host}`, `{port}`, `{pool}`, `{role}` still in it.
+    Nagios {
+        argv: Vec<String>,
+        port: Option<u16>,
+    },
+    /// A TCP connect.
+    Tcp { port: u16 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub timeout: Duration,
+    pub on_failure: OnFailure,
+    pub kind: StepKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Abort,
+    Continue,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Plugin {
+        program: PathBuf,
+        /// Every other key of the `[[protocol]]` table, as `DEADPOOL_OPT_<KEY>` values.
+        options: Vec<(String, String)>,
+    },
+    Exec {
+        hosts: Vec<ExecHost>,
+        test_command: Option<String>,
+        exec_command: String,
+        shell: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecHost {
+    /// The deadpool host itself, no SSH.
+    Local,
+}
+
+impl Pool {
+    pub fn address(&self, role: crate::cli::Role) -> &str {
+        match role {
+            crate::cli::Role::Primary => &self.primary,
+            crate::cli::Role::Secondary => &self.secondary,
+        }
+    }
+
+    /// The longest one tick can spend on this pool: both servers checked in parallel, then
+    /// at worst every preflight, every action and every readiness check, one after another.
+    pub fn worst_case(&self) -> Duration {
+        self.monitor.timeout + self.steps_timeout() * 3
+    }
+
+    /// The longest a tick that does not fail over can spend on this pool: the monitor, then
+    /// every readiness check.
+    pub fn worst_case_watching(&self) -> Duration {
+        self.monitor.timeout + self.steps_timeout()
+    }
+
+    fn steps_timeout(&self) -> Duration {
+        self.steps.iter().map(|s| s.timeout).sum()
+    }
+}
+
+impl Step {
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            StepKind::Plugin { .. } => "plugin",
+            StepKind::Exec { .. } => "exec",
+        }
+    }
+}
+
+impl MonitorKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            MonitorKind::Nagios { .. } => "nagios",
+            MonitorKind::Tcp { .. } => "tcp",
+        }
+    }
+}
+
+impl Config {
+    /// The config dir: `--config`, else `$DEADPOOL_CONFIG`, else `/etc/deadpool`.
+    pub fn locate(flag: Option<&Path>) -> PathBuf {
+        if let Some(dir) = flag {
+            return dir.to_path_buf();
+        }
+        match std::env::var_os("DEADPOOL_CONFIG") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => PathBuf::from(DEFAULT_DIR),
+        }
+    }
+
+    /// Reads and validates the whole config dir. Errors name the file, the key and what was
+    /// expected.
+    pub fn load(dir: &Path) -> Result<Config, Error> {
+        let main_file = dir.join("deadpool.toml");
+        let text = read_file(
+            &main_file,
+            "run `deadpool init` to write an example config dir",
+        )?;
+        let raw: RawInstance = toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {}", main_file.display(), toml_msg(&e))))?;
+        let at = |key: &str| format!("{}: key `{key}`", main_file.display());
+
+        let state_dir = match raw.state_dir.as_deref() {
+            None => PathBuf::from("/var/lib/deadpool"),
+            Some("") => {
+                return Err(Error::Config(format!(
+                    "{}: expected a directory path",
+                    at("state_dir")
+                )));
+            }
+            Some(p) => dir.join(p),
+        };
+        let tick_interval = duration_or(&raw.tick_interval, "5s", &at("tick_interval"))?;
+        let system_check_interval = duration_or(
+            &raw.system_check_interval,
+            "30s",
+            &at("system_check_interval"),
+        )?;
+        let stale_warning = match &raw.stale_warning {
+            Some(v) => parse_duration(v)
+                .map_err(|e| Error::Config(format!("{}: {e}", at("stale_warning"))))?,
+            None => tick_interval * 3,
+        };
+        let stale_critical = match &raw.stale_critical {
+            Some(v) => parse_duration(v)
+                .map_err(|e| Error::Config(format!("{}: {e}", at("stale_critical"))))?,
+            None => tick_interval * 10,
+        };
+        if stale_critical < stale_warning {
+            return Err(Error::Config(format!(
+                "{}: stale_critical ({}) must not be shorter than stale_warning ({})",
+                main_file.display(),
+                format_duration(stale_critical),
+                format_duration(stale_warning)
+            )));
+        }
+        let history_retention =
+            duration_or(&raw.history_retention, "90d", &at("history_retention"))?;
+        let ssh = ssh_defaults(dir, raw.ssh.unwrap_or_default(), &main_file)?;
+
+        let pools = load_pools(dir)?;
+        Ok(Config {
+            dir: dir.to_path_buf(),
+            state_dir,
+            tick_interval,
+            system_check_interval,
+            stale_warning,
+            stale_critical,
+            history_retention,
+            ssh,
+            pools,
+        })
+    }
+
+    pub fn pool(&self, name: &str) -> Result<&Pool, Error> {
+        self.pools.iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
+            Error::Usage(format!(
+                "no pool named `{name}` in {}; configured pools: {}",
+                self.dir.join("pools").display(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// The longest one tick can take: pools run in parallel.
+    pub fn worst_case_tick(&self) -> Duration {
+        self.pools
+            .iter()
+            .map(Pool::worst_case)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The longest one tick that fails nothing over can take.
+    pub fn worst_case_watching(&self) -> Duration {
+        self.pools
+            .iter()
+            .map(Pool::worst_case_watching)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// How long `promote` and `reset` wait for a running tick to release the lock.
+    pub fn lock_wait(&self) -> Duration {
+        self.worst_case_tick() + Duration::from_secs(5)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    state_dir: Option<String>,
+    tick_interval: Option<String>,
+    system_check_interval: Option<String>,
+    stale_warning: Option<String>,
+    stale_critical: Option<String>,
+    history_retention: Option<String>,
+    ssh: Option<RawSsh>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    user: Option<String>,
+    port: Option<u16>,
+    identity_file: Option<String>,
+    password_file: Option<String>,
+    agent: Option<bool>,
+    known_hosts: Option<String>,
+    connect_timeout: Option<String>,
+    command_timeout: Option<String>,
+    sudo: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    name: Option<String>,
+    primary: String,
+    secondary: String,
+    max_failed_checks: Option<i64>,
+    monitor: toml::Table,
+    #[serde(default)]
+    protocol: Vec<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    #[serde(rename = "type")]
+    kind: String,
+    timeout: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    password_file: Option<String>,
+    command: Option<String>,
+    confirm_from: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExec {
+    hosts: Vec<String>,
+    test_command: Option<String>,
+    exec_command: String,
+    #[serde(default)]
+    shell: bool,
+}
+
+fn ssh_defaults(dir: &Path, raw: RawSsh, file: &Path) -> Result<SshDefaults, Error> {
+    let at = |key: &str| format!("{}: key `ssh.{key}`", file.display());
+    let user = raw.user.unwrap_or_else(|| "deadpool".to_string());
+    if !is_safe_name(&user) {
+        return Err(Error::Config(format!(
+            "{}: expected a user name of letters, digits, `-`, `_`, `.`",
+            at("user")
+        )));
+    }
+    let methods = [
+        raw.identity_file.is_some(),
+        raw.password_file.is_some(),
+        raw.agent == Some(true),
+    ];
+    if methods.iter().filter(|m| **m).count() > 1 {
+        return Err(Error::Config(format!(
+            "{}: set only one of `ssh.identity_file`, `ssh.password_file`, `ssh.agent = true`",
+            file.display()
+        )));
+    }
+    let identity_file = match (&raw.identity_file, &raw.password_file, raw.agent) {
+        (None, None, None) => Some(dir.join("id_ed25519")),
+        (Some(f), _, _) => Some(dir.join(f)),
+        _ => None,
+    };
+    Ok(SshDefaults {
+        user,
+        port: raw.port.unwrap_or(22),
+        connect_timeout: duration_or(&raw.connect_timeout, "3s", &at("connect_timeout"))?,
+        command_timeout: duration_or(&raw.command_timeout, "30s", &at("command_timeout"))?,
+        sudo: raw.sudo.unwrap_or(false),
+        identity_file,
+        password_file: raw.password_file.map(|f| dir.join(f)),
+        known_hosts: dir.join(raw.known_hosts.as_deref().unwrap_or("known_hosts")),
+    })
+}
+
+fn load_pools(dir: &Path) -> Result<Vec<Pool>, Error> {
+    let pools_dir = dir.join("pools");
+    let mut files = Vec::new();
+    match std::fs::read_dir(&pools_dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| Error::Config(format!("{}: {e}", pools_dir.display())))?;
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    files.push(path);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::Config(format!("{}: {e}", pools_dir.display()))),
+    }
+    files.sort();
+    let mut pools: Vec<Pool> = Vec::new();
+    for file in files {
+        let pool = load_pool(dir, &file)?;
+        if let Some(other) = pools.iter().find(|p| p.name == pool.name) {
+            return Err(Error::Config(format!(
+                "{}: pool name `{}` is already used by {}; pool names must be unique (set `name` in one of them)",
+                file.display(),
+                pool.name,
+                other.file.display()
+            )));
+        }
+        pools.push(pool);
+    }
+    Ok(pools)
+}
+
+fn load_pool(dir: &Path, file: &Path) -> Result<Pool, Error> {
+    let text = read_file(file, "")?;
+    let raw: RawPool = toml::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: {}", file.display(), toml_msg(&e))))?;
+    let err =
+        |key: &str, msg: String| Error::Config(format!("{}: key `{key}`: {msg}", file.display()));
+
+    let name = match raw.name {
+        Some(n) => n,
+        None => file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    if !is_safe_name(&name) {
+        return Err(err(
+            "name",
+            format!("pool name `{name}`: expected letters, digits, `-`, `_`, `.`"),
+        ));
+    }
+    for (key, host) in [("primary", &raw.primary), ("secondary", &raw.secondary)] {
+        validate_host(host).map_err(|m| err(key, m))?;
+    }
+    if raw.primary == raw.secondary {
+        return Err(err(
+            "secondary",
+            format!(
+                "`{}` is also the primary; a pool needs two different servers",
+                raw.secondary
+            ),
+        ));
+    }
+    let max_failed_checks = match raw.max_failed_checks {
+        None => 3,
+        Some(n) if (1..=1_000_000).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(err(
+                "max_failed_checks",
+                format!("got {n}, expected a whole number of at least 1"),
+            ));
+        }
+    };
+    let monitor_line = line_of(&text, |l| l == "[monitor]");
+    let monitor = load_monitor(dir, raw.monitor).map_err(|m| {
+        Error::Config(format!(
+            "{}: [monitor]{}: {m}",
+            file.display(),
+            line_suffix(monitor_line)
+        ))
+    })?;
+    let step_lines = lines_of(&text, |l| l.replace(' ', "") == "[[protocol]]");
+    let mut steps = Vec::new();
+    for (i, table) in raw.protocol.into_iter().enumerate() {
+        let step = load_step(dir, table).map_err(|m| {
+            Error::Config(format!(
+                "{}: [[protocol]] {}{}: {m}",
+                file.display(),
+                i + 1,
+                line_suffix(step_lines.get(i).copied())
+            ))
+        })?;
+        steps.push(step);
+    }
+    Ok(Pool {
+        name,
+        file: file.to_path_buf(),
+        primary: raw.primary,
+        secondary: raw.secondary,
+        max_failed_checks,
+        monitor,
+        steps,
+    })
+}
+
+fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
+    let raw: RawMonitor = table
+        .try_into()
+        .map_err(|e: toml::de::Error| toml_msg(&e))?;
+    let timeout = duration_or(&raw.timeout, "2s", "key `timeout`").map_err(|e| e.to_string())?;
+    let reject = |keys: &[(&str, bool)]| -> Result<(), String> {
+        for (key, set) in keys {
+            if *set {
+                return Err(format!(
+                    "key `{key}` does not apply to a `{}` monitor",
+                    raw.kind
+                ));
+            }
+        }
+        Ok(())
+    };
+    if raw.confirm_from.is_some() {
+        return Err("key `confirm_from` needs SSH, which this build of deadpool does not support yet; remove it".into());
+    }
+    let kind = match raw.kind.as_str() {
+        "nagios" => {
+            reject(&[
+                ("user", raw.user.is_some()),
+                ("password_file", raw.password_file.is_some()),
+            ])?;
+            let command = raw
+                .command
+                .as_deref()
+                .ok_or("key `command`: a `nagios` monitor needs a command")?;
+            let mut argv =
+                crate::text::split_words(command).map_err(|e| format!("key `command`: {e}"))?;
+            let Some(program) = argv.first() else {
+                return Err("key `command`: expected a command, got an empty string".into());
+            };
+            let resolved = resolve_program(dir, program, NAGIOS_PLUGIN_DIRS)
+                .map_err(|e| format!("key `command`: {e}"))?;
+            argv[0] = resolved.to_string_lossy().into_owned();
+            MonitorKind::Nagios {
+                argv,
+                port: raw.port,
+            }
+        }
+        "tcp" => {
+            reject(&[
+                ("user", raw.user.is_some()),
+                ("password_file", raw.password_file.is_some()),
+                ("command", raw.command.is_some()),
+            ])?;
+            let port = raw.port.ok_or("key `port`: a `tcp` monitor needs a port")?;
+            MonitorKind::Tcp { port }
+        }
+        "mysql" | "redis" => {
+            return Err(format!(
+                "key `type`: the `{}` monitor is not supported by this build of deadpool yet; use `nagios` or `tcp`",
+                raw.kind
+            ));
+        }
+        other => {
+            return Err(format!(
+                "key `type`: unknown monitor type `{other}`, expected one of mysql, redis, tcp, nagios"
+            ));
+        }
+    };
+    Ok(Monitor { timeout, kind })
+}
+
+fn load_step(dir: &Path, mut table: toml::Table) -> Result<Step, String> {
+    let kind = match table.remove("type") {
+        Some(toml::Value::String(s)) => s,
+        Some(_) => return Err("key `type`: expected a string".into()),
+        None => return Err("key `type` is missing: expected one of mysql_promote, etc_hosts, vip, exec, plugin, redis_promote".into()),
+    };
+    let name = match table.remove("name") {
+        Some(toml::Value::String(s)) if !s.trim().is_empty() => s,
+        Some(_) => return Err("key `name`: expected a non-empty string".into()),
+        None => kind.clone(),
+    };
+    let timeout = match table.remove("timeout") {
+        Some(toml::Value::String(s)) => {
+            parse_duration(&s).map_err(|e| format!("key `timeout`: {e}"))?
+        }
+        Some(_) => return Err("key `timeout`: expected a duration string like \"60s\"".into()),
+        None => Duration::from_secs(60),
+    };
+    let on_failure = match table.remove("on_failure") {
+        None => OnFailure::Abort,
+        Some(toml::Value::String(s)) if s == "abort" => OnFailure::Abort,
+        Some(toml::Value::String(s)) if s == "continue" => OnFailure::Continue,
+        Some(v) => {
+            let got = scalar_text(&v).unwrap_or_else(|| v.type_str().to_string());
+            return Err(format!(
+                "key `on_failure`: got {got}, expected \"abort\" or \"continue\""
+            ));
+        }
+    };
+    let kind = match kind.as_str() {
+        "plugin" => {
+            let command = match table.remove("command") {
+                Some(toml::Value::String(s)) if !s.is_empty() => s,
+                Some(_) => return Err("key `command`: expected the plugin's path".into()),
+                None => return Err("key `command`: a `plugin` step needs a command".into()),
+            };
+            let program =
+                resolve_program(dir, &command, &[]).map_err(|e| format!("key `command`: {e}"))?;
+            let mut options = Vec::new();
+            for (key, value) in table {
+                options.push(plugin_option(&key, &value)?);
+            }
+            StepKind::Plugin { program, options }
+        }
+        "exec" => {
+            let raw: RawExec = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| toml_msg(&e))?;
+            if raw.hosts.is_empty() {
+                return Err(
+                    "key `hosts`: expected at least one host (the word `local` means this host)"
+                        .into(),
+                );
+            }
+            let mut hosts = Vec::new();
+            for host in &raw.hosts {
+                if host != "local" {
+                    return Err(format!(
+                        "key `hosts`: `{host}` is a remote host, and remote hosts need SSH, which this build of deadpool does not support yet; use `local`"
+                    ));
+                }
+                if !hosts.contains(&ExecHost::Local) {
+                    hosts.push(ExecHost::Local);
+                }
+            }
+            for (key, cmd) in [
+                ("exec_command", Some(&raw.exec_command)),
+                ("test_command", raw.test_command.as_ref()),
+            ] {
+                let Some(cmd) = cmd else { continue };
+                let words =
+                    crate::text::split_words(cmd).map_err(|e| format!("key `{key}`: {e}"))?;
+                if words.is_empty() {
+                    return Err(format!(
+                        "key `{key}`: expected a command, got an empty string"
+                    ));
+                }
+                check_placeholders(cmd, &["new_primary", "old_primary", "pool"])
+                    .map_err(|e| format!("key `{key}`: {e}"))?;
+            }
+            StepKind::Exec {
+                hosts,
+                test_command: raw.test_command,
+                exec_command: raw.exec_command,
+                shell: raw.shell,
+            }
+        }
+        "mysql_promote" | "etc_hosts" | "vip" | "redis_promote" => {
+            return Err(format!(
+                "key `type`: the `{kind}` step is not supported by this build of deadpool yet; use `plugin` or `exec`"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "key `type`: unknown step type `{other}`, expected one of mysql_promote, etc_hosts, vip, exec, plugin, redis_promote"
+            ));
+        }
+    };
+    Ok(Step {
+        name,
+        timeout,
+        on_failure,
+        kind,
+    })
+}
+
+/// One extra key of a plugin step, as the environment variable the plugin will see.
+fn plugin_option(key: &str, value: &toml::Value) -> Result<(String, String), String> {
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!(
+            "key `{key}`: plugin option names may hold only letters, digits and `_`"
+        ));
+    }
+    let text = match value {
+        toml::Value::Array(items) => {
+            let mut parts = Vec::new();
+            for item in items {
+                let part = scalar_text(item).ok_or_else(|| {
+                    format!("key `{key}`: arrays passed to a plugin may hold only plain values")
+                })?;
+                parts.push(part);
+            }
+            parts.join(",")
+        }
+        v => scalar_text(v)
+            .ok_or_else(|| format!("key `{key}`: tables and dates cannot be passed to a plugin"))?,
+    };
+    if text.contains('\0') {
+        return Err(format!(
+            "key `{key}`: NUL bytes cannot be passed to a plugin"
+        ));
+    }
+    Ok((format!("DEADPOOL_OPT_{}", key.to_ascii_uppercase()), text))
+}
+
+/// A plain TOML value as text: strings as they are, numbers and booleans as written.
+fn scalar_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Refuses `{name}` placeholders this command does not know, so a typo fails at load time.
+fn check_placeholders(cmd: &str, known: &[&str]) -> Result<(), String> {
+    let mut rest = cmd;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        if let Some(end) = after.find('}') {
+            let name = &after[..end];
+            if !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                && !known.contains(&name)
+            {
+                return Err(format!(
+                    "unknown placeholder `{{{name}}}`, expected one of {{{}}}",
+                    known.join("}, {")
+                ));
+            }
+        }
+        rest = after;
+    }
+    Ok(())
+}
+
+/// Resolves a plugin path: absolute as is; relative first under `plugins/`, then (for a bare
+/// name) in `$PATH` and `extra` dirs. It must be an executable file.
+fn resolve_program(dir: &Path, program: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    let path = Path::new(program);
+    let mut candidates = Vec::new();
+    if path.is_absolute() {
+        candidates.push(path.to_path_buf());
+    } else {
+        candidates.push(dir.join("plugins").join(path));
+        if !program.contains('/') {
+            if let Some(paths) = std::env::var_os("PATH") {
+                candidates.extend(std::env::split_paths(&paths).map(|p| p.join(path)));
+            }
+            candidates.extend(extra.iter().map(|d| Path::new(d).join(path)));
+        }
+    }
+    for candidate in &candidates {
+        if let Ok(meta) = std::fs::metadata(candidate) {
+            if !meta.is_file() {
+                return Err(format!("{} is not a file", candidate.display()));
+            }
+            if meta.permissions().mode() & 0o111 == 0 {
+                return Err(format!(
+                    "{} is not executable; run `chmod +x {}`",
+                    candidate.display(),
+                    candidate.display()
+                ));
+            }
+            return Ok(candidate.clone());
+        }
+    }
+    if path.is_absolute() {
+        Err(format!("{program} does not exist"))
+    } else {
+        Err(format!(
+            "`{program}` was not found in {}{}",
+            dir.join("plugins").display(),
+            if program.contains('/') {
+                ""
+            } else {
+                " nor in $PATH"
+            }
+        ))
+    }
+}
+
+fn validate_host(host: &str) -> Result<(), String> {
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && !host.starts_with('-')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{host}` is not a host name or IP address"))
+    }
+}
+
+fn is_safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn read_file(path: &Path, hint: &str) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let hint = if hint.is_empty() {
+            String::new()
+        } else {
+            format!("; {hint}")
+        };
+        Error::Config(format!("{}: cannot read: {e}{hint}", path.display()))
+    })
+}
+
+/// toml's own message, which carries the line, column and key, made to fit one block.
+fn toml_msg(e: &toml::de::Error) -> String {
+    e.to_string().trim_end().to_string()
+}
+
+fn line_of(text: &str, pred: impl Fn(&str) -> bool) -> Option<usize> {
+    lines_of(text, pred).first().copied()
+}
+
+fn lines_of(text: &str, pred: impl Fn(&str) -> bool) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| pred(l.split('#').next().unwrap_or("").trim()))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+fn line_suffix(line: Option<usize>) -> String {
+    line.map(|l| format!(" (line {l})")).unwrap_or_default()
+}
+
+fn duration_or(value: &Option<String>, default: &str, at: &str) -> Result<Duration, Error> {
+    parse_duration(value.as_deref().unwrap_or(default))
+        .map_err(|e| Error::Config(format!("{at}: {e}")))
+}
+
+/// Parses `"500ms"`, `"5s"`, `"2m"`, `"1h"`, `"90d"`. Zero is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let expected = || {
+        format!(
+            "got \"{s}\", expected a duration like \"500ms\", \"5s\", \"2m\", \"1h\" or \"90d\""
+        )
+    };
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| expected())?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => return Err(expected()),
+    };
+    match ms {
+        Some(0) => Err(format!("got \"{s}\", expected a duration longer than zero")),
+        Some(ms) if ms <= 10 * 365 * 86_400_000 => Ok(Duration::from_millis(ms)),
+        _ => Err(format!("got \"{s}\", expected at most ten years")),
+    }
+}
+
+/// The inverse of [`parse_duration`], for messages.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    let units = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1000, "s"),
+    ];
+    for (size, unit) in units {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// Checks that a secret file exists and is readable by its owner only, as ssh does for keys.
+pub fn check_secret_file(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by group or others (mode {mode:o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A short description of the validated config, for `check-config`.
+pub fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "config dir  {}", config.dir.display());
+    let _ = writeln!(out, "state dir   {}", config.state_dir.display());
+    let _ = writeln!(
+        out,
+        "tick every {}, self-checks every {}, stale after {} (warning) / {} (critical)",
+        format_duration(config.tick_interval),
+        format_duration(config.system_check_interval),
+        format_duration(config.stale_warning),
+        format_duration(config.stale_critical)
+    );
+    let _ = writeln!(
+        out,
+        "ssh defaults: user {}, port {}, connect timeout {}, command timeout {}, sudo {}",
+        config.ssh.user,
+        config.ssh.port,
+        format_duration(config.ssh.connect_timeout),
+        format_duration(config.ssh.command_timeout),
+        config.ssh.sudo
+    );
+    let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+    for pool in &config.pools {
+        for step in &pool.steps {
+            *by_type.entry(step.type_name()).or_default() += 1;
+        }
+        let _ = writeln!(
+            out,
+            "pool {}: {} monitor, primary {}, secondary {}, fail over after {} failed checks, {} step(s)",
+            pool.name,
+            pool.monitor.kind.type_name(),
+            pool.primary,
+            pool.secondary,
+            pool.max_failed_checks,
+            pool.steps.len()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_refuse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5 s",
+            "-5s",
+            "1.5s",
+            "0s",
+            "5sec",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be refused");
+        }
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+    }
+
+    #[test]
+    fn placeholders_are_checked() {
+        assert!(check_placeholders("x {pool} {new_primary}", &["pool", "new_primary"]).is_ok());
+        assert!(check_placeholders("x {nwe_primary}", &["pool", "new_primary"]).is_err());
+        assert!(check_placeholders("awk '{print $1}'", &["pool"]).is_ok());
+    }
+
+    #[test]
+    fn plugin_options_become_env() {
+        let v: toml::Value = toml::Value::Array(vec!["a".into(), 3.into()]);
+        assert_eq!(
+            plugin_option("url_list", &v).unwrap(),
+            ("DEADPOOL_OPT_URL_LIST".into(), "a,3".into())
+        );
+        assert!(plugin_option("bad-key", &toml::Value::from("x")).is_err());
+    }
+
+    #[test]
+    fn hosts_are_validated() {
+        assert!(validate_host("10.0.0.1").is_ok());
+        assert!(validate_host("db-1.example.com").is_ok());
+        assert!(validate_host("fe80::1").is_ok());
+        for bad in ["", "-oProxyCommand=x", "a b", "a;b", "$(x)"] {
+            assert!(validate_host(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! deadpool: single-use failover for a primary and its standby.
+//!
+//! `main` only parses the command line, calls [`run`], and turns the outcome into an exit code.
+
+mod chain;
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod log;
+mod monitor;
+mod protocol;
+mod remote;
+mod report;
+mod state;
+mod text;
+mod tick;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => return error::usage_exit(err, cli::wants_nagios(&args)),
+    };
+    log::init(cli.verbose, cli.quiet);
+    let nagios = cli.is_nagios();
+    match commands::run(cli) {
+        Ok(code) => code.into(),
+        Err(err) => error::report(&err, nagios),
+    }
+}

@@ -1,0 +1,79 @@
+//! Monitors: each answers one question about one server — is it up?
+
+mod nagios;
+mod tcp;
+
+use std::time::Duration;
+
+use crate::cli::Role;
+use crate::config::{MonitorKind, Pool};
+
+/// What one check of one server found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Up,
+    /// Alive but unhappy (e.g. access denied, a Nagios WARNING): never counted as down.
+    Degraded,
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Health> {
+        match s {
+            "up" => Some(Health::Up),
+            "degraded" => Some(Health::Degraded),
+            "down" => Some(Health::Down),
+            _ => None,
+        }
+    }
+
+    pub fn is_alive(self) -> bool {
+        self != Health::Down
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub health: Health,
+    pub message: String,
+    pub duration: Duration,
+}
+
+/// Checks one server of a pool, bounded by the monitor's timeout.
+pub fn check(pool: &Pool, role: Role) -> Check {
+    let host = pool.address(role);
+    let started = std::time::Instant::now();
+    let (health, message) = match &pool.monitor.kind {
+        MonitorKind::Nagios { argv, port } => {
+            nagios::check(argv, *port, host, &pool.name, role, pool.monitor.timeout)
+        }
+        MonitorKind::Tcp { port } => tcp::check(host, *port, pool.monitor.timeout),
+    };
+    Check {
+        health,
+        message: crate::text::one_line(&message),
+        duration: started.elapsed(),
+    }
+}
+
+/// Checks both servers of a pool at once.
+pub fn check_both(pool: &Pool) -> [Check; 2] {
+    std::thread::scope(|s| {
+        let secondary = s.spawn(|| check(pool, Role::Secondary));
+        let primary = check(pool, Role::Primary);
+        let secondary = secondary.join().unwrap_or_else(|_| Check {
+            health: Health::Down,
+            message: "monitor thread panicked".into(),
+            duration: Duration::ZERO,
+        });
+        [primary, secondary]
+    })
+}

@@ -1,0 +1,79 @@
+//! The `tcp` monitor: up when a TCP connection to the port opens within the timeout.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::Health;
+
+pub fn check(host: &str, port: u16, timeout: Duration) -> (Health, String) {
+    let started = Instant::now();
+    let addrs = match resolve(host, port, timeout) {
+        Ok(a) => a,
+        Err(e) => return (Health::Down, e),
+    };
+    let mut last_error = String::from("no address");
+    for addr in addrs {
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            last_error = format!("timed out after {}ms", timeout.as_millis());
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(_) => {
+                return (
+                    Health::Up,
+                    format!(
+                        "TCP OK - {addr} accepted in {}ms",
+                        started.elapsed().as_millis()
+                    ),
+                );
+            }
+            Err(e) => last_error = format!("{addr}: {e}"),
+        }
+    }
+    (Health::Down, format!("TCP CRITICAL - {last_error}"))
+}
+
+/// Name resolution has no timeout of its own, so it runs on a thread we stop waiting for.
+pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = mpsc::channel();
+    let name = host.to_string();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>()),
+        );
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(format!("cannot resolve {host}: {e}")),
+        Err(_) => Err(format!(
+            "resolving {host} took longer than {}ms",
+            timeout.as_millis()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_and_closed_ports() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(
+            check("127.0.0.1", port, Duration::from_secs(1)).0,
+            Health::Up
+        );
+        drop(listener);
+        let (health, message) = check("127.0.0.1", port, Duration::from_secs(1));
+        assert_eq!(health, Health::Down);
+        assert!(message.contains("refused"), "{message}");
+    }
+}

@@ -1,0 +1,118 @@
+//! Steps: the links of a pool's failover chain. Each step type can check that it would work
+//! (`check`), make sure it can run now without changing anything (`preflight`), and do its
+//! part of the failover (`promote`).
+
+mod exec;
+mod plugin;
+
+use std::time::Duration;
+
+use crate::config::{Pool, Step, StepKind};
+use crate::report::Status;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Preflight,
+    Promote,
+    Check,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Preflight => "preflight",
+            Action::Promote => "promote",
+            Action::Check => "check",
+        }
+    }
+}
+
+/// What a step acts on: the pool, and which server is being left and which is taking over.
+/// For `check` and `preflight` these describe the failover that would happen next.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub pool: &'a Pool,
+    pub step: &'a Step,
+    pub old_primary: &'a str,
+    pub new_primary: &'a str,
+    pub dry_run: bool,
+}
+
+/// The result of one action on one host.
+#[derive(Debug, Clone)]
+pub struct HostResult {
+    pub host: String,
+    pub status: Status,
+    pub message: String,
+    pub output: String,
+    pub duration: Duration,
+}
+
+/// One step type. Implementations are chosen by a `match` on the configured type.
+pub trait Protocol {
+    fn preflight(&self, ctx: &Context) -> Vec<HostResult>;
+    fn promote(&self, ctx: &Context) -> Vec<HostResult>;
+    fn check(&self, ctx: &Context) -> Vec<HostResult>;
+    /// Each host and the exact command `promote` would run there, for `--dry-run`.
+    fn plan(&self, ctx: &Context) -> Vec<(String, String)>;
+}
+
+pub fn protocol(step: &Step) -> Box<dyn Protocol + '_> {
+    match &step.kind {
+        StepKind::Plugin { program, options } => Box::new(plugin::Plugin { program, options }),
+        StepKind::Exec {
+            hosts,
+            test_command,
+            exec_command,
+            shell,
+        } => Box::new(exec::Exec {
+            hosts,
+            test_command: test_command.as_deref(),
+            exec_command,
+            shell: *shell,
+        }),
+    }
+}
+
+pub fn run(action: Action, ctx: &Context) -> Vec<HostResult> {
+    let p = protocol(ctx.step);
+    match action {
+        Action::Preflight => p.preflight(ctx),
+        Action::Promote => p.promote(ctx),
+        Action::Check => p.check(ctx),
+    }
+}
+
+/// The worst status among a step's host results (no results at all is a failure).
+pub fn worst(results: &[HostResult]) -> Status {
+    results
+        .iter()
+        .map(|r| r.status)
+        .max()
+        .unwrap_or(Status::Critical)
+}
+
+/// Turns a finished command into a host result: exit 0 is OK, exit 1 is a warning where
+/// `warning_allowed` (readiness checks), anything else is a failure.
+fn host_result(host: &str, out: &crate::remote::Output, warning_allowed: bool) -> HostResult {
+    use crate::remote::Exit;
+    let status = match out.exit {
+        Exit::Code(0) => Status::Ok,
+        Exit::Code(1) if warning_allowed => Status::Warning,
+        _ => Status::Critical,
+    };
+    let first = crate::text::first_line(&out.stdout);
+    let message = match (status, first.is_empty()) {
+        (Status::Ok, false) => first,
+        (Status::Ok, true) => "done".to_string(),
+        (_, false) => format!("{first} ({})", out.describe_exit()),
+        (_, true) => out.describe_exit(),
+    };
+    HostResult {
+        host: host.to_string(),
+        status,
+        message,
+        output: out.combined(),
+        duration: out.duration,
+    }
+}

@@ -1,0 +1,253 @@
+//! Running commands: every child gets its own process group, a deadline, and capped output
+//! capture. On timeout the whole group is killed, so nothing a step started survives it.
+
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How much of each output stream is kept; the rest is read and dropped.
+pub const OUTPUT_CAP: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    TimedOut,
+    /// The program could not be started at all.
+    NotStarted(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub exit: Exit,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+impl Output {
+    /// A one-line description of how the program ended, for reports.
+    pub fn describe_exit(&self) -> String {
+        match &self.exit {
+            Exit::Code(c) => format!("exit {c}"),
+            Exit::Signal(s) => format!("killed by signal {s}"),
+            Exit::TimedOut => format!(
+                "timed out after {:.1}s and was killed",
+                self.duration.as_secs_f64()
+            ),
+            Exit::NotStarted(e) => format!("could not start: {e}"),
+        }
+    }
+
+    /// stdout and stderr together, for history.
+    pub fn combined(&self) -> String {
+        match (self.stdout.is_empty(), self.stderr.is_empty()) {
+            (_, true) => self.stdout.clone(),
+            (true, false) => self.stderr.clone(),
+            (false, false) => format!(
+                "{}\n--- stderr ---\n{}",
+                self.stdout.trim_end(),
+                self.stderr
+            ),
+        }
+    }
+}
+
+/// Runs `argv` with extra environment, no stdin, and a hard deadline. Never hangs: after the
+/// main process ends (or is killed) its process group is killed too, and output readers that
+/// are still held open by an escaped grandchild are abandoned after a short grace period.
+pub fn run_local(argv: &[String], env: &[(String, String)], timeout: Duration) -> Output {
+    let started = Instant::now();
+    let Some((program, args)) = argv.split_first() else {
+        return not_started("empty command", started);
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return not_started(&format!("{program}: {e}"), started),
+    };
+    let pgid = child.id() as i32;
+    let (tx, rx) = mpsc::channel();
+    let readers = [
+        spawn_reader(child.stdout.take(), 0, tx.clone()),
+        spawn_reader(child.stderr.take(), 1, tx),
+    ];
+    let deadline = started + timeout;
+    let exit = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                break match (status.code(), status.signal()) {
+                    (Some(c), _) => Exit::Code(c),
+                    (None, Some(s)) => Exit::Signal(s),
+                    (None, None) => Exit::Code(-1),
+                };
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                kill_group(pgid);
+                let _ = child.wait();
+                break Exit::TimedOut;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => {
+                kill_group(pgid);
+                let _ = child.wait();
+                break Exit::NotStarted(format!("waiting for {program}: {e}"));
+            }
+        }
+    };
+    let duration = started.elapsed();
+    // Whatever the step left running in its group goes with it.
+    kill_group(pgid);
+    let mut streams = [String::new(), String::new()];
+    let grace = Instant::now() + Duration::from_millis(500);
+    for _ in readers {
+        let left = grace.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((which, text)) => streams[which] = text,
+            Err(_) => break,
+        }
+    }
+    let [stdout, stderr] = streams;
+    Output {
+        exit,
+        stdout,
+        stderr,
+        duration,
+    }
+}
+
+fn not_started(message: &str, started: Instant) -> Output {
+    Output {
+        exit: Exit::NotStarted(message.to_string()),
+        stdout: String::new(),
+        stderr: String::new(),
+        duration: started.elapsed(),
+    }
+}
+
+fn spawn_reader(
+    stream: Option<impl Read + Send + 'static>,
+    which: usize,
+    tx: mpsc::Sender<(usize, String)>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let mut stream = stream?;
+    Some(std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        let mut dropped = 0usize;
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = OUTPUT_CAP.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                    dropped += n.saturating_sub(room);
+                }
+            }
+        }
+        let mut text = String::from_utf8_lossy(&kept).into_owned();
+        if dropped > 0 {
+            text.push_str(&format!("\n[{dropped} more bytes not kept]"));
+        }
+        let _ = tx.send((which, text));
+    }))
+}
+
+fn kill_group(pgid: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+    // The group id is our own child's pid, which we have not reaped yet or just reaped; a
+    // group that is already gone yields ESRCH, which is fine.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn captures_output_and_code() {
+        let out = run_local(
+            &sh("echo hello; echo oops >&2; exit 3"),
+            &[],
+            Duration::from_secs(5),
+        );
+        assert_eq!(out.exit, Exit::Code(3));
+        assert_eq!(out.stdout, "hello\n");
+        assert_eq!(out.stderr, "oops\n");
+    }
+
+    #[test]
+    fn passes_environment() {
+        let env = vec![("DEADPOOL_POOL".to_string(), "a b".to_string())];
+        let out = run_local(
+            &sh("printf %s \"$DEADPOOL_POOL\""),
+            &env,
+            Duration::from_secs(5),
+        );
+        assert_eq!(out.stdout, "a b");
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        let marker =
+            std::env::temp_dir().join(format!("deadpool-kill-test-{}", std::process::id()));
+        let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
+        let out = run_local(&sh(&script), &[], Duration::from_millis(300));
+        assert_eq!(out.exit, Exit::TimedOut);
+        assert!(out.duration < Duration::from_secs(5));
+        let pid: i32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::fs::remove_file(&marker).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!is_running(pid), "background sleep {pid} survived the timeout");
+    }
+
+    /// Running, as opposed to gone or a zombie waiting for a parent that does not reap.
+    pub fn is_running(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+            Err(_) => false,
+        }
+    }
+
+    #[test]
+    fn output_is_capped() {
+        let out = run_local(
+            &sh("head -c 1000000 /dev/zero | tr '\\0' x"),
+            &[],
+            Duration::from_secs(10),
+        );
+        assert_eq!(out.exit, Exit::Code(0));
+        assert!(out.stdout.len() < OUTPUT_CAP + 100);
+        assert!(out.stdout.contains("more bytes not kept"));
+    }
+
+    #[test]
+    fn missing_program_is_reported() {
+        let out = run_local(&["/nonexistent/x".to_string()], &[], Duration::from_secs(1));
+        assert!(matches!(out.exit, Exit::NotStarted(_)));
+    }
+
+    #[test]
+    fn signal_death_is_reported() {
+        let out = run_local(&sh("kill -9 $$"), &[], Duration::from_secs(5));
+        assert_eq!(out.exit, Exit::Signal(9));
+    }
+}

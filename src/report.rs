@@ -1,0 +1,630 @@
+//! The status tree behind `report`: built from the config and the database alone (no
+//! network), then rendered as a Nagios line, a readable tree, or JSON.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::Role;
+use crate::config::{Config, Pool, format_duration};
+use crate::monitor::Health;
+use crate::state::{PoolRecord, PoolState, State};
+use crate::text::{human_secs, one_line};
+
+/// A Nagios status. Ordered so that the worst of several is their maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Warning,
+    Unknown,
+    Critical,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Unknown => "UNKNOWN",
+            Status::Critical => "CRITICAL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "OK" => Status::Ok,
+            "WARNING" => Status::Warning,
+            "UNKNOWN" => Status::Unknown,
+            "CRITICAL" => Status::Critical,
+            _ => return None,
+        })
+    }
+
+    /// The Nagios plugin exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub status: Status,
+    pub generated_at: i64,
+    pub instance: Instance,
+    pub pools: Vec<PoolReport>,
+    /// Every problem, worst first.
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub status: Status,
+    pub pool: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Instance {
+    pub status: Status,
+    pub config_dir: String,
+    pub state_dir: String,
+    pub last_tick_at: Option<i64>,
+    pub last_tick_age_s: Option<f64>,
+    pub last_tick_duration_s: Option<f64>,
+    pub stale_warning_s: f64,
+    pub stale_critical_s: f64,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolReport {
+    pub name: String,
+    pub status: Status,
+    /// `null` until the first tick has seen the pool.
+    pub state: Option<String>,
+    pub active: String,
+    pub active_address: String,
+    pub standby_address: String,
+    pub failures: u32,
+    pub max_failed_checks: u32,
+    pub reason: String,
+    pub state_since: Option<i64>,
+    pub monitor: MonitorReport,
+    pub steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MonitorReport {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub servers: Vec<ServerReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerReport {
+    pub role: String,
+    pub address: String,
+    pub active: bool,
+    pub status: Status,
+    /// up, degraded, down; `null` when never checked.
+    pub health: Option<String>,
+    pub message: String,
+    pub checked_at: Option<i64>,
+    pub age_s: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepReport {
+    pub index: usize,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: Status,
+    pub hosts: Vec<HostReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub status: Status,
+    pub message: String,
+    pub checked_at: i64,
+    pub age_s: f64,
+}
+
+fn age(now: i64, at: i64) -> f64 {
+    (now - at) as f64 / 1000.0
+}
+
+/// Builds the tree from the database (which may not exist yet).
+pub fn build(
+    config: &Config,
+    state: Option<&State>,
+    only: Option<&str>,
+    now: i64,
+) -> Result<Report> {
+    let mut problems: Vec<Problem> = Vec::new();
+    let tick = match state {
+        Some(s) => s.last_tick()?,
+        None => None,
+    };
+    let warn_s = config.stale_warning.as_secs_f64();
+    let crit_s = config.stale_critical.as_secs_f64();
+    let (instance_status, message) = match tick {
+        None => (
+            Status::Critical,
+            "no tick has run yet; is the deadpool timer enabled?".to_string(),
+        ),
+        Some(t) => {
+            let a = age(now, t.started_at);
+            let msg = format!(
+                "last tick {} ago, took {}",
+                human_secs(a.max(0.0)),
+                human_secs(t.duration_ms as f64 / 1000.0)
+            );
+            if a > crit_s {
+                (
+                    Status::Critical,
+                    format!(
+                        "{msg}; the timer seems stopped (critical after {})",
+                        format_duration(config.stale_critical)
+                    ),
+                )
+            } else if a > warn_s {
+                (
+                    Status::Warning,
+                    format!(
+                        "{msg}; ticks are late (warning after {})",
+                        format_duration(config.stale_warning)
+                    ),
+                )
+            } else {
+                (Status::Ok, msg)
+            }
+        }
+    };
+    if instance_status != Status::Ok {
+        problems.push(Problem {
+            status: instance_status,
+            pool: None,
+            message: message.clone(),
+        });
+    }
+    let instance = Instance {
+        status: instance_status,
+        config_dir: config.dir.display().to_string(),
+        state_dir: config.state_dir.display().to_string(),
+        last_tick_at: tick.map(|t| t.started_at),
+        last_tick_age_s: tick.map(|t| age(now, t.started_at)),
+        last_tick_duration_s: tick.map(|t| t.duration_ms as f64 / 1000.0),
+        stale_warning_s: warn_s,
+        stale_critical_s: crit_s,
+        message,
+    };
+
+    let mut pools = Vec::new();
+    for pool in config
+        .pools
+        .iter()
+        .filter(|p| only.is_none_or(|o| o == p.name))
+    {
+        pools.push(pool_report(config, pool, state, now, &mut problems)?);
+    }
+    problems.sort_by_key(|p| std::cmp::Reverse(p.status));
+    let status = problems
+        .iter()
+        .map(|p| p.status)
+        .max()
+        .unwrap_or(Status::Ok);
+    Ok(Report {
+        status,
+        generated_at: now,
+        instance,
+        pools,
+        problems,
+    })
+}
+
+fn pool_report(
+    config: &Config,
+    pool: &Pool,
+    state: Option<&State>,
+    now: i64,
+    problems: &mut Vec<Problem>,
+) -> Result<PoolReport> {
+    let rec: Option<PoolRecord> = match state {
+        Some(s) => s.pool(&pool.name)?,
+        None => None,
+    };
+    let monitor_rows = match state {
+        Some(s) => s.monitor(&pool.name)?,
+        None => Vec::new(),
+    };
+    let readiness = match state {
+        Some(s) => s.readiness(&pool.name)?,
+        None => Vec::new(),
+    };
+    let mut mine: Vec<Problem> = Vec::new();
+    let mut problem = |status: Status, message: String| {
+        mine.push(Problem {
+            status,
+            pool: Some(pool.name.clone()),
+            message: format!("{}: {message}", pool.name),
+        });
+    };
+    let active = rec.as_ref().map_or(Role::Primary, |r| r.active);
+    let pool_state = rec.as_ref().map(|r| r.state);
+
+    // The pool's own state.
+    match &rec {
+        None => problem(Status::Warning, "not checked by a tick yet".into()),
+        Some(r) => match r.state {
+            PoolState::Armed if r.failures > 0 => problem(
+                Status::Warning,
+                format!(
+                    "active {} ({}) failed {}/{} consecutive checks",
+                    r.active.as_str(),
+                    pool.address(r.active),
+                    r.failures,
+                    pool.max_failed_checks
+                ),
+            ),
+            PoolState::Armed => {}
+            PoolState::FailedOver => problem(
+                Status::Warning,
+                format!(
+                    "{}; run `deadpool reset {}` once it is looked at",
+                    r.reason, pool.name
+                ),
+            ),
+            PoolState::FailingOver => problem(
+                Status::Critical,
+                format!("failover in progress: {}", r.reason),
+            ),
+            PoolState::Blocked => problem(Status::Critical, format!("blocked: {}", r.reason)),
+            PoolState::FailoverFailed | PoolState::Interrupted => problem(
+                Status::Critical,
+                format!(
+                    "{}: {}; fix it by hand, then `deadpool reset {}`",
+                    r.state.as_str(),
+                    r.reason,
+                    pool.name
+                ),
+            ),
+        },
+    }
+
+    // Monitor results.
+    let mut servers = Vec::new();
+    for role in [Role::Primary, Role::Secondary] {
+        let row = monitor_rows.iter().find(|m| m.role == role);
+        let is_active = role == active;
+        let status = match row.map(|r| r.health) {
+            None => Status::Unknown,
+            Some(Health::Up) => Status::Ok,
+            Some(Health::Degraded) => Status::Warning,
+            Some(Health::Down) if is_active => {
+                if pool_state.is_some_and(PoolState::is_locked) {
+                    Status::Critical
+                } else {
+                    Status::Warning
+                }
+            }
+            Some(Health::Down) => Status::Warning,
+        };
+        servers.push(ServerReport {
+            role: role.as_str().to_string(),
+            address: pool.address(role).to_string(),
+            active: is_active,
+            status,
+            health: row.map(|r| r.health.as_str().to_string()),
+            message: row.map(|r| r.message.clone()).unwrap_or_default(),
+            checked_at: row.map(|r| r.checked_at),
+            age_s: row.map(|r| age(now, r.checked_at)),
+        });
+    }
+    let health = |role: Role| {
+        monitor_rows
+            .iter()
+            .find(|m| m.role == role)
+            .map(|m| m.health)
+    };
+    let (active_h, standby_h) = (health(active), health(active.other()));
+    let standby_addr = pool.address(active.other());
+    if active_h == Some(Health::Down) && standby_h == Some(Health::Down) {
+        problem(Status::Critical, "both servers are down".into());
+    } else if standby_h == Some(Health::Down) {
+        let msg = servers
+            .iter()
+            .find(|s| !s.active)
+            .map(|s| s.message.clone())
+            .unwrap_or_default();
+        problem(
+            Status::Warning,
+            format!(
+                "standby {} ({standby_addr}) is down: {msg}",
+                active.other().as_str()
+            ),
+        );
+    }
+    if active_h == Some(Health::Down)
+        && pool_state.is_some_and(PoolState::is_locked)
+        && standby_h != Some(Health::Down)
+    {
+        problem(
+            Status::Critical,
+            format!(
+                "active {} ({}) is down and the pool is locked",
+                active.as_str(),
+                pool.address(active)
+            ),
+        );
+    }
+    for s in servers
+        .iter()
+        .filter(|s| s.health.as_deref() == Some("degraded"))
+    {
+        problem(
+            Status::Warning,
+            format!(
+                "{} ({}) is alive with a problem: {}",
+                s.role, s.address, s.message
+            ),
+        );
+    }
+
+    // Readiness.
+    let mut steps = Vec::new();
+    let stale_after_ms = (config.system_check_interval + config.stale_critical).as_millis() as i64;
+    for (index, step) in pool.steps.iter().enumerate() {
+        let hosts: Vec<HostReport> = readiness
+            .iter()
+            .filter(|r| r.step_index == index)
+            .map(|r| HostReport {
+                host: r.host.clone(),
+                status: r.status,
+                message: r.message.clone(),
+                checked_at: r.checked_at,
+                age_s: age(now, r.checked_at),
+            })
+            .collect();
+        let mut status = hosts
+            .iter()
+            .map(|h| h.status)
+            .max()
+            .unwrap_or(Status::Unknown);
+        if hosts.is_empty() {
+            if rec.is_some() {
+                problem(
+                    Status::Warning,
+                    format!(
+                        "step {} `{}`: readiness not checked yet",
+                        index + 1,
+                        step.name
+                    ),
+                );
+            }
+        } else {
+            for h in hosts.iter().filter(|h| h.status != Status::Ok) {
+                problem(
+                    h.status,
+                    format!(
+                        "step {} `{}` on {}: {} (checked {} ago)",
+                        index + 1,
+                        step.name,
+                        h.host,
+                        h.message,
+                        human_secs(h.age_s.max(0.0))
+                    ),
+                );
+            }
+            let oldest = hosts.iter().map(|h| h.checked_at).min().unwrap_or(now);
+            if now - oldest > stale_after_ms {
+                status = status.max(Status::Warning);
+                problem(
+                    Status::Warning,
+                    format!(
+                        "step {} `{}`: readiness last checked {} ago",
+                        index + 1,
+                        step.name,
+                        human_secs(age(now, oldest))
+                    ),
+                );
+            }
+        }
+        steps.push(StepReport {
+            index: index + 1,
+            name: step.name.clone(),
+            kind: step.type_name().to_string(),
+            status,
+            hosts,
+        });
+    }
+
+    let status = mine.iter().map(|p| p.status).max().unwrap_or(Status::Ok);
+    problems.extend(mine);
+    Ok(PoolReport {
+        name: pool.name.clone(),
+        status,
+        state: pool_state.map(|s| s.as_str().to_string()),
+        active: active.as_str().to_string(),
+        active_address: pool.address(active).to_string(),
+        standby_address: standby_addr.to_string(),
+        failures: rec.as_ref().map_or(0, |r| r.failures),
+        max_failed_checks: pool.max_failed_checks,
+        reason: rec.as_ref().map(|r| r.reason.clone()).unwrap_or_default(),
+        state_since: rec.as_ref().map(|r| r.state_since),
+        monitor: MonitorReport {
+            kind: pool.monitor.kind.type_name().to_string(),
+            servers,
+        },
+        steps,
+    })
+}
+
+/// `DEADPOOL <STATUS> - <summary>[; <problem>]... | <perfdata>`, then one line per problem.
+pub fn nagios(report: &Report) -> String {
+    let summary = if report.pools.is_empty() {
+        "no pools configured".to_string()
+    } else {
+        let pools: Vec<String> = report
+            .pools
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} on {}",
+                    p.name,
+                    p.state.as_deref().unwrap_or("unchecked"),
+                    p.active
+                )
+            })
+            .collect();
+        pools.join(", ")
+    };
+    let mut first = format!(
+        "DEADPOOL {} - {}",
+        report.status.as_str(),
+        one_line(&summary)
+    );
+    for p in &report.problems {
+        first.push_str("; ");
+        first.push_str(&one_line(&p.message));
+    }
+    let i = &report.instance;
+    let tick_age = i
+        .last_tick_age_s
+        .map_or("U".to_string(), |a| format!("{:.3}s", a.max(0.0)));
+    let tick_duration = i
+        .last_tick_duration_s
+        .map_or("U".to_string(), |d| format!("{d:.3}s"));
+    let mut perf = format!(
+        "tick_age={tick_age};{};{};0 tick_duration={tick_duration};;;0",
+        i.stale_warning_s, i.stale_critical_s
+    );
+    for p in &report.pools {
+        let name: String = p.name.chars().filter(|c| *c != '\'' && *c != '=').collect();
+        let _ = write!(
+            perf,
+            " '{name}_failures'={};;{};0",
+            p.failures, p.max_failed_checks
+        );
+    }
+    let mut out = format!("{first} | {perf}\n");
+    for p in &report.problems {
+        let _ = writeln!(out, "{}: {}", p.status.as_str(), one_line(&p.message));
+    }
+    out
+}
+
+/// The readable tree: instance, then each pool with its monitor and steps; problems first.
+pub fn full(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "DEADPOOL {}", report.status.as_str());
+    if !report.problems.is_empty() {
+        let _ = writeln!(out, "problems:");
+        for p in &report.problems {
+            let _ = writeln!(out, "  ! {:<8} {}", p.status.as_str(), p.message);
+        }
+    }
+    let i = &report.instance;
+    let _ = writeln!(out, "instance {} (state {})", i.config_dir, i.state_dir);
+    let _ = writeln!(
+        out,
+        "  {} {:<8} {}",
+        mark(i.status),
+        i.status.as_str(),
+        i.message
+    );
+    for p in &report.pools {
+        let _ = writeln!(out, "pool {}", p.name);
+        let state = p.state.as_deref().unwrap_or("not checked yet");
+        let _ = writeln!(
+            out,
+            "  {} {:<8} {state}, active {} ({}), {}/{} failures{}",
+            mark(p.status),
+            p.status.as_str(),
+            p.active,
+            p.active_address,
+            p.failures,
+            p.max_failed_checks,
+            if p.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" - {}", p.reason)
+            }
+        );
+        let _ = writeln!(out, "  monitor {}", p.monitor.kind);
+        for s in &p.monitor.servers {
+            let checked = s.age_s.map_or("never checked".to_string(), |a| {
+                format!("checked {} ago", human_secs(a.max(0.0)))
+            });
+            let _ = writeln!(
+                out,
+                "    {} {:<8} {:<9} {:<16} {:<8} {}{} ({checked})",
+                mark(s.status),
+                s.status.as_str(),
+                s.role,
+                s.address,
+                s.health.as_deref().unwrap_or("-"),
+                if s.active { "[active] " } else { "" },
+                s.message
+            );
+        }
+        if p.steps.is_empty() {
+            let _ = writeln!(out, "  steps: none configured");
+        } else {
+            let _ = writeln!(out, "  steps (readiness)");
+        }
+        for st in &p.steps {
+            let _ = writeln!(
+                out,
+                "    {} {:<8} {}. {} ({})",
+                mark(st.status),
+                st.status.as_str(),
+                st.index,
+                st.name,
+                st.kind
+            );
+            if st.hosts.is_empty() {
+                let _ = writeln!(out, "        never checked");
+            }
+            for h in &st.hosts {
+                let _ = writeln!(
+                    out,
+                    "      {} {:<8} {:<12} {} (checked {} ago)",
+                    mark(h.status),
+                    h.status.as_str(),
+                    h.host,
+                    h.message,
+                    human_secs(h.age_s.max(0.0))
+                );
+            }
+        }
+    }
+    out
+}
+
+fn mark(status: Status) -> char {
+    if status == Status::Ok { ' ' } else { '!' }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worst_status_is_the_maximum() {
+        assert!(Status::Critical > Status::Unknown);
+        assert!(Status::Unknown > Status::Warning);
+        assert!(Status::Warning > Status::Ok);
+        assert_eq!(Status::Critical.exit_code(), 2);
+        assert_eq!(Status::Unknown.exit_code(), 3);
+    }
+}

@@ -1,0 +1,683 @@
+//! The state store: one SQLite database (WAL) per instance, its versioned schema, the
+//! instance lock, and every pool state transition.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, bail};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::cli::Role;
+use crate::monitor::Health;
+use crate::report::Status;
+
+/// The schema this build writes. A database with a higher number was written by a newer
+/// deadpool and is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE pools (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    active TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    last_check_at INTEGER,
+    last_system_check_at INTEGER,
+    state_since INTEGER NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE monitor_results (
+    pool TEXT NOT NULL,
+    role TEXT NOT NULL,
+    health TEXT NOT NULL,
+    message TEXT NOT NULL,
+    checked_at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    PRIMARY KEY (pool, role)
+);
+CREATE TABLE readiness (
+    pool TEXT NOT NULL,
+    step_index INTEGER NOT NULL,
+    step_name TEXT NOT NULL,
+    host TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    checked_at INTEGER NOT NULL,
+    PRIMARY KEY (pool, step_index, host)
+);
+CREATE TABLE ticks (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    started_at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL
+);
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    pool TEXT,
+    event TEXT NOT NULL,
+    actor TEXT NOT NULL DEFAULT '',
+    step TEXT NOT NULL DEFAULT '',
+    host TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    output TEXT NOT NULL DEFAULT '',
+    duration_ms INTEGER
+);
+CREATE INDEX history_at ON history (at);
+CREATE INDEX history_pool ON history (pool, id);
+";
+
+/// Longest a history entry's captured output may be.
+const HISTORY_OUTPUT_CAP: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolState {
+    Armed,
+    Blocked,
+    FailingOver,
+    FailedOver,
+    FailoverFailed,
+    Interrupted,
+}
+
+impl PoolState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolState::Armed => "armed",
+            PoolState::Blocked => "blocked",
+            PoolState::FailingOver => "failing_over",
+            PoolState::FailedOver => "failed_over",
+            PoolState::FailoverFailed => "failover_failed",
+            PoolState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PoolState> {
+        Some(match s {
+            "armed" => PoolState::Armed,
+            "blocked" => PoolState::Blocked,
+            "failing_over" => PoolState::FailingOver,
+            "failed_over" => PoolState::FailedOver,
+            "failover_failed" => PoolState::FailoverFailed,
+            "interrupted" => PoolState::Interrupted,
+            _ => return None,
+        })
+    }
+
+    /// Locked pools never run their chain until a person resets them.
+    pub fn is_locked(self) -> bool {
+        matches!(
+            self,
+            PoolState::FailedOver | PoolState::FailoverFailed | PoolState::Interrupted
+        )
+    }
+}
+
+/// One pool's row.
+#[derive(Debug, Clone)]
+pub struct PoolRecord {
+    pub name: String,
+    pub state: PoolState,
+    pub active: Role,
+    pub failures: u32,
+    pub last_check_at: Option<i64>,
+    pub last_system_check_at: Option<i64>,
+    pub state_since: i64,
+    pub reason: String,
+}
+
+impl PoolRecord {
+    /// A pool seen for the first time: armed, primary active.
+    pub fn new(name: &str, now: i64) -> PoolRecord {
+        PoolRecord {
+            name: name.to_string(),
+            state: PoolState::Armed,
+            active: Role::Primary,
+            failures: 0,
+            last_check_at: None,
+            last_system_check_at: None,
+            state_since: now,
+            reason: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MonitorRow {
+    pub role: Role,
+    pub health: Health,
+    pub message: String,
+    pub checked_at: i64,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadinessRow {
+    pub step_index: usize,
+    pub step_name: String,
+    pub host: String,
+    pub status: Status,
+    pub message: String,
+    pub checked_at: i64,
+}
+
+/// One history entry. Empty strings mean "not applicable".
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub at: i64,
+    pub pool: Option<String>,
+    pub event: String,
+    pub actor: String,
+    pub step: String,
+    pub host: String,
+    pub status: String,
+    pub message: String,
+    pub output: String,
+    pub duration_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TickRecord {
+    pub started_at: i64,
+    pub duration_ms: i64,
+}
+
+/// Milliseconds since the Unix epoch: what every timestamp in the database is.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The instance lock: held for the whole run of a command that may change state. It lives
+/// on its own file so that the database is never locked by anything but SQLite.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    /// Takes the lock, waiting up to `wait`. `Ok(None)` means another process holds it.
+    pub fn acquire(state_dir: &Path, wait: Duration) -> Result<Option<Lock>> {
+        ensure_dir(state_dir)?;
+        let path = state_dir.join("deadpool.lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open the instance lock {}", path.display()))?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            }
+        }
+        // The pid is only for people reading the file; the lock itself is the flock.
+        let _ = file.set_len(0);
+        let _ = writeln!(file, "{}", std::process::id());
+        Ok(Some(Lock { _file: file }))
+    }
+
+    /// The pid written by whoever holds the lock now, for messages.
+    pub fn holder(state_dir: &Path) -> String {
+        std::fs::read_to_string(state_dir.join("deadpool.lock"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .map_or_else(
+                || "another deadpool process".to_string(),
+                |pid| format!("pid {pid}"),
+            )
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the state dir {}", dir.display()))
+}
+
+/// The database, shared by the threads of one run.
+#[derive(Debug)]
+pub struct State {
+    conn: Mutex<Connection>,
+    pub path: PathBuf,
+}
+
+impl State {
+    /// Opens (creating if needed) the database for writing. Call with the lock held.
+    pub fn open(state_dir: &Path) -> Result<State> {
+        ensure_dir(state_dir)?;
+        let path = state_dir.join("deadpool.db");
+        if !path.exists() {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create the database {}", path.display()))?;
+        }
+        let conn = Connection::open(&path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        configure(&conn, &path)?;
+        migrate(&conn, &path)?;
+        Ok(State {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// Opens the database read-only, for reports and dry runs. `Ok(None)`: no database yet.
+    pub fn open_read_only(state_dir: &Path) -> Result<Option<State>> {
+        let path = state_dir.join("deadpool.db");
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read the database {}", path.display()));
+            }
+            Ok(_) => {}
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(2))?;
+        let version = schema_version(&conn, &path)?;
+        if version == 0 {
+            return Ok(None);
+        }
+        check_version(version, &path)?;
+        Ok(Some(State {
+            conn: Mutex::new(conn),
+            path,
+        }))
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn pool(&self, name: &str) -> Result<Option<PoolRecord>> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT name, state, active, failures, last_check_at, last_system_check_at, state_since, reason
+             FROM pools WHERE name = ?1",
+            [name],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, Option<i64>>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, String>(7)?,
+                ))
+            },
+        )
+        .optional()?
+        .map(|(name, state, active, failures, last_check_at, last_system_check_at, state_since, reason)| {
+            let bad = |what: &str, value: &str| {
+                anyhow::anyhow!(
+                    "{}: pool `{name}` has {what} `{value}`, which this build does not know; was it written by a newer deadpool?",
+                    self.path.display()
+                )
+            };
+            Ok(PoolRecord {
+                state: PoolState::parse(&state).ok_or_else(|| bad("state", &state))?,
+                active: Role::parse(&active).ok_or_else(|| bad("active server", &active))?,
+                failures: u32::try_from(failures).map_err(|_| bad("failure count", &failures.to_string()))?,
+                name,
+                last_check_at,
+                last_system_check_at,
+                state_since,
+                reason,
+            })
+        })
+        .transpose()
+    }
+
+    /// Writes a pool's row and, in the same immediate transaction, its history events.
+    pub fn save_pool(&self, rec: &PoolRecord, events: &[Event]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO pools (name, state, active, failures, last_check_at, last_system_check_at, state_since, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(name) DO UPDATE SET state = ?2, active = ?3, failures = ?4, last_check_at = ?5,
+               last_system_check_at = ?6, state_since = ?7, reason = ?8",
+            params![
+                rec.name,
+                rec.state.as_str(),
+                rec.active.as_str(),
+                rec.failures,
+                rec.last_check_at,
+                rec.last_system_check_at,
+                rec.state_since,
+                rec.reason
+            ],
+        )?;
+        for event in events {
+            insert_event(&tx, event)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn add_events(&self, events: &[Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for event in events {
+            insert_event(&tx, event)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn save_monitor(&self, pool: &str, rows: &[MonitorRow]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for row in rows {
+            tx.execute(
+                "INSERT OR REPLACE INTO monitor_results (pool, role, health, message, checked_at, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![pool, row.role.as_str(), row.health.as_str(), row.message, row.checked_at, row.duration_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn monitor(&self, pool: &str) -> Result<Vec<MonitorRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT role, health, message, checked_at, duration_ms FROM monitor_results WHERE pool = ?1 ORDER BY role",
+        )?;
+        let rows = stmt.query_map([pool], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (role, health, message, checked_at, duration_ms) = row?;
+            let (Some(role), Some(health)) = (Role::parse(&role), Health::parse(&health)) else {
+                bail!(
+                    "{}: unknown monitor row `{role}`/`{health}`; was it written by a newer deadpool?",
+                    self.path.display()
+                );
+            };
+            out.push(MonitorRow {
+                role,
+                health,
+                message,
+                checked_at,
+                duration_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Replaces a pool's readiness results and returns the previous ones (for change events).
+    pub fn save_readiness(&self, pool: &str, rows: &[ReadinessRow]) -> Result<Vec<ReadinessRow>> {
+        let previous = self.readiness(pool)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM readiness WHERE pool = ?1", [pool])?;
+        for row in rows {
+            tx.execute(
+                "INSERT OR REPLACE INTO readiness (pool, step_index, step_name, host, status, message, checked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![pool, row.step_index as i64, row.step_name, row.host, row.status.as_str(), row.message, row.checked_at],
+            )?;
+        }
+        tx.commit()?;
+        Ok(previous)
+    }
+
+    pub fn readiness(&self, pool: &str) -> Result<Vec<ReadinessRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT step_index, step_name, host, status, message, checked_at FROM readiness
+             WHERE pool = ?1 ORDER BY step_index, host",
+        )?;
+        let rows = stmt.query_map([pool], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (step_index, step_name, host, status, message, checked_at) = row?;
+            let Some(status) = Status::parse(&status) else {
+                bail!(
+                    "{}: unknown readiness status `{status}`; was it written by a newer deadpool?",
+                    self.path.display()
+                );
+            };
+            out.push(ReadinessRow {
+                step_index: step_index as usize,
+                step_name,
+                host,
+                status,
+                message,
+                checked_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records a finished tick and prunes history older than `retention`.
+    pub fn record_tick(
+        &self,
+        started_at: i64,
+        duration: Duration,
+        retention: Duration,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO ticks (id, started_at, duration_ms) VALUES (1, ?1, ?2)",
+            params![started_at, duration.as_millis() as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM history WHERE at < ?1",
+            [started_at - retention.as_millis() as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn last_tick(&self) -> Result<Option<TickRecord>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT started_at, duration_ms FROM ticks WHERE id = 1",
+                [],
+                |r| {
+                    Ok(TickRecord {
+                        started_at: r.get(0)?,
+                        duration_ms: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The newest `limit` events (optionally of one pool), oldest first.
+    pub fn history(&self, pool: Option<&str>, limit: u32) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, at, pool, event, actor, step, host, status, message, output, duration_ms FROM history
+             WHERE ?1 IS NULL OR pool = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![pool, limit], |r| {
+            Ok(Event {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                pool: r.get(2)?,
+                event: r.get(3)?,
+                actor: r.get(4)?,
+                step: r.get(5)?,
+                host: r.get(6)?,
+                status: r.get(7)?,
+                message: r.get(8)?,
+                output: r.get(9)?,
+                duration_ms: r.get(10)?,
+            })
+        })?;
+        let mut events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+}
+
+fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<usize> {
+    let output = crate::text::truncate(&e.output, HISTORY_OUTPUT_CAP);
+    conn.execute(
+        "INSERT INTO history (at, pool, event, actor, step, host, status, message, output, duration_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![e.at, e.pool, e.event, e.actor, e.step, e.host, e.status, e.message, output, e.duration_ms],
+    )
+}
+
+fn configure(conn: &Connection, path: &Path) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .with_context(|| {
+            format!(
+                "{}: cannot switch to WAL; is it a deadpool database?",
+                path.display()
+            )
+        })?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!(
+            "{}: could not switch the database to WAL mode (got {mode})",
+            path.display()
+        );
+    }
+    // FULL: a state transition that returned is on disk, even across power loss. A tick
+    // writes a handful of small transactions, so the cost is a few fsyncs per tick.
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(())
+}
+
+fn schema_version(conn: &Connection, path: &Path) -> Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .with_context(|| {
+            format!(
+                "{}: cannot read the database; is it a deadpool database, or damaged?",
+                path.display()
+            )
+        })
+}
+
+fn check_version(version: i64, path: &Path) -> Result<()> {
+    if version > SCHEMA_VERSION {
+        bail!(
+            "{}: the database has schema version {version}, written by a newer deadpool (this build knows up to {SCHEMA_VERSION}); run the newer deadpool, or move the database aside",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`], one version at a time, each in a transaction.
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let version = schema_version(conn, path)?;
+    check_version(version, path)?;
+    if version < 1 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+        ))
+        .with_context(|| format!("{}: cannot create the schema", path.display()))?;
+    }
+    // Later versions add `if version < 2 { ... }` here.
+    let file_mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if file_mode & 0o077 != 0 {
+        crate::warn!(
+            "{} is readable by others (mode {file_mode:o}); run `chmod 600` on it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_a_pool_and_refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let mut rec = PoolRecord::new("db", 1000);
+        rec.failures = 2;
+        rec.state = PoolState::Blocked;
+        state.save_pool(&rec, &[]).unwrap();
+        let back = state.pool("db").unwrap().unwrap();
+        assert_eq!(back.failures, 2);
+        assert_eq!(back.state, PoolState::Blocked);
+        let mode = std::fs::metadata(dir.path().join("deadpool.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(state);
+
+        let conn = Connection::open(dir.path().join("deadpool.db")).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(conn);
+        let err = State::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("newer deadpool"), "{err}");
+        let err = State::open_read_only(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("newer deadpool"), "{err}");
+    }
+
+    #[test]
+    fn lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Lock::acquire(dir.path(), Duration::ZERO).unwrap();
+        assert!(first.is_some());
+        let second = Lock::acquire(dir.path(), Duration::from_millis(100)).unwrap();
+        assert!(second.is_none());
+        drop(first);
+        assert!(Lock::acquire(dir.path(), Duration::ZERO).unwrap().is_some());
+    }
+}

@@ -1,0 +1,838 @@
+#!/usr/bin/env bash
+# lab.sh - a one-machine test lab for deadpool's integration tests.
+#
+# Builds four "hosts" as network namespaces on a private bridge:
+#
+#   db1  10.213.0.11  MariaDB primary, Redis primary, sshd
+#   db2  10.213.0.12  MariaDB replica of db1, Redis replica of db1, sshd
+#   app1 10.213.0.21  sshd (a client host whose /etc/hosts deadpool rewrites)
+#   app2 10.213.0.22  sshd
+#
+# and offers fault helpers (kill, hang, SIGSTOP...) so tests can break them.
+# Every file the lab uses lives under LAB_DIR (default /tmp/deadpool-lab);
+# `down` removes everything, whatever state the lab was left in.
+# Lab names are machine-wide: run one lab at a time. Needs root.
+#
+# Usage: lab.sh install|up|down|status|env
+#        lab.sh kill|start|stop|cont HOST mysql|redis|sshd
+#        lab.sh hang|unhang HOST
+#        lab.sh sql HOST "SQL"
+#        lab.sh redis HOST ARGS...
+#        lab.sh ssh HOST [COMMAND...]
+
+set -euo pipefail
+
+LAB_DIR=${LAB_DIR:-/tmp/deadpool-lab}
+LAB_TIMEOUT=${LAB_TIMEOUT:-30}     # seconds allowed for each wait in `up`/`start`
+
+BRIDGE=dpbr0
+BRIDGE_CIDR=10.213.0.1/24
+PREFIX_LEN=24
+HOSTS=(db1 db2 app1 app2)
+DB_HOSTS=(db1 db2)
+declare -A IP=([db1]=10.213.0.11 [db2]=10.213.0.12 [app1]=10.213.0.21 [app2]=10.213.0.22)
+PRIMARY=db1
+REPLICA=db2
+MYSQL_PORT=3306
+REDIS_PORT=6379
+SSH_PORT=22
+
+MONITOR_USER=deadpool
+ADMIN_USER=dpadmin
+WRITER_USER=writer
+REPL_USER=repl
+APP_DB=app
+# What dpadmin needs on MariaDB 10.11 to promote a replica: READ_ONLY ADMIN is
+# no longer part of SUPER, and SHOW SLAVE STATUS needs SLAVE MONITOR.
+ADMIN_GRANTS="SUPER, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, BINLOG ADMIN, BINLOG MONITOR, SLAVE MONITOR, REPLICATION CLIENT, REPLICATION SLAVE, RELOAD, PROCESS, CONNECTION ADMIN"
+MONITOR_GRANTS="REPLICATION CLIENT, SLAVE MONITOR"
+
+# check_mysql is in monitoring-plugins-standard, not -basic.
+PACKAGES=(mariadb-server openssh-server iproute2 iputils-arping iptables
+          monitoring-plugins-basic monitoring-plugins-standard redis-server)
+
+MARKER=$LAB_DIR/.deadpool-lab      # proves LAB_DIR is ours before `down` deletes it
+SECRETS=$LAB_DIR/secrets
+SSH_DIR=$LAB_DIR/ssh
+SSH_KEY=$SSH_DIR/id_ed25519
+KNOWN_HOSTS=$SSH_DIR/known_hosts
+MYSQL_TEMPLATE=$LAB_DIR/mysql-template
+# Host keys are always checked against the lab's own known_hosts; curve25519
+# makes each login noticeably faster than the default key exchange.
+SSH_OPTS=(-i "$SSH_KEY" -F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes
+          -o UserKnownHostsFile="$KNOWN_HOSTS" -o GlobalKnownHostsFile=/dev/null
+          -o StrictHostKeyChecking=yes -o ConnectTimeout=3 -o LogLevel=ERROR
+          -o KexAlgorithms=curve25519-sha256)
+
+# ---------------------------------------------------------------- helpers
+
+log() { printf 'lab: %s\n' "$*" >&2; }
+die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    cat >&2 <<EOF
+usage: lab.sh install              install the Debian packages the lab needs
+       lab.sh up                   build the lab, or repair it (idempotent)
+       lab.sh down                 remove everything the lab made
+       lab.sh status               one line per host and service
+       lab.sh env                  shell export lines describing the lab
+       lab.sh kill|start HOST SVC  kill -9 / start again a service (mysql|redis|sshd)
+       lab.sh stop|cont HOST SVC   SIGSTOP / SIGCONT a service
+       lab.sh hang|unhang HOST     drop / restore all traffic on the host's eth0
+       lab.sh sql HOST "SQL"       run SQL as root over the unix socket
+       lab.sh redis HOST ARGS...   redis-cli on the host, authenticated
+       lab.sh ssh HOST [CMD...]    ssh to the host as root with the lab key
+hosts: ${HOSTS[*]}
+EOF
+    exit 2
+}
+
+need_root() { [[ $EUID -eq 0 ]] || die "must run as root"; }
+
+ns_of() { printf 'dp-%s' "$1"; }
+host_dir() { printf '%s/%s' "$LAB_DIR" "$1"; }
+
+is_host() { [[ -n ${IP[$1]:-} ]]; }
+is_db_host() { [[ $1 == db1 || $1 == db2 ]]; }
+
+check_host() { is_host "${1:-}" || die "unknown host '${1:-}' (expected one of: ${HOSTS[*]})"; }
+
+# Which services run where.
+host_services() {
+    if is_db_host "$1"; then echo "mysql redis sshd"; else echo "sshd"; fi
+}
+
+check_service() {
+    local host=$1 svc=${2:-}
+    [[ " $(host_services "$host") " == *" $svc "* ]] \
+        || die "no service '$svc' on $host (has: $(host_services "$host"))"
+}
+
+# Process name (comm) of each service's daemon.
+svc_comm() {
+    case $1 in
+        mysql) echo mariadbd ;;
+        redis) echo redis-server ;;
+        sshd)  echo sshd ;;
+    esac
+}
+
+ns_exists() { [[ -e /run/netns/$(ns_of "$1") ]]; }
+
+# Pids of a service's processes, found by name among the processes of the
+# host's namespace: this needs no pid file, so it also works on a half-built
+# or crashed lab, and can never match a daemon outside the lab.
+svc_pids() {
+    local host=$1 comm pid
+    comm=$(svc_comm "$2")
+    ns_exists "$host" || return 0
+    for pid in $(ip netns pids "$(ns_of "$host")" 2>/dev/null); do
+        if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]]; then
+            echo "$pid"
+        fi
+    done
+}
+
+svc_running() { [[ -n $(svc_pids "$1" "$2") ]]; }
+svc_gone() { ! svc_running "$1" "$2"; }
+
+# "T" in /proc/PID/stat means stopped by a signal.
+pid_stopped() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} == T ]]
+}
+
+# wait_until SECONDS WHAT COMMAND...: polls COMMAND until it succeeds.
+wait_until() {
+    local limit=$1 what=$2 deadline
+    shift 2
+    deadline=$((SECONDS + limit))
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || { log "timed out after ${limit}s waiting for $what"; return 1; }
+        sleep 0.1
+    done
+}
+
+# Runs a command inside a host: own network namespace (and so own
+# /etc/hosts), own hostname, detached from our session, and with all three
+# standard streams on a log file so that nobody's pipes are held open.
+start_in_host() {
+    local host=$1 out=$2
+    shift 2
+    setsid ip netns exec "$(ns_of "$host")" \
+        unshare --uts sh -c 'hostname "$0" && exec "$@"' "$host" "$@" \
+        </dev/null >>"$out" 2>&1 &
+}
+
+random_password() { head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9'; }
+
+secret() { cat "$SECRETS/$1"; }
+
+# Writes a file readable by root only; umask makes it private from the start.
+write_private() {
+    (umask 077 && cat >"$1")
+}
+
+elapsed_since() { awk -v t0="$1" -v t1="$EPOCHREALTIME" 'BEGIN { printf "%.1f", t1 - t0 }'; }
+
+# ---------------------------------------------------------------- install
+
+missing_packages() {
+    local p
+    for p in "${PACKAGES[@]}"; do
+        if [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) != installed ]]; then
+            echo "$p"
+        fi
+    done
+}
+
+# Daemons running outside any lab namespace (the host's own).
+system_daemon_pids() {
+    local pid root_net
+    root_net=$(readlink /proc/1/ns/net)
+    for pid in /proc/[0-9]*; do
+        pid=${pid#/proc/}
+        case $(cat "/proc/$pid/comm" 2>/dev/null) in
+            mariadbd|mysqld|mysqld_safe|mariadbd-safe|redis-server|sshd)
+                if [[ $(readlink "/proc/$pid/ns/net" 2>/dev/null) == "$root_net" ]]; then
+                    echo "$pid"
+                fi ;;
+        esac
+    done
+}
+
+cmd_install() {
+    need_root
+    local missing before pid policy_added=0
+    missing=$(missing_packages)
+    if [[ -z $missing ]]; then
+        log "packages already installed"
+        return 0
+    fi
+    log "installing: $(echo $missing)"
+    before=" $(echo $(system_daemon_pids)) "
+    # Tell the packages' scripts not to start their daemons (exit 101 = "not
+    # allowed"); the lab starts its own copies in the namespaces.
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_added=1
+    fi
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends)
+    # Only refresh the package lists when the install cannot work without it.
+    if ! "${apt[@]}" $missing; then
+        log "install failed; running apt-get update and retrying"
+        apt-get update
+        "${apt[@]}" $missing
+    fi
+    if ((policy_added)); then rm -f /usr/sbin/policy-rc.d; fi
+    # Stop whatever the packages started anyway (on systemd, or without
+    # policy-rc.d support); daemons that were running before stay untouched.
+    for pid in $(system_daemon_pids); do
+        if [[ $before != *" $pid "* ]]; then
+            log "stopping $(cat "/proc/$pid/comm" 2>/dev/null) ($pid) started by the packages"
+            kill "$pid" 2>/dev/null || true
+        fi
+    done
+    [[ -z $(missing_packages) ]] || die "packages still missing: $(echo $(missing_packages))"
+}
+
+# ---------------------------------------------------------------- network
+
+net_up() {
+    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+        ip link add "$BRIDGE" type bridge
+    fi
+    if ! ip -br addr show dev "$BRIDGE" | grep -qF " ${BRIDGE_CIDR%/*}/"; then
+        ip addr add "$BRIDGE_CIDR" dev "$BRIDGE"
+    fi
+    ip link set "$BRIDGE" up
+    local host
+    for host in "${HOSTS[@]}"; do host_net_up "$host"; done
+    # Bridged frames cross the FORWARD chain when br_netfilter is loaded,
+    # where the policy may be DROP (e.g. on Docker hosts).
+    if command -v iptables >/dev/null && ! iptables -w -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null; then
+        iptables -w -I FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
+    fi
+}
+
+# One namespace with a veth pair: "dpv-HOST" on the bridge, "eth0" inside.
+# No default route, so nothing can leave the lab subnet.
+host_net_up() {
+    local host=$1 ns veth
+    ns=$(ns_of "$host")
+    veth=dpv-$host
+    ns_exists "$host" || ip netns add "$ns"
+    if ! ip link show "$veth" >/dev/null 2>&1; then
+        ip -n "$ns" link del eth0 2>/dev/null || true
+        ip link add "$veth" type veth peer name eth0 netns "$ns"
+    fi
+    ip link set "$veth" master "$BRIDGE" up
+    ip -n "$ns" link set lo up
+    if ! ip -n "$ns" -br addr show dev eth0 | grep -qF " ${IP[$host]}/"; then
+        ip -n "$ns" addr add "${IP[$host]}/$PREFIX_LEN" dev eth0
+    fi
+    ip -n "$ns" link set eth0 up
+}
+
+# `ip netns exec` bind-mounts /etc/netns/NS/hosts over /etc/hosts. Only
+# created when missing: tests edit these files (in place) and `up` keeps that.
+write_hosts_files() {
+    local host h file
+    for host in "${HOSTS[@]}"; do
+        file=/etc/netns/$(ns_of "$host")/hosts
+        [[ -s $file ]] && continue
+        mkdir -p "${file%/*}"
+        {
+            printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
+            for h in "${HOSTS[@]}"; do printf '%s\t%s\n' "${IP[$h]}" "$h"; done
+        } >"$file"
+    done
+}
+
+# ---------------------------------------------------------------- files
+
+make_lab_dir() {
+    if [[ -d $LAB_DIR && ! -e $MARKER ]]; then
+        [[ -z $(ls -A "$LAB_DIR") ]] || die "$LAB_DIR exists and is not a lab directory"
+    fi
+    mkdir -p "$LAB_DIR"
+    chmod 755 "$LAB_DIR"          # mysql and redis users must reach their dirs
+    touch "$MARKER"
+}
+
+make_secrets() {
+    mkdir -p "$SECRETS"
+    chmod 700 "$SECRETS"
+    local name
+    for name in repl monitor admin writer redis; do
+        [[ -s $SECRETS/$name ]] || random_password | write_private "$SECRETS/$name"
+    done
+    # Client option files, e.g. `mariadb --defaults-file=secrets/monitor.cnf`.
+    client_cnf monitor "$MONITOR_USER"
+    client_cnf admin "$ADMIN_USER"
+    client_cnf writer "$WRITER_USER"
+}
+
+client_cnf() {
+    [[ -s $SECRETS/$1.cnf ]] && return 0
+    printf '[client]\nuser=%s\npassword=%s\nconnect-timeout=2\n' "$2" "$(secret "$1")" \
+        | write_private "$SECRETS/$1.cnf"
+}
+
+make_ssh_keys() {
+    mkdir -p "$SSH_DIR"
+    [[ -s $SSH_KEY ]] || ssh-keygen -q -t ed25519 -N '' -C deadpool-lab -f "$SSH_KEY"
+    cp "$SSH_KEY.pub" "$SSH_DIR/authorized_keys"
+    local host key
+    for host in "${HOSTS[@]}"; do
+        key=$(host_dir "$host")/sshd/ssh_host_ed25519_key
+        mkdir -p "${key%/*}"
+        [[ -s $key ]] || ssh-keygen -q -t ed25519 -N '' -C "$host" -f "$key"
+    done
+    # Rebuilt from the keys each time, so it always matches them.
+    for host in "${HOSTS[@]}"; do
+        key=$(host_dir "$host")/sshd/ssh_host_ed25519_key.pub
+        printf '%s,%s %s\n' "${IP[$host]}" "$host" "$(cut -d' ' -f1,2 "$key")"
+    done >"$KNOWN_HOSTS"
+}
+
+write_sshd_config() {
+    local host=$1 dir
+    dir=$(host_dir "$host")/sshd
+    cat >"$dir/sshd_config" <<EOF
+# sshd for lab host $host
+ListenAddress ${IP[$host]}
+Port $SSH_PORT
+HostKey $dir/ssh_host_ed25519_key
+PidFile $dir/sshd.pid
+# Keys live under a world-writable directory (/tmp).
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile $SSH_DIR/authorized_keys
+UseDNS no
+PrintMotd no
+PrintLastLog no
+MaxStartups 100
+Subsystem sftp internal-sftp
+EOF
+}
+
+write_mysql_config() {
+    local host=$1 id=$2 dir
+    dir=$(host_dir "$host")/mysql
+    cat >"$dir/my.cnf" <<EOF
+# MariaDB for lab host $host
+[mysqld]
+user                  = mysql
+datadir               = $dir/data
+socket                = $dir/mysqld.sock
+pid-file              = $dir/mysqld.pid
+log-error             = $dir/mysqld.err
+port                  = $MYSQL_PORT
+bind-address          = 0.0.0.0
+# No DNS in the lab: reverse lookups of clients would stall.
+skip-name-resolve
+server_id             = $id
+report_host           = $host
+log_bin               = mysql-bin
+relay_log             = relay-bin
+log_slave_updates     = ON
+binlog_format         = ROW
+relay_log_recovery    = ON
+# Notice a vanished primary in seconds rather than a minute.
+slave_net_timeout     = 4
+# Small and fast: this is a test lab.
+innodb_buffer_pool_size        = 32M
+innodb_log_file_size           = 16M
+innodb_flush_log_at_trx_commit = 2
+sync_binlog                    = 0
+performance_schema             = OFF
+EOF
+    if [[ $host == "$REPLICA" ]]; then
+        echo "read_only             = ON" >>"$dir/my.cnf"
+    fi
+}
+
+write_redis_config() {
+    local host=$1 dir
+    dir=$(host_dir "$host")/redis
+    write_private "$dir/redis.conf" <<EOF
+# Redis for lab host $host
+bind 0.0.0.0
+port $REDIS_PORT
+daemonize no
+dir $dir/data
+pidfile $dir/redis.pid
+logfile $dir/redis.log
+save ""
+appendonly no
+requirepass $(secret redis)
+masterauth $(secret redis)
+repl-ping-replica-period 1
+repl-timeout 5
+# A primary waits 5 s by default before a full sync, for more replicas to join.
+repl-diskless-sync-delay 0
+EOF
+    if [[ $host == "$REPLICA" ]]; then
+        echo "replicaof ${IP[$PRIMARY]} $REDIS_PORT" >>"$dir/redis.conf"
+    fi
+}
+
+# Configs are written once; a test may change a running server's config
+# (e.g. redis CONFIG REWRITE) and a restart must keep that.
+write_configs() {
+    local host dir id=0
+    for host in "${HOSTS[@]}"; do
+        dir=$(host_dir "$host")
+        [[ -s $dir/sshd/sshd_config ]] || write_sshd_config "$host"
+    done
+    for host in "${DB_HOSTS[@]}"; do
+        id=$((id + 1))
+        dir=$(host_dir "$host")
+        mkdir -p "$dir/mysql" "$dir/redis/data"
+        [[ -s $dir/mysql/my.cnf ]] || write_mysql_config "$host" "$id"
+        [[ -s $dir/redis/redis.conf ]] || write_redis_config "$host"
+    done
+}
+
+# mariadb-install-db runs once, into a template copied for each server
+# (copying takes ~0.1 s, installing 1-2 s). It runs inside db1's namespace
+# so that `down` also kills it if `up` is interrupted.
+prepare_mysql_datadirs() {
+    local host data
+    if [[ ! -e $MYSQL_TEMPLATE/.complete ]]; then
+        rm -rf "$MYSQL_TEMPLATE"
+        mkdir -p "$MYSQL_TEMPLATE"
+        chown mysql:mysql "$MYSQL_TEMPLATE"
+        log "creating MariaDB template datadir"
+        ip netns exec "$(ns_of "$PRIMARY")" mariadb-install-db --no-defaults --user=mysql \
+            --datadir="$MYSQL_TEMPLATE" --auth-root-authentication-method=socket \
+            --skip-test-db --skip-name-resolve --innodb-log-file-size=16M \
+            </dev/null >"$LAB_DIR/mysql-template.log" 2>&1 \
+            || die "mariadb-install-db failed, see $LAB_DIR/mysql-template.log"
+        touch "$MYSQL_TEMPLATE/.complete"
+    fi
+    for host in "${DB_HOSTS[@]}"; do
+        data=$(host_dir "$host")/mysql/data
+        if [[ ! -e $data ]]; then
+            rm -rf "$data.tmp"            # left by an interrupted `up`
+            cp -a "$MYSQL_TEMPLATE" "$data.tmp"
+            mv "$data.tmp" "$data"
+        fi
+        chown -R mysql:mysql "$(host_dir "$host")/mysql"
+    done
+}
+
+# ---------------------------------------------------------------- services
+
+start_service() {
+    local host=$1 svc=$2 dir
+    dir=$(host_dir "$host")/$svc
+    case $svc in
+        mysql)
+            # --defaults-file must come first.
+            start_in_host "$host" "$dir/stdout.log" mariadbd --defaults-file="$dir/my.cnf" ;;
+        redis)
+            start_in_host "$host" "$dir/stdout.log" redis-server "$dir/redis.conf" ;;
+        sshd)
+            mkdir -p /run/sshd           # privilege separation directory
+            start_in_host "$host" "$dir/stdout.log" /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log" ;;
+    esac
+}
+
+start_missing_services() {
+    local host svc
+    for host in "${HOSTS[@]}"; do
+        for svc in $(host_services "$host"); do
+            svc_running "$host" "$svc" || start_service "$host" "$svc"
+        done
+    done
+}
+
+mysql_socket() { echo "$(host_dir "$1")/mysql/mysqld.sock"; }
+
+# Root over the unix socket: works from the root namespace, even while the
+# host's network is cut.
+sql_root() {
+    mariadb --no-defaults --socket="$(mysql_socket "$1")" --user=root \
+        --batch --skip-column-names --execute="$2"
+}
+
+mysql_alive() { mariadb-admin --no-defaults --socket="$(mysql_socket "$1")" --user=root ping; }
+
+mysql_tcp_alive() {
+    mariadb --defaults-file="$SECRETS/monitor.cnf" --protocol=tcp \
+        --host="${IP[$1]}" --port="$MYSQL_PORT" --execute='SELECT 1'
+}
+
+# One field of SHOW SLAVE STATUS, read by name.
+replica_field() {
+    mariadb --no-defaults --socket="$(mysql_socket "$1")" --user=root --vertical \
+        --execute='SHOW SLAVE STATUS' | awk -v f="$2" '$1 == f ":" { sub(/^[^:]*: ?/, ""); print; exit }'
+}
+
+replication_running() {
+    [[ $(replica_field "$REPLICA" Slave_IO_Running) == Yes &&
+       $(replica_field "$REPLICA" Slave_SQL_Running) == Yes ]]
+}
+
+redis_cli() {
+    local host=$1
+    shift
+    REDISCLI_AUTH=$(secret redis) ip netns exec "$(ns_of "$host")" \
+        redis-cli --no-auth-warning -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+}
+
+redis_alive() { [[ $(redis_cli "$1" PING) == PONG ]]; }
+redis_link_up() { redis_cli "$REPLICA" INFO replication | grep -q '^master_link_status:up'; }
+
+ssh_login() { ssh "${SSH_OPTS[@]}" "root@${IP[$1]}" true </dev/null; }
+
+# Users are created on the primary only; replication carries them over.
+bootstrap_primary() {
+    local done=$(host_dir "$PRIMARY")/mysql/.bootstrapped
+    [[ -e $done ]] && return 0
+    sql_root "$PRIMARY" "
+        DROP USER IF EXISTS ''@'localhost', ''@'$(hostname)';
+        CREATE DATABASE IF NOT EXISTS $APP_DB;
+        CREATE USER IF NOT EXISTS '$REPL_USER'@'%' IDENTIFIED BY '$(secret repl)';
+        GRANT REPLICATION SLAVE ON *.* TO '$REPL_USER'@'%';
+        CREATE USER IF NOT EXISTS '$MONITOR_USER'@'%' IDENTIFIED BY '$(secret monitor)';
+        GRANT $MONITOR_GRANTS ON *.* TO '$MONITOR_USER'@'%';
+        GRANT SELECT ON $APP_DB.* TO '$MONITOR_USER'@'%';
+        CREATE USER IF NOT EXISTS '$ADMIN_USER'@'%' IDENTIFIED BY '$(secret admin)';
+        GRANT $ADMIN_GRANTS ON *.* TO '$ADMIN_USER'@'%';
+        CREATE USER IF NOT EXISTS '$WRITER_USER'@'%' IDENTIFIED BY '$(secret writer)';
+        GRANT ALL ON $APP_DB.* TO '$WRITER_USER'@'%';"
+    touch "$done"
+}
+
+# Points the replica at the primary unless it already replicates from
+# somewhere; START SLAVE is harmless when it already runs.
+configure_replica() {
+    if [[ -z $(replica_field "$REPLICA" Master_Host) ]]; then
+        sql_root "$REPLICA" "
+            CHANGE MASTER TO MASTER_HOST='${IP[$PRIMARY]}', MASTER_PORT=$MYSQL_PORT,
+                MASTER_USER='$REPL_USER', MASTER_PASSWORD='$(secret repl)',
+                MASTER_USE_GTID=slave_pos, MASTER_HEARTBEAT_PERIOD=1, MASTER_CONNECT_RETRY=1;"
+    fi
+    replication_running || sql_root "$REPLICA" "START SLAVE"
+}
+
+# Undoes the fault helpers, so `up` always ends with a working lab.
+heal_faults() {
+    local host svc pid
+    for host in "${HOSTS[@]}"; do
+        net_unhang "$host"
+        for svc in $(host_services "$host"); do
+            for pid in $(svc_pids "$host" "$svc"); do
+                kill -CONT "$pid" 2>/dev/null || true
+            done
+        done
+    done
+}
+
+wait_replication() {
+    wait_until "$LAB_TIMEOUT" "replication $PRIMARY -> $REPLICA" replication_running && return 0
+    log "replica IO error: $(replica_field "$REPLICA" Last_IO_Error)"
+    log "replica SQL error: $(replica_field "$REPLICA" Last_SQL_Error)"
+    return 1
+}
+
+# Runs several checks concurrently; fails if any of them did.
+wait_all() {
+    local pid failed=0
+    for pid in "$@"; do wait "$pid" || failed=1; done
+    return "$failed"
+}
+
+wait_ready() {
+    local host pids=()
+    for host in "${DB_HOSTS[@]}"; do
+        wait_until "$LAB_TIMEOUT" "MariaDB on $host over TCP (log: $(host_dir "$host")/mysql/mysqld.err)" \
+            mysql_tcp_alive "$host" &
+        pids+=($!)
+    done
+    wait_replication &
+    pids+=($!)
+    wait_until "$LAB_TIMEOUT" "Redis replica link on $REPLICA (log: $(host_dir "$REPLICA")/redis/redis.log)" \
+        redis_link_up &
+    pids+=($!)
+    for host in "${HOSTS[@]}"; do
+        wait_until "$LAB_TIMEOUT" "ssh login to $host (log: $(host_dir "$host")/sshd/sshd.log)" \
+            ssh_login "$host" &
+        pids+=($!)
+    done
+    wait_all "${pids[@]}"
+}
+
+wait_service_ready() {
+    local host=$1 svc=$2
+    case $svc in
+        mysql) wait_until "$LAB_TIMEOUT" "MariaDB on $host" mysql_alive "$host" ;;
+        redis) wait_until "$LAB_TIMEOUT" "Redis on $host" redis_alive "$host" ;;
+        sshd)  wait_until "$LAB_TIMEOUT" "ssh login to $host" ssh_login "$host" ;;
+    esac
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_up() {
+    need_root
+    local t0=$EPOCHREALTIME host
+    [[ -z $(missing_packages) ]] || die "packages missing, run: $0 install"
+    make_lab_dir
+    net_up
+    write_hosts_files
+    make_secrets
+    make_ssh_keys
+    write_configs
+    prepare_mysql_datadirs
+    heal_faults
+    start_missing_services
+    for host in "${DB_HOSTS[@]}"; do
+        wait_until "$LAB_TIMEOUT" "MariaDB on $host (log: $(host_dir "$host")/mysql/mysqld.err)" \
+            mysql_alive "$host" || die "MariaDB on $host did not start"
+    done
+    bootstrap_primary
+    configure_replica
+    wait_ready || die "lab is not up"
+    log "lab is up in $(elapsed_since "$t0")s (LAB_DIR=$LAB_DIR)"
+}
+
+# Kills every process of every lab namespace, then removes namespaces,
+# links, the firewall rule and all files. Never fails on missing pieces.
+cmd_down() {
+    need_root
+    local t0=$EPOCHREALTIME host ns pids i
+    for host in "${HOSTS[@]}"; do
+        ns=$(ns_of "$host")
+        if ns_exists "$host"; then
+            # Repeat: a dying parent may still fork (e.g. sshd).
+            for i in $(seq 50); do
+                pids=$(ip netns pids "$ns" 2>/dev/null || true)
+                [[ -z $pids ]] && break
+                kill -9 $pids 2>/dev/null || true
+                sleep 0.05
+            done
+            [[ -z $pids ]] || log "warning: processes left in $ns: $(echo $pids)"
+            ip netns del "$ns" 2>/dev/null || true
+        fi
+        ip link del "dpv-$host" 2>/dev/null || true
+        rm -rf "/etc/netns/$ns"
+    done
+    ip link del "$BRIDGE" 2>/dev/null || true
+    if command -v iptables >/dev/null; then
+        while iptables -w -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null; do
+            iptables -w -D FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
+        done
+    fi
+    if [[ -e $MARKER ]]; then
+        rm -rf "$LAB_DIR"
+    elif [[ -d $LAB_DIR ]]; then
+        log "warning: $LAB_DIR has no lab marker; left in place"
+    fi
+    log "lab is down in $(elapsed_since "$t0")s"
+}
+
+cmd_kill() {
+    local host=$1 svc=$2 pids
+    pids=$(svc_pids "$host" "$svc")
+    [[ -n $pids ]] || { log "$svc on $host is not running"; return 0; }
+    kill -9 $pids
+    # Wait until gone, so a following `start` finds the port free.
+    wait_until 5 "$svc on $host to die" svc_gone "$host" "$svc"
+}
+
+cmd_start() {
+    local host=$1 svc=$2
+    if svc_running "$host" "$svc"; then
+        log "$svc on $host is already running"
+        return 0
+    fi
+    start_service "$host" "$svc"
+    wait_service_ready "$host" "$svc" || die "$svc on $host did not come up"
+}
+
+cmd_signal() {
+    local sig=$1 host=$2 svc=$3 pids
+    pids=$(svc_pids "$host" "$svc")
+    [[ -n $pids ]] || die "$svc on $host is not running"
+    kill "-$sig" $pids
+}
+
+# Drops everything in and out of eth0 inside the host: peers see a hung
+# host (timeouts), not a refused connection. Loopback and unix sockets work.
+net_hang() {
+    local ns rule
+    ns=$(ns_of "$1")
+    for rule in "INPUT -i eth0 -j DROP" "OUTPUT -o eth0 -j DROP"; do
+        # shellcheck disable=SC2086
+        ip netns exec "$ns" iptables -w -C $rule 2>/dev/null \
+            || ip netns exec "$ns" iptables -w -I $rule
+    done
+}
+
+net_unhang() {
+    local ns rule
+    ns=$(ns_of "$1")
+    ns_exists "$1" || return 0
+    for rule in "INPUT -i eth0 -j DROP" "OUTPUT -o eth0 -j DROP"; do
+        # shellcheck disable=SC2086
+        while ip netns exec "$ns" iptables -w -C $rule 2>/dev/null; do
+            ip netns exec "$ns" iptables -w -D $rule
+        done
+    done
+}
+
+net_hung() { ip netns exec "$(ns_of "$1")" iptables -w -C INPUT -i eth0 -j DROP 2>/dev/null; }
+
+cmd_status() {
+    local host svc pids state pid
+    for host in "${HOSTS[@]}"; do
+        if ! ns_exists "$host"; then
+            state="absent"
+        elif net_hung "$host"; then
+            state="hung"
+        else
+            state="up"
+        fi
+        printf '%-5s %-6s %s\n' "$host" net "$state"
+        for svc in $(host_services "$host"); do
+            pids=$(svc_pids "$host" "$svc")
+            if [[ -z $pids ]]; then
+                state="not running"
+            else
+                state="running"
+                for pid in $pids; do
+                    if pid_stopped "$pid"; then state="stopped"; fi
+                done
+                state="$state (pid $(echo $pids))"
+            fi
+            printf '%-5s %-6s %s\n' "$host" "$svc" "$state"
+        done
+    done
+}
+
+cmd_env() {
+    local host up
+    emit() { printf 'export %s=%q\n' "$1" "$2"; }
+    emit LAB_DIR "$LAB_DIR"
+    emit LAB_BRIDGE_IP "${BRIDGE_CIDR%/*}"
+    for host in "${HOSTS[@]}"; do
+        up=${host^^}
+        emit "LAB_${up}_IP" "${IP[$host]}"
+        emit "LAB_${up}_NS" "$(ns_of "$host")"
+    done
+    for host in "${DB_HOSTS[@]}"; do
+        emit "LAB_${host^^}_MYSQL_SOCKET" "$(mysql_socket "$host")"
+    done
+    emit LAB_MYSQL_PORT "$MYSQL_PORT"
+    emit LAB_REDIS_PORT "$REDIS_PORT"
+    emit LAB_SSH_PORT "$SSH_PORT"
+    emit LAB_MONITOR_USER "$MONITOR_USER"
+    emit LAB_MONITOR_PASSWORD_FILE "$SECRETS/monitor"
+    emit LAB_ADMIN_USER "$ADMIN_USER"
+    emit LAB_ADMIN_PASSWORD_FILE "$SECRETS/admin"
+    emit LAB_WRITER_USER "$WRITER_USER"
+    emit LAB_WRITER_PASSWORD_FILE "$SECRETS/writer"
+    emit LAB_REPL_USER "$REPL_USER"
+    emit LAB_REPL_PASSWORD_FILE "$SECRETS/repl"
+    emit LAB_REDIS_PASSWORD_FILE "$SECRETS/redis"
+    emit LAB_APP_DB "$APP_DB"
+    emit LAB_SSH_USER root
+    emit LAB_SSH_KEY "$SSH_KEY"
+    emit LAB_SSH_KNOWN_HOSTS "$KNOWN_HOSTS"
+}
+
+main() {
+    local cmd=${1:-}
+    [[ -n $cmd ]] || usage
+    shift
+    case $cmd in
+        install) cmd_install ;;
+        up)      cmd_up ;;
+        down)    cmd_down ;;
+        status)  need_root; cmd_status ;;
+        env)     cmd_env ;;
+        kill|start|stop|cont)
+            (($# == 2)) || usage
+            need_root; check_host "$1"; check_service "$1" "$2"
+            case $cmd in
+                kill)  cmd_kill "$1" "$2" ;;
+                start) cmd_start "$1" "$2" ;;
+                stop)  cmd_signal STOP "$1" "$2" ;;
+                cont)  cmd_signal CONT "$1" "$2" ;;
+            esac ;;
+        hang|unhang)
+            (($# == 1)) || usage
+            need_root; check_host "$1"
+            ns_exists "$1" || die "$1 does not exist (run: $0 up)"
+            if [[ $cmd == hang ]]; then net_hang "$1"; else net_unhang "$1"; fi ;;
+        sql)
+            (($# == 2)) || usage
+            need_root; check_host "$1"; is_db_host "$1" || die "$1 has no MariaDB"
+            sql_root "$1" "$2" ;;
+        redis)
+            (($# >= 2)) || usage
+            need_root; check_host "$1"; is_db_host "$1" || die "$1 has no Redis"
+            redis_cli "$@" ;;
+        ssh)
+            (($# >= 1)) || usage
+            check_host "$1"
+            local host=$1
+            shift
+            exec ssh "${SSH_OPTS[@]}" "root@${IP[$host]}" "$@" ;;
+        -h|--help|help) usage ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
