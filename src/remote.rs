@@ -216,13 +216,21 @@ mod tests {
             .unwrap();
         std::fs::remove_file(&marker).unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        assert!(!is_running(pid), "background sleep {pid} survived the timeout");
+        assert!(
+            !is_running(pid),
+            "background sleep {pid} survived the timeout"
+        );
     }
 
     /// Running, as opposed to gone or a zombie waiting for a parent that does not reap.
     pub fn is_running(pid: i32) -> bool {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+            Ok(stat) => !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z'),
             Err(_) => false,
         }
     }

@@ -1,0 +1,223 @@
+//! A deadpool instance in a temporary directory, driven through the real binary. Its
+//! monitor and steps are real plugins (shell scripts) steered by flag files, so a test can
+//! make a server "down" or a step fail without any fake inside deadpool.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_deadpool");
+
+/// Monitor plugin: CRITICAL when `flags/down-HOST` exists, WARNING for `flags/warn-HOST`.
+const MONITOR: &str = r#"#!/bin/sh
+d="$(dirname "$0")/../flags"
+if [ -e "$d/down-$1" ]; then echo "CRITICAL - $1 is down (flag)"; exit 2; fi
+if [ -e "$d/warn-$1" ]; then echo "WARNING - $1 is unhappy (flag)"; exit 1; fi
+echo "OK - $1 answers"
+"#;
+
+/// Step plugin: logs every call with its environment; fails or hangs on flag files.
+const STEP: &str = r#"#!/bin/sh
+top="$(dirname "$0")/.."
+echo "$DEADPOOL_STEP $1 pool=$DEADPOOL_POOL action=$DEADPOOL_ACTION primary=$DEADPOOL_PRIMARY secondary=$DEADPOOL_SECONDARY old=$DEADPOOL_OLD_PRIMARY new=$DEADPOOL_NEW_PRIMARY dry=$DEADPOOL_DRY_RUN color=${DEADPOOL_OPT_COLOR:-}" >> "$top/steps.log"
+if [ -e "$top/flags/fail-$1-$DEADPOOL_STEP" ]; then echo "failing $1 on purpose"; exit 2; fi
+if [ -e "$top/flags/warn-$1-$DEADPOOL_STEP" ]; then echo "warning from $1"; exit 1; fi
+if [ -e "$top/flags/hang-$1-$DEADPOOL_STEP" ]; then
+    sleep 300 &
+    echo $! > "$top/bgpid"
+    touch "$top/hanging"
+    sleep 300
+fi
+echo "$1 of $DEADPOOL_STEP ok"
+"#;
+
+pub const TWO_STEP_POOL: &str = r#"
+primary = "db1"
+secondary = "db2"
+max_failed_checks = 3
+
+[monitor]
+type = "nagios"
+command = "monitor {host}"
+timeout = "2s"
+
+[[protocol]]
+type = "plugin"
+name = "one"
+command = "step"
+color = "blue"
+timeout = "3s"
+
+[[protocol]]
+type = "plugin"
+name = "two"
+command = "step"
+"#;
+
+#[derive(Debug)]
+pub struct Instance {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Instance {
+    /// An instance with one pool `db` (two plugin steps) and `tick_interval` of 1s.
+    pub fn new() -> Instance {
+        Instance::with(
+            "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+            &[("db", TWO_STEP_POOL)],
+        )
+    }
+
+    pub fn with(settings: &str, pools: &[(&str, &str)]) -> Instance {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let inst = Instance { tmp };
+        fs::create_dir_all(inst.dir().join("pools")).unwrap();
+        fs::create_dir_all(inst.dir().join("plugins")).unwrap();
+        fs::create_dir_all(inst.dir().join("flags")).unwrap();
+        inst.write(
+            "deadpool.toml",
+            &format!("state_dir = \"state\"\n{settings}"),
+        );
+        for (name, body) in pools {
+            inst.write(&format!("pools/{name}.toml"), body);
+        }
+        inst.script("plugins/monitor", MONITOR);
+        inst.script("plugins/step", STEP);
+        inst
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        fs::write(self.path(rel), text).unwrap();
+    }
+
+    pub fn script(&self, rel: &str, text: &str) {
+        self.write(rel, text);
+        fs::set_permissions(self.path(rel), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    pub fn flag(&self, name: &str) {
+        fs::write(self.path(&format!("flags/{name}")), "").unwrap();
+    }
+
+    pub fn unflag(&self, name: &str) {
+        let _ = fs::remove_file(self.path(&format!("flags/{name}")));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(self.dir()).args(args);
+        cmd.env_remove("DEADPOOL_CONFIG")
+            .env_remove("DEADPOOL_LOG")
+            .env_remove("JOURNAL_STREAM");
+        cmd.env("USER", "tester").env_remove("SUDO_USER");
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run deadpool"))
+    }
+
+    pub fn tick(&self) -> Run {
+        self.run(&["tick"])
+    }
+
+    /// The pool's state as `report --json` shows it.
+    pub fn pool_json(&self, pool: &str) -> serde_json::Value {
+        let r = self.run(&["report", "--json"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == pool)
+            .cloned()
+            .expect("pool in report")
+    }
+
+    pub fn state_of(&self, pool: &str) -> (String, String, u64) {
+        let p = self.pool_json(pool);
+        (
+            p["state"].as_str().unwrap_or("none").to_string(),
+            p["active"].as_str().unwrap().to_string(),
+            p["failures"].as_u64().unwrap(),
+        )
+    }
+
+    pub fn steps_log(&self) -> Vec<String> {
+        fs::read_to_string(self.path("steps.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Lines of the step log for one action (`preflight`, `promote`, `check`).
+    pub fn calls(&self, action: &str) -> Vec<String> {
+        self.steps_log()
+            .into_iter()
+            .filter(|l| l.split(' ').nth(1) == Some(action))
+            .collect()
+    }
+
+    pub fn db_bytes(&self) -> Vec<u8> {
+        fs::read(self.path("state/deadpool.db")).unwrap_or_default()
+    }
+
+    pub fn history(&self) -> String {
+        self.run(&["history", "--limit", "1000"]).stdout
+    }
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Running, as opposed to gone or a zombie nobody reaped.
+pub fn is_running(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+pub fn wait_for(path: &Path, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}

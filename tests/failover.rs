@@ -1,0 +1,492 @@
+//! SPEC section 6 end to end: the real binary, real plugin processes, a real database.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Instance, is_running, wait_for};
+
+#[test]
+fn fails_over_on_exactly_the_nth_failing_tick_then_locks_until_reset() {
+    let inst = Instance::new();
+    assert_eq!(inst.tick().code, 0);
+    assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
+
+    inst.flag("down-db1");
+    for n in 1..=2 {
+        let r = inst.tick();
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), n));
+        assert!(
+            inst.calls("promote").is_empty(),
+            "no step may run before the threshold"
+        );
+    }
+    let r = inst.tick();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    assert_eq!(inst.state_of("db").1, "secondary");
+
+    // Every preflight before any action, then the actions in file order, with SPEC 7's environment.
+    let log = inst.steps_log();
+    let first_promote = log.iter().position(|l| l.contains(" promote ")).unwrap();
+    let last_preflight = log.iter().rposition(|l| l.contains(" preflight ")).unwrap();
+    assert!(last_preflight < first_promote, "{log:#?}");
+    let promotes = inst.calls("promote");
+    assert_eq!(promotes.len(), 2, "{promotes:#?}");
+    assert_eq!(
+        promotes[0],
+        "one promote pool=db action=promote primary=db1 secondary=db2 old=db1 new=db2 dry=0 color=blue"
+    );
+    assert!(promotes[1].starts_with("two promote "), "{promotes:#?}");
+    assert!(
+        promotes[1].ends_with("color="),
+        "options belong to their own step: {promotes:#?}"
+    );
+
+    // Locked: more failing ticks never run the chain again.
+    inst.flag("down-db2");
+    for _ in 0..4 {
+        inst.tick();
+    }
+    assert_eq!(inst.calls("promote").len(), 2);
+    assert_eq!(inst.state_of("db").0, "failed_over");
+
+    // reset re-arms with the former standby active; it refuses while that server is down.
+    let r = inst.run(&["reset", "db", "--yes"]);
+    assert_eq!(
+        r.code, 1,
+        "reset must refuse while the active server is down: {r:?}"
+    );
+    assert!(r.stderr.contains("is down"), "{r:?}");
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    inst.unflag("down-db2");
+    let r = inst.run(&["reset", "db", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(inst.state_of("db"), ("armed".into(), "secondary".into(), 0));
+    assert!(
+        inst.history().contains("re-armed from failed_over"),
+        "{}",
+        inst.history()
+    );
+    assert!(
+        inst.history().contains("by tester"),
+        "the person is recorded"
+    );
+
+    // The former standby is now the one checked as active: db1 being down does not count.
+    inst.tick();
+    assert_eq!(inst.state_of("db"), ("armed".into(), "secondary".into(), 0));
+    inst.flag("down-db2");
+    inst.tick();
+    assert_eq!(inst.state_of("db"), ("armed".into(), "secondary".into(), 1));
+}
+
+#[test]
+fn a_flapping_primary_never_fails_over() {
+    let inst = Instance::new();
+    for _ in 0..3 {
+        inst.flag("down-db1");
+        inst.tick();
+        inst.tick();
+        assert_eq!(inst.state_of("db").2, 2);
+        inst.unflag("down-db1");
+        inst.tick();
+        assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
+    }
+    assert!(inst.calls("promote").is_empty());
+}
+
+#[test]
+fn a_gap_between_ticks_restarts_the_count() {
+    let inst = Instance::with(
+        "tick_interval = \"200ms\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", common::TWO_STEP_POOL)],
+    );
+    inst.flag("down-db1");
+    inst.tick();
+    inst.tick();
+    assert_eq!(inst.state_of("db").2, 2);
+    // More than 3 intervals without a tick (a stopped timer, a suspend).
+    std::thread::sleep(Duration::from_millis(900));
+    inst.tick();
+    assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 1));
+    assert!(inst.calls("promote").is_empty());
+}
+
+#[test]
+fn a_failing_preflight_blocks_with_nothing_changed_until_it_passes() {
+    let inst = Instance::new();
+    inst.flag("down-db1");
+    inst.flag("fail-preflight-two");
+    for _ in 0..3 {
+        inst.tick();
+    }
+    assert_eq!(inst.state_of("db"), ("blocked".into(), "primary".into(), 3));
+    assert!(inst.calls("promote").is_empty());
+    let report = inst.run(&["report", "--nagios"]);
+    assert_eq!(report.code, 2, "{report:?}");
+    assert!(
+        report.stdout.contains("preflight of step 2 `two` failed"),
+        "{report:?}"
+    );
+
+    // Re-evaluated every tick, not locked: still blocked, then failover once it passes.
+    inst.tick();
+    assert_eq!(inst.state_of("db").0, "blocked");
+    inst.unflag("fail-preflight-two");
+    inst.tick();
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+    assert_eq!(inst.calls("promote").len(), 2);
+}
+
+#[test]
+fn standby_down_at_the_threshold_blocks_and_recovery_rearms() {
+    let inst = Instance::new();
+    inst.flag("down-db1");
+    inst.flag("down-db2");
+    for _ in 0..3 {
+        inst.tick();
+    }
+    assert_eq!(inst.state_of("db").0, "blocked");
+    assert!(
+        inst.pool_json("db")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("standby is down too")
+    );
+    assert!(
+        inst.calls("preflight").is_empty(),
+        "nothing runs when the standby is down"
+    );
+    inst.unflag("down-db1");
+    inst.tick();
+    assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
+    assert!(inst.calls("promote").is_empty());
+}
+
+#[test]
+fn an_aborting_step_skips_the_rest_and_locks_as_failover_failed() {
+    let inst = Instance::new();
+    inst.flag("down-db1");
+    inst.flag("fail-promote-one");
+    inst.tick();
+    inst.tick();
+    let r = inst.tick();
+    assert_eq!(r.code, 1, "a failed step needs a person: {r:?}");
+    assert_eq!(inst.state_of("db").0, "failover_failed");
+    let promotes = inst.calls("promote");
+    assert_eq!(promotes.len(), 1, "step two must be skipped: {promotes:#?}");
+    let history = inst.history();
+    assert!(history.contains("failing promote on purpose"), "{history}");
+    assert!(history.contains("skipped: step `one` failed"), "{history}");
+    // Locked.
+    inst.unflag("fail-promote-one");
+    inst.tick();
+    assert_eq!(inst.calls("promote").len(), 1);
+    assert_eq!(inst.run(&["report", "--nagios"]).code, 2);
+}
+
+#[test]
+fn on_failure_continue_runs_the_rest_but_still_reports_failure() {
+    let pool = common::TWO_STEP_POOL.replacen(
+        "color = \"blue\"",
+        "color = \"blue\"\non_failure = \"continue\"",
+        1,
+    );
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", &pool)]);
+    inst.flag("down-db1");
+    inst.flag("fail-promote-one");
+    for _ in 0..3 {
+        inst.tick();
+    }
+    assert_eq!(inst.calls("promote").len(), 2);
+    assert_eq!(inst.state_of("db").0, "failover_failed");
+}
+
+#[test]
+fn a_step_that_outlives_its_timeout_is_killed_with_its_children() {
+    let inst = Instance::new();
+    inst.flag("down-db1");
+    inst.flag("hang-promote-one");
+    inst.tick();
+    inst.tick();
+    let started = std::time::Instant::now();
+    let r = inst.tick();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 3s step timeout bounds the tick"
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(inst.state_of("db").0, "failover_failed");
+    let pid: i32 = std::fs::read_to_string(inst.path("bgpid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !is_running(pid),
+        "the step's background sleep {pid} survived"
+    );
+    assert!(
+        inst.history().contains("timed out after"),
+        "{}",
+        inst.history()
+    );
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_chain_leaves_interrupted_and_no_step_runs_twice() {
+    let inst = Instance::new();
+    inst.flag("down-db1");
+    inst.flag("hang-promote-one");
+    inst.tick();
+    inst.tick();
+    let mut child = inst.command(&["tick"]).spawn().unwrap();
+    assert!(
+        wait_for(&inst.path("hanging"), Duration::from_secs(10)),
+        "the step never started"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The orphaned step is not deadpool's to clean up once deadpool is dead; stop it here.
+    let bg: i32 = std::fs::read_to_string(inst.path("bgpid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe_kill_group_of(bg);
+    inst.unflag("hang-promote-one");
+
+    let r = inst.tick();
+    assert_eq!(r.code, 1, "an interrupted failover needs a person: {r:?}");
+    assert_eq!(inst.state_of("db").0, "interrupted");
+    let report = inst.run(&["report", "--nagios"]);
+    assert_eq!(report.code, 2, "{report:?}");
+    assert!(
+        report.stdout.contains("interrupted during step `one`"),
+        "{report:?}"
+    );
+    for _ in 0..2 {
+        inst.tick();
+    }
+    let promotes = inst.calls("promote");
+    assert_eq!(promotes.len(), 1, "no step runs twice: {promotes:#?}");
+}
+
+/// Kills the process group the given process belongs to (the step plugin and its sleep).
+fn unsafe_kill_group_of(pid: i32) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let pgid = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(2))
+        .and_then(|p| p.parse::<i32>().ok());
+    if let Some(pgid) = pgid {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", "--", &format!("-{pgid}")])
+            .status();
+    }
+}
+
+#[test]
+fn two_ticks_at_once_run_the_chain_at_most_once() {
+    for _ in 0..3 {
+        let inst = Instance::new();
+        inst.flag("down-db1");
+        inst.tick();
+        inst.tick();
+        let a = inst.command(&["tick"]).spawn().unwrap();
+        let b = inst.command(&["tick"]).spawn().unwrap();
+        a.wait_with_output().unwrap();
+        b.wait_with_output().unwrap();
+        inst.tick();
+        assert_eq!(inst.state_of("db").0, "failed_over");
+        let promotes = inst.calls("promote");
+        assert_eq!(promotes.len(), 2, "each step exactly once: {promotes:#?}");
+    }
+}
+
+#[test]
+fn promote_waits_for_a_running_tick() {
+    let slow = common::TWO_STEP_POOL.replace("max_failed_checks = 3", "max_failed_checks = 1");
+    let other = common::TWO_STEP_POOL
+        .replace("db1", "db3")
+        .replace("db2", "db4");
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\n",
+        &[("db", &slow), ("other", &other)],
+    );
+    inst.tick();
+    inst.flag("down-db1");
+    // The first step of pool db sleeps until we remove the flag: the tick holds the lock.
+    inst.write("plugins/step", &std::fs::read_to_string(inst.path("plugins/step")).unwrap().replace(
+        "echo \"$1 of $DEADPOOL_STEP ok\"",
+        "if [ \"$1\" = promote ] && [ \"$DEADPOOL_POOL\" = db ] && [ \"$DEADPOOL_STEP\" = one ]; then touch \"$top/in-chain\"; sleep 1.5; fi\necho \"$1 of $DEADPOOL_STEP ok\"",
+    ));
+    let tick = inst.command(&["tick"]).spawn().unwrap();
+    assert!(wait_for(&inst.path("in-chain"), Duration::from_secs(10)));
+    let promote = inst.run(&["promote", "other", "secondary", "--yes"]);
+    assert_eq!(promote.code, 0, "{promote:?}");
+    tick.wait_with_output().unwrap();
+    // The promotion of `other` began only after the tick's failover of `db` had ended.
+    let history = inst.run(&["history", "--json", "--limit", "1000"]).stdout;
+    let events: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let id_of = |pool: &str, event: &str| {
+        events
+            .iter()
+            .find(|e| e["pool"] == pool && e["event"] == event)
+            .map(|e| e["id"].as_i64().unwrap())
+            .unwrap()
+    };
+    assert!(
+        id_of("db", "failed_over") < id_of("other", "failover_started"),
+        "{history}"
+    );
+    assert_eq!(
+        inst.state_of("other"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+    assert!(history.contains("promoted by tester"), "{history}");
+}
+
+#[test]
+fn promote_and_reset_need_yes_without_a_terminal_and_change_nothing_otherwise() {
+    let inst = Instance::new();
+    inst.tick();
+    let before = inst.db_bytes();
+    let r = inst.run(&["promote", "db", "secondary"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--yes"), "{r:?}");
+    let r = inst.run(&["reset", "db"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(inst.db_bytes(), before);
+    assert!(inst.calls("promote").is_empty());
+    let r = inst.run(&["promote", "nosuch", "secondary", "--yes"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no pool named `nosuch`"), "{r:?}");
+}
+
+#[test]
+fn promote_refuses_a_down_target_and_a_failing_preflight() {
+    let inst = Instance::new();
+    inst.tick();
+    inst.flag("down-db2");
+    let r = inst.run(&["promote", "db", "secondary", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("is down"), "{r:?}");
+    inst.unflag("down-db2");
+    inst.flag("fail-preflight-one");
+    let r = inst.run(&["promote", "db", "secondary", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("nothing changed"), "{r:?}");
+    assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
+    assert!(inst.calls("promote").is_empty());
+    inst.unflag("fail-preflight-one");
+    let r = inst.run(&["promote", "db", "secondary", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+    // old/new name the servers the promotion moves between.
+    assert!(inst.calls("promote")[0].contains("old=db1 new=db2"));
+}
+
+#[test]
+fn dry_run_prints_the_plan_runs_preflights_and_changes_nothing() {
+    let inst = Instance::new();
+    inst.tick();
+    inst.flag("down-db1");
+    inst.tick();
+    inst.tick();
+    let before = inst.db_bytes();
+    let r = inst.run(&["tick", "--dry-run"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("fail over to secondary (db2)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("1. one (plugin)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("step") && r.stdout.contains("promote"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("preflight on local: OK"), "{}", r.stdout);
+    let preflights = inst.calls("preflight");
+    assert_eq!(preflights.len(), 2);
+    assert!(
+        preflights.iter().all(|l| l.contains("dry=1")),
+        "{preflights:#?}"
+    );
+    assert!(inst.calls("promote").is_empty());
+    assert_eq!(
+        inst.db_bytes(),
+        before,
+        "the database must be byte-identical"
+    );
+    assert_eq!(inst.state_of("db").2, 2);
+
+    let r = inst.run(&["promote", "db", "secondary", "--dry-run"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("would promote secondary (db2)"),
+        "{}",
+        r.stdout
+    );
+    assert!(inst.calls("promote").is_empty());
+    assert_eq!(inst.db_bytes(), before);
+
+    // Without any database at all, a dry run creates none.
+    let fresh = Instance::new();
+    assert_eq!(fresh.run(&["tick", "--dry-run"]).code, 0);
+    assert!(!fresh.path("state").exists());
+}
+
+#[test]
+fn exec_local_steps_run_without_a_shell_and_substitute_values_as_data() {
+    let pool = r#"
+primary = "db1"
+secondary = "db2"
+max_failed_checks = 1
+[monitor]
+type = "nagios"
+command = "monitor {host}"
+[[protocol]]
+type = "exec"
+hosts = ["local"]
+test_command = "test -d {pool}-dir"
+exec_command = "touch {pool}-dir/moved-to-{new_primary}"
+[[protocol]]
+type = "exec"
+name = "shell"
+hosts = ["local"]
+shell = true
+exec_command = "echo {old_primary} > {pool}-dir/old; echo done"
+"#;
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[("x", pool)]);
+    // Commands run in deadpool's working directory; run it from the instance dir.
+    std::fs::create_dir(inst.path("x-dir")).unwrap();
+    inst.flag("down-db1");
+    let r = std::process::Command::new(common::BIN)
+        .current_dir(inst.dir())
+        .args(["--config", ".", "tick"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    assert!(inst.path("x-dir/moved-to-db2").exists());
+    assert_eq!(
+        std::fs::read_to_string(inst.path("x-dir/old")).unwrap(),
+        "db1\n"
+    );
+    assert_eq!(inst.state_of("x").0, "failed_over");
+}
