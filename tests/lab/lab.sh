@@ -12,13 +12,7 @@
 # Every file the lab uses lives under LAB_DIR (default /tmp/deadpool-lab);
 # `down` removes everything, whatever state the lab was left in.
 # Lab names are machine-wide: run one lab at a time. Needs root.
-#
-# Usage: lab.sh install|up|down|status|env
-#        lab.sh kill|start|stop|cont HOST mysql|redis|sshd
-#        lab.sh hang|unhang HOST
-#        lab.sh sql HOST "SQL"
-#        lab.sh redis HOST ARGS...
-#        lab.sh ssh HOST [COMMAND...]
+# `lab.sh help` lists the commands. Environment: LAB_DIR, LAB_TIMEOUT.
 
 set -euo pipefail
 
@@ -84,7 +78,7 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh ssh HOST [CMD...]    ssh to the host as root with the lab key
 hosts: ${HOSTS[*]}
 EOF
-    exit 2
+    exit "${1:-2}"
 }
 
 need_root() { [[ $EUID -eq 0 ]] || die "must run as root"; }
@@ -188,10 +182,10 @@ missing_packages() {
     done
 }
 
-# Daemons running outside any lab namespace (the host's own).
+# Daemons running in our own (the root) network namespace, not in the lab.
 system_daemon_pids() {
     local pid root_net
-    root_net=$(readlink /proc/1/ns/net)
+    root_net=$(readlink /proc/self/ns/net)
     for pid in /proc/[0-9]*; do
         pid=${pid#/proc/}
         case $(cat "/proc/$pid/comm" 2>/dev/null) in
@@ -248,6 +242,7 @@ net_up() {
     if ! ip -br addr show dev "$BRIDGE" | grep -qF " ${BRIDGE_CIDR%/*}/"; then
         ip addr add "$BRIDGE_CIDR" dev "$BRIDGE"
     fi
+    no_ipv6 "$BRIDGE"
     ip link set "$BRIDGE" up
     local host
     for host in "${HOSTS[@]}"; do host_net_up "$host"; done
@@ -256,6 +251,13 @@ net_up() {
     if command -v iptables >/dev/null && ! iptables -w -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null; then
         iptables -w -I FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
     fi
+}
+
+# Lab links carry IPv4 only: otherwise they chatter IPv6 (router
+# solicitations, DAD) outside the lab subnet.
+no_ipv6() {
+    local knob=/proc/sys/net/ipv6/conf/$1/disable_ipv6
+    if [[ -w $knob ]]; then echo 1 >"$knob"; fi
 }
 
 # One namespace with a veth pair: "dpv-HOST" on the bridge, "eth0" inside.
@@ -269,6 +271,8 @@ host_net_up() {
         ip -n "$ns" link del eth0 2>/dev/null || true
         ip link add "$veth" type veth peer name eth0 netns "$ns"
     fi
+    no_ipv6 "$veth"
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1 2>/dev/null || true
     ip link set "$veth" master "$BRIDGE" up
     ip -n "$ns" link set lo up
     if ! ip -n "$ns" -br addr show dev eth0 | grep -qF " ${IP[$host]}/"; then
@@ -355,6 +359,7 @@ PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
+AuthenticationMethods publickey
 AuthorizedKeysFile $SSH_DIR/authorized_keys
 UseDNS no
 PrintMotd no
@@ -537,10 +542,10 @@ ssh_login() { ssh "${SSH_OPTS[@]}" "root@${IP[$1]}" true </dev/null; }
 
 # Users are created on the primary only; replication carries them over.
 bootstrap_primary() {
-    local done=$(host_dir "$PRIMARY")/mysql/.bootstrapped
-    [[ -e $done ]] && return 0
+    local marker
+    marker=$(host_dir "$PRIMARY")/mysql/.bootstrapped
+    [[ -e $marker ]] && return 0
     sql_root "$PRIMARY" "
-        DROP USER IF EXISTS ''@'localhost', ''@'$(hostname)';
         CREATE DATABASE IF NOT EXISTS $APP_DB;
         CREATE USER IF NOT EXISTS '$REPL_USER'@'%' IDENTIFIED BY '$(secret repl)';
         GRANT REPLICATION SLAVE ON *.* TO '$REPL_USER'@'%';
@@ -551,7 +556,7 @@ bootstrap_primary() {
         GRANT $ADMIN_GRANTS ON *.* TO '$ADMIN_USER'@'%';
         CREATE USER IF NOT EXISTS '$WRITER_USER'@'%' IDENTIFIED BY '$(secret writer)';
         GRANT ALL ON $APP_DB.* TO '$WRITER_USER'@'%';"
-    touch "$done"
+    touch "$marker"
 }
 
 # Points the replica at the primary unless it already replicates from
@@ -668,6 +673,7 @@ cmd_down() {
         ip link del "dpv-$host" 2>/dev/null || true
         rm -rf "/etc/netns/$ns"
     done
+    rmdir /etc/netns 2>/dev/null || true
     ip link del "$BRIDGE" 2>/dev/null || true
     if command -v iptables >/dev/null; then
         while iptables -w -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null; do
@@ -805,6 +811,7 @@ main() {
         kill|start|stop|cont)
             (($# == 2)) || usage
             need_root; check_host "$1"; check_service "$1" "$2"
+            [[ $cmd == kill ]] || ns_exists "$1" || die "$1 does not exist (run: $0 up)"
             case $cmd in
                 kill)  cmd_kill "$1" "$2" ;;
                 start) cmd_start "$1" "$2" ;;
@@ -830,7 +837,7 @@ main() {
             local host=$1
             shift
             exec ssh "${SSH_OPTS[@]}" "root@${IP[$host]}" "$@" ;;
-        -h|--help|help) usage ;;
+        -h|--help|help) usage 0 ;;
         *) usage ;;
     esac
 }

@@ -1,0 +1,313 @@
+//! Configuration: every shipped example parses, `init` writes a config `check-config`
+//! accepts, and each kind of bad config exits 2 naming file and key, changing nothing.
+
+mod common;
+
+use common::{BIN, Instance, TWO_STEP_POOL};
+
+#[test]
+fn every_shipped_example_config_is_valid() {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let r = std::process::Command::new(BIN)
+        .args(["--config"])
+        .arg(&shipped)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{r:?}");
+    assert!(
+        stdout.contains("OK - configuration is valid (1 pool(s)"),
+        "{stdout}"
+    );
+    // check-config read deadpool.toml and every pool file; make sure config/ holds no other.
+    let mut tomls = Vec::new();
+    for entry in walk(&shipped) {
+        if entry.extension().is_some_and(|e| e == "toml") {
+            tomls.push(entry);
+        }
+    }
+    assert_eq!(tomls.len(), 2, "{tomls:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn init_writes_a_config_check_config_accepts_and_never_overwrites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("etc");
+    let run = |args: &[&str]| {
+        common::Run::from(
+            std::process::Command::new(BIN)
+                .arg("--config")
+                .arg(&dir)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let r = run(&["init"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Next steps"), "{r:?}");
+    let r = run(&["check-config"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // The only things missing are files the user must supply, and they are named.
+    assert!(
+        r.stdout.contains("id_ed25519 does not exist"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("known_hosts does not exist"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("worst-case tick duration"),
+        "{}",
+        r.stdout
+    );
+
+    let pool = dir.join("pools/example_db.toml");
+    std::fs::write(&pool, "changed").unwrap();
+    let r = run(&["init"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--force"), "{r:?}");
+    assert_eq!(std::fs::read_to_string(&pool).unwrap(), "changed");
+    let r = run(&["init", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_ne!(std::fs::read_to_string(&pool).unwrap(), "changed");
+}
+
+/// Each bad config: (what to write where, words the error must contain).
+fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
+    let pool = |from: &str, to: &str| TWO_STEP_POOL.replacen(from, to, 1);
+    let main = "state_dir = \"state\"\ntick_interval = \"1s\"\n";
+    vec![
+        (
+            "unknown key in deadpool.toml",
+            "deadpool.toml".into(),
+            format!("{main}tick_intervall = \"1s\"\n"),
+            vec!["deadpool.toml", "tick_intervall", "line 3"],
+        ),
+        (
+            "bad duration",
+            "deadpool.toml".into(),
+            "state_dir = \"state\"\ntick_interval = \"5 seconds\"\n".into(),
+            vec!["deadpool.toml", "tick_interval", "\"5s\""],
+        ),
+        (
+            "zero duration",
+            "deadpool.toml".into(),
+            "state_dir = \"state\"\ntick_interval = \"0s\"\n".into(),
+            vec!["tick_interval", "longer than zero"],
+        ),
+        (
+            "wrong type",
+            "deadpool.toml".into(),
+            "state_dir = \"state\"\ntick_interval = 5\n".into(),
+            vec!["deadpool.toml", "tick_interval", "string"],
+        ),
+        (
+            "unknown key in a pool",
+            "pools/db.toml".into(),
+            pool(
+                "max_failed_checks = 3",
+                "max_failed_checks = 3\nmax_failures = 2",
+            ),
+            vec!["pools/db.toml", "max_failures"],
+        ),
+        (
+            "missing field",
+            "pools/db.toml".into(),
+            pool("secondary = \"db2\"", ""),
+            vec!["pools/db.toml", "secondary"],
+        ),
+        (
+            "max_failed_checks = 0",
+            "pools/db.toml".into(),
+            pool("max_failed_checks = 3", "max_failed_checks = 0"),
+            vec!["pools/db.toml", "max_failed_checks", "at least 1"],
+        ),
+        (
+            "primary equal to secondary",
+            "pools/db.toml".into(),
+            pool("secondary = \"db2\"", "secondary = \"db1\""),
+            vec!["pools/db.toml", "secondary", "two different servers"],
+        ),
+        (
+            "duplicate pool names",
+            "pools/zz.toml".into(),
+            format!("name = \"db\"\n{TWO_STEP_POOL}"),
+            vec!["pools/zz.toml", "already used", "db.toml"],
+        ),
+        (
+            "step type not in this build",
+            "pools/db.toml".into(),
+            pool("type = \"plugin\"", "type = \"mysql_promote\""),
+            vec![
+                "pools/db.toml",
+                "[[protocol]] 1",
+                "line 11",
+                "mysql_promote",
+                "not supported by this build",
+            ],
+        ),
+        (
+            "monitor type not in this build",
+            "pools/db.toml".into(),
+            pool("type = \"nagios\"", "type = \"mysql\""),
+            vec![
+                "pools/db.toml",
+                "[monitor]",
+                "mysql",
+                "not supported by this build",
+            ],
+        ),
+        (
+            "unknown step type",
+            "pools/db.toml".into(),
+            pool("type = \"plugin\"", "type = \"pluggin\""),
+            vec!["pools/db.toml", "pluggin", "expected one of"],
+        ),
+        (
+            "unknown key in a step",
+            "pools/db.toml".into(),
+            pool(
+                "type = \"nagios\"\ncommand = \"monitor {host}\"",
+                "type = \"tcp\"\nport = 1\ncommand = \"x\"",
+            ),
+            vec![
+                "pools/db.toml",
+                "command",
+                "does not apply to a `tcp` monitor",
+            ],
+        ),
+        (
+            "remote exec host",
+            "pools/db.toml".into(),
+            format!(
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"app1\"]\nexec_command = \"true\"\n"
+            ),
+            vec!["pools/db.toml", "[[protocol]] 3", "hosts", "app1", "SSH"],
+        ),
+        (
+            "unknown exec key",
+            "pools/db.toml".into(),
+            format!(
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"local\"]\nexec_command = \"true\"\nexec_comand = \"x\"\n"
+            ),
+            vec!["pools/db.toml", "exec_comand"],
+        ),
+        (
+            "unknown placeholder",
+            "pools/db.toml".into(),
+            format!(
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"local\"]\nexec_command = \"echo {{new_primry}}\"\n"
+            ),
+            vec!["pools/db.toml", "exec_command", "new_primry"],
+        ),
+        (
+            "missing plugin",
+            "pools/db.toml".into(),
+            pool("command = \"step\"", "command = \"no_such_step\""),
+            vec!["pools/db.toml", "command", "no_such_step", "not found"],
+        ),
+        (
+            "syntax error",
+            "pools/db.toml".into(),
+            "primary = \"db1\nsecondary = 2".into(),
+            vec!["pools/db.toml", "line 1"],
+        ),
+        (
+            "bad on_failure",
+            "pools/db.toml".into(),
+            pool("color = \"blue\"", "on_failure = \"retry\""),
+            vec!["pools/db.toml", "on_failure", "retry"],
+        ),
+        (
+            "bad host",
+            "pools/db.toml".into(),
+            pool("primary = \"db1\"", "primary = \"db1;reboot\""),
+            vec!["pools/db.toml", "primary", "db1;reboot"],
+        ),
+    ]
+}
+
+#[test]
+fn each_bad_config_exits_2_naming_file_and_key_and_changes_nothing() {
+    let inst = Instance::new();
+    assert_eq!(inst.tick().code, 0);
+    let good_main = std::fs::read_to_string(inst.path("deadpool.toml")).unwrap();
+    let before = inst.db_bytes();
+    assert!(!before.is_empty());
+    for (what, file, text, words) in bad_configs() {
+        let original = std::fs::read_to_string(inst.path(&file)).ok();
+        inst.write(&file, &text);
+        for args in [
+            &["tick"][..],
+            &["check-config"],
+            &["promote", "db", "secondary", "--yes"],
+            &["reset", "db", "--yes"],
+        ] {
+            let r = inst.run(args);
+            assert_eq!(r.code, 2, "{what}: {args:?}: {r:?}");
+            for word in &words {
+                assert!(
+                    r.stderr.contains(word),
+                    "{what}: {args:?}: `{word}` missing from: {}",
+                    r.stderr
+                );
+            }
+            assert!(r.stdout.is_empty(), "{what}: {r:?}");
+        }
+        let nagios = inst.run(&["report", "--nagios"]);
+        assert_eq!(nagios.code, 3, "{what}: {nagios:?}");
+        assert!(
+            nagios
+                .stdout
+                .starts_with("DEADPOOL UNKNOWN - invalid configuration"),
+            "{what}: {nagios:?}"
+        );
+        assert_eq!(inst.db_bytes(), before, "{what}: the database changed");
+        assert!(inst.calls("promote").is_empty(), "{what}");
+        match original {
+            Some(o) => inst.write(&file, &o),
+            None => std::fs::remove_file(inst.path(&file)).unwrap(),
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(inst.path("deadpool.toml")).unwrap(),
+        good_main
+    );
+    assert_eq!(inst.tick().code, 0, "the restored config works again");
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let inst = Instance::new();
+    for args in [
+        &["frobnicate"][..],
+        &["tick", "--bogus"],
+        &["promote", "db", "tertiary"],
+        &["report", "--full", "--json"],
+    ] {
+        let r = inst.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(!r.stderr.is_empty());
+    }
+    let r = inst.run(&["--help"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("tick"));
+}

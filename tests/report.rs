@@ -1,0 +1,290 @@
+//! `report`: Nagios statuses from real situations, perfdata, staleness, the tree and JSON.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Instance;
+
+fn fast() -> Instance {
+    Instance::with(
+        "tick_interval = \"200ms\"\nstale_warning = \"700ms\"\nstale_critical = \"1500ms\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", common::TWO_STEP_POOL)],
+    )
+}
+
+/// Checks the line against the Nagios plugin output format and returns (status, perfdata).
+fn parse_nagios(stdout: &str) -> (String, String) {
+    let first = stdout.lines().next().expect("one line");
+    let (message, perf) = first.split_once(" | ").expect("perfdata after ` | `");
+    assert!(!message.contains('|'), "no | in the message: {first}");
+    assert!(!perf.contains('|'), "{first}");
+    let status = message
+        .strip_prefix("DEADPOOL ")
+        .unwrap()
+        .split(" - ")
+        .next()
+        .unwrap()
+        .to_string();
+    for item in perf.split(' ') {
+        let (label, value) = item
+            .split_once('=')
+            .unwrap_or_else(|| panic!("perfdata item `{item}`"));
+        assert!(!label.is_empty());
+        let fields: Vec<&str> = value.split(';').collect();
+        assert_eq!(fields.len(), 4, "label=value;warn;crit;min in `{item}`");
+        let number = fields[0].trim_end_matches('s');
+        assert!(
+            number == "U" || number.parse::<f64>().is_ok(),
+            "value of `{item}`"
+        );
+        for f in &fields[1..] {
+            assert!(
+                f.is_empty() || f.parse::<f64>().is_ok(),
+                "threshold of `{item}`"
+            );
+        }
+    }
+    (status, perf.to_string())
+}
+
+#[test]
+fn nagios_ok_warning_critical_from_real_situations() {
+    let inst = fast();
+    // No tick ever: CRITICAL.
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("no tick has run yet"), "{r:?}");
+    assert_eq!(parse_nagios(&r.stdout).0, "CRITICAL");
+    assert!(r.stdout.contains("tick_age=U;"), "{r:?}");
+
+    // Healthy: OK, with the perfdata the SPEC names.
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let (status, perf) = parse_nagios(&r.stdout);
+    assert_eq!(status, "OK");
+    assert!(
+        perf.contains("tick_age=") && perf.contains("tick_duration="),
+        "{perf}"
+    );
+    assert!(perf.contains("'db_failures'=0;;3;0"), "{perf}");
+    assert_eq!(
+        r.stdout.lines().count(),
+        1,
+        "no problem lines when OK: {r:?}"
+    );
+
+    // Primary failing, counting: WARNING.
+    inst.flag("down-db1");
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("failed 1/3 consecutive checks"), "{r:?}");
+    assert!(r.stdout.contains("'db_failures'=1;;3;0"), "{r:?}");
+    inst.unflag("down-db1");
+
+    // Standby down: WARNING, with an extra line for the problem.
+    inst.flag("down-db2");
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("WARNING: db: standby secondary (db2) is down"),
+        "{r:?}"
+    );
+
+    // Both down: CRITICAL.
+    inst.flag("down-db1");
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("both servers are down"), "{r:?}");
+    inst.unflag("down-db1");
+    inst.unflag("down-db2");
+
+    // A server alive but unhappy (Nagios WARNING from the monitor): WARNING, not counted down.
+    inst.flag("warn-db1");
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("alive with a problem"), "{r:?}");
+    assert!(r.stdout.contains("'db_failures'=0;;3;0"), "{r:?}");
+    inst.unflag("warn-db1");
+
+    // Failed over: WARNING (locked, a person should look).
+    inst.flag("down-db1");
+    for _ in 0..3 {
+        inst.tick();
+    }
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("failed over to secondary (db2)"), "{r:?}");
+}
+
+#[test]
+fn readiness_problems_reach_nagios() {
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n",
+        &[("db", common::TWO_STEP_POOL)],
+    );
+    inst.flag("warn-check-two");
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("step 2 `two` on local: warning from check"),
+        "{r:?}"
+    );
+    inst.unflag("warn-check-two");
+    inst.flag("fail-check-one");
+    std::thread::sleep(Duration::from_millis(1100));
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("step 1 `one` on local: failing check on purpose"),
+        "{r:?}"
+    );
+    // Readiness changes are history events; unchanged results are not appended again.
+    let history = inst.history();
+    assert!(history.contains("readiness WARNING -> OK"), "{history}");
+    assert!(history.contains("readiness OK -> CRITICAL"), "{history}");
+    // check runs toward the standby: old = active, new = standby.
+    assert!(
+        inst.calls("check")[0].contains("old=db1 new=db2"),
+        "{:?}",
+        inst.calls("check")
+    );
+}
+
+#[test]
+fn staleness_after_the_timer_stops() {
+    let inst = fast();
+    inst.tick();
+    assert_eq!(inst.run(&["report", "--nagios"]).code, 0);
+    std::thread::sleep(Duration::from_millis(900));
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("ticks are late"), "{r:?}");
+    std::thread::sleep(Duration::from_millis(800));
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("the timer seems stopped"), "{r:?}");
+}
+
+#[test]
+fn unknown_for_bad_usage_and_unreadable_state() {
+    let inst = fast();
+    let r = inst.run(&["report", "--nagios", "--bogus"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stdout.starts_with("DEADPOOL UNKNOWN - "), "{r:?}");
+    let r = inst.run(&["report", "--nagios", "--pool", "nosuch"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stdout.contains("no pool named `nosuch`"), "{r:?}");
+
+    inst.tick();
+    // A database that is not one.
+    std::fs::write(inst.path("state/deadpool.db"), vec![0x5a; 8192]).unwrap();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stdout.starts_with("DEADPOOL UNKNOWN - "), "{r:?}");
+    assert_eq!(r.stdout.lines().count(), 1);
+    let r = inst.tick();
+    assert_ne!(
+        r.code, 0,
+        "a tick must not work on a corrupt database: {r:?}"
+    );
+    assert!(r.stderr.contains("deadpool.db"), "{r:?}");
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_refused() {
+    let inst = fast();
+    inst.tick();
+    let status = std::process::Command::new("sqlite3")
+        .arg(inst.path("state/deadpool.db"))
+        .arg("PRAGMA user_version = 7;")
+        .status();
+    // sqlite3 is a Debian package the test command installs.
+    assert!(status.expect("sqlite3 must be installed").success());
+    let before = inst.db_bytes();
+    let r = inst.tick();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("newer deadpool"), "{r:?}");
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stdout.contains("newer deadpool"), "{r:?}");
+    assert_eq!(inst.db_bytes(), before);
+}
+
+#[test]
+fn full_and_json_reports_show_the_tree() {
+    let inst = fast();
+    inst.tick();
+    inst.flag("down-db2");
+    inst.tick();
+    let r = inst.run(&["report"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let text = r.stdout;
+    assert!(
+        text.starts_with(
+            "DEADPOOL WARNING\nproblems:\n  ! WARNING  db: standby secondary (db2) is down"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("pool db\n"), "{text}");
+    assert!(
+        text.contains("armed, active primary (db1), 0/3 failures"),
+        "{text}"
+    );
+    assert!(text.contains("primary   db1"), "{text}");
+    assert!(text.contains("[active]"), "{text}");
+    assert!(text.contains("checked "), "{text}");
+    assert!(text.contains("1. one (plugin)"), "{text}");
+    assert_eq!(
+        inst.run(&["report", "--full"]).stdout.lines().next(),
+        text.lines().next()
+    );
+
+    let r = inst.run(&["report", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["status"], "WARNING");
+    assert_eq!(v["pools"][0]["monitor"]["servers"][1]["health"], "down");
+    assert_eq!(v["pools"][0]["steps"][0]["hosts"][0]["status"], "OK");
+    assert!(v["instance"]["last_tick_age_s"].as_f64().unwrap() >= 0.0);
+    assert_eq!(v["problems"][0]["pool"], "db");
+}
+
+#[test]
+fn history_is_bounded_by_events_not_ticks() {
+    let inst = fast();
+    for _ in 0..30 {
+        inst.tick();
+    }
+    let r = inst.run(&["history", "--json", "--limit", "1000"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        r.stdout.lines().count(),
+        0,
+        "healthy ticks append nothing: {}",
+        r.stdout
+    );
+    inst.flag("down-db1");
+    inst.flag("down-db2");
+    for _ in 0..10 {
+        inst.tick();
+    }
+    let events = inst.run(&["history", "--json", "--limit", "1000"]).stdout;
+    assert_eq!(
+        events.lines().count(),
+        1,
+        "a pool that stays blocked is recorded once: {events}"
+    );
+}
