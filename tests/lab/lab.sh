@@ -155,6 +155,7 @@ wait_until() {
 start_in_host() {
     local host=$1 out=$2
     shift 2
+    # shellcheck disable=SC2016  # $0 and $@ are for the inner shell
     setsid ip netns exec "$(ns_of "$host")" \
         unshare --uts sh -c 'hostname "$0" && exec "$@"' "$host" "$@" \
         </dev/null >>"$out" 2>&1 &
@@ -200,13 +201,13 @@ system_daemon_pids() {
 cmd_install() {
     need_root
     local missing before pid policy_added=0
-    missing=$(missing_packages)
-    if [[ -z $missing ]]; then
+    mapfile -t missing < <(missing_packages)
+    if ((${#missing[@]} == 0)); then
         log "packages already installed"
         return 0
     fi
-    log "installing: $(echo $missing)"
-    before=" $(echo $(system_daemon_pids)) "
+    log "installing: ${missing[*]}"
+    before=" $(system_daemon_pids | tr '\n' ' ') "
     # Tell the packages' scripts not to start their daemons (exit 101 = "not
     # allowed"); the lab starts its own copies in the namespaces.
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -216,10 +217,10 @@ cmd_install() {
     fi
     local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends)
     # Only refresh the package lists when the install cannot work without it.
-    if ! "${apt[@]}" $missing; then
+    if ! "${apt[@]}" "${missing[@]}"; then
         log "install failed; running apt-get update and retrying"
         apt-get update
-        "${apt[@]}" $missing
+        "${apt[@]}" "${missing[@]}"
     fi
     if ((policy_added)); then rm -f /usr/sbin/policy-rc.d; fi
     # Stop whatever the packages started anyway (on systemd, or without
@@ -230,7 +231,7 @@ cmd_install() {
             kill "$pid" 2>/dev/null || true
         fi
     done
-    [[ -z $(missing_packages) ]] || die "packages still missing: $(echo $(missing_packages))"
+    [[ -z $(missing_packages) ]] || die "packages still missing: $(missing_packages | tr '\n' ' ')"
 }
 
 # ---------------------------------------------------------------- network
@@ -656,18 +657,18 @@ cmd_up() {
 # links, the firewall rule and all files. Never fails on missing pieces.
 cmd_down() {
     need_root
-    local t0=$EPOCHREALTIME host ns pids i
+    local t0=$EPOCHREALTIME host ns pids tries
     for host in "${HOSTS[@]}"; do
         ns=$(ns_of "$host")
         if ns_exists "$host"; then
             # Repeat: a dying parent may still fork (e.g. sshd).
-            for i in $(seq 50); do
-                pids=$(ip netns pids "$ns" 2>/dev/null || true)
-                [[ -z $pids ]] && break
-                kill -9 $pids 2>/dev/null || true
+            for ((tries = 0; tries < 50; tries++)); do
+                mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
+                ((${#pids[@]} > 0)) || break
+                kill -9 "${pids[@]}" 2>/dev/null || true
                 sleep 0.05
             done
-            [[ -z $pids ]] || log "warning: processes left in $ns: $(echo $pids)"
+            ((${#pids[@]} == 0)) || log "warning: processes left in $ns: ${pids[*]}"
             ip netns del "$ns" 2>/dev/null || true
         fi
         ip link del "dpv-$host" 2>/dev/null || true
@@ -690,9 +691,9 @@ cmd_down() {
 
 cmd_kill() {
     local host=$1 svc=$2 pids
-    pids=$(svc_pids "$host" "$svc")
-    [[ -n $pids ]] || { log "$svc on $host is not running"; return 0; }
-    kill -9 $pids
+    mapfile -t pids < <(svc_pids "$host" "$svc")
+    ((${#pids[@]} > 0)) || { log "$svc on $host is not running"; return 0; }
+    kill -9 "${pids[@]}"
     # Wait until gone, so a following `start` finds the port free.
     wait_until 5 "$svc on $host to die" svc_gone "$host" "$svc"
 }
@@ -709,9 +710,9 @@ cmd_start() {
 
 cmd_signal() {
     local sig=$1 host=$2 svc=$3 pids
-    pids=$(svc_pids "$host" "$svc")
-    [[ -n $pids ]] || die "$svc on $host is not running"
-    kill "-$sig" $pids
+    mapfile -t pids < <(svc_pids "$host" "$svc")
+    ((${#pids[@]} > 0)) || die "$svc on $host is not running"
+    kill "-$sig" "${pids[@]}"
 }
 
 # Drops everything in and out of eth0 inside the host: peers see a hung
@@ -752,15 +753,15 @@ cmd_status() {
         fi
         printf '%-5s %-6s %s\n' "$host" net "$state"
         for svc in $(host_services "$host"); do
-            pids=$(svc_pids "$host" "$svc")
-            if [[ -z $pids ]]; then
+            mapfile -t pids < <(svc_pids "$host" "$svc")
+            if ((${#pids[@]} == 0)); then
                 state="not running"
             else
                 state="running"
-                for pid in $pids; do
+                for pid in "${pids[@]}"; do
                     if pid_stopped "$pid"; then state="stopped"; fi
                 done
-                state="$state (pid $(echo $pids))"
+                state="$state (pid ${pids[*]})"
             fi
             printf '%-5s %-6s %s\n' "$host" "$svc" "$state"
         done
