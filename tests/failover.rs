@@ -354,7 +354,10 @@ fn promote_waits_for_a_running_tick() {
         inst.state_of("other"),
         ("failed_over".into(), "secondary".into(), 0)
     );
-    assert!(history.contains("promoted by tester"), "{history}");
+    assert!(
+        history.contains("a manual promote") && history.contains("\"actor\":\"tester\""),
+        "{history}"
+    );
 }
 
 #[test]

@@ -119,7 +119,7 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         .history(Some(&pool.name), 1)?
         .last()
         .map_or(0, |e| e.id);
-    let why = format!("promoted by {who}");
+    let why = "a manual promote".to_string();
     let end = chain::execute(&state, pool, &mut rec, to, &who, &why)?;
     for e in state
         .history(Some(&pool.name), 10_000)?

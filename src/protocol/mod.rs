@@ -104,7 +104,7 @@ fn host_result(host: &str, out: &crate::remote::Output, warning_allowed: bool) -
     let first = crate::text::first_line(&out.stdout);
     let message = match (status, first.is_empty()) {
         (Status::Ok, false) => first,
-        (Status::Ok, true) => format!("exit 0 in {:.2}s", out.duration.as_secs_f64()),
+        (Status::Ok, true) => "exit 0".to_string(),
         (_, false) => format!("{first} ({})", out.describe_exit()),
         (_, true) => out.describe_exit(),
     };

@@ -61,19 +61,18 @@ impl Protocol for Plugin<'_> {
     }
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
-        let opts: Vec<String> = self
-            .options
-            .iter()
-            .map(|(k, v)| format!("{k}={}", crate::text::shell_quote(v)))
-            .collect();
-        let line = format!(
-            "DEADPOOL_OLD_PRIMARY={} DEADPOOL_NEW_PRIMARY={} {}{} {} promote",
-            ctx.old_primary,
-            ctx.new_primary,
-            opts.join(" "),
-            if opts.is_empty() { "" } else { " " },
-            crate::text::shell_quote(&self.program.to_string_lossy()),
+        let mut words = vec![
+            format!("DEADPOOL_OLD_PRIMARY={}", ctx.old_primary),
+            format!("DEADPOOL_NEW_PRIMARY={}", ctx.new_primary),
+        ];
+        words.extend(
+            self.options
+                .iter()
+                .map(|(k, v)| format!("{k}={}", crate::text::shell_quote(v))),
         );
+        words.push(crate::text::shell_quote(&self.program.to_string_lossy()));
+        words.push("promote".to_string());
+        let line = words.join(" ");
         vec![("local".to_string(), line)]
     }
 }

@@ -121,7 +121,9 @@ impl Instance {
             .env_remove("DEADPOOL_LOG")
             .env_remove("JOURNAL_STREAM");
         cmd.env("USER", "tester").env_remove("SUDO_USER");
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd
     }
 
