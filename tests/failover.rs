@@ -493,3 +493,49 @@ exec_command = "echo {old_primary} > {pool}-dir/old; echo done"
     );
     assert_eq!(inst.state_of("x").0, "failed_over");
 }
+
+/// Runs deadpool under a real pseudo-terminal (util-linux `script`), typing `answer`.
+fn on_terminal(inst: &Instance, args: &str, answer: &str) -> common::Run {
+    use std::io::Write;
+    let cmdline = format!("{} --config {} {args}", common::BIN, inst.dir().display());
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .env("USER", "tester")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) must be installed");
+    // Give the prompt a moment to appear, as a person would.
+    std::thread::sleep(Duration::from_millis(300));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    common::Run::from(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn promote_and_reset_ask_on_a_terminal() {
+    let inst = Instance::new();
+    inst.tick();
+    let r = on_terminal(&inst, "promote db secondary", "no");
+    assert!(r.stdout.contains("Type `yes` to go on"), "{r:?}");
+    assert!(r.stdout.contains("nothing changed"), "{r:?}");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(inst.state_of("db").0, "armed");
+    assert!(inst.calls("promote").is_empty());
+
+    let r = on_terminal(&inst, "promote db secondary", "yes");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+
+    let r = on_terminal(&inst, "reset db", "yes");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(inst.state_of("db"), ("armed".into(), "secondary".into(), 0));
+}
