@@ -38,7 +38,7 @@ pub enum Command {
     /// Show recorded events: state changes, failover steps, promotions, resets
     History(HistoryArgs),
     /// Validate the configuration without changing anything
-    CheckConfig,
+    CheckConfig(CheckConfigArgs),
     /// Write a commented example configuration directory
     Init(InitArgs),
 }
@@ -116,7 +116,15 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Skip the read-only probes of the servers (logins, replication); check files only
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct InitArgs {
+
     /// Where to write the example configuration [default: the config directory]
     #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,

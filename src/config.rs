@@ -68,7 +68,39 @@ pub enum MonitorKind {
     },
     /// A TCP connect.
     Tcp { port: u16 },
+    /// A MySQL or MariaDB login and a few read-only queries.
+    Mysql { port: u16, user: String, password: Secret },
 }
+
+/// A password read from a `password_file`. Never printed: `Debug` shows only that it exists.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Reads a secret file: readable by its owner only (as ssh insists for keys), one line.
+pub fn load_secret(dir: &Path, rel: &str) -> Result<Secret, String> {
+    let path = dir.join(rel);
+    check_secret_file(&path)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() || line.contains('\n') || line.contains('\0') {
+        return Err(format!("{}: expected the password on one line", path.display()));
+    }
+    Ok(Secret(line.to_string()))
+}
+
 
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -86,6 +118,7 @@ pub enum OnFailure {
 
 #[derive(Debug, Clone)]
 pub enum StepKind {
+    MysqlPromote(MysqlPromote),
     Plugin {
         program: PathBuf,
         /// Every other key of the `[[protocol]]` table, as `DEADPOOL_OPT_<KEY>` values.
@@ -97,6 +130,19 @@ pub enum StepKind {
         exec_command: String,
         shell: bool,
     },
+}
+
+#[derive(Debug, Clone)]
+pub struct MysqlPromote {
+    pub user: String,
+    pub password: Secret,
+    pub port: u16,
+    /// How long promotion waits for the replica to apply what it has received.
+    pub catch_up_timeout: Duration,
+    /// Readiness: replication lag above this is a warning.
+    pub max_lag: Duration,
+    /// `RESET REPLICA ALL` on the promoted server, so it forgets its old source.
+    pub reset_replica: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +179,7 @@ impl Pool {
 impl Step {
     pub fn type_name(&self) -> &'static str {
         match self.kind {
+            StepKind::MysqlPromote(_) => "mysql_promote",
             StepKind::Plugin { .. } => "plugin",
             StepKind::Exec { .. } => "exec",
         }
@@ -144,6 +191,7 @@ impl MonitorKind {
         match self {
             MonitorKind::Nagios { .. } => "nagios",
             MonitorKind::Tcp { .. } => "tcp",
+            MonitorKind::Mysql { .. } => "mysql",
         }
     }
 }
@@ -316,6 +364,18 @@ struct RawMonitor {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawMysqlPromote {
+    user: String,
+    password_file: String,
+    port: Option<u16>,
+    catch_up_timeout: Option<String>,
+    max_lag: Option<String>,
+    #[serde(default)]
+    reset_replica: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawExec {
     hosts: Vec<String>,
     test_command: Option<String>,
@@ -449,7 +509,7 @@ fn load_pool(dir: &Path, file: &Path) -> Result<Pool, Error> {
     let step_lines = lines_of(&text, |l| l.replace(' ', "") == "[[protocol]]");
     let mut steps = Vec::new();
     for (i, table) in raw.protocol.into_iter().enumerate() {
-        let step = load_step(dir, table).map_err(|m| {
+        let step = load_step(dir, table, &monitor).map_err(|m| {
             Error::Config(format!(
                 "{}: [[protocol]] {}{}: {m}",
                 file.display(),
@@ -521,11 +581,15 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
             let port = raw.port.ok_or("key `port`: a `tcp` monitor needs a port")?;
             MonitorKind::Tcp { port }
         }
-        "mysql" | "redis" => {
-            return Err(format!(
-                "key `type`: the `{}` monitor is not supported by this build of deadpool yet; use `nagios` or `tcp`",
-                raw.kind
-            ));
+        "mysql" => {
+            reject(&[("command", raw.command.is_some())])?;
+            let rel = raw.password_file.as_deref().ok_or("key `password_file`: a `mysql` monitor needs the monitoring account's password file")?;
+            let password = load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?;
+            let user = raw.user.unwrap_or_else(|| "deadpool".to_string());
+            MonitorKind::Mysql { port: raw.port.unwrap_or(3306), user, password }
+        }
+        "redis" => {
+            return Err("key `type`: the `redis` monitor is not supported by this build of deadpool yet; use `mysql`, `nagios` or `tcp`".into());
         }
         other => {
             return Err(format!(
@@ -536,7 +600,7 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
     Ok(Monitor { timeout, kind })
 }
 
-fn load_step(dir: &Path, mut table: toml::Table) -> Result<Step, String> {
+fn load_step(dir: &Path, mut table: toml::Table, monitor: &Monitor) -> Result<Step, String> {
     let kind = match table.remove("type") {
         Some(toml::Value::String(s)) => s,
         Some(_) => return Err("key `type`: expected a string".into()),
@@ -623,9 +687,26 @@ fn load_step(dir: &Path, mut table: toml::Table) -> Result<Step, String> {
                 shell: raw.shell,
             }
         }
-        "mysql_promote" | "etc_hosts" | "vip" | "redis_promote" => {
+        "mysql_promote" => {
+            let raw: RawMysqlPromote = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| toml_msg(&e))?;
+            let password = load_secret(dir, &raw.password_file).map_err(|e| format!("key `password_file`: {e}"))?;
+            let default_port = match &monitor.kind {
+                MonitorKind::Mysql { port, .. } => *port,
+                _ => 3306,
+            };
+            StepKind::MysqlPromote(MysqlPromote {
+                user: raw.user,
+                password,
+                port: raw.port.unwrap_or(default_port),
+                catch_up_timeout: parse_duration(raw.catch_up_timeout.as_deref().unwrap_or("30s"))
+                    .map_err(|e| format!("key `catch_up_timeout`: {e}"))?,
+                max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("30s")).map_err(|e| format!("key `max_lag`: {e}"))?,
+                reset_replica: raw.reset_replica,
+            })
+        }
+        "etc_hosts" | "vip" | "redis_promote" => {
             return Err(format!(
-                "key `type`: the `{kind}` step is not supported by this build of deadpool yet; use `plugin` or `exec`"
+                "key `type`: the `{kind}` step is not supported by this build of deadpool yet; use `mysql_promote`, `plugin` or `exec`"
             ));
         }
         other => {

@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod log;
 mod monitor;
+mod mysql;
 mod protocol;
 mod remote;
 mod report;

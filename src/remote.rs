@@ -259,3 +259,14 @@ mod tests {
         assert_eq!(out.exit, Exit::Signal(9));
     }
 }
+
+/// Runs `f` on its own thread and waits at most `limit` for it. A call that blocks in a
+/// library without a timeout of its own (name resolution, a stalled handshake) cannot hold
+/// up the tick: the thread is abandoned and ends with the process.
+pub fn with_deadline<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}

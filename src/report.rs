@@ -379,6 +379,21 @@ fn pool_report(
             ),
         );
     }
+    // Split-brain: a database monitor saw the standby writable.
+    let row = |role: Role| monitor_rows.iter().find(|m| m.role == role);
+    let writable = |role: Role| row(role).is_some_and(|m| m.health.is_alive() && m.read_only == Some(false));
+    let locked = pool_state.is_some_and(PoolState::is_locked);
+    if writable(active.other()) && (locked || writable(active)) {
+        let why = if locked { "while the pool is failed over" } else { "as is the active server" };
+        problem(
+            Status::Critical,
+            format!(
+                "split-brain risk: standby {} ({standby_addr}) is writable {why}; make it read-only (SET GLOBAL read_only = ON)",
+                active.other().as_str()
+            ),
+        );
+    }
+    let locked_note = if locked { " (pool locked: applies after reset)" } else { "" };
 
     // Readiness.
     let mut steps = Vec::new();
@@ -413,10 +428,12 @@ fn pool_report(
             }
         } else {
             for h in hosts.iter().filter(|h| h.status != Status::Ok) {
+                // A locked pool cannot fail over until reset: its readiness is advice.
+                let status = if locked { h.status.min(Status::Warning) } else { h.status };
                 problem(
-                    h.status,
+                    status,
                     format!(
-                        "step {} `{}` on {}: {} (checked {} ago)",
+                        "step {} `{}` on {}: {} (checked {} ago){locked_note}",
                         index + 1,
                         step.name,
                         h.host,
@@ -425,6 +442,7 @@ fn pool_report(
                     ),
                 );
             }
+
             let oldest = hosts.iter().map(|h| h.checked_at).min().unwrap_or(now);
             if now - oldest > stale_after_ms {
                 status = status.max(Status::Warning);

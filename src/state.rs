@@ -17,7 +17,7 @@ use crate::report::Status;
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE pools (
@@ -70,6 +70,9 @@ CREATE TABLE history (
 CREATE INDEX history_at ON history (at);
 CREATE INDEX history_pool ON history (pool, id);
 ";
+
+/// Version 2: database monitors record whether a server is read-only (split-brain checks).
+const SCHEMA_V2: &str = "ALTER TABLE monitor_results ADD COLUMN read_only INTEGER;";
 
 /// Longest a history entry's captured output may be.
 const HISTORY_OUTPUT_CAP: usize = 16 * 1024;
@@ -153,7 +156,10 @@ pub struct MonitorRow {
     pub message: String,
     pub checked_at: i64,
     pub duration_ms: i64,
+    /// For database monitors: whether the server is read-only; `None` when unknown.
+    pub read_only: Option<bool>,
 }
+
 
 #[derive(Debug, Clone)]
 pub struct ReadinessRow {
@@ -405,9 +411,18 @@ impl State {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for row in rows {
             tx.execute(
-                "INSERT OR REPLACE INTO monitor_results (pool, role, health, message, checked_at, duration_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![pool, row.role.as_str(), row.health.as_str(), row.message, row.checked_at, row.duration_ms],
+                "INSERT OR REPLACE INTO monitor_results
+                   (pool, role, health, message, checked_at, duration_ms, read_only)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    pool,
+                    row.role.as_str(),
+                    row.health.as_str(),
+                    row.message,
+                    row.checked_at,
+                    row.duration_ms,
+                    row.read_only
+                ],
             )?;
         }
         tx.commit()?;
@@ -417,7 +432,8 @@ impl State {
     pub fn monitor(&self, pool: &str) -> Result<Vec<MonitorRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT role, health, message, checked_at, duration_ms FROM monitor_results WHERE pool = ?1 ORDER BY role",
+            "SELECT role, health, message, checked_at, duration_ms, read_only FROM monitor_results
+             WHERE pool = ?1 ORDER BY role",
         )?;
         let rows = stmt.query_map([pool], |r| {
             Ok((
@@ -426,11 +442,13 @@ impl State {
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
+                r.get::<_, Option<bool>>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (role, health, message, checked_at, duration_ms) = row?;
+            let (role, health, message, checked_at, duration_ms, read_only) = row?;
+
             let (Some(role), Some(health)) = (Role::parse(&role), Health::parse(&health)) else {
                 bail!(
                     "{}: unknown monitor row `{role}`/`{health}`; was it written by a newer deadpool?",
@@ -443,6 +461,7 @@ impl State {
                 message,
                 checked_at,
                 duration_ms,
+                read_only,
             });
         }
         Ok(out)
@@ -628,7 +647,10 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         ))
         .with_context(|| format!("{}: cannot create the schema", path.display()))?;
     }
-    // Later versions add `if version < 2 { ... }` here.
+    if version < 2 {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"))
+            .with_context(|| format!("{}: cannot upgrade the schema to version 2", path.display()))?;
+    }
     let file_mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
     if file_mode & 0o077 != 0 {
         crate::warn!(
@@ -671,7 +693,28 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_database_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deadpool.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!("{SCHEMA_V1} PRAGMA user_version = 1;")).unwrap();
+        conn.execute(
+            "INSERT INTO monitor_results VALUES ('db', 'primary', 'up', 'ok', 1, 2)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let state = State::open(dir.path()).unwrap();
+        let rows = state.monitor("db").unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].read_only, None);
+        let version: i64 = state.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
     fn lock_is_exclusive() {
+
         let dir = tempfile::tempdir().unwrap();
         let first = Lock::acquire(dir.path(), Duration::ZERO).unwrap();
         assert!(first.is_some());

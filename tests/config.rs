@@ -155,26 +155,34 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
         (
             "step type not in this build",
             "pools/db.toml".into(),
-            pool("type = \"plugin\"", "type = \"mysql_promote\""),
-            vec![
-                "pools/db.toml",
-                "[[protocol]] 1",
-                "line 11",
-                "mysql_promote",
-                "not supported by this build",
-            ],
+            pool("type = \"plugin\"", "type = \"vip\""),
+            vec!["pools/db.toml", "[[protocol]] 1", "line 11", "vip", "not supported by this build"],
         ),
         (
             "monitor type not in this build",
             "pools/db.toml".into(),
-            pool("type = \"nagios\"", "type = \"mysql\""),
-            vec![
-                "pools/db.toml",
-                "[monitor]",
-                "mysql",
-                "not supported by this build",
-            ],
+            pool("type = \"nagios\"", "type = \"redis\""),
+            vec!["pools/db.toml", "[monitor]", "redis", "not supported by this build"],
         ),
+        (
+            "mysql monitor without a password file",
+            "pools/db.toml".into(),
+            pool("type = \"nagios\"\ncommand = \"monitor {host}\"", "type = \"mysql\""),
+            vec!["pools/db.toml", "[monitor]", "password_file"],
+        ),
+        (
+            "a password file readable by others",
+            "pools/db.toml".into(),
+            pool("type = \"nagios\"\ncommand = \"monitor {host}\"", "type = \"mysql\"\npassword_file = \"open-secret\""),
+            vec!["pools/db.toml", "password_file", "open-secret", "readable by group or others", "chmod 600"],
+        ),
+        (
+            "mysql_promote with an unknown key",
+            "pools/db.toml".into(),
+            format!("{TWO_STEP_POOL}\n[[protocol]]\ntype = \"mysql_promote\"\nuser = \"a\"\npassword_file = \"secret\"\ncatchup = \"5s\"\n"),
+            vec!["pools/db.toml", "[[protocol]] 3", "catchup", "catch_up_timeout"],
+        ),
+
         (
             "unknown step type",
             "pools/db.toml".into(),
@@ -249,7 +257,12 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
 fn each_bad_config_exits_2_naming_file_and_key_and_changes_nothing() {
     let inst = Instance::new();
     assert_eq!(inst.tick().code, 0);
+    inst.write("open-secret", "hunter2\n");
+    std::fs::set_permissions(inst.path("open-secret"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    inst.write("secret", "hunter2\n");
+    std::fs::set_permissions(inst.path("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let good_main = std::fs::read_to_string(inst.path("deadpool.toml")).unwrap();
+
     let before = inst.db_bytes();
     assert!(!before.is_empty());
     for (what, file, text, words) in bad_configs() {

@@ -5,12 +5,27 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::config::{self, Config, format_duration};
+use crate::chain;
+use crate::cli::{CheckConfigArgs, Role};
+use crate::config::{self, Config, Pool, StepKind, format_duration};
+use crate::monitor::{self, Health};
+use crate::report::Status;
+
 use crate::error::Outcome;
 
-pub fn run(dir: &Path) -> Result<Outcome> {
+pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     let config = Config::load(dir)?;
     let mut warnings = Vec::new();
+    let mut probes = Vec::new();
+    if !args.offline {
+        // Probe in the direction the next failover would take.
+        let state = crate::state::State::open_read_only(&config.state_dir).ok().flatten();
+        for pool in &config.pools {
+            let rec = state.as_ref().and_then(|s| s.pool(&pool.name).ok().flatten());
+            let active = rec.map_or(Role::Primary, |r| r.active);
+            probe(pool, active, &mut probes, &mut warnings);
+        }
+    }
 
     // No step type of this build runs over SSH yet, so the SSH files are only noted.
     let ssh_files = [
@@ -68,6 +83,9 @@ pub fn run(dir: &Path) -> Result<Outcome> {
     }
 
     print!("{}", config::summary(&config));
+    for line in &probes {
+        println!("{line}");
+    }
     println!(
         "worst-case tick duration: {} without a failover, {} with one (systemd's TimeoutStartSec must be longer)",
         format_duration(watching),
@@ -82,4 +100,27 @@ pub fn run(dir: &Path) -> Result<Outcome> {
         warnings.len()
     );
     Ok(Outcome::Done)
+}
+
+/// Read-only probes of a pool's servers: each server through the monitor, and each
+/// `mysql_promote` step's preflight toward the standby (logins, grants, replication).
+fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+    for (role, check) in [Role::Primary, Role::Secondary].into_iter().zip(monitor::check_both(pool)) {
+        let line = format!("pool {}: {} {}: {}", pool.name, role.as_str(), pool.address(role), check.message);
+        match check.health {
+            Health::Up => lines.push(line),
+            Health::Degraded | Health::Down => warnings.push(line),
+        }
+    }
+    for (index, step) in pool.steps.iter().enumerate() {
+        if !matches!(step.kind, StepKind::MysqlPromote(_)) {
+            continue;
+        }
+        let ctx = chain::context(pool, index, active, active.other(), true);
+
+        for h in crate::protocol::run(crate::protocol::Action::Preflight, &ctx) {
+            let line = format!("pool {}: step `{}` preflight on {}: {}", pool.name, step.name, h.host, h.message);
+            if h.status == Status::Ok { lines.push(line) } else { warnings.push(line) }
+        }
+    }
 }

@@ -20,7 +20,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let dir = Config::locate(cli.config.as_deref());
     match cli.command {
         Command::Init(args) => init::run(&dir, &args),
-        Command::CheckConfig => check_config::run(&dir),
+        Command::CheckConfig(args) => check_config::run(&dir, &args),
         Command::Report(args) => report::run(&dir, &args),
         Command::Tick(args) => tick::run(&Config::load(&dir)?, &args),
         Command::Promote(args) => promote::run(&Config::load(&dir)?, &args),

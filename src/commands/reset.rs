@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Outcome};
 use crate::monitor;
 use crate::report::Status;
-use crate::state::{Lock, MonitorRow, PoolRecord, PoolState, State, now_ms};
+use crate::state::{Lock, PoolRecord, PoolState, State, now_ms};
 
 pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
     let pool = config.pool(&args.pool)?;
@@ -69,18 +69,8 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
         ))
         .into());
     }
-    let rows: Vec<MonitorRow> = [Role::Primary, Role::Secondary]
-        .into_iter()
-        .zip(&checks)
-        .map(|(role, c)| MonitorRow {
-            role,
-            health: c.health,
-            message: c.message.clone(),
-            checked_at: now,
-            duration_ms: c.duration.as_millis() as i64,
-        })
-        .collect();
-    state.save_monitor(&pool.name, &rows)?;
+    state.save_monitor(&pool.name, &super::tick::monitor_rows(&checks, now))?;
+
     rec.state = PoolState::Armed;
     rec.active = active;
     rec.failures = 0;

@@ -238,7 +238,7 @@ fn last_started_step(state: &State, pool: &Pool) -> Result<String> {
     })
 }
 
-fn monitor_rows(checks: &[Check; 2], at: i64) -> Vec<MonitorRow> {
+pub fn monitor_rows(checks: &[Check; 2], at: i64) -> Vec<MonitorRow> {
     [Role::Primary, Role::Secondary]
         .into_iter()
         .zip(checks)
@@ -248,7 +248,9 @@ fn monitor_rows(checks: &[Check; 2], at: i64) -> Vec<MonitorRow> {
             message: c.message.clone(),
             checked_at: at,
             duration_ms: c.duration.as_millis() as i64,
+            read_only: c.facts.as_ref().and_then(|f| f.read_only),
         })
+
         .collect()
 }
 

@@ -1,7 +1,10 @@
 //! Monitors: each answers one question about one server — is it up?
 
+mod mysql;
 mod nagios;
 mod tcp;
+
+pub use tcp::resolve;
 
 use std::time::Duration;
 
@@ -45,23 +48,37 @@ pub struct Check {
     pub health: Health,
     pub message: String,
     pub duration: Duration,
+    /// What a database monitor learned beyond up or down.
+    pub facts: Option<Facts>,
 }
+
+/// Server facts from a database monitor, for split-brain detection.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub read_only: Option<bool>,
+}
+
 
 /// Checks one server of a pool, bounded by the monitor's timeout.
 pub fn check(pool: &Pool, role: Role) -> Check {
     let host = pool.address(role);
     let started = std::time::Instant::now();
-    let (health, message) = match &pool.monitor.kind {
+    let timeout = pool.monitor.timeout;
+    let (health, message, facts) = match &pool.monitor.kind {
         MonitorKind::Nagios { argv, port } => {
-            nagios::check(argv, *port, host, &pool.name, role, pool.monitor.timeout)
+            let (h, m) = nagios::check(argv, *port, host, &pool.name, role, timeout);
+            (h, m, None)
         }
-        MonitorKind::Tcp { port } => tcp::check(host, *port, pool.monitor.timeout),
+        MonitorKind::Tcp { port } => {
+            let (h, m) = tcp::check(host, *port, timeout);
+            (h, m, None)
+        }
+        MonitorKind::Mysql { port, user, password } => {
+            mysql::check(host, *port, user, password, timeout)
+        }
     };
-    Check {
-        health,
-        message: crate::text::one_line(&message),
-        duration: started.elapsed(),
-    }
+    Check { health, message: crate::text::one_line(&message), duration: started.elapsed(), facts }
+
 }
 
 /// Checks both servers of a pool at once.
@@ -73,6 +90,7 @@ pub fn check_both(pool: &Pool) -> [Check; 2] {
             health: Health::Down,
             message: "monitor thread panicked".into(),
             duration: Duration::ZERO,
+            facts: None,
         });
         [primary, secondary]
     })

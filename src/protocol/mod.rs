@@ -3,6 +3,7 @@
 //! part of the failover (`promote`).
 
 mod exec;
+mod mysql_promote;
 mod plugin;
 
 use std::time::Duration;
@@ -59,6 +60,8 @@ pub trait Protocol {
 
 pub fn protocol(step: &Step) -> Box<dyn Protocol + '_> {
     match &step.kind {
+        StepKind::MysqlPromote(cfg) => Box::new(mysql_promote::Step { cfg }),
+
         StepKind::Plugin { program, options } => Box::new(plugin::Plugin { program, options }),
         StepKind::Exec {
             hosts,

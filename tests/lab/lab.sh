@@ -394,6 +394,12 @@ binlog_format         = ROW
 relay_log_recovery    = ON
 # Notice a vanished primary in seconds rather than a minute.
 slave_net_timeout     = 4
+# Semi-synchronous replication: a commit is acknowledged to the client only after the
+# replica has the transaction in its relay log, so a failover loses no acknowledged write.
+# After 2 s without a replica the primary goes on alone (asynchronous).
+rpl_semi_sync_slave_enabled     = ON
+rpl_semi_sync_master_wait_point = AFTER_SYNC
+rpl_semi_sync_master_timeout    = 2000
 # Small and fast: this is a test lab.
 innodb_buffer_pool_size        = 32M
 innodb_log_file_size           = 16M
@@ -403,6 +409,8 @@ performance_schema             = OFF
 EOF
     if [[ $host == "$REPLICA" ]]; then
         echo "read_only             = ON" >>"$dir/my.cnf"
+    else
+        echo "rpl_semi_sync_master_enabled = ON" >>"$dir/my.cnf"
     fi
 }
 
