@@ -124,7 +124,6 @@ pub struct CheckConfigArgs {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-
     /// Where to write the example configuration [default: the config directory]
     #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,

@@ -69,7 +69,11 @@ pub enum MonitorKind {
     /// A TCP connect.
     Tcp { port: u16 },
     /// A MySQL or MariaDB login and a few read-only queries.
-    Mysql { port: u16, user: String, password: Secret },
+    Mysql {
+        port: u16,
+        user: String,
+        password: Secret,
+    },
 }
 
 /// A password read from a `password_file`. Never printed: `Debug` shows only that it exists.
@@ -96,11 +100,13 @@ pub fn load_secret(dir: &Path, rel: &str) -> Result<Secret, String> {
     let line = text.strip_suffix('\n').unwrap_or(&text);
     let line = line.strip_suffix('\r').unwrap_or(line);
     if line.is_empty() || line.contains('\n') || line.contains('\0') {
-        return Err(format!("{}: expected the password on one line", path.display()));
+        return Err(format!(
+            "{}: expected the password on one line",
+            path.display()
+        ));
     }
     Ok(Secret(line.to_string()))
 }
-
 
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -584,9 +590,14 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
         "mysql" => {
             reject(&[("command", raw.command.is_some())])?;
             let rel = raw.password_file.as_deref().ok_or("key `password_file`: a `mysql` monitor needs the monitoring account's password file")?;
-            let password = load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?;
+            let password =
+                load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?;
             let user = raw.user.unwrap_or_else(|| "deadpool".to_string());
-            MonitorKind::Mysql { port: raw.port.unwrap_or(3306), user, password }
+            MonitorKind::Mysql {
+                port: raw.port.unwrap_or(3306),
+                user,
+                password,
+            }
         }
         "redis" => {
             return Err("key `type`: the `redis` monitor is not supported by this build of deadpool yet; use `mysql`, `nagios` or `tcp`".into());
@@ -688,8 +699,11 @@ fn load_step(dir: &Path, mut table: toml::Table, monitor: &Monitor) -> Result<St
             }
         }
         "mysql_promote" => {
-            let raw: RawMysqlPromote = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| toml_msg(&e))?;
-            let password = load_secret(dir, &raw.password_file).map_err(|e| format!("key `password_file`: {e}"))?;
+            let raw: RawMysqlPromote = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| toml_msg(&e))?;
+            let password = load_secret(dir, &raw.password_file)
+                .map_err(|e| format!("key `password_file`: {e}"))?;
             let default_port = match &monitor.kind {
                 MonitorKind::Mysql { port, .. } => *port,
                 _ => 3306,
@@ -700,7 +714,8 @@ fn load_step(dir: &Path, mut table: toml::Table, monitor: &Monitor) -> Result<St
                 port: raw.port.unwrap_or(default_port),
                 catch_up_timeout: parse_duration(raw.catch_up_timeout.as_deref().unwrap_or("30s"))
                     .map_err(|e| format!("key `catch_up_timeout`: {e}"))?,
-                max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("30s")).map_err(|e| format!("key `max_lag`: {e}"))?,
+                max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("30s"))
+                    .map_err(|e| format!("key `max_lag`: {e}"))?,
                 reset_replica: raw.reset_replica,
             })
         }

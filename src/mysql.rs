@@ -18,8 +18,11 @@ pub struct Target<'a> {
     pub port: u16,
     pub user: &'a str,
     pub password: &'a Secret,
-    /// Bounds connecting and every read and write.
+    /// Bounds connecting, the login, and every read and write.
     pub timeout: Duration,
+    /// Bounds each read and write instead of `timeout` when longer, for statements that
+    /// wait server-side (`STOP REPLICA` while the IO thread is stuck connecting).
+    pub statement_timeout: Option<Duration>,
 }
 
 /// Why a connection or query failed, sorted by what it says about the server.
@@ -48,11 +51,41 @@ impl std::fmt::Display for Failure {
 
 fn classify(err: mysql::Error, target: &Target) -> Failure {
     match err {
-        mysql::Error::MySqlError(e) => Failure::Refused { code: e.code, message: crate::text::one_line(&e.message) },
-        mysql::Error::IoError(e) => Failure::Down(format!("{}:{}: {e}", target.host, target.port)),
-        mysql::Error::DriverError(e) => Failure::Down(format!("{}:{}: {e}", target.host, target.port)),
-        other => Failure::Down(format!("{}:{}: {other}", target.host, target.port)),
+        mysql::Error::MySqlError(e) => Failure::Refused {
+            code: e.code,
+            message: crate::text::one_line(&e.message),
+        },
+        other => {
+            let text = plain_error(&other);
+            if text.contains(target.host) {
+                Failure::Down(text)
+            } else {
+                Failure::Down(format!("{}:{}: {text}", target.host, target.port))
+            }
+        }
     }
+}
+
+/// The driver's error in plain words: timeouts say so, debug wrappers go.
+fn plain_error(e: &mysql::Error) -> String {
+    let text = crate::text::one_line(&e.to_string());
+    // EAGAIN (11) is how a read timeout surfaces; ETIMEDOUT (110) a connect timeout.
+    if text.contains("(os error 11)")
+        || text.contains("(os error 110)")
+        || text.contains("timed out")
+    {
+        return "no answer in time (timed out)".to_string();
+    }
+    if text.contains("connection timeout") {
+        return "could not connect in time (timed out)".to_string();
+    }
+    let mut t = text.as_str();
+    for wrapper in ["DriverError { ", "CodecError { "] {
+        if let Some(inner) = t.strip_prefix(wrapper) {
+            t = inner.strip_suffix(" }").unwrap_or(inner);
+        }
+    }
+    t.to_string()
 }
 
 /// An open admin or monitor connection.
@@ -66,7 +99,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("target", &self.target_desc).field("version", &self.version).finish()
+        f.debug_struct("Client")
+            .field("target", &self.target_desc)
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -79,8 +115,15 @@ pub enum Flavor {
 impl Client {
     /// Connects over TCP (never a local socket), with connect, read and write timeouts.
     pub fn connect(target: &Target) -> Result<Client, Failure> {
-        let ip = crate::monitor::resolve(target.host, target.port, target.timeout).map_err(Failure::Down)?;
-        let addr = ip.first().ok_or_else(|| Failure::Down(format!("{} has no address", target.host)))?;
+        let ip = crate::monitor::resolve(target.host, target.port, target.timeout)
+            .map_err(Failure::Down)?;
+        let addr = ip
+            .first()
+            .ok_or_else(|| Failure::Down(format!("{} has no address", target.host)))?;
+        let io_timeout = target
+            .statement_timeout
+            .unwrap_or(target.timeout)
+            .max(target.timeout);
         let opts = OptsBuilder::new()
             .ip_or_hostname(Some(addr.ip().to_string()))
             .tcp_port(target.port)
@@ -88,15 +131,20 @@ impl Client {
             .pass(Some(target.password.expose()))
             .prefer_socket(false)
             .tcp_connect_timeout(Some(target.timeout))
-            .read_timeout(Some(target.timeout))
-            .write_timeout(Some(target.timeout))
+            .read_timeout(Some(io_timeout))
+            .write_timeout(Some(io_timeout))
             .stmt_cache_size(Some(0));
         let mut conn = Conn::new(opts).map_err(|e| classify(e, target))?;
         let version: String = conn
             .query_first("SELECT @@version")
             .map_err(|e| classify(e, target))?
             .unwrap_or_default();
-        let flavor = if version.to_ascii_lowercase().contains("mariadb") { Flavor::MariaDb } else { Flavor::MySql };
+
+        let flavor = if version.to_ascii_lowercase().contains("mariadb") {
+            Flavor::MariaDb
+        } else {
+            Flavor::MySql
+        };
         Ok(Client {
             conn,
             host: target.host.to_string(),
@@ -108,8 +156,11 @@ impl Client {
 
     fn fail(&self, e: mysql::Error) -> Failure {
         match e {
-            mysql::Error::MySqlError(e) => Failure::Refused { code: e.code, message: crate::text::one_line(&e.message) },
-            other => Failure::Down(format!("{}: {other}", self.host)),
+            mysql::Error::MySqlError(e) => Failure::Refused {
+                code: e.code,
+                message: crate::text::one_line(&e.message),
+            },
+            other => Failure::Down(format!("{}: {}", self.host, plain_error(&other))),
         }
     }
 
@@ -127,7 +178,10 @@ impl Client {
     }
 
     pub fn read_only(&mut self) -> Result<bool, Failure> {
-        let v: Option<i64> = self.conn.query_first("SELECT @@global.read_only").map_err(|e| self.fail(e))?;
+        let v: Option<i64> = self
+            .conn
+            .query_first("SELECT @@global.read_only")
+            .map_err(|e| self.fail(e))?;
         Ok(v.unwrap_or(0) != 0)
     }
 
@@ -135,12 +189,15 @@ impl Client {
     /// is not a replica.
     pub fn replica_status(&mut self) -> Result<Option<ReplicaStatus>, Failure> {
         let rows = match self.conn.query::<mysql::Row, _>("SHOW REPLICA STATUS") {
-            Err(mysql::Error::MySqlError(e)) if e.code == 1064 => {
-                self.conn.query::<mysql::Row, _>("SHOW SLAVE STATUS").map_err(|e| self.fail(e))?
-            }
+            Err(mysql::Error::MySqlError(e)) if e.code == 1064 => self
+                .conn
+                .query::<mysql::Row, _>("SHOW SLAVE STATUS")
+                .map_err(|e| self.fail(e))?,
             other => other.map_err(|e| self.fail(e))?,
         };
-        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
         let mut columns = HashMap::new();
         for (i, column) in row.columns_ref().iter().enumerate() {
             let value = row.as_ref(i).and_then(value_text);
@@ -219,7 +276,10 @@ pub struct ReplicaStatus {
 impl ReplicaStatus {
     pub fn from_columns(c: &HashMap<String, Option<String>>) -> ReplicaStatus {
         let get = |names: &[&str]| -> String {
-            names.iter().find_map(|n| c.get(*n).cloned().flatten()).unwrap_or_default()
+            names
+                .iter()
+                .find_map(|n| c.get(*n).cloned().flatten())
+                .unwrap_or_default()
         };
         let num = |names: &[&str]| get(names).trim().parse::<u64>().ok();
         ReplicaStatus {
@@ -230,7 +290,10 @@ impl ReplicaStatus {
             seconds_behind: num(&["Seconds_Behind_Source", "Seconds_Behind_Master"]),
             last_io_error: get(&["Last_IO_Error"]),
             last_sql_error: get(&["Last_SQL_Error"]),
-            received: (get(&["Source_Log_File", "Master_Log_File"]), num(&["Read_Source_Log_Pos", "Read_Master_Log_Pos"]).unwrap_or(0)),
+            received: (
+                get(&["Source_Log_File", "Master_Log_File"]),
+                num(&["Read_Source_Log_Pos", "Read_Master_Log_Pos"]).unwrap_or(0),
+            ),
             executed: (
                 get(&["Relay_Source_Log_File", "Relay_Master_Log_File"]),
                 num(&["Exec_Source_Log_Pos", "Exec_Master_Log_Pos"]).unwrap_or(0),
@@ -253,7 +316,15 @@ impl ReplicaStatus {
 
     /// One line for reports.
     pub fn describe(&self) -> String {
-        let lag = self.seconds_behind.map_or("unknown".to_string(), |s| format!("{s}s"));
+        let errors = !self.last_io_error.is_empty() || !self.last_sql_error.is_empty();
+        let no = |s: &str| s.eq_ignore_ascii_case("no");
+        if !errors && no(&self.io_running) && no(&self.sql_running) {
+            return format!("replication stopped (source was {})", self.source_host);
+        }
+
+        let lag = self
+            .seconds_behind
+            .map_or("unknown".to_string(), |s| format!("{s}s"));
         let mut out = format!(
             "replica of {}: IO {}, SQL {}, lag {lag}",
             self.source_host,
@@ -279,26 +350,50 @@ pub fn parse_global_privileges(grants: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for g in grants {
         let upper = g.to_ascii_uppercase();
-        let Some(rest) = upper.strip_prefix("GRANT ") else { continue };
-        let Some((privs, after)) = rest.split_once(" ON ") else { continue };
+        let Some(rest) = upper.strip_prefix("GRANT ") else {
+            continue;
+        };
+        let Some((privs, after)) = rest.split_once(" ON ") else {
+            continue;
+        };
         if !after.trim_start().starts_with("*.*") {
             continue;
         }
-        out.extend(privs.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()));
+        out.extend(
+            privs
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty()),
+        );
     }
     out
 }
 
 /// The leading `major.minor.patch` of a version string like `10.11.6-MariaDB-0+deb12u1`.
 pub fn version_triple(version: &str) -> (u32, u32, u32) {
-    let mut parts = version.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).map(|p| p.parse().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
 }
 
 /// What promotion needs: change `read_only` and stop/reset replication. Returns what is
 /// missing, in words for the report.
-pub fn missing_admin_privileges(flavor: Flavor, version: &str, privileges: &[String]) -> Vec<&'static str> {
-    let has = |p: &str| privileges.iter().any(|x| x == p || x == "ALL PRIVILEGES" || x == "ALL");
+pub fn missing_admin_privileges(
+    flavor: Flavor,
+    version: &str,
+    privileges: &[String],
+) -> Vec<&'static str> {
+    let has = |p: &str| {
+        privileges
+            .iter()
+            .any(|x| x == p || x == "ALL PRIVILEGES" || x == "ALL")
+    };
     let mut missing = Vec::new();
     match flavor {
         // MariaDB 10.5.2 split SUPER: since then read_only needs READ_ONLY ADMIN, while SUPER
@@ -325,7 +420,10 @@ pub fn missing_admin_privileges(flavor: Flavor, version: &str, privileges: &[Str
 }
 
 /// Polls until `done` returns true or `limit` passes; used for catch-up waits.
-pub fn poll<T>(limit: Duration, mut step: impl FnMut() -> Result<Option<T>, Failure>) -> Result<Option<T>, Failure> {
+pub fn poll<T>(
+    limit: Duration,
+    mut step: impl FnMut() -> Result<Option<T>, Failure>,
+) -> Result<Option<T>, Failure> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = step()? {
@@ -343,7 +441,19 @@ mod tests {
     use super::*;
 
     fn row(pairs: &[(&str, &str)]) -> HashMap<String, Option<String>> {
-        pairs.iter().map(|(k, v)| (k.to_string(), if *v == "NULL" { None } else { Some(v.to_string()) })).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    if *v == "NULL" {
+                        None
+                    } else {
+                        Some(v.to_string())
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Recorded from MariaDB 10.11 (`SHOW REPLICA STATUS` keeps the old column names).
@@ -368,14 +478,20 @@ mod tests {
         assert_eq!(s.source_port, Some(3306));
         assert!(s.io_ok() && s.sql_ok() && s.caught_up());
         assert_eq!(s.seconds_behind, Some(0));
-        assert_eq!(s.describe(), "replica of 10.213.0.11: IO Yes, SQL Yes, lag 0s");
+        assert_eq!(
+            s.describe(),
+            "replica of 10.213.0.11: IO Yes, SQL Yes, lag 0s"
+        );
     }
 
     /// Recorded from MySQL 8.4 (`Replica_*` / `Source_*`).
     #[test]
     fn reads_mysql_8_columns() {
         let s = ReplicaStatus::from_columns(&row(&[
-            ("Replica_IO_State", "Reconnecting after a failed source event read"),
+            (
+                "Replica_IO_State",
+                "Reconnecting after a failed source event read",
+            ),
             ("Source_Host", "db1.example"),
             ("Source_Port", "3306"),
             ("Source_Log_File", "binlog.000007"),
@@ -385,7 +501,10 @@ mod tests {
             ("Replica_IO_Running", "Connecting"),
             ("Replica_SQL_Running", "Yes"),
             ("Seconds_Behind_Source", "NULL"),
-            ("Last_IO_Error", "error reconnecting to source 'repl@db1.example:3306'"),
+            (
+                "Last_IO_Error",
+                "error reconnecting to source 'repl@db1.example:3306'",
+            ),
             ("Last_SQL_Error", ""),
         ]));
         assert_eq!(s.source_host, "db1.example");
@@ -393,7 +512,10 @@ mod tests {
         assert!(s.sql_ok());
         assert!(!s.caught_up());
         assert_eq!(s.seconds_behind, None);
-        assert!(s.describe().contains("IO Connecting, SQL Yes, lag unknown, IO error: error reconnecting"));
+        assert!(
+            s.describe()
+                .contains("IO Connecting, SQL Yes, lag unknown, IO error: error reconnecting")
+        );
     }
 
     #[test]
@@ -403,18 +525,33 @@ mod tests {
             "GRANT ALL PRIVILEGES ON `app`.* TO `dpadmin`@`%`".to_string(),
         ];
         let p = parse_global_privileges(&grants);
-        assert_eq!(p, vec!["SUPER", "READ_ONLY ADMIN", "REPLICATION SLAVE ADMIN"]);
+        assert_eq!(
+            p,
+            vec!["SUPER", "READ_ONLY ADMIN", "REPLICATION SLAVE ADMIN"]
+        );
         let maria = "10.11.6-MariaDB-0+deb12u1-log";
         assert!(missing_admin_privileges(Flavor::MariaDb, maria, &p).is_empty());
-        let weak = parse_global_privileges(&["GRANT REPLICATION CLIENT ON *.* TO `m`@`%`".to_string()]);
-        assert_eq!(missing_admin_privileges(Flavor::MariaDb, maria, &weak), vec!["READ_ONLY ADMIN", "REPLICATION SLAVE ADMIN"]);
-        assert_eq!(missing_admin_privileges(Flavor::MySql, "8.4.2", &weak), vec!["SYSTEM_VARIABLES_ADMIN", "REPLICATION_SLAVE_ADMIN"]);
-        let all = parse_global_privileges(&["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION".to_string()]);
+        let weak =
+            parse_global_privileges(&["GRANT REPLICATION CLIENT ON *.* TO `m`@`%`".to_string()]);
+        assert_eq!(
+            missing_admin_privileges(Flavor::MariaDb, maria, &weak),
+            vec!["READ_ONLY ADMIN", "REPLICATION SLAVE ADMIN"]
+        );
+        assert_eq!(
+            missing_admin_privileges(Flavor::MySql, "8.4.2", &weak),
+            vec!["SYSTEM_VARIABLES_ADMIN", "REPLICATION_SLAVE_ADMIN"]
+        );
+        let all = parse_global_privileges(&[
+            "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION".to_string(),
+        ]);
         assert!(missing_admin_privileges(Flavor::MySql, "8.0.36", &all).is_empty());
         // Before 10.5.2, SUPER alone could do it all, and READ_ONLY ADMIN did not exist.
         let sup = parse_global_privileges(&["GRANT SUPER ON *.* TO `a`@`%`".to_string()]);
         assert!(missing_admin_privileges(Flavor::MariaDb, "10.4.30-MariaDB", &sup).is_empty());
-        assert_eq!(missing_admin_privileges(Flavor::MariaDb, maria, &sup), vec!["READ_ONLY ADMIN"]);
+        assert_eq!(
+            missing_admin_privileges(Flavor::MariaDb, maria, &sup),
+            vec!["READ_ONLY ADMIN"]
+        );
         assert_eq!(version_triple(maria), (10, 11, 6));
     }
 
@@ -422,5 +559,22 @@ mod tests {
     fn literals_are_quoted() {
         assert_eq!(quote_literal("0-1-42,1-2-3"), "'0-1-42,1-2-3'");
         assert_eq!(quote_literal("a'b\\"), "'a''b\\\\'");
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_plainly() {
+        let refused = mysql::Error::IoError(std::io::Error::from_raw_os_error(111));
+        assert!(
+            plain_error(&refused).contains("Connection refused"),
+            "{}",
+            plain_error(&refused)
+        );
+        let again = mysql::Error::IoError(std::io::Error::from_raw_os_error(11));
+        assert_eq!(plain_error(&again), "no answer in time (timed out)");
     }
 }

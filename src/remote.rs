@@ -170,6 +170,20 @@ fn kill_group(pgid: i32) {
     }
 }
 
+/// Runs `f` on its own thread and waits at most `limit` for it. A call that blocks in a
+/// library without a timeout of its own (name resolution, a stalled handshake) cannot hold
+/// up the tick: the thread is abandoned and ends with the process.
+pub fn with_deadline<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,15 +272,4 @@ mod tests {
         let out = run_local(&sh("kill -9 $$"), &[], Duration::from_secs(5));
         assert_eq!(out.exit, Exit::Signal(9));
     }
-}
-
-/// Runs `f` on its own thread and waits at most `limit` for it. A call that blocks in a
-/// library without a timeout of its own (name resolution, a stalled handshake) cannot hold
-/// up the tick: the thread is abandoned and ends with the process.
-pub fn with_deadline<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit).ok()
 }

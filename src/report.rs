@@ -381,10 +381,15 @@ fn pool_report(
     }
     // Split-brain: a database monitor saw the standby writable.
     let row = |role: Role| monitor_rows.iter().find(|m| m.role == role);
-    let writable = |role: Role| row(role).is_some_and(|m| m.health.is_alive() && m.read_only == Some(false));
+    let writable =
+        |role: Role| row(role).is_some_and(|m| m.health.is_alive() && m.read_only == Some(false));
     let locked = pool_state.is_some_and(PoolState::is_locked);
     if writable(active.other()) && (locked || writable(active)) {
-        let why = if locked { "while the pool is failed over" } else { "as is the active server" };
+        let why = if locked {
+            "while the pool is failed over"
+        } else {
+            "as is the active server"
+        };
         problem(
             Status::Critical,
             format!(
@@ -393,7 +398,11 @@ fn pool_report(
             ),
         );
     }
-    let locked_note = if locked { " (pool locked: applies after reset)" } else { "" };
+    let locked_note = if locked {
+        " (pool locked: applies after reset)"
+    } else {
+        ""
+    };
 
     // Readiness.
     let mut steps = Vec::new();
@@ -429,7 +438,11 @@ fn pool_report(
         } else {
             for h in hosts.iter().filter(|h| h.status != Status::Ok) {
                 // A locked pool cannot fail over until reset: its readiness is advice.
-                let status = if locked { h.status.min(Status::Warning) } else { h.status };
+                let status = if locked {
+                    h.status.min(Status::Warning)
+                } else {
+                    h.status
+                };
                 problem(
                     status,
                     format!(

@@ -160,7 +160,6 @@ pub struct MonitorRow {
     pub read_only: Option<bool>,
 }
 
-
 #[derive(Debug, Clone)]
 pub struct ReadinessRow {
     pub step_index: usize,
@@ -648,8 +647,10 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         .with_context(|| format!("{}: cannot create the schema", path.display()))?;
     }
     if version < 2 {
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"))
-            .with_context(|| format!("{}: cannot upgrade the schema to version 2", path.display()))?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
+        ))
+        .with_context(|| format!("{}: cannot upgrade the schema to version 2", path.display()))?;
     }
     let file_mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
     if file_mode & 0o077 != 0 {
@@ -697,7 +698,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("deadpool.db");
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(&format!("{SCHEMA_V1} PRAGMA user_version = 1;")).unwrap();
+        conn.execute_batch(&format!("{SCHEMA_V1} PRAGMA user_version = 1;"))
+            .unwrap();
         conn.execute(
             "INSERT INTO monitor_results VALUES ('db', 'primary', 'up', 'ok', 1, 2)",
             [],
@@ -708,13 +710,15 @@ mod tests {
         let rows = state.monitor("db").unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].read_only, None);
-        let version: i64 = state.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let version: i64 = state
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]
     fn lock_is_exclusive() {
-
         let dir = tempfile::tempdir().unwrap();
         let first = Lock::acquire(dir.path(), Duration::ZERO).unwrap();
         assert!(first.is_some());

@@ -8,26 +8,53 @@ use common::{BIN, Instance, TWO_STEP_POOL};
 #[test]
 fn every_shipped_example_config_is_valid() {
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let r = std::process::Command::new(BIN)
-        .args(["--config"])
-        .arg(&shipped)
-        .arg("check-config")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&r.stdout);
-    assert!(r.status.success(), "{r:?}");
-    assert!(
-        stdout.contains("OK - configuration is valid (1 pool(s)"),
-        "{stdout}"
-    );
-    // check-config read deadpool.toml and every pool file; make sure config/ holds no other.
-    let mut tomls = Vec::new();
+    // --offline: the examples name documentation addresses, which must never be probed.
+    let check = |dir: &std::path::Path| {
+        let r = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(dir)
+            .args(["check-config", "--offline"])
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{r:?}");
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    };
+    assert!(check(&shipped).contains("OK - configuration is valid (1 pool(s)"));
+
+    // The `.example` pools become real ones once renamed and given their password files.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut examples = 0;
     for entry in walk(&shipped) {
-        if entry.extension().is_some_and(|e| e == "toml") {
-            tomls.push(entry);
-        }
+        let rel = entry.strip_prefix(&shipped).unwrap();
+        let target = tmp
+            .path()
+            .join(rel.to_string_lossy().trim_end_matches(".example"));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &target).unwrap();
+        examples += usize::from(rel.to_string_lossy().ends_with(".example"));
     }
-    assert_eq!(tomls.len(), 2, "{tomls:?}");
+    assert_eq!(examples, 1);
+    std::fs::create_dir(tmp.path().join("secrets")).unwrap();
+    for name in ["mysql-monitor", "mysql-admin"] {
+        let f = tmp.path().join("secrets").join(name);
+        std::fs::write(&f, "pw\n").unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let out = check(tmp.path());
+    assert!(
+        out.contains("OK - configuration is valid (2 pool(s)"),
+        "{out}"
+    );
+    assert!(out.contains("pool orders_mysql: mysql monitor"), "{out}");
+
+    // Every TOML file under config/ was read by one of these runs.
+    let tomls: Vec<_> = walk(&shipped)
+        .into_iter()
+        .filter(|p| {
+            p.to_string_lossy().ends_with(".toml") || p.to_string_lossy().ends_with(".toml.example")
+        })
+        .collect();
+    assert_eq!(tomls.len(), 3, "{tomls:?}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -60,7 +87,7 @@ fn init_writes_a_config_check_config_accepts_and_never_overwrites() {
     let r = run(&["init"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Next steps"), "{r:?}");
-    let r = run(&["check-config"]);
+    let r = run(&["check-config", "--offline"]);
     assert_eq!(r.code, 0, "{r:?}");
     // The only things missing are files the user must supply, and they are named.
     assert!(
@@ -156,33 +183,62 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
             "step type not in this build",
             "pools/db.toml".into(),
             pool("type = \"plugin\"", "type = \"vip\""),
-            vec!["pools/db.toml", "[[protocol]] 1", "line 11", "vip", "not supported by this build"],
+            vec![
+                "pools/db.toml",
+                "[[protocol]] 1",
+                "line 11",
+                "vip",
+                "not supported by this build",
+            ],
         ),
         (
             "monitor type not in this build",
             "pools/db.toml".into(),
             pool("type = \"nagios\"", "type = \"redis\""),
-            vec!["pools/db.toml", "[monitor]", "redis", "not supported by this build"],
+            vec![
+                "pools/db.toml",
+                "[monitor]",
+                "redis",
+                "not supported by this build",
+            ],
         ),
         (
             "mysql monitor without a password file",
             "pools/db.toml".into(),
-            pool("type = \"nagios\"\ncommand = \"monitor {host}\"", "type = \"mysql\""),
+            pool(
+                "type = \"nagios\"\ncommand = \"monitor {host}\"",
+                "type = \"mysql\"",
+            ),
             vec!["pools/db.toml", "[monitor]", "password_file"],
         ),
         (
             "a password file readable by others",
             "pools/db.toml".into(),
-            pool("type = \"nagios\"\ncommand = \"monitor {host}\"", "type = \"mysql\"\npassword_file = \"open-secret\""),
-            vec!["pools/db.toml", "password_file", "open-secret", "readable by group or others", "chmod 600"],
+            pool(
+                "type = \"nagios\"\ncommand = \"monitor {host}\"",
+                "type = \"mysql\"\npassword_file = \"open-secret\"",
+            ),
+            vec![
+                "pools/db.toml",
+                "password_file",
+                "open-secret",
+                "readable by group or others",
+                "chmod 600",
+            ],
         ),
         (
             "mysql_promote with an unknown key",
             "pools/db.toml".into(),
-            format!("{TWO_STEP_POOL}\n[[protocol]]\ntype = \"mysql_promote\"\nuser = \"a\"\npassword_file = \"secret\"\ncatchup = \"5s\"\n"),
-            vec!["pools/db.toml", "[[protocol]] 3", "catchup", "catch_up_timeout"],
+            format!(
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"mysql_promote\"\nuser = \"a\"\npassword_file = \"secret\"\ncatchup = \"5s\"\n"
+            ),
+            vec![
+                "pools/db.toml",
+                "[[protocol]] 3",
+                "catchup",
+                "catch_up_timeout",
+            ],
         ),
-
         (
             "unknown step type",
             "pools/db.toml".into(),
@@ -258,9 +314,17 @@ fn each_bad_config_exits_2_naming_file_and_key_and_changes_nothing() {
     let inst = Instance::new();
     assert_eq!(inst.tick().code, 0);
     inst.write("open-secret", "hunter2\n");
-    std::fs::set_permissions(inst.path("open-secret"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        inst.path("open-secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     inst.write("secret", "hunter2\n");
-    std::fs::set_permissions(inst.path("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        inst.path("secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let good_main = std::fs::read_to_string(inst.path("deadpool.toml")).unwrap();
 
     let before = inst.db_bytes();

@@ -19,9 +19,13 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     let mut probes = Vec::new();
     if !args.offline {
         // Probe in the direction the next failover would take.
-        let state = crate::state::State::open_read_only(&config.state_dir).ok().flatten();
+        let state = crate::state::State::open_read_only(&config.state_dir)
+            .ok()
+            .flatten();
         for pool in &config.pools {
-            let rec = state.as_ref().and_then(|s| s.pool(&pool.name).ok().flatten());
+            let rec = state
+                .as_ref()
+                .and_then(|s| s.pool(&pool.name).ok().flatten());
             let active = rec.map_or(Role::Primary, |r| r.active);
             probe(pool, active, &mut probes, &mut warnings);
         }
@@ -105,8 +109,17 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
 /// Read-only probes of a pool's servers: each server through the monitor, and each
 /// `mysql_promote` step's preflight toward the standby (logins, grants, replication).
 fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
-    for (role, check) in [Role::Primary, Role::Secondary].into_iter().zip(monitor::check_both(pool)) {
-        let line = format!("pool {}: {} {}: {}", pool.name, role.as_str(), pool.address(role), check.message);
+    for (role, check) in [Role::Primary, Role::Secondary]
+        .into_iter()
+        .zip(monitor::check_both(pool))
+    {
+        let line = format!(
+            "pool {}: {} {}: {}",
+            pool.name,
+            role.as_str(),
+            pool.address(role),
+            check.message
+        );
         match check.health {
             Health::Up => lines.push(line),
             Health::Degraded | Health::Down => warnings.push(line),
@@ -119,8 +132,15 @@ fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<
         let ctx = chain::context(pool, index, active, active.other(), true);
 
         for h in crate::protocol::run(crate::protocol::Action::Preflight, &ctx) {
-            let line = format!("pool {}: step `{}` preflight on {}: {}", pool.name, step.name, h.host, h.message);
-            if h.status == Status::Ok { lines.push(line) } else { warnings.push(line) }
+            let line = format!(
+                "pool {}: step `{}` preflight on {}: {}",
+                pool.name, step.name, h.host, h.message
+            );
+            if h.status == Status::Ok {
+                lines.push(line)
+            } else {
+                warnings.push(line)
+            }
         }
     }
 }

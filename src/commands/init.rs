@@ -24,6 +24,11 @@ const FILES: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
+        "pools/orders_mysql.toml.example",
+        include_str!("../../config/pools/orders_mysql.toml.example"),
+        0o644,
+    ),
+    (
         "plugins/check_example",
         include_str!("../../config/plugins/check_example"),
         0o755,

@@ -250,7 +250,6 @@ pub fn monitor_rows(checks: &[Check; 2], at: i64) -> Vec<MonitorRow> {
             duration_ms: c.duration.as_millis() as i64,
             read_only: c.facts.as_ref().and_then(|f| f.read_only),
         })
-
         .collect()
 }
 

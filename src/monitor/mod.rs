@@ -58,7 +58,6 @@ pub struct Facts {
     pub read_only: Option<bool>,
 }
 
-
 /// Checks one server of a pool, bounded by the monitor's timeout.
 pub fn check(pool: &Pool, role: Role) -> Check {
     let host = pool.address(role);
@@ -73,12 +72,18 @@ pub fn check(pool: &Pool, role: Role) -> Check {
             let (h, m) = tcp::check(host, *port, timeout);
             (h, m, None)
         }
-        MonitorKind::Mysql { port, user, password } => {
-            mysql::check(host, *port, user, password, timeout)
-        }
+        MonitorKind::Mysql {
+            port,
+            user,
+            password,
+        } => mysql::check(host, *port, user, password, timeout),
     };
-    Check { health, message: crate::text::one_line(&message), duration: started.elapsed(), facts }
-
+    Check {
+        health,
+        message: crate::text::one_line(&message),
+        duration: started.elapsed(),
+        facts,
+    }
 }
 
 /// Checks both servers of a pool at once.

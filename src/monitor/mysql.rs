@@ -8,16 +8,34 @@ use super::{Facts, Health};
 use crate::config::Secret;
 use crate::mysql::{Client, Failure, Target};
 
-pub fn check(host: &str, port: u16, user: &str, password: &Secret, timeout: Duration) -> (Health, String, Option<Facts>) {
+pub fn check(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &Secret,
+    timeout: Duration,
+) -> (Health, String, Option<Facts>) {
     let (host, user, password) = (host.to_string(), user.to_string(), password.clone());
     let probe = move || {
-        let target = Target { host: &host, port, user: &user, password: &password, timeout };
+        let target = Target {
+            host: &host,
+            port,
+            user: &user,
+            password: &password,
+            timeout,
+            statement_timeout: None,
+        };
+
         probe(&target)
     };
     // Connect, read and write timeouts bound each call; the deadline bounds them all.
     match crate::remote::with_deadline(timeout + Duration::from_millis(250), probe) {
         Some(result) => result,
-        None => (Health::Down, format!("no answer within {}ms", timeout.as_millis()), None),
+        None => (
+            Health::Down,
+            format!("no answer within {}ms", timeout.as_millis()),
+            None,
+        ),
     }
 }
 
@@ -25,7 +43,13 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
     let mut client = match Client::connect(target) {
         Ok(c) => c,
         Err(Failure::Down(m)) => return (Health::Down, format!("down: {m}"), None),
-        Err(f @ Failure::Refused { .. }) => return (Health::Degraded, format!("alive but refused the login: {f}"), None),
+        Err(f @ Failure::Refused { .. }) => {
+            return (
+                Health::Degraded,
+                format!("alive but refused the login: {f}"),
+                None,
+            );
+        }
     };
     let product = product_name(&client);
     let read_only = match client.read_only() {
@@ -36,19 +60,35 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
         Ok(r) => r,
         Err(f) => return failure_after_login(&product, "reading the replication status", f),
     };
-    let mut message = format!("{product} up, {}", if read_only { "read-only" } else { "writable" });
+    let mut message = format!(
+        "{product} up, {}",
+        if read_only { "read-only" } else { "writable" }
+    );
     match &replica {
         Some(r) => message.push_str(&format!(", {}", r.describe())),
         None => message.push_str(", not a replica"),
     }
-    (Health::Up, message, Some(Facts { read_only: Some(read_only) }))
-
+    (
+        Health::Up,
+        message,
+        Some(Facts {
+            read_only: Some(read_only),
+        }),
+    )
 }
 
 fn failure_after_login(product: &str, what: &str, f: Failure) -> (Health, String, Option<Facts>) {
     match f {
-        Failure::Down(m) => (Health::Down, format!("{product} stopped answering while {what}: {m}"), None),
-        Failure::Refused { .. } => (Health::Degraded, format!("{product} up, but {what} failed: {f}"), None),
+        Failure::Down(m) => (
+            Health::Down,
+            format!("{product} stopped answering while {what}: {m}"),
+            None,
+        ),
+        Failure::Refused { .. } => (
+            Health::Degraded,
+            format!("{product} up, but {what} failed: {f}"),
+            None,
+        ),
     }
 }
 

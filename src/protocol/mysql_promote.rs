@@ -33,7 +33,11 @@ struct Log {
 
 impl Log {
     fn new(host: &str) -> Log {
-        Log { host: host.to_string(), lines: Vec::new(), started: Instant::now() }
+        Log {
+            host: host.to_string(),
+            lines: Vec::new(),
+            started: Instant::now(),
+        }
     }
 
     fn note(&mut self, line: impl Into<String>) {
@@ -60,6 +64,7 @@ impl Step<'_> {
             password: &self.cfg.password,
             // One server call: the pool's monitor timeout says how long a server may take.
             timeout: ctx.pool.monitor.timeout,
+            statement_timeout: None,
         }
     }
 
@@ -67,14 +72,35 @@ impl Step<'_> {
         Client::connect(&self.target(host, ctx))
     }
 
+    /// A connection whose statements may run until `deadline`: `STOP REPLICA` waits for an
+    /// IO thread stuck connecting to a dead primary (up to `slave_net_timeout`).
+    fn connect_until(
+        &self,
+        host: &str,
+        ctx: &Context,
+        deadline: Instant,
+    ) -> Result<Client, Failure> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        Client::connect(&Target {
+            statement_timeout: Some(left),
+            ..self.target(host, ctx)
+        })
+    }
+
     /// The admin account on `client` can change read_only and stop replication.
     fn privileges_ok(client: &mut Client) -> Result<(), String> {
-        let privileges = client.privileges().map_err(|f| format!("cannot read the account's grants: {f}"))?;
+        let privileges = client
+            .privileges()
+            .map_err(|f| format!("cannot read the account's grants: {f}"))?;
         let missing = mysql::missing_admin_privileges(client.flavor, &client.version, &privileges);
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(format!("the admin account lacks {} on {}", missing.join(", "), client.host))
+            Err(format!(
+                "the admin account lacks {} on {}",
+                missing.join(", "),
+                client.host
+            ))
         }
     }
 }
@@ -84,7 +110,13 @@ fn same_host(source: &str, host: &str, timeout: Duration) -> bool {
     if source.eq_ignore_ascii_case(host) {
         return true;
     }
-    let ips = |h: &str| crate::monitor::resolve(h, 0, timeout).unwrap_or_default().into_iter().map(|a| a.ip()).collect::<Vec<_>>();
+    let ips = |h: &str| {
+        crate::monitor::resolve(h, 0, timeout)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.ip())
+            .collect::<Vec<_>>()
+    };
     let (a, b) = (ips(source), ips(host));
     a.iter().any(|ip| b.contains(ip))
 }
@@ -95,25 +127,55 @@ impl Protocol for Step<'_> {
         let mut log = Log::new(new);
         let mut standby = match self.connect(new, ctx) {
             Ok(c) => c,
-            Err(f) => return vec![log.done(Status::Critical, format!("cannot reach the new primary {new} as {}: {f}", self.cfg.user))],
+            Err(f) => {
+                return vec![log.done(
+                    Status::Critical,
+                    format!(
+                        "cannot reach the new primary {new} as {}: {f}",
+                        self.cfg.user
+                    ),
+                )];
+            }
         };
         if let Err(e) = Self::privileges_ok(&mut standby) {
             return vec![log.done(Status::Critical, e)];
         }
         let status = match (standby.replica_status(), standby.read_only()) {
             (Ok(s), Ok(ro)) => (s, ro),
-            (Err(f), _) | (_, Err(f)) => return vec![log.done(Status::Critical, format!("{new}: {f}"))],
+            (Err(f), _) | (_, Err(f)) => {
+                return vec![log.done(Status::Critical, format!("{new}: {f}"))];
+            }
         };
         let message = match status {
             (None, false) => format!("{new} is already a writable primary (not a replica)"),
             (None, true) => {
-                return vec![log.done(Status::Critical, format!("{new} is not a replica of {}; promoting it could lose data", ctx.old_primary))];
+                return vec![log.done(
+                    Status::Critical,
+                    format!(
+                        "{new} is not a replica of {}; promoting it could lose data",
+                        ctx.old_primary
+                    ),
+                )];
             }
-            (Some(r), _) if !same_host(&r.source_host, ctx.old_primary, ctx.pool.monitor.timeout) => {
-                return vec![log.done(Status::Critical, format!("{new} replicates from {}, not from {}", r.source_host, ctx.old_primary))];
+            (Some(r), _)
+                if !same_host(&r.source_host, ctx.old_primary, ctx.pool.monitor.timeout) =>
+            {
+                return vec![log.done(
+                    Status::Critical,
+                    format!(
+                        "{new} replicates from {}, not from {}",
+                        r.source_host, ctx.old_primary
+                    ),
+                )];
             }
             (Some(r), _) if !r.sql_ok() => {
-                return vec![log.done(Status::Critical, format!("{new}: the SQL thread is not running ({}); fix replication first", r.describe()))];
+                return vec![log.done(
+                    Status::Critical,
+                    format!(
+                        "{new}: the SQL thread is not running ({}); fix replication first",
+                        r.describe()
+                    ),
+                )];
             }
             (Some(r), _) => format!("{new} can be promoted: {}", r.describe()),
         };
@@ -124,12 +186,24 @@ impl Protocol for Step<'_> {
                 if let Err(e) = Self::privileges_ok(&mut old) {
                     return vec![log.done(Status::Critical, e)];
                 }
-                log.note(format!("old primary {} reachable; it will be made read-only first", ctx.old_primary));
+                log.note(format!(
+                    "old primary {} reachable; it will be made read-only first",
+                    ctx.old_primary
+                ));
             }
             Err(f @ Failure::Refused { .. }) => {
-                return vec![log.done(Status::Critical, format!("old primary {} refused the admin account: {f}", ctx.old_primary))];
+                return vec![log.done(
+                    Status::Critical,
+                    format!(
+                        "old primary {} refused the admin account: {f}",
+                        ctx.old_primary
+                    ),
+                )];
             }
-            Err(Failure::Down(m)) => log.note(format!("old primary {} unreachable ({m}); it will be left alone", ctx.old_primary)),
+            Err(Failure::Down(m)) => log.note(format!(
+                "old primary {} unreachable ({m}); it will be left alone",
+                ctx.old_primary
+            )),
         }
         vec![log.done(Status::Ok, message)]
     }
@@ -141,11 +215,18 @@ impl Protocol for Step<'_> {
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
         let (active, standby) = (ctx.old_primary, ctx.new_primary);
-        vec![self.check_standby(standby, active, ctx), self.check_active(active, ctx)]
+        vec![
+            self.check_standby(standby, active, ctx),
+            self.check_active(active, ctx),
+        ]
     }
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
-        let reset = if self.cfg.reset_replica { ", RESET REPLICA ALL" } else { "" };
+        let reset = if self.cfg.reset_replica {
+            ", RESET REPLICA ALL"
+        } else {
+            ""
+        };
         vec![(
             ctx.new_primary.to_string(),
             format!(
@@ -162,13 +243,23 @@ fn promote(step: &Step, ctx: &Context, deadline: Instant) -> HostResult {
     let (new, old) = (ctx.new_primary, ctx.old_primary);
     let mut log = Log::new(new);
     let left = || deadline.saturating_duration_since(Instant::now());
-    let mut standby = match step.connect(new, ctx) {
+    let mut standby = match step.connect_until(new, ctx, deadline) {
         Ok(c) => c,
-        Err(f) => return log.done(Status::Critical, format!("cannot reach {new}: {f}; nothing changed")),
+        Err(f) => {
+            return log.done(
+                Status::Critical,
+                format!("cannot reach {new}: {f}; nothing changed"),
+            );
+        }
     };
     let replica = match standby.replica_status() {
         Ok(r) => r,
-        Err(f) => return log.done(Status::Critical, format!("{new}: cannot read the replication status: {f}; nothing changed")),
+        Err(f) => {
+            return log.done(
+                Status::Critical,
+                format!("{new}: cannot read the replication status: {f}; nothing changed"),
+            );
+        }
     };
     if replica.is_none() && matches!(standby.read_only(), Ok(false)) {
         return log.done(Status::Ok, format!("{new} is already a writable primary"));
@@ -179,17 +270,31 @@ fn promote(step: &Step, ctx: &Context, deadline: Instant) -> HostResult {
         Ok(mut old_client) => {
             // A manual promote, or an old primary that is back: stop its writes first.
             if let Err(f) = old_client.exec("SET GLOBAL read_only = ON") {
-                return log.done(Status::Critical, format!("could not make the old primary {old} read-only: {f}; nothing changed"));
+                return log.done(
+                    Status::Critical,
+                    format!("could not make the old primary {old} read-only: {f}; nothing changed"),
+                );
             }
             if !matches!(old_client.read_only(), Ok(true)) {
-                return log.done(Status::Critical, format!("the old primary {old} did not stay read-only; nothing else changed"));
+                return log.done(
+                    Status::Critical,
+                    format!("the old primary {old} did not stay read-only; nothing else changed"),
+                );
             }
             log.note(format!("old primary {old} is read-only"));
             let position = match old_client.gtid_position() {
                 Ok(p) => p,
-                Err(f) => return undo(log, &mut old_client, format!("cannot read the old primary's position: {f}")),
+                Err(f) => {
+                    return undo(
+                        log,
+                        &mut old_client,
+                        format!("cannot read the old primary's position: {f}"),
+                    );
+                }
             };
-            log.note(format!("waiting for {new} to apply {old}'s position {position}"));
+            log.note(format!(
+                "waiting for {new} to apply {old}'s position {position}"
+            ));
             let waited = mysql::poll(catch_up, || {
                 let slice = Duration::from_millis(500).min(catch_up);
                 Ok(standby.wait_for_gtid(&position, slice)?.then_some(()))
@@ -197,67 +302,113 @@ fn promote(step: &Step, ctx: &Context, deadline: Instant) -> HostResult {
             match waited {
                 Ok(Some(())) => log.note(format!("{new} has applied everything {old} wrote")),
                 Ok(None) => {
-                    let why = format!("{new} did not reach {old}'s position {position} within {}", crate::config::format_duration(catch_up));
+                    let why = format!(
+                        "{new} did not reach {old}'s position {position} within {}",
+                        crate::config::format_duration(catch_up)
+                    );
                     return undo(log, &mut old_client, why);
                 }
                 Err(f) => return undo(log, &mut old_client, format!("waiting for {new}: {f}")),
             }
         }
         Err(f) => {
-            log.note(format!("old primary {old} unreachable ({f}); promoting without it"));
+            log.note(format!(
+                "old primary {old} unreachable ({f}); promoting without it"
+            ));
             if replica.is_some() {
                 let waited = mysql::poll(catch_up, || {
                     let s = standby.replica_status()?.unwrap_or_default();
                     if !s.sql_ok() {
-                        return Err(Failure::Down(format!("the SQL thread stopped: {}", s.describe())));
+                        return Err(Failure::Down(format!(
+                            "the SQL thread stopped: {}",
+                            s.describe()
+                        )));
                     }
                     Ok(s.caught_up().then_some(s))
                 });
                 match waited {
-                    Ok(Some(s)) => log.note(format!("{new} applied everything it received ({} {})", s.executed.0, s.executed.1)),
+                    Ok(Some(s)) => log.note(format!(
+                        "{new} applied everything it received ({} {})",
+                        s.executed.0, s.executed.1
+                    )),
                     Ok(None) => {
                         return log.done(
                             Status::Critical,
-                            format!("{new} did not apply its relay log within {}; not promoted", crate::config::format_duration(catch_up)),
+                            format!(
+                                "{new} did not apply its relay log within {}; not promoted",
+                                crate::config::format_duration(catch_up)
+                            ),
                         );
                     }
-                    Err(f) => return log.done(Status::Critical, format!("{new}: {f}; not promoted")),
+                    Err(f) => {
+                        return log.done(Status::Critical, format!("{new}: {f}; not promoted"));
+                    }
                 }
             }
         }
     }
 
     if left().is_zero() {
-        return log.done(Status::Critical, format!("the step's timeout ran out before {new} was promoted; {new} is unchanged"));
+        return log.done(
+            Status::Critical,
+            format!("the step's timeout ran out before {new} was promoted; {new} is unchanged"),
+        );
     }
     if replica.is_some() {
         if let Err(f) = standby.exec_either("STOP REPLICA", "STOP SLAVE") {
-            return log.done(Status::Critical, format!("STOP REPLICA on {new} failed: {f}"));
+            return log.done(
+                Status::Critical,
+                format!("STOP REPLICA on {new} failed: {f}"),
+            );
         }
         log.note("replication stopped");
         if step.cfg.reset_replica {
             if let Err(f) = standby.exec_either("RESET REPLICA ALL", "RESET SLAVE ALL") {
-                return log.done(Status::Critical, format!("RESET REPLICA ALL on {new} failed: {f}"));
+                return log.done(
+                    Status::Critical,
+                    format!("RESET REPLICA ALL on {new} failed: {f}"),
+                );
             }
             log.note("replication configuration reset");
         }
     }
     if let Err(f) = standby.exec("SET GLOBAL read_only = OFF") {
-        return log.done(Status::Critical, format!("SET GLOBAL read_only = OFF on {new} failed: {f}"));
+        return log.done(
+            Status::Critical,
+            format!("SET GLOBAL read_only = OFF on {new} failed: {f}"),
+        );
     }
     match standby.read_only() {
-        Ok(false) => log.done(Status::Ok, format!("{new} promoted: writable, replication stopped")),
-        Ok(true) => log.done(Status::Critical, format!("{new} is still read-only after SET GLOBAL read_only = OFF")),
-        Err(f) => log.done(Status::Critical, format!("cannot verify read_only on {new}: {f}")),
+        Ok(false) => log.done(
+            Status::Ok,
+            format!("{new} promoted: writable, replication stopped"),
+        ),
+        Ok(true) => log.done(
+            Status::Critical,
+            format!("{new} is still read-only after SET GLOBAL read_only = OFF"),
+        ),
+        Err(f) => log.done(
+            Status::Critical,
+            format!("cannot verify read_only on {new}: {f}"),
+        ),
     }
 }
 
 /// The new primary could not catch up: give the service back its old primary.
 fn undo(mut log: Log, old: &mut Client, why: String) -> HostResult {
-    let restored = old.exec("SET GLOBAL read_only = OFF").is_ok() && matches!(old.read_only(), Ok(false));
+    let restored =
+        old.exec("SET GLOBAL read_only = OFF").is_ok() && matches!(old.read_only(), Ok(false));
     let host = old.host.clone();
-    log.note(if restored { format!("old primary {host} made writable again") } else { format!("could NOT make the old primary {host} writable again") });
-    let tail = if restored { format!("{host} made writable again; not promoted") } else { format!("{host} is left READ-ONLY; not promoted") };
+    log.note(if restored {
+        format!("old primary {host} made writable again")
+    } else {
+        format!("could NOT make the old primary {host} writable again")
+    });
+    let tail = if restored {
+        format!("{host} made writable again; not promoted")
+    } else {
+        format!("{host} is left READ-ONLY; not promoted")
+    };
     log.done(Status::Critical, format!("{why}; {tail}"))
 }
 
@@ -266,31 +417,52 @@ impl Step<'_> {
         let mut log = Log::new(standby);
         let mut client = match self.connect(standby, ctx) {
             Ok(c) => c,
-            Err(f) => return log.done(Status::Critical, format!("standby: cannot connect as {}: {f}", self.cfg.user)),
+            Err(f) => {
+                return log.done(
+                    Status::Critical,
+                    format!("standby: cannot connect as {}: {f}", self.cfg.user),
+                );
+            }
         };
         if let Err(e) = Self::privileges_ok(&mut client) {
             return log.done(Status::Critical, format!("standby: {e}"));
         }
         let (replica, read_only) = match (client.replica_status(), client.read_only()) {
             (Ok(r), Ok(ro)) => (r, ro),
-            (Err(f), _) | (_, Err(f)) => return log.done(Status::Critical, format!("standby: {f}")),
+            (Err(f), _) | (_, Err(f)) => {
+                return log.done(Status::Critical, format!("standby: {f}"));
+            }
         };
         let Some(r) = replica else {
-            return log.done(Status::Critical, format!("standby {standby} is not a replica"));
+            return log.done(
+                Status::Critical,
+                format!("standby {standby} is not a replica"),
+            );
         };
         log.note(r.describe());
-        let verdict = standby_verdict(&r, read_only, active, self.cfg.max_lag, |a, b| same_host(a, b, ctx.pool.monitor.timeout));
+        let verdict = standby_verdict(&r, read_only, active, self.cfg.max_lag, |a, b| {
+            same_host(a, b, ctx.pool.monitor.timeout)
+        });
         log.done(verdict.0, verdict.1)
     }
 
     fn check_active(&self, active: &str, ctx: &Context) -> HostResult {
         let log = Log::new(active);
         match self.connect(active, ctx) {
-            Err(f @ Failure::Down(_)) => log.done(Status::Warning, format!("active: unreachable for the admin account: {f}")),
-            Err(f) => log.done(Status::Critical, format!("active: the admin account is refused: {f}")),
+            Err(f @ Failure::Down(_)) => log.done(
+                Status::Warning,
+                format!("active: unreachable for the admin account: {f}"),
+            ),
+            Err(f) => log.done(
+                Status::Critical,
+                format!("active: the admin account is refused: {f}"),
+            ),
             Ok(mut c) => match c.read_only() {
                 Ok(false) => log.done(Status::Ok, "active is writable"),
-                Ok(true) => log.done(Status::Critical, format!("active {active} is read-only: writes fail")),
+                Ok(true) => log.done(
+                    Status::Critical,
+                    format!("active {active} is read-only: writes fail"),
+                ),
                 Err(f) => log.done(Status::Critical, format!("active: {f}")),
             },
         }
@@ -298,21 +470,48 @@ impl Step<'_> {
 }
 
 /// The readiness verdict on a standby from its replication status (pure, for tests).
-fn standby_verdict(r: &ReplicaStatus, read_only: bool, active: &str, max_lag: Duration, same: impl Fn(&str, &str) -> bool) -> (Status, String) {
+fn standby_verdict(
+    r: &ReplicaStatus,
+    read_only: bool,
+    active: &str,
+    max_lag: Duration,
+    same: impl Fn(&str, &str) -> bool,
+) -> (Status, String) {
     if !same(&r.source_host, active) {
-        return (Status::Critical, format!("standby replicates from {}, not from the active {active}", r.source_host));
+        return (
+            Status::Critical,
+            format!(
+                "standby replicates from {}, not from the active {active}",
+                r.source_host
+            ),
+        );
     }
     if !r.io_ok() || !r.sql_ok() {
-        return (Status::Critical, format!("standby replication is broken: {}", r.describe()));
+        return (
+            Status::Critical,
+            format!("standby replication is broken: {}", r.describe()),
+        );
     }
     if !read_only {
-        return (Status::Critical, "standby is writable (read_only is OFF): writes there would be lost at failover".to_string());
+        return (
+            Status::Critical,
+            "standby is writable (read_only is OFF): writes there would be lost at failover"
+                .to_string(),
+        );
     }
     match r.seconds_behind {
-        None => (Status::Warning, format!("standby lag unknown: {}", r.describe())),
-        Some(lag) if Duration::from_secs(lag) > max_lag => {
-            (Status::Warning, format!("standby lags {lag}s, more than max_lag {}: {}", crate::config::format_duration(max_lag), r.describe()))
-        }
+        None => (
+            Status::Warning,
+            format!("standby lag unknown: {}", r.describe()),
+        ),
+        Some(lag) if Duration::from_secs(lag) > max_lag => (
+            Status::Warning,
+            format!(
+                "standby lags {lag}s, more than max_lag {}: {}",
+                crate::config::format_duration(max_lag),
+                r.describe()
+            ),
+        ),
         Some(_) => (Status::Ok, format!("standby read-only, {}", r.describe())),
     }
 }
@@ -332,20 +531,39 @@ mod tests {
     }
 
     fn verdict(r: &ReplicaStatus, read_only: bool) -> Status {
-        standby_verdict(r, read_only, "10.0.0.1", Duration::from_secs(30), |a, b| a == b).0
+        standby_verdict(r, read_only, "10.0.0.1", Duration::from_secs(30), |a, b| {
+            a == b
+        })
+        .0
     }
 
     #[test]
     fn standby_readiness_rules() {
         assert_eq!(verdict(&healthy(), true), Status::Ok);
-        assert_eq!(verdict(&healthy(), false), Status::Critical, "a writable standby");
-        let sql_stopped = ReplicaStatus { sql_running: "No".into(), ..healthy() };
+        assert_eq!(
+            verdict(&healthy(), false),
+            Status::Critical,
+            "a writable standby"
+        );
+        let sql_stopped = ReplicaStatus {
+            sql_running: "No".into(),
+            ..healthy()
+        };
         assert_eq!(verdict(&sql_stopped, true), Status::Critical);
-        let io_connecting = ReplicaStatus { io_running: "Connecting".into(), ..healthy() };
+        let io_connecting = ReplicaStatus {
+            io_running: "Connecting".into(),
+            ..healthy()
+        };
         assert_eq!(verdict(&io_connecting, true), Status::Critical);
-        let lagging = ReplicaStatus { seconds_behind: Some(31), ..healthy() };
+        let lagging = ReplicaStatus {
+            seconds_behind: Some(31),
+            ..healthy()
+        };
         assert_eq!(verdict(&lagging, true), Status::Warning);
-        let elsewhere = ReplicaStatus { source_host: "10.0.0.9".into(), ..healthy() };
+        let elsewhere = ReplicaStatus {
+            source_host: "10.0.0.9".into(),
+            ..healthy()
+        };
         assert_eq!(verdict(&elsewhere, true), Status::Critical);
     }
 }

@@ -223,3 +223,4 @@ pub fn wait_for(path: &Path, limit: std::time::Duration) -> bool {
     }
     false
 }
+pub mod lab;

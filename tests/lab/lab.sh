@@ -294,8 +294,12 @@ write_hosts_files() {
             printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
             for h in "${HOSTS[@]}"; do printf '%s\t%s\n' "${IP[$h]}" "$h"; done
         } >"$file"
+        # No name server inside the lab: a name that is not in the hosts file fails at
+        # once (glibc falls back to 127.0.0.1), and no query leaves the lab.
+        printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"${file%/*}/resolv.conf"
     done
 }
+
 
 # ---------------------------------------------------------------- files
 

@@ -1,0 +1,114 @@
+//! The namespace lab (tests/lab/lab.sh) seen from a test: real MariaDB servers, real sshd,
+//! real network faults. Lab tests are `#[ignore]`d so that a plain `cargo test` lists them as
+//! not run; `scripts/test` runs them with `--ignored`, one at a time, as root. A lab that
+//! cannot start fails the test loudly.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+#[derive(Debug)]
+pub struct Lab {
+    env: HashMap<String, String>,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
+}
+
+/// Runs `lab.sh ARGS` and returns stdout; panics with everything it said on failure.
+pub fn lab_sh(args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(script())
+        .args(args)
+        .output()
+        .expect("run lab.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        panic!(
+            "lab.sh {} failed ({}):\n{stdout}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stdout
+}
+
+impl Lab {
+    /// A freshly built lab: whatever an earlier test did to it is gone.
+    pub fn fresh() -> Lab {
+        lab_sh(&["down"]);
+        lab_sh(&["up"]);
+        let mut env = HashMap::new();
+        for line in lab_sh(&["env"]).lines() {
+            if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
+                env.insert(
+                    k.to_string(),
+                    v.trim_matches('\'').trim_matches('"').to_string(),
+                );
+            }
+        }
+        Lab { env }
+    }
+
+    pub fn var(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("lab.sh env has no {key}"))
+    }
+
+    pub fn sh(&self, args: &[&str]) -> String {
+        lab_sh(args)
+    }
+
+    /// SQL as root over the unix socket (works even while the network is cut).
+    pub fn sql(&self, host: &str, sql: &str) -> String {
+        lab_sh(&["sql", host, sql]).trim().to_string()
+    }
+
+    pub fn secret(&self, name: &str) -> String {
+        std::fs::read_to_string(self.var(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// A MySQL pool over db1 (primary) and db2 (replica) with a `mysql_promote` step.
+    pub fn mysql_pool(&self, max_failed_checks: u32, extra_steps: &str) -> String {
+        format!(
+            r#"primary = "{db1}"
+secondary = "{db2}"
+max_failed_checks = {max_failed_checks}
+
+[monitor]
+type = "mysql"
+user = "{mon}"
+password_file = "{mon_pw}"
+timeout = "1s"
+
+[[protocol]]
+type = "mysql_promote"
+name = "promote replica"
+user = "{admin}"
+password_file = "{admin_pw}"
+catch_up_timeout = "10s"
+max_lag = "5s"
+timeout = "20s"
+{extra_steps}"#,
+            db1 = self.var("LAB_DB1_IP"),
+            db2 = self.var("LAB_DB2_IP"),
+            mon = self.var("LAB_MONITOR_USER"),
+            mon_pw = self.var("LAB_MONITOR_PASSWORD_FILE"),
+            admin = self.var("LAB_ADMIN_USER"),
+            admin_pw = self.var("LAB_ADMIN_PASSWORD_FILE"),
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Leave nothing behind, even after a failed assertion.
+        let _ = Command::new("bash").arg(script()).arg("down").output();
+    }
+}

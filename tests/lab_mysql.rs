@@ -1,0 +1,414 @@
+//! MySQL pools against real MariaDB servers in the namespace lab: failover on process death,
+//! hangs and stops, no failover on a blip, manual promotion, readiness, and clear messages
+//! for broken setups. Run by `scripts/test` (they need root); `cargo test` lists them as
+//! ignored.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Instance;
+use common::lab::Lab;
+use mysql::prelude::Queryable;
+
+const SETTINGS: &str = "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n";
+
+/// A client that keeps inserting rows on one server and remembers which were acknowledged.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<u32>>>,
+    thread: Option<std::thread::JoinHandle<String>>,
+}
+
+fn writer_conn(lab: &Lab, host: &str) -> mysql::Conn {
+    let opts = mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(host))
+        .tcp_port(3306)
+        .user(Some(lab.var("LAB_WRITER_USER")))
+        .pass(Some(lab.secret("LAB_WRITER_PASSWORD_FILE")))
+        .db_name(Some("app"))
+        .prefer_socket(false)
+        .tcp_connect_timeout(Some(Duration::from_secs(2)))
+        .read_timeout(Some(Duration::from_secs(5)))
+        .write_timeout(Some(Duration::from_secs(5)));
+    mysql::Conn::new(opts).expect("writer connects")
+}
+
+impl Writer {
+    fn start(lab: &Lab, host: &str) -> Writer {
+        let mut conn = writer_conn(lab, host);
+        conn.query_drop("CREATE TABLE IF NOT EXISTS acked (id INT PRIMARY KEY)")
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acked.clone());
+        let thread = std::thread::spawn(move || {
+            let mut id = 0u32;
+            while !s.load(Ordering::Relaxed) {
+                id += 1;
+                match conn.exec_drop("INSERT INTO acked (id) VALUES (?)", (id,)) {
+                    Ok(()) => a.lock().unwrap().push(id),
+                    Err(e) => return e.to_string(),
+                }
+            }
+            "stopped".to_string()
+        });
+        Writer {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the writer; returns the acknowledged ids and why it ended.
+    fn finish(mut self) -> (Vec<u32>, String) {
+        self.stop.store(true, Ordering::Relaxed);
+        let why = self.thread.take().unwrap().join().unwrap();
+        let ids = self.acked.lock().unwrap().clone();
+        (ids, why)
+    }
+}
+
+/// Every acknowledged id is on `host`.
+fn assert_all_rows_on(lab: &Lab, host: &str, acked: &[u32]) {
+    assert!(
+        acked.len() > 10,
+        "the writer wrote too little to mean anything: {}",
+        acked.len()
+    );
+    let have: std::collections::HashSet<u32> = lab
+        .sql(host, "SELECT id FROM app.acked")
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let lost: Vec<&u32> = acked.iter().filter(|id| !have.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged rows missing on {host}: {lost:?}",
+        lost.len()
+    );
+}
+
+fn tick_timed(inst: &Instance) -> Duration {
+    let started = Instant::now();
+    let r = inst.tick();
+    assert!(r.code == 0 || r.code == 1, "{r:?}");
+    started.elapsed()
+}
+
+/// Ticks once a second until the pool leaves `armed`; returns how many ticks that took.
+fn tick_until_failover(inst: &Instance, limit: usize) -> usize {
+    for n in 1..=limit {
+        inst.tick();
+        if inst.state_of("db").0 != "armed" {
+            return n;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!(
+        "no failover after {limit} ticks: {}",
+        inst.run(&["report"]).stdout
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn kill_9_of_the_primary_promotes_the_replica_without_losing_acknowledged_writes() {
+    let lab = Lab::fresh();
+    let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
+    assert_eq!(inst.tick().code, 0);
+    assert_eq!(
+        inst.run(&["report", "--nagios"]).code,
+        0,
+        "{}",
+        inst.run(&["report"]).stdout
+    );
+
+    let writer = Writer::start(&lab, lab.var("LAB_DB1_IP"));
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.sh(&["kill", "db1", "mysql"]);
+    let (acked, why) = writer.finish();
+    assert_ne!(why, "stopped", "the writer should have lost its server");
+
+    assert_eq!(
+        tick_until_failover(&inst, 10),
+        3,
+        "failover on exactly the third failed tick"
+    );
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+    assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "0");
+    assert_all_rows_on(&lab, "db2", &acked);
+    // The new primary takes writes from the application account.
+    writer_conn(&lab, lab.var("LAB_DB2_IP"))
+        .query_drop("INSERT INTO acked (id) VALUES (999999)")
+        .unwrap();
+    let history = inst.history();
+    assert!(
+        history.contains("promoted: writable, replication stopped"),
+        "{history}"
+    );
+
+    // The old primary comes back writable while the pool is failed over: CRITICAL.
+    lab.sh(&["start", "db1", "mysql"]);
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("split-brain risk"), "{r:?}");
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn a_hung_primary_never_hangs_a_tick_and_fails_over_after_the_threshold() {
+    for fault in [["hang", "db1", ""], ["stop", "db1", "mysql"]] {
+        let lab = Lab::fresh();
+        let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
+        assert_eq!(inst.tick().code, 0);
+        let args: Vec<&str> = fault.iter().copied().filter(|a| !a.is_empty()).collect();
+        lab.sh(&args);
+        // Monitor timeout 1s: a tick that only checks must end within it plus a margin.
+        for n in 1..=2 {
+            let took = tick_timed(&inst);
+            assert!(
+                took < Duration::from_millis(2500),
+                "{fault:?}: tick {n} took {took:?}"
+            );
+            assert_eq!(
+                inst.state_of("db"),
+                ("armed".into(), "primary".into(), n),
+                "{fault:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        // The failover tick also waits out the dead primary in preflight and promote,
+        // each bounded by the same timeout.
+        let took = tick_timed(&inst);
+        assert!(
+            took < Duration::from_secs(8),
+            "{fault:?}: failover tick took {took:?}"
+        );
+        assert_eq!(
+            inst.state_of("db"),
+            ("failed_over".into(), "secondary".into(), 0),
+            "{fault:?}"
+        );
+        assert_eq!(
+            lab.sql("db2", "SELECT @@global.read_only"),
+            "0",
+            "{fault:?}"
+        );
+        let history = inst.history();
+        assert!(history.contains("unreachable"), "{fault:?}: {history}");
+    }
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn a_blip_shorter_than_the_threshold_causes_no_failover() {
+    let lab = Lab::fresh();
+    let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
+    inst.tick();
+    lab.sh(&["kill", "db1", "mysql"]);
+    inst.tick();
+    assert_eq!(inst.state_of("db").2, 1);
+    lab.sh(&["start", "db1", "mysql"]);
+    inst.tick();
+    assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        inst.tick();
+    }
+    assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
+    assert_eq!(
+        lab.sql("db2", "SELECT @@global.read_only"),
+        "1",
+        "the replica must stay read-only"
+    );
+    assert!(!inst.history().contains("failover_started"));
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn manual_promote_with_both_alive_swaps_roles_without_losing_a_write() {
+    let lab = Lab::fresh();
+    let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
+    inst.tick();
+    let writer = Writer::start(&lab, lab.var("LAB_DB1_IP"));
+    std::thread::sleep(Duration::from_millis(1000));
+    let r = inst.run(&["promote", "db", "secondary", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let (acked, why) = writer.finish();
+    assert!(
+        why.contains("read-only") || why.contains("read_only") || why.contains("1290"),
+        "writes must stop on the old primary: {why}"
+    );
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+    assert_eq!(
+        lab.sql("db1", "SELECT @@global.read_only"),
+        "1",
+        "the old primary ends read-only"
+    );
+    assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "0");
+    assert_all_rows_on(&lab, "db2", &acked);
+    let history = inst.history();
+    assert!(
+        history.contains("old primary 10.213.0.11 is read-only"),
+        "{history}"
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn readiness_problems_show_within_one_system_check() {
+    let lab = Lab::fresh();
+    let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
+    inst.tick();
+    assert_eq!(
+        inst.run(&["report", "--nagios"]).code,
+        0,
+        "{}",
+        inst.run(&["report"]).stdout
+    );
+
+    lab.sql("db2", "STOP SLAVE SQL_THREAD");
+    std::thread::sleep(Duration::from_millis(1100));
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout.contains("standby replication is broken") && r.stdout.contains("SQL No"),
+        "{r:?}"
+    );
+
+    lab.sql("db2", "START SLAVE SQL_THREAD");
+    lab.sql("db2", "SET GLOBAL read_only = OFF");
+    std::thread::sleep(Duration::from_millis(1100));
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("standby is writable"), "{r:?}");
+    assert!(r.stdout.contains("split-brain risk"), "{r:?}");
+
+    lab.sql("db2", "SET GLOBAL read_only = ON");
+    std::thread::sleep(Duration::from_millis(1100));
+    inst.tick();
+    assert_eq!(
+        inst.run(&["report", "--nagios"]).code,
+        0,
+        "{}",
+        inst.run(&["report"]).stdout
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn broken_setups_give_clear_messages_never_a_hang() {
+    let lab = Lab::fresh();
+    let good = lab.mysql_pool(3, "");
+
+    // Wrong password: the server is alive, so it is a problem, not a failure count.
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
+    let pool = good.replacen(
+        lab.var("LAB_MONITOR_PASSWORD_FILE"),
+        &wrong.path().display().to_string(),
+        1,
+    );
+    let inst = Instance::with(SETTINGS, &[("db", &pool)]);
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("Access denied"), "{r:?}");
+    assert_eq!(
+        inst.state_of("db").2,
+        0,
+        "access denied is never counted as down"
+    );
+    let c = inst.run(&["check-config"]);
+    assert_eq!(c.code, 0, "{c:?}");
+    assert!(
+        c.stdout.contains(
+            "warning: pool db: primary 10.213.0.11: alive but refused the login: Access denied"
+        ),
+        "{c:?}"
+    );
+
+    // Unknown host and closed port: down, with the reason. deadpool runs inside app1's
+    // namespace here, whose resolver is the lab's own: no name query leaves the lab.
+    let in_app1 = |inst: &Instance, args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                lab.var("LAB_APP1_NS"),
+                common::BIN,
+                "--config",
+            ])
+            .arg(inst.dir())
+            .args(args)
+            .output()
+            .unwrap();
+        common::Run::from(out)
+    };
+    for (from, to, words) in [
+        (
+            format!("primary = \"{}\"", lab.var("LAB_DB1_IP")),
+            "primary = \"db-nosuch.invalid\"".to_string(),
+            "resolve",
+        ),
+        (
+            "timeout = \"1s\"".to_string(),
+            "timeout = \"1s\"\nport = 3307".to_string(),
+            "refused",
+        ),
+    ] {
+        let pool = good.replacen(&from, &to, 1);
+        let inst = Instance::with(SETTINGS, &[("db", &pool)]);
+        let started = Instant::now();
+        in_app1(&inst, &["tick"]);
+        assert!(started.elapsed() < Duration::from_secs(15), "{to}");
+        let r = inst.run(&["report", "--nagios"]);
+        assert!(r.code >= 1 && r.code <= 2, "{to}: {r:?}");
+        assert!(r.stdout.to_lowercase().contains(words), "{to}: {r:?}");
+        let c = in_app1(&inst, &["check-config"]);
+        assert!(c.stdout.to_lowercase().contains(words), "{to}: {c:?}");
+    }
+
+    // A standby that is not a replica: readiness says so, and a failover is blocked.
+    lab.sql("db2", "STOP SLAVE");
+    lab.sql("db2", "RESET SLAVE ALL");
+    let inst = Instance::with(SETTINGS, &[("db", &good)]);
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout.contains("standby 10.213.0.12 is not a replica"),
+        "{r:?}"
+    );
+    let c = inst.run(&["check-config"]);
+    assert!(
+        c.stdout
+            .contains("10.213.0.12 is not a replica of 10.213.0.11"),
+        "{c:?}"
+    );
+    lab.sh(&["kill", "db1", "mysql"]);
+    for _ in 0..3 {
+        inst.tick();
+    }
+    assert_eq!(inst.state_of("db").0, "blocked");
+    let reason = inst.pool_json("db")["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("not a replica"), "{reason}");
+    assert_eq!(
+        lab.sql("db2", "SELECT @@global.read_only"),
+        "1",
+        "nothing changed"
+    );
+}
