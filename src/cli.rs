@@ -41,6 +41,33 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Write a commented example configuration directory
     Init(InitArgs),
+    /// Client-side helper: test, verify or switch a name in a hosts file (runs on app servers)
+    Hosts(HostsArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostsAction {
+    /// Can this user write the file? Changes nothing; also says where NAME points
+    Test,
+    /// Exit 0 iff NAME resolves to IP in the file
+    Verify,
+    /// Make NAME resolve to IP, in place, keeping every other byte, with a backup
+    Switch,
+}
+
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    #[arg(value_enum)]
+    pub action: HostsAction,
+    /// The host name to look at or change
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// The address NAME must resolve to (verify, switch)
+    #[arg(long, value_name = "IP", required_if_eq_any = [("action", "verify"), ("action", "switch")])]
+    pub ip: Option<std::net::IpAddr>,
+    /// The hosts file
+    #[arg(long, value_name = "PATH", default_value = "/etc/hosts")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

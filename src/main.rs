@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+mod hostsfile;
 mod log;
 mod monitor;
 mod mysql;

@@ -2,6 +2,7 @@
 
 mod check_config;
 mod history;
+mod hosts;
 mod init;
 mod promote;
 mod report;
@@ -20,6 +21,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let dir = Config::locate(cli.config.as_deref());
     match cli.command {
         Command::Init(args) => init::run(&dir, &args),
+        Command::Hosts(args) => hosts::run(&args),
+
         Command::CheckConfig(args) => check_config::run(&dir, &args),
         Command::Report(args) => report::run(&dir, &args),
         Command::Tick(args) => tick::run(&Config::load(&dir)?, &args),

@@ -1,0 +1,185 @@
+//! `deadpool hosts test|verify|switch`: the helper that runs on client hosts. It prints one
+//! line, `OK - ...` or `ERROR - ...`, and writes the file in place (renaming over
+//! `/etc/hosts` fails inside containers and network namespaces), flushed, verified by
+//! re-reading, with a backup next to it.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::cli::{HostsAction, HostsArgs};
+use crate::error::Outcome;
+use crate::hostsfile;
+
+/// A hosts file larger than this is refused rather than rewritten.
+const MAX_SIZE: u64 = 4 * 1024 * 1024;
+
+pub fn run(args: &HostsArgs) -> Result<Outcome> {
+    let result = match args.action {
+        HostsAction::Test => test(args),
+        HostsAction::Verify => verify(args),
+        HostsAction::Switch => switch(args),
+    };
+    Ok(match result {
+        Ok(line) => {
+            println!("OK - {line}");
+            Outcome::Done
+        }
+        Err(line) => {
+            println!("ERROR - {}", crate::text::one_line(&line));
+            Outcome::NeedsAttention
+        }
+    })
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let size = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if size > MAX_SIZE {
+        return Err(format!(
+            "{} is {size} bytes, more than a hosts file should be ({MAX_SIZE}); not touched",
+            path.display()
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        format!(
+            "{} is not text (invalid UTF-8); not touched",
+            path.display()
+        )
+    })?;
+    if text.contains('\0') {
+        return Err(format!(
+            "{} is not text (NUL bytes); not touched",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
+fn name(args: &HostsArgs) -> Result<&str, String> {
+    hostsfile::validate_name(&args.name).map_err(|e| e.to_string())?;
+    Ok(&args.name)
+}
+
+fn points(text: &str, name: &str) -> String {
+    match hostsfile::lookup(text, name) {
+        Some(ip) => format!("{name} -> {ip}"),
+        None => format!("{name} -> (none)"),
+    }
+}
+
+fn test(args: &HostsArgs) -> Result<String, String> {
+    let name = name(args)?;
+    let text = read(&args.file)?;
+    // Opening for writing without truncating changes nothing, and is the real test.
+    OpenOptions::new()
+        .write(true)
+        .open(&args.file)
+        .map_err(|e| {
+            format!(
+                "{} is not writable by {}: {e}; {}",
+                args.file.display(),
+                user(),
+                points(&text, name)
+            )
+        })?;
+    Ok(format!(
+        "{} is writable by {}; {}",
+        args.file.display(),
+        user(),
+        points(&text, name)
+    ))
+}
+
+fn verify(args: &HostsArgs) -> Result<String, String> {
+    let name = name(args)?;
+    let ip = args.ip.ok_or("--ip is required")?;
+    let text = read(&args.file)?;
+    match hostsfile::lookup(&text, name) {
+        Some(found) if found == ip.to_string() => {
+            Ok(format!("{name} -> {ip} in {}", args.file.display()))
+        }
+        Some(found) => Err(format!(
+            "{name} -> {found} in {}, not {ip}",
+            args.file.display()
+        )),
+        None => Err(format!("{name} is not in {}", args.file.display())),
+    }
+}
+
+fn switch(args: &HostsArgs) -> Result<String, String> {
+    let name = name(args)?;
+    let ip = args.ip.ok_or("--ip is required")?;
+    let path = &args.file;
+    let before = read(path)?;
+    let after = hostsfile::switch(&before, name, ip).map_err(|e| e.to_string())?;
+    let was = hostsfile::lookup(&before, name).unwrap_or_else(|| "(none)".to_string());
+    if after == before {
+        return Ok(format!(
+            "{name} -> {ip} in {} already; nothing changed",
+            path.display()
+        ));
+    }
+    let backup = backup_path(path);
+    std::fs::write(&backup, &before).map_err(|e| {
+        format!(
+            "cannot write the backup {}: {e}; nothing changed",
+            backup.display()
+        )
+    })?;
+    write_in_place(path, after.as_bytes()).map_err(|e| {
+        format!(
+            "writing {} failed: {e}; the previous content is in {}",
+            path.display(),
+            backup.display()
+        )
+    })?;
+    let check = read(path)?;
+    if check != after {
+        return Err(format!(
+            "{} does not read back as written; the previous content is in {}",
+            path.display(),
+            backup.display()
+        ));
+    }
+    Ok(format!(
+        "{name} -> {ip} in {} (was {was}); backup in {}",
+        path.display(),
+        backup.display()
+    ))
+}
+
+fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".deadpool-backup");
+    path.with_file_name(name)
+}
+
+/// Overwrites the file's bytes without replacing the file (its inode, owner, mode and any
+/// bind mount stay), then flushes it to disk.
+fn write_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).open(path)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(bytes)?;
+    file.set_len(bytes.len() as u64)?;
+    file.sync_all()
+}
+
+fn user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            format!("uid {}", unsafe { libc::geteuid() })
+        })
+}
