@@ -293,7 +293,7 @@ mod tests {
 
     fn random_file(rng: &mut Rng) -> String {
         let mut text = String::new();
-        let crlf = rng.next() % 4 == 0;
+        let crlf = rng.next().is_multiple_of(4);
         let count = rng.next() % 12;
         for _ in 0..count {
             let kind = rng.next() % 6;
@@ -310,7 +310,7 @@ mod tests {
                         l.push_str(rng.pick(SPACES));
                         l.push_str(rng.pick(NAMES));
                     }
-                    if rng.next() % 3 == 0 {
+                    if rng.next().is_multiple_of(3) {
                         l.push_str(" # note db");
                     }
                     l
@@ -319,7 +319,7 @@ mod tests {
             text.push_str(&line);
             text.push_str(if crlf { "\r\n" } else { "\n" });
         }
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             // No final newline.
             while text.ends_with('\n') || text.ends_with('\r') {
                 text.pop();
