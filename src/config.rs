@@ -24,22 +24,59 @@ pub struct Config {
     pub stale_warning: Duration,
     pub stale_critical: Duration,
     pub history_retention: Duration,
-    pub ssh: SshDefaults,
+    /// The `[ssh]` defaults, used by `confirm_from` and by steps that do not override them.
+    pub ssh: SshSettings,
     pub pools: Vec<Pool>,
 }
 
-/// Defaults for SSH steps. Parsed and validated now so that a config written for a later
-/// build with SSH steps is checked the same way.
+/// How deadpool logs in to client hosts: the `[ssh]` table, merged with a step's own `ssh`.
 #[derive(Debug, Clone)]
-pub struct SshDefaults {
+pub struct SshSettings {
     pub user: String,
     pub port: u16,
+    pub auth: SshAuth,
+    /// Host keys are always verified against this file.
+    pub known_hosts: PathBuf,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Run privileged commands through `sudo -n`.
     pub sudo: bool,
-    pub identity_file: Option<PathBuf>,
-    pub password_file: Option<PathBuf>,
-    pub known_hosts: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum SshAuth {
+    /// A private key file (readable by its owner only).
+    Key(PathBuf),
+    /// The running ssh-agent (`$SSH_AUTH_SOCK`).
+    Agent,
+    Password {
+        file: PathBuf,
+        password: Secret,
+    },
+}
+
+/// Where a step acts: the deadpool host itself, or a host reached over SSH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Local,
+    Remote(String),
+}
+
+impl Host {
+    pub fn name(&self) -> &str {
+        match self {
+            Host::Local => "local",
+            Host::Remote(name) => name,
+        }
+    }
+
+    fn parse(s: &str) -> Result<Host, String> {
+        if s == "local" {
+            return Ok(Host::Local);
+        }
+        validate_host(s)?;
+        Ok(Host::Remote(s.to_string()))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +94,14 @@ pub struct Pool {
 pub struct Monitor {
     pub timeout: Duration,
     pub kind: MonitorKind,
+    /// Observers asked over SSH whether they can reach the primary before a failover.
+    pub confirm_from: Vec<Host>,
+}
+
+impl Monitor {
+    pub fn port(&self) -> Option<u16> {
+        monitor_port(&self.kind)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -131,11 +176,35 @@ pub enum StepKind {
         options: Vec<(String, String)>,
     },
     Exec {
-        hosts: Vec<ExecHost>,
+        hosts: Vec<Host>,
         test_command: Option<String>,
         exec_command: String,
         shell: bool,
+        ssh: SshSettings,
     },
+    EtcHosts(EtcHosts),
+    Vip(Vip),
+}
+
+#[derive(Debug, Clone)]
+pub struct EtcHosts {
+    /// The name the applications use for the service.
+    pub service_host_name: String,
+    pub client_hosts: Vec<Host>,
+    pub hosts_file: String,
+    /// Path of `deadpool` on the clients.
+    pub helper: String,
+    pub ssh: SshSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct Vip {
+    pub address: std::net::IpAddr,
+    pub prefix: u8,
+    pub interface: String,
+    pub arping_count: u32,
+    /// How deadpool reaches the two servers.
+    pub ssh: SshSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -151,12 +220,6 @@ pub struct MysqlPromote {
     pub reset_replica: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExecHost {
-    /// The deadpool host itself, no SSH.
-    Local,
-}
-
 impl Pool {
     pub fn address(&self, role: crate::cli::Role) -> &str {
         match role {
@@ -168,13 +231,28 @@ impl Pool {
     /// The longest one tick can spend on this pool: both servers checked in parallel, then
     /// at worst every preflight, every action and every readiness check, one after another.
     pub fn worst_case(&self) -> Duration {
-        self.monitor.timeout + self.steps_timeout() * 3
+        self.worst_case_watching() + self.steps_timeout() * 2 + self.confirm_timeout()
+    }
+
+    /// The second opinion: observers are asked at once, each bounded.
+    fn confirm_timeout(&self) -> Duration {
+        if self.monitor.confirm_from.is_empty() {
+            Duration::ZERO
+        } else {
+            self.monitor.timeout + Duration::from_secs(10)
+        }
     }
 
     /// The longest a tick that does not fail over can spend on this pool: the monitor, then
-    /// every readiness check.
+    /// the readiness checks, which run at the same time.
     pub fn worst_case_watching(&self) -> Duration {
-        self.monitor.timeout + self.steps_timeout()
+        self.monitor.timeout
+            + self
+                .steps
+                .iter()
+                .map(|s| s.timeout)
+                .max()
+                .unwrap_or_default()
     }
 
     fn steps_timeout(&self) -> Duration {
@@ -188,6 +266,8 @@ impl Step {
             StepKind::MysqlPromote(_) => "mysql_promote",
             StepKind::Plugin { .. } => "plugin",
             StepKind::Exec { .. } => "exec",
+            StepKind::EtcHosts(_) => "etc_hosts",
+            StepKind::Vip(_) => "vip",
         }
     }
 }
@@ -262,9 +342,10 @@ impl Config {
         }
         let history_retention =
             duration_or(&raw.history_retention, "90d", &at("history_retention"))?;
-        let ssh = ssh_defaults(dir, raw.ssh.unwrap_or_default(), &main_file)?;
+        let ssh = ssh_settings(dir, raw.ssh.unwrap_or_default(), None)
+            .map_err(|e| Error::Config(format!("{}: [ssh]: {e}", main_file.display())))?;
 
-        let pools = load_pools(dir)?;
+        let pools = load_pools(dir, &ssh)?;
         Ok(Config {
             dir: dir.to_path_buf(),
             state_dir,
@@ -311,6 +392,32 @@ impl Config {
             .unwrap_or_default()
     }
 
+    /// Every SSH setting some step or observer logs in with, named for messages.
+    pub fn ssh_in_use(&self) -> Vec<(String, &SshSettings)> {
+        let mut used = Vec::new();
+        for pool in &self.pools {
+            if !pool.monitor.confirm_from.is_empty() {
+                used.push((format!("pool {}: confirm_from", pool.name), &self.ssh));
+            }
+            for step in &pool.steps {
+                let ssh = match &step.kind {
+                    StepKind::Exec { hosts, ssh, .. }
+                        if hosts.iter().any(|h| *h != Host::Local) =>
+                    {
+                        ssh
+                    }
+                    StepKind::EtcHosts(e) if e.client_hosts.iter().any(|h| *h != Host::Local) => {
+                        &e.ssh
+                    }
+                    StepKind::Vip(v) => &v.ssh,
+                    _ => continue,
+                };
+                used.push((format!("pool {}: step `{}`", pool.name, step.name), ssh));
+            }
+        }
+        used
+    }
+
     /// How long `promote` and `reset` wait for a running tick to release the lock.
     pub fn lock_wait(&self) -> Duration {
         self.worst_case_tick() + Duration::from_secs(5)
@@ -329,7 +436,7 @@ struct RawInstance {
     ssh: Option<RawSsh>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSsh {
     user: Option<String>,
@@ -388,16 +495,74 @@ struct RawExec {
     exec_command: String,
     #[serde(default)]
     shell: bool,
+    ssh: Option<RawSsh>,
 }
 
-fn ssh_defaults(dir: &Path, raw: RawSsh, file: &Path) -> Result<SshDefaults, Error> {
-    let at = |key: &str| format!("{}: key `ssh.{key}`", file.display());
-    let user = raw.user.unwrap_or_else(|| "deadpool".to_string());
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcHosts {
+    service_host_name: String,
+    client_hosts: Vec<String>,
+    hosts_file: Option<String>,
+    helper: Option<String>,
+    ssh: Option<RawSsh>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVip {
+    address: String,
+    interface: String,
+    arping_count: Option<u32>,
+    ssh: Option<RawSsh>,
+}
+
+/// A step's own `ssh` table over the instance's `[ssh]` defaults.
+fn step_ssh(
+    dir: &Path,
+    raw: Option<RawSsh>,
+    defaults: &SshSettings,
+) -> Result<SshSettings, String> {
+    match raw {
+        None => Ok(defaults.clone()),
+        Some(raw) => ssh_settings(dir, raw, Some(defaults)).map_err(|e| format!("ssh: {e}")),
+    }
+}
+
+/// A list of hosts: names or addresses, `local` for this host where `local_ok`.
+fn host_list(items: &[String], key: &str, local_ok: bool) -> Result<Vec<Host>, String> {
+    if items.is_empty() {
+        return Err(format!("key `{key}`: expected at least one host"));
+    }
+    let mut hosts = Vec::new();
+    for item in items {
+        let host = Host::parse(item).map_err(|e| format!("key `{key}`: {e}"))?;
+        if host == Host::Local && !local_ok {
+            return Err(format!("key `{key}`: `local` cannot be used here"));
+        }
+        if hosts.contains(&host) {
+            return Err(format!("key `{key}`: `{item}` is listed twice"));
+        }
+        hosts.push(host);
+    }
+    Ok(hosts)
+}
+
+/// SSH settings from a raw `ssh` table laid over `base` (the `[ssh]` defaults), or over the
+/// built-in defaults when there is no base. Errors name the key.
+fn ssh_settings(
+    dir: &Path,
+    raw: RawSsh,
+    base: Option<&SshSettings>,
+) -> Result<SshSettings, String> {
+    let user = match raw.user {
+        Some(u) => u,
+        None => base.map_or_else(|| "deadpool".to_string(), |b| b.user.clone()),
+    };
     if !is_safe_name(&user) {
-        return Err(Error::Config(format!(
-            "{}: expected a user name of letters, digits, `-`, `_`, `.`",
-            at("user")
-        )));
+        return Err(format!(
+            "key `user`: `{user}`: expected a user name of letters, digits, `-`, `_`, `.`"
+        ));
     }
     let methods = [
         raw.identity_file.is_some(),
@@ -405,29 +570,50 @@ fn ssh_defaults(dir: &Path, raw: RawSsh, file: &Path) -> Result<SshDefaults, Err
         raw.agent == Some(true),
     ];
     if methods.iter().filter(|m| **m).count() > 1 {
-        return Err(Error::Config(format!(
-            "{}: set only one of `ssh.identity_file`, `ssh.password_file`, `ssh.agent = true`",
-            file.display()
-        )));
+        return Err("set only one of `identity_file`, `password_file`, `agent = true`".into());
     }
-    let identity_file = match (&raw.identity_file, &raw.password_file, raw.agent) {
-        (None, None, None) => Some(dir.join("id_ed25519")),
-        (Some(f), _, _) => Some(dir.join(f)),
-        _ => None,
+    let auth = match (raw.identity_file, raw.password_file, raw.agent) {
+        (Some(f), _, _) => SshAuth::Key(dir.join(f)),
+        (_, Some(f), _) => {
+            let password = load_secret(dir, &f).map_err(|e| format!("key `password_file`: {e}"))?;
+            SshAuth::Password {
+                file: dir.join(f),
+                password,
+            }
+        }
+        (_, _, Some(true)) => SshAuth::Agent,
+        _ => base.map_or_else(|| SshAuth::Key(dir.join("id_ed25519")), |b| b.auth.clone()),
     };
-    Ok(SshDefaults {
+    let duration =
+        |value: Option<String>, key: &str, fallback: Option<Duration>, default: &str| match value {
+            Some(v) => parse_duration(&v).map_err(|e| format!("key `{key}`: {e}")),
+            None => Ok(fallback.unwrap_or_else(|| parse_duration(default).expect("valid default"))),
+        };
+    Ok(SshSettings {
         user,
-        port: raw.port.unwrap_or(22),
-        connect_timeout: duration_or(&raw.connect_timeout, "3s", &at("connect_timeout"))?,
-        command_timeout: duration_or(&raw.command_timeout, "30s", &at("command_timeout"))?,
-        sudo: raw.sudo.unwrap_or(false),
-        identity_file,
-        password_file: raw.password_file.map(|f| dir.join(f)),
-        known_hosts: dir.join(raw.known_hosts.as_deref().unwrap_or("known_hosts")),
+        port: raw.port.or(base.map(|b| b.port)).unwrap_or(22),
+        auth,
+        known_hosts: match raw.known_hosts {
+            Some(f) => dir.join(f),
+            None => base.map_or_else(|| dir.join("known_hosts"), |b| b.known_hosts.clone()),
+        },
+        connect_timeout: duration(
+            raw.connect_timeout,
+            "connect_timeout",
+            base.map(|b| b.connect_timeout),
+            "3s",
+        )?,
+        command_timeout: duration(
+            raw.command_timeout,
+            "command_timeout",
+            base.map(|b| b.command_timeout),
+            "30s",
+        )?,
+        sudo: raw.sudo.or(base.map(|b| b.sudo)).unwrap_or(false),
     })
 }
 
-fn load_pools(dir: &Path) -> Result<Vec<Pool>, Error> {
+fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
     let pools_dir = dir.join("pools");
     let mut files = Vec::new();
     match std::fs::read_dir(&pools_dir) {
@@ -447,7 +633,7 @@ fn load_pools(dir: &Path) -> Result<Vec<Pool>, Error> {
     files.sort();
     let mut pools: Vec<Pool> = Vec::new();
     for file in files {
-        let pool = load_pool(dir, &file)?;
+        let pool = load_pool(dir, &file, ssh)?;
         if let Some(other) = pools.iter().find(|p| p.name == pool.name) {
             return Err(Error::Config(format!(
                 "{}: pool name `{}` is already used by {}; pool names must be unique (set `name` in one of them)",
@@ -461,7 +647,7 @@ fn load_pools(dir: &Path) -> Result<Vec<Pool>, Error> {
     Ok(pools)
 }
 
-fn load_pool(dir: &Path, file: &Path) -> Result<Pool, Error> {
+fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> {
     let text = read_file(file, "")?;
     let raw: RawPool = toml::from_str(&text)
         .map_err(|e| Error::Config(format!("{}: {}", file.display(), toml_msg(&e))))?;
@@ -515,7 +701,7 @@ fn load_pool(dir: &Path, file: &Path) -> Result<Pool, Error> {
     let step_lines = lines_of(&text, |l| l.replace(' ', "") == "[[protocol]]");
     let mut steps = Vec::new();
     for (i, table) in raw.protocol.into_iter().enumerate() {
-        let step = load_step(dir, table, &monitor).map_err(|m| {
+        let step = load_step(dir, table, &monitor, ssh).map_err(|m| {
             Error::Config(format!(
                 "{}: [[protocol]] {}{}: {m}",
                 file.display(),
@@ -524,6 +710,21 @@ fn load_pool(dir: &Path, file: &Path) -> Result<Pool, Error> {
             ))
         })?;
         steps.push(step);
+    }
+    if steps
+        .iter()
+        .any(|s| matches!(s.kind, StepKind::EtcHosts(_)))
+    {
+        for (key, host) in [("primary", &raw.primary), ("secondary", &raw.secondary)] {
+            if host.parse::<std::net::IpAddr>().is_err() {
+                return Err(err(
+                    key,
+                    format!(
+                        "`{host}`: an `etc_hosts` step writes addresses into hosts files, so the servers must be given as IP addresses"
+                    ),
+                ));
+            }
+        }
     }
     Ok(Pool {
         name,
@@ -552,9 +753,10 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
         }
         Ok(())
     };
-    if raw.confirm_from.is_some() {
-        return Err("key `confirm_from` needs SSH, which this build of deadpool does not support yet; remove it".into());
-    }
+    let confirm_from = match &raw.confirm_from {
+        None => Vec::new(),
+        Some(hosts) => host_list(hosts, "confirm_from", false)?,
+    };
     let kind = match raw.kind.as_str() {
         "nagios" => {
             reject(&[
@@ -608,10 +810,33 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
             ));
         }
     };
-    Ok(Monitor { timeout, kind })
+    if !confirm_from.is_empty() && monitor_port(&kind).is_none() {
+        return Err(
+            "key `confirm_from`: observers check the primary's port, so this monitor needs `port`"
+                .into(),
+        );
+    }
+    Ok(Monitor {
+        timeout,
+        kind,
+        confirm_from,
+    })
 }
 
-fn load_step(dir: &Path, mut table: toml::Table, monitor: &Monitor) -> Result<Step, String> {
+/// The port a monitor checks, which observers of a second opinion check too.
+fn monitor_port(kind: &MonitorKind) -> Option<u16> {
+    match kind {
+        MonitorKind::Nagios { port, .. } => *port,
+        MonitorKind::Tcp { port } | MonitorKind::Mysql { port, .. } => Some(*port),
+    }
+}
+
+fn load_step(
+    dir: &Path,
+    mut table: toml::Table,
+    monitor: &Monitor,
+    ssh: &SshSettings,
+) -> Result<Step, String> {
     let kind = match table.remove("type") {
         Some(toml::Value::String(s)) => s,
         Some(_) => return Err("key `type`: expected a string".into()),
@@ -659,23 +884,7 @@ fn load_step(dir: &Path, mut table: toml::Table, monitor: &Monitor) -> Result<St
             let raw: RawExec = toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| toml_msg(&e))?;
-            if raw.hosts.is_empty() {
-                return Err(
-                    "key `hosts`: expected at least one host (the word `local` means this host)"
-                        .into(),
-                );
-            }
-            let mut hosts = Vec::new();
-            for host in &raw.hosts {
-                if host != "local" {
-                    return Err(format!(
-                        "key `hosts`: `{host}` is a remote host, and remote hosts need SSH, which this build of deadpool does not support yet; use `local`"
-                    ));
-                }
-                if !hosts.contains(&ExecHost::Local) {
-                    hosts.push(ExecHost::Local);
-                }
-            }
+            let hosts = host_list(&raw.hosts, "hosts", true)?;
             for (key, cmd) in [
                 ("exec_command", Some(&raw.exec_command)),
                 ("test_command", raw.test_command.as_ref()),
@@ -696,7 +905,74 @@ fn load_step(dir: &Path, mut table: toml::Table, monitor: &Monitor) -> Result<St
                 test_command: raw.test_command,
                 exec_command: raw.exec_command,
                 shell: raw.shell,
+                ssh: step_ssh(dir, raw.ssh, ssh)?,
             }
+        }
+        "etc_hosts" => {
+            let raw: RawEtcHosts = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| toml_msg(&e))?;
+            crate::hostsfile::validate_name(&raw.service_host_name)
+                .map_err(|e| format!("key `service_host_name`: {e}"))?;
+            let hosts_file = raw.hosts_file.unwrap_or_else(|| "/etc/hosts".to_string());
+            if !hosts_file.starts_with('/') || hosts_file.contains('\0') {
+                return Err(format!(
+                    "key `hosts_file`: `{hosts_file}`: expected an absolute path"
+                ));
+            }
+            let helper = raw.helper.unwrap_or_else(|| "deadpool".to_string());
+            if helper.is_empty() || helper.contains(char::is_whitespace) {
+                return Err(format!(
+                    "key `helper`: `{helper}`: expected the path of deadpool on the clients"
+                ));
+            }
+            StepKind::EtcHosts(EtcHosts {
+                service_host_name: raw.service_host_name,
+                client_hosts: host_list(&raw.client_hosts, "client_hosts", true)?,
+                hosts_file,
+                helper,
+                ssh: step_ssh(dir, raw.ssh, ssh)?,
+            })
+        }
+        "vip" => {
+            let raw: RawVip = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| toml_msg(&e))?;
+            let (addr, prefix) = raw.address.split_once('/').ok_or_else(|| {
+                format!("key `address`: `{}`: expected an address with its prefix length, like \"10.0.0.100/24\"", raw.address)
+            })?;
+            let address: std::net::IpAddr = addr
+                .parse()
+                .map_err(|_| format!("key `address`: `{addr}` is not an IP address"))?;
+            let max = if address.is_ipv4() { 32 } else { 128 };
+            let prefix: u8 = prefix.parse().ok().filter(|p| *p <= max).ok_or_else(|| {
+                format!("key `address`: `/{prefix}`: expected a prefix length from 0 to {max}")
+            })?;
+            let iface_ok = !raw.interface.is_empty()
+                && raw.interface.len() <= 15
+                && raw
+                    .interface
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b));
+            if !iface_ok {
+                return Err(format!(
+                    "key `interface`: `{}` is not an interface name",
+                    raw.interface
+                ));
+            }
+            let arping_count = raw.arping_count.unwrap_or(3);
+            if !(1..=20).contains(&arping_count) {
+                return Err(format!(
+                    "key `arping_count`: got {arping_count}, expected 1 to 20"
+                ));
+            }
+            StepKind::Vip(Vip {
+                address,
+                prefix,
+                interface: raw.interface,
+                arping_count,
+                ssh: step_ssh(dir, raw.ssh, ssh)?,
+            })
         }
         "mysql_promote" => {
             let raw: RawMysqlPromote = toml::Value::Table(table)
@@ -719,9 +995,9 @@ fn load_step(dir: &Path, mut table: toml::Table, monitor: &Monitor) -> Result<St
                 reset_replica: raw.reset_replica,
             })
         }
-        "etc_hosts" | "vip" | "redis_promote" => {
+        "redis_promote" => {
             return Err(format!(
-                "key `type`: the `{kind}` step is not supported by this build of deadpool yet; use `mysql_promote`, `plugin` or `exec`"
+                "key `type`: the `{kind}` step is not supported by this build of deadpool yet; use mysql_promote, etc_hosts, vip, exec or plugin"
             ));
         }
         other => {

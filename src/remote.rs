@@ -1,11 +1,18 @@
-//! Running commands: every child gets its own process group, a deadline, and capped output
-//! capture. On timeout the whole group is killed, so nothing a step started survives it.
+//! Running commands, locally and over SSH. Local children get their own process group, a
+//! deadline, and capped output capture; on timeout the whole group is killed, so nothing a
+//! step started survives it. Remote commands run over one SSH runner: TCP connect timeout,
+//! handshake and session timeouts, host keys always checked against `known_hosts`, the
+//! command itself bounded by `timeout` on the remote side and by a deadline here. Every
+//! remote command line is built here, with every value shell-quoted.
 
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use crate::config::{Host, SshSettings};
+use crate::text::shell_quote;
 
 /// How much of each output stream is kept; the rest is read and dropped.
 pub const OUTPUT_CAP: usize = 64 * 1024;
@@ -15,8 +22,10 @@ pub enum Exit {
     Code(i32),
     Signal(i32),
     TimedOut,
-    /// The program could not be started at all.
+    /// The program could not be started at all (or SSH refused: host key, login).
     NotStarted(String),
+    /// The host did not answer (SSH connect or handshake failed or timed out).
+    Unreachable(String),
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +47,7 @@ impl Output {
                 self.duration.as_secs_f64()
             ),
             Exit::NotStarted(e) => format!("could not start: {e}"),
+            Exit::Unreachable(e) => format!("unreachable: {e}"),
         }
     }
 
@@ -168,6 +178,70 @@ fn kill_group(pgid: i32) {
     unsafe {
         libc::kill(-pgid, libc::SIGKILL);
     }
+}
+
+/// Runs a shell command line on `host`: locally under `/bin/sh -c`, remotely over SSH.
+pub fn run_shell(host: &Host, ssh: &SshSettings, line: &str, limit: Duration) -> Output {
+    match host {
+        Host::Local => run_local(
+            &["/bin/sh".to_string(), "-c".to_string(), line.to_string()],
+            &[],
+            limit,
+        ),
+        Host::Remote(name) => crate::ssh::run(
+            name,
+            ssh,
+            line,
+            limit.min(ssh.command_timeout.max(Duration::from_secs(1))),
+        ),
+    }
+}
+
+/// Runs `f` for every host at once, at most [`PARALLEL_HOSTS`] at a time, and returns the
+/// results in the order of `hosts`.
+pub fn for_each_host<T: Send>(hosts: &[Host], f: impl Fn(&Host) -> T + Sync) -> Vec<T> {
+    let mut results = Vec::with_capacity(hosts.len());
+    for chunk in hosts.chunks(PARALLEL_HOSTS) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk.iter().map(|h| s.spawn(|| f(h))).collect();
+            for handle in handles {
+                results.push(handle.join().expect("a host's thread panicked"));
+            }
+        });
+    }
+    results
+}
+
+/// How many hosts one step talks to at the same time.
+pub const PARALLEL_HOSTS: usize = 64;
+
+/// A command line from words: each one shell-quoted, so values arrive as data.
+pub fn argv_line(words: &[&str]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A command line for a privileged action: through `sudo -n` (never prompting) when the
+/// SSH settings say so.
+pub fn privileged(ssh: &SshSettings, line: &str) -> String {
+    if ssh.sudo {
+        format!("sudo -n sh -c {}", shell_quote(line))
+    } else {
+        line.to_string()
+    }
+}
+
+/// A user's shell command template with `{name}` placeholders replaced by shell-quoted
+/// values: whatever a value holds, it reaches the command as one word of data.
+pub fn render(template: &str, values: &[(&str, &str)]) -> String {
+    let mut line = template.to_string();
+    for (key, value) in values {
+        line = line.replace(&format!("{{{key}}}"), &shell_quote(value));
+    }
+    line
 }
 
 /// Runs `f` on its own thread and waits at most `limit` for it. A call that blocks in a

@@ -13,7 +13,7 @@ pub fn one_line(s: &str) -> String {
         }
     }
     let trimmed = out.trim();
-    truncate(trimmed, 300)
+    truncate(trimmed, 600)
 }
 
 /// Cuts a string to at most `max` characters, marking the cut.

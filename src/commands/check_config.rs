@@ -31,33 +31,42 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         }
     }
 
-    // No step type of this build runs over SSH yet, so the SSH files are only noted.
-    let ssh_files = [
-        (
-            "ssh.identity_file",
-            config.ssh.identity_file.as_deref(),
-            true,
-        ),
-        (
-            "ssh.password_file",
-            config.ssh.password_file.as_deref(),
-            true,
-        ),
-        (
-            "ssh.known_hosts",
-            Some(config.ssh.known_hosts.as_path()),
-            false,
-        ),
-    ];
-    for (key, file, secret) in ssh_files {
-        let Some(file) = file else { continue };
-        if !file.exists() {
-            warnings.push(format!(
-                "{key}: {} does not exist; supply it before adding SSH steps",
-                file.display()
+    // SSH files: errors where some step or observer logs in with them, notes otherwise.
+    let used = config.ssh_in_use();
+    let in_use = !used.is_empty();
+    let settings: Vec<(String, &config::SshSettings)> = if used.is_empty() {
+        vec![("[ssh]".to_string(), &config.ssh)]
+    } else {
+        used
+    };
+    for (who, ssh) in &settings {
+        let mut problems = Vec::new();
+        if let config::SshAuth::Key(key) = &ssh.auth {
+            if !key.exists() {
+                problems.push(format!(
+                    "{who}: identity_file {} does not exist; create it with `ssh-keygen -t ed25519 -N '' -f {}` and install its .pub on the clients",
+                    key.display(),
+                    key.display()
+                ));
+            } else if let Err(e) = config::check_secret_file(key) {
+                problems.push(format!("{who}: identity_file: {e}"));
+            }
+        }
+        if !ssh.known_hosts.exists() {
+            problems.push(format!(
+                "{who}: known_hosts {} does not exist; add each client's key with `ssh-keyscan -t ed25519 HOST >> {}` after checking it",
+                ssh.known_hosts.display(),
+                ssh.known_hosts.display()
             ));
-        } else if let (true, Err(e)) = (secret, config::check_secret_file(file)) {
-            warnings.push(format!("{key}: {e}"));
+        }
+        if !in_use {
+            warnings.extend(
+                problems
+                    .into_iter()
+                    .map(|p| format!("{p} (needed once a step uses SSH)")),
+            );
+        } else if let Some(first) = problems.into_iter().next() {
+            return Err(crate::error::Error::Config(first).into());
         }
     }
     if let Some(parent) = config.state_dir.parent()

@@ -131,27 +131,45 @@ fn tick_pool(config: &Config, state: &State, pool: &Pool) -> Result<bool> {
         }
         Next::Failover => {
             let (from, to) = (rec.active, rec.active.other());
-            let (preflights, failure) = chain::preflight(pool, from, to, false);
-            match failure {
-                Some(reason) => block(
-                    pool,
-                    &mut rec,
-                    reason,
-                    chain::preflight_events(pool, "tick", &preflights),
-                    &mut events,
-                ),
-                None => {
-                    let why = format!(
-                        "{} failed {} consecutive checks: {}",
-                        pool.address(from),
-                        rec.failures,
-                        active.message
-                    );
-                    state.save_pool(&rec, &events)?;
-                    events.clear();
-                    let end = chain::execute(state, pool, &mut rec, to, "tick", &why)?;
-                    attention = end != PoolState::FailedOver;
-                    chain_ran = true;
+            let target = format!(
+                "{}:{}",
+                pool.address(from),
+                pool.monitor.port().unwrap_or(0)
+            );
+            let opinion = crate::confirm::ask(config, pool, pool.address(from));
+            let votes = opinion.as_ref().map(|o| o.describe(&target));
+            if let Some(o) = opinion.as_ref().filter(|o| o.primary_alive()) {
+                let reason = format!(
+                    "second opinion: the primary is cut off from deadpool only; {}",
+                    o.describe(&target)
+                );
+                block(pool, &mut rec, reason, Vec::new(), &mut events);
+            } else {
+                let (preflights, failure) = chain::preflight(pool, from, to, false);
+                match failure {
+                    Some(reason) => block(
+                        pool,
+                        &mut rec,
+                        reason,
+                        chain::preflight_events(pool, "tick", &preflights),
+                        &mut events,
+                    ),
+                    None => {
+                        let mut why = format!(
+                            "{} failed {} consecutive checks: {}",
+                            pool.address(from),
+                            rec.failures,
+                            active.message
+                        );
+                        if let Some(v) = votes {
+                            why.push_str(&format!("; second opinion: {v}"));
+                        }
+                        state.save_pool(&rec, &events)?;
+                        events.clear();
+                        let end = chain::execute(state, pool, &mut rec, to, "tick", &why)?;
+                        attention = end != PoolState::FailedOver;
+                        chain_ran = true;
+                    }
                 }
             }
         }
@@ -167,6 +185,9 @@ fn tick_pool(config: &Config, state: &State, pool: &Pool) -> Result<bool> {
         events.extend(readiness(state, pool, rec.active, now)?);
         rec.last_system_check_at = Some(now);
     }
+    // "Consecutive" counts from the end of this pool's tick: the timer waits an interval
+    // after a tick ends, so a slow tick (hung clients, a long chain) is no gap.
+    rec.last_check_at = Some(now_ms());
     state.save_pool(&rec, &events)?;
     Ok(attention)
 }
@@ -256,10 +277,24 @@ pub fn monitor_rows(checks: &[Check; 2], at: i64) -> Vec<MonitorRow> {
 /// Runs every step's readiness check toward the standby and stores the results. Returns a
 /// history event for each host whose status changed.
 pub fn readiness(state: &State, pool: &Pool, active: Role, now: i64) -> Result<Vec<Event>> {
+    // Every step's check at once: a hung client costs one timeout, not one per step.
+    let results: Vec<Vec<protocol::HostResult>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..pool.steps.len())
+            .map(|index| {
+                s.spawn(move || {
+                    let ctx = chain::context(pool, index, active, active.other(), false);
+                    protocol::run(Action::Check, &ctx)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
     let mut rows = Vec::new();
-    for index in 0..pool.steps.len() {
-        let ctx = chain::context(pool, index, active, active.other(), false);
-        for h in protocol::run(Action::Check, &ctx) {
+    for (index, hosts) in results.into_iter().enumerate() {
+        for h in hosts {
             rows.push(ReadinessRow {
                 step_index: index,
                 step_name: pool.steps[index].name.clone(),

@@ -1,92 +1,86 @@
 //! The `exec` step: `test_command` as its readiness check and preflight, `exec_command` as
-//! its action, on each listed host. `{new_primary}`, `{old_primary}` and `{pool}` are
-//! substituted; local commands run without a shell unless `shell = true`, in which case
-//! substituted values are shell-quoted.
+//! its action, on each listed host in parallel. `{new_primary}`, `{old_primary}` and `{pool}`
+//! are substituted. Local commands run without a shell unless `shell = true`; remote
+//! commands always go through the remote user's shell, so there every value is shell-quoted.
 
 use super::{Context, HostResult, Protocol, host_result};
-use crate::config::ExecHost;
+use crate::config::{Host, SshSettings};
 use crate::remote;
 use crate::report::Status;
 use crate::text::{shell_quote, split_words};
 
 #[derive(Debug)]
 pub struct Exec<'a> {
-    pub hosts: &'a [ExecHost],
+    pub hosts: &'a [Host],
     pub test_command: Option<&'a str>,
     pub exec_command: &'a str,
     pub shell: bool,
+    pub ssh: &'a SshSettings,
+}
+
+/// How one host runs a command.
+enum Invocation {
+    Argv(Vec<String>),
+    Shell(String),
 }
 
 impl Exec<'_> {
-    /// The argv that runs `template` with the placeholders filled in.
-    fn argv(&self, template: &str, ctx: &Context) -> Result<Vec<String>, String> {
+    fn invocation(&self, host: &Host, template: &str, ctx: &Context) -> Result<Invocation, String> {
         let values = [
-            ("{new_primary}", ctx.new_primary),
-            ("{old_primary}", ctx.old_primary),
-            ("{pool}", ctx.pool.name.as_str()),
+            ("new_primary", ctx.new_primary),
+            ("old_primary", ctx.old_primary),
+            ("pool", ctx.pool.name.as_str()),
         ];
-        if self.shell {
-            let mut line = template.to_string();
-            for (key, value) in values {
-                line = line.replace(key, &shell_quote(value));
+        match host {
+            Host::Local if !self.shell => {
+                // Split first, substitute after: a value never becomes more than one word.
+                let words = split_words(template)?;
+                Ok(Invocation::Argv(
+                    words
+                        .into_iter()
+                        .map(|w| {
+                            values
+                                .iter()
+                                .fold(w, |w, (k, v)| w.replace(&format!("{{{k}}}"), v))
+                        })
+                        .collect(),
+                ))
             }
-            return Ok(vec!["/bin/sh".into(), "-c".into(), line]);
+            Host::Local => Ok(Invocation::Shell(remote::render(template, &values))),
+            Host::Remote(_) => Ok(Invocation::Shell(remote::privileged(
+                self.ssh,
+                &remote::render(template, &values),
+            ))),
         }
-        // Split first, substitute after: a value can never become more than one word.
-        let words = split_words(template)?;
-        Ok(words
-            .into_iter()
-            .map(|w| {
-                values
-                    .iter()
-                    .fold(w, |w, (key, value)| w.replace(key, value))
-            })
-            .collect())
     }
 
     fn run_on_hosts(&self, template: &str, ctx: &Context) -> Vec<HostResult> {
-        self.hosts
-            .iter()
-            .map(|host| match host {
-                ExecHost::Local => match self.argv(template, ctx) {
-                    Ok(argv) => host_result(
-                        "local",
-                        &remote::run_local(&argv, &[], ctx.step.timeout),
-                        false,
-                    ),
-                    Err(e) => HostResult {
-                        host: "local".into(),
+        remote::for_each_host(self.hosts, |host| {
+            let out = match self.invocation(host, template, ctx) {
+                Ok(Invocation::Argv(argv)) => remote::run_local(&argv, &[], ctx.step.timeout),
+                Ok(Invocation::Shell(line)) => {
+                    remote::run_shell(host, self.ssh, &line, ctx.step.timeout)
+                }
+                Err(e) => {
+                    return HostResult {
+                        host: host.name().to_string(),
                         status: Status::Critical,
                         message: format!("cannot split command: {e}"),
                         output: String::new(),
                         duration: Default::default(),
-                    },
-                },
-            })
-            .collect()
+                    };
+                }
+            };
+            host_result(host.name(), &out, false)
+        })
     }
 
     fn test(&self, ctx: &Context) -> Vec<HostResult> {
         match self.test_command {
             Some(test) => self.run_on_hosts(test, ctx),
-            None => self
-                .hosts
-                .iter()
-                .map(|host| HostResult {
-                    host: host_name(host).into(),
-                    status: Status::Ok,
-                    message: "no test_command configured".into(),
-                    output: String::new(),
-                    duration: Default::default(),
-                })
-                .collect(),
+            // Without a test, readiness is "can we log in and run something there".
+            None => self.run_on_hosts("true", ctx),
         }
-    }
-}
-
-fn host_name(host: &ExecHost) -> &'static str {
-    match host {
-        ExecHost::Local => "local",
     }
 }
 
@@ -107,15 +101,24 @@ impl Protocol for Exec<'_> {
         self.hosts
             .iter()
             .map(|host| {
-                let line = match self.argv(self.exec_command, ctx) {
-                    Ok(argv) => argv
+                let line = match self.invocation(host, self.exec_command, ctx) {
+                    Ok(Invocation::Argv(argv)) => argv
                         .iter()
                         .map(|a| shell_quote(a))
                         .collect::<Vec<_>>()
                         .join(" "),
+                    Ok(Invocation::Shell(line)) if *host == Host::Local => {
+                        format!("sh -c {}", shell_quote(&line))
+                    }
+                    Ok(Invocation::Shell(line)) => format!(
+                        "ssh {}@{} {}",
+                        self.ssh.user,
+                        host.name(),
+                        shell_quote(&line)
+                    ),
                     Err(e) => format!("(cannot split command: {e})"),
                 };
-                (host_name(host).to_string(), line)
+                (host.name().to_string(), line)
             })
             .collect()
     }

@@ -2,9 +2,11 @@
 //! (`check`), make sure it can run now without changing anything (`preflight`), and do its
 //! part of the failover (`promote`).
 
+mod etc_hosts;
 mod exec;
 mod mysql_promote;
 mod plugin;
+mod vip;
 
 use std::time::Duration;
 
@@ -68,12 +70,16 @@ pub fn protocol(step: &Step) -> Box<dyn Protocol + '_> {
             test_command,
             exec_command,
             shell,
+            ssh,
         } => Box::new(exec::Exec {
             hosts,
             test_command: test_command.as_deref(),
             exec_command,
             shell: *shell,
+            ssh,
         }),
+        StepKind::EtcHosts(cfg) => Box::new(etc_hosts::Step { cfg }),
+        StepKind::Vip(cfg) => Box::new(vip::Step { cfg }),
     }
 }
 

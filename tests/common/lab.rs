@@ -4,6 +4,7 @@
 //! cannot start fails the test loudly.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -72,6 +73,52 @@ impl Lab {
             .unwrap()
             .trim()
             .to_string()
+    }
+
+    /// Instance settings whose `[ssh]` logs in to the lab's hosts as root with the lab key.
+    pub fn settings_with_ssh(&self, known_hosts: Option<&str>) -> String {
+        format!(
+            "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n\n[ssh]\nuser = \"root\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\nconnect_timeout = \"2s\"\n",
+            self.var("LAB_SSH_KEY"),
+            known_hosts.unwrap_or(self.var("LAB_SSH_KNOWN_HOSTS"))
+        )
+    }
+
+    /// Adds `name -> db1` to both app hosts' own hosts files (in place, as the lab wants).
+    pub fn map_on_apps(&self, name: &str) {
+        for ns in [self.var("LAB_APP1_NS"), self.var("LAB_APP2_NS")] {
+            let path = format!("/etc/netns/{ns}/hosts");
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            text.push_str(&format!("{}\t{name}\n", self.var("LAB_DB1_IP")));
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+    }
+
+    /// What `name` maps to in an app host's own hosts file.
+    pub fn app_maps(&self, ns_var: &str, name: &str) -> Option<String> {
+        let text =
+            std::fs::read_to_string(format!("/etc/netns/{}/hosts", self.var(ns_var))).unwrap();
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .find(|l| l.split_whitespace().skip(1).any(|n| n == name))
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+    }
+
+    /// Runs a command inside a lab host's namespace (with its own /etc/hosts).
+    pub fn in_ns(&self, ns_var: &str, script: &str) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.var(ns_var), "bash", "-c", script])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
     }
 
     /// A MySQL pool over db1 (primary) and db2 (replica) with a `mysql_promote` step.

@@ -73,6 +73,10 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh kill|start HOST SVC  kill -9 / start again a service (mysql|redis|sshd)
        lab.sh stop|cont HOST SVC   SIGSTOP / SIGCONT a service
        lab.sh hang|unhang HOST     drop / restore all traffic on the host's eth0
+       lab.sh cutoff HOST PEER_IP  drop traffic between the host and one peer only
+       lab.sh vip add|del HOST CIDR, lab.sh vip show HOST
+                                   a virtual address on the host's eth0
+
        lab.sh sql HOST "SQL"       run SQL as root over the unix socket
        lab.sh redis HOST ARGS...   redis-cli on the host, authenticated
        lab.sh ssh HOST [CMD...]    ssh to the host as root with the lab key
@@ -753,6 +757,27 @@ net_unhang() {
 
 net_hung() { ip netns exec "$(ns_of "$1")" iptables -w -C INPUT -i eth0 -j DROP 2>/dev/null; }
 
+# Cuts the host off from one peer only (e.g. the deadpool host at the bridge address),
+# while every other host still reaches it: a partial partition.
+net_cutoff() {
+    local ns=$(ns_of "$1") peer=$2
+    ip netns exec "$ns" iptables -w -I INPUT -i eth0 -s "$peer" -j DROP
+    ip netns exec "$ns" iptables -w -I OUTPUT -o eth0 -d "$peer" -j DROP
+}
+
+# vip add|del|show HOST [CIDR]: a virtual address on the host's eth0.
+cmd_vip() {
+    local action=$1 host=$2 cidr=${3:-} ns
+    ns=$(ns_of "$host")
+    case $action in
+        add) ip -n "$ns" addr add "$cidr" dev eth0
+             ip netns exec "$ns" arping -U -c 1 -I eth0 "${cidr%/*}" >/dev/null 2>&1 || true ;;
+        del) ip -n "$ns" addr del "$cidr" dev eth0 ;;
+        show) ip -n "$ns" -o -4 addr show dev eth0 ;;
+        *) usage ;;
+    esac
+}
+
 cmd_status() {
     local host svc pids state pid
     for host in "${HOSTS[@]}"; do
@@ -836,8 +861,19 @@ main() {
             need_root; check_host "$1"
             ns_exists "$1" || die "$1 does not exist (run: $0 up)"
             if [[ $cmd == hang ]]; then net_hang "$1"; else net_unhang "$1"; fi ;;
+        cutoff)
+            (($# == 2)) || usage
+            need_root; check_host "$1"
+            ns_exists "$1" || die "$1 does not exist (run: $0 up)"
+            net_cutoff "$1" "$2" ;;
+        vip)
+            (($# >= 2)) || usage
+            need_root; check_host "$2"
+            ns_exists "$2" || die "$2 does not exist (run: $0 up)"
+            cmd_vip "$@" ;;
         sql)
             (($# == 2)) || usage
+
             need_root; check_host "$1"; is_db_host "$1" || die "$1 has no MariaDB"
             sql_root "$1" "$2" ;;
         redis)

@@ -1,0 +1,301 @@
+//! The `etc_hosts` step: points `service_host_name` at the new primary in the hosts file of
+//! every client, through the `deadpool hosts` helper installed on each of them.
+//!
+//! - preflight: each client reachable, the helper present and of a compatible version, the
+//!   file writable.
+//! - promote: switch every client in parallel, then verify that each maps the name to the
+//!   new primary.
+//! - check: per client, reachable, helper present, file writable, and where the name points:
+//!   all at the active server is OK; some unreachable or unwritable is a WARNING; a client
+//!   pointing at the standby or elsewhere is CRITICAL.
+
+use super::{Context, HostResult, Protocol};
+use crate::config::{EtcHosts, Host};
+use crate::remote::{self, Exit, Output, argv_line};
+use crate::report::Status;
+
+#[derive(Debug)]
+pub struct Step<'a> {
+    pub cfg: &'a EtcHosts,
+}
+
+/// What a client said about itself.
+#[derive(Debug, PartialEq, Eq)]
+enum Client {
+    Unreachable(String),
+    /// The helper is missing, too old or too new, or failed to run.
+    NoHelper(String),
+    /// The helper ran: whether the file is writable and where the name points.
+    Seen {
+        writable: bool,
+        points_at: Option<String>,
+        line: String,
+    },
+}
+
+impl Step<'_> {
+    fn helper_line(&self, action: &str, ip: Option<&str>) -> String {
+        let mut words = vec![
+            self.cfg.helper.as_str(),
+            "hosts",
+            action,
+            "--name",
+            &self.cfg.service_host_name,
+        ];
+        if let Some(ip) = ip {
+            words.extend(["--ip", ip]);
+        }
+        words.extend(["--file", &self.cfg.hosts_file]);
+        remote::privileged(&self.cfg.ssh, &argv_line(&words))
+    }
+
+    fn run(&self, host: &Host, line: &str, ctx: &Context) -> Output {
+        remote::run_shell(host, &self.cfg.ssh, line, ctx.step.timeout)
+    }
+
+    /// One round trip per client: the helper's version, then `hosts test`.
+    fn look(&self, host: &Host, ctx: &Context) -> (Client, Output) {
+        let line = format!(
+            "{} --version && {}",
+            argv_line(&[&self.cfg.helper]),
+            self.helper_line("test", None)
+        );
+        let out = self.run(host, &line, ctx);
+        (read_client(&out, &self.cfg.helper), out)
+    }
+}
+
+/// Reads the output of `helper --version && helper hosts test`.
+fn read_client(out: &Output, helper: &str) -> Client {
+    match &out.exit {
+        Exit::Unreachable(e) | Exit::NotStarted(e) => return Client::Unreachable(e.clone()),
+        Exit::TimedOut => return Client::Unreachable(out.describe_exit()),
+        _ => {}
+    }
+    let mut lines = out.stdout.lines();
+    let version = lines.next().unwrap_or("");
+    if matches!(out.exit, Exit::Code(126 | 127)) || !version.starts_with("deadpool ") {
+        let why = crate::text::first_line(&out.stderr);
+        return Client::NoHelper(format!(
+            "helper `{helper}` is missing or not runnable ({}): {why}",
+            out.describe_exit()
+        ));
+    }
+    if let Err(e) = compatible(version) {
+        return Client::NoHelper(e);
+    }
+    let line = crate::text::one_line(lines.next().unwrap_or(""));
+    let points_at = line
+        .rsplit_once(" -> ")
+        .map(|(_, ip)| ip.trim().to_string())
+        .filter(|ip| ip != "(none)");
+    if !line.starts_with("OK - ") && !line.starts_with("ERROR - ") {
+        return Client::NoHelper(format!("helper said `{line}` ({})", out.describe_exit()));
+    }
+    Client::Seen {
+        writable: line.starts_with("OK - "),
+        points_at,
+        line,
+    }
+}
+
+/// The helper must speak the same `hosts` protocol: same major and minor version.
+fn compatible(version_line: &str) -> Result<(), String> {
+    let theirs = version_line
+        .trim_start_matches("deadpool ")
+        .split_whitespace()
+        .next()
+        .unwrap_or("");
+    let ours = env!("CARGO_PKG_VERSION");
+    let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+    if major_minor(theirs) == major_minor(ours) {
+        Ok(())
+    } else {
+        Err(format!(
+            "helper is deadpool {theirs}, incompatible with this deadpool {ours}; install the same version on the client"
+        ))
+    }
+}
+
+fn result(host: &Host, status: Status, message: String, out: &Output) -> HostResult {
+    HostResult {
+        host: host.name().to_string(),
+        status,
+        message: crate::text::one_line(&message),
+        output: out.combined(),
+        duration: out.duration,
+    }
+}
+
+impl Protocol for Step<'_> {
+    fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
+        remote::for_each_host(&self.cfg.client_hosts, |host| {
+            let (client, out) = self.look(host, ctx);
+            match client {
+                Client::Unreachable(e) => {
+                    result(host, Status::Critical, format!("unreachable: {e}"), &out)
+                }
+                Client::NoHelper(e) => result(host, Status::Critical, e, &out),
+                Client::Seen {
+                    writable: false,
+                    line,
+                    ..
+                } => result(host, Status::Critical, line, &out),
+                Client::Seen { line, .. } => result(host, Status::Ok, line, &out),
+            }
+        })
+    }
+
+    fn promote(&self, ctx: &Context) -> Vec<HostResult> {
+        let new = ctx.new_primary;
+        let switch = self.helper_line("switch", Some(new));
+        let switched =
+            remote::for_each_host(&self.cfg.client_hosts, |host| self.run(host, &switch, ctx));
+        // Every client is switched before any is checked: one slow client delays none.
+        let verify = self.helper_line("verify", Some(new));
+        let verified =
+            remote::for_each_host(&self.cfg.client_hosts, |host| self.run(host, &verify, ctx));
+        self.cfg
+            .client_hosts
+            .iter()
+            .zip(switched.iter().zip(&verified))
+            .map(|(host, (s, v))| {
+                let said = |o: &Output| {
+                    let first = crate::text::first_line(&o.stdout);
+                    if first.is_empty() {
+                        o.describe_exit()
+                    } else {
+                        first
+                    }
+                };
+                let output = format!("{}\n{}", s.combined(), v.combined());
+                let (status, message) = match (&s.exit, &v.exit) {
+                    (Exit::Code(0), Exit::Code(0)) => (Status::Ok, said(s)),
+                    (Exit::Code(0), _) => (
+                        Status::Critical,
+                        format!("switched, but verify failed: {}", said(v)),
+                    ),
+                    _ => (Status::Critical, format!("switch failed: {}", said(s))),
+                };
+                HostResult {
+                    host: host.name().to_string(),
+                    status,
+                    message,
+                    output,
+                    duration: s.duration + v.duration,
+                }
+            })
+            .collect()
+    }
+
+    fn check(&self, ctx: &Context) -> Vec<HostResult> {
+        let (active, standby) = (ctx.old_primary, ctx.new_primary);
+        let name = &self.cfg.service_host_name;
+        remote::for_each_host(&self.cfg.client_hosts, |host| {
+            let (client, out) = self.look(host, ctx);
+            let (status, message) = match client {
+                Client::Unreachable(e) => (Status::Warning, format!("unreachable: {e}")),
+                Client::NoHelper(e) => (Status::Warning, e),
+                Client::Seen {
+                    writable,
+                    points_at,
+                    line,
+                } => {
+                    let unwritable = if writable {
+                        String::new()
+                    } else {
+                        format!("; file not writable: {line}")
+                    };
+                    match points_at.as_deref() {
+                        Some(ip) if ip == standby => (
+                            Status::Critical,
+                            format!("{name} points at the standby {standby}{unwritable}"),
+                        ),
+                        Some(ip) if ip == active && writable => {
+                            (Status::Ok, format!("{name} -> {ip} (active)"))
+                        }
+                        Some(ip) if ip == active => (
+                            Status::Warning,
+                            format!("{name} -> {ip} (active){unwritable}"),
+                        ),
+                        Some(ip) => (
+                            Status::Critical,
+                            format!("{name} points at {ip}, which is neither server{unwritable}"),
+                        ),
+                        None => (
+                            Status::Critical,
+                            format!("{name} is not in {}{unwritable}", self.cfg.hosts_file),
+                        ),
+                    }
+                }
+            };
+            result(host, status, message, &out)
+        })
+    }
+
+    fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
+        let line = self.helper_line("switch", Some(ctx.new_primary));
+        self.cfg
+            .client_hosts
+            .iter()
+            .map(|h| (h.name().to_string(), line.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn out(code: i32, stdout: &str) -> Output {
+        Output {
+            exit: Exit::Code(code),
+            stdout: stdout.into(),
+            stderr: String::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn reads_what_clients_say() {
+        let ours = format!("deadpool {}\n", env!("CARGO_PKG_VERSION"));
+        let ok = out(
+            0,
+            &format!("{ours}OK - /etc/hosts is writable by root; db -> 10.0.0.11\n"),
+        );
+        assert_eq!(
+            read_client(&ok, "deadpool"),
+            Client::Seen {
+                writable: true,
+                points_at: Some("10.0.0.11".into()),
+                line: "OK - /etc/hosts is writable by root; db -> 10.0.0.11".into()
+            }
+        );
+        let ro = out(
+            1,
+            &format!(
+                "{ours}ERROR - /etc/hosts is not writable by app: Permission denied; db -> (none)\n"
+            ),
+        );
+        assert!(matches!(
+            read_client(&ro, "deadpool"),
+            Client::Seen {
+                writable: false,
+                points_at: None,
+                ..
+            }
+        ));
+        let missing = Output {
+            stderr: "sh: 1: deadpool: not found\n".into(),
+            ..out(127, "")
+        };
+        assert!(
+            matches!(read_client(&missing, "deadpool"), Client::NoHelper(m) if m.contains("not found"))
+        );
+        let old = out(0, "deadpool 9.9.0\nOK - x; db -> 10.0.0.11\n");
+        assert!(
+            matches!(read_client(&old, "deadpool"), Client::NoHelper(m) if m.contains("incompatible"))
+        );
+    }
+}

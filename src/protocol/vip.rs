@@ -1,0 +1,248 @@
+//! The `vip` step: moves a virtual IP address from the old primary to the new one.
+//!
+//! - preflight (on the new primary): `ip` and `arping` present, the interface exists, and
+//!   nobody but the old primary holds the address (`arping -D`; a holder's MAC is compared
+//!   with the old primary's).
+//! - promote: the old primary releases the address when it can be reached; the new primary
+//!   adds it, announces it with gratuitous ARP (taking it over from a hung host), and checks.
+//! - check: the address is on exactly the active server.
+
+use super::{Context, HostResult, Protocol};
+use crate::config::{Host, Vip};
+use crate::remote::{self, Exit, Output};
+use crate::report::Status;
+use crate::text::shell_quote;
+
+#[derive(Debug)]
+pub struct Step<'a> {
+    pub cfg: &'a Vip,
+}
+
+/// Extracts the MAC address from arping's first reply line (`... [aa:bb:cc:dd:ee:ff] ...`).
+const MAC_OF_REPLY: &str = r"sed -n 's/.*\[\([0-9A-Fa-f:]*\)\].*/\1/p' | head -n 1";
+
+impl Step<'_> {
+    fn iface(&self) -> String {
+        shell_quote(&self.cfg.interface)
+    }
+
+    fn vip(&self) -> String {
+        self.cfg.address.to_string()
+    }
+
+    fn cidr(&self) -> String {
+        format!("{}/{}", self.cfg.address, self.cfg.prefix)
+    }
+
+    /// Prints `present` or `absent`.
+    fn status_line(&self) -> String {
+        format!(
+            "if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo absent; fi",
+            i = self.iface(),
+            v = self.vip()
+        )
+    }
+
+    fn run(&self, host: &str, line: &str, ctx: &Context) -> Output {
+        let host = Host::Remote(host.to_string());
+        remote::run_shell(
+            &host,
+            &self.cfg.ssh,
+            &remote::privileged(&self.cfg.ssh, line),
+            ctx.step.timeout,
+        )
+    }
+
+    fn holds(&self, host: &str, ctx: &Context) -> (Result<bool, String>, Output) {
+        let out = self.run(host, &self.status_line(), ctx);
+        let verdict = match (&out.exit, out.stdout.trim()) {
+            (Exit::Code(0), "present") => Ok(true),
+            (Exit::Code(0), "absent") => Ok(false),
+            _ => Err(format!("cannot tell: {}", describe(&out))),
+        };
+        (verdict, out)
+    }
+}
+
+fn describe(out: &Output) -> String {
+    let said = crate::text::first_line(&out.stdout);
+    let err = crate::text::first_line(&out.stderr);
+    match (said.is_empty(), err.is_empty()) {
+        (false, _) => format!("{said} ({})", out.describe_exit()),
+        (true, false) => format!("{err} ({})", out.describe_exit()),
+        (true, true) => out.describe_exit(),
+    }
+}
+
+fn result(host: &str, status: Status, message: String, out: &Output) -> HostResult {
+    HostResult {
+        host: host.to_string(),
+        status,
+        message: crate::text::one_line(&message),
+        output: out.combined(),
+        duration: out.duration,
+    }
+}
+
+/// The preflight's verdict from `holder=MAC old=MAC` (pure, for tests).
+fn holder_verdict(said: &str, vip: &str, old: &str) -> (Status, String) {
+    let field = |key: &str| {
+        said.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let (holder, old_mac) = (field("holder="), field("old="));
+    if holder.is_empty() {
+        (Status::Ok, format!("{vip} is free"))
+    } else if holder == old_mac {
+        (
+            Status::Ok,
+            format!("{vip} is held by the old primary {old} ({holder}); it will be moved"),
+        )
+    } else {
+        (
+            Status::Critical,
+            format!("{vip} is held by {holder}, which is neither server: address conflict"),
+        )
+    }
+}
+
+impl Protocol for Step<'_> {
+    fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
+        let (new, old) = (ctx.new_primary, ctx.old_primary);
+        let (i, v) = (self.iface(), self.vip());
+        let line = format!(
+            "command -v ip >/dev/null 2>&1 || {{ echo 'ERROR - ip is not installed'; exit 2; }}
+command -v arping >/dev/null 2>&1 || {{ echo 'ERROR - arping is not installed'; exit 2; }}
+ip link show dev {i} >/dev/null 2>&1 || {{ echo 'ERROR - no interface '{i}; exit 2; }}
+if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo here; exit 0; fi
+holder=$(arping -D -c 2 -w 3 -I {i} {v} 2>/dev/null | {MAC_OF_REPLY})
+old=$(arping -c 1 -w 2 -I {i} {o} 2>/dev/null | {MAC_OF_REPLY})
+echo \"holder=$holder old=$old\"",
+            o = shell_quote(old),
+        );
+        let out = self.run(new, &line, ctx);
+        let said = crate::text::first_line(&out.stdout);
+        let (status, message) = match &out.exit {
+            Exit::Code(0) if said == "here" => (Status::Ok, format!("{v} is already on {new}")),
+            Exit::Code(0) => holder_verdict(&said, &v, old),
+            _ => (Status::Critical, format!("{new}: {}", describe(&out))),
+        };
+        vec![result(new, status, message, &out)]
+    }
+
+    fn promote(&self, ctx: &Context) -> Vec<HostResult> {
+        let (new, old) = (ctx.new_primary, ctx.old_primary);
+        let (i, v, cidr) = (self.iface(), self.vip(), shell_quote(&self.cidr()));
+        let release = format!(
+            "if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then ip addr del {cidr} dev {i} && echo released; else echo absent; fi"
+        );
+        let released = self.run(old, &release, ctx);
+        let note = match (&released.exit, released.stdout.trim()) {
+            (Exit::Code(0), "released") => format!("released by the old primary {old}"),
+            (Exit::Code(0), _) => format!("not on the old primary {old}"),
+            _ => format!(
+                "old primary {old} unreachable ({}): taken over with gratuitous ARP",
+                describe(&released)
+            ),
+        };
+        let take = format!(
+            "if [ -z \"$(ip -o addr show dev {i} to {v})\" ]; then ip addr add {cidr} dev {i} || exit 2; fi
+arping -U -c 1 -I {i} {v} >/dev/null 2>&1
+# The repeats go on in the background: the first announcement is what moves the clients.
+if [ {n} -gt 1 ]; then nohup arping -U -c {n} -I {i} {v} >/dev/null 2>&1 & fi
+if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'ERROR - the address did not stay'; exit 2; fi",
+            n = self.cfg.arping_count
+        );
+        let taken = self.run(new, &take, ctx);
+        let mut out = taken.clone();
+        out.stdout = format!("{}\n{}", released.combined(), taken.combined());
+        let (status, message) = match (&taken.exit, taken.stdout.trim()) {
+            (Exit::Code(0), "present") => (Status::Ok, format!("{v} is on {new}; {note}")),
+            _ => (
+                Status::Critical,
+                format!("could not put {v} on {new}: {}; {note}", describe(&taken)),
+            ),
+        };
+        vec![result(new, status, message, &out)]
+    }
+
+    fn check(&self, ctx: &Context) -> Vec<HostResult> {
+        let (active, standby) = (ctx.old_primary, ctx.new_primary);
+        let hosts = [
+            Host::Remote(active.to_string()),
+            Host::Remote(standby.to_string()),
+        ];
+        let seen = remote::for_each_host(&hosts, |h| self.holds(h.name(), ctx));
+        let v = self.vip();
+        let (on_active, on_standby) = (&seen[0].0, &seen[1].0);
+        let active_result = match on_active {
+            Ok(true) => (Status::Ok, format!("{v} is on the active server")),
+            Ok(false) => (Status::Critical, format!("{v} is NOT on the active server")),
+            Err(e) => (Status::Warning, format!("active: {e}")),
+        };
+        let standby_result = match on_standby {
+            Ok(true) if matches!(on_active, Ok(true)) => {
+                (Status::Critical, format!("{v} is on BOTH servers"))
+            }
+            Ok(true) => (Status::Critical, format!("{v} is on the standby")),
+            Ok(false) => (Status::Ok, format!("{v} is not on the standby")),
+            Err(e) => (Status::Warning, format!("standby: {e}")),
+        };
+        vec![
+            result(active, active_result.0, active_result.1, &seen[0].1),
+            result(standby, standby_result.0, standby_result.1, &seen[1].1),
+        ]
+    }
+
+    fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
+        vec![
+            (
+                ctx.old_primary.to_string(),
+                format!(
+                    "ip addr del {} dev {} (when reachable)",
+                    self.cidr(),
+                    self.cfg.interface
+                ),
+            ),
+            (
+                ctx.new_primary.to_string(),
+                format!(
+                    "ip addr add {} dev {}; arping -U -c {} -I {} {}",
+                    self.cidr(),
+                    self.cfg.interface,
+                    self.cfg.arping_count,
+                    self.cfg.interface,
+                    self.vip()
+                ),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_are_told_apart() {
+        assert_eq!(
+            holder_verdict("holder= old=", "10.0.0.100", "10.0.0.11").0,
+            Status::Ok
+        );
+        assert_eq!(
+            holder_verdict("holder=AA:BB:CC:00:00:01 old=aa:bb:cc:00:00:01", "v", "o").0,
+            Status::Ok
+        );
+        let (status, message) =
+            holder_verdict("holder=aa:bb:cc:00:00:09 old=aa:bb:cc:00:00:01", "v", "o");
+        assert_eq!(status, Status::Critical);
+        assert!(message.contains("conflict"));
+        // The old primary gave no ARP answer (powered off) yet someone holds the address.
+        assert_eq!(
+            holder_verdict("holder=aa:bb:cc:00:00:09 old=", "v", "o").0,
+            Status::Critical
+        );
+    }
+}

@@ -1,0 +1,352 @@
+//! The SSH runner: one connection per command, every stage bounded. Host keys are always
+//! verified against the configured `known_hosts`: an unknown key is refused with the exact
+//! `ssh-keyscan` line that would add it, a changed key is refused loudly.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, Session};
+
+use crate::config::{SshAuth, SshSettings};
+use crate::remote::{Exit, OUTPUT_CAP, Output};
+
+/// Runs `line` (a complete shell command line) on `host` as the configured user. The line
+/// is wrapped in `timeout` on the remote side, so a command that outlives `limit` is killed
+/// there too, not just abandoned.
+pub fn run(host: &str, ssh: &SshSettings, line: &str, limit: Duration) -> Output {
+    let started = Instant::now();
+    let secs = limit.as_secs().max(1);
+    let wrapped = format!(
+        "timeout -k 2 {secs} sh -c {}",
+        crate::text::shell_quote(line)
+    );
+    // The remote timeout fires first; this deadline covers a silent network.
+    let deadline = started + limit + Duration::from_secs(4);
+    match session(host, ssh, started) {
+        Err(exit) => Output {
+            exit,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration: started.elapsed(),
+        },
+        Ok(sess) => exec(&sess, &wrapped, deadline, started),
+    }
+}
+
+fn unreachable(host: &str, what: impl std::fmt::Display) -> Exit {
+    Exit::Unreachable(format!("{host}: {what}"))
+}
+
+fn refused(host: &str, what: impl std::fmt::Display) -> Exit {
+    Exit::NotStarted(format!("{host}: {what}"))
+}
+
+/// Connects, shakes hands, checks the host key and logs in, within `connect_timeout` for
+/// the TCP connection and again for each later stage.
+fn session(host: &str, ssh: &SshSettings, started: Instant) -> Result<Session, Exit> {
+    let addrs = crate::monitor::resolve(host, ssh.port, ssh.connect_timeout)
+        .map_err(|e| unreachable(host, e))?;
+    let addr = addrs
+        .first()
+        .ok_or_else(|| unreachable(host, "no address"))?;
+    let tcp = TcpStream::connect_timeout(addr, ssh.connect_timeout)
+        .map_err(|e| unreachable(host, format_args!("ssh port {}: {e}", ssh.port)))?;
+    let mut sess = Session::new().map_err(|e| refused(host, e))?;
+    sess.set_tcp_stream(tcp);
+    sess.set_timeout(ssh.connect_timeout.as_millis().max(1) as u32);
+    sess.handshake()
+        .map_err(|e| unreachable(host, format_args!("ssh handshake: {}", e.message())))?;
+    check_host_key(&sess, host, ssh)?;
+    let login = match &ssh.auth {
+        SshAuth::Key(path) => sess.userauth_pubkey_file(&ssh.user, None, path, None),
+        SshAuth::Agent => sess.userauth_agent(&ssh.user),
+        SshAuth::Password { password, .. } => sess.userauth_password(&ssh.user, password.expose()),
+    };
+    if let Err(e) = login {
+        let how = match &ssh.auth {
+            SshAuth::Key(path) => format!("key {}", path.display()),
+            SshAuth::Agent => "the ssh agent".to_string(),
+            SshAuth::Password { file, .. } => format!("the password in {}", file.display()),
+        };
+        return Err(refused(
+            host,
+            format_args!("login as {} with {how} failed: {}", ssh.user, e.message()),
+        ));
+    }
+    if !sess.authenticated() {
+        return Err(refused(
+            host,
+            format_args!("login as {} was not accepted", ssh.user),
+        ));
+    }
+    crate::debug!(
+        "ssh {}@{host}: logged in after {:.2}s",
+        ssh.user,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(sess)
+}
+
+fn check_host_key(sess: &Session, host: &str, ssh: &SshSettings) -> Result<(), Exit> {
+    let (key, kind) = sess
+        .host_key()
+        .ok_or_else(|| refused(host, "the server sent no host key"))?;
+    let type_name = key_type_name(kind);
+    let fingerprint = sess
+        .host_key_hash(HashType::Sha256)
+        .map(|h| format!("SHA256:{}", base64(h).trim_end_matches('=')))
+        .unwrap_or_default();
+    let mut known = sess.known_hosts().map_err(|e| refused(host, e))?;
+    if let Err(e) = known.read_file(&ssh.known_hosts, KnownHostFileKind::OpenSSH) {
+        return Err(refused(
+            host,
+            format_args!(
+                "cannot read known_hosts {}: {}; create it with the clients' keys (ssh-keyscan -p {} -t {} {host} >> {})",
+                ssh.known_hosts.display(),
+                e.message(),
+                ssh.port,
+                short_type(type_name),
+                ssh.known_hosts.display()
+            ),
+        ));
+    }
+    match known.check_port(host, ssh.port, key) {
+        CheckResult::Match => Ok(()),
+        CheckResult::NotFound => Err(refused(
+            host,
+            format_args!(
+                "unknown host key {type_name} {fingerprint}; refusing to connect. After checking the fingerprint, add it with: ssh-keyscan -p {} -t {} {host} >> {}",
+                ssh.port,
+                short_type(type_name),
+                ssh.known_hosts.display()
+            ),
+        )),
+        CheckResult::Mismatch => Err(refused(
+            host,
+            format_args!(
+                "HOST KEY CHANGED: the server now offers {type_name} {fingerprint}, which does not match {}; refusing to connect (a man-in-the-middle, or a reinstalled host). If the change is expected, remove the old key with `ssh-keygen -R {host} -f {}` and add the new one",
+                ssh.known_hosts.display(),
+                ssh.known_hosts.display()
+            ),
+        )),
+        CheckResult::Failure => Err(refused(
+            host,
+            format_args!(
+                "cannot check the host key against {}",
+                ssh.known_hosts.display()
+            ),
+        )),
+    }
+}
+
+fn key_type_name(kind: HostKeyType) -> &'static str {
+    match kind {
+        HostKeyType::Rsa => "ssh-rsa",
+        HostKeyType::Dss => "ssh-dss",
+        HostKeyType::Ecdsa256 => "ecdsa-sha2-nistp256",
+        HostKeyType::Ecdsa384 => "ecdsa-sha2-nistp384",
+        HostKeyType::Ecdsa521 => "ecdsa-sha2-nistp521",
+        HostKeyType::Ed25519 => "ssh-ed25519",
+        HostKeyType::Unknown => "unknown",
+    }
+}
+
+/// The `-t` argument of ssh-keyscan for a key type.
+fn short_type(name: &str) -> &str {
+    match name {
+        "ssh-ed25519" => "ed25519",
+        "ssh-rsa" => "rsa",
+        "ssh-dss" => "dsa",
+        n if n.starts_with("ecdsa") => "ecdsa",
+        n => n,
+    }
+}
+
+/// Runs the command on a logged-in session, reading stdout and stderr without blocking so
+/// that neither can fill up and stall the other, until the channel closes or `deadline`.
+fn exec(sess: &Session, line: &str, deadline: Instant, started: Instant) -> Output {
+    let fail = |exit: Exit| Output {
+        exit,
+        stdout: String::new(),
+        stderr: String::new(),
+        duration: started.elapsed(),
+    };
+    let mut channel = match sess.channel_session() {
+        Ok(c) => c,
+        Err(e) => return fail(Exit::NotStarted(format!("ssh channel: {}", e.message()))),
+    };
+    if let Err(e) = channel.exec(line) {
+        return fail(Exit::NotStarted(format!("ssh exec: {}", e.message())));
+    }
+    sess.set_blocking(false);
+    let (mut out, mut err) = (Capped::default(), Capped::default());
+    let mut buf = [0u8; 8192];
+    let mut timed_out = false;
+    loop {
+        let mut progressed = false;
+        let mut done = 0;
+        for which in 0..2 {
+            let read = if which == 0 {
+                channel.read(&mut buf)
+            } else {
+                channel.stderr().read(&mut buf)
+            };
+            match read {
+                Ok(0) => done += 1,
+                Ok(n) => {
+                    progressed = true;
+                    if which == 0 {
+                        out.push(&buf[..n])
+                    } else {
+                        err.push(&buf[..n])
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => done += 1,
+            }
+        }
+        if done == 2 && channel.eof() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            break;
+        }
+        if !progressed {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    sess.set_blocking(true);
+    sess.set_timeout(2000);
+    let exit = if timed_out {
+        let _ = channel.close();
+        Exit::TimedOut
+    } else {
+        let _ = channel.wait_close();
+        match (
+            channel.exit_status(),
+            channel.exit_signal().ok().and_then(|s| s.exit_signal),
+        ) {
+            (_, Some(signal)) => Exit::NotStarted(format!("killed by SIG{signal}")),
+            // `timeout` exits 124 when it had to stop the command.
+            (Ok(124), None) => Exit::TimedOut,
+            (Ok(code), None) => Exit::Code(code),
+            (Err(e), None) => Exit::NotStarted(format!("ssh exit status: {}", e.message())),
+        }
+    };
+    Output {
+        exit,
+        stdout: out.text(),
+        stderr: err.text(),
+        duration: started.elapsed(),
+    }
+}
+
+/// Output kept up to [`OUTPUT_CAP`], counting what was dropped.
+#[derive(Default)]
+struct Capped {
+    kept: Vec<u8>,
+    dropped: usize,
+}
+
+impl Capped {
+    fn push(&mut self, bytes: &[u8]) {
+        let room = OUTPUT_CAP.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.dropped += bytes.len().saturating_sub(room);
+    }
+
+    fn text(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.kept).into_owned();
+        if self.dropped > 0 {
+            text.push_str(&format!("\n[{} more bytes not kept]", self.dropped));
+        }
+        text
+    }
+}
+
+/// Standard base64, for host key fingerprints.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use crate::config::{SshAuth, SshSettings};
+
+    fn lab(args: &[&str]) -> String {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lab.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    fn values_reach_a_remote_command_as_data_never_as_code() {
+        lab(&["up"]);
+        let env: std::collections::HashMap<String, String> = lab(&["env"])
+            .lines()
+            .filter_map(|l| l.trim_start_matches("export ").split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+            .collect();
+        let ssh = SshSettings {
+            user: "root".into(),
+            port: 22,
+            auth: SshAuth::Key(PathBuf::from(&env["LAB_SSH_KEY"])),
+            known_hosts: PathBuf::from(&env["LAB_SSH_KNOWN_HOSTS"]),
+            connect_timeout: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(10),
+            sudo: false,
+        };
+        let marker = format!("{}/pwned", env["LAB_DIR"]);
+        let nasty = format!(
+            "it's; $(touch {marker}) `touch {marker}` \"q\" | & > < \\ {{new_primary}} $HOME\nline2"
+        );
+        let line = crate::remote::render("printf %s {v}", &[("v", &nasty)]);
+        let out = super::run(&env["LAB_APP1_IP"], &ssh, &line, Duration::from_secs(10));
+        let pwned = std::path::Path::new(&marker).exists();
+        lab(&["down"]);
+        assert_eq!(out.exit, crate::remote::Exit::Code(0), "{out:?}");
+        assert_eq!(out.stdout, nasty);
+        assert!(!pwned, "a value ran as code");
+    }
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+    }
+}
