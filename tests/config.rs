@@ -182,12 +182,12 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
         (
             "step type not in this build",
             "pools/db.toml".into(),
-            pool("type = \"plugin\"", "type = \"vip\""),
+            pool("type = \"plugin\"", "type = \"redis_promote\""),
             vec![
                 "pools/db.toml",
                 "[[protocol]] 1",
                 "line 11",
-                "vip",
+                "redis_promote",
                 "not supported by this build",
             ],
         ),
@@ -259,12 +259,56 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
             ],
         ),
         (
-            "remote exec host",
+            "a host with shell metacharacters",
             "pools/db.toml".into(),
             format!(
-                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"app1\"]\nexec_command = \"true\"\n"
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"app1;reboot\"]\nexec_command = \"true\"\n"
             ),
-            vec!["pools/db.toml", "[[protocol]] 3", "hosts", "app1", "SSH"],
+            vec![
+                "pools/db.toml",
+                "[[protocol]] 3",
+                "hosts",
+                "app1;reboot",
+                "not a host name",
+            ],
+        ),
+        (
+            "etc_hosts with server names instead of addresses",
+            "pools/db.toml".into(),
+            format!(
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"etc_hosts\"\nservice_host_name = \"db.service\"\nclient_hosts = [\"app1\"]\n"
+            ),
+            vec!["pools/db.toml", "primary", "`db1`", "IP addresses"],
+        ),
+        (
+            "vip without a prefix length",
+            "pools/db.toml".into(),
+            format!(
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"vip\"\naddress = \"10.0.0.100\"\ninterface = \"eth0\"\n"
+            ),
+            vec![
+                "pools/db.toml",
+                "[[protocol]] 3",
+                "address",
+                "prefix length",
+            ],
+        ),
+        (
+            "an unknown key in a step's ssh table",
+            "pools/db.toml".into(),
+            format!(
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"app1\"]\nexec_command = \"true\"\nssh = {{ usr = \"x\" }}\n"
+            ),
+            vec!["pools/db.toml", "[[protocol]] 3", "usr"],
+        ),
+        (
+            "confirm_from on a monitor without a port",
+            "pools/db.toml".into(),
+            pool(
+                "timeout = \"2s\"",
+                "timeout = \"2s\"\nconfirm_from = [\"app1\"]",
+            ),
+            vec!["pools/db.toml", "[monitor]", "confirm_from", "port"],
         ),
         (
             "unknown exec key",
@@ -387,4 +431,51 @@ fn bad_usage_exits_2() {
     let r = inst.run(&["--help"]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("tick"));
+}
+
+#[test]
+fn check_config_requires_the_ssh_files_that_steps_use() {
+    let pool = format!(
+        "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"app1\"]\nexec_command = \"true\"\n"
+    );
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\n[ssh]\nidentity_file = \"key\"\n",
+        &[("db", &pool)],
+    );
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("step `exec`: identity_file")
+            && r.stderr.contains("ssh-keygen -t ed25519"),
+        "{r:?}"
+    );
+
+    inst.write("key", "not really a key\n");
+    std::fs::set_permissions(
+        inst.path("key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("readable by group or others") && r.stderr.contains("chmod 600"),
+        "{r:?}"
+    );
+
+    std::fs::set_permissions(
+        inst.path("key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("known_hosts") && r.stderr.contains("ssh-keyscan"),
+        "{r:?}"
+    );
+
+    inst.write("known_hosts", "");
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 0, "{r:?}");
 }
