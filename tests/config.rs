@@ -35,8 +35,9 @@ fn every_shipped_example_config_is_valid() {
     }
     assert_eq!(examples, 1);
     std::fs::create_dir(tmp.path().join("secrets")).unwrap();
-    for name in ["mysql-monitor", "mysql-admin"] {
-        let f = tmp.path().join("secrets").join(name);
+    std::fs::write(tmp.path().join("known_hosts"), "").unwrap();
+    for name in ["secrets/mysql-monitor", "secrets/mysql-admin", "id_ed25519"] {
+        let f = tmp.path().join(name);
         std::fs::write(&f, "pw\n").unwrap();
         std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
