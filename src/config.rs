@@ -119,6 +119,17 @@ pub enum MonitorKind {
         user: String,
         password: Secret,
     },
+    /// A Redis PING and `INFO replication`.
+    Redis(RedisAccess),
+}
+
+/// How to reach a Redis server.
+#[derive(Debug, Clone)]
+pub struct RedisAccess {
+    pub port: u16,
+    /// An ACL user (Redis 6+); without one, `AUTH password`.
+    pub user: Option<String>,
+    pub password: Option<Secret>,
 }
 
 /// A password read from a `password_file`. Never printed: `Debug` shows only that it exists.
@@ -184,6 +195,16 @@ pub enum StepKind {
     },
     EtcHosts(EtcHosts),
     Vip(Vip),
+    RedisPromote(RedisPromote),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisPromote {
+    pub access: RedisAccess,
+    /// How long a manual promote waits for the replica to reach the old primary's offset.
+    pub catch_up_timeout: Duration,
+    /// Readiness: no replication I/O for longer than this is a warning.
+    pub max_lag: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -268,6 +289,7 @@ impl Step {
             StepKind::Exec { .. } => "exec",
             StepKind::EtcHosts(_) => "etc_hosts",
             StepKind::Vip(_) => "vip",
+            StepKind::RedisPromote(_) => "redis_promote",
         }
     }
 }
@@ -278,6 +300,7 @@ impl MonitorKind {
             MonitorKind::Nagios { .. } => "nagios",
             MonitorKind::Tcp { .. } => "tcp",
             MonitorKind::Mysql { .. } => "mysql",
+            MonitorKind::Redis(_) => "redis",
         }
     }
 }
@@ -496,6 +519,16 @@ struct RawExec {
     #[serde(default)]
     shell: bool,
     ssh: Option<RawSsh>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedisPromote {
+    port: Option<u16>,
+    user: Option<String>,
+    password_file: Option<String>,
+    catch_up_timeout: Option<String>,
+    max_lag: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -802,7 +835,12 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
             }
         }
         "redis" => {
-            return Err("key `type`: the `redis` monitor is not supported by this build of deadpool yet; use `mysql`, `nagios` or `tcp`".into());
+            reject(&[("command", raw.command.is_some())])?;
+            let password = match raw.password_file.as_deref() {
+                Some(rel) => Some(load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?),
+                None => None,
+            };
+            MonitorKind::Redis(RedisAccess { port: raw.port.unwrap_or(6379), user: raw.user, password })
         }
         other => {
             return Err(format!(
@@ -828,6 +866,7 @@ fn monitor_port(kind: &MonitorKind) -> Option<u16> {
     match kind {
         MonitorKind::Nagios { port, .. } => *port,
         MonitorKind::Tcp { port } | MonitorKind::Mysql { port, .. } => Some(*port),
+        MonitorKind::Redis(r) => Some(r.port),
     }
 }
 
@@ -996,9 +1035,30 @@ fn load_step(
             })
         }
         "redis_promote" => {
-            return Err(format!(
-                "key `type`: the `{kind}` step is not supported by this build of deadpool yet; use mysql_promote, etc_hosts, vip, exec or plugin"
-            ));
+            let raw: RawRedisPromote = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| toml_msg(&e))?;
+            // By default the step logs in as the monitor does.
+            let monitor_access = match &monitor.kind {
+                MonitorKind::Redis(r) => Some(r.clone()),
+                _ => None,
+            };
+            let password = match raw.password_file.as_deref() {
+                Some(rel) => Some(load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?),
+                None => monitor_access.as_ref().and_then(|m| m.password.clone()),
+            };
+            let access = RedisAccess {
+                port: raw.port.or(monitor_access.as_ref().map(|m| m.port)).unwrap_or(6379),
+                user: raw.user.or(monitor_access.and_then(|m| m.user)),
+                password,
+            };
+            StepKind::RedisPromote(RedisPromote {
+                access,
+                catch_up_timeout: parse_duration(raw.catch_up_timeout.as_deref().unwrap_or("10s"))
+                    .map_err(|e| format!("key `catch_up_timeout`: {e}"))?,
+                max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("10s"))
+                    .map_err(|e| format!("key `max_lag`: {e}"))?,
+            })
         }
         other => {
             return Err(format!(

@@ -14,6 +14,7 @@ mod monitor;
 mod mysql;
 mod protocol;
 mod remote;
+mod redis;
 mod report;
 mod ssh;
 mod state;

@@ -4,7 +4,7 @@
 //! MySQL 8.0.22+ (`Replica_*`, `Source_*`) spellings.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Value};
@@ -419,22 +419,6 @@ pub fn missing_admin_privileges(
     missing
 }
 
-/// Polls until `done` returns true or `limit` passes; used for catch-up waits.
-pub fn poll<T>(
-    limit: Duration,
-    mut step: impl FnMut() -> Result<Option<T>, Failure>,
-) -> Result<Option<T>, Failure> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = step()? {
-            return Ok(Some(v));
-        }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -244,6 +244,23 @@ pub fn render(template: &str, values: &[(&str, &str)]) -> String {
     line
 }
 
+/// Calls `step` every 100 ms until it returns a value or `limit` passes; for catch-up waits.
+pub fn poll<T, E>(
+    limit: Duration,
+    mut step: impl FnMut() -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = step()? {
+            return Ok(Some(v));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Runs `f` on its own thread and waits at most `limit` for it. A call that blocks in a
 /// library without a timeout of its own (name resolution, a stalled handshake) cannot hold
 /// up the tick: the thread is abandoned and ends with the process.

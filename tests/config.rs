@@ -33,17 +33,17 @@ fn every_shipped_example_config_is_valid() {
         std::fs::copy(&entry, &target).unwrap();
         examples += usize::from(rel.to_string_lossy().ends_with(".example"));
     }
-    assert_eq!(examples, 1);
+    assert_eq!(examples, 2);
     std::fs::create_dir(tmp.path().join("secrets")).unwrap();
     std::fs::write(tmp.path().join("known_hosts"), "").unwrap();
-    for name in ["secrets/mysql-monitor", "secrets/mysql-admin", "id_ed25519"] {
+    for name in ["secrets/mysql-monitor", "secrets/mysql-admin", "secrets/redis", "id_ed25519"] {
         let f = tmp.path().join(name);
         std::fs::write(&f, "pw\n").unwrap();
         std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
     let out = check(tmp.path());
     assert!(
-        out.contains("OK - configuration is valid (2 pool(s)"),
+        out.contains("OK - configuration is valid (3 pool(s)"),
         "{out}"
     );
     assert!(out.contains("pool orders_mysql: mysql monitor"), "{out}");
@@ -55,7 +55,7 @@ fn every_shipped_example_config_is_valid() {
             p.to_string_lossy().ends_with(".toml") || p.to_string_lossy().ends_with(".toml.example")
         })
         .collect();
-    assert_eq!(tomls.len(), 3, "{tomls:?}");
+    assert_eq!(tomls.len(), 4, "{tomls:?}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -181,27 +181,16 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
             vec!["pools/zz.toml", "already used", "db.toml"],
         ),
         (
-            "step type not in this build",
+            "an unknown step type in a known place",
             "pools/db.toml".into(),
-            pool("type = \"plugin\"", "type = \"redis_promote\""),
-            vec![
-                "pools/db.toml",
-                "[[protocol]] 1",
-                "line 11",
-                "redis_promote",
-                "not supported by this build",
-            ],
+            pool("type = \"plugin\"", "type = \"haproxy_drain\""),
+            vec!["pools/db.toml", "[[protocol]] 1", "line 11", "haproxy_drain", "expected one of"],
         ),
         (
-            "monitor type not in this build",
+            "an unknown monitor type",
             "pools/db.toml".into(),
-            pool("type = \"nagios\"", "type = \"redis\""),
-            vec![
-                "pools/db.toml",
-                "[monitor]",
-                "redis",
-                "not supported by this build",
-            ],
+            pool("type = \"nagios\"", "type = \"memcached\""),
+            vec!["pools/db.toml", "[monitor]", "memcached", "expected one of"],
         ),
         (
             "mysql monitor without a password file",

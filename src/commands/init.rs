@@ -29,6 +29,11 @@ const FILES: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
+        "pools/cache_redis.toml.example",
+        include_str!("../../config/pools/cache_redis.toml.example"),
+        0o644,
+    ),
+    (
         "plugins/check_example",
         include_str!("../../config/plugins/check_example"),
         0o755,

@@ -2,6 +2,7 @@
 
 mod mysql;
 mod nagios;
+mod redis;
 mod tcp;
 
 pub use tcp::resolve;
@@ -77,6 +78,7 @@ pub fn check(pool: &Pool, role: Role) -> Check {
             user,
             password,
         } => mysql::check(host, *port, user, password, timeout),
+        MonitorKind::Redis(r) => redis::check(host, r.port, r.user.as_deref(), r.password.as_ref(), timeout),
     };
     Check {
         health,

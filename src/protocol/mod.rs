@@ -6,6 +6,7 @@ mod etc_hosts;
 mod exec;
 mod mysql_promote;
 mod plugin;
+mod redis_promote;
 mod vip;
 
 use std::time::Duration;
@@ -80,6 +81,7 @@ pub fn protocol(step: &Step) -> Box<dyn Protocol + '_> {
         }),
         StepKind::EtcHosts(cfg) => Box::new(etc_hosts::Step { cfg }),
         StepKind::Vip(cfg) => Box::new(vip::Step { cfg }),
+        StepKind::RedisPromote(cfg) => Box::new(redis_promote::Step { cfg }),
     }
 }
 

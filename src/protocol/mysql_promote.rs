@@ -295,9 +295,9 @@ fn promote(step: &Step, ctx: &Context, deadline: Instant) -> HostResult {
             log.note(format!(
                 "waiting for {new} to apply {old}'s position {position}"
             ));
-            let waited = mysql::poll(catch_up, || {
+            let waited = crate::remote::poll(catch_up, || {
                 let slice = Duration::from_millis(500).min(catch_up);
-                Ok(standby.wait_for_gtid(&position, slice)?.then_some(()))
+                Ok::<_, Failure>(standby.wait_for_gtid(&position, slice)?.then_some(()))
             });
             match waited {
                 Ok(Some(())) => log.note(format!("{new} has applied everything {old} wrote")),
@@ -316,7 +316,7 @@ fn promote(step: &Step, ctx: &Context, deadline: Instant) -> HostResult {
                 "old primary {old} unreachable ({f}); promoting without it"
             ));
             if replica.is_some() {
-                let waited = mysql::poll(catch_up, || {
+                let waited = crate::remote::poll(catch_up, || {
                     let s = standby.replica_status()?.unwrap_or_default();
                     if !s.sql_ok() {
                         return Err(Failure::Down(format!(

@@ -121,6 +121,16 @@ impl Lab {
         )
     }
 
+    /// A Redis pool over db1 (primary) and db2 (replica) with a `redis_promote` step.
+    pub fn redis_pool(&self, max_failed_checks: u32) -> String {
+        format!(
+            "primary = \"{}\"\nsecondary = \"{}\"\nmax_failed_checks = {max_failed_checks}\n\n[monitor]\ntype = \"redis\"\npassword_file = \"{}\"\ntimeout = \"1s\"\n\n[[protocol]]\ntype = \"redis_promote\"\ncatch_up_timeout = \"5s\"\ntimeout = \"15s\"\n",
+            self.var("LAB_DB1_IP"),
+            self.var("LAB_DB2_IP"),
+            self.var("LAB_REDIS_PASSWORD_FILE"),
+        )
+    }
+
     /// A MySQL pool over db1 (primary) and db2 (replica) with a `mysql_promote` step.
     pub fn mysql_pool(&self, max_failed_checks: u32, extra_steps: &str) -> String {
         format!(

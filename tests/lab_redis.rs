@@ -1,0 +1,210 @@
+//! Redis pools against real redis-server in the namespace lab, next to a MySQL pool in the
+//! same instance, and two instances side by side. Run by `scripts/test` (they need root);
+//! `cargo test` lists them as ignored.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Instance;
+use common::lab::Lab;
+
+const SETTINGS: &str = "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n";
+
+/// A minimal Redis client for the test's own writes (RESP over TCP).
+struct Resp(BufReader<TcpStream>);
+
+impl Resp {
+    fn connect(host: &str, password: &str) -> Resp {
+        let s = TcpStream::connect_timeout(&format!("{host}:6379").parse().unwrap(), Duration::from_secs(2)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut r = Resp(BufReader::new(s));
+        assert_eq!(r.call(&["AUTH", password]), "+OK");
+        r
+    }
+
+    /// Sends a command, returns the first reply line (`+OK`, `-READONLY ...`, `:1`, `$3`...).
+    fn call(&mut self, args: &[&str]) -> String {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        if self.0.get_mut().write_all(out.as_bytes()).is_err() {
+            return "-connection lost".into();
+        }
+        let mut line = String::new();
+        match self.0.read_line(&mut line) {
+            Ok(n) if n > 0 => {}
+            _ => return "-connection lost".into(),
+        }
+        let line = line.trim_end().to_string();
+        if let Some(len) = line.strip_prefix('$').and_then(|l| l.parse::<usize>().ok()) {
+            let mut body = vec![0u8; len + 2];
+            std::io::Read::read_exact(&mut self.0, &mut body).unwrap();
+            return String::from_utf8_lossy(&body[..len]).into_owned();
+        }
+        line
+    }
+}
+
+fn redis_role(lab: &Lab, host: &str) -> String {
+    lab.sh(&["redis", host, "INFO", "replication"])
+        .lines()
+        .filter(|l| l.starts_with("role:") || l.starts_with("master_host:"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn two_pools(lab: &Lab) -> Instance {
+    Instance::with(SETTINGS, &[("orders", &lab.mysql_pool(3, "")), ("cache", &lab.redis_pool(3))])
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn a_redis_failure_fails_over_only_the_redis_pool() {
+    let lab = Lab::fresh();
+    let inst = two_pools(&lab);
+    inst.tick();
+    assert_eq!(inst.run(&["report", "--nagios"]).code, 0, "{}", inst.run(&["report"]).stdout);
+    lab.sh(&["kill", "db1", "redis"]);
+    for _ in 0..3 {
+        inst.tick();
+    }
+    assert_eq!(inst.state_of("cache"), ("failed_over".into(), "secondary".into(), 0), "{}", inst.history());
+    assert_eq!(inst.state_of("orders"), ("armed".into(), "primary".into(), 0));
+    assert_eq!(redis_role(&lab, "db2"), "role:master");
+    assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "1", "the MySQL replica is untouched");
+    let full = inst.run(&["report", "--full"]).stdout;
+    assert!(full.contains("pool cache\n") && full.contains("pool orders\n"), "{full}");
+    assert!(full.contains("monitor redis") && full.contains("monitor mysql"), "{full}");
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn a_mysql_failure_fails_over_only_the_mysql_pool() {
+    let lab = Lab::fresh();
+    let inst = two_pools(&lab);
+    inst.tick();
+    lab.sh(&["kill", "db1", "mysql"]);
+    for _ in 0..3 {
+        inst.tick();
+    }
+    assert_eq!(inst.state_of("orders"), ("failed_over".into(), "secondary".into(), 0));
+    assert_eq!(inst.state_of("cache"), ("armed".into(), "primary".into(), 0));
+    assert_eq!(redis_role(&lab, "db2"), "role:slave master_host:10.213.0.11");
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn manual_promote_swaps_redis_roles_without_losing_an_acknowledged_write() {
+    let lab = Lab::fresh();
+    let inst = Instance::with(SETTINGS, &[("cache", &lab.redis_pool(3))]);
+    inst.tick();
+    let password = lab.secret("LAB_REDIS_PASSWORD_FILE");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let (stop, acked, password) = (stop.clone(), acked.clone(), password.clone());
+        std::thread::spawn(move || {
+            let mut r = Resp::connect("10.213.0.11", &password);
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let reply = r.call(&["SET", &format!("k{i}"), "v"]);
+                if reply != "+OK" {
+                    return reply;
+                }
+                acked.lock().unwrap().push(i);
+            }
+            "stopped".to_string()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let r = inst.run(&["promote", "cache", "secondary", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let why = writer.join().unwrap();
+    assert!(why.contains("READONLY"), "writes must stop on the old primary: {why}");
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "too few writes: {}", acked.len());
+    let mut new = Resp::connect("10.213.0.12", &password);
+    let missing: Vec<&u32> = acked.iter().filter(|i| new.call(&["EXISTS", &format!("k{i}")]) != ":1").collect();
+    assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+    assert_eq!(redis_role(&lab, "db2"), "role:master");
+    assert_eq!(redis_role(&lab, "db1"), "role:slave master_host:10.213.0.12");
+    assert_eq!(inst.state_of("cache"), ("failed_over".into(), "secondary".into(), 0));
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn two_instances_run_side_by_side_and_stay_apart() {
+    let lab = Lab::fresh();
+    let a = Instance::with(SETTINGS, &[("cache", &lab.redis_pool(3))]);
+    let b = Instance::with(SETTINGS, &[("orders", &lab.mysql_pool(3, ""))]);
+    let tick_both = || {
+        let (x, y) = (a.command(&["tick"]).spawn().unwrap(), b.command(&["tick"]).spawn().unwrap());
+        assert!(x.wait_with_output().unwrap().status.code().unwrap() <= 1);
+        assert!(y.wait_with_output().unwrap().status.code().unwrap() <= 1);
+    };
+    tick_both();
+    lab.sh(&["kill", "db1", "redis"]);
+    for _ in 0..3 {
+        tick_both();
+    }
+    assert_eq!(a.state_of("cache").0, "failed_over");
+    assert_eq!(b.state_of("orders"), ("armed".into(), "primary".into(), 0));
+    assert!(!b.history().contains("failover"), "{}", b.history());
+    for inst in [&a, &b] {
+        assert!(inst.path("state/deadpool.db").exists() && inst.path("state/deadpool.lock").exists());
+    }
+    assert_eq!(b.run(&["report", "--nagios"]).code, 0, "{}", b.run(&["report"]).stdout);
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn broken_redis_setups_give_clear_messages_never_a_hang() {
+    let lab = Lab::fresh();
+    let good = lab.redis_pool(3);
+
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
+    let pool = good.replacen(lab.var("LAB_REDIS_PASSWORD_FILE"), &wrong.path().display().to_string(), 1);
+    let inst = Instance::with(SETTINGS, &[("cache", &pool)]);
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert!(r.code >= 1, "{r:?}");
+    assert!(r.stdout.contains("alive but refused: AUTH refused: WRONGPASS"), "{r:?}");
+    assert_eq!(inst.state_of("cache").2, 0, "an auth error is never counted as down");
+
+    let pool = good.replacen("timeout = \"1s\"", "timeout = \"1s\"\nport = 6380", 1);
+    let inst = Instance::with(SETTINGS, &[("cache", &pool)]);
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert!(r.stdout.contains("10.213.0.11:6380: Connection refused"), "{r:?}");
+
+    // A hung primary: every check ends at the timeout.
+    let inst = Instance::with(SETTINGS, &[("cache", &good)]);
+    inst.tick();
+    lab.sh(&["stop", "db1", "redis"]);
+    let started = Instant::now();
+    inst.tick();
+    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    let r = inst.run(&["report", "--nagios"]);
+    assert!(r.stdout.contains("timed out") || r.stdout.contains("no answer"), "{r:?}");
+    lab.sh(&["cont", "db1", "redis"]);
+
+    // A standby that is no longer a replica.
+    lab.sh(&["redis", "db2", "REPLICAOF", "NO", "ONE"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("standby is a primary, not a replica"), "{r:?}");
+    assert!(r.stdout.contains("split-brain risk"), "{r:?}");
+}
