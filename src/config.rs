@@ -837,10 +837,16 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
         "redis" => {
             reject(&[("command", raw.command.is_some())])?;
             let password = match raw.password_file.as_deref() {
-                Some(rel) => Some(load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?),
+                Some(rel) => {
+                    Some(load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?)
+                }
                 None => None,
             };
-            MonitorKind::Redis(RedisAccess { port: raw.port.unwrap_or(6379), user: raw.user, password })
+            MonitorKind::Redis(RedisAccess {
+                port: raw.port.unwrap_or(6379),
+                user: raw.user,
+                password,
+            })
         }
         other => {
             return Err(format!(
@@ -1044,11 +1050,16 @@ fn load_step(
                 _ => None,
             };
             let password = match raw.password_file.as_deref() {
-                Some(rel) => Some(load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?),
+                Some(rel) => {
+                    Some(load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?)
+                }
                 None => monitor_access.as_ref().and_then(|m| m.password.clone()),
             };
             let access = RedisAccess {
-                port: raw.port.or(monitor_access.as_ref().map(|m| m.port)).unwrap_or(6379),
+                port: raw
+                    .port
+                    .or(monitor_access.as_ref().map(|m| m.port))
+                    .unwrap_or(6379),
                 user: raw.user.or(monitor_access.and_then(|m| m.user)),
                 password,
             };

@@ -419,7 +419,6 @@ pub fn missing_admin_privileges(
     missing
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

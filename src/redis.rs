@@ -52,7 +52,9 @@ impl Reply {
             Reply::Int(i) => i.to_string(),
             Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
             Reply::Bulk(None) | Reply::Array(None) => String::new(),
-            Reply::Array(Some(items)) => items.iter().map(Reply::text).collect::<Vec<_>>().join(" "),
+            Reply::Array(Some(items)) => {
+                items.iter().map(Reply::text).collect::<Vec<_>>().join(" ")
+            }
         }
     }
 }
@@ -73,10 +75,18 @@ impl Client {
         let addrs = crate::monitor::resolve(t.host, t.port, t.timeout).map_err(Failure::Down)?;
         let addr = addrs.first().ok_or_else(|| down("no address".into()))?;
         let stream = TcpStream::connect_timeout(addr, t.timeout).map_err(|e| down(plain_io(&e)))?;
-        stream.set_read_timeout(Some(t.timeout)).map_err(|e| down(e.to_string()))?;
-        stream.set_write_timeout(Some(t.timeout)).map_err(|e| down(e.to_string()))?;
+        stream
+            .set_read_timeout(Some(t.timeout))
+            .map_err(|e| down(e.to_string()))?;
+        stream
+            .set_write_timeout(Some(t.timeout))
+            .map_err(|e| down(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let mut client = Client { reader: BufReader::new(stream), host: t.host.to_string(), port: t.port };
+        let mut client = Client {
+            reader: BufReader::new(stream),
+            host: t.host.to_string(),
+            port: t.port,
+        };
         if let Some(password) = t.password {
             let reply = match t.user {
                 Some(user) => client.call(&["AUTH", user, password.expose()])?,
@@ -98,7 +108,10 @@ impl Client {
             out.extend_from_slice(b"\r\n");
         }
         let host = format!("{}:{}", self.host, self.port);
-        self.reader.get_mut().write_all(&out).map_err(|e| Failure::Down(format!("{host}: {}", plain_io(&e))))?;
+        self.reader
+            .get_mut()
+            .write_all(&out)
+            .map_err(|e| Failure::Down(format!("{host}: {}", plain_io(&e))))?;
         read_reply(&mut self.reader, 0).map_err(|e| Failure::Down(format!("{host}: {e}")))
     }
 
@@ -117,7 +130,13 @@ impl Client {
 
     pub fn version(&mut self) -> String {
         match self.ok(&["INFO", "server"]) {
-            Ok(r) => r.text().lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("").trim().to_string(),
+            Ok(r) => r
+                .text()
+                .lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .unwrap_or("")
+                .trim()
+                .to_string(),
             Err(_) => String::new(),
         }
     }
@@ -125,7 +144,9 @@ impl Client {
 
 fn plain_io(e: &std::io::Error) -> String {
     match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "no answer in time (timed out)".to_string(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "no answer in time (timed out)".to_string()
+        }
         _ => e.to_string(),
     }
 }
@@ -133,7 +154,9 @@ fn plain_io(e: &std::io::Error) -> String {
 fn read_line(r: &mut impl BufRead) -> Result<String, String> {
     let mut line = Vec::new();
     let mut limited = std::io::Read::take(&mut *r, MAX_REPLY as u64);
-    let n = limited.read_until(b'\n', &mut line).map_err(|e| plain_io(&e))?;
+    let n = limited
+        .read_until(b'\n', &mut line)
+        .map_err(|e| plain_io(&e))?;
     if n == 0 {
         return Err("connection closed".into());
     }
@@ -152,7 +175,10 @@ pub fn read_reply(r: &mut impl BufRead, depth: usize) -> Result<Reply, String> {
     }
     let line = read_line(r)?;
     let (kind, rest) = line.split_at(line.len().min(1));
-    let number = || rest.parse::<i64>().map_err(|_| format!("not a Redis reply: {line:?}"));
+    let number = || {
+        rest.parse::<i64>()
+            .map_err(|_| format!("not a Redis reply: {line:?}"))
+    };
     match kind {
         "+" => Ok(Reply::Status(rest.to_string())),
         "-" => Ok(Reply::Error(rest.to_string())),
@@ -188,7 +214,10 @@ pub fn read_reply(r: &mut impl BufRead, depth: usize) -> Result<Reply, String> {
             }
             Ok(Reply::Array(Some(items)))
         }
-        _ => Err(format!("not a Redis reply: {:?}", crate::text::truncate(&line, 40))),
+        _ => Err(format!(
+            "not a Redis reply: {:?}",
+            crate::text::truncate(&line, 40)
+        )),
     }
 }
 
@@ -211,7 +240,9 @@ impl Replication {
     pub fn parse(text: &str) -> Replication {
         let mut r = Replication::default();
         for line in text.lines() {
-            let Some((key, value)) = line.trim().split_once(':') else { continue };
+            let Some((key, value)) = line.trim().split_once(':') else {
+                continue;
+            };
             match key {
                 "role" => r.role = value.to_string(),
                 "master_host" => r.master_host = value.to_string(),
@@ -233,25 +264,45 @@ impl Replication {
 
     pub fn describe(&self) -> String {
         if self.is_replica() {
-            let io = self.last_io_seconds.map_or("-".to_string(), |s| format!("{s}s ago"));
+            let io = self
+                .last_io_seconds
+                .map_or("-".to_string(), |s| format!("{s}s ago"));
             format!(
                 "replica of {}:{}, link {}, last I/O {io}, offset {}",
                 self.master_host,
                 self.master_port.unwrap_or(0),
-                if self.link_status.is_empty() { "-" } else { &self.link_status },
+                if self.link_status.is_empty() {
+                    "-"
+                } else {
+                    &self.link_status
+                },
                 self.offset.unwrap_or(0)
             )
         } else {
-            format!("primary with {} replica(s), offset {}", self.connected_replicas, self.offset.unwrap_or(0))
+            format!(
+                "primary with {} replica(s), offset {}",
+                self.connected_replicas,
+                self.offset.unwrap_or(0)
+            )
         }
     }
 }
 
 /// Error replies that mean "alive, but not serving normally".
 pub fn alive_error(e: &str) -> bool {
-    ["LOADING", "BUSY", "MASTERDOWN", "NOAUTH", "WRONGPASS", "NOPERM", "ERR invalid password", "ERR AUTH", "MISCONF"]
-        .iter()
-        .any(|p| e.starts_with(p))
+    [
+        "LOADING",
+        "BUSY",
+        "MASTERDOWN",
+        "NOAUTH",
+        "WRONGPASS",
+        "NOPERM",
+        "ERR invalid password",
+        "ERR AUTH",
+        "MISCONF",
+    ]
+    .iter()
+    .any(|p| e.starts_with(p))
 }
 
 #[cfg(test)]
@@ -265,13 +316,22 @@ mod tests {
     #[test]
     fn reads_resp2() {
         assert_eq!(parse(b"+PONG\r\n"), Ok(Reply::Status("PONG".into())));
-        assert_eq!(parse(b"-LOADING Redis is loading\r\n"), Ok(Reply::Error("LOADING Redis is loading".into())));
+        assert_eq!(
+            parse(b"-LOADING Redis is loading\r\n"),
+            Ok(Reply::Error("LOADING Redis is loading".into()))
+        );
         assert_eq!(parse(b":42\r\n"), Ok(Reply::Int(42)));
-        assert_eq!(parse(b"$3\r\nabc\r\n"), Ok(Reply::Bulk(Some(b"abc".to_vec()))));
+        assert_eq!(
+            parse(b"$3\r\nabc\r\n"),
+            Ok(Reply::Bulk(Some(b"abc".to_vec())))
+        );
         assert_eq!(parse(b"$-1\r\n"), Ok(Reply::Bulk(None)));
         assert_eq!(
             parse(b"*2\r\n$6\r\nmaster\r\n:7\r\n"),
-            Ok(Reply::Array(Some(vec![Reply::Bulk(Some(b"master".to_vec())), Reply::Int(7)])))
+            Ok(Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"master".to_vec())),
+                Reply::Int(7)
+            ])))
         );
     }
 
@@ -281,7 +341,9 @@ mod tests {
         assert!(parse(b"$99999999999\r\n").is_err());
         assert!(parse(b"+no newline").is_err());
         assert!(parse(b"").is_err());
-        assert!(parse(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n").is_err());
+        assert!(
+            parse(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n").is_err()
+        );
     }
 
     /// Recorded from Redis 7.0 (a replica, then its primary).
@@ -290,7 +352,14 @@ mod tests {
         let replica = "# Replication\r\nrole:slave\r\nmaster_host:10.213.0.11\r\nmaster_port:6379\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:1\r\nmaster_sync_in_progress:0\r\nslave_read_repl_offset:1205\r\nslave_repl_offset:1205\r\nslave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:3f5c\r\nmaster_repl_offset:1205\r\n";
         let r = Replication::parse(replica);
         assert!(r.is_replica());
-        assert_eq!((r.master_host.as_str(), r.master_port, r.link_status.as_str()), ("10.213.0.11", Some(6379), "up"));
+        assert_eq!(
+            (
+                r.master_host.as_str(),
+                r.master_port,
+                r.link_status.as_str()
+            ),
+            ("10.213.0.11", Some(6379), "up")
+        );
         assert_eq!((r.last_io_seconds, r.offset), (Some(1), Some(1205)));
         let primary = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nslave0:ip=10.213.0.12,port=6379,state=online,offset=1205,lag=0\r\nmaster_repl_offset:1205\r\n";
         let p = Replication::parse(primary);
@@ -301,8 +370,12 @@ mod tests {
 
     #[test]
     fn alive_errors() {
-        assert!(alive_error("LOADING Redis is loading the dataset in memory"));
-        assert!(alive_error("WRONGPASS invalid username-password pair or user is disabled."));
+        assert!(alive_error(
+            "LOADING Redis is loading the dataset in memory"
+        ));
+        assert!(alive_error(
+            "WRONGPASS invalid username-password pair or user is disabled."
+        ));
         assert!(!alive_error("ERR unknown command"));
     }
 }

@@ -36,7 +36,12 @@ fn every_shipped_example_config_is_valid() {
     assert_eq!(examples, 2);
     std::fs::create_dir(tmp.path().join("secrets")).unwrap();
     std::fs::write(tmp.path().join("known_hosts"), "").unwrap();
-    for name in ["secrets/mysql-monitor", "secrets/mysql-admin", "secrets/redis", "id_ed25519"] {
+    for name in [
+        "secrets/mysql-monitor",
+        "secrets/mysql-admin",
+        "secrets/redis",
+        "id_ed25519",
+    ] {
         let f = tmp.path().join(name);
         std::fs::write(&f, "pw\n").unwrap();
         std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -184,7 +189,13 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
             "an unknown step type in a known place",
             "pools/db.toml".into(),
             pool("type = \"plugin\"", "type = \"haproxy_drain\""),
-            vec!["pools/db.toml", "[[protocol]] 1", "line 11", "haproxy_drain", "expected one of"],
+            vec![
+                "pools/db.toml",
+                "[[protocol]] 1",
+                "line 11",
+                "haproxy_drain",
+                "expected one of",
+            ],
         ),
         (
             "an unknown monitor type",

@@ -20,7 +20,11 @@ struct Resp(BufReader<TcpStream>);
 
 impl Resp {
     fn connect(host: &str, password: &str) -> Resp {
-        let s = TcpStream::connect_timeout(&format!("{host}:6379").parse().unwrap(), Duration::from_secs(2)).unwrap();
+        let s = TcpStream::connect_timeout(
+            &format!("{host}:6379").parse().unwrap(),
+            Duration::from_secs(2),
+        )
+        .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut r = Resp(BufReader::new(s));
         assert_eq!(r.call(&["AUTH", password]), "+OK");
@@ -61,7 +65,13 @@ fn redis_role(lab: &Lab, host: &str) -> String {
 }
 
 fn two_pools(lab: &Lab) -> Instance {
-    Instance::with(SETTINGS, &[("orders", &lab.mysql_pool(3, "")), ("cache", &lab.redis_pool(3))])
+    Instance::with(
+        SETTINGS,
+        &[
+            ("orders", &lab.mysql_pool(3, "")),
+            ("cache", &lab.redis_pool(3)),
+        ],
+    )
 }
 
 #[test]
@@ -70,18 +80,41 @@ fn a_redis_failure_fails_over_only_the_redis_pool() {
     let lab = Lab::fresh();
     let inst = two_pools(&lab);
     inst.tick();
-    assert_eq!(inst.run(&["report", "--nagios"]).code, 0, "{}", inst.run(&["report"]).stdout);
+    assert_eq!(
+        inst.run(&["report", "--nagios"]).code,
+        0,
+        "{}",
+        inst.run(&["report"]).stdout
+    );
     lab.sh(&["kill", "db1", "redis"]);
     for _ in 0..3 {
         inst.tick();
     }
-    assert_eq!(inst.state_of("cache"), ("failed_over".into(), "secondary".into(), 0), "{}", inst.history());
-    assert_eq!(inst.state_of("orders"), ("armed".into(), "primary".into(), 0));
+    assert_eq!(
+        inst.state_of("cache"),
+        ("failed_over".into(), "secondary".into(), 0),
+        "{}",
+        inst.history()
+    );
+    assert_eq!(
+        inst.state_of("orders"),
+        ("armed".into(), "primary".into(), 0)
+    );
     assert_eq!(redis_role(&lab, "db2"), "role:master");
-    assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "1", "the MySQL replica is untouched");
+    assert_eq!(
+        lab.sql("db2", "SELECT @@global.read_only"),
+        "1",
+        "the MySQL replica is untouched"
+    );
     let full = inst.run(&["report", "--full"]).stdout;
-    assert!(full.contains("pool cache\n") && full.contains("pool orders\n"), "{full}");
-    assert!(full.contains("monitor redis") && full.contains("monitor mysql"), "{full}");
+    assert!(
+        full.contains("pool cache\n") && full.contains("pool orders\n"),
+        "{full}"
+    );
+    assert!(
+        full.contains("monitor redis") && full.contains("monitor mysql"),
+        "{full}"
+    );
 }
 
 #[test]
@@ -94,9 +127,18 @@ fn a_mysql_failure_fails_over_only_the_mysql_pool() {
     for _ in 0..3 {
         inst.tick();
     }
-    assert_eq!(inst.state_of("orders"), ("failed_over".into(), "secondary".into(), 0));
-    assert_eq!(inst.state_of("cache"), ("armed".into(), "primary".into(), 0));
-    assert_eq!(redis_role(&lab, "db2"), "role:slave master_host:10.213.0.11");
+    assert_eq!(
+        inst.state_of("orders"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+    assert_eq!(
+        inst.state_of("cache"),
+        ("armed".into(), "primary".into(), 0)
+    );
+    assert_eq!(
+        redis_role(&lab, "db2"),
+        "role:slave master_host:10.213.0.11"
+    );
 }
 
 #[test]
@@ -130,15 +172,27 @@ fn manual_promote_swaps_redis_roles_without_losing_an_acknowledged_write() {
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let why = writer.join().unwrap();
-    assert!(why.contains("READONLY"), "writes must stop on the old primary: {why}");
+    assert!(
+        why.contains("READONLY"),
+        "writes must stop on the old primary: {why}"
+    );
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 20, "too few writes: {}", acked.len());
     let mut new = Resp::connect("10.213.0.12", &password);
-    let missing: Vec<&u32> = acked.iter().filter(|i| new.call(&["EXISTS", &format!("k{i}")]) != ":1").collect();
+    let missing: Vec<&u32> = acked
+        .iter()
+        .filter(|i| new.call(&["EXISTS", &format!("k{i}")]) != ":1")
+        .collect();
     assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
     assert_eq!(redis_role(&lab, "db2"), "role:master");
-    assert_eq!(redis_role(&lab, "db1"), "role:slave master_host:10.213.0.12");
-    assert_eq!(inst.state_of("cache"), ("failed_over".into(), "secondary".into(), 0));
+    assert_eq!(
+        redis_role(&lab, "db1"),
+        "role:slave master_host:10.213.0.12"
+    );
+    assert_eq!(
+        inst.state_of("cache"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
 }
 
 #[test]
@@ -148,7 +202,10 @@ fn two_instances_run_side_by_side_and_stay_apart() {
     let a = Instance::with(SETTINGS, &[("cache", &lab.redis_pool(3))]);
     let b = Instance::with(SETTINGS, &[("orders", &lab.mysql_pool(3, ""))]);
     let tick_both = || {
-        let (x, y) = (a.command(&["tick"]).spawn().unwrap(), b.command(&["tick"]).spawn().unwrap());
+        let (x, y) = (
+            a.command(&["tick"]).spawn().unwrap(),
+            b.command(&["tick"]).spawn().unwrap(),
+        );
         assert!(x.wait_with_output().unwrap().status.code().unwrap() <= 1);
         assert!(y.wait_with_output().unwrap().status.code().unwrap() <= 1);
     };
@@ -161,9 +218,16 @@ fn two_instances_run_side_by_side_and_stay_apart() {
     assert_eq!(b.state_of("orders"), ("armed".into(), "primary".into(), 0));
     assert!(!b.history().contains("failover"), "{}", b.history());
     for inst in [&a, &b] {
-        assert!(inst.path("state/deadpool.db").exists() && inst.path("state/deadpool.lock").exists());
+        assert!(
+            inst.path("state/deadpool.db").exists() && inst.path("state/deadpool.lock").exists()
+        );
     }
-    assert_eq!(b.run(&["report", "--nagios"]).code, 0, "{}", b.run(&["report"]).stdout);
+    assert_eq!(
+        b.run(&["report", "--nagios"]).code,
+        0,
+        "{}",
+        b.run(&["report"]).stdout
+    );
 }
 
 #[test]
@@ -174,19 +238,34 @@ fn broken_redis_setups_give_clear_messages_never_a_hang() {
 
     let wrong = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(wrong.path(), "not-the-password\n").unwrap();
-    let pool = good.replacen(lab.var("LAB_REDIS_PASSWORD_FILE"), &wrong.path().display().to_string(), 1);
+    let pool = good.replacen(
+        lab.var("LAB_REDIS_PASSWORD_FILE"),
+        &wrong.path().display().to_string(),
+        1,
+    );
     let inst = Instance::with(SETTINGS, &[("cache", &pool)]);
     inst.tick();
     let r = inst.run(&["report", "--nagios"]);
     assert!(r.code >= 1, "{r:?}");
-    assert!(r.stdout.contains("alive but refused: AUTH refused: WRONGPASS"), "{r:?}");
-    assert_eq!(inst.state_of("cache").2, 0, "an auth error is never counted as down");
+    assert!(
+        r.stdout
+            .contains("alive but refused: AUTH refused: WRONGPASS"),
+        "{r:?}"
+    );
+    assert_eq!(
+        inst.state_of("cache").2,
+        0,
+        "an auth error is never counted as down"
+    );
 
     let pool = good.replacen("timeout = \"1s\"", "timeout = \"1s\"\nport = 6380", 1);
     let inst = Instance::with(SETTINGS, &[("cache", &pool)]);
     inst.tick();
     let r = inst.run(&["report", "--nagios"]);
-    assert!(r.stdout.contains("10.213.0.11:6380: Connection refused"), "{r:?}");
+    assert!(
+        r.stdout.contains("10.213.0.11:6380: Connection refused"),
+        "{r:?}"
+    );
 
     // A hung primary: every check ends at the timeout.
     let inst = Instance::with(SETTINGS, &[("cache", &good)]);
@@ -194,9 +273,16 @@ fn broken_redis_setups_give_clear_messages_never_a_hang() {
     lab.sh(&["stop", "db1", "redis"]);
     let started = Instant::now();
     inst.tick();
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
     let r = inst.run(&["report", "--nagios"]);
-    assert!(r.stdout.contains("timed out") || r.stdout.contains("no answer"), "{r:?}");
+    assert!(
+        r.stdout.contains("timed out") || r.stdout.contains("no answer"),
+        "{r:?}"
+    );
     lab.sh(&["cont", "db1", "redis"]);
 
     // A standby that is no longer a replica.
@@ -205,6 +291,9 @@ fn broken_redis_setups_give_clear_messages_never_a_hang() {
     inst.tick();
     let r = inst.run(&["report", "--nagios"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stdout.contains("standby is a primary, not a replica"), "{r:?}");
+    assert!(
+        r.stdout.contains("standby is a primary, not a replica"),
+        "{r:?}"
+    );
     assert!(r.stdout.contains("split-brain risk"), "{r:?}");
 }

@@ -135,7 +135,10 @@ fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<
         }
     }
     for (index, step) in pool.steps.iter().enumerate() {
-        if !matches!(step.kind, StepKind::MysqlPromote(_) | StepKind::RedisPromote(_)) {
+        if !matches!(
+            step.kind,
+            StepKind::MysqlPromote(_) | StepKind::RedisPromote(_)
+        ) {
             continue;
         }
         let ctx = chain::context(pool, index, active, active.other(), true);

@@ -78,7 +78,13 @@ pub fn check(pool: &Pool, role: Role) -> Check {
             user,
             password,
         } => mysql::check(host, *port, user, password, timeout),
-        MonitorKind::Redis(r) => redis::check(host, r.port, r.user.as_deref(), r.password.as_ref(), timeout),
+        MonitorKind::Redis(r) => redis::check(
+            host,
+            r.port,
+            r.user.as_deref(),
+            r.password.as_ref(),
+            timeout,
+        ),
     };
     Check {
         health,

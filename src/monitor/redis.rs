@@ -7,15 +7,35 @@ use super::{Facts, Health};
 use crate::config::Secret;
 use crate::redis::{Client, Failure, Reply, Target, alive_error};
 
-pub fn check(host: &str, port: u16, user: Option<&str>, password: Option<&Secret>, timeout: Duration) -> (Health, String, Option<Facts>) {
-    let (host, user, password) = (host.to_string(), user.map(str::to_string), password.cloned());
+pub fn check(
+    host: &str,
+    port: u16,
+    user: Option<&str>,
+    password: Option<&Secret>,
+    timeout: Duration,
+) -> (Health, String, Option<Facts>) {
+    let (host, user, password) = (
+        host.to_string(),
+        user.map(str::to_string),
+        password.cloned(),
+    );
     let probe = move || {
-        let target = Target { host: &host, port, user: user.as_deref(), password: password.as_ref(), timeout };
+        let target = Target {
+            host: &host,
+            port,
+            user: user.as_deref(),
+            password: password.as_ref(),
+            timeout,
+        };
         probe(&target)
     };
     match crate::remote::with_deadline(timeout + Duration::from_millis(250), probe) {
         Some(result) => result,
-        None => (Health::Down, format!("no answer within {}ms", timeout.as_millis()), None),
+        None => (
+            Health::Down,
+            format!("no answer within {}ms", timeout.as_millis()),
+            None,
+        ),
     }
 }
 
@@ -23,21 +43,43 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
     let mut client = match Client::connect(target) {
         Ok(c) => c,
         Err(Failure::Down(m)) => return (Health::Down, format!("down: {m}"), None),
-        Err(Failure::Refused(m)) => return (Health::Degraded, format!("alive but refused: {m}"), None),
+        Err(Failure::Refused(m)) => {
+            return (Health::Degraded, format!("alive but refused: {m}"), None);
+        }
     };
     match client.call(&["PING"]) {
         Ok(Reply::Status(s)) if s == "PONG" => {}
-        Ok(Reply::Error(e)) if alive_error(&e) => return (Health::Degraded, format!("alive with a problem: {e}"), None),
-        Ok(other) => return (Health::Down, format!("unexpected answer to PING: {}", other.text()), None),
+        Ok(Reply::Error(e)) if alive_error(&e) => {
+            return (Health::Degraded, format!("alive with a problem: {e}"), None);
+        }
+        Ok(other) => {
+            return (
+                Health::Down,
+                format!("unexpected answer to PING: {}", other.text()),
+                None,
+            );
+        }
         Err(Failure::Down(m)) => return (Health::Down, format!("down: {m}"), None),
-        Err(Failure::Refused(m)) => return (Health::Degraded, format!("alive with a problem: {m}"), None),
+        Err(Failure::Refused(m)) => {
+            return (Health::Degraded, format!("alive with a problem: {m}"), None);
+        }
     }
     let version = client.version();
     match client.replication() {
         Ok(r) => {
             let read_only = r.is_replica();
-            (Health::Up, format!("Redis {version} up, {}", r.describe()), Some(Facts { read_only: Some(read_only) }))
+            (
+                Health::Up,
+                format!("Redis {version} up, {}", r.describe()),
+                Some(Facts {
+                    read_only: Some(read_only),
+                }),
+            )
         }
-        Err(f) => (Health::Degraded, format!("Redis {version} up, but INFO replication failed: {f}"), None),
+        Err(f) => (
+            Health::Degraded,
+            format!("Redis {version} up, but INFO replication failed: {f}"),
+            None,
+        ),
     }
 }

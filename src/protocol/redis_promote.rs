@@ -34,7 +34,14 @@ impl Step<'_> {
         })
     }
 
-    fn result(&self, host: &str, status: Status, message: String, notes: &[String], started: Instant) -> HostResult {
+    fn result(
+        &self,
+        host: &str,
+        status: Status,
+        message: String,
+        notes: &[String],
+        started: Instant,
+    ) -> HostResult {
         HostResult {
             host: host.to_string(),
             status,
@@ -50,7 +57,13 @@ fn follows(r: &Replication, host: &str, timeout: Duration) -> bool {
     if r.master_host.eq_ignore_ascii_case(host) {
         return true;
     }
-    let ips = |h: &str| crate::monitor::resolve(h, 0, timeout).unwrap_or_default().into_iter().map(|a| a.ip()).collect::<Vec<_>>();
+    let ips = |h: &str| {
+        crate::monitor::resolve(h, 0, timeout)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.ip())
+            .collect::<Vec<_>>()
+    };
     let (a, b) = (ips(&r.master_host), ips(host));
     a.iter().any(|ip| b.contains(ip))
 }
@@ -60,12 +73,22 @@ impl Protocol for Step<'_> {
         let started = Instant::now();
         let new = ctx.new_primary;
         let verdict = match self.connect(new, ctx).and_then(|mut c| c.replication()) {
-            Err(f) => (Status::Critical, format!("cannot reach the new primary {new}: {f}")),
+            Err(f) => (
+                Status::Critical,
+                format!("cannot reach the new primary {new}: {f}"),
+            ),
             Ok(r) if !r.is_replica() => (Status::Ok, format!("{new} is already a primary")),
-            Ok(r) if !follows(&r, ctx.old_primary, ctx.pool.monitor.timeout) => {
-                (Status::Critical, format!("{new} replicates from {}, not from {}", r.master_host, ctx.old_primary))
-            }
-            Ok(r) => (Status::Ok, format!("{new} can be promoted: {}", r.describe())),
+            Ok(r) if !follows(&r, ctx.old_primary, ctx.pool.monitor.timeout) => (
+                Status::Critical,
+                format!(
+                    "{new} replicates from {}, not from {}",
+                    r.master_host, ctx.old_primary
+                ),
+            ),
+            Ok(r) => (
+                Status::Ok,
+                format!("{new} can be promoted: {}", r.describe()),
+            ),
         };
         vec![self.result(new, verdict.0, verdict.1, &[], started)]
     }
@@ -75,7 +98,9 @@ impl Protocol for Step<'_> {
         let deadline = started + ctx.step.timeout;
         let (new, old) = (ctx.new_primary, ctx.old_primary);
         let mut notes = Vec::new();
-        let fail = |notes: &[String], m: String| vec![self.result(new, Status::Critical, m, notes, started)];
+        let fail = |notes: &[String], m: String| {
+            vec![self.result(new, Status::Critical, m, notes, started)]
+        };
         let mut standby = match self.connect(new, ctx) {
             Ok(c) => c,
             Err(f) => return fail(&notes, format!("cannot reach {new}: {f}; nothing changed")),
@@ -84,24 +109,39 @@ impl Protocol for Step<'_> {
         let mut old_client = match self.connect(old, ctx) {
             Ok(c) => Some(c),
             Err(f) => {
-                notes.push(format!("old primary {old} unreachable ({f}); promoting without it"));
+                notes.push(format!(
+                    "old primary {old} unreachable ({f}); promoting without it"
+                ));
                 None
             }
         };
         if let Some(oc) = old_client.as_mut() {
             let pause_ms = ctx.step.timeout.as_millis().max(1000).to_string();
             if let Err(f) = oc.ok(&["CLIENT", "PAUSE", &pause_ms, "WRITE"]) {
-                return fail(&notes, format!("could not pause writes on the old primary {old}: {f}; nothing changed"));
+                return fail(
+                    &notes,
+                    format!(
+                        "could not pause writes on the old primary {old}: {f}; nothing changed"
+                    ),
+                );
             }
             notes.push(format!("writes paused on the old primary {old}"));
             let target = match oc.replication() {
                 Ok(r) => r.offset.unwrap_or(0),
                 Err(f) => {
                     let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
-                    return fail(&notes, format!("cannot read the old primary's offset: {f}; writes resumed, nothing changed"));
+                    return fail(
+                        &notes,
+                        format!(
+                            "cannot read the old primary's offset: {f}; writes resumed, nothing changed"
+                        ),
+                    );
                 }
             };
-            let limit = self.cfg.catch_up_timeout.min(deadline.saturating_duration_since(Instant::now()));
+            let limit = self
+                .cfg
+                .catch_up_timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
             let caught = crate::remote::poll(limit, || {
                 let r = standby.replication()?;
                 Ok::<_, Failure>((r.offset.unwrap_or(0) >= target).then_some(()))
@@ -110,7 +150,10 @@ impl Protocol for Step<'_> {
                 let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
                 return fail(
                     &notes,
-                    format!("{new} did not reach the old primary's offset {target} within {}; writes resumed on {old}, nothing changed", crate::config::format_duration(limit)),
+                    format!(
+                        "{new} did not reach the old primary's offset {target} within {}; writes resumed on {old}, nothing changed",
+                        crate::config::format_duration(limit)
+                    ),
                 );
             }
             notes.push(format!("{new} reached offset {target}"));
@@ -123,23 +166,54 @@ impl Protocol for Step<'_> {
         }
         match standby.replication() {
             Ok(r) if !r.is_replica() => notes.push(format!("{new} is a primary")),
-            Ok(r) => return fail(&notes, format!("{new} is still a replica after REPLICAOF NO ONE: {}", r.describe())),
+            Ok(r) => {
+                return fail(
+                    &notes,
+                    format!(
+                        "{new} is still a replica after REPLICAOF NO ONE: {}",
+                        r.describe()
+                    ),
+                );
+            }
             Err(f) => return fail(&notes, format!("cannot verify {new}'s role: {f}")),
         }
         let Some(oc) = old_client.as_mut() else {
-            return vec![self.result(new, Status::Ok, format!("{new} promoted; old primary {old} unreachable"), &notes, started)];
+            return vec![self.result(
+                new,
+                Status::Ok,
+                format!("{new} promoted; old primary {old} unreachable"),
+                &notes,
+                started,
+            )];
         };
         // The old primary follows the new one, then may take (read-only) clients again.
         let port = self.cfg.access.port.to_string();
-        let demoted = oc.ok(&["REPLICAOF", new, &port]).and_then(|_| oc.replication());
+        let demoted = oc
+            .ok(&["REPLICAOF", new, &port])
+            .and_then(|_| oc.replication());
         let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
         match demoted {
             Ok(r) if r.is_replica() && follows(&r, new, ctx.pool.monitor.timeout) => {
                 notes.push(format!("{old} now replicates from {new}"));
-                vec![self.result(new, Status::Ok, format!("{new} promoted; {old} is its replica"), &notes, started)]
+                vec![self.result(
+                    new,
+                    Status::Ok,
+                    format!("{new} promoted; {old} is its replica"),
+                    &notes,
+                    started,
+                )]
             }
-            Ok(r) => fail(&notes, format!("{new} promoted, but {old} did not become its replica: {}", r.describe())),
-            Err(f) => fail(&notes, format!("{new} promoted, but making {old} its replica failed: {f}")),
+            Ok(r) => fail(
+                &notes,
+                format!(
+                    "{new} promoted, but {old} did not become its replica: {}",
+                    r.describe()
+                ),
+            ),
+            Err(f) => fail(
+                &notes,
+                format!("{new} promoted, but making {old} its replica failed: {f}"),
+            ),
         }
     }
 
@@ -148,12 +222,20 @@ impl Protocol for Step<'_> {
         let (active, standby) = (ctx.old_primary, ctx.new_primary);
         let standby_verdict = match self.connect(standby, ctx).and_then(|mut c| c.replication()) {
             Err(f) => (Status::Critical, format!("standby: {f}")),
-            Ok(r) => standby_verdict(&r, active, self.cfg.max_lag, |h| follows(&r, h, ctx.pool.monitor.timeout)),
+            Ok(r) => standby_verdict(&r, active, self.cfg.max_lag, |h| {
+                follows(&r, h, ctx.pool.monitor.timeout)
+            }),
         };
         let active_verdict = match self.connect(active, ctx).and_then(|mut c| c.replication()) {
             Err(Failure::Down(f)) => (Status::Warning, format!("active: unreachable: {f}")),
             Err(f) => (Status::Critical, format!("active: {f}")),
-            Ok(r) if r.is_replica() => (Status::Critical, format!("active {active} is a replica ({}): writes fail", r.describe())),
+            Ok(r) if r.is_replica() => (
+                Status::Critical,
+                format!(
+                    "active {active} is a replica ({}): writes fail",
+                    r.describe()
+                ),
+            ),
             Ok(r) => (Status::Ok, format!("active is a {}", r.describe())),
         };
         vec![
@@ -174,20 +256,43 @@ impl Protocol for Step<'_> {
 }
 
 /// The readiness verdict on a standby (pure, for tests).
-fn standby_verdict(r: &Replication, active: &str, max_lag: Duration, follows_active: impl Fn(&str) -> bool) -> (Status, String) {
+fn standby_verdict(
+    r: &Replication,
+    active: &str,
+    max_lag: Duration,
+    follows_active: impl Fn(&str) -> bool,
+) -> (Status, String) {
     if !r.is_replica() {
-        return (Status::Critical, "standby is a primary, not a replica: writes there would be lost (split-brain risk)".into());
+        return (
+            Status::Critical,
+            "standby is a primary, not a replica: writes there would be lost (split-brain risk)"
+                .into(),
+        );
     }
     if !follows_active(active) {
-        return (Status::Critical, format!("standby replicates from {}, not from the active {active}", r.master_host));
+        return (
+            Status::Critical,
+            format!(
+                "standby replicates from {}, not from the active {active}",
+                r.master_host
+            ),
+        );
     }
     if r.link_status != "up" {
-        return (Status::Critical, format!("standby's replication link is {}: {}", r.link_status, r.describe()));
+        return (
+            Status::Critical,
+            format!(
+                "standby's replication link is {}: {}",
+                r.link_status,
+                r.describe()
+            ),
+        );
     }
     match r.last_io_seconds {
-        Some(s) if Duration::from_secs(s.max(0) as u64) > max_lag => {
-            (Status::Warning, format!("standby heard from the primary {s}s ago: {}", r.describe()))
-        }
+        Some(s) if Duration::from_secs(s.max(0) as u64) > max_lag => (
+            Status::Warning,
+            format!("standby heard from the primary {s}s ago: {}", r.describe()),
+        ),
         _ => (Status::Ok, format!("standby {}", r.describe())),
     }
 }
@@ -209,15 +314,42 @@ mod tests {
     }
 
     fn verdict(r: &Replication) -> Status {
-        standby_verdict(r, "10.0.0.1", Duration::from_secs(10), |h| h == r.master_host).0
+        standby_verdict(r, "10.0.0.1", Duration::from_secs(10), |h| {
+            h == r.master_host
+        })
+        .0
     }
 
     #[test]
     fn standby_readiness_rules() {
         assert_eq!(verdict(&replica()), Status::Ok);
-        assert_eq!(verdict(&Replication { role: "master".into(), ..replica() }), Status::Critical);
-        assert_eq!(verdict(&Replication { link_status: "down".into(), ..replica() }), Status::Critical);
-        assert_eq!(verdict(&Replication { last_io_seconds: Some(11), ..replica() }), Status::Warning);
-        assert_eq!(verdict(&Replication { master_host: "10.0.0.9".into(), ..replica() }), Status::Critical);
+        assert_eq!(
+            verdict(&Replication {
+                role: "master".into(),
+                ..replica()
+            }),
+            Status::Critical
+        );
+        assert_eq!(
+            verdict(&Replication {
+                link_status: "down".into(),
+                ..replica()
+            }),
+            Status::Critical
+        );
+        assert_eq!(
+            verdict(&Replication {
+                last_io_seconds: Some(11),
+                ..replica()
+            }),
+            Status::Warning
+        );
+        assert_eq!(
+            verdict(&Replication {
+                master_host: "10.0.0.9".into(),
+                ..replica()
+            }),
+            Status::Critical
+        );
     }
 }
