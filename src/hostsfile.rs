@@ -254,21 +254,7 @@ mod tests {
         );
     }
 
-    /// A tiny deterministic generator, so the property test needs no extra crate.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[(self.next() % items.len() as u64) as usize]
-        }
-    }
+    use crate::fuzz::{Rng, cases};
 
     const NAMES: &[&str] = &[
         "db",
@@ -329,9 +315,9 @@ mod tests {
     }
 
     #[test]
-    fn property_only_the_target_mapping_changes() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        for case in 0..5000 {
+    fn fuzz_hosts_file_editing_changes_only_the_target_mapping() {
+        let mut rng = Rng::new(5);
+        for case in 0..cases(5000) {
             let text = random_file(&mut rng);
             let name = rng.pick(&["db", "db1", "db.internal", "app"]);
             let target = ip(rng.pick(&["10.0.0.12", "fd00::12", "10.0.0.11"]));
@@ -364,6 +350,22 @@ mod tests {
             }
             // Idempotent.
             assert_eq!(switch(&out, name, target).unwrap(), out, "case {case}");
+        }
+    }
+
+    /// Arbitrary bytes as a hosts file: lookups and switches never panic, and a switch of a
+    /// text file always makes the name resolve to the address.
+    #[test]
+    fn fuzz_hosts_file_editing_on_arbitrary_bytes() {
+        let mut rng = Rng::new(6);
+        for case in 0..cases(20000) {
+            let text = String::from_utf8_lossy(&rng.bytes(300)).into_owned();
+            let _ = lookup(&text, "db");
+            match switch(&text, "db", ip("10.0.0.12")) {
+                Ok(out) => assert_eq!(lookup(&out, "db").as_deref(), Some("10.0.0.12"), "case {case}: {text:?}"),
+                Err(EditError::NotText) => assert!(text.contains('\0')),
+                Err(e) => panic!("case {case}: {e}"),
+            }
         }
     }
 }

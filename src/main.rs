@@ -8,6 +8,8 @@ mod commands;
 mod config;
 mod confirm;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod hostsfile;
 mod log;
 mod monitor;

@@ -561,3 +561,45 @@ mod error_tests {
         assert_eq!(plain_error(&again), "no answer in time (timed out)");
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use crate::fuzz::{Rng, cases};
+
+    const COLUMNS: &[&str] = &[
+        "Slave_IO_Running", "Replica_IO_Running", "Slave_SQL_Running", "Replica_SQL_Running", "Master_Host", "Source_Host",
+        "Master_Port", "Source_Port", "Seconds_Behind_Master", "Seconds_Behind_Source", "Last_IO_Error", "Last_SQL_Error",
+        "Master_Log_File", "Read_Master_Log_Pos", "Relay_Master_Log_File", "Exec_Master_Log_Pos", "Gtid_IO_Pos",
+    ];
+    const VALUES: &[&str] = &["Yes", "No", "Connecting", "", "NULL", "0", "-1", "99999999999999999999", "10.0.0.1", "é|\n", "3306", "65536"];
+
+    /// Any replication status row (missing columns, odd values, both spellings mixed) reads
+    /// without a panic into a status that describes itself on one line.
+    #[test]
+    fn fuzz_replication_status_parsing() {
+        let mut rng = Rng::new(3);
+        for case in 0..cases(20000) {
+            let mut row = HashMap::new();
+            for _ in 0..rng.below(COLUMNS.len() as u64 + 3) {
+                let value = if rng.below(5) == 0 {
+                    Some(String::from_utf8_lossy(&rng.bytes(30)).into_owned())
+                } else {
+                    let v = rng.pick(VALUES);
+                    (v != "NULL").then(|| v.to_string())
+                };
+                row.insert(rng.pick(COLUMNS).to_string(), value);
+            }
+            let status = ReplicaStatus::from_columns(&row);
+            let text = status.describe();
+            assert!(!text.contains('\n') && !text.contains('|'), "case {case}: {text:?}");
+            let _ = (status.io_ok(), status.sql_ok(), status.caught_up());
+        }
+        for case in 0..cases(5000) {
+            let grants: Vec<String> = (0..rng.below(4)).map(|_| String::from_utf8_lossy(&rng.bytes(80)).into_owned()).collect();
+            let privileges = parse_global_privileges(&grants);
+            let _ = missing_admin_privileges(Flavor::MariaDb, &String::from_utf8_lossy(&rng.bytes(12)), &privileges);
+            let _ = case;
+        }
+    }
+}

@@ -174,7 +174,8 @@ pub fn read_reply(r: &mut impl BufRead, depth: usize) -> Result<Reply, String> {
         return Err("reply nested too deep".into());
     }
     let line = read_line(r)?;
-    let (kind, rest) = line.split_at(line.len().min(1));
+    let split = line.chars().next().map_or(0, char::len_utf8);
+    let (kind, rest) = line.split_at(split);
     let number = || {
         rest.parse::<i64>()
             .map_err(|_| format!("not a Redis reply: {line:?}"))
@@ -377,5 +378,30 @@ mod tests {
             "WRONGPASS invalid username-password pair or user is disabled."
         ));
         assert!(!alive_error("ERR unknown command"));
+    }
+}
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use crate::fuzz::{Rng, cases};
+
+    /// Arbitrary bytes from a peer never panic the reply reader nor make it allocate without
+    /// bound; arbitrary `INFO` text never panics the parser.
+    #[test]
+    fn fuzz_resp_and_info_parsing() {
+        let mut rng = Rng::new(4);
+        let seeds: &[&[u8]] = &[b"+PONG\r\n", b"*2\r\n$6\r\nmaster\r\n:7\r\n", b"$3\r\nabc\r\n", b"-LOADING x\r\n", b":12\r\n"];
+        for _ in 0..cases(20000) {
+            let pick = rng.below(seeds.len() as u64) as usize;
+            let bytes = if rng.below(2) == 0 { rng.bytes(64) } else { rng.mutate(seeds[pick]) };
+            let _ = read_reply(&mut std::io::Cursor::new(bytes), 0);
+        }
+        for case in 0..cases(10000) {
+            let text = String::from_utf8_lossy(&rng.mutate(b"role:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6379\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:1\r\nslave_repl_offset:5\r\n")).into_owned();
+            let r = Replication::parse(&text);
+            let d = r.describe();
+            assert!(!d.contains('\n') || text.contains('\n'), "case {case}");
+        }
     }
 }

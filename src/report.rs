@@ -169,7 +169,15 @@ pub fn build(
                 human_secs(a.max(0.0)),
                 human_secs(t.duration_ms as f64 / 1000.0)
             );
-            if a > crit_s {
+            if a < -config.tick_interval.as_secs_f64() {
+                (
+                    Status::Warning,
+                    format!(
+                        "the last tick started {} in the future: the clock went backwards; counts and ages are unreliable until it catches up",
+                        human_secs(-a)
+                    ),
+                )
+            } else if a > crit_s {
                 (
                     Status::Critical,
                     format!(

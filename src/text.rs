@@ -188,3 +188,31 @@ mod time_tests {
         assert_eq!(super::format_time(951_782_400_000), "2000-02-29 00:00:00Z");
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use crate::fuzz::{Rng, cases};
+
+    /// Whatever a plugin prints, the message that reaches a report is one line, without `|`
+    /// or control characters, and bounded.
+    #[test]
+    fn fuzz_plugin_output_handling() {
+        let mut rng = Rng::new(2);
+        for case in 0..cases(20000) {
+            let mut bytes = rng.bytes(2000);
+            if rng.below(2) == 0 {
+                bytes.extend_from_slice("|OK - ünïcode\r\n\t|".as_bytes());
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            for line in [first_line(&text), one_line(&text)] {
+                assert!(!line.contains('|'), "case {case}: {line:?}");
+                assert!(!line.chars().any(char::is_control), "case {case}: {line:?}");
+                assert!(line.chars().count() <= 601, "case {case}");
+            }
+            let _ = split_words(&text);
+            let quoted = shell_quote(&text);
+            assert!(quoted.starts_with('\'') || quoted.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)), "case {case}");
+        }
+    }
+}
