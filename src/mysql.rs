@@ -319,7 +319,7 @@ impl ReplicaStatus {
         let errors = !self.last_io_error.is_empty() || !self.last_sql_error.is_empty();
         let no = |s: &str| s.eq_ignore_ascii_case("no");
         if !errors && no(&self.io_running) && no(&self.sql_running) {
-            return format!("replication stopped (source was {})", self.source_host);
+            return crate::text::one_line(&format!("replication stopped (source was {})", self.source_host));
         }
 
         let lag = self
