@@ -1422,7 +1422,13 @@ mod fuzz_tests {
     #[test]
     fn fuzz_config_parsing() {
         let dir = tempfile::tempdir().unwrap();
-        for (rel, mode) in [("plugins/check_example", 0o755), ("plugins/example_step", 0o755), ("secrets/mysql-monitor", 0o600), ("secrets/mysql-admin", 0o600), ("secrets/redis", 0o600)] {
+        for (rel, mode) in [
+            ("plugins/check_example", 0o755),
+            ("plugins/example_step", 0o755),
+            ("secrets/mysql-monitor", 0o600),
+            ("secrets/mysql-admin", 0o600),
+            ("secrets/redis", 0o600),
+        ] {
             let path = dir.path().join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, "#!/bin/sh\n").unwrap();
@@ -1436,14 +1442,25 @@ mod fuzz_tests {
             let seed = SEEDS[rng.below(SEEDS.len() as u64) as usize];
             let text = rng.mutate(seed.as_bytes());
             let is_main = std::ptr::eq(seed, SEEDS[0]);
-            let file = dir.path().join(if is_main { "deadpool.toml" } else { "pools/p.toml" });
+            let file = dir.path().join(if is_main {
+                "deadpool.toml"
+            } else {
+                "pools/p.toml"
+            });
             let _ = std::fs::remove_file(dir.path().join("pools/p.toml"));
             std::fs::write(&file, &text).unwrap();
-            let result = if is_main { Config::load(dir.path()).map(|_| ()) } else { load_pool(dir.path(), &file, &ssh).map(|_| ()) };
+            let result = if is_main {
+                Config::load(dir.path()).map(|_| ())
+            } else {
+                load_pool(dir.path(), &file, &ssh).map(|_| ())
+            };
             match result {
                 Ok(()) => accepted += 1,
                 Err(Error::Config(m)) => {
-                    assert!(m.contains(&*file.to_string_lossy()), "case {case}: the message must name the file: {m}");
+                    assert!(
+                        m.contains(&*file.to_string_lossy()),
+                        "case {case}: the message must name the file: {m}"
+                    );
                     refused += 1;
                 }
                 Err(other) => panic!("case {case}: unexpected error kind: {other:?}"),
@@ -1452,6 +1469,9 @@ mod fuzz_tests {
                 std::fs::write(&file, SEEDS[0]).unwrap();
             }
         }
-        assert!(accepted > 0 && refused > 0, "the mutations should both keep and break configs ({accepted}/{refused})");
+        assert!(
+            accepted > 0 && refused > 0,
+            "the mutations should both keep and break configs ({accepted}/{refused})"
+        );
     }
 }

@@ -4,7 +4,10 @@
 
 /// Cases per target: `$DEADPOOL_FUZZ_CASES`, else `default`.
 pub fn cases(default: u64) -> u64 {
-    std::env::var("DEADPOOL_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("DEADPOOL_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// xorshift64: deterministic, seeded by `$DEADPOOL_FUZZ_SEED` when set (to explore further
@@ -14,7 +17,10 @@ pub struct Rng(u64);
 
 impl Rng {
     pub fn new(salt: u64) -> Rng {
-        let seed = std::env::var("DEADPOOL_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15);
+        let seed = std::env::var("DEADPOOL_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x9e37_79b9_7f4a_7c15);
         Rng((seed ^ salt.wrapping_mul(0x2545_f491_4f6c_dd1d)) | 1)
     }
 
@@ -42,10 +48,19 @@ impl Rng {
     pub fn mutate(&mut self, text: &[u8]) -> Vec<u8> {
         let mut out = text.to_vec();
         for _ in 0..=self.below(4) {
-            let at = if out.is_empty() { 0 } else { self.below(out.len() as u64) as usize };
+            let at = if out.is_empty() {
+                0
+            } else {
+                self.below(out.len() as u64) as usize
+            };
             match self.below(5) {
                 0 if !out.is_empty() => out[at] = self.next() as u8,
-                1 => out.insert(at, *self.pick(&[&b'"', &b'[', &b']', &b'=', &b'\n', &b'#', &b'{', &b'\\', &b'0', &b'-'])),
+                1 => out.insert(
+                    at,
+                    *self.pick(&[
+                        &b'"', &b'[', &b']', &b'=', &b'\n', &b'#', &b'{', &b'\\', &b'0', &b'-',
+                    ]),
+                ),
                 2 if !out.is_empty() => {
                     out.remove(at);
                 }

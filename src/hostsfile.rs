@@ -362,7 +362,11 @@ mod tests {
             let text = String::from_utf8_lossy(&rng.bytes(300)).into_owned();
             let _ = lookup(&text, "db");
             match switch(&text, "db", ip("10.0.0.12")) {
-                Ok(out) => assert_eq!(lookup(&out, "db").as_deref(), Some("10.0.0.12"), "case {case}: {text:?}"),
+                Ok(out) => assert_eq!(
+                    lookup(&out, "db").as_deref(),
+                    Some("10.0.0.12"),
+                    "case {case}: {text:?}"
+                ),
                 Err(EditError::NotText) => assert!(text.contains('\0')),
                 Err(e) => panic!("case {case}: {e}"),
             }

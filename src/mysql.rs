@@ -319,7 +319,10 @@ impl ReplicaStatus {
         let errors = !self.last_io_error.is_empty() || !self.last_sql_error.is_empty();
         let no = |s: &str| s.eq_ignore_ascii_case("no");
         if !errors && no(&self.io_running) && no(&self.sql_running) {
-            return crate::text::one_line(&format!("replication stopped (source was {})", self.source_host));
+            return crate::text::one_line(&format!(
+                "replication stopped (source was {})",
+                self.source_host
+            ));
         }
 
         let lag = self
@@ -568,11 +571,38 @@ mod fuzz_tests {
     use crate::fuzz::{Rng, cases};
 
     const COLUMNS: &[&str] = &[
-        "Slave_IO_Running", "Replica_IO_Running", "Slave_SQL_Running", "Replica_SQL_Running", "Master_Host", "Source_Host",
-        "Master_Port", "Source_Port", "Seconds_Behind_Master", "Seconds_Behind_Source", "Last_IO_Error", "Last_SQL_Error",
-        "Master_Log_File", "Read_Master_Log_Pos", "Relay_Master_Log_File", "Exec_Master_Log_Pos", "Gtid_IO_Pos",
+        "Slave_IO_Running",
+        "Replica_IO_Running",
+        "Slave_SQL_Running",
+        "Replica_SQL_Running",
+        "Master_Host",
+        "Source_Host",
+        "Master_Port",
+        "Source_Port",
+        "Seconds_Behind_Master",
+        "Seconds_Behind_Source",
+        "Last_IO_Error",
+        "Last_SQL_Error",
+        "Master_Log_File",
+        "Read_Master_Log_Pos",
+        "Relay_Master_Log_File",
+        "Exec_Master_Log_Pos",
+        "Gtid_IO_Pos",
     ];
-    const VALUES: &[&str] = &["Yes", "No", "Connecting", "", "NULL", "0", "-1", "99999999999999999999", "10.0.0.1", "é|\n", "3306", "65536"];
+    const VALUES: &[&str] = &[
+        "Yes",
+        "No",
+        "Connecting",
+        "",
+        "NULL",
+        "0",
+        "-1",
+        "99999999999999999999",
+        "10.0.0.1",
+        "é|\n",
+        "3306",
+        "65536",
+    ];
 
     /// Any replication status row (missing columns, odd values, both spellings mixed) reads
     /// without a panic into a status that describes itself on one line.
@@ -592,13 +622,22 @@ mod fuzz_tests {
             }
             let status = ReplicaStatus::from_columns(&row);
             let text = status.describe();
-            assert!(!text.contains('\n') && !text.contains('|'), "case {case}: {text:?}");
+            assert!(
+                !text.contains('\n') && !text.contains('|'),
+                "case {case}: {text:?}"
+            );
             let _ = (status.io_ok(), status.sql_ok(), status.caught_up());
         }
         for case in 0..cases(5000) {
-            let grants: Vec<String> = (0..rng.below(4)).map(|_| String::from_utf8_lossy(&rng.bytes(80)).into_owned()).collect();
+            let grants: Vec<String> = (0..rng.below(4))
+                .map(|_| String::from_utf8_lossy(&rng.bytes(80)).into_owned())
+                .collect();
             let privileges = parse_global_privileges(&grants);
-            let _ = missing_admin_privileges(Flavor::MariaDb, &String::from_utf8_lossy(&rng.bytes(12)), &privileges);
+            let _ = missing_admin_privileges(
+                Flavor::MariaDb,
+                &String::from_utf8_lossy(&rng.bytes(12)),
+                &privileges,
+            );
             let _ = case;
         }
     }

@@ -391,10 +391,20 @@ mod fuzz_tests {
     #[test]
     fn fuzz_resp_and_info_parsing() {
         let mut rng = Rng::new(4);
-        let seeds: &[&[u8]] = &[b"+PONG\r\n", b"*2\r\n$6\r\nmaster\r\n:7\r\n", b"$3\r\nabc\r\n", b"-LOADING x\r\n", b":12\r\n"];
+        let seeds: &[&[u8]] = &[
+            b"+PONG\r\n",
+            b"*2\r\n$6\r\nmaster\r\n:7\r\n",
+            b"$3\r\nabc\r\n",
+            b"-LOADING x\r\n",
+            b":12\r\n",
+        ];
         for _ in 0..cases(20000) {
             let pick = rng.below(seeds.len() as u64) as usize;
-            let bytes = if rng.below(2) == 0 { rng.bytes(64) } else { rng.mutate(seeds[pick]) };
+            let bytes = if rng.below(2) == 0 {
+                rng.bytes(64)
+            } else {
+                rng.mutate(seeds[pick])
+            };
             let _ = read_reply(&mut std::io::Cursor::new(bytes), 0);
         }
         for case in 0..cases(10000) {

@@ -303,12 +303,24 @@ impl State {
             }
             Ok(_) => {}
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("cannot open the database {}", path.display()))?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(2))?;
+        let conn = match schema_version(&conn, &path) {
+            Ok(_) => conn,
+            // Reading a WAL database needs its -shm file, which a reader that may not write
+            // the state dir (Nagios, an immutable dir) cannot create. Then read the main file
+            // as it stands: every finished tick has been checkpointed into it.
+            Err(_) if !path.with_extension("db-shm").exists() || !dir_writable(state_dir) => {
+                let uri = format!("file:{}?immutable=1", path.display());
+                let c = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                    .with_context(|| format!("cannot open the database {}", path.display()))?;
+                c.busy_timeout(Duration::from_secs(2))?;
+                c
+            }
+            Err(e) => return Err(e),
+        };
         let version = schema_version(&conn, &path)?;
         if version == 0 {
             return Ok(None);
@@ -660,6 +672,17 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether this process may create files in `dir` (access(2) honours root's powers and
+/// read-only mounts; an immutable directory is caught by the caller's retry).
+fn dir_writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 #[cfg(test)]

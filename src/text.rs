@@ -212,7 +212,13 @@ mod fuzz_tests {
             }
             let _ = split_words(&text);
             let quoted = shell_quote(&text);
-            assert!(quoted.starts_with('\'') || quoted.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)), "case {case}");
+            assert!(
+                quoted.starts_with('\'')
+                    || quoted
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)),
+                "case {case}"
+            );
         }
     }
 }
