@@ -175,13 +175,15 @@ fn tick_pool(config: &Config, state: &State, pool: &Pool) -> Result<bool> {
         }
     }
     let now = now_ms();
-    if chain_ran
-        || tick::system_check_due(
-            rec.last_system_check_at,
-            now,
-            config.system_check_interval.as_millis() as i64,
-        )
-    {
+    // While an armed pool's active server is failing, readiness waits: the next checks of
+    // the server come sooner, and detection is what matters then.
+    let counting = rec.state == PoolState::Armed && rec.failures > 0;
+    let due = tick::system_check_due(
+        rec.last_system_check_at,
+        now,
+        config.system_check_interval.as_millis() as i64,
+    );
+    if chain_ran || (due && !counting) {
         events.extend(readiness(state, pool, rec.active, now)?);
         rec.last_system_check_at = Some(now);
     }

@@ -148,42 +148,30 @@ impl Protocol for Step<'_> {
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
         let new = ctx.new_primary;
-        let switch = self.helper_line("switch", Some(new));
-        let switched =
-            remote::for_each_host(&self.cfg.client_hosts, |host| self.run(host, &switch, ctx));
-        // Every client is switched before any is checked: one slow client delays none.
-        let verify = self.helper_line("verify", Some(new));
-        let verified =
-            remote::for_each_host(&self.cfg.client_hosts, |host| self.run(host, &verify, ctx));
+        // One session per client, all clients at once: switch, then verify by reading the
+        // file back through the resolver's rules.
+        let line = format!(
+            "{} && {}",
+            self.helper_line("switch", Some(new)),
+            self.helper_line("verify", Some(new))
+        );
+        let outputs = remote::for_each_host(&self.cfg.client_hosts, |host| self.run(host, &line, ctx));
         self.cfg
             .client_hosts
             .iter()
-            .zip(switched.iter().zip(&verified))
-            .map(|(host, (s, v))| {
-                let said = |o: &Output| {
-                    let first = crate::text::first_line(&o.stdout);
-                    if first.is_empty() {
-                        o.describe_exit()
-                    } else {
-                        first
+            .zip(&outputs)
+            .map(|(host, out)| {
+                let mut lines = out.stdout.lines().map(crate::text::one_line);
+                let (switched, verified) = (lines.next(), lines.next());
+                let (status, message) = match (&out.exit, switched, verified) {
+                    (Exit::Code(0), Some(s), Some(v)) if v.starts_with("OK - ") => (Status::Ok, s),
+                    (_, Some(s), Some(v)) if s.starts_with("OK - ") => {
+                        (Status::Critical, format!("switched, but verify failed: {v}"))
                     }
+                    (_, Some(s), _) => (Status::Critical, format!("switch failed: {s}")),
+                    _ => (Status::Critical, format!("switch failed: {}", out.describe_exit())),
                 };
-                let output = format!("{}\n{}", s.combined(), v.combined());
-                let (status, message) = match (&s.exit, &v.exit) {
-                    (Exit::Code(0), Exit::Code(0)) => (Status::Ok, said(s)),
-                    (Exit::Code(0), _) => (
-                        Status::Critical,
-                        format!("switched, but verify failed: {}", said(v)),
-                    ),
-                    _ => (Status::Critical, format!("switch failed: {}", said(s))),
-                };
-                HostResult {
-                    host: host.name().to_string(),
-                    status,
-                    message,
-                    output,
-                    duration: s.duration + v.duration,
-                }
+                result(host, status, message, out)
             })
             .collect()
     }

@@ -149,9 +149,9 @@ echo \"holder=$holder old=$old\"",
         };
         let take = format!(
             "if [ -z \"$(ip -o addr show dev {i} to {v})\" ]; then ip addr add {cidr} dev {i} || exit 2; fi
-arping -U -c 1 -I {i} {v} >/dev/null 2>&1
-# The repeats go on in the background: the first announcement is what moves the clients.
-if [ {n} -gt 1 ]; then nohup arping -U -c {n} -I {i} {v} >/dev/null 2>&1 & fi
+# Gratuitous ARP in the background: arping waits a second after each announcement, and the
+# step need not wait for that. The first one goes out at once.
+nohup arping -U -c {n} -I {i} {v} >/dev/null 2>&1 &
 if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'ERROR - the address did not stay'; exit 2; fi",
             n = self.cfg.arping_count
         );

@@ -25,6 +25,16 @@ PREFIX_LEN=24
 HOSTS=(db1 db2 app1 app2)
 DB_HOSTS=(db1 db2)
 declare -A IP=([db1]=10.213.0.11 [db2]=10.213.0.12 [app1]=10.213.0.21 [app2]=10.213.0.22)
+# More client hosts for benchmarks: LAB_APPS=50 makes app1..app50 (10.213.0.21-70).
+LAB_APPS=${LAB_APPS:-2}
+if ! [[ $LAB_APPS =~ ^[0-9]+$ ]] || ((LAB_APPS < 2 || LAB_APPS > 70)); then
+    printf 'lab: error: LAB_APPS must be 2 to 70\n' >&2
+    exit 2
+fi
+for ((i = 3; i <= LAB_APPS; i++)); do
+    HOSTS+=("app$i")
+    IP[app$i]=10.213.0.$((20 + i))
+done
 PRIMARY=db1
 REPLICA=db2
 MYSQL_PORT=3306
@@ -673,7 +683,12 @@ cmd_up() {
 # links, the firewall rule and all files. Never fails on missing pieces.
 cmd_down() {
     need_root
-    local t0=$EPOCHREALTIME host ns pids tries
+    local t0=$EPOCHREALTIME host ns pids tries extra
+    # Every lab namespace, however many client hosts the lab was built with.
+    mapfile -t extra < <(ip netns list 2>/dev/null | awk '$1 ~ /^dp-/ { sub(/^dp-/, "", $1); print $1 }')
+    for host in "${extra[@]}"; do
+        is_host "$host" || { HOSTS+=("$host"); IP[$host]=0.0.0.0; }
+    done
     for host in "${HOSTS[@]}"; do
         ns=$(ns_of "$host")
         if ns_exists "$host"; then

@@ -1,0 +1,86 @@
+# Shared by the benchmark scripts: a release build, the lab, instance configs, timing.
+# Every script prints its results as Markdown table rows for BENCHMARKS.md.
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+lab="$top/tests/lab/lab.sh"
+bin="$top/target/release/deadpool"
+
+prepare() {
+    for p in time sqlite3; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
+    done
+    bash "$lab" install >/dev/null
+    (cd "$top" && cargo build --release --quiet)
+}
+
+now_ms() { date +%s%3N; }
+
+# median of the numbers on stdin
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# min and max of the numbers on stdin, as "min-max"
+spread() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
+
+# Lab environment: LAB_DB1_IP etc.
+lab_env() { eval "$(bash "$lab" env)"; }
+
+# An instance dir with deadpool.toml; pools are added by the caller.
+new_instance() {
+    local dir
+    dir=$(mktemp -d /tmp/deadpool-bench.XXXXXX)
+    mkdir -p "$dir/pools"
+    cat >"$dir/deadpool.toml" <<TOML
+state_dir = "state"
+tick_interval = "1s"
+system_check_interval = "${SYSTEM_CHECK_INTERVAL:-1h}"
+
+[ssh]
+user = "root"
+identity_file = "$LAB_SSH_KEY"
+known_hosts = "$LAB_SSH_KNOWN_HOSTS"
+connect_timeout = "2s"
+TOML
+    echo "$dir"
+}
+
+mysql_pool() {
+    cat <<TOML
+primary = "$LAB_DB1_IP"
+secondary = "$LAB_DB2_IP"
+max_failed_checks = ${1:-3}
+
+[monitor]
+type = "mysql"
+user = "$LAB_MONITOR_USER"
+password_file = "$LAB_MONITOR_PASSWORD_FILE"
+timeout = "1s"
+
+[[protocol]]
+type = "mysql_promote"
+user = "$LAB_ADMIN_USER"
+password_file = "$LAB_ADMIN_PASSWORD_FILE"
+timeout = "20s"
+TOML
+}
+
+# etc_hosts over the first N lab app hosts; maps the name on each of them first.
+etc_hosts_step() {
+    local n=$1 clients="" i
+    for ((i = 1; i <= n; i++)); do
+        local ip=10.213.0.$((20 + i))
+        clients+="\"$ip\", "
+        printf '%s\tdb.service\n' "$LAB_DB1_IP" >>"/etc/netns/dp-app$i/hosts"
+    done
+    cat <<TOML
+
+[[protocol]]
+type = "etc_hosts"
+service_host_name = "db.service"
+client_hosts = [${clients%, }]
+helper = "$bin"
+timeout = "30s"
+TOML
+}
+
+# The history of an instance as "event at_ms" lines.
+events() { "$bin" --config "$1" history --json --limit 100000 | sed -n 's/.*"at":\([0-9]*\),.*"event":"\([a-z_]*\)".*/\2 \1/p'; }
