@@ -78,8 +78,10 @@ pub fn execute(
     to: Role,
     actor: &str,
     why: &str,
+    progress: bool,
 ) -> Result<PoolState> {
     let from = to.other();
+    let total = pool.steps.len();
     // Committed before the first change: a crash from here on is found as `interrupted`.
     let started = now_ms();
     rec.state = PoolState::FailingOver;
@@ -139,8 +141,28 @@ pub fn execute(
             "started",
             "",
         )])?;
+        if progress {
+            print!(
+                "  [{}/{total}] {} ({}) ... ",
+                index + 1,
+                step.name,
+                step.type_name()
+            );
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
         let ctx = context(pool, index, from, to, false);
         let hosts = protocol::run(Action::Promote, &ctx);
+        if progress {
+            println!("{}", protocol::worst(&hosts).as_str());
+            for h in &hosts {
+                println!(
+                    "        {:<8} {:<14} {}",
+                    h.status.as_str(),
+                    h.host,
+                    h.message
+                );
+            }
+        }
         let events: Vec<Event> = hosts
             .iter()
             .map(|h| host_event(pool, "step", actor, &step.name, h))

@@ -68,6 +68,8 @@ pub struct Problem {
     pub status: Status,
     pub pool: Option<String>,
     pub message: String,
+    /// What to do next.
+    pub hint: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -199,10 +201,19 @@ pub fn build(
         }
     };
     if instance_status != Status::Ok {
+        let hint = match tick {
+            None => {
+                "enable the timer: systemctl enable --now deadpool.timer (or run `deadpool tick` from cron)"
+            }
+            Some(_) => {
+                "see `systemctl status deadpool.timer` and `journalctl -u deadpool`; a tick may be failing or hung"
+            }
+        };
         problems.push(Problem {
             status: instance_status,
             pool: None,
             message: message.clone(),
+            hint: hint.to_string(),
         });
     }
     let instance = Instance {
@@ -260,11 +271,13 @@ fn pool_report(
         None => Vec::new(),
     };
     let mut mine: Vec<Problem> = Vec::new();
-    let mut problem = |status: Status, message: String| {
+    let name = &pool.name;
+    let mut problem = |status: Status, message: String, hint: String| {
         mine.push(Problem {
             status,
-            pool: Some(pool.name.clone()),
-            message: format!("{}: {message}", pool.name),
+            pool: Some(name.clone()),
+            message: format!("{name}: {message}"),
+            hint,
         });
     };
     let active = rec.as_ref().map_or(Role::Primary, |r| r.active);
@@ -272,7 +285,11 @@ fn pool_report(
 
     // The pool's own state.
     match &rec {
-        None => problem(Status::Warning, "not checked by a tick yet".into()),
+        None => problem(
+            Status::Warning,
+            "not checked by a tick yet".into(),
+            "wait for the next tick (a pool added to the config is picked up by it)".into(),
+        ),
         Some(r) => match r.state {
             PoolState::Armed if r.failures > 0 => problem(
                 Status::Warning,
@@ -283,6 +300,12 @@ fn pool_report(
                     r.failures,
                     pool.max_failed_checks
                 ),
+                format!(
+                    "look at {} now: deadpool fails over at {}/{}",
+                    pool.address(r.active),
+                    pool.max_failed_checks,
+                    pool.max_failed_checks
+                ),
             ),
             PoolState::Armed => {}
             PoolState::FailedOver => problem(
@@ -291,12 +314,21 @@ fn pool_report(
                     "{}; run `deadpool reset {}` once it is looked at",
                     r.reason, pool.name
                 ),
+                format!(
+                    "find out why {} failed, repair or rebuild it as the new standby, then `deadpool reset {name}`",
+                    pool.address(r.active.other())
+                ),
             ),
             PoolState::FailingOver => problem(
                 Status::Critical,
                 format!("failover in progress: {}", r.reason),
+                format!("watch `deadpool history --pool {name}`; a tick that finds no process running it marks it interrupted"),
             ),
-            PoolState::Blocked => problem(Status::Critical, format!("blocked: {}", r.reason)),
+            PoolState::Blocked => problem(
+                Status::Critical,
+                format!("blocked: {}", r.reason),
+                "fix what the reason names; the failover runs on the next tick once it can (or `deadpool promote` by hand)".into(),
+            ),
             PoolState::FailoverFailed | PoolState::Interrupted => problem(
                 Status::Critical,
                 format!(
@@ -304,6 +336,9 @@ fn pool_report(
                     r.state.as_str(),
                     r.reason,
                     pool.name
+                ),
+                format!(
+                    "see which steps ran in `deadpool history --pool {name}`, finish or undo them by hand, then `deadpool reset {name} --active primary|secondary`"
                 ),
             ),
         },
@@ -347,7 +382,11 @@ fn pool_report(
     let (active_h, standby_h) = (health(active), health(active.other()));
     let standby_addr = pool.address(active.other());
     if active_h == Some(Health::Down) && standby_h == Some(Health::Down) {
-        problem(Status::Critical, "both servers are down".into());
+        problem(
+            Status::Critical,
+            "both servers are down".into(),
+            "restore either server by hand; deadpool cannot fail over to a dead standby".into(),
+        );
     } else if standby_h == Some(Health::Down) {
         let msg = servers
             .iter()
@@ -360,6 +399,7 @@ fn pool_report(
                 "standby {} ({standby_addr}) is down: {msg}",
                 active.other().as_str()
             ),
+            "bring the standby back: until then a failover is not possible".into(),
         );
     }
     if active_h == Some(Health::Down)
@@ -373,6 +413,9 @@ fn pool_report(
                 active.as_str(),
                 pool.address(active)
             ),
+            format!(
+                "the locked pool will not fail over again: restore it, or `deadpool reset {name}` and let deadpool act"
+            ),
         );
     }
     for s in servers
@@ -385,6 +428,7 @@ fn pool_report(
                 "{} ({}) is alive with a problem: {}",
                 s.role, s.address, s.message
             ),
+            "check the monitor's credentials and the server's connection limits".into(),
         );
     }
     // Split-brain: a database monitor saw the standby writable.
@@ -403,6 +447,9 @@ fn pool_report(
             format!(
                 "split-brain risk: standby {} ({standby_addr}) is writable {why}; make it read-only (SET GLOBAL read_only = ON)",
                 active.other().as_str()
+            ),
+            format!(
+                "make {standby_addr} read-only now (MySQL: SET GLOBAL read_only = ON; Redis: REPLICAOF the active server), then check which writes went where"
             ),
         );
     }
@@ -441,6 +488,7 @@ fn pool_report(
                         index + 1,
                         step.name
                     ),
+                    "the next tick checks it".into(),
                 );
             }
         } else {
@@ -461,6 +509,10 @@ fn pool_report(
                         h.message,
                         human_secs(h.age_s.max(0.0))
                     ),
+                    format!(
+                        "fix it on {}: a failover now would fail at this step",
+                        h.host
+                    ),
                 );
             }
 
@@ -475,6 +527,7 @@ fn pool_report(
                         step.name,
                         human_secs(age(now, oldest))
                     ),
+                    "ticks skip readiness while the active server is failing, or the check hangs; see `journalctl -u deadpool`".into(),
                 );
             }
         }
@@ -563,32 +616,32 @@ pub fn nagios(report: &Report) -> String {
 }
 
 /// The readable tree: instance, then each pool with its monitor and steps; problems first.
-pub fn full(report: &Report) -> String {
+pub fn full(report: &Report, colour: bool) -> String {
+    let paint = |status: Status| tag(status, colour);
     let mut out = String::new();
-    let _ = writeln!(out, "DEADPOOL {}", report.status.as_str());
+    let headline = paint(report.status)
+        .replacen("! ", "", 1)
+        .replacen("  ", "", 1);
+    let _ = writeln!(out, "DEADPOOL {}", headline.trim_end());
     if !report.problems.is_empty() {
-        let _ = writeln!(out, "problems:");
+        let _ = writeln!(out, "problems (worst first):");
         for p in &report.problems {
-            let _ = writeln!(out, "  ! {:<8} {}", p.status.as_str(), p.message);
+            let _ = writeln!(out, "  {}{}", paint(p.status), p.message);
+            if !p.hint.is_empty() {
+                let _ = writeln!(out, "             -> {}", p.hint);
+            }
         }
     }
     let i = &report.instance;
     let _ = writeln!(out, "instance {} (state {})", i.config_dir, i.state_dir);
-    let _ = writeln!(
-        out,
-        "  {} {:<8} {}",
-        mark(i.status),
-        i.status.as_str(),
-        i.message
-    );
+    let _ = writeln!(out, "  {} {}", paint(i.status), i.message);
     for p in &report.pools {
         let _ = writeln!(out, "pool {}", p.name);
         let state = p.state.as_deref().unwrap_or("not checked yet");
         let _ = writeln!(
             out,
-            "  {} {:<8} {state}, active {} ({}), {}/{} failures{}",
-            mark(p.status),
-            p.status.as_str(),
+            "  {} {state}, active {} ({}), {}/{} failures{}",
+            paint(p.status),
             p.active,
             p.active_address,
             p.failures,
@@ -606,9 +659,8 @@ pub fn full(report: &Report) -> String {
             });
             let _ = writeln!(
                 out,
-                "    {} {:<8} {:<9} {:<16} {:<8} {}{} ({checked})",
-                mark(s.status),
-                s.status.as_str(),
+                "    {} {:<9} {:<16} {:<8} {}{} ({checked})",
+                paint(s.status),
                 s.role,
                 s.address,
                 s.health.as_deref().unwrap_or("-"),
@@ -624,9 +676,8 @@ pub fn full(report: &Report) -> String {
         for st in &p.steps {
             let _ = writeln!(
                 out,
-                "    {} {:<8} {}. {} ({})",
-                mark(st.status),
-                st.status.as_str(),
+                "    {} {}. {} ({})",
+                paint(st.status),
                 st.index,
                 st.name,
                 st.kind
@@ -637,9 +688,8 @@ pub fn full(report: &Report) -> String {
             for h in &st.hosts {
                 let _ = writeln!(
                     out,
-                    "      {} {:<8} {:<12} {} (checked {} ago)",
-                    mark(h.status),
-                    h.status.as_str(),
+                    "      {} {:<12} {} (checked {} ago)",
+                    paint(h.status),
                     h.host,
                     h.message,
                     human_secs(h.age_s.max(0.0))
@@ -650,8 +700,20 @@ pub fn full(report: &Report) -> String {
     out
 }
 
-fn mark(status: Status) -> char {
-    if status == Status::Ok { ' ' } else { '!' }
+/// A status word padded to one column, marked `!` unless OK, in colour when asked.
+fn tag(status: Status, colour: bool) -> String {
+    let mark = if status == Status::Ok { ' ' } else { '!' };
+    let word = format!("{mark} {:<8} ", status.as_str());
+    if !colour {
+        return word;
+    }
+    let code = match status {
+        Status::Ok => "32",
+        Status::Warning => "33",
+        Status::Unknown => "35",
+        Status::Critical => "1;31",
+    };
+    format!("\x1b[{code}m{word}\x1b[0m")
 }
 
 #[cfg(test)]

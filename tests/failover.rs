@@ -530,6 +530,12 @@ fn promote_and_reset_ask_on_a_terminal() {
 
     let r = on_terminal(&inst, "promote db secondary", "yes");
     assert_eq!(r.code, 0, "{r:?}");
+    // On a terminal, each step shows as it runs.
+    assert!(
+        r.stdout.contains("[1/2] one (plugin) ... OK")
+            && r.stdout.contains("[2/2] two (plugin) ... OK"),
+        "{r:?}"
+    );
     assert_eq!(
         inst.state_of("db"),
         ("failed_over".into(), "secondary".into(), 0)

@@ -235,7 +235,7 @@ fn full_and_json_reports_show_the_tree() {
     let text = r.stdout;
     assert!(
         text.starts_with(
-            "DEADPOOL WARNING\nproblems:\n  ! WARNING  db: standby secondary (db2) is down"
+            "DEADPOOL WARNING\nproblems (worst first):\n  ! WARNING  db: standby secondary (db2) is down"
         ),
         "{text}"
     );
@@ -252,6 +252,32 @@ fn full_and_json_reports_show_the_tree() {
         inst.run(&["report", "--full"]).stdout.lines().next(),
         text.lines().next()
     );
+
+    assert!(
+        text.contains("\n             -> bring the standby back"),
+        "each problem says what to do: {text}"
+    );
+    assert!(!text.contains('\x1b'), "no colour when piped: {text}");
+
+    // On a terminal: colour, unless NO_COLOR is set.
+    let on_terminal = |no_color: bool| {
+        let cmdline = format!("{} --config {} report", common::BIN, inst.dir().display());
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &cmdline, "/dev/null"])
+            .env("TERM", "xterm");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        String::from_utf8_lossy(&cmd.output().expect("script (util-linux)").stdout).into_owned()
+    };
+    assert!(
+        on_terminal(false).contains("\x1b[33m! WARNING"),
+        "{:?}",
+        on_terminal(false)
+    );
+    assert!(!on_terminal(true).contains('\x1b'));
 
     let r = inst.run(&["report", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();

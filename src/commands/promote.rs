@@ -120,12 +120,23 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         .last()
         .map_or(0, |e| e.id);
     let why = "a manual promote".to_string();
-    let end = chain::execute(&state, pool, &mut rec, to, &who, &why)?;
-    for e in state
-        .history(Some(&pool.name), 10_000)?
-        .iter()
-        .filter(|e| e.id > first_new)
-    {
+    // On a terminal each step shows as it runs; otherwise the record is printed at the end.
+    let live = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if live {
+        println!(
+            "promoting {} ({}) in pool {}:",
+            to.as_str(),
+            pool.address(to),
+            pool.name
+        );
+    }
+    let end = chain::execute(&state, pool, &mut rec, to, &who, &why, live)?;
+    let events = if live {
+        Vec::new()
+    } else {
+        state.history(Some(&pool.name), 10_000)?
+    };
+    for e in events.iter().filter(|e| e.id > first_new) {
         let target = if e.host.is_empty() {
             e.step.clone()
         } else {

@@ -25,7 +25,15 @@ pub fn run(dir: &Path, args: &ReportArgs) -> Result<Outcome> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&tree)?);
     } else {
-        print!("{}", report::full(&tree));
+        print!("{}", report::full(&tree, colour()));
     }
     Ok(Outcome::Done)
+}
+
+/// Colour on a terminal, unless `NO_COLOR` is set (https://no-color.org) or `TERM=dumb`.
+pub fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
 }

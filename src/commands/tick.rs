@@ -166,7 +166,7 @@ fn tick_pool(config: &Config, state: &State, pool: &Pool) -> Result<bool> {
                         }
                         state.save_pool(&rec, &events)?;
                         events.clear();
-                        let end = chain::execute(state, pool, &mut rec, to, "tick", &why)?;
+                        let end = chain::execute(state, pool, &mut rec, to, "tick", &why, false)?;
                         attention = end != PoolState::FailedOver;
                         chain_ran = true;
                     }
