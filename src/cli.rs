@@ -5,9 +5,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `deadpool --version`: the version, then the commit it was built from. The hosts helper check
+/// in `protocol::etc_hosts` reads the first two words, so they stay `deadpool X.Y.Z`.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("DEADPOOL_COMMIT"),
+    ")"
+);
+
 /// Single-use failover for a primary and its standby. Run `deadpool tick` from a timer.
 #[derive(Debug, Parser)]
-#[command(name = "deadpool", version, about, max_term_width = 100)]
+#[command(name = "deadpool", version = VERSION, about, max_term_width = 100)]
 pub struct Cli {
     /// Config directory [default: $DEADPOOL_CONFIG, else /etc/deadpool]
     #[arg(long, global = true, value_name = "DIR")]
@@ -43,6 +52,10 @@ pub enum Command {
     Init(InitArgs),
     /// Client-side helper: test, verify or switch a name in a hosts file (runs on app servers)
     Hosts(HostsArgs),
+    /// Print a shell completion script to stdout
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -157,6 +170,13 @@ pub struct InitArgs {
     /// Overwrite existing files
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 impl Cli {

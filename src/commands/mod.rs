@@ -1,9 +1,11 @@
 //! One file per subcommand; this file dispatches and holds what several of them share.
 
 mod check_config;
+mod completions;
 mod history;
 mod hosts;
 mod init;
+mod man;
 mod promote;
 mod report;
 mod reset;
@@ -22,6 +24,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Init(args) => init::run(&dir, &args),
         Command::Hosts(args) => hosts::run(&args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man => man::run(),
 
         Command::CheckConfig(args) => check_config::run(&dir, &args),
         Command::Report(args) => report::run(&dir, &args),
