@@ -99,8 +99,11 @@ pub struct ReportArgs {
     #[arg(long, conflicts_with = "json")]
     pub nagios: bool,
     /// The status tree as JSON (schema in the README)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prometheus")]
     pub json: bool,
+    /// Metrics in the Prometheus text format
+    #[arg(long, conflicts_with_all = ["nagios", "full"])]
+    pub prometheus: bool,
     /// Only this pool
     #[arg(long, value_name = "NAME")]
     pub pool: Option<String>,

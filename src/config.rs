@@ -24,6 +24,8 @@ pub struct Config {
     pub stale_warning: Duration,
     pub stale_critical: Duration,
     pub history_retention: Duration,
+    /// Where each tick writes its metrics for node_exporter's textfile collector.
+    pub prometheus_textfile: Option<PathBuf>,
     /// The `[ssh]` defaults, used by `confirm_from` and by steps that do not override them.
     pub ssh: SshSettings,
     pub pools: Vec<Pool>,
@@ -377,6 +379,16 @@ impl Config {
             stale_warning,
             stale_critical,
             history_retention,
+            prometheus_textfile: match raw.prometheus_textfile.as_deref() {
+                None => None,
+                Some(p) if p.ends_with(".prom") => Some(dir.join(p)),
+                Some(p) => {
+                    return Err(Error::Config(format!(
+                        "{}: key `prometheus_textfile`: `{p}`: node_exporter reads only files ending in .prom",
+                        main_file.display()
+                    )));
+                }
+            },
             ssh,
             pools,
         })
@@ -456,6 +468,7 @@ struct RawInstance {
     stale_warning: Option<String>,
     stale_critical: Option<String>,
     history_retention: Option<String>,
+    prometheus_textfile: Option<String>,
     ssh: Option<RawSsh>,
 }
 

@@ -716,6 +716,169 @@ fn tag(status: Status, colour: bool) -> String {
     format!("\x1b[{code}m{word}\x1b[0m")
 }
 
+/// The Prometheus text exposition format, for `report --prometheus` and the textfile that
+/// node_exporter's textfile collector reads. Statuses are numbers: 0 OK, 1 WARNING,
+/// 2 CRITICAL, 3 UNKNOWN.
+pub fn prometheus(report: &Report) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let i = &report.instance;
+    metric(
+        "deadpool_status",
+        "gauge",
+        "Worst status of the instance (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).",
+        vec![(String::new(), f64::from(report.status.exit_code()))],
+    );
+    metric(
+        "deadpool_last_tick_timestamp_seconds",
+        "gauge",
+        "When the last tick started.",
+        i.last_tick_at
+            .map(|t| (String::new(), t as f64 / 1000.0))
+            .into_iter()
+            .collect(),
+    );
+    metric(
+        "deadpool_tick_age_seconds",
+        "gauge",
+        "Seconds since the last tick started.",
+        i.last_tick_age_s
+            .map(|a| (String::new(), a))
+            .into_iter()
+            .collect(),
+    );
+    metric(
+        "deadpool_tick_duration_seconds",
+        "gauge",
+        "How long the last tick took.",
+        i.last_tick_duration_s
+            .map(|d| (String::new(), d))
+            .into_iter()
+            .collect(),
+    );
+    let pool = |p: &PoolReport| format!("pool=\"{}\"", label(&p.name));
+    metric(
+        "deadpool_pool_status",
+        "gauge",
+        "Worst status of the pool.",
+        report
+            .pools
+            .iter()
+            .map(|p| (format!("{{{}}}", pool(p)), f64::from(p.status.exit_code())))
+            .collect(),
+    );
+    const STATES: [&str; 6] = [
+        "armed",
+        "blocked",
+        "failing_over",
+        "failed_over",
+        "failover_failed",
+        "interrupted",
+    ];
+    metric(
+        "deadpool_pool_state",
+        "gauge",
+        "1 for the pool's current state.",
+        report
+            .pools
+            .iter()
+            .flat_map(|p| {
+                STATES.iter().map(move |s| {
+                    (
+                        format!("{{{},state=\"{s}\"}}", pool(p)),
+                        f64::from(u8::from(p.state.as_deref() == Some(*s))),
+                    )
+                })
+            })
+            .collect(),
+    );
+    metric(
+        "deadpool_pool_failures",
+        "gauge",
+        "Consecutive failed checks of the active server.",
+        report
+            .pools
+            .iter()
+            .map(|p| (format!("{{{}}}", pool(p)), f64::from(p.failures)))
+            .collect(),
+    );
+    metric(
+        "deadpool_pool_max_failed_checks",
+        "gauge",
+        "The failover threshold.",
+        report
+            .pools
+            .iter()
+            .map(|p| (format!("{{{}}}", pool(p)), f64::from(p.max_failed_checks)))
+            .collect(),
+    );
+    metric(
+        "deadpool_server_up",
+        "gauge",
+        "1 when the server answered its last check (also when alive with a problem).",
+        report
+            .pools
+            .iter()
+            .flat_map(|p| {
+                p.monitor
+                    .servers
+                    .iter()
+                    .filter(|s| s.health.is_some())
+                    .map(move |s| {
+                        let labels = format!(
+                            "{{{},role=\"{}\",address=\"{}\",active=\"{}\"}}",
+                            pool(p),
+                            s.role,
+                            label(&s.address),
+                            s.active
+                        );
+                        (
+                            labels,
+                            f64::from(u8::from(s.health.as_deref() != Some("down"))),
+                        )
+                    })
+            })
+            .collect(),
+    );
+    metric(
+        "deadpool_readiness_status",
+        "gauge",
+        "Each step's readiness on each host.",
+        report
+            .pools
+            .iter()
+            .flat_map(|p| {
+                p.steps.iter().flat_map(move |st| {
+                    st.hosts.iter().map(move |h| {
+                        (
+                            format!(
+                                "{{{},step=\"{}\",host=\"{}\"}}",
+                                pool(p),
+                                label(&st.name),
+                                label(&h.host)
+                            ),
+                            f64::from(h.status.exit_code()),
+                        )
+                    })
+                })
+            })
+            .collect(),
+    );
+    out
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

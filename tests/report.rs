@@ -314,3 +314,48 @@ fn history_is_bounded_by_events_not_ticks() {
         "a pool that stays blocked is recorded once: {events}"
     );
 }
+
+#[test]
+fn prometheus_metrics_from_the_report_and_a_textfile_on_each_tick() {
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\nprometheus_textfile = \"metrics/deadpool.prom\"\n",
+        &[("db", common::TWO_STEP_POOL)],
+    );
+    std::fs::create_dir(inst.path("metrics")).unwrap();
+    inst.tick();
+    inst.flag("down-db1");
+    inst.tick();
+    let r = inst.run(&["report", "--prometheus"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for needed in [
+        "# TYPE deadpool_status gauge\ndeadpool_status 1\n",
+        "deadpool_pool_state{pool=\"db\",state=\"armed\"} 1\n",
+        "deadpool_pool_state{pool=\"db\",state=\"failed_over\"} 0\n",
+        "deadpool_pool_failures{pool=\"db\"} 1\n",
+        "deadpool_server_up{pool=\"db\",role=\"primary\",address=\"db1\",active=\"true\"} 0\n",
+        "deadpool_readiness_status{pool=\"db\",step=\"one\",host=\"local\"} 0\n",
+        "deadpool_tick_age_seconds ",
+    ] {
+        assert!(
+            r.stdout.contains(needed),
+            "`{needed}` missing:\n{}",
+            r.stdout
+        );
+    }
+    // Every sample line is `name{labels} number`.
+    for line in r.stdout.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    let file = std::fs::read_to_string(inst.path("metrics/deadpool.prom")).unwrap();
+    assert!(
+        file.contains("deadpool_pool_failures{pool=\"db\"} 1"),
+        "{file}"
+    );
+    inst.tick();
+    let file = std::fs::read_to_string(inst.path("metrics/deadpool.prom")).unwrap();
+    assert!(
+        file.contains("deadpool_pool_failures{pool=\"db\"} 2"),
+        "the file follows each tick: {file}"
+    );
+}

@@ -22,6 +22,10 @@ pub fn run(dir: &Path, args: &ReportArgs) -> Result<Outcome> {
         print!("{}", report::nagios(&tree));
         return Ok(Outcome::Code(tree.status.exit_code()));
     }
+    if args.prometheus {
+        print!("{}", report::prometheus(&tree));
+        return Ok(Outcome::Done);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&tree)?);
     } else {

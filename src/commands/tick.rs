@@ -54,6 +54,11 @@ pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
         }
     }
     state.record_tick(started_at, started.elapsed(), config.history_retention)?;
+    if let Some(path) = &config.prometheus_textfile
+        && let Err(e) = write_textfile(config, &state, path)
+    {
+        crate::warn!("cannot write the metrics file {}: {e:#}", path.display());
+    }
     crate::debug!("tick took {:.3}s", started.elapsed().as_secs_f64());
     Ok(if attention {
         Outcome::NeedsAttention
@@ -432,4 +437,14 @@ pub fn plan(pool: &Pool, from: Role, to: Role) -> String {
         }
     }
     out
+}
+
+/// Writes the metrics next to the target and renames them over it, so node_exporter never
+/// reads half a file.
+fn write_textfile(config: &Config, state: &State, path: &std::path::Path) -> Result<()> {
+    let tree = crate::report::build(config, Some(state), None, now_ms())?;
+    let tmp = path.with_extension("prom.tmp");
+    std::fs::write(&tmp, crate::report::prometheus(&tree))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }

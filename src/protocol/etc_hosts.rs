@@ -155,7 +155,8 @@ impl Protocol for Step<'_> {
             self.helper_line("switch", Some(new)),
             self.helper_line("verify", Some(new))
         );
-        let outputs = remote::for_each_host(&self.cfg.client_hosts, |host| self.run(host, &line, ctx));
+        let outputs =
+            remote::for_each_host(&self.cfg.client_hosts, |host| self.run(host, &line, ctx));
         self.cfg
             .client_hosts
             .iter()
@@ -165,11 +166,15 @@ impl Protocol for Step<'_> {
                 let (switched, verified) = (lines.next(), lines.next());
                 let (status, message) = match (&out.exit, switched, verified) {
                     (Exit::Code(0), Some(s), Some(v)) if v.starts_with("OK - ") => (Status::Ok, s),
-                    (_, Some(s), Some(v)) if s.starts_with("OK - ") => {
-                        (Status::Critical, format!("switched, but verify failed: {v}"))
-                    }
+                    (_, Some(s), Some(v)) if s.starts_with("OK - ") => (
+                        Status::Critical,
+                        format!("switched, but verify failed: {v}"),
+                    ),
                     (_, Some(s), _) => (Status::Critical, format!("switch failed: {s}")),
-                    _ => (Status::Critical, format!("switch failed: {}", out.describe_exit())),
+                    _ => (
+                        Status::Critical,
+                        format!("switch failed: {}", out.describe_exit()),
+                    ),
                 };
                 result(host, status, message, out)
             })
