@@ -294,11 +294,15 @@ fn pool_report(
             PoolState::Armed if r.failures > 0 => problem(
                 Status::Warning,
                 format!(
-                    "active {} ({}) failed {}/{} consecutive checks",
+                    "active {} ({}) failed {}/{} consecutive checks: {}",
                     r.active.as_str(),
                     pool.address(r.active),
                     r.failures,
-                    pool.max_failed_checks
+                    pool.max_failed_checks,
+                    monitor_rows
+                        .iter()
+                        .find(|m| m.role == r.active)
+                        .map_or("", |m| m.message.as_str())
                 ),
                 format!(
                     "look at {} now: deadpool fails over at {}/{}",
