@@ -320,7 +320,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
             .collect();
         let ssh = SshSettings {
-            user: "root".into(),
+            user: env["LAB_SSH_USER"].clone(),
             port: 22,
             auth: SshAuth::Key(PathBuf::from(&env["LAB_SSH_KEY"])),
             known_hosts: PathBuf::from(&env["LAB_SSH_KNOWN_HOSTS"]),

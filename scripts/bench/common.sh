@@ -35,7 +35,7 @@ tick_interval = "1s"
 system_check_interval = "${SYSTEM_CHECK_INTERVAL:-1h}"
 
 [ssh]
-user = "root"
+user = "$LAB_SSH_USER"
 identity_file = "$LAB_SSH_KEY"
 known_hosts = "$LAB_SSH_KNOWN_HOSTS"
 connect_timeout = "2s"

@@ -30,7 +30,7 @@ for ((run = 1; run <= runs; run++)); do
     started=$(events "$dir" | awk '$1 == "failover_started" { print $2 }')
     done_at=$(events "$dir" | awk '$1 == "failed_over" { print $2 }')
     grep -q "^$LAB_DB2_IP	db.service" /etc/netns/dp-app1/hosts && grep -q "^$LAB_DB2_IP	db.service" /etc/netns/dp-app2/hosts \
-        || { echo "run $run: clients not switched" >&2; exit 1; }
+        || { echo "run $run: clients not switched" >&2; "$bin" --config "$dir" history >&2; cat /etc/netns/dp-app1/hosts >&2; exit 1; }
     total+=($(( done_at - killed ))); detect+=($(( started - killed ))); chain+=($(( done_at - started )))
     echo "run $run: total $((done_at - killed)) ms, detection $((started - killed)) ms, chain $((done_at - started)) ms" >&2
     rm -rf "$dir"

@@ -78,7 +78,8 @@ impl Lab {
     /// Instance settings whose `[ssh]` logs in to the lab's hosts as root with the lab key.
     pub fn settings_with_ssh(&self, known_hosts: Option<&str>) -> String {
         format!(
-            "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n\n[ssh]\nuser = \"root\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\nconnect_timeout = \"2s\"\n",
+            "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n\n[ssh]\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\nconnect_timeout = \"2s\"\n",
+            self.var("LAB_SSH_USER"),
             self.var("LAB_SSH_KEY"),
             known_hosts.unwrap_or(self.var("LAB_SSH_KNOWN_HOSTS"))
         )

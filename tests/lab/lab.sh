@@ -40,6 +40,9 @@ REPLICA=db2
 MYSQL_PORT=3306
 REDIS_PORT=6379
 SSH_PORT=22
+# Steps log in as this user: uid 0 like root, but with /bin/sh as its shell, so no shell
+# start-up file of this machine's root account (which may run slow tools) runs per login.
+SSH_USER=dplab
 
 MONITOR_USER=deadpool
 ADMIN_USER=dpadmin
@@ -565,7 +568,7 @@ redis_cli() {
 redis_alive() { [[ $(redis_cli "$1" PING) == PONG ]]; }
 redis_link_up() { redis_cli "$REPLICA" INFO replication | grep -q '^master_link_status:up'; }
 
-ssh_login() { ssh "${SSH_OPTS[@]}" "root@${IP[$1]}" true </dev/null; }
+ssh_login() { ssh "${SSH_OPTS[@]}" "$SSH_USER@${IP[$1]}" true </dev/null; }
 
 # Users are created on the primary only; replication carries them over.
 bootstrap_primary() {
@@ -665,6 +668,7 @@ cmd_up() {
     write_hosts_files
     make_secrets
     make_ssh_keys
+    make_ssh_user
     write_configs
     prepare_mysql_datadirs
     heal_faults
@@ -677,6 +681,13 @@ cmd_up() {
     configure_replica
     wait_ready || die "lab is not up"
     log "lab is up in $(elapsed_since "$t0")s (LAB_DIR=$LAB_DIR)"
+}
+
+make_ssh_user() {
+    # "*" rather than useradd's "!": sshd without PAM treats "!" as a locked account.
+    id -u "$SSH_USER" >/dev/null 2>&1 && return 0
+    useradd --non-unique --uid 0 --gid 0 --no-create-home --home-dir "$LAB_DIR" \
+        --shell /bin/sh --comment "deadpool lab" --password "*" "$SSH_USER"
 }
 
 # Kills every process of every lab namespace, then removes namespaces,
@@ -711,6 +722,9 @@ cmd_down() {
         while iptables -w -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null; do
             iptables -w -D FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
         done
+    fi
+    if getent passwd "$SSH_USER" | grep -q ':deadpool lab:'; then
+        userdel "$SSH_USER" 2>/dev/null || sed -i "/^$SSH_USER:/d" /etc/passwd /etc/shadow
     fi
     if [[ -e $MARKER ]]; then
         rm -rf "$LAB_DIR"
@@ -846,7 +860,7 @@ cmd_env() {
     emit LAB_REPL_PASSWORD_FILE "$SECRETS/repl"
     emit LAB_REDIS_PASSWORD_FILE "$SECRETS/redis"
     emit LAB_APP_DB "$APP_DB"
-    emit LAB_SSH_USER root
+    emit LAB_SSH_USER "$SSH_USER"
     emit LAB_SSH_KEY "$SSH_KEY"
     emit LAB_SSH_KNOWN_HOSTS "$KNOWN_HOSTS"
 }
@@ -900,7 +914,7 @@ main() {
             check_host "$1"
             local host=$1
             shift
-            exec ssh "${SSH_OPTS[@]}" "root@${IP[$host]}" "$@" ;;
+            exec ssh "${SSH_OPTS[@]}" "$SSH_USER@${IP[$host]}" "$@" ;;
         -h|--help|help) usage 0 ;;
         *) usage ;;
     esac
