@@ -381,22 +381,7 @@ impl State {
     pub fn save_pool(&self, rec: &PoolRecord, events: &[Event]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO pools (name, state, active, failures, last_check_at, last_system_check_at, state_since, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT(name) DO UPDATE SET state = ?2, active = ?3, failures = ?4, last_check_at = ?5,
-               last_system_check_at = ?6, state_since = ?7, reason = ?8",
-            params![
-                rec.name,
-                rec.state.as_str(),
-                rec.active.as_str(),
-                rec.failures,
-                rec.last_check_at,
-                rec.last_system_check_at,
-                rec.state_since,
-                rec.reason
-            ],
-        )?;
+        upsert_pool(&tx, rec)?;
         for event in events {
             insert_event(&tx, event)?;
         }
@@ -420,21 +405,20 @@ impl State {
     pub fn save_monitor(&self, pool: &str, rows: &[MonitorRow]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for row in rows {
-            tx.execute(
-                "INSERT OR REPLACE INTO monitor_results
-                   (pool, role, health, message, checked_at, duration_ms, read_only)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    pool,
-                    row.role.as_str(),
-                    row.health.as_str(),
-                    row.message,
-                    row.checked_at,
-                    row.duration_ms,
-                    row.read_only
-                ],
-            )?;
+        insert_monitor(&tx, pool, rows)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A tick's result for one pool in one transaction (one fsync): the monitor results,
+    /// the pool's row and its events.
+    pub fn save_tick(&self, rec: &PoolRecord, events: &[Event], rows: &[MonitorRow]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert_monitor(&tx, &rec.name, rows)?;
+        upsert_pool(&tx, rec)?;
+        for event in events {
+            insert_event(&tx, event)?;
         }
         tx.commit()?;
         Ok(())
@@ -595,6 +579,45 @@ impl State {
         events.reverse();
         Ok(events)
     }
+}
+
+fn upsert_pool(conn: &Connection, rec: &PoolRecord) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO pools (name, state, active, failures, last_check_at, last_system_check_at, state_since, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(name) DO UPDATE SET state = ?2, active = ?3, failures = ?4, last_check_at = ?5,
+           last_system_check_at = ?6, state_since = ?7, reason = ?8",
+        params![
+            rec.name,
+            rec.state.as_str(),
+            rec.active.as_str(),
+            rec.failures,
+            rec.last_check_at,
+            rec.last_system_check_at,
+            rec.state_since,
+            rec.reason
+        ],
+    )
+}
+
+fn insert_monitor(conn: &Connection, pool: &str, rows: &[MonitorRow]) -> rusqlite::Result<()> {
+    for row in rows {
+        conn.execute(
+            "INSERT OR REPLACE INTO monitor_results
+               (pool, role, health, message, checked_at, duration_ms, read_only)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                pool,
+                row.role.as_str(),
+                row.health.as_str(),
+                row.message,
+                row.checked_at,
+                row.duration_ms,
+                row.read_only
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<usize> {

@@ -37,7 +37,7 @@ for ((run = 1; run <= runs; run++)); do
 done
 bash "$lab" down >/dev/null 2>&1
 row() { printf '%s\n' "${@}" | awk '{ print $1 / 1000 }'; }
-printf '| kill -9 -> all clients switched (%d runs) | %ss | %ss | %ss |\n' "$runs" \
+printf '| kill -9 -> all clients switched (%d runs) | %ss | %ss | %s |\n' "$runs" \
     "$(row "${total[@]}" | median)" "$(row "${total[@]}" | spread)" "target <= 4s"
 printf '| of which detection | %ss | %ss | |\n' "$(row "${detect[@]}" | median)" "$(row "${detect[@]}" | spread)"
 printf '| of which chain (promote + 2 clients) | %ss | %ss | |\n' "$(row "${chain[@]}" | median)" "$(row "${chain[@]}" | spread)"

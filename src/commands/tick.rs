@@ -82,7 +82,7 @@ fn tick_pool(config: &Config, state: &State, pool: &Pool) -> Result<bool> {
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
     let checks = monitor::check_both(pool);
     let checked_at = now_ms();
-    state.save_monitor(&pool.name, &monitor_rows(&checks, checked_at))?;
+    let rows = monitor_rows(&checks, checked_at);
     let (active, standby) = by_role(checks, rec.active);
     let decision = decide(config, pool, &rec, &active, &standby, checked_at);
     if decision.gap {
@@ -169,7 +169,7 @@ fn tick_pool(config: &Config, state: &State, pool: &Pool) -> Result<bool> {
                         if let Some(v) = votes {
                             why.push_str(&format!("; second opinion: {v}"));
                         }
-                        state.save_pool(&rec, &events)?;
+                        state.save_tick(&rec, &events, &rows)?;
                         events.clear();
                         let end = chain::execute(state, pool, &mut rec, to, "tick", &why, false)?;
                         attention = end != PoolState::FailedOver;
@@ -195,7 +195,7 @@ fn tick_pool(config: &Config, state: &State, pool: &Pool) -> Result<bool> {
     // "Consecutive" counts from the end of this pool's tick: the timer waits an interval
     // after a tick ends, so a slow tick (hung clients, a long chain) is no gap.
     rec.last_check_at = Some(now_ms());
-    state.save_pool(&rec, &events)?;
+    state.save_tick(&rec, &events, &rows)?;
     Ok(attention)
 }
 
