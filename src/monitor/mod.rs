@@ -108,3 +108,36 @@ pub fn check_both(pool: &Pool) -> [Check; 2] {
         [primary, secondary]
     })
 }
+
+/// Runs a database probe on its own thread, bounded by `timeout` plus a small margin: the
+/// client's own connect, read and write timeouts bound each call, this bounds them all.
+pub fn bounded_probe(
+    timeout: Duration,
+    probe: impl FnOnce() -> (Health, String, Option<Facts>) + Send + 'static,
+) -> (Health, String, Option<Facts>) {
+    match crate::remote::with_deadline(timeout + Duration::from_millis(250), probe) {
+        Some(result) => result,
+        None => (
+            Health::Down,
+            format!("no answer within {}ms", timeout.as_millis()),
+            None,
+        ),
+    }
+}
+
+/// Whether two host names or addresses name the same server (by name, or by an address
+/// they share), e.g. a replica's configured source and a pool's server.
+pub fn same_host(a: &str, b: &str, timeout: Duration) -> bool {
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    let ips = |h: &str| {
+        resolve(h, 0, timeout)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.ip())
+            .collect::<Vec<_>>()
+    };
+    let (x, y) = (ips(a), ips(b));
+    x.iter().any(|ip| y.contains(ip))
+}

@@ -28,15 +28,7 @@ pub fn check(
 
         probe(&target)
     };
-    // Connect, read and write timeouts bound each call; the deadline bounds them all.
-    match crate::remote::with_deadline(timeout + Duration::from_millis(250), probe) {
-        Some(result) => result,
-        None => (
-            Health::Down,
-            format!("no answer within {}ms", timeout.as_millis()),
-            None,
-        ),
-    }
+    super::bounded_probe(timeout, probe)
 }
 
 fn probe(target: &Target) -> (Health, String, Option<Facts>) {

@@ -105,22 +105,6 @@ impl Step<'_> {
     }
 }
 
-/// Whether a replica's configured source is `host` (by name or by address).
-fn same_host(source: &str, host: &str, timeout: Duration) -> bool {
-    if source.eq_ignore_ascii_case(host) {
-        return true;
-    }
-    let ips = |h: &str| {
-        crate::monitor::resolve(h, 0, timeout)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.ip())
-            .collect::<Vec<_>>()
-    };
-    let (a, b) = (ips(source), ips(host));
-    a.iter().any(|ip| b.contains(ip))
-}
-
 impl Protocol for Step<'_> {
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         let new = ctx.new_primary;
@@ -158,7 +142,11 @@ impl Protocol for Step<'_> {
                 )];
             }
             (Some(r), _)
-                if !same_host(&r.source_host, ctx.old_primary, ctx.pool.monitor.timeout) =>
+                if !crate::monitor::same_host(
+                    &r.source_host,
+                    ctx.old_primary,
+                    ctx.pool.monitor.timeout,
+                ) =>
             {
                 return vec![log.done(
                     Status::Critical,
@@ -441,7 +429,7 @@ impl Step<'_> {
         };
         log.note(r.describe());
         let verdict = standby_verdict(&r, read_only, active, self.cfg.max_lag, |a, b| {
-            same_host(a, b, ctx.pool.monitor.timeout)
+            crate::monitor::same_host(a, b, ctx.pool.monitor.timeout)
         });
         log.done(verdict.0, verdict.1)
     }

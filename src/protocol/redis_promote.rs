@@ -54,18 +54,7 @@ impl Step<'_> {
 
 /// Whether a replica's `master_host` is `host` (by name or address).
 fn follows(r: &Replication, host: &str, timeout: Duration) -> bool {
-    if r.master_host.eq_ignore_ascii_case(host) {
-        return true;
-    }
-    let ips = |h: &str| {
-        crate::monitor::resolve(h, 0, timeout)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.ip())
-            .collect::<Vec<_>>()
-    };
-    let (a, b) = (ips(&r.master_host), ips(host));
-    a.iter().any(|ip| b.contains(ip))
+    crate::monitor::same_host(&r.master_host, host, timeout)
 }
 
 impl Protocol for Step<'_> {
