@@ -390,6 +390,13 @@ fn dry_run(config: &Config) -> Result<Outcome> {
             ),
         };
         out.push_str(&format!("  this tick would {would}\n"));
+        if !pool.monitor.confirm_from.is_empty() {
+            let observers: Vec<&str> = pool.monitor.confirm_from.iter().map(|h| h.name()).collect();
+            out.push_str(&format!(
+                "  at the threshold, a second opinion is asked of: {}\n",
+                observers.join(", ")
+            ));
+        }
         out.push_str(&plan(pool, rec.active, rec.active.other()));
     }
     print!("{out}");
