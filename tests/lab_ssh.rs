@@ -375,3 +375,50 @@ impl Drop for Immutable {
             .status();
     }
 }
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn an_unprivileged_login_needs_sudo_and_gets_it() {
+    let lab = Lab::fresh();
+    lab.map_on_apps("db.service");
+    let step = |sudo: bool| {
+        format!(
+            "\n[[protocol]]\ntype = \"etc_hosts\"\nservice_host_name = \"db.service\"\nclient_hosts = [\"{}\"]\nhelper = \"{}\"\nssh = {{ user = \"{}\", sudo = {sudo} }}\n",
+            lab.var("LAB_APP1_IP"),
+            common::BIN,
+            lab.var("LAB_SSH_SUDO_USER"),
+        )
+    };
+    // Without sudo the unprivileged user cannot write /etc/hosts: readiness says so.
+    let inst = Instance::with(
+        &lab.settings_with_ssh(None),
+        &[("db", &lab.mysql_pool(3, &step(false)))],
+    );
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("file not writable") && r.stdout.contains("not writable by dpapp"),
+        "{r:?}"
+    );
+
+    // With sudo = true the same user switches the file as root.
+    let inst = Instance::with(
+        &lab.settings_with_ssh(None),
+        &[("db", &lab.mysql_pool(1, &step(true)))],
+    );
+    inst.tick();
+    assert_eq!(
+        inst.run(&["report", "--nagios"]).code,
+        0,
+        "{}",
+        inst.run(&["report"]).stdout
+    );
+    lab.sh(&["kill", "db1", "mysql"]);
+    inst.tick();
+    assert_eq!(inst.state_of("db").0, "failed_over", "{}", inst.history());
+    assert_eq!(
+        lab.app_maps("LAB_APP1_NS", "db.service").as_deref(),
+        Some(lab.var("LAB_DB2_IP"))
+    );
+}

@@ -43,6 +43,9 @@ SSH_PORT=22
 # Steps log in as this user: uid 0 like root, but with /bin/sh as its shell, so no shell
 # start-up file of this machine's root account (which may run slow tools) runs per login.
 SSH_USER=dplab
+# An unprivileged user who may run /bin/sh as root through sudo, for steps with sudo = true.
+SUDO_USER_NAME=dpapp
+SUDOERS=/etc/sudoers.d/deadpool-lab
 
 MONITOR_USER=deadpool
 ADMIN_USER=dpadmin
@@ -56,7 +59,7 @@ MONITOR_GRANTS="REPLICATION CLIENT, SLAVE MONITOR"
 
 # check_mysql is in monitoring-plugins-standard, not -basic.
 PACKAGES=(mariadb-server openssh-server iproute2 iputils-arping iptables
-          monitoring-plugins-basic monitoring-plugins-standard redis-server)
+          monitoring-plugins-basic monitoring-plugins-standard redis-server sudo)
 
 MARKER=$LAB_DIR/.deadpool-lab      # proves LAB_DIR is ours before `down` deletes it
 SECRETS=$LAB_DIR/secrets
@@ -685,9 +688,14 @@ cmd_up() {
 
 make_ssh_user() {
     # "*" rather than useradd's "!": sshd without PAM treats "!" as a locked account.
-    id -u "$SSH_USER" >/dev/null 2>&1 && return 0
-    useradd --non-unique --uid 0 --gid 0 --no-create-home --home-dir "$LAB_DIR" \
-        --shell /bin/sh --comment "deadpool lab" --password "*" "$SSH_USER"
+    id -u "$SSH_USER" >/dev/null 2>&1 \
+        || useradd --non-unique --uid 0 --gid 0 --no-create-home --home-dir "$LAB_DIR" \
+            --shell /bin/sh --comment "deadpool lab" --password "*" "$SSH_USER"
+    id -u "$SUDO_USER_NAME" >/dev/null 2>&1 \
+        || useradd --system --no-create-home --home-dir "$LAB_DIR" --shell /bin/sh \
+            --comment "deadpool lab" --password "*" "$SUDO_USER_NAME"
+    printf '%s ALL=(root) NOPASSWD: /bin/sh\n' "$SUDO_USER_NAME" >"$SUDOERS"
+    chmod 440 "$SUDOERS"
 }
 
 # Kills every process of every lab namespace, then removes namespaces,
@@ -723,9 +731,13 @@ cmd_down() {
             iptables -w -D FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
         done
     fi
-    if getent passwd "$SSH_USER" | grep -q ':deadpool lab:'; then
-        userdel "$SSH_USER" 2>/dev/null || sed -i "/^$SSH_USER:/d" /etc/passwd /etc/shadow
-    fi
+    local user
+    for user in "$SSH_USER" "$SUDO_USER_NAME"; do
+        if getent passwd "$user" | grep -q ':deadpool lab:'; then
+            userdel "$user" 2>/dev/null || sed -i "/^$user:/d" /etc/passwd /etc/shadow
+        fi
+    done
+    rm -f "$SUDOERS"
     if [[ -e $MARKER ]]; then
         rm -rf "$LAB_DIR"
     elif [[ -d $LAB_DIR ]]; then
@@ -861,6 +873,7 @@ cmd_env() {
     emit LAB_REDIS_PASSWORD_FILE "$SECRETS/redis"
     emit LAB_APP_DB "$APP_DB"
     emit LAB_SSH_USER "$SSH_USER"
+    emit LAB_SSH_SUDO_USER "$SUDO_USER_NAME"
     emit LAB_SSH_KEY "$SSH_KEY"
     emit LAB_SSH_KNOWN_HOSTS "$KNOWN_HOSTS"
 }
