@@ -43,6 +43,7 @@ fn no_secret_appears_anywhere() {
         "LAB_MONITOR_PASSWORD_FILE",
         "LAB_ADMIN_PASSWORD_FILE",
         "LAB_REDIS_PASSWORD_FILE",
+        "LAB_SSH_SUDO_USER_PASSWORD_FILE",
     ]
     .iter()
     .map(|k| lab.secret(k))
@@ -67,10 +68,17 @@ fn no_secret_appears_anywhere() {
         1,
     );
 
+    // An SSH step that logs in with a password.
+    let ssh_step = format!(
+        "\n[[protocol]]\ntype = \"exec\"\nhosts = [\"{}\"]\ntest_command = \"true\"\nexec_command = \"true\"\nssh = {{ user = \"{}\", password_file = \"{}\" }}\n",
+        lab.var("LAB_APP1_IP"),
+        lab.var("LAB_SSH_SUDO_USER"),
+        lab.var("LAB_SSH_SUDO_USER_PASSWORD_FILE"),
+    );
     let inst = Instance::with(
-        "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n",
+        &lab.settings_with_ssh(None),
         &[
-            ("orders", &lab.mysql_pool(2, "")),
+            ("orders", &lab.mysql_pool(2, &ssh_step)),
             ("cache", &lab.redis_pool(2)),
             ("wrongpw", &bad_pool),
         ],

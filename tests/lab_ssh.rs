@@ -422,3 +422,48 @@ fn an_unprivileged_login_needs_sudo_and_gets_it() {
         Some(lab.var("LAB_DB2_IP"))
     );
 }
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn password_logins_work_and_a_wrong_password_is_refused() {
+    let lab = Lab::fresh();
+    let tmp = tempfile::tempdir().unwrap();
+    let wrong = tmp.path().join("wrong");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let step = |password_file: &str| {
+        format!(
+            "\n[[protocol]]\ntype = \"exec\"\nhosts = [\"{}\"]\ntest_command = \"id -un\"\nexec_command = \"true\"\nssh = {{ user = \"{}\", password_file = \"{password_file}\" }}\n",
+            lab.var("LAB_APP1_IP"),
+            lab.var("LAB_SSH_SUDO_USER"),
+        )
+    };
+    let inst = Instance::with(
+        &lab.settings_with_ssh(None),
+        &[(
+            "db",
+            &lab.mysql_pool(3, &step(lab.var("LAB_SSH_SUDO_USER_PASSWORD_FILE"))),
+        )],
+    );
+    inst.tick();
+    assert_eq!(
+        inst.run(&["report", "--nagios"]).code,
+        0,
+        "{}",
+        inst.run(&["report"]).stdout
+    );
+    let inst = Instance::with(
+        &lab.settings_with_ssh(None),
+        &[(
+            "db",
+            &lab.mysql_pool(3, &step(&wrong.display().to_string())),
+        )],
+    );
+    inst.tick();
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout.contains("login as dpapp with the password in") && r.stdout.contains("failed"),
+        "{r:?}"
+    );
+}

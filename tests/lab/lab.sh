@@ -336,7 +336,7 @@ make_secrets() {
     mkdir -p "$SECRETS"
     chmod 700 "$SECRETS"
     local name
-    for name in repl monitor admin writer redis; do
+    for name in repl monitor admin writer redis ssh-dpapp; do
         [[ -s $SECRETS/$name ]] || random_password | write_private "$SECRETS/$name"
     done
     # Client option files, e.g. `mariadb --defaults-file=secrets/monitor.cnf`.
@@ -382,9 +382,11 @@ StrictModes no
 UsePAM no
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
-PasswordAuthentication no
+# Passwords only for the unprivileged user (to test password logins); root uses keys.
+PasswordAuthentication yes
+PermitEmptyPasswords no
 KbdInteractiveAuthentication no
-AuthenticationMethods publickey
+AuthenticationMethods publickey password
 AuthorizedKeysFile $SSH_DIR/authorized_keys
 UseDNS no
 PrintMotd no
@@ -694,6 +696,7 @@ make_ssh_user() {
     id -u "$SUDO_USER_NAME" >/dev/null 2>&1 \
         || useradd --system --no-create-home --home-dir "$LAB_DIR" --shell /bin/sh \
             --comment "deadpool lab" --password "*" "$SUDO_USER_NAME"
+    printf '%s:%s\n' "$SUDO_USER_NAME" "$(secret ssh-dpapp)" | chpasswd
     printf '%s ALL=(root) NOPASSWD: /bin/sh\n' "$SUDO_USER_NAME" >"$SUDOERS"
     chmod 440 "$SUDOERS"
 }
@@ -874,6 +877,7 @@ cmd_env() {
     emit LAB_APP_DB "$APP_DB"
     emit LAB_SSH_USER "$SSH_USER"
     emit LAB_SSH_SUDO_USER "$SUDO_USER_NAME"
+    emit LAB_SSH_SUDO_USER_PASSWORD_FILE "$SECRETS/ssh-dpapp"
     emit LAB_SSH_KEY "$SSH_KEY"
     emit LAB_SSH_KNOWN_HOSTS "$KNOWN_HOSTS"
 }
