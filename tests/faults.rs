@@ -332,15 +332,8 @@ fn misbehaving_plugins_are_contained() {
     }
 
     // A step that prints megabytes: history keeps a bounded part.
-    let inst = Instance::new();
-    inst.script(
-        "plugins/step",
-        "#!/bin/sh\necho \"$1 ok\"\nhead -c 5000000 /dev/zero | tr '\\0' 'y'\n",
-    );
-    inst.flag("down-db1");
-    for _ in 0..3 {
-        inst.tick();
-    }
+    let inst =
+        failover_with_step("#!/bin/sh\necho \"$1 ok\"\nhead -c 5000000 /dev/zero | tr '\\0' 'y'\n");
     assert_eq!(inst.state_of("db").0, "failed_over");
     let history = inst.run(&["history", "--json"]).stdout;
     assert!(
@@ -350,15 +343,8 @@ fn misbehaving_plugins_are_contained() {
     );
 
     // A step plugin that dies by a signal fails its step.
-    let inst = Instance::new();
-    inst.script(
-        "plugins/step",
-        "#!/bin/sh\nif [ \"$1\" = promote ]; then kill -9 $$; fi\necho ok\n",
-    );
-    inst.flag("down-db1");
-    for _ in 0..3 {
-        inst.tick();
-    }
+    let inst =
+        failover_with_step("#!/bin/sh\nif [ \"$1\" = promote ]; then kill -9 $$; fi\necho ok\n");
     assert_eq!(inst.state_of("db").0, "failover_failed");
     assert!(
         inst.history().contains("killed by signal 9"),
@@ -491,4 +477,15 @@ fn random_kills_across_many_ticks_leave_a_sound_database_and_state() {
     }
     assert!(failovers_started > 0, "the test should have seen failovers");
     let _ = wait_for;
+}
+
+/// An instance whose steps are `script`, ticked through a failover of its primary.
+fn failover_with_step(script: &str) -> Instance {
+    let inst = Instance::new();
+    inst.script("plugins/step", script);
+    inst.flag("down-db1");
+    for _ in 0..3 {
+        inst.tick();
+    }
+    inst
 }
