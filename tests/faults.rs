@@ -84,6 +84,16 @@ fn sigkill_at_every_step_boundary_leaves_interrupted_and_no_step_runs_twice() {
     assert_eq!(inst.state_of("db").0, "failed_over");
 }
 
+/// The states a pool can be in once no deadpool process is running (`failing_over` is found
+/// as `interrupted` by the next tick).
+const SETTLED_STATES: [&str; 5] = [
+    "armed",
+    "blocked",
+    "failed_over",
+    "failover_failed",
+    "interrupted",
+];
+
 /// `PRAGMA integrity_check` on the instance's database.
 fn sqlite_ok(inst: &Instance) -> bool {
     let out = Command::new("sqlite3")
@@ -232,17 +242,7 @@ fn a_full_disk_while_writing_state_fails_cleanly_and_recovers() {
     assert!(sqlite_ok(&inst), "the database must survive a full disk");
     // Whatever the pool went through, it is in a state the rules know and no step ran twice.
     let (state_now, _, _) = inst.state_of("db");
-    assert!(
-        [
-            "armed",
-            "blocked",
-            "failed_over",
-            "failover_failed",
-            "interrupted"
-        ]
-        .contains(&state_now.as_str()),
-        "{state_now}"
-    );
+    assert!(SETTLED_STATES.contains(&state_now.as_str()), "{state_now}");
     assert!(inst.calls("promote").len() <= 2);
 }
 
@@ -442,14 +442,7 @@ fn random_kills_across_many_ticks_leave_a_sound_database_and_state() {
         assert!(!r.stderr.contains("panicked"), "round {round}: {r:?}");
         let (state, _, failures) = inst.state_of("db");
         assert!(
-            [
-                "armed",
-                "blocked",
-                "failed_over",
-                "failover_failed",
-                "interrupted"
-            ]
-            .contains(&state.as_str()),
+            SETTLED_STATES.contains(&state.as_str()),
             "round {round}: {state}"
         );
         assert!(failures <= 1, "round {round}: failures {failures}");
