@@ -1,44 +1,56 @@
 //! Running a pool's failover chain (SPEC 6, 2c-2e): every preflight before any change, then
 //! `failing_over` committed, then each step's action in order, then the pool locked.
-//! Shared by `tick` (automatic failover) and `promote` (by hand).
+//! Shared by `tick` (automatic failover) and `promote` (by hand). Once the chain has
+//! started, only its own rules stop it: a history or database write that fails is logged
+//! and retried, never a reason to skip a step.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::cli::Role;
 use crate::config::{OnFailure, Pool};
+use crate::model::{PoolState, Status};
 use crate::protocol::{self, Action, Context, HostResult};
-use crate::report::Status;
-use crate::state::{Event, PoolRecord, PoolState, State, now_ms};
+use crate::rules::{self, AfterStep, BlockReason, HostVerdict};
+use crate::state::{Event, PoolRecord, State, now_ms};
 
 /// One step's preflight results, in chain order.
 pub type Preflights = Vec<(usize, Vec<HostResult>)>;
 
-/// Runs every step's preflight, in order, all of them even after a failure so that the
-/// report shows every problem at once. Returns the results and the first failure.
-pub fn preflight(pool: &Pool, from: Role, to: Role, dry_run: bool) -> (Preflights, Option<String>) {
+/// Runs every step's preflight, all of them even after a failure so that the report shows
+/// every problem at once. Returns the results and the verdict of [`rules::preflight`].
+pub fn preflight(
+    pool: &Pool,
+    from: Role,
+    to: Role,
+    dry_run: bool,
+    force: bool,
+) -> (Preflights, Option<BlockReason>) {
     let mut results = Vec::new();
-    let mut failure = None;
-    for (index, step) in pool.steps.iter().enumerate() {
-        let ctx = context(pool, index, from, to, dry_run);
-        let hosts = protocol::run(Action::Preflight, &ctx);
-        if failure.is_none() && protocol::worst(&hosts) != Status::Ok {
-            let bad: Vec<String> = hosts
-                .iter()
-                .filter(|h| h.status != Status::Ok)
-                .map(|h| format!("{}: {}", h.host, h.message))
-                .collect();
-            failure = Some(format!(
-                "preflight of step {} `{}` failed: {}",
-                index + 1,
-                step.name,
-                bad.join("; ")
-            ));
-        }
-        results.push((index, hosts));
+    for index in 0..pool.steps.len() {
+        let ctx = Context {
+            force,
+            ..context(pool, index, from, to, dry_run)
+        };
+        results.push((index, protocol::run(Action::Preflight, &ctx)));
     }
-    (results, failure)
+    let verdicts: Vec<(&str, Vec<HostVerdict>)> = results
+        .iter()
+        .map(|(index, hosts)| {
+            let v = hosts
+                .iter()
+                .map(|h| HostVerdict {
+                    host: h.host.clone(),
+                    status: h.status,
+                    message: h.message.clone(),
+                })
+                .collect();
+            (pool.steps[*index].name.as_str(), v)
+        })
+        .collect();
+    let verdict = rules::preflight(&verdicts);
+    (results, verdict)
 }
 
 pub fn context(pool: &Pool, index: usize, from: Role, to: Role, dry_run: bool) -> Context<'_> {
@@ -48,6 +60,8 @@ pub fn context(pool: &Pool, index: usize, from: Role, to: Role, dry_run: bool) -
         old_primary: pool.address(from),
         new_primary: pool.address(to),
         dry_run,
+        force: false,
+        deadline: Instant::now() + pool.steps[index].timeout,
     }
 }
 
@@ -56,34 +70,208 @@ pub fn preflight_events(pool: &Pool, actor: &str, preflights: &Preflights) -> Ve
     let mut events = Vec::new();
     for (index, hosts) in preflights {
         for h in hosts.iter().filter(|h| h.status != Status::Ok) {
-            events.push(host_event(
-                pool,
-                "preflight",
-                actor,
-                &pool.steps[*index].name,
-                h,
-            ));
+            events.push(
+                EventKind::Preflight
+                    .of(pool, actor)
+                    .step(&pool.steps[*index].name)
+                    .host_result(h),
+            );
         }
     }
     events
 }
 
+/// Every kind of history event, so that a kind is a name the compiler checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Armed,
+    Blocked,
+    Interrupted,
+    FailoverStarted,
+    StepStarted,
+    Step,
+    Preflight,
+    Readiness,
+    PromoteRefused,
+    Reset,
+    /// The chain's end: `failed_over` or `failover_failed`.
+    End(PoolState),
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Armed => "armed",
+            EventKind::Blocked => "blocked",
+            EventKind::Interrupted => "interrupted",
+            EventKind::FailoverStarted => "failover_started",
+            EventKind::StepStarted => "step_started",
+            EventKind::Step => "step",
+            EventKind::Preflight => "preflight",
+            EventKind::Readiness => "readiness",
+            EventKind::PromoteRefused => "promote_refused",
+            EventKind::Reset => "reset",
+            EventKind::End(state) => state.as_str(),
+        }
+    }
+
+    /// A new event of this kind for `pool`, done by `actor`; the builder methods fill in
+    /// the rest.
+    pub fn of(self, pool: &Pool, actor: &str) -> Event {
+        Event {
+            at: now_ms(),
+            pool: Some(pool.name.clone()),
+            event: self.as_str().to_string(),
+            actor: actor.to_string(),
+            status: Status::Ok.as_str().to_string(),
+            ..Event::default()
+        }
+    }
+}
+
+impl Event {
+    pub fn step(mut self, step: &str) -> Event {
+        self.step = step.to_string();
+        self
+    }
+
+    pub fn host(mut self, host: &str) -> Event {
+        self.host = host.to_string();
+        self
+    }
+
+    pub fn status(mut self, status: Status) -> Event {
+        self.status = status.as_str().to_string();
+        self
+    }
+
+    pub fn message(mut self, message: impl Into<String>) -> Event {
+        self.message = message.into();
+        self
+    }
+
+    /// Host, status, message, output and duration from one host's result.
+    pub fn host_result(self, h: &HostResult) -> Event {
+        Event {
+            output: h.output.clone(),
+            duration_ms: Some(h.duration.as_millis() as i64),
+            ..self
+                .host(&h.host)
+                .status(h.status)
+                .message(h.message.clone())
+        }
+    }
+}
+
+/// Writes a running chain's history. A write that fails (a full disk, a damaged file) is
+/// logged and kept; every later write tries again with what is pending, and the end state
+/// is retried until the disk allows it or [`Recorder::FINAL_RETRY`] has passed.
+struct Recorder<'a> {
+    state: &'a State,
+    pool: &'a str,
+    pending: Vec<Event>,
+}
+
+impl Recorder<'_> {
+    const FINAL_RETRY: Duration = Duration::from_secs(120);
+
+    fn add(&mut self, events: Vec<Event>) {
+        self.pending.extend(events);
+        match self.state.add_events(&self.pending) {
+            Ok(()) => self.pending.clear(),
+            Err(e) => crate::warn!(
+                "pool {}: cannot write {} history event(s) now, will retry: {e:#}",
+                self.pool,
+                self.pending.len()
+            ),
+        }
+    }
+
+    /// Writes the pool's row with everything pending; retried with a pause until it is on
+    /// disk or the retry time has passed.
+    fn finish(&mut self, rec: &PoolRecord, end: Event) -> Result<()> {
+        self.pending.push(end);
+        let give_up = Instant::now() + Self::FINAL_RETRY;
+        let mut logged = false;
+        loop {
+            match self.state.save_pool(rec, &self.pending) {
+                Ok(()) => {
+                    if logged {
+                        crate::info!("pool {}: the chain's end state is written now", self.pool);
+                    }
+                    self.pending.clear();
+                    return Ok(());
+                }
+                Err(e) if Instant::now() < give_up => {
+                    if !logged {
+                        crate::error!(
+                            "pool {}: cannot write the chain's end state ({}), retrying: {e:#}",
+                            self.pool,
+                            rec.state.as_str()
+                        );
+                        logged = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How a chain is being run: who asked and why, whether a person forces it past an old
+/// primary that answers with errors, and where progress goes.
+pub struct Run<'a> {
+    pub actor: &'a str,
+    pub why: &'a str,
+    pub force: bool,
+    /// Called before each step and with each step's results, for a live display.
+    pub progress: &'a (dyn Fn(Progress) + Sync),
+}
+
+impl std::fmt::Debug for Run<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("actor", &self.actor)
+            .field("force", &self.force)
+            .finish()
+    }
+}
+
+/// What a running chain reports as it goes.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    Started {
+        index: usize,
+        total: usize,
+        name: &'a str,
+        type_name: &'a str,
+    },
+    Finished {
+        hosts: &'a [HostResult],
+    },
+}
+
+/// No live display (ticks log to the journal instead).
+pub fn quiet(_: Progress) {}
+
 /// Runs the chain toward `to` after the preflights passed (SPEC 6, 2d-2e). `rec` is saved
 /// as `failing_over` before the first action and as `failed_over` or `failover_failed` at
-/// the end; `actor` is who asked (`tick` for automatic failovers). Returns the end state.
+/// the end. Returns the end state. The only error before a change is a `failing_over` that
+/// cannot be committed: then nothing ran.
 pub fn execute(
     state: &State,
     pool: &Pool,
     rec: &mut PoolRecord,
     to: Role,
-    actor: &str,
-    why: &str,
-    progress: bool,
+    run: &Run,
 ) -> Result<PoolState> {
     let from = to.other();
     let total = pool.steps.len();
+    let actor = run.actor;
     // Committed before the first change: a crash from here on is found as `interrupted`.
     let started = now_ms();
+    let clock = Instant::now();
     rec.state = PoolState::FailingOver;
     rec.active = to;
     rec.state_since = started;
@@ -92,105 +280,110 @@ pub fn execute(
         pool.address(from),
         pool.address(to)
     );
+    rec.reason_kind = String::new();
     let msg = format!(
-        "failover started: {} ({}) -> {} ({}); {why}",
+        "failover started: {} ({}) -> {} ({}); {}",
         from.as_str(),
         pool.address(from),
         to.as_str(),
-        pool.address(to)
+        pool.address(to),
+        run.why
     );
-    state.save_pool(
-        rec,
-        &[event(
-            pool,
-            "failover_started",
-            actor,
-            "",
-            "",
-            Status::Warning,
-            &msg,
-            "",
-        )],
-    )?;
+    let first = EventKind::FailoverStarted
+        .of(pool, actor)
+        .status(Status::Warning)
+        .message(msg.clone());
+    state.save_pool(rec, &[first]).map_err(|e| {
+        e.context("cannot commit `failing_over` to the state database; no step ran")
+    })?;
     crate::warn!("pool {}: {msg}", pool.name);
 
+    let mut recorder = Recorder {
+        state,
+        pool: &pool.name,
+        pending: Vec::new(),
+    };
     let mut aborted_by: Option<&str> = None;
+    let mut succeeded: Vec<bool> = Vec::new();
     let mut failed: Vec<&str> = Vec::new();
     for (index, step) in pool.steps.iter().enumerate() {
         if let Some(failed) = aborted_by {
-            let msg = format!("skipped: step `{failed}` failed and stopped the chain");
-            state.add_events(&[event(
-                pool,
-                "step",
-                actor,
-                &step.name,
-                "",
-                Status::Unknown,
-                &msg,
-                "",
-            )])?;
+            recorder.add(vec![
+                EventKind::Step
+                    .of(pool, actor)
+                    .step(&step.name)
+                    .status(Status::Unknown)
+                    .message(format!(
+                        "skipped: step `{failed}` failed and stopped the chain"
+                    )),
+            ]);
+            succeeded.push(false);
             continue;
         }
-        state.add_events(&[event(
-            pool,
-            "step_started",
-            actor,
-            &step.name,
-            "",
-            Status::Ok,
-            "started",
-            "",
-        )])?;
-        if progress {
-            print!(
-                "  [{}/{total}] {} ({}) ... ",
-                index + 1,
-                step.name,
-                step.type_name()
-            );
-            let _ = std::io::Write::flush(&mut std::io::stdout());
-        }
-        let ctx = context(pool, index, from, to, false);
+        recorder.add(vec![
+            EventKind::StepStarted
+                .of(pool, actor)
+                .step(&step.name)
+                .message("started"),
+        ]);
+        (run.progress)(Progress::Started {
+            index,
+            total,
+            name: &step.name,
+            type_name: step.type_name(),
+        });
+        let step_clock = Instant::now();
+        let ctx = Context {
+            force: run.force,
+            ..context(pool, index, from, to, false)
+        };
         let hosts = protocol::run(Action::Promote, &ctx);
-        if progress {
-            println!("{}", protocol::worst(&hosts).as_str());
-            for h in &hosts {
-                println!(
-                    "        {:<8} {:<14} {}",
-                    h.status.as_str(),
-                    h.host,
-                    h.message
-                );
+        let took = step_clock.elapsed();
+        (run.progress)(Progress::Finished { hosts: &hosts });
+        let ok = protocol::worst(&hosts) == Status::Ok;
+        let mut events: Vec<Event> = hosts
+            .iter()
+            .map(|h| {
+                EventKind::Step
+                    .of(pool, actor)
+                    .step(&step.name)
+                    .host_result(h)
+            })
+            .collect();
+        if hosts.len() != 1 {
+            // The whole step's time beside each host's, when it acted on several hosts.
+            events.push(
+                EventKind::Step
+                    .of(pool, actor)
+                    .step(&step.name)
+                    .status(protocol::worst(&hosts))
+                    .message(format!("step done on {} host(s)", hosts.len())),
+            );
+            if let Some(e) = events.last_mut() {
+                e.duration_ms = Some(took.as_millis() as i64);
             }
         }
-        let events: Vec<Event> = hosts
-            .iter()
-            .map(|h| host_event(pool, "step", actor, &step.name, h))
-            .collect();
-        state.add_events(&events)?;
-        let ok = protocol::worst(&hosts) == Status::Ok;
+        recorder.add(events);
         crate::info!(
-            "pool {}: step {} `{}`: {}",
+            "pool {}: step {} `{}`: {} in {:.2}s",
             pool.name,
             index + 1,
             step.name,
-            if ok { "ok" } else { "FAILED" }
+            if ok { "ok" } else { "FAILED" },
+            took.as_secs_f64()
         );
+        succeeded.push(ok);
         if !ok {
             failed.push(&step.name);
-            if step.on_failure == OnFailure::Abort {
-                aborted_by = Some(&step.name);
-            }
+        }
+        if rules::after_step(ok, step.on_failure == OnFailure::Abort) == AfterStep::Abort {
+            aborted_by = Some(&step.name);
         }
     }
-    rec.state = if failed.is_empty() {
-        PoolState::FailedOver
-    } else {
-        PoolState::FailoverFailed
-    };
+    rec.state = rules::chain_end(&succeeded);
     rec.state_since = now_ms();
     rec.failures = 0;
-    let took = Duration::from_millis((rec.state_since - started).max(0) as u64).as_secs_f64();
+    let took = clock.elapsed().as_secs_f64();
     let target = format!("{} ({})", to.as_str(), pool.address(to));
     rec.reason = if failed.is_empty() {
         format!("failed over to {target} in {took:.1}s; locked until reset")
@@ -206,50 +399,18 @@ pub fn execute(
     } else {
         Status::Critical
     };
-    let end = event(
-        pool,
-        rec.state.as_str(),
-        actor,
-        "",
-        "",
-        status,
-        &rec.reason,
-        "",
-    );
-    state.save_pool(rec, &[end])?;
+    let mut end = EventKind::End(rec.state)
+        .of(pool, actor)
+        .status(status)
+        .message(rec.reason.clone());
+    end.duration_ms = Some(clock.elapsed().as_millis() as i64);
+    if let Err(e) = recorder.finish(rec, end) {
+        crate::error!(
+            "pool {}: the chain ended {} ({}) but the state database could not record it: {e:#}; the next tick will find it `failing_over` and mark it interrupted",
+            pool.name,
+            rec.state.as_str(),
+            rec.reason
+        );
+    }
     Ok(rec.state)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn event(
-    pool: &Pool,
-    kind: &str,
-    actor: &str,
-    step: &str,
-    host: &str,
-    status: Status,
-    message: &str,
-    output: &str,
-) -> Event {
-    Event {
-        at: now_ms(),
-        pool: Some(pool.name.clone()),
-        event: kind.to_string(),
-        actor: actor.to_string(),
-        step: step.to_string(),
-        host: host.to_string(),
-        status: status.as_str().to_string(),
-        message: message.to_string(),
-        output: output.to_string(),
-        ..Event::default()
-    }
-}
-
-fn host_event(pool: &Pool, kind: &str, actor: &str, step: &str, h: &HostResult) -> Event {
-    Event {
-        duration_ms: Some(h.duration.as_millis() as i64),
-        ..event(
-            pool, kind, actor, step, &h.host, h.status, &h.message, &h.output,
-        )
-    }
 }

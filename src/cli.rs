@@ -125,6 +125,11 @@ pub struct PromoteArgs {
     /// Print the plan and run the preflights; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Go ahead when the old primary answers but refuses (login refused, too many
+    /// connections): steps then promote around it. Without it, such an answer stops the
+    /// promote, since two writable primaries would be worse than none
+    #[arg(long)]
+    pub force: bool,
     /// Do not ask for confirmation (needed without a terminal)
     #[arg(long, short)]
     pub yes: bool,

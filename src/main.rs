@@ -6,22 +6,23 @@ mod chain;
 mod cli;
 mod commands;
 mod config;
-mod confirm;
 mod error;
 #[cfg(test)]
 mod fuzz;
 mod hostsfile;
 mod log;
+mod model;
 mod monitor;
 mod mysql;
+mod opinion;
 mod protocol;
 mod redis;
 mod remote;
 mod report;
+mod rules;
 mod ssh;
 mod state;
 mod text;
-mod tick;
 
 use std::process::ExitCode;
 

@@ -12,46 +12,7 @@ use crate::monitor::Health;
 use crate::state::{PoolRecord, PoolState, State};
 use crate::text::{human_secs, one_line};
 
-/// A Nagios status. Ordered so that the worst of several is their maximum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    Ok,
-    Warning,
-    Unknown,
-    Critical,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "OK",
-            Status::Warning => "WARNING",
-            Status::Unknown => "UNKNOWN",
-            Status::Critical => "CRITICAL",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            "OK" => Status::Ok,
-            "WARNING" => Status::Warning,
-            "UNKNOWN" => Status::Unknown,
-            "CRITICAL" => Status::Critical,
-            _ => return None,
-        })
-    }
-
-    /// The Nagios plugin exit code.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Status::Ok => 0,
-            Status::Warning => 1,
-            Status::Critical => 2,
-            Status::Unknown => 3,
-        }
-    }
-}
+pub use crate::model::Status;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -437,10 +398,13 @@ fn pool_report(
     }
     // Split-brain: a database monitor saw the standby writable.
     let row = |role: Role| monitor_rows.iter().find(|m| m.role == role);
-    let writable =
-        |role: Role| row(role).is_some_and(|m| m.health.is_alive() && m.read_only == Some(false));
+    let writable = |role: Role| {
+        row(role)
+            .filter(|m| m.health.is_alive())
+            .and_then(|m| m.read_only.map(|ro| !ro))
+    };
     let locked = pool_state.is_some_and(PoolState::is_locked);
-    if writable(active.other()) && (locked || writable(active)) {
+    if crate::rules::split_brain(locked, writable(active), writable(active.other())) {
         let why = if locked {
             "while the pool is failed over"
         } else {

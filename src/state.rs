@@ -17,7 +17,7 @@ use crate::report::Status;
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE pools (
@@ -74,51 +74,14 @@ CREATE INDEX history_pool ON history (pool, id);
 /// Version 2: database monitors record whether a server is read-only (split-brain checks).
 const SCHEMA_V2: &str = "ALTER TABLE monitor_results ADD COLUMN read_only INTEGER;";
 
+/// Version 3: a blocked pool's reason in kind (rule, step, hosts, status), so that a pool
+/// that stays blocked records an event only when its reason changes in kind.
+const SCHEMA_V3: &str = "ALTER TABLE pools ADD COLUMN reason_kind TEXT NOT NULL DEFAULT '';";
+
 /// Longest a history entry's captured output may be.
 const HISTORY_OUTPUT_CAP: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PoolState {
-    Armed,
-    Blocked,
-    FailingOver,
-    FailedOver,
-    FailoverFailed,
-    Interrupted,
-}
-
-impl PoolState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PoolState::Armed => "armed",
-            PoolState::Blocked => "blocked",
-            PoolState::FailingOver => "failing_over",
-            PoolState::FailedOver => "failed_over",
-            PoolState::FailoverFailed => "failover_failed",
-            PoolState::Interrupted => "interrupted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<PoolState> {
-        Some(match s {
-            "armed" => PoolState::Armed,
-            "blocked" => PoolState::Blocked,
-            "failing_over" => PoolState::FailingOver,
-            "failed_over" => PoolState::FailedOver,
-            "failover_failed" => PoolState::FailoverFailed,
-            "interrupted" => PoolState::Interrupted,
-            _ => return None,
-        })
-    }
-
-    /// Locked pools never run their chain until a person resets them.
-    pub fn is_locked(self) -> bool {
-        matches!(
-            self,
-            PoolState::FailedOver | PoolState::FailoverFailed | PoolState::Interrupted
-        )
-    }
-}
+pub use crate::model::PoolState;
 
 /// One pool's row.
 #[derive(Debug, Clone)]
@@ -131,6 +94,9 @@ pub struct PoolRecord {
     pub last_system_check_at: Option<i64>,
     pub state_since: i64,
     pub reason: String,
+    /// What kind of reason `reason` is (see [`crate::rules::BlockReason`]); empty when the
+    /// state has no reason of a kind.
+    pub reason_kind: String,
 }
 
 impl PoolRecord {
@@ -145,6 +111,7 @@ impl PoolRecord {
             last_system_check_at: None,
             state_since: now,
             reason: String::new(),
+            reason_kind: String::new(),
         }
     }
 }
@@ -339,7 +306,7 @@ impl State {
     pub fn pool(&self, name: &str) -> Result<Option<PoolRecord>> {
         let conn = self.conn();
         conn.query_row(
-            "SELECT name, state, active, failures, last_check_at, last_system_check_at, state_since, reason
+            "SELECT name, state, active, failures, last_check_at, last_system_check_at, state_since, reason, reason_kind
              FROM pools WHERE name = ?1",
             [name],
             |row| {
@@ -352,11 +319,12 @@ impl State {
                     row.get::<_, Option<i64>>(5)?,
                     row.get::<_, i64>(6)?,
                     row.get::<_, String>(7)?,
+                    row.get::<_, String>(8)?,
                 ))
             },
         )
         .optional()?
-        .map(|(name, state, active, failures, last_check_at, last_system_check_at, state_since, reason)| {
+        .map(|(name, state, active, failures, last_check_at, last_system_check_at, state_since, reason, reason_kind)| {
             let bad = |what: &str, value: &str| {
                 anyhow::anyhow!(
                     "{}: pool `{name}` has {what} `{value}`, which this build does not know; was it written by a newer deadpool?",
@@ -372,6 +340,7 @@ impl State {
                 last_system_check_at,
                 state_since,
                 reason,
+                reason_kind,
             })
         })
         .transpose()
@@ -479,6 +448,16 @@ impl State {
         Ok(previous)
     }
 
+    /// Records when a pool's readiness checks last ran (a pool row that does not exist yet
+    /// is left to the next detection round).
+    pub fn readiness_checked(&self, pool: &str, at: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE pools SET last_system_check_at = ?2 WHERE name = ?1",
+            params![pool, at],
+        )?;
+        Ok(())
+    }
+
     pub fn readiness(&self, pool: &str) -> Result<Vec<ReadinessRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
@@ -581,12 +560,14 @@ impl State {
     }
 }
 
+/// Writes a pool's row. `last_system_check_at` is only set on insert: the readiness checks
+/// run beside detection and record their own time with [`State::readiness_checked`].
 fn upsert_pool(conn: &Connection, rec: &PoolRecord) -> rusqlite::Result<usize> {
     conn.execute(
-        "INSERT INTO pools (name, state, active, failures, last_check_at, last_system_check_at, state_since, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO pools (name, state, active, failures, last_check_at, last_system_check_at, state_since, reason, reason_kind)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT(name) DO UPDATE SET state = ?2, active = ?3, failures = ?4, last_check_at = ?5,
-           last_system_check_at = ?6, state_since = ?7, reason = ?8",
+           state_since = ?7, reason = ?8, reason_kind = ?9",
         params![
             rec.name,
             rec.state.as_str(),
@@ -595,7 +576,8 @@ fn upsert_pool(conn: &Connection, rec: &PoolRecord) -> rusqlite::Result<usize> {
             rec.last_check_at,
             rec.last_system_check_at,
             rec.state_since,
-            rec.reason
+            rec.reason,
+            rec.reason_kind
         ],
     )
 }
@@ -681,11 +663,18 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         ))
         .with_context(|| format!("{}: cannot create the schema", path.display()))?;
     }
-    if version < 2 {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
-        ))
-        .with_context(|| format!("{}: cannot upgrade the schema to version 2", path.display()))?;
+    for (to, sql) in [(2, SCHEMA_V2), (3, SCHEMA_V3)] {
+        if version < to {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {to}; COMMIT;"
+            ))
+            .with_context(|| {
+                format!(
+                    "{}: cannot upgrade the schema to version {to}",
+                    path.display()
+                )
+            })?;
+        }
     }
     let file_mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
     if file_mode & 0o077 != 0 {

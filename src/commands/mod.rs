@@ -44,6 +44,23 @@ pub fn actor() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// The start of every command that changes a pool by hand: the instance lock (waiting a
+/// bounded time for a running tick) and the database, both held for the whole command.
+pub fn lock_for_change(config: &Config) -> Result<(crate::state::Lock, crate::state::State)> {
+    use crate::state::{Lock, State};
+    let wait = config.lock_wait();
+    let Some(lock) = Lock::acquire(&config.state_dir, wait)? else {
+        return Err(Error::Failed(format!(
+            "{} still holds the instance lock after {:.0}s; nothing changed, try again",
+            Lock::holder(&config.state_dir),
+            wait.as_secs_f64()
+        ))
+        .into());
+    };
+    let state = State::open(&config.state_dir)?;
+    Ok((lock, state))
+}
+
 /// Asks on the terminal; without one, `--yes` is required.
 pub fn confirm(question: &str, yes: bool) -> Result<bool> {
     if yes {

@@ -3,13 +3,15 @@
 
 use anyhow::Result;
 
-use crate::chain;
+use crate::chain::{self, EventKind, Progress};
 use crate::cli::PromoteArgs;
 use crate::config::Config;
 use crate::error::{Error, Outcome};
+use crate::model::{PoolState, Status};
 use crate::monitor;
-use crate::report::Status;
-use crate::state::{Lock, PoolRecord, PoolState, State, now_ms};
+use crate::protocol;
+use crate::rules;
+use crate::state::{PoolRecord, State, now_ms};
 
 pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
     let pool = config.pool(&args.pool)?;
@@ -40,10 +42,10 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
             to.as_str(),
             pool.address(to)
         );
-        let (_, failure) = chain::preflight(pool, from, to, true);
+        let (_, failure) = chain::preflight(pool, from, to, true, args.force);
         return Ok(match failure {
             Some(reason) => {
-                println!("promote would be refused: {reason}");
+                println!("promote would be refused: {}", reason.text);
                 Outcome::NeedsAttention
             }
             None => Outcome::Done,
@@ -60,66 +62,63 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         println!("nothing changed");
         return Ok(Outcome::NeedsAttention);
     }
-    let wait = config.lock_wait();
-    let Some(_lock) = Lock::acquire(&config.state_dir, wait)? else {
-        return Err(Error::Failed(format!(
-            "{} still holds the instance lock after {:.0}s; nothing changed, try again",
-            Lock::holder(&config.state_dir),
-            wait.as_secs_f64()
-        ))
-        .into());
-    };
-    let state = State::open(&config.state_dir)?;
+    let (_lock, state) = super::lock_for_change(config)?;
     let mut rec = state
         .pool(&pool.name)?
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
-    if rec.state == PoolState::FailingOver {
-        return Err(Error::Failed(format!(
-            "pool {} has an interrupted failover (state failing_over); the next tick marks it, then look at `deadpool history --pool {}` and run `deadpool reset`",
-            pool.name, pool.name
-        ))
-        .into());
-    }
-    if rec.active == to {
-        println!(
-            "pool {}: {} ({}) is already active; nothing changed",
-            pool.name,
-            to.as_str(),
-            pool.address(to)
-        );
-        return Ok(Outcome::Done);
-    }
     let target = monitor::check(pool, to);
-    if !target.health.is_alive() {
-        let reason = format!(
-            "{} ({}) is down: {}; nothing changed",
-            to.as_str(),
-            pool.address(to),
-            target.message
-        );
-        return Err(Error::Failed(format!("cannot promote: {reason}")).into());
+    let refused = |why: String| Error::Failed(format!("cannot promote: {why}; nothing changed"));
+    match rules::promote_guard(rec.state, rec.active == to, target.health.is_alive()) {
+        Ok(true) => {
+            println!(
+                "pool {}: {} ({}) is already active; nothing changed",
+                pool.name,
+                to.as_str(),
+                pool.address(to)
+            );
+            return Ok(Outcome::Done);
+        }
+        Ok(false) => {}
+        Err(why) if rec.state == PoolState::FailingOver => {
+            return Err(refused(format!(
+                "pool {} has {why}; the next tick marks it, then look at `deadpool history --pool {}` and run `deadpool reset`",
+                pool.name, pool.name
+            ))
+            .into());
+        }
+        Err(why) => {
+            return Err(refused(format!(
+                "{why}: {} ({}) says {}",
+                to.as_str(),
+                pool.address(to),
+                target.message
+            ))
+            .into());
+        }
     }
-    let (preflights, failure) = chain::preflight(pool, from, to, false);
+    let (preflights, failure) = chain::preflight(pool, from, to, false, args.force);
     if let Some(reason) = failure {
-        let mut events = vec![chain::event(
-            pool,
-            "promote_refused",
-            &who,
-            "",
-            "",
-            Status::Critical,
-            &reason,
-            "",
-        )];
+        let mut events = vec![
+            EventKind::PromoteRefused
+                .of(pool, &who)
+                .status(Status::Critical)
+                .message(reason.text.clone()),
+        ];
         events.extend(chain::preflight_events(pool, &who, &preflights));
         state.add_events(&events)?;
-        return Err(Error::Failed(format!("promote refused, nothing changed: {reason}")).into());
+        return Err(
+            Error::Failed(format!("promote refused, nothing changed: {}", reason.text)).into(),
+        );
     }
     let first_new = state
         .history(Some(&pool.name), 1)?
         .last()
         .map_or(0, |e| e.id);
-    let why = "a manual promote".to_string();
+    let why = if args.force {
+        "a manual promote, forced past an old primary that answers with errors".to_string()
+    } else {
+        "a manual promote".to_string()
+    };
     // On a terminal each step shows as it runs; otherwise the record is printed at the end.
     let live = std::io::IsTerminal::is_terminal(&std::io::stdout());
     if live {
@@ -130,7 +129,35 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
             pool.name
         );
     }
-    let end = chain::execute(&state, pool, &mut rec, to, &who, &why, live)?;
+    let show = |p: Progress| match p {
+        Progress::Started {
+            index,
+            total,
+            name,
+            type_name,
+        } => {
+            print!("  [{}/{total}] {name} ({type_name}) ... ", index + 1);
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
+        Progress::Finished { hosts } => {
+            println!("{}", protocol::worst(hosts).as_str());
+            for h in hosts {
+                println!(
+                    "        {:<8} {:<14} {}",
+                    h.status.as_str(),
+                    h.host,
+                    h.message
+                );
+            }
+        }
+    };
+    let run = chain::Run {
+        actor: &who,
+        why: &why,
+        force: args.force,
+        progress: if live { &show } else { &chain::quiet },
+    };
+    let end = chain::execute(&state, pool, &mut rec, to, &run)?;
     let events = if live {
         Vec::new()
     } else {

@@ -3,13 +3,14 @@
 
 use anyhow::Result;
 
-use crate::chain;
+use crate::chain::EventKind;
 use crate::cli::{ResetArgs, Role};
 use crate::config::Config;
 use crate::error::{Error, Outcome};
+use crate::model::PoolState;
 use crate::monitor;
-use crate::report::Status;
-use crate::state::{Lock, PoolRecord, PoolState, State, now_ms};
+use crate::rules;
+use crate::state::{PoolRecord, now_ms};
 
 pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
     let pool = config.pool(&args.pool)?;
@@ -19,16 +20,7 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
         println!("nothing changed");
         return Ok(Outcome::NeedsAttention);
     }
-    let wait = config.lock_wait();
-    let Some(_lock) = Lock::acquire(&config.state_dir, wait)? else {
-        return Err(Error::Failed(format!(
-            "{} still holds the instance lock after {:.0}s; nothing changed, try again",
-            Lock::holder(&config.state_dir),
-            wait.as_secs_f64()
-        ))
-        .into());
-    };
-    let state = State::open(&config.state_dir)?;
+    let (_lock, state) = super::lock_for_change(config)?;
     let mut rec = state
         .pool(&pool.name)?
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
@@ -60,7 +52,7 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
         );
     }
     state.add_events(&events)?;
-    if !active_check.health.is_alive() && !args.force {
+    if !rules::reset_allowed(active_check.health.is_alive(), args.force) {
         return Err(Error::Failed(format!(
             "the active server {} ({}) is down: {}; nothing changed. Fix it, pick the other one with --active, or re-arm anyway with --force",
             active.as_str(),
@@ -75,9 +67,9 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
     rec.active = active;
     rec.failures = 0;
     rec.last_check_at = Some(now);
-    rec.last_system_check_at = Some(now);
     rec.state_since = now;
     rec.reason = String::new();
+    rec.reason_kind = String::new();
     let msg = format!(
         "re-armed from {}; active {} ({}){}",
         before.as_str(),
@@ -91,17 +83,9 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
     );
     state.save_pool(
         &rec,
-        &[chain::event(
-            pool,
-            "reset",
-            &who,
-            "",
-            "",
-            Status::Ok,
-            &msg,
-            "",
-        )],
+        &[EventKind::Reset.of(pool, &who).message(msg.clone())],
     )?;
+    state.readiness_checked(&pool.name, now)?;
     println!("pool {}: {msg}", pool.name);
     Ok(Outcome::Done)
 }

@@ -1,26 +1,27 @@
-//! `deadpool tick`: check every pool once, apply the decision rules, fail over where they
-//! say so, run the readiness self-checks when due, and record the tick.
+//! `deadpool tick`: check every pool, apply the decision rules ([`crate::rules`]), fail over
+//! where they say so, run the readiness self-checks when due, and record the tick. Slow work
+//! (a failover attempt, a readiness check) runs in the background while detection rounds
+//! go on every `tick_interval` until it is done: detection never waits for other work.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::chain;
+use crate::chain::{self, EventKind};
 use crate::cli::{Role, TickArgs};
 use crate::config::{Config, Pool};
 use crate::error::Outcome;
+use crate::model::{PoolState, Status};
 use crate::monitor::{self, Check};
 use crate::protocol::{self, Action};
-use crate::report::Status;
-use crate::state::{Event, Lock, MonitorRow, PoolRecord, PoolState, ReadinessRow, State, now_ms};
-use crate::tick::{self, Decision, Input, Next};
+use crate::rules::{self, BlockReason, Decision, Input, Next, Round};
+use crate::state::{Event, Lock, MonitorRow, PoolRecord, ReadinessRow, State, now_ms};
 
 pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
     if args.dry_run {
         return dry_run(config);
     }
-    let started = Instant::now();
-    let started_at = now_ms();
     let Some(_lock) = Lock::acquire(&config.state_dir, Duration::ZERO)? else {
         crate::info!(
             "{} holds the instance lock; this tick is skipped",
@@ -29,42 +30,278 @@ pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
         return Ok(Outcome::Done);
     };
     let state = State::open(&config.state_dir)?;
-    let results: Vec<Result<bool>> = std::thread::scope(|s| {
-        let handles: Vec<_> = config
-            .pools
-            .iter()
-            .map(|pool| s.spawn(|| tick_pool(config, &state, pool)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a pool's thread panicked")))
-            })
-            .collect()
-    });
-    let mut attention = false;
-    for (pool, result) in config.pools.iter().zip(results) {
-        match result {
-            Ok(needs) => attention |= needs,
-            Err(e) => {
-                crate::error!("pool {}: {e:#}", pool.name);
-                attention = true;
-            }
-        }
-    }
-    state.record_tick(started_at, started.elapsed(), config.history_retention)?;
-    if let Some(path) = &config.prometheus_textfile
-        && let Err(e) = write_textfile(config, &state, path)
-    {
-        crate::warn!("cannot write the metrics file {}: {e:#}", path.display());
-    }
-    crate::debug!("tick took {:.3}s", started.elapsed().as_secs_f64());
-    Ok(if attention {
+    let watch = Watch {
+        config,
+        state: &state,
+        busy: config.pools.iter().map(|_| Busy::default()).collect(),
+        attention: AtomicBool::new(false),
+    };
+    watch.run(state.last_tick()?.map(|t| Round {
+        started_at: t.started_at,
+        duration_ms: t.duration_ms,
+    }));
+    Ok(if watch.attention.load(Ordering::SeqCst) {
         Outcome::NeedsAttention
     } else {
         Outcome::Done
     })
+}
+
+/// What runs in the background for one pool while the rounds go on.
+#[derive(Debug, Default)]
+struct Busy {
+    /// A failover attempt: second opinion, preflights and the chain.
+    failover: AtomicBool,
+    /// The readiness self-checks.
+    readiness: AtomicBool,
+}
+
+/// One tick: detection rounds every `tick_interval` for as long as anything slow (a
+/// failover attempt, a readiness check) is still running, so that detection never waits
+/// for other work; each round checks every pool that is not failing over.
+struct Watch<'a> {
+    config: &'a Config,
+    state: &'a State,
+    busy: Vec<Busy>,
+    attention: AtomicBool,
+}
+
+/// What a round decided for one pool, for the tick to start in the background.
+#[derive(Debug, Default)]
+struct Plan {
+    failover: Option<(PoolRecord, String)>,
+    readiness: bool,
+}
+
+impl Watch<'_> {
+    fn run(&self, mut previous: Option<Round>) {
+        let interval = self.config.tick_interval;
+        std::thread::scope(|background| {
+            loop {
+                let started_at = now_ms();
+                let clock = Instant::now();
+                let gap = rules::timer_gap(previous, started_at, interval.as_millis() as i64);
+                if gap {
+                    crate::info!(
+                        "the previous round ended more than {} intervals ago (a suspend, a stopped timer or a clock jump): failure counts restart",
+                        rules::GAP_INTERVALS
+                    );
+                }
+                for (index, plan) in self.round(gap) {
+                    let pool = &self.config.pools[index];
+                    let busy = &self.busy[index];
+                    if let Some((rec, why)) = plan.failover {
+                        busy.failover.store(true, Ordering::SeqCst);
+                        background.spawn(move || {
+                            if self.attempt(pool, rec, &why) {
+                                self.attention.store(true, Ordering::SeqCst);
+                            }
+                            busy.failover.store(false, Ordering::SeqCst);
+                        });
+                    } else if plan.readiness && !busy.readiness.swap(true, Ordering::SeqCst) {
+                        background.spawn(move || {
+                            if let Err(e) = self.readiness(pool) {
+                                crate::warn!("pool {}: readiness checks: {e:#}", pool.name);
+                            }
+                            busy.readiness.store(false, Ordering::SeqCst);
+                        });
+                    }
+                }
+                let took = clock.elapsed();
+                if let Err(e) =
+                    self.state
+                        .record_tick(started_at, took, self.config.history_retention)
+                {
+                    crate::warn!("cannot record the tick: {e:#}");
+                }
+                previous = Some(Round {
+                    started_at,
+                    duration_ms: took.as_millis() as i64,
+                });
+                if let Some(path) = &self.config.prometheus_textfile
+                    && let Err(e) = write_textfile(self.config, self.state, path)
+                {
+                    crate::warn!("cannot write the metrics file {}: {e:#}", path.display());
+                }
+                crate::debug!("round took {:.3}s", took.as_secs_f64());
+                // The next round comes one interval after this one started, while anything
+                // is still running in the background; without background work, the tick ends.
+                let next = clock + interval;
+                loop {
+                    if !self.any_busy() {
+                        return;
+                    }
+                    if Instant::now() >= next {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        });
+    }
+
+    fn any_busy(&self) -> bool {
+        self.busy
+            .iter()
+            .any(|b| b.failover.load(Ordering::SeqCst) || b.readiness.load(Ordering::SeqCst))
+    }
+
+    /// Checks every pool that is not failing over, all at once, and applies the rules.
+    fn round(&self, gap: bool) -> Vec<(usize, Plan)> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .config
+                .pools
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !self.busy[*i].failover.load(Ordering::SeqCst))
+                .map(|(i, pool)| (i, s.spawn(move || self.check_pool(pool, gap))))
+                .collect();
+            let mut plans = Vec::new();
+            for (index, handle) in handles {
+                let pool = &self.config.pools[index];
+                let result = handle
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a pool's thread panicked")));
+                match result {
+                    Ok(plan) => plans.push((index, plan)),
+                    Err(e) => {
+                        crate::error!("pool {}: {e:#}", pool.name);
+                        self.attention.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            plans
+        })
+    }
+
+    /// One pool in one round: check both servers, count, decide, record.
+    fn check_pool(&self, pool: &Pool, gap: bool) -> Result<Plan> {
+        let (config, state) = (self.config, self.state);
+        let mut rec = state
+            .pool(&pool.name)?
+            .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+        let checks = monitor::check_both(pool);
+        let checked_at = now_ms();
+        let rows = monitor_rows(&checks, checked_at);
+        let (active, standby) = by_role(checks, rec.active);
+        // A check recorded in the future: the clock went back, the count restarts too.
+        let gap = gap || rec.last_check_at.is_some_and(|t| t > checked_at);
+        let decision = decide(pool, &rec, &active, &standby, gap);
+        rec.failures = decision.failures;
+        rec.last_check_at = Some(checked_at);
+        let mut events: Vec<Event> = Vec::new();
+        let mut plan = Plan::default();
+        match decision.next {
+            Next::Watch => {}
+            Next::Rearm => {
+                let msg = format!("{} answers again: armed", pool.address(rec.active));
+                events.push(EventKind::Armed.of(pool, "tick").message(msg));
+                set_state(&mut rec, PoolState::Armed, "");
+            }
+            Next::Block(reason) => events.extend(block(pool, &mut rec, reason, Vec::new())),
+            Next::Interrupt => {
+                let during = last_started_step(state, pool)?;
+                let reason = format!(
+                    "a failover toward {} ({}) was interrupted{during}; deadpool does not resume a chain",
+                    rec.active.as_str(),
+                    pool.address(rec.active)
+                );
+                crate::error!("pool {}: {reason}", pool.name);
+                events.push(
+                    EventKind::Interrupted
+                        .of(pool, "tick")
+                        .status(Status::Critical)
+                        .message(reason.clone()),
+                );
+                set_state(&mut rec, PoolState::Interrupted, &reason);
+                self.attention.store(true, Ordering::SeqCst);
+            }
+            Next::Failover => {
+                let why = format!(
+                    "{} failed {} consecutive checks: {}",
+                    pool.address(rec.active),
+                    rec.failures,
+                    active.message
+                );
+                plan.failover = Some((rec.clone(), why));
+            }
+        }
+        let counting = rec.state == PoolState::Armed && rec.failures > 0;
+        plan.readiness = rules::readiness_due(
+            rec.last_system_check_at,
+            checked_at,
+            config.system_check_interval.as_millis() as i64,
+            counting,
+        );
+        state.save_tick(&rec, &events, &rows)?;
+        Ok(plan)
+    }
+
+    /// A failover attempt in the background: the second opinion, every preflight, then the
+    /// chain. Returns whether a person is needed.
+    fn attempt(&self, pool: &Pool, mut rec: PoolRecord, why: &str) -> bool {
+        let state = self.state;
+        let (from, to) = (rec.active, rec.active.other());
+        let opinion = crate::opinion::ask(self.config, pool, from);
+        let blocked = match opinion.as_ref().and_then(|o| o.blocks()) {
+            Some(reason) => Some((reason, Vec::new())),
+            None => {
+                let (preflights, verdict) = chain::preflight(pool, from, to, false, false);
+                verdict.map(|r| (r, chain::preflight_events(pool, "tick", &preflights)))
+            }
+        };
+        if let Some((reason, details)) = blocked {
+            let events = block(pool, &mut rec, reason, details);
+            if let Err(e) = state.save_pool(&rec, &events) {
+                crate::error!("pool {}: cannot record the block: {e:#}", pool.name);
+                return true;
+            }
+            return false;
+        }
+        let mut why = why.to_string();
+        if let Some(o) = &opinion {
+            why.push_str(&format!("; second opinion: {}", o.describe()));
+        }
+        let run = chain::Run {
+            actor: "tick",
+            why: &why,
+            force: false,
+            progress: &chain::quiet,
+        };
+        let attention = match chain::execute(state, pool, &mut rec, to, &run) {
+            Ok(end) => end != PoolState::FailedOver,
+            Err(e) => {
+                crate::error!("pool {}: {e:#}", pool.name);
+                true
+            }
+        };
+        // Right after a chain, the readiness of the new orientation.
+        if let Err(e) = self.readiness(pool) {
+            crate::warn!(
+                "pool {}: readiness checks after the chain: {e:#}",
+                pool.name
+            );
+        }
+        attention
+    }
+
+    /// The readiness self-checks of one pool, beside detection; results that no longer
+    /// describe the pool (its active server changed meanwhile) are dropped.
+    fn readiness(&self, pool: &Pool) -> Result<()> {
+        let Some(rec) = self.state.pool(&pool.name)? else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let results = check_readiness(pool, rec.active);
+        let still = self.state.pool(&pool.name)?.map(|r| r.active);
+        if still != Some(rec.active) {
+            return Ok(());
+        }
+        let events = save_readiness(self.state, pool, results, now)?;
+        self.state.add_events(&events)?;
+        self.state.readiness_checked(&pool.name, now)
+    }
 }
 
 fn by_role(checks: [Check; 2], active: Role) -> (Check, Check) {
@@ -75,145 +312,12 @@ fn by_role(checks: [Check; 2], active: Role) -> (Check, Check) {
     }
 }
 
-/// One pool's tick. Returns whether something happened that needs a person.
-fn tick_pool(config: &Config, state: &State, pool: &Pool) -> Result<bool> {
-    let mut rec = state
-        .pool(&pool.name)?
-        .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
-    let checks = monitor::check_both(pool);
-    let checked_at = now_ms();
-    let rows = monitor_rows(&checks, checked_at);
-    let (active, standby) = by_role(checks, rec.active);
-    let decision = decide(config, pool, &rec, &active, &standby, checked_at);
-    if decision.gap {
-        crate::info!(
-            "pool {}: the previous check was too long ago; the failure count restarts",
-            pool.name
-        );
-    }
-    rec.failures = decision.failures;
-    rec.last_check_at = Some(checked_at);
-    let mut events: Vec<Event> = Vec::new();
-    let mut attention = false;
-    let mut chain_ran = false;
-    match decision.next {
-        Next::Watch => {}
-        Next::Rearm => {
-            let msg = format!("{} answers again: armed", pool.address(rec.active));
-            events.push(chain::event(
-                pool,
-                "armed",
-                "tick",
-                "",
-                "",
-                Status::Ok,
-                &msg,
-                "",
-            ));
-            set_state(&mut rec, PoolState::Armed, "");
-        }
-        Next::Block(reason) => block(pool, &mut rec, reason, Vec::new(), &mut events),
-        Next::Interrupt => {
-            let during = last_started_step(state, pool)?;
-            let reason = format!(
-                "a failover toward {} ({}) was interrupted{during}; deadpool does not resume a chain",
-                rec.active.as_str(),
-                pool.address(rec.active)
-            );
-            crate::error!("pool {}: {reason}", pool.name);
-            events.push(chain::event(
-                pool,
-                "interrupted",
-                "tick",
-                "",
-                "",
-                Status::Critical,
-                &reason,
-                "",
-            ));
-            set_state(&mut rec, PoolState::Interrupted, &reason);
-            attention = true;
-        }
-        Next::Failover => {
-            let (from, to) = (rec.active, rec.active.other());
-            let target = format!(
-                "{}:{}",
-                pool.address(from),
-                pool.monitor.port().unwrap_or(0)
-            );
-            let opinion = crate::confirm::ask(config, pool, pool.address(from));
-            let votes = opinion.as_ref().map(|o| o.describe(&target));
-            if let Some(o) = opinion.as_ref().filter(|o| o.primary_alive()) {
-                let reason = format!(
-                    "second opinion: the primary is cut off from deadpool only; {}",
-                    o.describe(&target)
-                );
-                block(pool, &mut rec, reason, Vec::new(), &mut events);
-            } else {
-                let (preflights, failure) = chain::preflight(pool, from, to, false);
-                match failure {
-                    Some(reason) => block(
-                        pool,
-                        &mut rec,
-                        reason,
-                        chain::preflight_events(pool, "tick", &preflights),
-                        &mut events,
-                    ),
-                    None => {
-                        let mut why = format!(
-                            "{} failed {} consecutive checks: {}",
-                            pool.address(from),
-                            rec.failures,
-                            active.message
-                        );
-                        if let Some(v) = votes {
-                            why.push_str(&format!("; second opinion: {v}"));
-                        }
-                        state.save_tick(&rec, &events, &rows)?;
-                        events.clear();
-                        let end = chain::execute(state, pool, &mut rec, to, "tick", &why, false)?;
-                        attention = end != PoolState::FailedOver;
-                        chain_ran = true;
-                    }
-                }
-            }
-        }
-    }
-    let now = now_ms();
-    // While an armed pool's active server is failing, readiness waits: the next checks of
-    // the server come sooner, and detection is what matters then.
-    let counting = rec.state == PoolState::Armed && rec.failures > 0;
-    let due = tick::system_check_due(
-        rec.last_system_check_at,
-        now,
-        config.system_check_interval.as_millis() as i64,
-    );
-    if chain_ran || (due && !counting) {
-        events.extend(readiness(state, pool, rec.active, now)?);
-        rec.last_system_check_at = Some(now);
-    }
-    // "Consecutive" counts from the end of this pool's tick: the timer waits an interval
-    // after a tick ends, so a slow tick (hung clients, a long chain) is no gap.
-    rec.last_check_at = Some(now_ms());
-    state.save_tick(&rec, &events, &rows)?;
-    Ok(attention)
-}
-
-fn decide(
-    config: &Config,
-    pool: &Pool,
-    rec: &PoolRecord,
-    active: &Check,
-    standby: &Check,
-    now: i64,
-) -> Decision {
-    tick::decide(Input {
+fn decide(pool: &Pool, rec: &PoolRecord, active: &Check, standby: &Check, gap: bool) -> Decision {
+    rules::decide(Input {
         state: rec.state,
         failures: rec.failures,
         max_failed_checks: pool.max_failed_checks,
-        last_check_at: rec.last_check_at,
-        now,
-        tick_interval_ms: config.tick_interval.as_millis() as i64,
+        gap,
         active: active.health,
         standby: standby.health,
     })
@@ -225,32 +329,36 @@ fn set_state(rec: &mut PoolRecord, to: PoolState, reason: &str) {
     }
     rec.state = to;
     rec.reason = reason.to_string();
+    rec.reason_kind = String::new();
 }
 
-/// Blocked: nothing changed. History gets an entry only when the reason is new, so a pool
-/// that stays blocked for days does not grow the database.
+/// Blocked: nothing changed. Returns the history events, which exist only when the reason
+/// is news in kind ([`rules::block_is_news`]), so a pool that stays blocked for days does
+/// not grow the database; the reason's text is kept up to date for the report.
 fn block(
     pool: &Pool,
     rec: &mut PoolRecord,
-    reason: String,
+    reason: BlockReason,
     details: Vec<Event>,
-    events: &mut Vec<Event>,
-) {
-    if rec.state != PoolState::Blocked || rec.reason != reason {
-        crate::error!("pool {}: failover blocked: {reason}", pool.name);
-        events.push(chain::event(
-            pool,
-            "blocked",
-            "tick",
-            "",
-            "",
-            Status::Critical,
-            &reason,
-            "",
-        ));
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    if rules::block_is_news(rec.state, &rec.reason_kind, &reason) {
+        crate::error!("pool {}: failover blocked: {}", pool.name, reason.text);
+        events.push(
+            EventKind::Blocked
+                .of(pool, "tick")
+                .status(Status::Critical)
+                .message(reason.text.clone()),
+        );
         events.extend(details);
     }
-    set_state(rec, PoolState::Blocked, &reason);
+    if rec.state != PoolState::Blocked {
+        rec.state_since = now_ms();
+    }
+    rec.state = PoolState::Blocked;
+    rec.reason = reason.text;
+    rec.reason_kind = reason.kind;
+    events
 }
 
 fn last_started_step(state: &State, pool: &Pool) -> Result<String> {
@@ -258,8 +366,8 @@ fn last_started_step(state: &State, pool: &Pool) -> Result<String> {
     let step = recent
         .iter()
         .rev()
-        .take_while(|e| e.event != "failover_started")
-        .find(|e| e.event == "step_started");
+        .take_while(|e| e.event != EventKind::FailoverStarted.as_str())
+        .find(|e| e.event == EventKind::StepStarted.as_str());
     Ok(match step {
         Some(e) => format!(" during step `{}`", e.step),
         None => " before its first step".to_string(),
@@ -281,11 +389,10 @@ pub fn monitor_rows(checks: &[Check; 2], at: i64) -> Vec<MonitorRow> {
         .collect()
 }
 
-/// Runs every step's readiness check toward the standby and stores the results. Returns a
-/// history event for each host whose status changed.
-pub fn readiness(state: &State, pool: &Pool, active: Role, now: i64) -> Result<Vec<Event>> {
-    // Every step's check at once: a hung client costs one timeout, not one per step.
-    let results: Vec<Vec<protocol::HostResult>> = std::thread::scope(|s| {
+/// Runs every step's readiness check toward the standby, all at once: a hung client costs
+/// one timeout, not one per step.
+fn check_readiness(pool: &Pool, active: Role) -> Vec<Vec<protocol::HostResult>> {
+    std::thread::scope(|s| {
         let handles: Vec<_> = (0..pool.steps.len())
             .map(|index| {
                 s.spawn(move || {
@@ -298,7 +405,21 @@ pub fn readiness(state: &State, pool: &Pool, active: Role, now: i64) -> Result<V
             .into_iter()
             .map(|h| h.join().unwrap_or_default())
             .collect()
-    });
+    })
+}
+
+/// Runs the readiness checks and stores the results (for `reset`, in the foreground).
+/// Returns a history event for each host whose status changed.
+pub fn readiness(state: &State, pool: &Pool, active: Role, now: i64) -> Result<Vec<Event>> {
+    save_readiness(state, pool, check_readiness(pool, active), now)
+}
+
+fn save_readiness(
+    state: &State,
+    pool: &Pool,
+    results: Vec<Vec<protocol::HostResult>>,
+    now: i64,
+) -> Result<Vec<Event>> {
     let mut rows = Vec::new();
     for (index, hosts) in results.into_iter().enumerate() {
         for h in hosts {
@@ -326,16 +447,14 @@ pub fn readiness(state: &State, pool: &Pool, active: Role, now: i64) -> Result<V
                 row.status.as_str(),
                 row.message
             );
-            events.push(chain::event(
-                pool,
-                "readiness",
-                "tick",
-                &row.step_name,
-                &row.host,
-                row.status,
-                &msg,
-                "",
-            ));
+            events.push(
+                EventKind::Readiness
+                    .of(pool, "tick")
+                    .step(&row.step_name)
+                    .host(&row.host)
+                    .status(row.status)
+                    .message(msg),
+            );
         }
     }
     Ok(events)
@@ -345,6 +464,15 @@ pub fn readiness(state: &State, pool: &Pool, active: Role, now: i64) -> Result<V
 /// would run, with every preflight; nothing is written anywhere.
 fn dry_run(config: &Config) -> Result<Outcome> {
     let state = State::open_read_only(&config.state_dir)?;
+    let previous = match &state {
+        Some(s) => s.last_tick()?,
+        None => None,
+    }
+    .map(|t| Round {
+        started_at: t.started_at,
+        duration_ms: t.duration_ms,
+    });
+    let gap = rules::timer_gap(previous, now_ms(), config.tick_interval.as_millis() as i64);
     let mut out = String::new();
     for pool in &config.pools {
         let rec = match &state {
@@ -354,7 +482,7 @@ fn dry_run(config: &Config) -> Result<Outcome> {
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
         let checks = monitor::check_both(pool);
         let (active, standby) = by_role(checks, rec.active);
-        let d = decide(config, pool, &rec, &active, &standby, now_ms());
+        let d = decide(pool, &rec, &active, &standby, gap);
         out.push_str(&format!(
             "pool {}: {}, active {} ({}), failures {} -> {}/{}\n",
             pool.name,
@@ -381,7 +509,7 @@ fn dry_run(config: &Config) -> Result<Outcome> {
             Next::Watch if rec.state.is_locked() => "stay locked and keep watching".to_string(),
             Next::Watch => "keep watching".to_string(),
             Next::Rearm => "re-arm the pool (the active server answers again)".to_string(),
-            Next::Block(r) => format!("block the failover: {r}"),
+            Next::Block(r) => format!("block the failover: {}", r.text),
             Next::Interrupt => "mark the interrupted failover as `interrupted`".to_string(),
             Next::Failover => format!(
                 "fail over to {} ({}) if every preflight passes",
@@ -416,7 +544,7 @@ pub fn plan(pool: &Pool, from: Role, to: Role) -> String {
     if pool.steps.is_empty() {
         out.push_str("    (no steps configured)\n");
     }
-    let (preflights, _) = chain::preflight(pool, from, to, true);
+    let (preflights, _) = chain::preflight(pool, from, to, true, false);
     for (index, hosts) in preflights {
         let step = &pool.steps[index];
         let ctx = chain::context(pool, index, from, to, true);

@@ -1,7 +1,7 @@
 //! Monitors: each answers one question about one server — is it up?
 
 mod mysql;
-mod nagios;
+pub mod nagios;
 mod redis;
 mod tcp;
 
@@ -13,36 +13,7 @@ use crate::cli::Role;
 use crate::config::{MonitorKind, Pool};
 
 /// What one check of one server found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    Up,
-    /// Alive but unhappy (e.g. access denied, a Nagios WARNING): never counted as down.
-    Degraded,
-    Down,
-}
-
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Up => "up",
-            Health::Degraded => "degraded",
-            Health::Down => "down",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Health> {
-        match s {
-            "up" => Some(Health::Up),
-            "degraded" => Some(Health::Degraded),
-            "down" => Some(Health::Down),
-            _ => None,
-        }
-    }
-
-    pub fn is_alive(self) -> bool {
-        self != Health::Down
-    }
-}
+pub use crate::model::Health;
 
 #[derive(Debug, Clone)]
 pub struct Check {

@@ -7,6 +7,19 @@ use super::Health;
 use crate::cli::Role;
 use crate::remote::{self, Exit};
 
+/// The plugin's argv with `{host}`, `{port}`, `{pool}` and `{role}` filled in.
+pub fn argv(argv: &[String], port: Option<u16>, host: &str, pool: &str, role: Role) -> Vec<String> {
+    let port = port.map(|p| p.to_string()).unwrap_or_default();
+    argv.iter()
+        .map(|a| {
+            a.replace("{host}", host)
+                .replace("{port}", &port)
+                .replace("{pool}", pool)
+                .replace("{role}", role.as_str())
+        })
+        .collect()
+}
+
 pub fn check(
     argv: &[String],
     port: Option<u16>,
@@ -15,16 +28,7 @@ pub fn check(
     role: Role,
     timeout: Duration,
 ) -> (Health, String) {
-    let port = port.map(|p| p.to_string()).unwrap_or_default();
-    let argv: Vec<String> = argv
-        .iter()
-        .map(|a| {
-            a.replace("{host}", host)
-                .replace("{port}", &port)
-                .replace("{pool}", pool)
-                .replace("{role}", role.as_str())
-        })
-        .collect();
+    let argv = self::argv(argv, port, host, pool, role);
     let out = remote::run_local(&argv, &[], timeout);
     let first = crate::text::first_line(&out.stdout);
     let health = match out.exit {
