@@ -104,6 +104,16 @@ impl Monitor {
     pub fn port(&self) -> Option<u16> {
         monitor_port(&self.kind)
     }
+
+    /// How long the second opinion may take: the observers are asked at once, each with
+    /// its SSH login and the probe bounded by the monitor's timeout. Zero without observers.
+    pub fn confirm_limit(&self, ssh: &SshSettings) -> Duration {
+        if self.confirm_from.is_empty() {
+            Duration::ZERO
+        } else {
+            self.timeout + ssh.connect_timeout * 2 + Duration::from_secs(1)
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -251,31 +261,31 @@ impl Pool {
         }
     }
 
-    /// The longest one tick can spend on this pool: both servers checked in parallel, then
-    /// at worst every preflight, every action and every readiness check, one after another.
-    pub fn worst_case(&self) -> Duration {
-        self.worst_case_watching() + self.steps_timeout() * 2 + self.confirm_timeout()
-    }
-
-    /// The second opinion: observers are asked at once, each bounded.
-    fn confirm_timeout(&self) -> Duration {
-        if self.monitor.confirm_from.is_empty() {
-            Duration::ZERO
-        } else {
-            self.monitor.timeout + Duration::from_secs(10)
-        }
-    }
-
-    /// The longest a tick that does not fail over can spend on this pool: the monitor, then
-    /// the readiness checks, which run at the same time.
-    pub fn worst_case_watching(&self) -> Duration {
+    /// The longest one failover of this pool can take in a tick: the round's check of both
+    /// servers (in parallel), the second opinion, every preflight and every action one
+    /// after another (each bounded by its step's one deadline), then the readiness checks
+    /// of the new orientation (in parallel).
+    pub fn worst_case(&self, ssh: &SshSettings) -> Duration {
         self.monitor.timeout
-            + self
-                .steps
-                .iter()
-                .map(|s| s.timeout)
-                .max()
-                .unwrap_or_default()
+            + self.monitor.confirm_limit(ssh)
+            + self.steps_timeout() * 2
+            + self.readiness_timeout()
+    }
+
+    /// The longest a pool's readiness checks take: they run at the same time, beside
+    /// detection.
+    pub fn readiness_timeout(&self) -> Duration {
+        self.steps
+            .iter()
+            .map(|s| s.timeout)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The longest a tick that does not fail over can spend on this pool: a round's check,
+    /// and the readiness checks running beside the rounds.
+    pub fn worst_case_watching(&self) -> Duration {
+        self.monitor.timeout.max(self.readiness_timeout())
     }
 
     fn steps_timeout(&self) -> Duration {
@@ -413,7 +423,7 @@ impl Config {
     pub fn worst_case_tick(&self) -> Duration {
         self.pools
             .iter()
-            .map(Pool::worst_case)
+            .map(|p| p.worst_case(&self.ssh))
             .max()
             .unwrap_or_default()
     }

@@ -95,7 +95,7 @@ pub fn ask(config: &Config, pool: &Pool, from: Role) -> Option<Opinion> {
     };
     let nagios = matches!(pool.monitor.kind, MonitorKind::Nagios { .. });
     // The observer's own login comes on top of the probe's time.
-    let limit = timeout + config.ssh.connect_timeout * 2 + Duration::from_secs(1);
+    let limit = pool.monitor.confirm_limit(&config.ssh);
     let outputs = remote::for_each_host(observers, |o| {
         remote::run_shell(o, &config.ssh, &line, limit)
     });

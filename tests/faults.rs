@@ -486,3 +486,86 @@ fn failover_with_step(script: &str) -> Instance {
     }
     inst
 }
+
+/// Fills the state dir's file system, then prints a lot (so that its history needs room).
+const FILLING_STEP: &str = r#"#!/bin/sh
+top="$(dirname "$0")/.."
+echo "$DEADPOOL_STEP $1" >> "$top/steps.log"
+if [ "$1" = promote ]; then
+    dd if=/dev/zero of="$top/state/filler" bs=4k status=none 2>/dev/null
+    echo "filled the state dir"
+    head -c 12000 /dev/zero | tr '\0' x
+    echo
+fi
+exit 0
+"#;
+
+/// Frees the state dir's file system again.
+const FREEING_STEP: &str = r#"#!/bin/sh
+top="$(dirname "$0")/.."
+echo "$DEADPOOL_STEP $1" >> "$top/steps.log"
+if [ "$1" = promote ]; then rm -f "$top/state/filler"; echo "freed the state dir"; fi
+exit 0
+"#;
+
+#[test]
+fn a_disk_that_fills_up_during_the_chain_stops_no_step() {
+    let pool = format!(
+        "{}\n[[protocol]]\ntype = \"plugin\"\nname = \"free\"\ncommand = \"free\"\n",
+        common::TWO_STEP_POOL
+            .replace("max_failed_checks = 3", "max_failed_checks = 1")
+            .replace(
+                "name = \"one\"\ncommand = \"step\"",
+                "name = \"fill\"\ncommand = \"fill\""
+            )
+    );
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", &pool)]);
+    inst.script("plugins/fill", FILLING_STEP);
+    inst.script("plugins/free", FREEING_STEP);
+    let state = inst.path("state");
+    std::fs::create_dir(&state).unwrap();
+    // A real file system that fills up: a small tmpfs mounted as the state dir.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=600k"])
+        .arg("tmpfs")
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(state.clone());
+    assert_eq!(inst.tick().code, 0);
+    inst.flag("down-db1");
+    let r = inst.tick();
+    // The writes really failed while the disk was full...
+    assert!(r.stderr.contains("will retry"), "{r:?}");
+    // ...and every step ran all the same, in order, once.
+    let promotes: Vec<String> = inst
+        .steps_log()
+        .iter()
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .filter(|l| l.ends_with(" promote"))
+        .collect();
+    assert_eq!(
+        promotes,
+        ["fill promote", "two promote", "free promote"],
+        "{r:?}"
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    // Once the disk had room again, the end state and every pending event were written.
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    let history = inst.history();
+    for needle in [
+        "filled the state dir",
+        "promote of two ok",
+        "freed the state dir",
+    ] {
+        assert!(history.contains(needle), "{needle}: {history}");
+    }
+    assert!(sqlite_ok(&inst));
+}

@@ -87,12 +87,16 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         ));
     }
     let watching = config.worst_case_watching();
-    if watching > config.tick_interval {
-        warnings.push(format!(
-            "a tick without a failover may take up to {} (monitor timeout + every readiness check's timeout), longer than tick_interval {}; ticks never overlap, they come late",
-            format_duration(watching),
-            format_duration(config.tick_interval)
-        ));
+    for pool in &config.pools {
+        if pool.monitor.timeout > config.tick_interval {
+            warnings.push(format!(
+                "pool {}: the monitor timeout {} is longer than tick_interval {}: while its server hangs, its checks come every {} instead",
+                pool.name,
+                format_duration(pool.monitor.timeout),
+                format_duration(config.tick_interval),
+                format_duration(pool.monitor.timeout)
+            ));
+        }
     }
 
     print!("{}", config::summary(&config));

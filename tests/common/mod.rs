@@ -181,6 +181,23 @@ impl Instance {
     pub fn history(&self) -> String {
         self.run(&["history", "--limit", "1000"]).stdout
     }
+
+    /// One pool's history events, as `history --json` gives them.
+    pub fn events(&self, pool: &str) -> Vec<serde_json::Value> {
+        let r = self.run(&["history", "--pool", pool, "--limit", "1000", "--json"]);
+        r.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+/// Milliseconds since the Unix epoch, as deadpool records times.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 #[derive(Debug)]
