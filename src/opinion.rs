@@ -89,6 +89,9 @@ pub fn ask(config: &Config, pool: &Pool, from: Role) -> Option<Opinion> {
             remote::argv_line(&["timeout", &secs, "bash", "-c", script, host, &port_text])
         }
     };
+    // The probe's own exit code travels on stdout: the SSH runner reads a remote 124 as its
+    // own time-out, and the probe's time-out is a vote, not a failure to ask.
+    let line = format!("{line}; echo \"probe-exit $?\"");
     let target = match port {
         Some(p) => format!("{host}:{p}"),
         None => host.to_string(),
@@ -110,20 +113,30 @@ pub fn ask(config: &Config, pool: &Pool, from: Role) -> Option<Opinion> {
 /// One observer's vote from what its probe printed and how it ended (pure, for tests).
 fn vote(out: &Output, nagios: bool, timeout: Duration) -> Vote {
     let said = crate::text::first_line(&out.stdout);
-    let last = out
+    let mut lines: Vec<&str> = out
         .stdout
         .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_string();
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let code = lines
+        .last()
+        .and_then(|l| l.trim().strip_prefix("probe-exit "))
+        .and_then(|c| c.parse::<i32>().ok());
+    let exit = match (&out.exit, code) {
+        (Exit::Code(0), Some(code)) => {
+            lines.pop();
+            Exit::Code(code)
+        }
+        (Exit::Code(0), None) => Exit::NotStarted("the probe did not finish".into()),
+        (other, _) => other.clone(),
+    };
+    let last = lines.last().unwrap_or(&"").trim().to_string();
     let err: String = crate::text::first_line(&out.stderr)
         .chars()
         .take(120)
         .collect();
     let within = format!("{}ms", timeout.as_millis());
-    match (&out.exit, nagios) {
+    match (&exit, nagios) {
         (Exit::Code(0), false) => Vote::Reaches(last),
         (Exit::Code(code @ (0 | 1)), true) => Vote::Reaches(format!("plugin exit {code}: {said}")),
         (Exit::Code(126 | 127), true) => {
@@ -150,10 +163,15 @@ fn vote(out: &Output, nagios: bool, timeout: Duration) -> Vote {
 mod tests {
     use super::*;
 
+    /// What the observer's shell returns for a probe that ended with `exit`.
     fn out(exit: Exit, stdout: &str, stderr: &str) -> Output {
+        let (exit, stdout) = match exit {
+            Exit::Code(code) => (Exit::Code(0), format!("{stdout}probe-exit {code}\n")),
+            other => (other, stdout.to_string()),
+        };
         Output {
             exit,
-            stdout: stdout.into(),
+            stdout,
             stderr: stderr.into(),
             duration: Duration::ZERO,
         }
@@ -243,6 +261,13 @@ mod tests {
             let v = vote(&o, nagios, t);
             assert!(expect(&v), "{why}: {v:?}");
         }
+        let unfinished = Output {
+            exit: Exit::Code(0),
+            stdout: "connected\n".into(),
+            stderr: String::new(),
+            duration: Duration::ZERO,
+        };
+        assert!(abstains(&vote(&unfinished, false, t)), "no probe-exit line");
         let v = vote(&out(Exit::Code(124), "connected\n", ""), false, t);
         assert_eq!(
             v,
