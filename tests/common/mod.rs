@@ -240,4 +240,5 @@ pub fn wait_for(path: &Path, limit: std::time::Duration) -> bool {
     }
     false
 }
+pub mod golden;
 pub mod lab;
