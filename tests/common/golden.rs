@@ -131,6 +131,7 @@ fn scrub(v: &mut serde_json::Value, dir: &str) {
                 let timeish = key == "at"
                     || key == "id"
                     || key.ends_with("_at")
+                    || key.ends_with("_since")
                     || key.ends_with("_s")
                     || key.ends_with("_ms")
                     || key == "generated_at";
