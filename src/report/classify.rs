@@ -1,0 +1,631 @@
+//! The report's severity rules (SPEC section 8): plain facts in, problems out, each with its
+//! status, message and hint. No I/O; every rule has a row in the tables below. Changing a
+//! severity means changing one function here and one test row.
+
+use crate::cli::Role;
+use crate::config::{Pool, format_duration};
+use crate::model::{Health, PoolState, Status};
+use crate::state::{MonitorRow, PoolRecord, ReadinessRow, TickRecord};
+use crate::text::human_secs;
+
+/// A problem before it is attached to a pool: what is wrong and what to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub status: Status,
+    pub message: String,
+    pub hint: String,
+}
+
+fn found(status: Status, message: impl Into<String>, hint: impl Into<String>) -> Found {
+    Found {
+        status,
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+pub fn age_s(now: i64, at: i64) -> f64 {
+    (now - at) as f64 / 1000.0
+}
+
+/// What the report knows of the instance's ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct Staleness {
+    pub tick_interval_s: f64,
+    pub warning: std::time::Duration,
+    pub critical: std::time::Duration,
+}
+
+/// The instance line: the last tick's age against the staleness limits. Returns its status,
+/// its message and, unless OK, a hint.
+pub fn instance(
+    tick: Option<TickRecord>,
+    now: i64,
+    limits: Staleness,
+) -> (Status, String, Option<String>) {
+    let Some(t) = tick else {
+        return (
+            Status::Critical,
+            "no tick has run yet; is the deadpool timer enabled?".to_string(),
+            Some("enable the timer: systemctl enable --now deadpool.timer (or run `deadpool tick` from cron)".to_string()),
+        );
+    };
+    let a = age_s(now, t.started_at);
+    let msg = format!(
+        "last tick {} ago, took {}",
+        human_secs(a.max(0.0)),
+        human_secs(t.duration_ms as f64 / 1000.0)
+    );
+    let (status, message) = if a < -limits.tick_interval_s {
+        (
+            Status::Warning,
+            format!(
+                "the last tick started {} in the future: the clock went backwards; counts and ages are unreliable until it catches up",
+                human_secs(-a)
+            ),
+        )
+    } else if a > limits.critical.as_secs_f64() {
+        (
+            Status::Critical,
+            format!(
+                "{msg}; the timer seems stopped (critical after {})",
+                format_duration(limits.critical)
+            ),
+        )
+    } else if a > limits.warning.as_secs_f64() {
+        (
+            Status::Warning,
+            format!(
+                "{msg}; ticks are late (warning after {})",
+                format_duration(limits.warning)
+            ),
+        )
+    } else {
+        (Status::Ok, msg)
+    };
+    let hint = (status != Status::Ok).then(|| {
+        "see `systemctl status deadpool.timer` and `journalctl -u deadpool`; a tick may be failing or hung".to_string()
+    });
+    (status, message, hint)
+}
+
+/// Everything the rules of one pool look at.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolFacts<'a> {
+    pub pool: &'a Pool,
+    pub rec: Option<&'a PoolRecord>,
+    pub monitor: &'a [MonitorRow],
+    pub readiness: &'a [ReadinessRow],
+    pub now: i64,
+    /// Readiness results older than this are stale (ms).
+    pub stale_after_ms: i64,
+}
+
+impl PoolFacts<'_> {
+    pub fn active(&self) -> Role {
+        self.rec.map_or(Role::Primary, |r| r.active)
+    }
+
+    pub fn locked(&self) -> bool {
+        self.rec.is_some_and(|r| r.state.is_locked())
+    }
+
+    fn row(&self, role: Role) -> Option<&MonitorRow> {
+        self.monitor.iter().find(|m| m.role == role)
+    }
+
+    fn health(&self, role: Role) -> Option<Health> {
+        self.row(role).map(|m| m.health)
+    }
+}
+
+/// The pool's own state: counting, failed over, in progress, blocked, failed, interrupted.
+pub fn pool_state(f: &PoolFacts) -> Option<Found> {
+    let pool = f.pool;
+    let name = &pool.name;
+    let Some(r) = f.rec else {
+        return Some(found(
+            Status::Warning,
+            "not checked by a tick yet",
+            "wait for the next tick (a pool added to the config is picked up by it)",
+        ));
+    };
+    Some(match r.state {
+        PoolState::Armed if r.failures > 0 => found(
+            Status::Warning,
+            format!(
+                "active {} ({}) failed {}/{} consecutive checks: {}",
+                r.active.as_str(),
+                pool.address(r.active),
+                r.failures,
+                pool.max_failed_checks,
+                f.row(r.active).map_or("", |m| m.message.as_str())
+            ),
+            format!(
+                "look at {} now: deadpool fails over at {}/{}",
+                pool.address(r.active),
+                pool.max_failed_checks,
+                pool.max_failed_checks
+            ),
+        ),
+        PoolState::Armed => return None,
+        PoolState::FailedOver => found(
+            Status::Warning,
+            format!(
+                "{}; run `deadpool reset {name}` once it is looked at",
+                r.reason
+            ),
+            format!(
+                "find out why {} failed, repair or rebuild it as the new standby, then `deadpool reset {name}`",
+                pool.address(r.active.other())
+            ),
+        ),
+        PoolState::FailingOver => found(
+            Status::Critical,
+            format!("failover in progress: {}", r.reason),
+            format!(
+                "watch `deadpool history --pool {name}`; a tick that finds no process running it marks it interrupted"
+            ),
+        ),
+        PoolState::Blocked => found(
+            Status::Critical,
+            format!("blocked: {}", r.reason),
+            "fix what the reason names; the failover runs on the next tick once it can (or `deadpool promote` by hand)",
+        ),
+        PoolState::FailoverFailed | PoolState::Interrupted => found(
+            Status::Critical,
+            format!(
+                "{}: {}; fix it by hand, then `deadpool reset {name}`",
+                r.state.as_str(),
+                r.reason
+            ),
+            format!(
+                "see which steps ran in `deadpool history --pool {name}`, finish or undo them by hand, then `deadpool reset {name} --active primary|secondary`"
+            ),
+        ),
+    })
+}
+
+/// One server's status in the tree: unknown until checked; a down active server is
+/// CRITICAL once the pool is locked (it will not fail over again), a WARNING while counting.
+pub fn server_status(health: Option<Health>, is_active: bool, locked: bool) -> Status {
+    match health {
+        None => Status::Unknown,
+        Some(Health::Up) => Status::Ok,
+        Some(Health::Degraded) => Status::Warning,
+        Some(Health::Down) if is_active && locked => Status::Critical,
+        Some(Health::Down) => Status::Warning,
+    }
+}
+
+/// What the monitor's results say about the pair: both down, the standby down, a locked
+/// pool whose active server is down, a server alive with a problem, and split-brain.
+pub fn servers(f: &PoolFacts) -> Vec<Found> {
+    let mut out = Vec::new();
+    let pool = f.pool;
+    let name = &pool.name;
+    let active = f.active();
+    let standby_addr = pool.address(active.other());
+    let (active_h, standby_h) = (f.health(active), f.health(active.other()));
+    if active_h == Some(Health::Down) && standby_h == Some(Health::Down) {
+        out.push(found(
+            Status::Critical,
+            "both servers are down",
+            "restore either server by hand; deadpool cannot fail over to a dead standby",
+        ));
+    } else if standby_h == Some(Health::Down) {
+        let msg = f.row(active.other()).map_or("", |m| m.message.as_str());
+        out.push(found(
+            Status::Warning,
+            format!(
+                "standby {} ({standby_addr}) is down: {msg}",
+                active.other().as_str()
+            ),
+            "bring the standby back: until then a failover is not possible",
+        ));
+    }
+    if active_h == Some(Health::Down) && f.locked() && standby_h != Some(Health::Down) {
+        out.push(found(
+            Status::Critical,
+            format!(
+                "active {} ({}) is down and the pool is locked",
+                active.as_str(),
+                pool.address(active)
+            ),
+            format!(
+                "the locked pool will not fail over again: restore it, or `deadpool reset {name}` and let deadpool act"
+            ),
+        ));
+    }
+    for role in [Role::Primary, Role::Secondary] {
+        if let Some(m) = f.row(role).filter(|m| m.health == Health::Degraded) {
+            out.push(found(
+                Status::Warning,
+                format!(
+                    "{} ({}) is alive with a problem: {}",
+                    role.as_str(),
+                    pool.address(role),
+                    m.message
+                ),
+                "check the monitor's credentials and the server's connection limits",
+            ));
+        }
+    }
+    let writable = |role: Role| {
+        f.row(role)
+            .filter(|m| m.health.is_alive())
+            .and_then(|m| m.read_only.map(|ro| !ro))
+    };
+    if crate::rules::split_brain(f.locked(), writable(active), writable(active.other())) {
+        let why = if f.locked() {
+            "while the pool is failed over"
+        } else {
+            "as is the active server"
+        };
+        out.push(found(
+            Status::Critical,
+            format!(
+                "split-brain risk: standby {} ({standby_addr}) is writable {why}; make it read-only (SET GLOBAL read_only = ON)",
+                active.other().as_str()
+            ),
+            format!(
+                "make {standby_addr} read-only now (MySQL: SET GLOBAL read_only = ON; Redis: REPLICAOF the active server), then check which writes went where"
+            ),
+        ));
+    }
+    out
+}
+
+/// One step's readiness: its status in the tree and its problems. A locked pool cannot
+/// fail over until reset, so its readiness problems are capped at WARNING (advice).
+pub fn readiness(f: &PoolFacts, index: usize) -> (Status, Vec<Found>) {
+    let step = &f.pool.steps[index];
+    let rows: Vec<&ReadinessRow> = f
+        .readiness
+        .iter()
+        .filter(|r| r.step_index == index)
+        .collect();
+    let mut out = Vec::new();
+    if rows.is_empty() {
+        if f.rec.is_some() {
+            out.push(found(
+                Status::Warning,
+                format!(
+                    "step {} `{}`: readiness not checked yet",
+                    index + 1,
+                    step.name
+                ),
+                "the next tick checks it",
+            ));
+        }
+        return (Status::Unknown, out);
+    }
+    let mut status = rows
+        .iter()
+        .map(|r| r.status)
+        .max()
+        .unwrap_or(Status::Unknown);
+    let locked_note = if f.locked() {
+        " (pool locked: applies after reset)"
+    } else {
+        ""
+    };
+    for r in rows.iter().filter(|r| r.status != Status::Ok) {
+        let capped = if f.locked() {
+            r.status.min(Status::Warning)
+        } else {
+            r.status
+        };
+        out.push(found(
+            capped,
+            format!(
+                "step {} `{}` on {}: {} (checked {} ago){locked_note}",
+                index + 1,
+                step.name,
+                r.host,
+                r.message,
+                human_secs(age_s(f.now, r.checked_at).max(0.0))
+            ),
+            format!(
+                "fix it on {}: a failover now would fail at this step",
+                r.host
+            ),
+        ));
+    }
+    let oldest = rows.iter().map(|r| r.checked_at).min().unwrap_or(f.now);
+    if f.now - oldest > f.stale_after_ms {
+        status = status.max(Status::Warning);
+        out.push(found(
+            Status::Warning,
+            format!(
+                "step {} `{}`: readiness last checked {} ago",
+                index + 1,
+                step.name,
+                human_secs(age_s(f.now, oldest))
+            ),
+            "readiness waits while the active server is failing, or the check hangs; see `journalctl -u deadpool`",
+        ));
+    }
+    (status, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+
+    const NOW: i64 = 1_000_000_000;
+
+    fn pool() -> Pool {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pools")).unwrap();
+        std::fs::write(dir.path().join("deadpool.toml"), "state_dir = \"state\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("pools/db.toml"),
+            "primary = \"db1\"\nsecondary = \"db2\"\n[monitor]\ntype = \"tcp\"\nport = 3306\n[[protocol]]\ntype = \"exec\"\nname = \"x\"\nhosts = [\"local\"]\nexec_command = \"true\"\n",
+        )
+        .unwrap();
+        Config::load(dir.path()).unwrap().pools.remove(0)
+    }
+
+    fn rec(state: PoolState, failures: u32, active: Role) -> PoolRecord {
+        PoolRecord {
+            state,
+            failures,
+            active,
+            reason: "why".into(),
+            ..PoolRecord::new("db", NOW)
+        }
+    }
+
+    fn row(role: Role, health: Health, read_only: Option<bool>) -> MonitorRow {
+        MonitorRow {
+            role,
+            health,
+            message: format!("{} {}", role.as_str(), health.as_str()),
+            checked_at: NOW,
+            duration_ms: 1,
+            read_only,
+        }
+    }
+
+    fn facts<'a>(
+        p: &'a Pool,
+        r: Option<&'a PoolRecord>,
+        m: &'a [MonitorRow],
+        rd: &'a [ReadinessRow],
+    ) -> PoolFacts<'a> {
+        PoolFacts {
+            pool: p,
+            rec: r,
+            monitor: m,
+            readiness: rd,
+            now: NOW,
+            stale_after_ms: 60_000,
+        }
+    }
+
+    #[test]
+    fn instance_table() {
+        let limits = Staleness {
+            tick_interval_s: 5.0,
+            warning: Duration::from_secs(15),
+            critical: Duration::from_secs(50),
+        };
+        let tick = |age_s: i64| {
+            Some(TickRecord {
+                started_at: NOW - age_s * 1000,
+                duration_ms: 10,
+            })
+        };
+        // (last tick, status, words in the message)
+        let rows = [
+            (None, Status::Critical, "no tick has run yet"),
+            (tick(3), Status::Ok, "last tick 3.0s ago"),
+            (tick(20), Status::Warning, "ticks are late"),
+            (tick(60), Status::Critical, "the timer seems stopped"),
+            (tick(-60), Status::Warning, "the clock went backwards"),
+        ];
+        for (t, status, words) in rows {
+            let (s, m, hint) = instance(t, NOW, limits);
+            assert_eq!(s, status, "{m}");
+            assert!(m.contains(words), "{m}");
+            assert_eq!(hint.is_some(), s != Status::Ok);
+        }
+    }
+
+    #[test]
+    fn pool_state_table() {
+        let p = pool();
+        // (record, status or none, words)
+        let rows: Vec<(Option<PoolRecord>, Option<Status>, &str)> = vec![
+            (None, Some(Status::Warning), "not checked by a tick yet"),
+            (Some(rec(PoolState::Armed, 0, Role::Primary)), None, ""),
+            (
+                Some(rec(PoolState::Armed, 2, Role::Primary)),
+                Some(Status::Warning),
+                "failed 2/3",
+            ),
+            (
+                Some(rec(PoolState::FailedOver, 0, Role::Secondary)),
+                Some(Status::Warning),
+                "deadpool reset db",
+            ),
+            (
+                Some(rec(PoolState::FailingOver, 0, Role::Secondary)),
+                Some(Status::Critical),
+                "in progress",
+            ),
+            (
+                Some(rec(PoolState::Blocked, 3, Role::Primary)),
+                Some(Status::Critical),
+                "blocked: why",
+            ),
+            (
+                Some(rec(PoolState::FailoverFailed, 0, Role::Secondary)),
+                Some(Status::Critical),
+                "failover_failed",
+            ),
+            (
+                Some(rec(PoolState::Interrupted, 0, Role::Secondary)),
+                Some(Status::Critical),
+                "interrupted",
+            ),
+        ];
+        for (r, status, words) in rows {
+            let got = pool_state(&facts(&p, r.as_ref(), &[], &[]));
+            assert_eq!(got.as_ref().map(|g| g.status), status, "{got:?}");
+            if let Some(g) = got {
+                assert!(g.message.contains(words), "{}", g.message);
+            }
+        }
+    }
+
+    #[test]
+    fn server_status_table() {
+        // (health, active, locked, status)
+        let rows = [
+            (None, true, false, Status::Unknown),
+            (Some(Health::Up), true, false, Status::Ok),
+            (Some(Health::Degraded), false, false, Status::Warning),
+            (Some(Health::Down), true, false, Status::Warning),
+            (Some(Health::Down), true, true, Status::Critical),
+            (Some(Health::Down), false, true, Status::Warning),
+        ];
+        for (h, active, locked, status) in rows {
+            assert_eq!(
+                server_status(h, active, locked),
+                status,
+                "{h:?} {active} {locked}"
+            );
+        }
+    }
+
+    type ServerRow<'a> = (&'a PoolRecord, [MonitorRow; 2], Vec<(Status, &'a str)>);
+
+    #[test]
+    fn servers_table() {
+        use Health::{Degraded, Down, Up};
+        let p = pool();
+        let armed = rec(PoolState::Armed, 0, Role::Primary);
+        let locked = rec(PoolState::FailedOver, 0, Role::Secondary);
+        // (record, primary, secondary, expected (status, words) in order)
+        let rows: Vec<ServerRow> = vec![
+            (
+                &armed,
+                [
+                    row(Role::Primary, Up, Some(false)),
+                    row(Role::Secondary, Up, Some(true)),
+                ],
+                vec![],
+            ),
+            (
+                &armed,
+                [
+                    row(Role::Primary, Down, None),
+                    row(Role::Secondary, Down, None),
+                ],
+                vec![(Status::Critical, "both servers are down")],
+            ),
+            (
+                &armed,
+                [
+                    row(Role::Primary, Up, None),
+                    row(Role::Secondary, Down, None),
+                ],
+                vec![(Status::Warning, "standby secondary (db2) is down")],
+            ),
+            (
+                &locked,
+                [
+                    row(Role::Primary, Up, Some(true)),
+                    row(Role::Secondary, Down, None),
+                ],
+                vec![(Status::Critical, "is down and the pool is locked")],
+            ),
+            (
+                &armed,
+                [
+                    row(Role::Primary, Degraded, None),
+                    row(Role::Secondary, Up, None),
+                ],
+                vec![(Status::Warning, "alive with a problem")],
+            ),
+            (
+                &armed,
+                [
+                    row(Role::Primary, Up, Some(false)),
+                    row(Role::Secondary, Up, Some(false)),
+                ],
+                vec![(Status::Critical, "writable as is the active server")],
+            ),
+            (
+                &locked,
+                [
+                    row(Role::Primary, Up, Some(false)),
+                    row(Role::Secondary, Up, Some(false)),
+                ],
+                vec![(Status::Critical, "writable while the pool is failed over")],
+            ),
+        ];
+        for (r, m, expected) in rows {
+            let got = servers(&facts(&p, Some(r), &m, &[]));
+            let got: Vec<(Status, String)> =
+                got.into_iter().map(|g| (g.status, g.message)).collect();
+            assert_eq!(got.len(), expected.len(), "{got:?}");
+            for ((s, msg), (want_s, words)) in got.iter().zip(&expected) {
+                assert_eq!(s, want_s, "{msg}");
+                assert!(msg.contains(words), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn readiness_table() {
+        let p = pool();
+        let armed = rec(PoolState::Armed, 0, Role::Primary);
+        let locked = rec(PoolState::FailedOver, 0, Role::Secondary);
+        let r = |status: Status, age_s: i64| ReadinessRow {
+            step_index: 0,
+            step_name: "x".into(),
+            host: "app1".into(),
+            status,
+            message: "said so".into(),
+            checked_at: NOW - age_s * 1000,
+        };
+        // (record, rows, step status, problems' statuses)
+        let rows: Vec<(&PoolRecord, Vec<ReadinessRow>, Status, Vec<Status>)> = vec![
+            (&armed, vec![], Status::Unknown, vec![Status::Warning]),
+            (&armed, vec![r(Status::Ok, 1)], Status::Ok, vec![]),
+            (
+                &armed,
+                vec![r(Status::Critical, 1)],
+                Status::Critical,
+                vec![Status::Critical],
+            ),
+            (
+                &locked,
+                vec![r(Status::Critical, 1)],
+                Status::Critical,
+                vec![Status::Warning],
+            ),
+            (
+                &armed,
+                vec![r(Status::Ok, 120)],
+                Status::Warning,
+                vec![Status::Warning],
+            ),
+        ];
+        for (rec, rd, status, problems) in rows {
+            let (s, found) = readiness(&facts(&p, Some(rec), &[], &rd), 0);
+            assert_eq!(s, status, "{found:?}");
+            assert_eq!(
+                found.iter().map(|f| f.status).collect::<Vec<_>>(),
+                problems,
+                "{found:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The status tree behind `report`: read from the config and the database alone (no
+//! network), classified by the pure rules of [`classify`], rendered by [`render`] as a
+//! Nagios line, a readable tree, JSON or Prometheus metrics.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::Role;
+use crate::config::{Config, Pool};
+use crate::state::State;
+use classify::age_s;
+
+pub use crate::model::Status;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub status: Status,
+    pub generated_at: i64,
+    pub instance: Instance,
+    pub pools: Vec<PoolReport>,
+    /// Every problem, worst first.
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub status: Status,
+    pub pool: Option<String>,
+    pub message: String,
+    /// What to do next.
+    pub hint: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Instance {
+    pub status: Status,
+    pub config_dir: String,
+    pub state_dir: String,
+    pub last_tick_at: Option<i64>,
+    pub last_tick_age_s: Option<f64>,
+    pub last_tick_duration_s: Option<f64>,
+    pub stale_warning_s: f64,
+    pub stale_critical_s: f64,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolReport {
+    pub name: String,
+    pub status: Status,
+    /// `null` until the first tick has seen the pool.
+    pub state: Option<String>,
+    pub active: String,
+    pub active_address: String,
+    pub standby_address: String,
+    pub failures: u32,
+    pub max_failed_checks: u32,
+    pub reason: String,
+    pub state_since: Option<i64>,
+    pub monitor: MonitorReport,
+    pub steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MonitorReport {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub servers: Vec<ServerReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerReport {
+    pub role: String,
+    pub address: String,
+    pub active: bool,
+    pub status: Status,
+    /// up, degraded, down; `null` when never checked.
+    pub health: Option<String>,
+    pub message: String,
+    pub checked_at: Option<i64>,
+    pub age_s: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepReport {
+    pub index: usize,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: Status,
+    pub hosts: Vec<HostReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub status: Status,
+    pub message: String,
+    pub checked_at: i64,
+    pub age_s: f64,
+}
+
+/// Builds the tree from the database (which may not exist yet): the database is read
+/// here, the severities come from [`classify`].
+pub fn build(
+    config: &Config,
+    state: Option<&State>,
+    only: Option<&str>,
+    now: i64,
+) -> Result<Report> {
+    let mut problems: Vec<Problem> = Vec::new();
+    let tick = match state {
+        Some(s) => s.last_tick()?,
+        None => None,
+    };
+    let limits = classify::Staleness {
+        tick_interval_s: config.tick_interval.as_secs_f64(),
+        warning: config.stale_warning,
+        critical: config.stale_critical,
+    };
+    let (instance_status, message, hint) = classify::instance(tick, now, limits);
+    if let Some(hint) = hint {
+        problems.push(Problem {
+            status: instance_status,
+            pool: None,
+            message: message.clone(),
+            hint,
+        });
+    }
+    let instance = Instance {
+        status: instance_status,
+        config_dir: config.dir.display().to_string(),
+        state_dir: config.state_dir.display().to_string(),
+        last_tick_at: tick.map(|t| t.started_at),
+        last_tick_age_s: tick.map(|t| age_s(now, t.started_at)),
+        last_tick_duration_s: tick.map(|t| t.duration_ms as f64 / 1000.0),
+        stale_warning_s: config.stale_warning.as_secs_f64(),
+        stale_critical_s: config.stale_critical.as_secs_f64(),
+        message,
+    };
+
+    let mut pools = Vec::new();
+    for pool in config
+        .pools
+        .iter()
+        .filter(|p| only.is_none_or(|o| o == p.name))
+    {
+        pools.push(pool_report(config, pool, state, now, &mut problems)?);
+    }
+    problems.sort_by_key(|p| std::cmp::Reverse(p.status));
+    let status = problems
+        .iter()
+        .map(|p| p.status)
+        .max()
+        .unwrap_or(Status::Ok);
+    Ok(Report {
+        status,
+        generated_at: now,
+        instance,
+        pools,
+        problems,
+    })
+}
+
+/// One pool's branch of the tree: its rows read from the database, classified, assembled.
+fn pool_report(
+    config: &Config,
+    pool: &Pool,
+    state: Option<&State>,
+    now: i64,
+    problems: &mut Vec<Problem>,
+) -> Result<PoolReport> {
+    let (rec, monitor_rows, readiness) = match state {
+        Some(s) => (
+            s.pool(&pool.name)?,
+            s.monitor(&pool.name)?,
+            s.readiness(&pool.name)?,
+        ),
+        None => (None, Vec::new(), Vec::new()),
+    };
+    let facts = classify::PoolFacts {
+        pool,
+        rec: rec.as_ref(),
+        monitor: &monitor_rows,
+        readiness: &readiness,
+        now,
+        stale_after_ms: (config.system_check_interval + config.stale_critical).as_millis() as i64,
+    };
+    let active = facts.active();
+    let mut found: Vec<classify::Found> = Vec::new();
+    found.extend(classify::pool_state(&facts));
+
+    let servers: Vec<ServerReport> = [Role::Primary, Role::Secondary]
+        .into_iter()
+        .map(|role| {
+            let row = monitor_rows.iter().find(|m| m.role == role);
+            ServerReport {
+                role: role.as_str().to_string(),
+                address: pool.address(role).to_string(),
+                active: role == active,
+                status: classify::server_status(
+                    row.map(|r| r.health),
+                    role == active,
+                    facts.locked(),
+                ),
+                health: row.map(|r| r.health.as_str().to_string()),
+                message: row.map(|r| r.message.clone()).unwrap_or_default(),
+                checked_at: row.map(|r| r.checked_at),
+                age_s: row.map(|r| age_s(now, r.checked_at)),
+            }
+        })
+        .collect();
+    found.extend(classify::servers(&facts));
+
+    let mut steps = Vec::new();
+    for (index, step) in pool.steps.iter().enumerate() {
+        let (status, step_found) = classify::readiness(&facts, index);
+        found.extend(step_found);
+        let hosts = readiness
+            .iter()
+            .filter(|r| r.step_index == index)
+            .map(|r| HostReport {
+                host: r.host.clone(),
+                status: r.status,
+                message: r.message.clone(),
+                checked_at: r.checked_at,
+                age_s: age_s(now, r.checked_at),
+            })
+            .collect();
+        steps.push(StepReport {
+            index: index + 1,
+            name: step.name.clone(),
+            kind: step.type_name().to_string(),
+            status,
+            hosts,
+        });
+    }
+
+    let status = found.iter().map(|p| p.status).max().unwrap_or(Status::Ok);
+    let name = &pool.name;
+    problems.extend(found.into_iter().map(|f| Problem {
+        status: f.status,
+        pool: Some(name.clone()),
+        message: format!("{name}: {}", f.message),
+        hint: f.hint,
+    }));
+    Ok(PoolReport {
+        name: pool.name.clone(),
+        status,
+        state: rec.as_ref().map(|r| r.state.as_str().to_string()),
+        active: active.as_str().to_string(),
+        active_address: pool.address(active).to_string(),
+        standby_address: pool.address(active.other()).to_string(),
+        failures: rec.as_ref().map_or(0, |r| r.failures),
+        max_failed_checks: pool.max_failed_checks,
+        reason: rec.as_ref().map(|r| r.reason.clone()).unwrap_or_default(),
+        state_since: rec.as_ref().map(|r| r.state_since),
+        monitor: MonitorReport {
+            kind: pool.monitor.kind.type_name().to_string(),
+            servers,
+        },
+        steps,
+    })
+}
+
+mod classify;
+mod render;
+
+pub use render::{full, nagios, prometheus};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worst_status_is_the_maximum() {
+        assert!(Status::Critical > Status::Unknown);
+        assert!(Status::Unknown > Status::Warning);
+        assert!(Status::Warning > Status::Ok);
+        assert_eq!(Status::Critical.exit_code(), 2);
+        assert_eq!(Status::Unknown.exit_code(), 3);
+    }
+}
