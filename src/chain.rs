@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::cli::Role;
 use crate::config::{OnFailure, Pool};
+use crate::model::Role;
 use crate::model::{PoolState, Status};
 use crate::protocol::{self, Action, Context, HostResult};
 use crate::rules::{self, AfterStep, BlockReason, HostVerdict};

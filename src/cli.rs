@@ -109,11 +109,7 @@ pub struct ReportArgs {
     pub pool: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Role {
-    Primary,
-    Secondary,
-}
+pub use crate::model::Role;
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
@@ -197,30 +193,6 @@ impl Cli {
 /// usage error must still come out as Nagios UNKNOWN (3), never as 2.
 pub fn wants_nagios(args: &[OsString]) -> bool {
     args.iter().any(|a| a == "report") && args.iter().any(|a| a == "--nagios")
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Secondary => "secondary",
-        }
-    }
-
-    pub fn other(self) -> Role {
-        match self {
-            Role::Primary => Role::Secondary,
-            Role::Secondary => Role::Primary,
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "primary" => Some(Role::Primary),
-            "secondary" => Some(Role::Secondary),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -254,10 +254,10 @@ pub struct MysqlPromote {
 }
 
 impl Pool {
-    pub fn address(&self, role: crate::cli::Role) -> &str {
+    pub fn address(&self, role: crate::model::Role) -> &str {
         match role {
-            crate::cli::Role::Primary => &self.primary,
-            crate::cli::Role::Secondary => &self.secondary,
+            crate::model::Role::Primary => &self.primary,
+            crate::model::Role::Secondary => &self.secondary,
         }
     }
 

@@ -14,6 +14,7 @@ mod log;
 mod model;
 mod monitor;
 mod mysql;
+mod net;
 mod opinion;
 mod protocol;
 mod redis;

@@ -1,7 +1,38 @@
-//! The shared vocabulary at the bottom of every layer: a server's health, a Nagios status
-//! and a pool's state. Plain data with their names; no module below this one.
+//! The shared vocabulary at the bottom of every layer: a server's role and health, a Nagios
+//! status and a pool's state. Plain data with their names; no module below this one.
 
 use serde::Serialize;
+
+/// One of a pool's two servers, by its label; the state records which one is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Primary,
+    Secondary,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Secondary => "secondary",
+        }
+    }
+
+    pub fn other(self) -> Role {
+        match self {
+            Role::Primary => Role::Secondary,
+            Role::Secondary => Role::Primary,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "primary" => Some(Role::Primary),
+            "secondary" => Some(Role::Secondary),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {

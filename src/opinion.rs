@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use crate::cli::Role;
 use crate::config::{Config, MonitorKind, Pool};
+use crate::model::Role;
 use crate::remote::{self, Exit, Output};
 use crate::rules::{self, BlockReason, Vote};
 

@@ -150,25 +150,40 @@ fn spawn_reader(
 ) -> Option<std::thread::JoinHandle<()>> {
     let mut stream = stream?;
     Some(std::thread::spawn(move || {
-        let mut kept = Vec::new();
+        let mut kept = Capped::default();
         let mut buf = [0u8; 8192];
-        let mut dropped = 0usize;
         loop {
             match stream.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let room = OUTPUT_CAP.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                    dropped += n.saturating_sub(room);
-                }
+                Ok(n) => kept.push(&buf[..n]),
             }
         }
-        let mut text = String::from_utf8_lossy(&kept).into_owned();
-        if dropped > 0 {
-            text.push_str(&format!("\n[{dropped} more bytes not kept]"));
-        }
-        let _ = tx.send((which, text));
+        let _ = tx.send((which, kept.text()));
     }))
+}
+
+/// A command's output kept up to [`OUTPUT_CAP`], counting what was dropped: the one buffer
+/// behind local and remote output capture.
+#[derive(Debug, Default)]
+pub struct Capped {
+    kept: Vec<u8>,
+    dropped: usize,
+}
+
+impl Capped {
+    pub fn push(&mut self, bytes: &[u8]) {
+        let room = OUTPUT_CAP.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.dropped += bytes.len().saturating_sub(room);
+    }
+
+    pub fn text(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.kept).into_owned();
+        if self.dropped > 0 {
+            text.push_str(&format!("\n[{} more bytes not kept]", self.dropped));
+        }
+        text
+    }
 }
 
 fn kill_group(pgid: i32) {

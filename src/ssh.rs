@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, Session};
 
 use crate::config::{SshAuth, SshSettings};
-use crate::remote::{Exit, OUTPUT_CAP, Output};
+use crate::remote::{Capped, Exit, Output};
 
 /// Runs `line` (a complete shell command line) on `host` as the configured user. The line
 /// is wrapped in `timeout` on the remote side, so a command that outlives `limit` is killed
@@ -51,8 +51,7 @@ fn session(host: &str, ssh: &SshSettings, deadline: Instant) -> Result<Session, 
             .min(deadline.saturating_duration_since(Instant::now()))
             .max(Duration::from_millis(1))
     };
-    let addrs =
-        crate::monitor::resolve(host, ssh.port, stage()).map_err(|e| unreachable(host, e))?;
+    let addrs = crate::net::resolve(host, ssh.port, stage()).map_err(|e| unreachable(host, e))?;
     let addr = addrs
         .first()
         .ok_or_else(|| unreachable(host, "no address"))?;
@@ -247,29 +246,6 @@ fn exec(sess: &Session, line: &str, deadline: Instant, started: Instant) -> Outp
         stdout: out.text(),
         stderr: err.text(),
         duration: started.elapsed(),
-    }
-}
-
-/// Output kept up to [`OUTPUT_CAP`], counting what was dropped.
-#[derive(Default)]
-struct Capped {
-    kept: Vec<u8>,
-    dropped: usize,
-}
-
-impl Capped {
-    fn push(&mut self, bytes: &[u8]) {
-        let room = OUTPUT_CAP.saturating_sub(self.kept.len());
-        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        self.dropped += bytes.len().saturating_sub(room);
-    }
-
-    fn text(&self) -> String {
-        let mut text = String::from_utf8_lossy(&self.kept).into_owned();
-        if self.dropped > 0 {
-            text.push_str(&format!("\n[{} more bytes not kept]", self.dropped));
-        }
-        text
     }
 }
 

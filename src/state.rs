@@ -11,9 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use crate::cli::Role;
-use crate::monitor::Health;
-use crate::report::Status;
+use crate::model::Role;
+
+use crate::model::{Health, Status};
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.

@@ -8,8 +8,8 @@ use anyhow::Result;
 use crate::chain;
 use crate::cli::{CheckConfigArgs, Role};
 use crate::config::{self, Config, Pool, StepKind, format_duration};
+use crate::model::Status;
 use crate::monitor::{self, Health};
-use crate::report::Status;
 
 use crate::error::Outcome;
 

@@ -5,12 +5,12 @@ pub mod nagios;
 mod redis;
 mod tcp;
 
-pub use tcp::resolve;
+pub use crate::net::{resolve, same_host};
 
 use std::time::Duration;
 
-use crate::cli::Role;
 use crate::config::{MonitorKind, Pool};
+use crate::model::Role;
 
 /// What one check of one server found.
 pub use crate::model::Health;
@@ -94,21 +94,4 @@ pub fn bounded_probe(
             None,
         ),
     }
-}
-
-/// Whether two host names or addresses name the same server (by name, or by an address
-/// they share), e.g. a replica's configured source and a pool's server.
-pub fn same_host(a: &str, b: &str, timeout: Duration) -> bool {
-    if a.eq_ignore_ascii_case(b) {
-        return true;
-    }
-    let ips = |h: &str| {
-        resolve(h, 0, timeout)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.ip())
-            .collect::<Vec<_>>()
-    };
-    let (x, y) = (ips(a), ips(b));
-    x.iter().any(|ip| y.contains(ip))
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::Health;
-use crate::cli::Role;
+use crate::model::Role;
 use crate::remote::{self, Exit};
 
 /// The plugin's argv with `{host}`, `{port}`, `{pool}` and `{role}` filled in.

@@ -1,10 +1,10 @@
 //! The `tcp` monitor: up when a TCP connection to the port opens within the timeout.
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::mpsc;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::Health;
+use crate::net::resolve;
 
 pub fn check(host: &str, port: u16, timeout: Duration) -> (Health, String) {
     let started = Instant::now();
@@ -33,30 +33,6 @@ pub fn check(host: &str, port: u16, timeout: Duration) -> (Health, String) {
         }
     }
     (Health::Down, format!("TCP CRITICAL - {last_error}"))
-}
-
-/// Name resolution has no timeout of its own, so it runs on a thread we stop waiting for.
-pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let (tx, rx) = mpsc::channel();
-    let name = host.to_string();
-    std::thread::spawn(move || {
-        let _ = tx.send(
-            (name.as_str(), port)
-                .to_socket_addrs()
-                .map(|a| a.collect::<Vec<_>>()),
-        );
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(addrs)) => Ok(addrs),
-        Ok(Err(e)) => Err(format!("cannot resolve {host}: {e}")),
-        Err(_) => Err(format!(
-            "resolving {host} took longer than {}ms",
-            timeout.as_millis()
-        )),
-    }
 }
 
 #[cfg(test)]

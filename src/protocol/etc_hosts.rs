@@ -11,8 +11,8 @@
 
 use super::{Context, HostResult, Protocol};
 use crate::config::{EtcHosts, Host};
+use crate::model::Status;
 use crate::remote::{self, Exit, Output, argv_line};
-use crate::report::Status;
 
 #[derive(Debug)]
 pub struct Step<'a> {

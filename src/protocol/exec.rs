@@ -5,8 +5,8 @@
 
 use super::{Context, HostResult, Protocol, host_result};
 use crate::config::{Host, SshSettings};
+use crate::model::Status;
 use crate::remote;
-use crate::report::Status;
 use crate::text::{shell_quote, split_words};
 
 #[derive(Debug)]

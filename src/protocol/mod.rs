@@ -12,7 +12,7 @@ mod vip;
 use std::time::{Duration, Instant};
 
 use crate::config::{Pool, Step, StepKind};
-use crate::report::Status;
+use crate::model::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

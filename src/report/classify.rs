@@ -2,8 +2,8 @@
 //! status, message and hint. No I/O; every rule has a row in the tables below. Changing a
 //! severity means changing one function here and one test row.
 
-use crate::cli::Role;
 use crate::config::{Pool, format_duration};
+use crate::model::Role;
 use crate::model::{Health, PoolState, Status};
 use crate::state::{MonitorRow, PoolRecord, ReadinessRow, TickRecord};
 use crate::text::human_secs;

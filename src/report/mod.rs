@@ -5,8 +5,8 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cli::Role;
 use crate::config::{Config, Pool};
+use crate::model::Role;
 use crate::state::State;
 use classify::age_s;
 
