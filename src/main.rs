@@ -1,6 +1,6 @@
 //! deadpool: single-use failover for a primary and its standby.
 //!
-//! `main` only parses the command line, calls [`run`], and turns the outcome into an exit code.
+//! `main` only parses the command line, calls [`commands::run`], and turns the outcome into an exit code.
 
 mod chain;
 mod cli;

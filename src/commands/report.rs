@@ -34,7 +34,7 @@ pub fn run(dir: &Path, args: &ReportArgs) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Colour on a terminal, unless `NO_COLOR` is set (https://no-color.org) or `TERM=dumb`.
+/// Colour on a terminal, unless `NO_COLOR` is set (<https://no-color.org>) or `TERM=dumb`.
 pub fn colour() -> bool {
     use std::io::IsTerminal;
     std::io::stdout().is_terminal()
