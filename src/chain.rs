@@ -48,6 +48,8 @@ pub fn context(pool: &Pool, index: usize, from: Role, to: Role, dry_run: bool) -
         old_primary: pool.address(from),
         new_primary: pool.address(to),
         dry_run,
+        force: false,
+        deadline: std::time::Instant::now() + pool.steps[index].timeout,
     }
 }
 

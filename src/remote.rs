@@ -188,12 +188,7 @@ pub fn run_shell(host: &Host, ssh: &SshSettings, line: &str, limit: Duration) ->
             &[],
             limit,
         ),
-        Host::Remote(name) => crate::ssh::run(
-            name,
-            ssh,
-            line,
-            limit.min(ssh.command_timeout.max(Duration::from_secs(1))),
-        ),
+        Host::Remote(name) => crate::ssh::run(name, ssh, line, limit.min(ssh.command_timeout)),
     }
 }
 

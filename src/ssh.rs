@@ -16,14 +16,14 @@ use crate::remote::{Exit, OUTPUT_CAP, Output};
 /// there too, not just abandoned.
 pub fn run(host: &str, ssh: &SshSettings, line: &str, limit: Duration) -> Output {
     let started = Instant::now();
-    let secs = limit.as_secs().max(1);
+    // One deadline for the whole call, login included: the caller's limit is exact.
+    let deadline = started + limit;
+    let secs = limit.as_secs_f64().ceil().max(1.0) as u64;
     let wrapped = format!(
-        "timeout -k 2 {secs} sh -c {}",
+        "timeout -k 1 {secs} sh -c {}",
         crate::text::shell_quote(line)
     );
-    // The remote timeout fires first; this deadline covers a silent network.
-    let deadline = started + limit + Duration::from_secs(4);
-    match session(host, ssh, started) {
+    match session(host, ssh, deadline) {
         Err(exit) => Output {
             exit,
             stdout: String::new(),
@@ -43,21 +43,28 @@ fn refused(host: &str, what: impl std::fmt::Display) -> Exit {
 }
 
 /// Connects, shakes hands, checks the host key and logs in, within `connect_timeout` for
-/// the TCP connection and again for each later stage.
-fn session(host: &str, ssh: &SshSettings, started: Instant) -> Result<Session, Exit> {
-    let addrs = crate::monitor::resolve(host, ssh.port, ssh.connect_timeout)
-        .map_err(|e| unreachable(host, e))?;
+/// the TCP connection and again for each later stage, and never past `deadline`.
+fn session(host: &str, ssh: &SshSettings, deadline: Instant) -> Result<Session, Exit> {
+    let started = Instant::now();
+    let stage = || {
+        ssh.connect_timeout
+            .min(deadline.saturating_duration_since(Instant::now()))
+            .max(Duration::from_millis(1))
+    };
+    let addrs =
+        crate::monitor::resolve(host, ssh.port, stage()).map_err(|e| unreachable(host, e))?;
     let addr = addrs
         .first()
         .ok_or_else(|| unreachable(host, "no address"))?;
-    let tcp = TcpStream::connect_timeout(addr, ssh.connect_timeout)
+    let tcp = TcpStream::connect_timeout(addr, stage())
         .map_err(|e| unreachable(host, format_args!("ssh port {}: {e}", ssh.port)))?;
     let mut sess = Session::new().map_err(|e| refused(host, e))?;
     sess.set_tcp_stream(tcp);
-    sess.set_timeout(ssh.connect_timeout.as_millis().max(1) as u32);
+    sess.set_timeout(millis(stage()));
     sess.handshake()
         .map_err(|e| unreachable(host, format_args!("ssh handshake: {}", e.message())))?;
     check_host_key(&sess, host, ssh)?;
+    sess.set_timeout(millis(stage()));
     let login = match &ssh.auth {
         SshAuth::Key(path) => sess.userauth_pubkey_file(&ssh.user, None, path, None),
         SshAuth::Agent => sess.userauth_agent(&ssh.user),
@@ -264,6 +271,11 @@ impl Capped {
         }
         text
     }
+}
+
+/// A libssh2 timeout in milliseconds: full range, never 0 (which means "no timeout").
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
 }
 
 /// Standard base64, for host key fingerprints.

@@ -50,7 +50,7 @@ impl Step<'_> {
     }
 
     fn run(&self, host: &Host, line: &str, ctx: &Context) -> Output {
-        remote::run_shell(host, &self.cfg.ssh, line, ctx.step.timeout)
+        remote::run_shell(host, &self.cfg.ssh, line, ctx.left())
     }
 
     /// One round trip per client: the helper's version, then `hosts test`.

@@ -57,9 +57,9 @@ impl Exec<'_> {
     fn run_on_hosts(&self, template: &str, ctx: &Context) -> Vec<HostResult> {
         remote::for_each_host(self.hosts, |host| {
             let out = match self.invocation(host, template, ctx) {
-                Ok(Invocation::Argv(argv)) => remote::run_local(&argv, &[], ctx.step.timeout),
+                Ok(Invocation::Argv(argv)) => remote::run_local(&argv, &[], ctx.left()),
                 Ok(Invocation::Shell(line)) => {
-                    remote::run_shell(host, self.ssh, &line, ctx.step.timeout)
+                    remote::run_shell(host, self.ssh, &line, ctx.left())
                 }
                 Err(e) => {
                     return HostResult {

@@ -9,7 +9,7 @@ mod plugin;
 mod redis_promote;
 mod vip;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::{Pool, Step, StepKind};
 use crate::report::Status;
@@ -40,6 +40,25 @@ pub struct Context<'a> {
     pub old_primary: &'a str,
     pub new_primary: &'a str,
     pub dry_run: bool,
+    /// A person asked (`promote --force`) to go ahead around an old primary that answers
+    /// with errors; without it such an old primary fails the step (SPEC 6.3).
+    pub force: bool,
+    /// One deadline for the whole action of this step (SPEC 6, 2d): every call inside it,
+    /// on every host and in every batch, gets only what is left of it.
+    pub deadline: Instant,
+}
+
+impl Context<'_> {
+    /// What is left of the step's deadline (zero once it has passed).
+    pub fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// A limit for one call inside the step: `limit`, or less when the step's deadline is
+    /// nearer.
+    pub fn bounded(&self, limit: Duration) -> Duration {
+        limit.min(self.left())
+    }
 }
 
 /// The result of one action on one host.
@@ -85,7 +104,13 @@ pub fn protocol(step: &Step) -> Box<dyn Protocol + '_> {
     }
 }
 
+/// Runs one action of a step. The step's deadline starts now: `timeout` bounds the action
+/// as a whole, whatever it does inside.
 pub fn run(action: Action, ctx: &Context) -> Vec<HostResult> {
+    let ctx = &Context {
+        deadline: Instant::now() + ctx.step.timeout,
+        ..*ctx
+    };
     let p = protocol(ctx.step);
     match action {
         Action::Preflight => p.preflight(ctx),

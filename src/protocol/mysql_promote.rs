@@ -62,8 +62,9 @@ impl Step<'_> {
             port: self.cfg.port,
             user: &self.cfg.user,
             password: &self.cfg.password,
-            // One server call: the pool's monitor timeout says how long a server may take.
-            timeout: ctx.pool.monitor.timeout,
+            // One server call: the pool's monitor timeout says how long a server may take,
+            // and never past the step's deadline.
+            timeout: ctx.bounded(ctx.pool.monitor.timeout),
             statement_timeout: None,
         }
     }
@@ -197,7 +198,7 @@ impl Protocol for Step<'_> {
     }
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
-        let deadline = Instant::now() + ctx.step.timeout;
+        let deadline = ctx.deadline;
         vec![promote(self, ctx, deadline)]
     }
 

@@ -18,7 +18,7 @@ impl Plugin<'_> {
             self.program.to_string_lossy().into_owned(),
             action.as_str().to_string(),
         ];
-        let out = remote::run_local(&argv, &self.env(action, ctx), ctx.step.timeout);
+        let out = remote::run_local(&argv, &self.env(action, ctx), ctx.left());
         vec![host_result("local", &out, action == Action::Check)]
     }
 

@@ -30,7 +30,7 @@ impl Step<'_> {
             port: self.cfg.access.port,
             user: self.cfg.access.user.as_deref(),
             password: self.cfg.access.password.as_ref(),
-            timeout: ctx.pool.monitor.timeout,
+            timeout: ctx.bounded(ctx.pool.monitor.timeout),
         })
     }
 
@@ -84,7 +84,7 @@ impl Protocol for Step<'_> {
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
         let started = Instant::now();
-        let deadline = started + ctx.step.timeout;
+        let deadline = ctx.deadline;
         let (new, old) = (ctx.new_primary, ctx.old_primary);
         let mut notes = Vec::new();
         let fail = |notes: &[String], m: String| {

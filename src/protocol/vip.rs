@@ -49,7 +49,7 @@ impl Step<'_> {
             &host,
             &self.cfg.ssh,
             &remote::privileged(&self.cfg.ssh, line),
-            ctx.step.timeout,
+            ctx.left(),
         )
     }
 
