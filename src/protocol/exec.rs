@@ -58,9 +58,7 @@ impl Exec<'_> {
         remote::for_each_host(self.hosts, |host| {
             let out = match self.invocation(host, template, ctx) {
                 Ok(Invocation::Argv(argv)) => remote::run_local(&argv, &[], ctx.left()),
-                Ok(Invocation::Shell(line)) => {
-                    remote::run_shell(host, self.ssh, &line, ctx.left())
-                }
+                Ok(Invocation::Shell(line)) => remote::run_shell(host, self.ssh, &line, ctx.left()),
                 Err(e) => {
                     return HostResult {
                         host: host.name().to_string(),
