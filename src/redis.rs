@@ -108,10 +108,15 @@ impl Client {
             out.extend_from_slice(b"\r\n");
         }
         let host = format!("{}:{}", self.host, self.port);
-        self.reader
-            .get_mut()
-            .write_all(&out)
-            .map_err(|e| Failure::Down(format!("{host}: {}", plain_io(&e))))?;
+        if let Err(e) = self.reader.get_mut().write_all(&out) {
+            // A server that refuses the connection (`-ERR max number of clients reached`)
+            // says so and closes it: its answer may be waiting even though the write
+            // failed, and an answer is not silence.
+            return match read_reply(&mut self.reader, 0) {
+                Ok(reply @ Reply::Error(_)) => Ok(reply),
+                _ => Err(Failure::Down(format!("{host}: {}", plain_io(&e)))),
+            };
+        }
         read_reply(&mut self.reader, 0).map_err(|e| Failure::Down(format!("{host}: {e}")))
     }
 
@@ -301,6 +306,7 @@ pub fn alive_error(e: &str) -> bool {
         "ERR invalid password",
         "ERR AUTH",
         "MISCONF",
+        "ERR max number of clients",
     ]
     .iter()
     .any(|p| e.starts_with(p))
@@ -377,6 +383,7 @@ mod tests {
         assert!(alive_error(
             "WRONGPASS invalid username-password pair or user is disabled."
         ));
+        assert!(alive_error("ERR max number of clients reached"));
         assert!(!alive_error("ERR unknown command"));
     }
 }
