@@ -180,7 +180,7 @@ echo \"holder=$holder old=$old\"",
             Ok(note) => note,
             Err(why) => {
                 let message = format!(
-                    "{v} NOT moved: {why}; nothing was added on {new}. Remove it from {old} by hand (or give the SSH user the rights: sudo); `deadpool promote --force` takes it over anyway"
+                    "{v} NOT moved: {why}; nothing was added on {new}. Remove it from {old} by hand, or let the SSH user release it there (sudo); `deadpool promote --force` takes it over anyway"
                 );
                 return vec![result(old, Status::Critical, message, &released)];
             }

@@ -266,9 +266,10 @@ impl Lab {
         let lost: Vec<&u32> = acked.iter().filter(|id| !have.contains(id)).collect();
         assert!(
             lost.is_empty(),
-            "{} of {} acknowledged rows missing on {host}: {lost:?}",
+            "{} of {} acknowledged rows missing on {host}, the first: {:?}",
             lost.len(),
-            acked.len()
+            acked.len(),
+            &lost[..lost.len().min(10)]
         );
     }
 }
