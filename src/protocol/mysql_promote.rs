@@ -436,19 +436,22 @@ fn fence_and_catch_up(
     match old.super_read_only() {
         Ok(None) => {}
         Ok(Some(_)) => {
-            let set = old.exec("SET GLOBAL super_read_only = ON");
-            if let Err(f) = set
-                .and_then(|()| old.super_read_only())
-                .and_then(|v| match v {
-                    Some(true) => Ok(()),
-                    _ => Err(Failure::Down("it did not stay on".into())),
-                })
-            {
-                return Err(Fence::Undo(format!(
-                    "could not turn super_read_only on at the old primary {host}: {f}"
-                )));
+            let on = old
+                .exec("SET GLOBAL super_read_only = ON")
+                .and_then(|()| old.super_read_only());
+            match on {
+                Ok(Some(true)) => log.note(format!("old primary {host} is super_read_only")),
+                Ok(_) => {
+                    return Err(Fence::Undo(format!(
+                        "super_read_only did not stay on at the old primary {host}"
+                    )));
+                }
+                Err(f) => {
+                    return Err(Fence::Undo(format!(
+                        "could not turn super_read_only on at the old primary {host}: {f}"
+                    )));
+                }
             }
-            log.note(format!("old primary {host} is super_read_only"));
         }
         Err(f) => {
             return Err(Fence::Undo(format!(
@@ -457,14 +460,14 @@ fn fence_and_catch_up(
         }
     }
     end_sessions(log, old)?;
-    let undo =
+    let unread =
         |what: &str, f: Failure| Fence::Undo(format!("{what} on the old primary {host}: {f}"));
     let gtid = old
         .gtid_position()
-        .map_err(|f| undo("cannot read the GTID position", f))?;
+        .map_err(|f| unread("cannot read the GTID position", f))?;
     let binlog = old
         .binlog_position()
-        .map_err(|f| undo("cannot read the binary log position", f))?;
+        .map_err(|f| unread("cannot read the binary log position", f))?;
     let Some(position) =
         mysql::position_to_wait_for(&gtid, binlog, replica.and_then(|r| r.uses_gtid))
     else {
