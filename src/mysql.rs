@@ -115,8 +115,8 @@ pub enum Flavor {
 impl Client {
     /// Connects over TCP (never a local socket), with connect, read and write timeouts.
     pub fn connect(target: &Target) -> Result<Client, Failure> {
-        let ip = crate::monitor::resolve(target.host, target.port, target.timeout)
-            .map_err(Failure::Down)?;
+        let ip =
+            crate::net::resolve(target.host, target.port, target.timeout).map_err(Failure::Down)?;
         let addr = ip
             .first()
             .ok_or_else(|| Failure::Down(format!("{} has no address", target.host)))?;
@@ -216,20 +216,133 @@ impl Client {
         Ok(v.unwrap_or_default())
     }
 
-    /// Waits until this replica has applied `position` (from [`Client::gtid_position`] on
-    /// its primary). Returns false on timeout.
-    pub fn wait_for_gtid(&mut self, position: &str, timeout: Duration) -> Result<bool, Failure> {
-        if position.is_empty() {
-            return Ok(true);
-        }
-        let secs = timeout.as_secs_f64();
-        let quoted = quote_literal(position);
-        let sql = match self.flavor {
-            Flavor::MariaDb => format!("SELECT MASTER_GTID_WAIT({quoted}, {secs:.3})"),
-            Flavor::MySql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET({quoted}, {secs:.3})"),
+    /// The end of this server's binary log as (file, position): `SHOW BINARY LOG STATUS`
+    /// (MySQL 8.2+, the only spelling in 8.4), else `SHOW MASTER STATUS`. `None` when the
+    /// server writes no binary log.
+    pub fn binlog_position(&mut self) -> Result<Option<(String, u64)>, Failure> {
+        let rows = match self.conn.query::<mysql::Row, _>("SHOW BINARY LOG STATUS") {
+            Err(mysql::Error::MySqlError(e)) if e.code == 1064 => self
+                .conn
+                .query::<mysql::Row, _>("SHOW MASTER STATUS")
+                .map_err(|e| self.fail(e))?,
+            other => other.map_err(|e| self.fail(e))?,
         };
-        let v: Option<i64> = self.conn.query_first(sql).map_err(|e| self.fail(e))?;
-        Ok(v == Some(0))
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let column = |name: &str| {
+            row.columns_ref()
+                .iter()
+                .position(|c| c.name_str().eq_ignore_ascii_case(name))
+                .and_then(|i| row.as_ref(i))
+                .and_then(value_text)
+                .unwrap_or_default()
+        };
+        let (file, position) = (column("File"), column("Position"));
+        match position.trim().parse::<u64>() {
+            Ok(pos) if !file.is_empty() => Ok(Some((file, pos))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Waits until this replica has applied `position` (read on its primary). Returns false
+    /// on timeout, and while the replica cannot wait yet (its SQL thread is not running: the
+    /// wait functions then answer NULL at once).
+    pub fn wait_for(&mut self, position: &Position, timeout: Duration) -> Result<bool, Failure> {
+        let secs = timeout.as_secs_f64();
+        let (sql, fallback) = match (position, self.flavor) {
+            (Position::Gtid(set), Flavor::MariaDb) => (
+                format!("SELECT MASTER_GTID_WAIT({}, {secs:.3})", quote_literal(set)),
+                None,
+            ),
+            (Position::Gtid(set), Flavor::MySql) => (
+                format!(
+                    "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {secs:.3})",
+                    quote_literal(set)
+                ),
+                None,
+            ),
+            (Position::File(file, pos), Flavor::MariaDb) => (
+                format!(
+                    "SELECT MASTER_POS_WAIT({}, {pos}, {secs:.3})",
+                    quote_literal(file)
+                ),
+                None,
+            ),
+            // MySQL 8.0.26 renamed it; older servers only know the old name.
+            (Position::File(file, pos), Flavor::MySql) => (
+                format!(
+                    "SELECT SOURCE_POS_WAIT({}, {pos}, {secs:.3})",
+                    quote_literal(file)
+                ),
+                Some(format!(
+                    "SELECT MASTER_POS_WAIT({}, {pos}, {secs:.3})",
+                    quote_literal(file)
+                )),
+            ),
+        };
+        let answer: Option<i64> = match (self.conn.query_first::<Option<i64>, _>(&sql), fallback) {
+            (Err(mysql::Error::MySqlError(e)), Some(legacy))
+                if e.code == 1305 || e.code == 1064 =>
+            {
+                self.conn
+                    .query_first::<Option<i64>, _>(legacy)
+                    .map_err(|e| self.fail(e))?
+                    .flatten()
+            }
+            (other, _) => other.map_err(|e| self.fail(e))?.flatten(),
+        };
+        Ok(wait_reached(position, answer))
+    }
+
+    /// `@@global.super_read_only`, or `None` where the server has no such variable
+    /// (MariaDB; error 1193 "unknown system variable").
+    pub fn super_read_only(&mut self) -> Result<Option<bool>, Failure> {
+        match self
+            .conn
+            .query_first::<Option<i64>, _>("SELECT @@global.super_read_only")
+        {
+            Ok(v) => Ok(Some(v.flatten().unwrap_or(0) != 0)),
+            Err(mysql::Error::MySqlError(e)) if e.code == 1193 => Ok(None),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Every session on the server (needs PROCESS to see other accounts' sessions), and
+    /// this connection's own id.
+    pub fn sessions(&mut self) -> Result<(Vec<Session>, u64), Failure> {
+        let own: Option<u64> = self
+            .conn
+            .query_first("SELECT CONNECTION_ID()")
+            .map_err(|e| self.fail(e))?;
+        let sessions = self
+            .conn
+            .query_map(
+                "SELECT ID, USER, HOST, COMMAND FROM information_schema.PROCESSLIST",
+                |(id, user, host, command): (
+                    u64,
+                    Option<String>,
+                    Option<String>,
+                    Option<String>,
+                )| {
+                    Session {
+                        id,
+                        user: user.unwrap_or_default(),
+                        host: host.unwrap_or_default(),
+                        command: command.unwrap_or_default(),
+                    }
+                },
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok((sessions, own.unwrap_or(0)))
+    }
+
+    /// Ends a session. One that ended meanwhile (error 1094, unknown thread) is fine.
+    pub fn kill_session(&mut self, id: u64) -> Result<(), Failure> {
+        match self.exec(&format!("KILL CONNECTION {id}")) {
+            Err(Failure::Refused { code: 1094, .. }) => Ok(()),
+            other => other,
+        }
     }
 
     /// The global privileges of the connected account, upper-case.
@@ -258,6 +371,88 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// Where a primary stopped writing, in a form its replica can wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// A GTID position (MariaDB) or set (MySQL).
+    Gtid(String),
+    /// A binary log file and offset, for replication without GTID.
+    File(String, u64),
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Gtid(set) => write!(f, "GTID {set}"),
+            Position::File(file, pos) => write!(f, "binlog {file}:{pos}"),
+        }
+    }
+}
+
+/// What to wait for on the replica, from what the old primary says (pure, for tests). GTID
+/// only when the replica replicates by GTID; file and position otherwise (MariaDB always
+/// writes GTIDs, but a replica on file/position need not track them). `None`: the old
+/// primary gives nothing to wait for (no binary log), so catching up cannot be proven.
+pub fn position_to_wait_for(
+    gtid: &str,
+    binlog: Option<(String, u64)>,
+    replica_uses_gtid: Option<bool>,
+) -> Option<Position> {
+    let gtid = gtid.trim();
+    match (gtid.is_empty(), binlog, replica_uses_gtid) {
+        (false, _, Some(true)) => Some(Position::Gtid(gtid.to_string())),
+        (_, Some((file, pos)), _) => Some(Position::File(file, pos)),
+        (false, None, _) => Some(Position::Gtid(gtid.to_string())),
+        (true, None, _) => None,
+    }
+}
+
+/// Whether a wait function's answer means the position was reached (pure, for tests).
+/// `MASTER_GTID_WAIT` and `WAIT_FOR_EXECUTED_GTID_SET` answer 0 when reached, 1 or -1 on
+/// timeout; `MASTER_POS_WAIT` / `SOURCE_POS_WAIT` the number of events waited for (>= 0),
+/// -1 on timeout, NULL when the replica cannot wait (SQL thread stopped).
+fn wait_reached(position: &Position, answer: Option<i64>) -> bool {
+    match (position, answer) {
+        (Position::Gtid(_), Some(0)) => true,
+        (Position::File(..), Some(n)) => n >= 0,
+        _ => false,
+    }
+}
+
+/// One row of the process list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: u64,
+    pub user: String,
+    pub host: String,
+    pub command: String,
+}
+
+impl Session {
+    pub fn describe(&self) -> String {
+        format!("{} {}@{} ({})", self.id, self.user, self.host, self.command)
+    }
+}
+
+/// The sessions to end on an old primary that was just made read-only (pure, for tests):
+/// every client session but our own. Replicas' binlog dump threads stay (the standby must
+/// receive the last transactions), and so do the server's own threads (replication
+/// threads, the event scheduler, daemons).
+pub fn sessions_to_end(sessions: &[Session], own_id: u64) -> Vec<&Session> {
+    sessions
+        .iter()
+        .filter(|s| {
+            let command = s.command.to_ascii_lowercase();
+            let user = s.user.to_ascii_lowercase();
+            s.id != own_id
+                && !command.starts_with("binlog dump")
+                && command != "daemon"
+                && user != "system user"
+                && user != "event_scheduler"
+        })
+        .collect()
+}
+
 /// The replication facts deadpool uses, from one row of `SHOW REPLICA STATUS`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplicaStatus {
@@ -271,6 +466,9 @@ pub struct ReplicaStatus {
     /// Position received from the source (file, pos) and executed (file, pos).
     pub received: (String, u64),
     pub executed: (String, u64),
+    /// Whether it replicates by GTID (MariaDB `Using_Gtid`, MySQL `Auto_Position`); `None`
+    /// when the server does not say.
+    pub uses_gtid: Option<bool>,
 }
 
 impl ReplicaStatus {
@@ -298,6 +496,10 @@ impl ReplicaStatus {
                 get(&["Relay_Source_Log_File", "Relay_Master_Log_File"]),
                 num(&["Exec_Source_Log_Pos", "Exec_Master_Log_Pos"]).unwrap_or(0),
             ),
+            uses_gtid: match get(&["Using_Gtid", "Auto_Position"]).trim() {
+                "" => None,
+                v => Some(!(v == "0" || v.eq_ignore_ascii_case("no"))),
+            },
         }
     }
 
@@ -422,6 +624,33 @@ pub fn missing_admin_privileges(
     missing
 }
 
+/// What fencing a live old primary needs beyond [`missing_admin_privileges`]: seeing every
+/// session (PROCESS) and ending other accounts' sessions. Returns what is missing.
+pub fn missing_fence_privileges(
+    flavor: Flavor,
+    version: &str,
+    privileges: &[String],
+) -> Vec<&'static str> {
+    let has = |p: &str| {
+        privileges
+            .iter()
+            .any(|x| x == p || x == "ALL PRIVILEGES" || x == "ALL")
+    };
+    let mut missing = Vec::new();
+    if !has("PROCESS") {
+        missing.push("PROCESS");
+    }
+    let connection_admin = match flavor {
+        Flavor::MariaDb if version_triple(version) >= (10, 5, 2) => "CONNECTION ADMIN",
+        Flavor::MariaDb => "SUPER",
+        Flavor::MySql => "CONNECTION_ADMIN",
+    };
+    if !has(connection_admin) && !has("SUPER") {
+        missing.push(connection_admin);
+    }
+    missing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,6 +768,135 @@ mod tests {
             vec!["READ_ONLY ADMIN"]
         );
         assert_eq!(version_triple(maria), (10, 11, 6));
+    }
+
+    /// GTID when the replica replicates by GTID, file and position otherwise, and never
+    /// "caught up" for want of a position.
+    #[test]
+    fn what_to_wait_for() {
+        let file = || Some(("mysql-bin.000002".to_string(), 1234));
+        let gtid = Position::Gtid("0-1-42".into());
+        let at_file = Position::File("mysql-bin.000002".into(), 1234);
+        // (gtid, binlog, replica uses GTID, expected)
+        let table = [
+            ("0-1-42", file(), Some(true), Some(gtid.clone())),
+            ("0-1-42", file(), Some(false), Some(at_file.clone())),
+            ("0-1-42", file(), None, Some(at_file.clone())),
+            ("", file(), Some(true), Some(at_file.clone())),
+            ("", file(), Some(false), Some(at_file)),
+            ("0-1-42", None, Some(false), Some(gtid.clone())),
+            ("0-1-42", None, Some(true), Some(gtid)),
+            ("", None, Some(true), None),
+            ("  ", None, None, None),
+        ];
+        for (g, binlog, uses, expected) in table {
+            assert_eq!(
+                position_to_wait_for(g, binlog.clone(), uses),
+                expected,
+                "{g:?} {binlog:?} {uses:?}"
+            );
+        }
+        assert_eq!(Position::File("b.1".into(), 7).to_string(), "binlog b.1:7");
+    }
+
+    #[test]
+    fn wait_answers() {
+        let gtid = Position::Gtid("0-1-42".into());
+        let file = Position::File("b.1".into(), 7);
+        // (position, answer of the wait function, reached)
+        let table = [
+            (&gtid, Some(0), true),
+            (&gtid, Some(-1), false),
+            (&gtid, Some(1), false),
+            (&gtid, None, false),
+            (&file, Some(0), true),
+            (&file, Some(12), true),
+            (&file, Some(-1), false),
+            // The SQL thread is not running: not reached, whatever it had applied.
+            (&file, None, false),
+        ];
+        for (position, answer, reached) in table {
+            assert_eq!(
+                wait_reached(position, answer),
+                reached,
+                "{position} {answer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn replicas_say_whether_they_use_gtid() {
+        for (column, value, expected) in [
+            ("Using_Gtid", "No", Some(false)),
+            ("Using_Gtid", "Slave_Pos", Some(true)),
+            ("Using_Gtid", "Current_Pos", Some(true)),
+            ("Auto_Position", "0", Some(false)),
+            ("Auto_Position", "1", Some(true)),
+            ("Master_Host", "x", None),
+        ] {
+            let s = ReplicaStatus::from_columns(&row(&[(column, value)]));
+            assert_eq!(s.uses_gtid, expected, "{column}={value}");
+        }
+    }
+
+    /// Recorded from MariaDB 10.11 (`SHOW PROCESSLIST` during a manual promote) and MySQL 8.
+    #[test]
+    fn sessions_to_end_are_client_sessions_only() {
+        let session = |id: u64, user: &str, command: &str| Session {
+            id,
+            user: user.into(),
+            host: "10.213.0.1:40000".into(),
+            command: command.into(),
+        };
+        let list = [
+            session(5, "repl", "Binlog Dump"),
+            session(6, "repl", "Binlog Dump GTID"),
+            session(7, "system user", "Slave_IO"),
+            session(8, "system user", "Slave_SQL"),
+            session(9, "event_scheduler", "Daemon"),
+            session(10, "root", "Daemon"),
+            session(11, "dpadmin", "Query"),
+            session(12, "writer", "Sleep"),
+            session(13, "writer", "Query"),
+            session(14, "root", "Sleep"),
+            session(15, "unauthenticated user", "Connect"),
+        ];
+        let ended: Vec<u64> = sessions_to_end(&list, 11).iter().map(|s| s.id).collect();
+        assert_eq!(ended, vec![12, 13, 14, 15]);
+        assert_eq!(
+            list[12 - 5].describe(),
+            "12 writer@10.213.0.1:40000 (Sleep)"
+        );
+    }
+
+    #[test]
+    fn fencing_needs_to_see_and_end_sessions() {
+        let maria = "10.11.6-MariaDB-0+deb12u1-log";
+        let p =
+            |grants: &str| parse_global_privileges(&[format!("GRANT {grants} ON *.* TO `a`@`%`")]);
+        // (flavor, version, grants, missing)
+        let table: &[(Flavor, &str, &str, &[&str])] = &[
+            (Flavor::MariaDb, maria, "PROCESS, CONNECTION ADMIN", &[]),
+            (Flavor::MariaDb, maria, "PROCESS, SUPER", &[]),
+            (
+                Flavor::MariaDb,
+                maria,
+                "READ_ONLY ADMIN",
+                &["PROCESS", "CONNECTION ADMIN"],
+            ),
+            (Flavor::MariaDb, "10.4.30-MariaDB", "PROCESS", &["SUPER"]),
+            (Flavor::MySql, "8.4.2", "PROCESS, CONNECTION_ADMIN", &[]),
+            (Flavor::MySql, "8.4.2", "CONNECTION_ADMIN", &["PROCESS"]),
+            (Flavor::MySql, "8.0.36", "PROCESS", &["CONNECTION_ADMIN"]),
+            (Flavor::MySql, "8.0.36", "ALL PRIVILEGES", &[]),
+        ];
+        for (flavor, version, grants, missing) in table {
+            assert_eq!(
+                &missing_fence_privileges(*flavor, version, &p(grants)),
+                missing,
+                "{flavor:?} {version} {grants}"
+            );
+        }
     }
 
     #[test]

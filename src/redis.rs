@@ -72,7 +72,7 @@ pub struct Client {
 impl Client {
     pub fn connect(t: &Target) -> Result<Client, Failure> {
         let down = |what: String| Failure::Down(format!("{}:{}: {what}", t.host, t.port));
-        let addrs = crate::monitor::resolve(t.host, t.port, t.timeout).map_err(Failure::Down)?;
+        let addrs = crate::net::resolve(t.host, t.port, t.timeout).map_err(Failure::Down)?;
         let addr = addrs.first().ok_or_else(|| down("no address".into()))?;
         let stream = TcpStream::connect_timeout(addr, t.timeout).map_err(|e| down(plain_io(&e)))?;
         stream
@@ -108,10 +108,15 @@ impl Client {
             out.extend_from_slice(b"\r\n");
         }
         let host = format!("{}:{}", self.host, self.port);
-        self.reader
-            .get_mut()
-            .write_all(&out)
-            .map_err(|e| Failure::Down(format!("{host}: {}", plain_io(&e))))?;
+        if let Err(e) = self.reader.get_mut().write_all(&out) {
+            // A server that refuses the connection (`-ERR max number of clients reached`)
+            // says so and closes it: its answer may be waiting even though the write
+            // failed, and an answer is not silence.
+            return match read_reply(&mut self.reader, 0) {
+                Ok(reply @ Reply::Error(_)) => Ok(reply),
+                _ => Err(Failure::Down(format!("{host}: {}", plain_io(&e)))),
+            };
+        }
         read_reply(&mut self.reader, 0).map_err(|e| Failure::Down(format!("{host}: {e}")))
     }
 
@@ -301,6 +306,7 @@ pub fn alive_error(e: &str) -> bool {
         "ERR invalid password",
         "ERR AUTH",
         "MISCONF",
+        "ERR max number of clients",
     ]
     .iter()
     .any(|p| e.starts_with(p))
@@ -377,6 +383,7 @@ mod tests {
         assert!(alive_error(
             "WRONGPASS invalid username-password pair or user is disabled."
         ));
+        assert!(alive_error("ERR max number of clients reached"));
         assert!(!alive_error("ERR unknown command"));
     }
 }

@@ -5,8 +5,6 @@ pub mod nagios;
 mod redis;
 mod tcp;
 
-pub use crate::net::{resolve, same_host};
-
 use std::time::Duration;
 
 use crate::config::{MonitorKind, Pool};

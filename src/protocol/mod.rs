@@ -42,7 +42,6 @@ pub struct Context<'a> {
     pub dry_run: bool,
     /// A person asked (`promote --force`) to go ahead around an old primary that answers
     /// with errors; without it such an old primary fails the step (SPEC 6.3).
-    #[allow(dead_code)]
     pub force: bool,
     /// One deadline for the whole action of this step (SPEC 6, 2d): every call inside it,
     /// on every host and in every batch, gets only what is left of it.

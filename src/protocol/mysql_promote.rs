@@ -2,13 +2,18 @@
 //!
 //! - preflight: the standby answers the admin account, has the privileges promotion needs,
 //!   and is a replica of the current primary (or already promoted); a reachable old primary
-//!   must accept the admin account too.
-//! - promote, old primary dead: wait up to `catch_up_timeout` until the replica has applied
-//!   everything it received, stop replication, optionally reset it, turn `read_only` off,
-//!   read it back.
-//! - promote, old primary alive (a manual promote): set it read-only and verify, wait until
-//!   the replica has applied the old primary's last transaction, then promote as above. If
-//!   the replica cannot catch up in time, the old primary is made writable again.
+//!   must accept the admin account too, with what fencing it needs.
+//! - promote, old primary does not answer at all: wait up to `catch_up_timeout` until the
+//!   replica has applied everything it received, stop replication, optionally reset it, turn
+//!   `read_only` off, read it back.
+//! - promote, old primary answers with an error (refused login, too many connections): the
+//!   step fails with nothing changed, unless a person forced the promotion; promoting around
+//!   a live server would make a second writable primary (SPEC 6.3).
+//! - promote, old primary alive (a manual promote): fence it (`read_only`, `super_read_only`
+//!   where the server has it, its client sessions ended), wait until the replica has applied
+//!   its last transaction (by GTID, or by binlog file and position for a replica without
+//!   GTID), then promote as above. If anything in between fails, the old primary is given
+//!   back the state it had.
 //! - check: replica IO and SQL threads running, lag under `max_lag`, replicating from the
 //!   active server, standby read-only, active writable.
 
@@ -16,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use super::{Context, HostResult, Protocol};
 use crate::config::MysqlPromote;
+use crate::model::Status;
 use crate::mysql::{self, Client, Failure, ReplicaStatus, Target};
-use crate::report::Status;
 
 #[derive(Debug)]
 pub struct Step<'a> {
@@ -88,12 +93,21 @@ impl Step<'_> {
         })
     }
 
-    /// The admin account on `client` can change read_only and stop replication.
-    fn privileges_ok(client: &mut Client) -> Result<(), String> {
+    /// The admin account on `client` can change read_only and stop replication, and, to
+    /// `fence` a live old primary, see and end every session.
+    fn privileges_ok(client: &mut Client, fence: bool) -> Result<(), String> {
         let privileges = client
             .privileges()
             .map_err(|f| format!("cannot read the account's grants: {f}"))?;
-        let missing = mysql::missing_admin_privileges(client.flavor, &client.version, &privileges);
+        let mut missing =
+            mysql::missing_admin_privileges(client.flavor, &client.version, &privileges);
+        if fence {
+            missing.extend(mysql::missing_fence_privileges(
+                client.flavor,
+                &client.version,
+                &privileges,
+            ));
+        }
         if missing.is_empty() {
             Ok(())
         } else {
@@ -122,7 +136,7 @@ impl Protocol for Step<'_> {
                 )];
             }
         };
-        if let Err(e) = Self::privileges_ok(&mut standby) {
+        if let Err(e) = Self::privileges_ok(&mut standby, false) {
             return vec![log.done(Status::Critical, e)];
         }
         let status = match (standby.replica_status(), standby.read_only()) {
@@ -143,7 +157,7 @@ impl Protocol for Step<'_> {
                 )];
             }
             (Some(r), _)
-                if !crate::monitor::same_host(
+                if !crate::net::same_host(
                     &r.source_host,
                     ctx.old_primary,
                     ctx.pool.monitor.timeout,
@@ -169,30 +183,21 @@ impl Protocol for Step<'_> {
             (Some(r), _) => format!("{new} can be promoted: {}", r.describe()),
         };
         log.note(&message);
-        // A reachable old primary will be made read-only: the admin account must work there.
+        // A reachable old primary will be fenced: the admin account must work there.
         match self.connect(ctx.old_primary, ctx) {
             Ok(mut old) => {
-                if let Err(e) = Self::privileges_ok(&mut old) {
+                if let Err(e) = Self::privileges_ok(&mut old, true) {
                     return vec![log.done(Status::Critical, e)];
                 }
                 log.note(format!(
-                    "old primary {} reachable; it will be made read-only first",
+                    "old primary {} reachable; it will be fenced first (read-only, sessions ended)",
                     ctx.old_primary
                 ));
             }
-            Err(f @ Failure::Refused { .. }) => {
-                return vec![log.done(
-                    Status::Critical,
-                    format!(
-                        "old primary {} refused the admin account: {f}",
-                        ctx.old_primary
-                    ),
-                )];
-            }
-            Err(Failure::Down(m)) => log.note(format!(
-                "old primary {} unreachable ({m}); it will be left alone",
-                ctx.old_primary
-            )),
+            Err(f) => match without_old_primary(&f, ctx.old_primary, ctx.force) {
+                Ok(note) => log.note(format!("{note}; it will be left alone")),
+                Err(why) => return vec![log.done(Status::Critical, why)],
+            },
         }
         vec![log.done(Status::Ok, message)]
     }
@@ -219,7 +224,7 @@ impl Protocol for Step<'_> {
         vec![(
             ctx.new_primary.to_string(),
             format!(
-                "as {}: if {} answers, SET GLOBAL read_only=ON there and wait for its last GTID; else wait up to {} for the relay log to be applied; then STOP REPLICA{reset}, SET GLOBAL read_only=OFF, verify",
+                "as {}: if {} answers, SET GLOBAL read_only=ON (and super_read_only=ON where it exists) there, KILL its client sessions, and wait for its last GTID or binlog position; if it answers with an error, stop (unless forced); if it does not answer, wait up to {} for the relay log to be applied; then STOP REPLICA{reset}, SET GLOBAL read_only=OFF, verify",
                 self.cfg.user,
                 ctx.old_primary,
                 crate::config::format_duration(self.cfg.catch_up_timeout)
@@ -258,52 +263,37 @@ fn promote(step: &Step, ctx: &Context, deadline: Instant) -> HostResult {
     match step.connect(old, ctx) {
         Ok(mut old_client) => {
             // A manual promote, or an old primary that is back: stop its writes first.
-            if let Err(f) = old_client.exec("SET GLOBAL read_only = ON") {
-                return log.done(
-                    Status::Critical,
-                    format!("could not make the old primary {old} read-only: {f}; nothing changed"),
-                );
-            }
-            if !matches!(old_client.read_only(), Ok(true)) {
-                return log.done(
-                    Status::Critical,
-                    format!("the old primary {old} did not stay read-only; nothing else changed"),
-                );
-            }
-            log.note(format!("old primary {old} is read-only"));
-            let position = match old_client.gtid_position() {
-                Ok(p) => p,
+            let before = match Before::read(&mut old_client) {
+                Ok(b) => b,
                 Err(f) => {
-                    return undo(
-                        log,
-                        &mut old_client,
-                        format!("cannot read the old primary's position: {f}"),
+                    return log.done(
+                        Status::Critical,
+                        format!(
+                            "cannot read the old primary {old}'s read_only: {f}; nothing changed"
+                        ),
                     );
                 }
             };
-            log.note(format!(
-                "waiting for {new} to apply {old}'s position {position}"
-            ));
-            let waited = crate::remote::poll(catch_up, || {
-                let slice = Duration::from_millis(500).min(catch_up);
-                Ok::<_, Failure>(standby.wait_for_gtid(&position, slice)?.then_some(()))
-            });
-            match waited {
-                Ok(Some(())) => log.note(format!("{new} has applied everything {old} wrote")),
-                Ok(None) => {
-                    let why = format!(
-                        "{new} did not reach {old}'s position {position} within {}",
-                        crate::config::format_duration(catch_up)
-                    );
-                    return undo(log, &mut old_client, why);
+            let fenced = fence_and_catch_up(
+                &mut log,
+                &mut old_client,
+                &mut standby,
+                replica.as_ref(),
+                catch_up,
+            );
+            match fenced {
+                Ok(()) => {}
+                Err(Fence::NothingChanged(why)) => {
+                    return log.done(Status::Critical, format!("{why}; nothing changed"));
                 }
-                Err(f) => return undo(log, &mut old_client, format!("waiting for {new}: {f}")),
+                Err(Fence::Undo(why)) => return undo(log, &mut old_client, &before, why),
             }
         }
         Err(f) => {
-            log.note(format!(
-                "old primary {old} unreachable ({f}); promoting without it"
-            ));
+            match without_old_primary(&f, old, ctx.force) {
+                Ok(note) => log.note(format!("{note}; promoting without it")),
+                Err(why) => return log.done(Status::Critical, why),
+            }
             if replica.is_some() {
                 let waited = crate::remote::poll(catch_up, || {
                     let s = standby.replica_status()?.unwrap_or_default();
@@ -383,21 +373,189 @@ fn promote(step: &Step, ctx: &Context, deadline: Instant) -> HostResult {
     }
 }
 
-/// The new primary could not catch up: give the service back its old primary.
-fn undo(mut log: Log, old: &mut Client, why: String) -> HostResult {
-    let restored =
-        old.exec("SET GLOBAL read_only = OFF").is_ok() && matches!(old.read_only(), Ok(false));
-    let host = old.host.clone();
-    log.note(if restored {
-        format!("old primary {host} made writable again")
-    } else {
-        format!("could NOT make the old primary {host} writable again")
-    });
-    let tail = if restored {
-        format!("{host} made writable again; not promoted")
-    } else {
-        format!("{host} is left READ-ONLY; not promoted")
+/// Whether the step may go on without an old primary the admin account cannot use (pure,
+/// for tests). `Ok(note)`: it does not answer at all, or it answers with an error (access
+/// denied, too many connections) and a person forced the promotion. `Err(message)`: it is
+/// alive, and promoting around it would make a second writable primary.
+fn without_old_primary(f: &Failure, old: &str, force: bool) -> Result<String, String> {
+    match f {
+        Failure::Down(m) => Ok(format!("old primary {old} unreachable ({m})")),
+        Failure::Refused { .. } if force => Ok(format!(
+            "old primary {old} answers but refuses the admin account ({f}), promoted around it (forced): it may still take writes"
+        )),
+        Failure::Refused { .. } => Err(format!(
+            "old primary {old} answers but refuses the admin account: {f}; not promoted, nothing changed. Fix the old primary (or stop it); `deadpool promote --force` promotes around it"
+        )),
+    }
+}
+
+/// Why fencing the old primary stopped, and whether it must be given back its state.
+enum Fence {
+    NothingChanged(String),
+    Undo(String),
+}
+
+/// What the old primary was before it was fenced, so that an undo restores just that.
+struct Before {
+    read_only: bool,
+    /// `None` where the server has no `super_read_only` (MariaDB).
+    super_read_only: Option<bool>,
+}
+
+impl Before {
+    fn read(old: &mut Client) -> Result<Before, Failure> {
+        Ok(Before {
+            read_only: old.read_only()?,
+            super_read_only: old.super_read_only()?,
+        })
+    }
+}
+
+/// Stops a live old primary's writes (read_only, super_read_only where the server has it,
+/// its client sessions ended: a session whose account may write despite read_only would go
+/// on writing), then waits until the standby has applied everything the old primary wrote.
+fn fence_and_catch_up(
+    log: &mut Log,
+    old: &mut Client,
+    standby: &mut Client,
+    replica: Option<&ReplicaStatus>,
+    catch_up: Duration,
+) -> Result<(), Fence> {
+    let (host, new) = (old.host.clone(), standby.host.clone());
+    old.exec("SET GLOBAL read_only = ON").map_err(|f| {
+        Fence::NothingChanged(format!(
+            "could not make the old primary {host} read-only: {f}"
+        ))
+    })?;
+    if !matches!(old.read_only(), Ok(true)) {
+        return Err(Fence::Undo(format!(
+            "the old primary {host} did not stay read-only"
+        )));
+    }
+    log.note(format!("old primary {host} is read-only"));
+    match old.super_read_only() {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            let on = old
+                .exec("SET GLOBAL super_read_only = ON")
+                .and_then(|()| old.super_read_only());
+            match on {
+                Ok(Some(true)) => log.note(format!("old primary {host} is super_read_only")),
+                Ok(_) => {
+                    return Err(Fence::Undo(format!(
+                        "super_read_only did not stay on at the old primary {host}"
+                    )));
+                }
+                Err(f) => {
+                    return Err(Fence::Undo(format!(
+                        "could not turn super_read_only on at the old primary {host}: {f}"
+                    )));
+                }
+            }
+        }
+        Err(f) => {
+            return Err(Fence::Undo(format!(
+                "cannot read super_read_only on the old primary {host}: {f}"
+            )));
+        }
+    }
+    end_sessions(log, old)?;
+    let unread =
+        |what: &str, f: Failure| Fence::Undo(format!("{what} on the old primary {host}: {f}"));
+    let gtid = old
+        .gtid_position()
+        .map_err(|f| unread("cannot read the GTID position", f))?;
+    let binlog = old
+        .binlog_position()
+        .map_err(|f| unread("cannot read the binary log position", f))?;
+    let Some(position) =
+        mysql::position_to_wait_for(&gtid, binlog, replica.and_then(|r| r.uses_gtid))
+    else {
+        return Err(Fence::Undo(format!(
+            "the old primary {host} has neither a GTID nor a binary log position, so {new} cannot be shown to have caught up"
+        )));
     };
+    log.note(format!("waiting for {new} to apply {host}'s {position}"));
+    let waited = crate::remote::poll(catch_up, || {
+        let slice = Duration::from_millis(500).min(catch_up);
+        Ok::<_, Failure>(standby.wait_for(&position, slice)?.then_some(()))
+    });
+    match waited {
+        Ok(Some(())) => {
+            log.note(format!("{new} has applied everything {host} wrote"));
+            Ok(())
+        }
+        Ok(None) => {
+            let state = match standby.replica_status() {
+                Ok(Some(r)) => r.describe(),
+                Ok(None) => "not a replica".to_string(),
+                Err(f) => f.to_string(),
+            };
+            Err(Fence::Undo(format!(
+                "{new} did not reach {host}'s {position} within {} ({state})",
+                crate::config::format_duration(catch_up)
+            )))
+        }
+        Err(f) => Err(Fence::Undo(format!("waiting for {new}: {f}"))),
+    }
+}
+
+/// Ends every client session on the read-only old primary (see
+/// [`mysql::sessions_to_end`]) and records which.
+fn end_sessions(log: &mut Log, old: &mut Client) -> Result<(), Fence> {
+    let host = old.host.clone();
+    let (sessions, own) = old.sessions().map_err(|f| {
+        Fence::Undo(format!(
+            "cannot list the sessions on the old primary {host}: {f}"
+        ))
+    })?;
+    let to_end = mysql::sessions_to_end(&sessions, own);
+    for s in &to_end {
+        old.kill_session(s.id).map_err(|f| {
+            Fence::Undo(format!(
+                "could not end session {} on the old primary {host}: {f}",
+                s.describe()
+            ))
+        })?;
+    }
+    log.note(if to_end.is_empty() {
+        format!("no client sessions to end on {host}")
+    } else {
+        format!(
+            "ended {} client session(s) on {host}: {}",
+            to_end.len(),
+            to_end
+                .iter()
+                .map(|s| s.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    Ok(())
+}
+
+/// The new primary could not catch up: give the old primary back the state it had, so the
+/// service keeps its primary.
+fn undo(mut log: Log, old: &mut Client, before: &Before, why: String) -> HostResult {
+    let host = old.host.clone();
+    // In the reverse order of the fence.
+    let mut restored = true;
+    if before.super_read_only == Some(false) {
+        restored &= old.exec("SET GLOBAL super_read_only = OFF").is_ok()
+            && matches!(old.super_read_only(), Ok(Some(false)));
+    }
+    if !before.read_only {
+        restored &=
+            old.exec("SET GLOBAL read_only = OFF").is_ok() && matches!(old.read_only(), Ok(false));
+    }
+    let tail = match (restored, before.read_only) {
+        (true, false) => format!("{host} made writable again; not promoted"),
+        (true, true) => format!("{host} was read-only before and stays so; not promoted"),
+        (false, _) => {
+            format!("could NOT make {host} writable again: it is left READ-ONLY; not promoted")
+        }
+    };
+    log.note(&tail);
     log.done(Status::Critical, format!("{why}; {tail}"))
 }
 
@@ -413,7 +571,7 @@ impl Step<'_> {
                 );
             }
         };
-        if let Err(e) = Self::privileges_ok(&mut client) {
+        if let Err(e) = Self::privileges_ok(&mut client, false) {
             return log.done(Status::Critical, format!("standby: {e}"));
         }
         let (replica, read_only) = match (client.replica_status(), client.read_only()) {
@@ -430,7 +588,7 @@ impl Step<'_> {
         };
         log.note(r.describe());
         let verdict = standby_verdict(&r, read_only, active, self.cfg.max_lag, |a, b| {
-            crate::monitor::same_host(a, b, ctx.pool.monitor.timeout)
+            crate::net::same_host(a, b, ctx.pool.monitor.timeout)
         });
         log.done(verdict.0, verdict.1)
     }
@@ -524,6 +682,50 @@ mod tests {
             a == b
         })
         .0
+    }
+
+    #[test]
+    fn only_silence_lets_the_promotion_go_around_the_old_primary() {
+        let down = Failure::Down("10.0.0.1:3306: Connection refused (os error 111)".into());
+        let refused = |code: u16, message: &str| Failure::Refused {
+            code,
+            message: message.into(),
+        };
+        // (failure, force, may go on, words)
+        let table = [
+            (down.clone(), false, true, "unreachable"),
+            (down, true, true, "unreachable"),
+            (
+                refused(1040, "Too many connections"),
+                false,
+                false,
+                "not promoted",
+            ),
+            (
+                refused(1045, "Access denied for user"),
+                false,
+                false,
+                "--force",
+            ),
+            (
+                refused(1040, "Too many connections"),
+                true,
+                true,
+                "(forced)",
+            ),
+            (
+                refused(1045, "Access denied for user"),
+                true,
+                true,
+                "may still take writes",
+            ),
+        ];
+        for (f, force, goes_on, words) in table {
+            let verdict = without_old_primary(&f, "10.0.0.1", force);
+            assert_eq!(verdict.is_ok(), goes_on, "{f:?} force={force}");
+            let text = verdict.unwrap_or_else(|e| e);
+            assert!(text.contains(words), "{f:?}: {text}");
+        }
     }
 
     #[test]

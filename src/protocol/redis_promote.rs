@@ -1,9 +1,12 @@
 //! The `redis_promote` step: makes the standby Redis a primary.
 //!
 //! - preflight: the standby answers, and is a replica of the current primary or already a
-//!   primary.
-//! - promote, old primary unreachable: `REPLICAOF NO ONE` on the standby, then its role is
-//!   read back.
+//!   primary; the old primary either answers normally or does not answer at all.
+//! - promote, old primary does not answer at all: `REPLICAOF NO ONE` on the standby, then its
+//!   role is read back.
+//! - promote, old primary answers with an error reply (NOAUTH, WRONGPASS, max number of
+//!   clients, LOADING...): it is alive, so the step fails with nothing changed unless a person
+//!   forced the promotion (SPEC 6.3: never a second writable primary by deadpool's hand).
 //! - promote, old primary alive (a manual promote): its writes are paused (`CLIENT PAUSE
 //!   WRITE`), the replica's offset must reach the old primary's, the replica is promoted, the
 //!   old primary becomes a replica of the new one, and both roles are verified. If the replica
@@ -15,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use super::{Context, HostResult, Protocol};
 use crate::config::RedisPromote;
+use crate::model::Status;
 use crate::redis::{Client, Failure, Replication, Target};
-use crate::report::Status;
 
 #[derive(Debug)]
 pub struct Step<'a> {
@@ -32,6 +35,14 @@ impl Step<'_> {
             password: self.cfg.access.password.as_ref(),
             timeout: ctx.bounded(ctx.pool.monitor.timeout),
         })
+    }
+
+    /// The old primary, if it answers a PING: an error reply is an answer (it is alive),
+    /// only silence is [`Failure::Down`].
+    fn reach_old(&self, ctx: &Context) -> Result<Client, Failure> {
+        let mut client = self.connect(ctx.old_primary, ctx)?;
+        client.ok(&["PING"])?;
+        Ok(client)
     }
 
     fn result(
@@ -52,9 +63,25 @@ impl Step<'_> {
     }
 }
 
+/// Whether the step may go on without an old primary that did not answer normally (pure,
+/// for tests). `Ok(note)`: it does not answer at all, or it answers with an error reply and
+/// a person forced the promotion. `Err(message)`: it is alive, and promoting around it
+/// would make a second writable primary.
+fn without_old_primary(f: &Failure, old: &str, force: bool) -> Result<String, String> {
+    match f {
+        Failure::Down(m) => Ok(format!("old primary {old} unreachable ({m})")),
+        Failure::Refused(_) if force => Ok(format!(
+            "old primary {old} answers with an error ({f}), promoted around it (forced): it may still take writes"
+        )),
+        Failure::Refused(_) => Err(format!(
+            "old primary {old} answers with an error: {f}; not promoted, nothing changed. Fix the old primary (or stop it); `deadpool promote --force` promotes around it"
+        )),
+    }
+}
+
 /// Whether a replica's `master_host` is `host` (by name or address).
 fn follows(r: &Replication, host: &str, timeout: Duration) -> bool {
-    crate::monitor::same_host(&r.master_host, host, timeout)
+    crate::net::same_host(&r.master_host, host, timeout)
 }
 
 impl Protocol for Step<'_> {
@@ -79,7 +106,21 @@ impl Protocol for Step<'_> {
                 format!("{new} can be promoted: {}", r.describe()),
             ),
         };
-        vec![self.result(new, verdict.0, verdict.1, &[], started)]
+        let old = ctx.old_primary;
+        let old_verdict = match self.reach_old(ctx) {
+            Ok(_) => (
+                Status::Ok,
+                format!("old primary {old} answers; its writes will be paused first"),
+            ),
+            Err(f) => match without_old_primary(&f, old, ctx.force) {
+                Ok(note) => (Status::Ok, format!("{note}; it will be left alone")),
+                Err(why) => (Status::Critical, why),
+            },
+        };
+        vec![
+            self.result(new, verdict.0, verdict.1, &[], started),
+            self.result(old, old_verdict.0, old_verdict.1, &[], started),
+        ]
     }
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
@@ -95,14 +136,17 @@ impl Protocol for Step<'_> {
             Err(f) => return fail(&notes, format!("cannot reach {new}: {f}; nothing changed")),
         };
         // A reachable old primary: stop its writes and let the replica catch up first.
-        let mut old_client = match self.connect(old, ctx) {
+        let mut without = String::new();
+        let mut old_client = match self.reach_old(ctx) {
             Ok(c) => Some(c),
-            Err(f) => {
-                notes.push(format!(
-                    "old primary {old} unreachable ({f}); promoting without it"
-                ));
-                None
-            }
+            Err(f) => match without_old_primary(&f, old, ctx.force) {
+                Ok(note) => {
+                    notes.push(format!("{note}; promoting without it"));
+                    without = note;
+                    None
+                }
+                Err(why) => return fail(&notes, why),
+            },
         };
         if let Some(oc) = old_client.as_mut() {
             let pause_ms = ctx.step.timeout.as_millis().max(1000).to_string();
@@ -170,7 +214,7 @@ impl Protocol for Step<'_> {
             return vec![self.result(
                 new,
                 Status::Ok,
-                format!("{new} promoted; old primary {old} unreachable"),
+                format!("{new} promoted; {without}"),
                 &notes,
                 started,
             )];
@@ -307,6 +351,32 @@ mod tests {
             h == r.master_host
         })
         .0
+    }
+
+    #[test]
+    fn only_silence_lets_the_promotion_go_around_the_old_primary() {
+        let down = Failure::Down("10.0.0.1:6379: Connection refused".into());
+        let errors = [
+            "AUTH refused: WRONGPASS invalid username-password pair",
+            "PING: NOAUTH Authentication required.",
+            "PING: ERR max number of clients reached",
+            "PING: LOADING Redis is loading the dataset in memory",
+        ];
+        // (failure, force, may go on, words)
+        let mut table = vec![
+            (down.clone(), false, true, "unreachable"),
+            (down, true, true, "unreachable"),
+        ];
+        for e in errors {
+            table.push((Failure::Refused(e.into()), false, false, "not promoted"));
+            table.push((Failure::Refused(e.into()), true, true, "(forced)"));
+        }
+        for (f, force, goes_on, words) in table {
+            let verdict = without_old_primary(&f, "10.0.0.1", force);
+            assert_eq!(verdict.is_ok(), goes_on, "{f:?} force={force}");
+            let text = verdict.unwrap_or_else(|e| e);
+            assert!(text.contains(words), "{f:?}: {text}");
+        }
     }
 
     #[test]

@@ -3,14 +3,18 @@
 //! - preflight (on the new primary): `ip` and `arping` present, the interface exists, and
 //!   nobody but the old primary holds the address (`arping -D`; a holder's MAC is compared
 //!   with the old primary's).
-//! - promote: the old primary releases the address when it can be reached; the new primary
-//!   adds it, announces it with gratuitous ARP (taking it over from a hung host), and checks.
+//! - promote: the old primary releases the address; only when it does not answer at all
+//!   (SSH cannot connect) does the new primary take the address over from it. An old primary
+//!   that answers but does not release (no permission, sudo wants a password, login refused)
+//!   fails the step with nothing added, unless a person forced the promotion: the address must
+//!   never be on both servers by deadpool's hand (SPEC 6.3). The new primary then adds the
+//!   address, announces it with gratuitous ARP, and checks.
 //! - check: the address is on exactly the active server.
 
 use super::{Context, HostResult, Protocol};
 use crate::config::{Host, Vip};
+use crate::model::Status;
 use crate::remote::{self, Exit, Output};
-use crate::report::Status;
 use crate::text::shell_quote;
 
 #[derive(Debug)]
@@ -84,6 +88,33 @@ fn result(host: &str, status: Status, message: String, out: &Output) -> HostResu
     }
 }
 
+/// What the old primary's answer to the release allows (pure, for tests). `Ok(note)`: the
+/// new primary may add the address. `Err(why)`: it must not, or the address could end up on
+/// both servers. Only an old primary that does not answer at all is taken over (it may be
+/// hung, still holding the address: the gratuitous ARP wins the neighbours over); one that
+/// answers with anything but a release is taken over only when `force`d by a person.
+fn release_verdict(
+    exit: &Exit,
+    said: &str,
+    old: &str,
+    detail: &str,
+    force: bool,
+) -> Result<String, String> {
+    match (exit, said) {
+        (Exit::Code(0), "released") => Ok(format!("released by the old primary {old}")),
+        (Exit::Code(0), "absent") => Ok(format!("not on the old primary {old}")),
+        (Exit::Unreachable(_), _) => Ok(format!(
+            "WARNING: old primary {old} unreachable ({detail}): taken over with gratuitous ARP; it may still hold the address"
+        )),
+        _ if force => Ok(format!(
+            "WARNING: old primary {old} answered but did not release the address ({detail}): taken over anyway (forced); remove it there by hand"
+        )),
+        _ => Err(format!(
+            "old primary {old} answers but did not release the address ({detail})"
+        )),
+    }
+}
+
 /// The preflight's verdict from `holder=MAC old=MAC` (pure, for tests).
 fn holder_verdict(said: &str, vip: &str, old: &str) -> (Status, String) {
     let field = |key: &str| {
@@ -139,13 +170,20 @@ echo \"holder=$holder old=$old\"",
             "if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then ip addr del {cidr} dev {i} && echo released; else echo absent; fi"
         );
         let released = self.run(old, &release, ctx);
-        let note = match (&released.exit, released.stdout.trim()) {
-            (Exit::Code(0), "released") => format!("released by the old primary {old}"),
-            (Exit::Code(0), _) => format!("not on the old primary {old}"),
-            _ => format!(
-                "old primary {old} unreachable ({}): taken over with gratuitous ARP",
-                describe(&released)
-            ),
+        let note = match release_verdict(
+            &released.exit,
+            released.stdout.trim(),
+            old,
+            &describe(&released),
+            ctx.force,
+        ) {
+            Ok(note) => note,
+            Err(why) => {
+                let message = format!(
+                    "{v} NOT moved: {why}; nothing was added on {new}. Remove it from {old} by hand, or let the SSH user release it there (sudo); `deadpool promote --force` takes it over anyway"
+                );
+                return vec![result(old, Status::Critical, message, &released)];
+            }
         };
         let take = format!(
             "if [ -z \"$(ip -o addr show dev {i} to {v})\" ]; then ip addr add {cidr} dev {i} || exit 2; fi
@@ -201,7 +239,7 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
             (
                 ctx.old_primary.to_string(),
                 format!(
-                    "ip addr del {} dev {} (when reachable)",
+                    "ip addr del {} dev {} (skipped only when unreachable; any other failure stops the step)",
                     self.cidr(),
                     self.cfg.interface
                 ),
@@ -224,6 +262,83 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only silence lets the new primary take the address; any answer but a release stops
+    /// the step, unless forced.
+    #[test]
+    fn release_verdicts() {
+        let unreachable = Exit::Unreachable("db1: ssh port 22: timed out".into());
+        let refused = Exit::NotStarted("db1: login as dp failed".into());
+        // (exit, stdout, force, may take over, words in the note or reason)
+        let table: &[(&Exit, &str, bool, bool, &str)] = &[
+            (
+                &Exit::Code(0),
+                "released",
+                false,
+                true,
+                "released by the old primary",
+            ),
+            (
+                &Exit::Code(0),
+                "absent",
+                false,
+                true,
+                "not on the old primary",
+            ),
+            (&unreachable, "", false, true, "unreachable"),
+            (&unreachable, "", true, true, "gratuitous ARP"),
+            // sudo wants a password, `ip addr del` not permitted, a login refused, a hang.
+            (
+                &Exit::Code(1),
+                "",
+                false,
+                false,
+                "answers but did not release",
+            ),
+            (
+                &Exit::Code(2),
+                "",
+                false,
+                false,
+                "answers but did not release",
+            ),
+            (&refused, "", false, false, "answers but did not release"),
+            (
+                &Exit::TimedOut,
+                "",
+                false,
+                false,
+                "answers but did not release",
+            ),
+            (
+                &Exit::Signal(9),
+                "",
+                false,
+                false,
+                "answers but did not release",
+            ),
+            // Exit 0 with an answer the script never prints: not a release.
+            (
+                &Exit::Code(0),
+                "sudo: something",
+                false,
+                false,
+                "did not release",
+            ),
+            (&Exit::Code(1), "", true, true, "taken over anyway (forced)"),
+            (&refused, "", true, true, "taken over anyway (forced)"),
+        ];
+        for (exit, said, force, takes_over, words) in table {
+            let verdict = release_verdict(exit, said, "db1", "detail", *force);
+            assert_eq!(
+                verdict.is_ok(),
+                *takes_over,
+                "{exit:?} {said:?} force={force}"
+            );
+            let text = verdict.unwrap_or_else(|e| e);
+            assert!(text.contains(words), "{exit:?} {said:?}: {text}");
+        }
+    }
 
     #[test]
     fn holders_are_told_apart() {

@@ -170,3 +170,106 @@ impl Drop for Lab {
         let _ = Command::new("bash").arg(script()).arg("down").output();
     }
 }
+
+/// A MySQL connection to a lab server over TCP as `user` (password read from the file that
+/// `password_var` names), with the lab's short timeouts and no default database.
+pub fn mysql_conn(
+    lab: &Lab,
+    host: &str,
+    user: &str,
+    password_var: &str,
+) -> Result<mysql::Conn, mysql::Error> {
+    let opts = mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(host))
+        .tcp_port(3306)
+        .user(Some(user))
+        .pass(Some(lab.secret(password_var)))
+        .prefer_socket(false)
+        .tcp_connect_timeout(Some(std::time::Duration::from_secs(2)))
+        .read_timeout(Some(std::time::Duration::from_secs(5)))
+        .write_timeout(Some(std::time::Duration::from_secs(5)));
+    mysql::Conn::new(opts)
+}
+
+/// An application that keeps inserting rows into `app.acked` on one server, as the lab's
+/// `writer` account, and remembers which inserts were acknowledged. It stops at its first
+/// error (the server went away, became read-only, or ended the session).
+#[derive(Debug)]
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+    thread: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Writer {
+    pub fn start(lab: &Lab, host: &str) -> Writer {
+        use mysql::prelude::Queryable;
+        use std::sync::atomic::Ordering;
+        let mut conn = mysql_conn(
+            lab,
+            host,
+            lab.var("LAB_WRITER_USER"),
+            "LAB_WRITER_PASSWORD_FILE",
+        )
+        .expect("the writer connects");
+        conn.query_drop("CREATE TABLE IF NOT EXISTS app.acked (id INT PRIMARY KEY)")
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acked.clone());
+        let thread = std::thread::spawn(move || {
+            let mut id = 0u32;
+            while !s.load(Ordering::Relaxed) {
+                id += 1;
+                match conn.exec_drop("INSERT INTO app.acked (id) VALUES (?)", (id,)) {
+                    Ok(()) => a.lock().unwrap().push(id),
+                    Err(e) => return e.to_string(),
+                }
+            }
+            "stopped".to_string()
+        });
+        Writer {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many inserts were acknowledged so far.
+    pub fn acked_so_far(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Stops the writer; returns the acknowledged ids and why it ended (`stopped` when it
+    /// was still writing).
+    pub fn finish(mut self) -> (Vec<u32>, String) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let why = self.thread.take().unwrap().join().unwrap();
+        let ids = self.acked.lock().unwrap().clone();
+        (ids, why)
+    }
+}
+
+impl Lab {
+    /// Asserts that every acknowledged id is in `app.acked` on `host`.
+    pub fn assert_rows_on(&self, host: &str, acked: &[u32]) {
+        assert!(
+            acked.len() > 10,
+            "the writer wrote too little to mean anything: {}",
+            acked.len()
+        );
+        let have: std::collections::HashSet<u32> = self
+            .sql(host, "SELECT id FROM app.acked")
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect();
+        let lost: Vec<&u32> = acked.iter().filter(|id| !have.contains(id)).collect();
+        assert!(
+            lost.is_empty(),
+            "{} of {} acknowledged rows missing on {host}, the first: {:?}",
+            lost.len(),
+            acked.len(),
+            &lost[..lost.len().min(10)]
+        );
+    }
+}

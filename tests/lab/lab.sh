@@ -92,6 +92,9 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh cutoff HOST PEER_IP  drop traffic between the host and one peer only
        lab.sh vip add|del HOST CIDR, lab.sh vip show HOST
                                    a virtual address on the host's eth0
+       lab.sh sudo-password HOST   sudo on HOST asks $SUDO_USER_NAME for a password (it may
+                                   still log in; \`sudo -n\` fails there only)
+       lab.sh replica-filepos      the replica follows by binlog file/position, not GTID
 
        lab.sh sql HOST "SQL"       run SQL as root over the unix socket
        lab.sh redis HOST ARGS...   redis-cli on the host, authenticated
@@ -822,6 +825,39 @@ cmd_vip() {
     esac
 }
 
+# sudo-password HOST: on that host only, sudo asks the unprivileged user for a password, so
+# `sudo -n` fails there (a host whose sudoers the admin forgot). `ip netns exec` bind-mounts
+# every entry of /etc/netns/NS over /etc: a sudoers.d of the host's own, seen by an sshd
+# started afterwards, which is why sshd is restarted. `down` removes /etc/netns/NS.
+cmd_sudo_password() {
+    local host=$1 dir
+    dir=/etc/netns/$(ns_of "$host")/sudoers.d
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    printf '%s ALL=(root) /bin/sh\n' "$SUDO_USER_NAME" >"$dir/deadpool-lab"
+    chmod 440 "$dir/deadpool-lab"
+    cmd_kill "$host" sshd
+    cmd_start "$host" sshd
+    # Proof, from inside the host: the login works, sudo without a password does not.
+    if ip netns exec "$(ns_of "$host")" su -s /bin/sh "$SUDO_USER_NAME" -c 'sudo -n /bin/sh -c true' 2>/dev/null; then
+        die "sudo on $host still needs no password"
+    fi
+}
+
+# replica-filepos: the replica follows the primary by binary log file and position
+# (MASTER_USE_GTID=no), starting where it has applied up to.
+cmd_replica_filepos() {
+    local file pos
+    sql_root "$REPLICA" "STOP SLAVE"
+    file=$(replica_field "$REPLICA" Relay_Master_Log_File)
+    pos=$(replica_field "$REPLICA" Exec_Master_Log_Pos)
+    [[ -n $file && $pos =~ ^[0-9]+$ ]] || die "no applied position on $REPLICA ($file:$pos)"
+    sql_root "$REPLICA" "CHANGE MASTER TO MASTER_USE_GTID=no, MASTER_LOG_FILE='$file', MASTER_LOG_POS=$pos;
+        START SLAVE"
+    wait_replication || die "replication by file/position did not start"
+    [[ $(replica_field "$REPLICA" Using_Gtid) == No ]] || die "the replica still uses GTID"
+}
+
 cmd_status() {
     local host svc pids state pid
     for host in "${HOSTS[@]}"; do
@@ -917,6 +953,15 @@ main() {
             need_root; check_host "$2"
             ns_exists "$2" || die "$2 does not exist (run: $0 up)"
             cmd_vip "$@" ;;
+        sudo-password)
+            (($# == 1)) || usage
+            need_root; check_host "$1"
+            ns_exists "$1" || die "$1 does not exist (run: $0 up)"
+            cmd_sudo_password "$1" ;;
+        replica-filepos)
+            (($# == 0)) || usage
+            need_root
+            cmd_replica_filepos ;;
         sql)
             (($# == 2)) || usage
 
