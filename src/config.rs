@@ -968,12 +968,16 @@ fn load_step(
                 check_placeholders(cmd, &["new_primary", "old_primary", "pool"])
                     .map_err(|e| format!("key `{key}`: {e}"))?;
             }
+            let ssh = step_ssh(dir, raw.ssh, ssh)?;
+            if raw.shell && ssh.sudo && hosts.iter().any(|h| *h != Host::Local) {
+                return Err("key `shell`: a shell under sudo is a root shell for whoever holds the SSH key; with `sudo = true` remote commands run as fixed words. Put shell logic in a script on the host and allow that script in sudoers".to_string());
+            }
             StepKind::Exec {
                 hosts,
                 test_command: raw.test_command,
                 exec_command: raw.exec_command,
                 shell: raw.shell,
-                ssh: step_ssh(dir, raw.ssh, ssh)?,
+                ssh,
             }
         }
         "etc_hosts" => {
@@ -1198,6 +1202,8 @@ fn resolve_program(dir: &Path, program: &str, extra: &[&str]) -> Result<PathBuf,
                     candidate.display()
                 ));
             }
+            // It runs as root: neither it nor its directory may be writable by others.
+            crate::strict::trusted_program(candidate).map_err(|e| e.to_string())?;
             return Ok(candidate.clone());
         }
     }
@@ -1318,18 +1324,10 @@ pub fn format_duration(d: Duration) -> String {
     format!("{ms}ms")
 }
 
-/// Checks that a secret file exists and is readable by its owner only, as ssh does for keys.
+/// Checks that a secret file is a regular file (no link), owned by root or the running
+/// user and readable by its owner only, as ssh insists for keys.
 pub fn check_secret_file(path: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} is readable by group or others (mode {mode:o}); run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ));
-    }
-    Ok(())
+    crate::strict::secret(path).map_err(|e| e.to_string())
 }
 
 /// A short description of the validated config, for `check-config`.

@@ -23,6 +23,7 @@ mod report;
 mod rules;
 mod ssh;
 mod state;
+mod strict;
 mod text;
 
 use std::process::ExitCode;

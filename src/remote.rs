@@ -234,14 +234,29 @@ pub fn argv_line(words: &[&str]) -> String {
         .join(" ")
 }
 
-/// A command line for a privileged action: through `sudo -n` (never prompting) when the
-/// SSH settings say so.
-pub fn privileged(ssh: &SshSettings, line: &str) -> String {
-    if ssh.sudo {
-        format!("sudo -n sh -c {}", shell_quote(line))
-    } else {
-        line.to_string()
-    }
+/// The prefix of a privileged command: `sudo -n ` (never prompting) when the SSH settings
+/// say so. sudo always gets a fixed argument vector, never a shell (`sh -c` under sudo is a
+/// root shell), so a sudoers rule can allow exactly the commands deadpool runs.
+pub fn sudo(ssh: &SshSettings) -> &'static str {
+    if ssh.sudo { "sudo -n " } else { "" }
+}
+
+/// A privileged command line from words: each word shell-quoted, behind [`sudo`].
+pub fn privileged(ssh: &SshSettings, words: &[&str]) -> String {
+    format!("{}{}", sudo(ssh), argv_line(words))
+}
+
+/// Splits a user's command template into words first and fills the `{name}` placeholders
+/// in each word after, so that a value is always exactly one word, whatever it holds.
+pub fn template_words(template: &str, values: &[(&str, &str)]) -> Result<Vec<String>, String> {
+    Ok(crate::text::split_words(template)?
+        .into_iter()
+        .map(|w| {
+            values
+                .iter()
+                .fold(w, |w, (k, v)| w.replace(&format!("{{{k}}}"), v))
+        })
+        .collect())
 }
 
 /// A user's shell command template with `{name}` placeholders replaced by shell-quoted

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use crate::error::Error;
 use crate::model::Role;
 
 use crate::model::{Health, Status};
@@ -178,12 +179,16 @@ impl Lock {
     pub fn acquire(state_dir: &Path, wait: Duration) -> Result<Option<Lock>> {
         ensure_dir(state_dir)?;
         let path = state_dir.join("deadpool.lock");
+        // O_NOFOLLOW: a link planted in the state dir must not make root write elsewhere.
+        crate::strict::trusted_file(&path, true)
+            .map_err(|e| Error::Failed(format!("instance lock: {e}")))?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .with_context(|| format!("cannot open the instance lock {}", path.display()))?;
         let deadline = Instant::now() + wait;
@@ -218,15 +223,31 @@ impl Lock {
     }
 }
 
+/// The state dir: created 0700 when missing; an existing one must be trusted (owner root or
+/// the running user, not writable by group or others), or anyone could swap its files.
 fn ensure_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    if !dir.exists() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
     }
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create the state dir {}", dir.display()))
+    crate::strict::trusted_dir(dir).map_err(|e| Error::Failed(format!("state dir: {e}")))?;
+    Ok(())
+}
+
+/// The database and its WAL files: never through a link, never another kind of file.
+fn check_db_files(path: &Path) -> Result<()> {
+    for p in [
+        path.to_path_buf(),
+        path.with_extension("db-wal"),
+        path.with_extension("db-shm"),
+    ] {
+        crate::strict::trusted_file(&p, true)
+            .map_err(|e| Error::Failed(format!("database: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The database, shared by the threads of one run.
@@ -241,6 +262,7 @@ impl State {
     pub fn open(state_dir: &Path) -> Result<State> {
         ensure_dir(state_dir)?;
         let path = state_dir.join("deadpool.db");
+        check_db_files(&path)?;
         if !path.exists() {
             OpenOptions::new()
                 .write(true)

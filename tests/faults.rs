@@ -208,7 +208,7 @@ fn a_full_disk_while_writing_state_fails_cleanly_and_recovers() {
     std::fs::create_dir(&state).unwrap();
     // A real file system that can fill up: a small tmpfs mounted as the state dir.
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=600k"])
+        .args(["-t", "tmpfs", "-o", "size=600k,mode=0700"])
         .arg("tmpfs")
         .arg(&state)
         .status()
@@ -526,7 +526,7 @@ fn a_disk_that_fills_up_during_the_chain_stops_no_step() {
     std::fs::create_dir(&state).unwrap();
     // A real file system that fills up: a small tmpfs mounted as the state dir.
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=600k"])
+        .args(["-t", "tmpfs", "-o", "size=600k,mode=0700"])
         .arg("tmpfs")
         .arg(&state)
         .status()

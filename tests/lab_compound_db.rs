@@ -153,8 +153,9 @@ fn vip_on(lab: &Lab, host: &str) -> bool {
 fn a_vip_release_refused_by_a_reachable_old_primary_is_not_taken_over() {
     let lab = Lab::fresh();
     lab.sh(&["vip", "add", "db1", &format!("{VIP}/24")]);
-    // The steps log in as the unprivileged user, whose sudo works on db2 but wants a
-    // password on db1: db1 answers over SSH and refuses to release the address.
+    // The steps log in as the unprivileged user, whose sudo (the README's rules) works on
+    // db2 but wants a password on db1: db1 answers over SSH and refuses to release it.
+    lab.install_readme_sudoers(common::BIN);
     lab.sh(&["sudo-password", "db1"]);
     let vip_step = format!(
         "\n[[protocol]]\ntype = \"vip\"\naddress = \"{VIP}/24\"\ninterface = \"eth0\"\ntimeout = \"10s\"\nssh = {{ user = \"{}\", sudo = true }}\n",

@@ -402,7 +402,8 @@ fn an_unprivileged_login_needs_sudo_and_gets_it() {
         "{r:?}"
     );
 
-    // With sudo = true the same user switches the file as root.
+    // With sudo = true and the README's sudoers rules, the same user switches the file.
+    lab.install_readme_sudoers(common::BIN);
     let inst = Instance::with(
         &lab.settings_with_ssh(None),
         &[("db", &lab.mysql_pool(1, &step(true)))],

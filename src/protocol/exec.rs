@@ -7,7 +7,7 @@ use super::{Context, HostResult, Protocol, host_result};
 use crate::config::{Host, SshSettings};
 use crate::model::Status;
 use crate::remote;
-use crate::text::{shell_quote, split_words};
+use crate::text::shell_quote;
 
 #[derive(Debug)]
 pub struct Exec<'a> {
@@ -33,24 +33,16 @@ impl Exec<'_> {
         ];
         match host {
             Host::Local if !self.shell => {
-                // Split first, substitute after: a value never becomes more than one word.
-                let words = split_words(template)?;
-                Ok(Invocation::Argv(
-                    words
-                        .into_iter()
-                        .map(|w| {
-                            values
-                                .iter()
-                                .fold(w, |w, (k, v)| w.replace(&format!("{{{k}}}"), v))
-                        })
-                        .collect(),
-                ))
+                Ok(Invocation::Argv(remote::template_words(template, &values)?))
             }
             Host::Local => Ok(Invocation::Shell(remote::render(template, &values))),
-            Host::Remote(_) => Ok(Invocation::Shell(remote::privileged(
-                self.ssh,
-                &remote::render(template, &values),
-            ))),
+            // Under sudo, the command is a fixed argument vector (config refuses `shell`).
+            Host::Remote(_) if self.ssh.sudo => {
+                let words = remote::template_words(template, &values)?;
+                let words: Vec<&str> = words.iter().map(String::as_str).collect();
+                Ok(Invocation::Shell(remote::privileged(self.ssh, &words)))
+            }
+            Host::Remote(_) => Ok(Invocation::Shell(remote::render(template, &values))),
         }
     }
 

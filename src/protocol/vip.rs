@@ -47,14 +47,29 @@ impl Step<'_> {
         )
     }
 
+    /// A privileged command (through sudo when configured): a fixed argument vector that a
+    /// sudoers rule can name exactly.
+    fn root(&self, words: &[&str]) -> String {
+        remote::privileged(&self.cfg.ssh, words)
+    }
+
+    /// `ip addr del|add CIDR dev IFACE`, privileged.
+    fn ip_addr(&self, verb: &str) -> String {
+        self.root(&["ip", "addr", verb, &self.cidr(), "dev", &self.cfg.interface])
+    }
+
+    /// `arping ... -I IFACE TARGET`, privileged (arping needs a raw socket).
+    fn arping(&self, options: &[&str], target: &str) -> String {
+        let mut words = vec!["arping"];
+        words.extend(options);
+        words.extend(["-I", &self.cfg.interface, target]);
+        self.root(&words)
+    }
+
+    /// Runs a script as the login user; only its privileged commands go through sudo.
     fn run(&self, host: &str, line: &str, ctx: &Context) -> Output {
         let host = Host::Remote(host.to_string());
-        remote::run_shell(
-            &host,
-            &self.cfg.ssh,
-            &remote::privileged(&self.cfg.ssh, line),
-            ctx.left(),
-        )
+        remote::run_shell(&host, &self.cfg.ssh, line, ctx.left())
     }
 
     fn holds(&self, host: &str, ctx: &Context) -> (Result<bool, String>, Output) {
@@ -148,10 +163,11 @@ impl Protocol for Step<'_> {
 command -v arping >/dev/null 2>&1 || {{ echo 'ERROR - arping is not installed'; exit 2; }}
 ip link show dev {i} >/dev/null 2>&1 || {{ echo 'ERROR - no interface '{i}; exit 2; }}
 if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo here; exit 0; fi
-holder=$(arping -D -c 2 -w 3 -I {i} {v} 2>/dev/null | {MAC_OF_REPLY})
-old=$(arping -c 1 -w 2 -I {i} {o} 2>/dev/null | {MAC_OF_REPLY})
+holder=$({detect} 2>/dev/null | {MAC_OF_REPLY})
+old=$({ask_old} 2>/dev/null | {MAC_OF_REPLY})
 echo \"holder=$holder old=$old\"",
-            o = shell_quote(old),
+            detect = self.arping(&["-D", "-c", "2", "-w", "3"], &v),
+            ask_old = self.arping(&["-c", "1", "-w", "2"], old),
         );
         let out = self.run(new, &line, ctx);
         let said = crate::text::first_line(&out.stdout);
@@ -165,9 +181,10 @@ echo \"holder=$holder old=$old\"",
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
         let (new, old) = (ctx.new_primary, ctx.old_primary);
-        let (i, v, cidr) = (self.iface(), self.vip(), shell_quote(&self.cidr()));
+        let (i, v) = (self.iface(), self.vip());
         let release = format!(
-            "if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then ip addr del {cidr} dev {i} && echo released; else echo absent; fi"
+            "if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then {del} && echo released; else echo absent; fi",
+            del = self.ip_addr("del")
         );
         let released = self.run(old, &release, ctx);
         let note = match release_verdict(
@@ -186,12 +203,13 @@ echo \"holder=$holder old=$old\"",
             }
         };
         let take = format!(
-            "if [ -z \"$(ip -o addr show dev {i} to {v})\" ]; then ip addr add {cidr} dev {i} || exit 2; fi
+            "if [ -z \"$(ip -o addr show dev {i} to {v})\" ]; then {add} || exit 2; fi
 # Gratuitous ARP in the background: arping waits a second after each announcement, and the
 # step need not wait for that. The first one goes out at once.
-nohup arping -U -c {n} -I {i} {v} >/dev/null 2>&1 &
+nohup {announce} >/dev/null 2>&1 &
 if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'ERROR - the address did not stay'; exit 2; fi",
-            n = self.cfg.arping_count
+            add = self.ip_addr("add"),
+            announce = self.arping(&["-U", "-c", &self.cfg.arping_count.to_string()], &v),
         );
         let taken = self.run(new, &take, ctx);
         let mut out = taken.clone();
@@ -239,20 +257,19 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
             (
                 ctx.old_primary.to_string(),
                 format!(
-                    "ip addr del {} dev {} (skipped only when unreachable; any other failure stops the step)",
-                    self.cidr(),
-                    self.cfg.interface
+                    "{} (skipped only when unreachable; any other failure stops the step)",
+                    self.ip_addr("del")
                 ),
             ),
             (
                 ctx.new_primary.to_string(),
                 format!(
-                    "ip addr add {} dev {}; arping -U -c {} -I {} {}",
-                    self.cidr(),
-                    self.cfg.interface,
-                    self.cfg.arping_count,
-                    self.cfg.interface,
-                    self.vip()
+                    "{}; {}",
+                    self.ip_addr("add"),
+                    self.arping(
+                        &["-U", "-c", &self.cfg.arping_count.to_string()],
+                        &self.vip()
+                    )
                 ),
             ),
         ]

@@ -164,6 +164,38 @@ timeout = "20s"
     }
 }
 
+impl Lab {
+    /// Installs the README's sudoers rules, exactly as written there, for the lab's
+    /// unprivileged user, with the README's example values replaced by the lab's own: the
+    /// proof that those lines are all a failover needs.
+    pub fn install_readme_sudoers(&self, helper: &str) -> String {
+        let readme =
+            std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .unwrap();
+        let block = readme
+            .split("```")
+            .find(|b| b.contains("/etc/sudoers.d/deadpool on an app server"))
+            .expect("README has the sudoers block");
+        let restart = format!("/usr/bin/touch {}/restarted", self.var("LAB_DIR"));
+        let rules = block
+            .trim_start_matches(|c: char| c != '\n')
+            .replace(
+                "deadpool ALL=(root)",
+                &format!("{} ALL=(root)", self.var("LAB_SSH_SUDO_USER")),
+            )
+            .replace("/usr/bin/deadpool ", &format!("{helper} "))
+            .replace("db.internal", "db.service")
+            .replace("10.0.0.100", "10.213.0.100")
+            .replace("10.0.0.11", self.var("LAB_DB1_IP"))
+            .replace("10.0.0.12", self.var("LAB_DB2_IP"))
+            .replace("/usr/bin/systemctl restart myapp", &restart);
+        let file = format!("{}/sudoers-from-readme", self.var("LAB_DIR"));
+        std::fs::write(&file, &rules).unwrap();
+        lab_sh(&["sudoers", &file]);
+        rules
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         // Leave nothing behind, even after a failed assertion.

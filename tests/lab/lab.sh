@@ -43,7 +43,7 @@ SSH_PORT=22
 # Steps log in as this user: uid 0 like root, but with /bin/sh as its shell, so no shell
 # start-up file of this machine's root account (which may run slow tools) runs per login.
 SSH_USER=dplab
-# An unprivileged user who may run /bin/sh as root through sudo, for steps with sudo = true.
+# An unprivileged user; tests give it exactly the sudo rules they prove (`lab.sh sudoers`).
 SUDO_USER_NAME=dpapp
 SUDOERS=/etc/sudoers.d/deadpool-lab
 
@@ -95,6 +95,7 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh sudo-password HOST   sudo on HOST asks $SUDO_USER_NAME for a password (it may
                                    still log in; \`sudo -n\` fails there only)
        lab.sh replica-filepos      the replica follows by binlog file/position, not GTID
+       lab.sh sudoers FILE         install FILE (checked by visudo) as the lab's sudoers rules
 
        lab.sh sql HOST "SQL"       run SQL as root over the unix socket
        lab.sh redis HOST ARGS...   redis-cli on the host, authenticated
@@ -700,8 +701,15 @@ make_ssh_user() {
         || useradd --system --no-create-home --home-dir "$LAB_DIR" --shell /bin/sh \
             --comment "deadpool lab" --password "*" "$SUDO_USER_NAME"
     printf '%s:%s\n' "$SUDO_USER_NAME" "$(secret ssh-dpapp)" | chpasswd
-    printf '%s ALL=(root) NOPASSWD: /bin/sh\n' "$SUDO_USER_NAME" >"$SUDOERS"
-    chmod 440 "$SUDOERS"
+    # No sudo rights until a test installs the rules it means to prove (`lab.sh sudoers`).
+    [[ -e $SUDOERS ]] || install -m 440 /dev/null "$SUDOERS"
+}
+
+# sudoers FILE: installs FILE as the lab's sudoers rules, after visudo accepts it.
+cmd_sudoers() {
+    local file=$1
+    visudo -qcf "$file" || die "visudo refuses $file"
+    install -m 440 "$file" "$SUDOERS"
 }
 
 # Kills every process of every lab namespace, then removes namespaces,
@@ -953,6 +961,9 @@ main() {
             need_root; check_host "$2"
             ns_exists "$2" || die "$2 does not exist (run: $0 up)"
             cmd_vip "$@" ;;
+        sudoers)
+            (($# == 1)) || usage
+            need_root; cmd_sudoers "$1" ;;
         sudo-password)
             (($# == 1)) || usage
             need_root; check_host "$1"

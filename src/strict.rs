@@ -1,0 +1,229 @@
+//! OpenSSH's StrictModes for the files deadpool trusts as root: the state dir, database and
+//! lock, plugins and their dir, and secret files must be owned by the running user (or
+//! root) and not writable by group or others; secrets are readable by their owner only;
+//! the lock, the database and secrets are never reached through a symbolic link. Each
+//! refusal names the path, what is wrong and the command that fixes it.
+
+use std::fs::Metadata;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// What makes a path unsafe to trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Missing(String),
+    Symlink,
+    NotRegular(&'static str),
+    NotDirectory,
+    Owner(u32),
+    Writable(u32),
+    Readable(u32),
+}
+
+/// A path deadpool refuses to trust, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct Unsafe {
+    pub path: PathBuf,
+    pub problem: Problem,
+}
+
+impl Unsafe {
+    fn describe(&self) -> String {
+        let p = self.path.display();
+        match &self.problem {
+            Problem::Missing(e) => format!("{p}: {e}"),
+            Problem::Symlink => format!(
+                "{p} is a symbolic link, which deadpool does not follow here; replace it with the file itself"
+            ),
+            Problem::NotRegular(what) => {
+                format!("{p} is {what}, not a regular file; remove it and let deadpool create it")
+            }
+            Problem::NotDirectory => format!("{p} is not a directory"),
+            Problem::Owner(uid) => format!(
+                "{p} is owned by uid {uid}, neither root nor the user deadpool runs as (uid {}); run `chown root {p}`",
+                euid()
+            ),
+            Problem::Writable(mode) => {
+                format!("{p} is writable by group or others (mode {mode:o}); run `chmod go-w {p}`")
+            }
+            Problem::Readable(mode) => {
+                format!("{p} is readable by group or others (mode {mode:o}); run `chmod 600 {p}`")
+            }
+        }
+    }
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid(2) cannot fail and has no memory effects.
+    unsafe { libc::geteuid() }
+}
+
+fn unsafe_path(path: &Path, problem: Problem) -> Unsafe {
+    Unsafe {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
+/// The rules for a file or dir deadpool runs or reads as trusted (pure, for tests): owner
+/// root or `euid`, no write bit for group or others.
+pub fn owner_and_mode(uid: u32, mode: u32, euid: u32) -> Result<(), Problem> {
+    if uid != 0 && uid != euid {
+        return Err(Problem::Owner(uid));
+    }
+    if mode & 0o022 != 0 {
+        return Err(Problem::Writable(mode & 0o7777));
+    }
+    Ok(())
+}
+
+fn kind(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn lstat(path: &Path) -> Result<Metadata, Unsafe> {
+    std::fs::symlink_metadata(path).map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))
+}
+
+/// A directory deadpool keeps trusted files in (the state dir, the plugins dir).
+pub fn trusted_dir(path: &Path) -> Result<(), Unsafe> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))?;
+    if !meta.is_dir() {
+        return Err(unsafe_path(path, Problem::NotDirectory));
+    }
+    owner_and_mode(meta.uid(), meta.mode(), euid()).map_err(|p| unsafe_path(path, p))
+}
+
+/// A file deadpool writes as root or runs: regular, not a link when `no_link`, trusted
+/// owner and mode. `Ok(false)` when it does not exist yet.
+pub fn trusted_file(path: &Path, no_link: bool) -> Result<bool, Unsafe> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(unsafe_path(path, Problem::Missing(e.to_string()))),
+        Ok(m) => m,
+    };
+    let meta = if meta.file_type().is_symlink() {
+        if no_link {
+            return Err(unsafe_path(path, Problem::Symlink));
+        }
+        std::fs::metadata(path).map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))?
+    } else {
+        meta
+    };
+    if !meta.is_file() {
+        return Err(unsafe_path(path, Problem::NotRegular(kind(&meta))));
+    }
+    owner_and_mode(meta.uid(), meta.mode(), euid()).map_err(|p| unsafe_path(path, p))?;
+    Ok(true)
+}
+
+/// A program deadpool runs as root (a plugin): a trusted file in a trusted directory.
+pub fn trusted_program(path: &Path) -> Result<(), Unsafe> {
+    let real = std::fs::canonicalize(path)
+        .map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))?;
+    trusted_file(&real, false)?;
+    if let Some(dir) = real.parent() {
+        trusted_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// A secret (password, key): a regular file, not a link, owned by root or the running user,
+/// readable by its owner only.
+pub fn secret(path: &Path) -> Result<(), Unsafe> {
+    let meta = lstat(path)?;
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_path(path, Problem::Symlink));
+    }
+    if !meta.is_file() {
+        return Err(unsafe_path(path, Problem::NotRegular(kind(&meta))));
+    }
+    if meta.uid() != 0 && meta.uid() != euid() {
+        return Err(unsafe_path(path, Problem::Owner(meta.uid())));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(unsafe_path(path, Problem::Readable(meta.mode() & 0o777)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn owner_and_mode_table() {
+        // (owner, mode, running as, verdict)
+        let rows = [
+            (0, 0o755, 0, Ok(())),
+            (1000, 0o700, 1000, Ok(())),
+            (0, 0o755, 1000, Ok(())),
+            (1000, 0o755, 0, Err(Problem::Owner(1000))),
+            (0, 0o775, 0, Err(Problem::Writable(0o775))),
+            (0, 0o757, 0, Err(Problem::Writable(0o757))),
+            (0, 0o1777, 0, Err(Problem::Writable(0o1777))),
+        ];
+        for (uid, mode, euid, verdict) in rows {
+            assert_eq!(
+                owner_and_mode(uid, mode, euid),
+                verdict,
+                "{uid} {mode:o} {euid}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_links_fifos_and_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "pw").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(secret(&file), Ok(()));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(secret(&link).unwrap_err().problem, Problem::Symlink);
+        assert_eq!(
+            trusted_file(&link, true).unwrap_err().problem,
+            Problem::Symlink
+        );
+        assert_eq!(trusted_file(&link, false), Ok(true));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = secret(&file).unwrap_err();
+        assert_eq!(e.problem, Problem::Readable(0o640));
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(
+            trusted_file(&file, true).unwrap_err().problem,
+            Problem::Writable(0o666)
+        );
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(
+            trusted_file(&fifo, true).unwrap_err().problem,
+            Problem::NotRegular("a FIFO")
+        );
+        assert_eq!(trusted_file(&dir.path().join("none"), true), Ok(false));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(
+            trusted_dir(dir.path()).unwrap_err().problem,
+            Problem::Writable(0o40777 & 0o7777)
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! StrictModes for the files deadpool trusts as root: a state dir, lock, database, plugin,
+//! plugin dir or secret that others could change or redirect is refused with a message that
+//! names the path and what to do, and nothing is changed.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::Instance;
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn an_open_state_dir_is_refused_at_tick_time() {
+    let inst = Instance::new();
+    assert_eq!(inst.tick().code, 0);
+    chmod(&inst.path("state"), 0o777);
+    let r = inst.tick();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("state dir") && r.stderr.contains("chmod go-w"),
+        "{r:?}"
+    );
+    chmod(&inst.path("state"), 0o700);
+    assert_eq!(inst.tick().code, 0);
+}
+
+#[test]
+fn a_lock_or_database_that_is_a_link_is_never_followed() {
+    for name in ["deadpool.lock", "deadpool.db"] {
+        let inst = Instance::new();
+        assert_eq!(inst.tick().code, 0);
+        let victim = inst.path("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let planted = inst.path(&format!("state/{name}"));
+        std::fs::remove_file(&planted).unwrap();
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let r = inst.tick();
+        assert_eq!(r.code, 1, "{name}: {r:?}");
+        assert!(r.stderr.contains("symbolic link"), "{name}: {r:?}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious\n",
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn writable_plugins_and_plugin_dirs_are_refused() {
+    let inst = Instance::new();
+    chmod(&inst.path("plugins/step"), 0o775);
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("plugins/step") && r.stderr.contains("chmod go-w"),
+        "{r:?}"
+    );
+    // Nothing ran: no tick either.
+    assert_eq!(inst.tick().code, 2);
+    assert!(!inst.path("state").exists());
+
+    chmod(&inst.path("plugins/step"), 0o755);
+    chmod(&inst.path("plugins"), 0o777);
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("plugins is writable by group or others"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn secrets_must_be_private_files_of_their_owner() {
+    let pool = |file: &str| {
+        format!(
+            "primary = \"db1\"\nsecondary = \"db2\"\n[monitor]\ntype = \"redis\"\npassword_file = \"{file}\"\n"
+        )
+    };
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", &pool("pw"))]);
+    inst.write("real-pw", "hunter2\n");
+    chmod(&inst.path("real-pw"), 0o600);
+    std::os::unix::fs::symlink(inst.path("real-pw"), inst.path("pw")).unwrap();
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("pw is a symbolic link"), "{r:?}");
+
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", &pool("pw"))]);
+    inst.write("pw", "hunter2\n");
+    chmod(&inst.path("pw"), 0o600);
+    assert_eq!(inst.run(&["check-config", "--offline"]).code, 0);
+    // Owned by someone else (nobody): they could change it.
+    let chown = std::process::Command::new("chown")
+        .args(["nobody"])
+        .arg(inst.path("pw"))
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("is owned by uid"), "{r:?}");
+    assert!(!r.stderr.contains("hunter2"), "{r:?}");
+}
