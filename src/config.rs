@@ -196,7 +196,7 @@ pub enum StepKind {
     Plugin {
         program: PathBuf,
         /// Every other key of the `[[protocol]]` table, as `DEADPOOL_OPT_<KEY>` values.
-        options: Vec<(String, String)>,
+        options: Vec<PluginOption>,
     },
     Exec {
         hosts: Vec<Host>,
@@ -944,7 +944,7 @@ fn load_step(
                 resolve_program(dir, &command, &[]).map_err(|e| format!("key `command`: {e}"))?;
             let mut options = Vec::new();
             for (key, value) in table {
-                options.push(plugin_option(&key, &value)?);
+                options.push(plugin_option(dir, &key, &value)?);
             }
             StepKind::Plugin { program, options }
         }
@@ -1113,11 +1113,47 @@ fn load_step(
 }
 
 /// One extra key of a plugin step, as the environment variable the plugin will see.
-fn plugin_option(key: &str, value: &toml::Value) -> Result<(String, String), String> {
+/// Whether a plugin option's name says it holds a secret: a `_`-separated part such as
+/// `password`, `token` or `key` (`api_key`, `db_password`), or the whole name.
+pub fn is_secret_name(key: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "password",
+        "passwd",
+        "pass",
+        "pw",
+        "secret",
+        "token",
+        "key",
+        "apikey",
+        "credential",
+        "credentials",
+        "auth",
+        "cookie",
+        "private",
+    ];
+    let key = key.to_ascii_lowercase();
+    key.split('_').any(|part| WORDS.contains(&part)) || key.ends_with("password")
+}
+
+/// A plugin option: `KEY = value` becomes `DEADPOOL_OPT_KEY`. `KEY_file = "path"` reads a
+/// secret file (the usual checks) into `DEADPOOL_OPT_KEY`. Secret values are masked in every
+/// output; the plugin gets the real value in its environment.
+fn plugin_option(dir: &Path, key: &str, value: &toml::Value) -> Result<PluginOption, String> {
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(format!(
             "key `{key}`: plugin option names may hold only letters, digits and `_`"
         ));
+    }
+    if let Some(name) = key.strip_suffix("_file").filter(|n| !n.is_empty()) {
+        let toml::Value::String(rel) = value else {
+            return Err(format!("key `{key}`: expected the path of a secret file"));
+        };
+        let secret = load_secret(dir, rel).map_err(|e| format!("key `{key}`: {e}"))?;
+        return Ok(PluginOption {
+            env: format!("DEADPOOL_OPT_{}", name.to_ascii_uppercase()),
+            value: secret.expose().to_string(),
+            secret: true,
+        });
     }
     let text = match value {
         toml::Value::Array(items) => {
@@ -1138,7 +1174,33 @@ fn plugin_option(key: &str, value: &toml::Value) -> Result<(String, String), Str
             "key `{key}`: NUL bytes cannot be passed to a plugin"
         ));
     }
-    Ok((format!("DEADPOOL_OPT_{}", key.to_ascii_uppercase()), text))
+    Ok(PluginOption {
+        env: format!("DEADPOOL_OPT_{}", key.to_ascii_uppercase()),
+        value: text,
+        secret: is_secret_name(key),
+    })
+}
+
+/// One option of a `plugin` step, as it reaches the plugin's environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PluginOption {
+    pub env: String,
+    pub value: String,
+    /// Masked in every output (plans, reports, history, logs).
+    pub secret: bool,
+}
+
+impl PluginOption {
+    /// The value as outputs may show it.
+    pub fn shown(&self) -> &str {
+        if self.secret { "<secret>" } else { &self.value }
+    }
+}
+
+impl std::fmt::Debug for PluginOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.env, self.shown())
+    }
 }
 
 /// A plain TOML value as text: strings as they are, numbers and booleans as written.
@@ -1408,11 +1470,29 @@ mod tests {
     #[test]
     fn plugin_options_become_env() {
         let v: toml::Value = toml::Value::Array(vec!["a".into(), 3.into()]);
+        let dir = Path::new("/nonexistent");
+        let o = plugin_option(dir, "url_list", &v).unwrap();
         assert_eq!(
-            plugin_option("url_list", &v).unwrap(),
-            ("DEADPOOL_OPT_URL_LIST".into(), "a,3".into())
+            (o.env.as_str(), o.value.as_str(), o.secret),
+            ("DEADPOOL_OPT_URL_LIST", "a,3", false)
         );
-        assert!(plugin_option("bad-key", &toml::Value::from("x")).is_err());
+        assert!(plugin_option(dir, "bad-key", &toml::Value::from("x")).is_err());
+        let token = plugin_option(dir, "api_token", &toml::Value::from("s3cr3t")).unwrap();
+        assert!(
+            token.secret && token.shown() == "<secret>" && !format!("{token:?}").contains("s3cr3t")
+        );
+        for (name, secret) in [
+            ("password", true),
+            ("db_password", true),
+            ("api_key", true),
+            ("key", true),
+            ("keyspace", false),
+            ("service_name", false),
+            ("token", true),
+            ("passwd", true),
+        ] {
+            assert_eq!(is_secret_name(name), secret, "{name}");
+        }
     }
 
     #[test]

@@ -70,8 +70,8 @@ fn fails_over_on_exactly_the_nth_failing_tick_then_locks_until_reset() {
         inst.history()
     );
     assert!(
-        inst.history().contains("by tester"),
-        "the person is recorded"
+        inst.history().contains("by root"),
+        "the person is recorded: the real user, whatever $USER says"
     );
 
     // The former standby is now the one checked as active: db1 being down does not count.
@@ -355,7 +355,7 @@ fn promote_waits_for_a_running_tick() {
         ("failed_over".into(), "secondary".into(), 0)
     );
     assert!(
-        history.contains("a manual promote") && history.contains("\"actor\":\"tester\""),
+        history.contains("a manual promote") && history.contains("\"actor\":\"root\""),
         "{history}"
     );
 }
@@ -544,4 +544,31 @@ fn promote_and_reset_ask_on_a_terminal() {
     let r = on_terminal(&inst, "reset db", "yes");
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(inst.state_of("db"), ("armed".into(), "secondary".into(), 0));
+}
+
+#[test]
+fn the_recorded_actor_is_the_real_user_and_sudo_only_when_sudo_ran_it() {
+    let inst = Instance::new();
+    inst.tick();
+    // Environment variables name nobody: anyone can set them.
+    let mut cmd = inst.command(&["reset", "db", "--yes"]);
+    cmd.env("SUDO_USER", "mallory").env("USER", "mallory");
+    let r = common::Run::from(cmd.output().unwrap());
+    assert_eq!(r.code, 0, "{r:?}");
+    // Through the real sudo, the person behind it is added.
+    let mut cmd = std::process::Command::new("sudo");
+    cmd.args(["-n", "-E", common::BIN, "--config"])
+        .arg(inst.dir())
+        .args(["reset", "db", "--yes"])
+        .env("SUDO_USER", "ignored")
+        .stdin(std::process::Stdio::null());
+    let r = common::Run::from(cmd.output().expect("sudo is installed by the test command"));
+    assert_eq!(r.code, 0, "{r:?}");
+    let resets: Vec<String> = inst
+        .events("db")
+        .iter()
+        .filter(|e| e["event"] == "reset")
+        .map(|e| e["actor"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(resets, ["root", "root via sudo by root"]);
 }

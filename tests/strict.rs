@@ -103,3 +103,49 @@ fn secrets_must_be_private_files_of_their_owner() {
     assert!(r.stderr.contains("is owned by uid"), "{r:?}");
     assert!(!r.stderr.contains("hunter2"), "{r:?}");
 }
+
+#[test]
+fn plugin_secrets_are_masked_in_plans_and_reach_the_plugin() {
+    let pool = format!(
+        "{}password = \"hunter2\"\napi_token_file = \"token\"\nregion = \"eu\"\n",
+        common::TWO_STEP_POOL.replace("max_failed_checks = 3", "max_failed_checks = 1")
+    );
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", &pool)]);
+    inst.write("token", "t0ken-value\n");
+    chmod(&inst.path("token"), 0o600);
+    inst.script(
+        "plugins/step",
+        "#!/bin/sh\nenv | grep DEADPOOL_OPT_ | sort >> \"$(dirname \"$0\")/../env.log\"\necho ok\n",
+    );
+    let plan = inst.run(&["tick", "--dry-run"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stdout.contains("DEADPOOL_OPT_PASSWORD='<secret>'"),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout.contains("DEADPOOL_OPT_API_TOKEN='<secret>'"),
+        "{plan:?}"
+    );
+    assert!(plan.stdout.contains("DEADPOOL_OPT_REGION=eu"), "{plan:?}");
+    for out in [&plan.stdout, &plan.stderr] {
+        assert!(
+            !out.contains("hunter2") && !out.contains("t0ken-value"),
+            "{plan:?}"
+        );
+    }
+    inst.flag("down-db1");
+    inst.tick();
+    let env = std::fs::read_to_string(inst.path("env.log")).unwrap();
+    assert!(
+        env.contains("DEADPOOL_OPT_PASSWORD=hunter2")
+            && env.contains("DEADPOOL_OPT_API_TOKEN=t0ken-value"),
+        "{env}"
+    );
+    for text in [inst.history(), inst.run(&["report", "--json"]).stdout] {
+        assert!(
+            !text.contains("hunter2") && !text.contains("t0ken-value"),
+            "{text}"
+        );
+    }
+}

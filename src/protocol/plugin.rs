@@ -9,7 +9,7 @@ use crate::remote;
 #[derive(Debug)]
 pub struct Plugin<'a> {
     pub program: &'a Path,
-    pub options: &'a [(String, String)],
+    pub options: &'a [crate::config::PluginOption],
 }
 
 impl Plugin<'_> {
@@ -42,7 +42,11 @@ impl Plugin<'_> {
             ),
             ("DEADPOOL_STEP".to_string(), ctx.step.name.clone()),
         ];
-        env.extend(self.options.iter().cloned());
+        env.extend(
+            self.options
+                .iter()
+                .map(|o| (o.env.clone(), o.value.clone())),
+        );
         env
     }
 }
@@ -68,7 +72,7 @@ impl Protocol for Plugin<'_> {
         words.extend(
             self.options
                 .iter()
-                .map(|(k, v)| format!("{k}={}", crate::text::shell_quote(v))),
+                .map(|o| format!("{}={}", o.env, crate::text::shell_quote(o.shown()))),
         );
         words.push(crate::text::shell_quote(&self.program.to_string_lossy()));
         words.push("promote".to_string());
