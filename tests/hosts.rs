@@ -141,3 +141,49 @@ fn test_reports_an_unwritable_file_for_an_unprivileged_user() {
     );
     assert!(r.stdout.contains("db -> 10.0.0.11"), "{r:?}");
 }
+
+#[test]
+fn a_planted_backup_link_or_a_fifo_is_refused_and_nothing_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hosts");
+    let original = "127.0.0.1\tlocalhost\n10.0.0.1\tdb\n";
+    std::fs::write(&file, original).unwrap();
+    // A link where the backup goes: root must not write through it.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("hosts.deadpool-backup")).unwrap();
+    let path = file.to_str().unwrap();
+    let r = hosts(&["switch", "--name", "db", "--ip", "10.0.0.2", "--file", path]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.starts_with("ERROR - ") && r.stdout.contains("symbolic link"),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        original,
+        "nothing changed"
+    );
+
+    // A FIFO as the hosts file: refused at once, never a hang.
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for action in [
+        &["test", "--name", "db"][..],
+        &["switch", "--name", "db", "--ip", "10.0.0.2"],
+    ] {
+        let mut args = action.to_vec();
+        args.extend(["--file", fifo.to_str().unwrap()]);
+        let started = std::time::Instant::now();
+        let r = hosts(&args);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(r.stdout.contains("not a regular file"), "{r:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "it blocked"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -34,9 +35,32 @@ pub fn run(args: &HostsArgs) -> Result<Outcome> {
     })
 }
 
+/// Opens without blocking (a FIFO planted as the file must not hang the helper) and
+/// refuses anything but a regular file.
+fn open_regular(path: &Path, write: bool) -> Result<std::fs::File, String> {
+    let file = OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            let what = if write { "write" } else { "read" };
+            format!("cannot {what} {}: {e}", path.display())
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file; not touched",
+            path.display()
+        ));
+    }
+    Ok(file)
+}
+
 fn read(path: &Path) -> Result<String, String> {
-    let mut file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut file = open_regular(path, false)?;
     let size = file
         .metadata()
         .map_err(|e| format!("{}: {e}", path.display()))?
@@ -81,17 +105,14 @@ fn test(args: &HostsArgs) -> Result<String, String> {
     let name = name(args)?;
     let text = read(&args.file)?;
     // Opening for writing without truncating changes nothing, and is the real test.
-    OpenOptions::new()
-        .write(true)
-        .open(&args.file)
-        .map_err(|e| {
-            format!(
-                "{} is not writable by {}: {e}; {}",
-                args.file.display(),
-                user(),
-                points(&text, name)
-            )
-        })?;
+    open_regular(&args.file, true).map_err(|e| {
+        format!(
+            "{} is not writable by {}: {e}; {}",
+            args.file.display(),
+            user(),
+            points(&text, name)
+        )
+    })?;
     Ok(format!(
         "{} is writable by {}; {}",
         args.file.display(),
@@ -130,7 +151,7 @@ fn switch(args: &HostsArgs) -> Result<String, String> {
         ));
     }
     let backup = backup_path(path);
-    std::fs::write(&backup, &before).map_err(|e| {
+    write_backup(&backup, before.as_bytes()).map_err(|e| {
         format!(
             "cannot write the backup {}: {e}; nothing changed",
             backup.display()
@@ -162,6 +183,43 @@ fn backup_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".deadpool-backup");
     path.with_file_name(name)
+}
+
+/// Writes the backup without following a link or opening anything but a regular file: an
+/// existing backup that is a link, a FIFO or a directory is refused, never written through.
+fn write_backup(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "it is a symbolic link; remove it",
+            ));
+        }
+        Ok(m) if !m.is_file() => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "it is not a regular file; remove it",
+            ));
+        }
+        _ => {}
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "it is not a regular file; remove it",
+        ));
+    }
+    file.set_len(0)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// Overwrites the file's bytes without replacing the file (its inode, owner, mode and any

@@ -25,7 +25,13 @@ enum Invocation {
 }
 
 impl Exec<'_> {
-    fn invocation(&self, host: &Host, template: &str, ctx: &Context) -> Result<Invocation, String> {
+    fn invocation(
+        &self,
+        host: &Host,
+        template: &str,
+        ctx: &Context,
+        privileged: bool,
+    ) -> Result<Invocation, String> {
         let values = [
             ("new_primary", ctx.new_primary),
             ("old_primary", ctx.old_primary),
@@ -37,7 +43,7 @@ impl Exec<'_> {
             }
             Host::Local => Ok(Invocation::Shell(remote::render(template, &values))),
             // Under sudo, the command is a fixed argument vector (config refuses `shell`).
-            Host::Remote(_) if self.ssh.sudo => {
+            Host::Remote(_) if self.ssh.sudo && privileged => {
                 let words = remote::template_words(template, &values)?;
                 let words: Vec<&str> = words.iter().map(String::as_str).collect();
                 Ok(Invocation::Shell(remote::privileged(self.ssh, &words)))
@@ -46,9 +52,9 @@ impl Exec<'_> {
         }
     }
 
-    fn run_on_hosts(&self, template: &str, ctx: &Context) -> Vec<HostResult> {
+    fn run_on_hosts(&self, template: &str, ctx: &Context, privileged: bool) -> Vec<HostResult> {
         remote::for_each_host(self.hosts, |host| {
-            let out = match self.invocation(host, template, ctx) {
+            let out = match self.invocation(host, template, ctx, privileged) {
                 Ok(Invocation::Argv(argv)) => remote::run_local(&argv, &[], ctx.left()),
                 Ok(Invocation::Shell(line)) => remote::run_shell(host, self.ssh, &line, ctx.left()),
                 Err(e) => {
@@ -67,9 +73,10 @@ impl Exec<'_> {
 
     fn test(&self, ctx: &Context) -> Vec<HostResult> {
         match self.test_command {
-            Some(test) => self.run_on_hosts(test, ctx),
-            // Without a test, readiness is "can we log in and run something there".
-            None => self.run_on_hosts("true", ctx),
+            Some(test) => self.run_on_hosts(test, ctx, true),
+            // Without a test, readiness is "can we log in and run something there", as the
+            // login user: it needs no sudo rule.
+            None => self.run_on_hosts("true", ctx, false),
         }
     }
 }
@@ -80,7 +87,7 @@ impl Protocol for Exec<'_> {
     }
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
-        self.run_on_hosts(self.exec_command, ctx)
+        self.run_on_hosts(self.exec_command, ctx, true)
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
@@ -91,7 +98,7 @@ impl Protocol for Exec<'_> {
         self.hosts
             .iter()
             .map(|host| {
-                let line = match self.invocation(host, self.exec_command, ctx) {
+                let line = match self.invocation(host, self.exec_command, ctx, true) {
                     Ok(Invocation::Argv(argv)) => argv
                         .iter()
                         .map(|a| shell_quote(a))
