@@ -10,6 +10,7 @@ mod error;
 #[cfg(test)]
 mod fuzz;
 mod hostsfile;
+mod known_hosts;
 mod log;
 mod model;
 mod monitor;

@@ -6,7 +6,9 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, Session};
+use ssh2::{HashType, HostKeyType, MethodType, Session};
+
+use crate::known_hosts;
 
 use crate::config::{SshAuth, SshSettings};
 use crate::remote::{Capped, Exit, Output};
@@ -57,12 +59,22 @@ fn session(host: &str, ssh: &SshSettings, deadline: Instant) -> Result<Session, 
         .ok_or_else(|| unreachable(host, "no address"))?;
     let tcp = TcpStream::connect_timeout(addr, stage())
         .map_err(|e| unreachable(host, format_args!("ssh port {}: {e}", ssh.port)))?;
+    let known = known_hosts(host, ssh)?;
     let mut sess = Session::new().map_err(|e| refused(host, e))?;
+    // Offer the key types known_hosts holds for this host first: a server with several host
+    // keys then shows the one we can check.
+    let prefs = known_hosts::algorithm_preference(&known, host, ssh.port);
+    sess.method_pref(MethodType::HostKey, &prefs).map_err(|e| {
+        refused(
+            host,
+            format_args!("host key algorithms {prefs}: {}", e.message()),
+        )
+    })?;
     sess.set_tcp_stream(tcp);
     sess.set_timeout(millis(stage()));
     sess.handshake()
         .map_err(|e| unreachable(host, format_args!("ssh handshake: {}", e.message())))?;
-    check_host_key(&sess, host, ssh)?;
+    check_host_key(&sess, host, ssh, &known)?;
     sess.set_timeout(millis(stage()));
     let login = match &ssh.auth {
         SshAuth::Key(path) => sess.userauth_pubkey_file(&ssh.user, None, path, None),
@@ -94,7 +106,29 @@ fn session(host: &str, ssh: &SshSettings, deadline: Instant) -> Result<Session, 
     Ok(sess)
 }
 
-fn check_host_key(sess: &Session, host: &str, ssh: &SshSettings) -> Result<(), Exit> {
+/// Reads and parses the configured known_hosts file.
+fn known_hosts(host: &str, ssh: &SshSettings) -> Result<Vec<known_hosts::Entry>, Exit> {
+    std::fs::read_to_string(&ssh.known_hosts)
+        .map(|text| known_hosts::parse(&text))
+        .map_err(|e| {
+            refused(
+                host,
+                format_args!(
+                    "cannot read known_hosts {}: {e}; create it with the clients' keys (ssh-keyscan -p {} {host} >> {}) after checking them",
+                    ssh.known_hosts.display(),
+                    ssh.port,
+                    ssh.known_hosts.display()
+                ),
+            )
+        })
+}
+
+fn check_host_key(
+    sess: &Session,
+    host: &str,
+    ssh: &SshSettings,
+    known: &[known_hosts::Entry],
+) -> Result<(), Exit> {
     let (key, kind) = sess
         .host_key()
         .ok_or_else(|| refused(host, "the server sent no host key"))?;
@@ -103,44 +137,42 @@ fn check_host_key(sess: &Session, host: &str, ssh: &SshSettings) -> Result<(), E
         .host_key_hash(HashType::Sha256)
         .map(|h| format!("SHA256:{}", base64(h).trim_end_matches('=')))
         .unwrap_or_default();
-    let mut known = sess.known_hosts().map_err(|e| refused(host, e))?;
-    if let Err(e) = known.read_file(&ssh.known_hosts, KnownHostFileKind::OpenSSH) {
-        return Err(refused(
+    let file = ssh.known_hosts.display();
+    let port = ssh.port;
+    let keyscan = format!(
+        "ssh-keyscan -p {port} -t {} {host} >> {file}",
+        short_type(type_name)
+    );
+    match known_hosts::check(known, host, port, key) {
+        known_hosts::Verdict::Match => Ok(()),
+        known_hosts::Verdict::NotFound => Err(refused(
             host,
             format_args!(
-                "cannot read known_hosts {}: {}; create it with the clients' keys (ssh-keyscan -p {} -t {} {host} >> {})",
-                ssh.known_hosts.display(),
-                e.message(),
-                ssh.port,
-                short_type(type_name),
-                ssh.known_hosts.display()
-            ),
-        ));
-    }
-    match known.check_port(host, ssh.port, key) {
-        CheckResult::Match => Ok(()),
-        CheckResult::NotFound => Err(refused(
-            host,
-            format_args!(
-                "unknown host key {type_name} {fingerprint}; refusing to connect. After checking the fingerprint, add it with: ssh-keyscan -p {} -t {} {host} >> {}",
-                ssh.port,
-                short_type(type_name),
-                ssh.known_hosts.display()
+                "unknown host key {type_name} {fingerprint}; refusing to connect. After checking the fingerprint, add it with: {keyscan}"
             ),
         )),
-        CheckResult::Mismatch => Err(refused(
+        known_hosts::Verdict::Revoked => Err(refused(
             host,
             format_args!(
-                "HOST KEY CHANGED: the server now offers {type_name} {fingerprint}, which does not match {}; refusing to connect (a man-in-the-middle, or a reinstalled host). If the change is expected, remove the old key with `ssh-keygen -R {host} -f {}` and add the new one",
-                ssh.known_hosts.display(),
-                ssh.known_hosts.display()
+                "the server's host key {type_name} {fingerprint} is REVOKED in {file}; refusing to connect"
             ),
         )),
-        CheckResult::Failure => Err(refused(
+        known_hosts::Verdict::CertificateOnly => Err(refused(
             host,
             format_args!(
-                "cannot check the host key against {}",
-                ssh.known_hosts.display()
+                "{file} names the host only through @cert-authority, and host certificates are not supported; add the host's key itself ({keyscan})"
+            ),
+        )),
+        known_hosts::Verdict::Changed(types) => Err(refused(
+            host,
+            format_args!(
+                "HOST KEY CHANGED: the server now offers {type_name} {fingerprint}, which does not match the {} key(s) in {file}; refusing to connect (a man-in-the-middle, or a reinstalled host). If the change is expected, remove the old key with `ssh-keygen -R {} -f {file}` and add the new one",
+                types.join("/"),
+                if port == 22 {
+                    host.to_string()
+                } else {
+                    format!("[{host}]:{port}")
+                },
             ),
         )),
     }

@@ -137,3 +137,85 @@ timeout = "10s"
     );
     assert!(ok, "{said}");
 }
+
+/// A pool whose only step runs `true` on app1 over SSH on `port`, with `known_hosts`.
+fn ssh_probe(lab: &Lab, port: u16, known_hosts: &std::path::Path) -> Instance {
+    let settings = lab
+        .settings_with_ssh(Some(known_hosts.to_str().unwrap()))
+        .replace("[ssh]\n", &format!("[ssh]\nport = {port}\n"));
+    let pool = format!(
+        "primary = \"db1\"\nsecondary = \"db2\"\n[monitor]\ntype = \"nagios\"\ncommand = \"monitor {{host}}\"\n\n[[protocol]]\ntype = \"exec\"\nhosts = [\"{}\"]\nexec_command = \"true\"\ntimeout = \"10s\"\n",
+        lab.var("LAB_APP1_IP")
+    );
+    Instance::with(&settings, &[("db", &pool)])
+}
+
+/// The preflight line of `tick --dry-run` for app1.
+fn preflight(inst: &Instance) -> String {
+    let r = inst.run(&["tick", "--dry-run"]);
+    r.stdout
+        .lines()
+        .find(|l| l.contains("preflight on"))
+        .unwrap_or_else(|| panic!("no preflight line: {r:?}"))
+        .to_string()
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn known_hosts_as_openssh_reads_it_key_types_ports_hashes_and_revocations() {
+    let lab = Lab::fresh();
+    let port = 2222;
+    let dir = lab.sh(&["sshd-keys", "app1", "2222"]).trim().to_string();
+    let ip = lab.var("LAB_APP1_IP");
+    let public = |t: &str| {
+        let text = std::fs::read_to_string(format!("{dir}/key_{t}.pub")).unwrap();
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let file = std::path::Path::new(lab.var("LAB_DIR")).join("kh-test");
+    let write = |text: String| std::fs::write(&file, text).unwrap();
+    let ok = |why: &str| {
+        let line = preflight(&ssh_probe(&lab, port, &file));
+        assert!(line.contains(": OK"), "{why}: {line}");
+    };
+    let refused = |why: &str, words: &str| {
+        let line = preflight(&ssh_probe(&lab, port, &file));
+        assert!(
+            !line.contains(": OK") && line.contains(words),
+            "{why}: {line}"
+        );
+    };
+
+    // Only an RSA key, or only an ECDSA key, is known: deadpool asks for that type.
+    write(format!("[{ip}]:{port} {}\n", public("rsa")));
+    ok("RSA only");
+    write(format!("[{ip}]:{port} {}\n", public("ecdsa")));
+    ok("ECDSA only");
+    // A non-22 port is looked up as [host]:port; a bare host line is for port 22.
+    write(format!("{ip} {}\n", public("ed25519")));
+    refused("a port-22 line for port 2222", "unknown host key");
+    // Hashed names work for any port (ssh-keygen -H hashes the file in place).
+    write(format!("[{ip}]:{port} {}\n", public("ed25519")));
+    let hashed = std::process::Command::new("ssh-keygen")
+        .args(["-H", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(hashed.status.success());
+    assert!(std::fs::read_to_string(&file).unwrap().starts_with("|1|"));
+    ok("hashed");
+    // @revoked wins over a line that accepts the key.
+    write(format!(
+        "[{ip}]:{port} {k}\n@revoked * {k}\n",
+        k = public("ed25519")
+    ));
+    refused("revoked", "REVOKED");
+    // A CA line is not a host key.
+    write(format!(
+        "@cert-authority [{ip}]:{port} {}\n",
+        public("ed25519")
+    ));
+    refused("cert-authority only", "@cert-authority");
+}

@@ -96,6 +96,7 @@ usage: lab.sh install              install the Debian packages the lab needs
                                    still log in; \`sudo -n\` fails there only)
        lab.sh replica-filepos      the replica follows by binlog file/position, not GTID
        lab.sh sudoers FILE         install FILE (checked by visudo) as the lab's sudoers rules
+       lab.sh sshd-keys HOST PORT  a second sshd on HOST:PORT with RSA, ECDSA and Ed25519 keys
 
        lab.sh sql HOST "SQL"       run SQL as root over the unix socket
        lab.sh redis HOST ARGS...   redis-cli on the host, authenticated
@@ -705,6 +706,38 @@ make_ssh_user() {
     [[ -e $SUDOERS ]] || install -m 440 /dev/null "$SUDOERS"
 }
 
+# sshd-keys HOST PORT: a second sshd on HOST, on PORT, with an RSA, an ECDSA and an Ed25519
+# host key (the lab's own sshd has Ed25519 only). Prints the directory holding the keys.
+cmd_sshd_keys() {
+    local host=$1 port=$2 dir t
+    dir=$(host_dir "$host")/sshd-keys
+    mkdir -p "$dir"
+    for t in rsa ecdsa ed25519; do
+        [[ -s $dir/key_$t ]] || ssh-keygen -q -t "$t" -N '' -C "$host-$t" -f "$dir/key_$t"
+    done
+    cat >"$dir/sshd_config" <<EOF
+ListenAddress ${IP[$host]}
+Port $port
+HostKey $dir/key_ed25519
+HostKey $dir/key_ecdsa
+HostKey $dir/key_rsa
+PidFile $dir/sshd.pid
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile $SSH_DIR/authorized_keys
+UseDNS no
+EOF
+    mkdir -p /run/sshd
+    start_in_host "$host" "$dir/stdout.log" /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log"
+    wait_until "$LAB_TIMEOUT" "sshd on $host port $port" \
+        ssh-keyscan -T 1 -p "$port" -t ed25519 "${IP[$host]}" || die "sshd on $host:$port did not start"
+    echo "$dir"
+}
+
 # sudoers FILE: installs FILE as the lab's sudoers rules, after visudo accepts it.
 cmd_sudoers() {
     local file=$1
@@ -961,6 +994,11 @@ main() {
             need_root; check_host "$2"
             ns_exists "$2" || die "$2 does not exist (run: $0 up)"
             cmd_vip "$@" ;;
+        sshd-keys)
+            (($# == 2)) || usage
+            need_root; check_host "$1"
+            ns_exists "$1" || die "$1 does not exist (run: $0 up)"
+            cmd_sshd_keys "$1" "$2" ;;
         sudoers)
             (($# == 1)) || usage
             need_root; cmd_sudoers "$1" ;;
