@@ -15,7 +15,7 @@ use crate::model::Status;
 use crate::remote::{self, Exit, Output, argv_line};
 
 #[derive(Debug)]
-pub struct Step<'a> {
+pub struct EtcHostsStep<'a> {
     pub cfg: &'a EtcHosts,
 }
 
@@ -33,7 +33,7 @@ enum Client {
     },
 }
 
-impl Step<'_> {
+impl EtcHostsStep<'_> {
     /// The helper's command line: `test` and `switch` through sudo when configured (they
     /// must act as the file's owner), `verify` as the login user (it only reads the file).
     fn helper_line(&self, action: &str, ip: Option<&str>) -> String {
@@ -124,16 +124,10 @@ fn compatible(version_line: &str) -> Result<(), String> {
 }
 
 fn result(host: &Host, status: Status, message: String, out: &Output) -> HostResult {
-    HostResult {
-        host: host.name().to_string(),
-        status,
-        message: crate::text::one_line(&message),
-        output: out.combined(),
-        duration: out.duration,
-    }
+    HostResult::of(host.name(), status, &message, out)
 }
 
-impl Protocol for Step<'_> {
+impl Protocol for EtcHostsStep<'_> {
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         remote::for_each_host(&self.cfg.client_hosts, |host| {
             let (client, out) = self.look(host, ctx);
@@ -188,7 +182,7 @@ impl Protocol for Step<'_> {
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
-        let (active, standby) = (ctx.old_primary, ctx.new_primary);
+        let (active, standby) = (ctx.active(), ctx.standby());
         let name = &self.cfg.service_host_name;
         remote::for_each_host(&self.cfg.client_hosts, |host| {
             let (client, out) = self.look(host, ctx);

@@ -10,7 +10,7 @@ use crate::remote;
 use crate::text::shell_quote;
 
 #[derive(Debug)]
-pub struct Exec<'a> {
+pub struct ExecStep<'a> {
     pub hosts: &'a [Host],
     pub test_command: Option<&'a str>,
     pub exec_command: &'a str,
@@ -24,7 +24,7 @@ enum Invocation {
     Shell(String),
 }
 
-impl Exec<'_> {
+impl ExecStep<'_> {
     fn invocation(
         &self,
         host: &Host,
@@ -58,13 +58,13 @@ impl Exec<'_> {
                 Ok(Invocation::Argv(argv)) => remote::run_local(&argv, &[], ctx.left()),
                 Ok(Invocation::Shell(line)) => remote::run_shell(host, self.ssh, &line, ctx.left()),
                 Err(e) => {
-                    return HostResult {
-                        host: host.name().to_string(),
-                        status: Status::Critical,
-                        message: format!("cannot split command: {e}"),
-                        output: String::new(),
-                        duration: Default::default(),
-                    };
+                    return HostResult::new(
+                        host.name(),
+                        Status::Critical,
+                        &format!("cannot split command: {e}"),
+                        String::new(),
+                        Default::default(),
+                    );
                 }
             };
             host_result(host.name(), &out, false)
@@ -81,7 +81,7 @@ impl Exec<'_> {
     }
 }
 
-impl Protocol for Exec<'_> {
+impl Protocol for ExecStep<'_> {
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         self.test(ctx)
     }

@@ -49,6 +49,17 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// In a readiness check: the server serving now. A check describes the failover that
+    /// would come next, so the active server is the one it would leave (`old_primary`).
+    pub fn active(&self) -> &str {
+        self.old_primary
+    }
+
+    /// In a readiness check: the standby, the one a failover would promote.
+    pub fn standby(&self) -> &str {
+        self.new_primary
+    }
+
     /// What is left of the step's deadline (zero once it has passed).
     pub fn left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
@@ -71,6 +82,35 @@ pub struct HostResult {
     pub duration: Duration,
 }
 
+impl HostResult {
+    /// The one constructor: the message is kept to one line for reports.
+    pub fn new(
+        host: &str,
+        status: Status,
+        message: &str,
+        output: String,
+        duration: Duration,
+    ) -> HostResult {
+        HostResult {
+            host: host.to_string(),
+            status,
+            message: crate::text::one_line(message),
+            output,
+            duration,
+        }
+    }
+
+    /// A result about one command's run: its output and duration come with it.
+    pub fn of(
+        host: &str,
+        status: Status,
+        message: &str,
+        out: &crate::remote::Output,
+    ) -> HostResult {
+        HostResult::new(host, status, message, out.combined(), out.duration)
+    }
+}
+
 /// One step type. Implementations are chosen by a `match` on the configured type.
 pub trait Protocol {
     fn preflight(&self, ctx: &Context) -> Vec<HostResult>;
@@ -82,25 +122,25 @@ pub trait Protocol {
 
 pub fn protocol(step: &Step) -> Box<dyn Protocol + '_> {
     match &step.kind {
-        StepKind::MysqlPromote(cfg) => Box::new(mysql_promote::Step { cfg }),
+        StepKind::MysqlPromote(cfg) => Box::new(mysql_promote::MysqlPromoteStep { cfg }),
 
-        StepKind::Plugin { program, options } => Box::new(plugin::Plugin { program, options }),
+        StepKind::Plugin { program, options } => Box::new(plugin::PluginStep { program, options }),
         StepKind::Exec {
             hosts,
             test_command,
             exec_command,
             shell,
             ssh,
-        } => Box::new(exec::Exec {
+        } => Box::new(exec::ExecStep {
             hosts,
             test_command: test_command.as_deref(),
             exec_command,
             shell: *shell,
             ssh,
         }),
-        StepKind::EtcHosts(cfg) => Box::new(etc_hosts::Step { cfg }),
-        StepKind::Vip(cfg) => Box::new(vip::Step { cfg }),
-        StepKind::RedisPromote(cfg) => Box::new(redis_promote::Step { cfg }),
+        StepKind::EtcHosts(cfg) => Box::new(etc_hosts::EtcHostsStep { cfg }),
+        StepKind::Vip(cfg) => Box::new(vip::VipStep { cfg }),
+        StepKind::RedisPromote(cfg) => Box::new(redis_promote::RedisPromoteStep { cfg }),
     }
 }
 
@@ -144,11 +184,5 @@ fn host_result(host: &str, out: &crate::remote::Output, warning_allowed: bool) -
         (_, false) => format!("{first} ({})", out.describe_exit()),
         (_, true) => out.describe_exit(),
     };
-    HostResult {
-        host: host.to_string(),
-        status,
-        message,
-        output: out.combined(),
-        duration: out.duration,
-    }
+    HostResult::of(host, status, &message, out)
 }

@@ -25,7 +25,7 @@ use crate::model::Status;
 use crate::mysql::{self, Client, Failure, ReplicaStatus, Target};
 
 #[derive(Debug)]
-pub struct Step<'a> {
+pub struct MysqlPromoteStep<'a> {
     pub cfg: &'a MysqlPromote,
 }
 
@@ -50,17 +50,18 @@ impl Log {
     }
 
     fn done(self, status: Status, message: impl Into<String>) -> HostResult {
-        HostResult {
-            host: self.host,
+        let output = self.lines.join("\n");
+        HostResult::new(
+            &self.host,
             status,
-            message: crate::text::one_line(&message.into()),
-            output: self.lines.join("\n"),
-            duration: self.started.elapsed(),
-        }
+            &message.into(),
+            output,
+            self.started.elapsed(),
+        )
     }
 }
 
-impl Step<'_> {
+impl MysqlPromoteStep<'_> {
     fn target<'b>(&'b self, host: &'b str, ctx: &Context) -> Target<'b> {
         Target {
             host,
@@ -120,7 +121,7 @@ impl Step<'_> {
     }
 }
 
-impl Protocol for Step<'_> {
+impl Protocol for MysqlPromoteStep<'_> {
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         let new = ctx.new_primary;
         let mut log = Log::new(new);
@@ -208,7 +209,7 @@ impl Protocol for Step<'_> {
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
-        let (active, standby) = (ctx.old_primary, ctx.new_primary);
+        let (active, standby) = (ctx.active(), ctx.standby());
         vec![
             self.check_standby(standby, active, ctx),
             self.check_active(active, ctx),
@@ -233,7 +234,7 @@ impl Protocol for Step<'_> {
     }
 }
 
-fn promote(step: &Step, ctx: &Context, deadline: Instant) -> HostResult {
+fn promote(step: &MysqlPromoteStep, ctx: &Context, deadline: Instant) -> HostResult {
     let (new, old) = (ctx.new_primary, ctx.old_primary);
     let mut log = Log::new(new);
     let left = || deadline.saturating_duration_since(Instant::now());
@@ -559,7 +560,7 @@ fn undo(mut log: Log, old: &mut Client, before: &Before, why: String) -> HostRes
     log.done(Status::Critical, format!("{why}; {tail}"))
 }
 
-impl Step<'_> {
+impl MysqlPromoteStep<'_> {
     fn check_standby(&self, standby: &str, active: &str, ctx: &Context) -> HostResult {
         let mut log = Log::new(standby);
         let mut client = match self.connect(standby, ctx) {

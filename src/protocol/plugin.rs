@@ -7,12 +7,12 @@ use super::{Action, Context, HostResult, Protocol, host_result};
 use crate::remote;
 
 #[derive(Debug)]
-pub struct Plugin<'a> {
+pub struct PluginStep<'a> {
     pub program: &'a Path,
     pub options: &'a [crate::config::PluginOption],
 }
 
-impl Plugin<'_> {
+impl PluginStep<'_> {
     fn invoke(&self, action: Action, ctx: &Context) -> Vec<HostResult> {
         let argv = vec![
             self.program.to_string_lossy().into_owned(),
@@ -51,7 +51,7 @@ impl Plugin<'_> {
     }
 }
 
-impl Protocol for Plugin<'_> {
+impl Protocol for PluginStep<'_> {
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         self.invoke(Action::Preflight, ctx)
     }

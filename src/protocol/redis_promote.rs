@@ -22,11 +22,11 @@ use crate::model::Status;
 use crate::redis::{Client, Failure, Replication, Target};
 
 #[derive(Debug)]
-pub struct Step<'a> {
+pub struct RedisPromoteStep<'a> {
     pub cfg: &'a RedisPromote,
 }
 
-impl Step<'_> {
+impl RedisPromoteStep<'_> {
     fn connect(&self, host: &str, ctx: &Context) -> Result<Client, Failure> {
         Client::connect(&Target {
             host,
@@ -53,13 +53,7 @@ impl Step<'_> {
         notes: &[String],
         started: Instant,
     ) -> HostResult {
-        HostResult {
-            host: host.to_string(),
-            status,
-            message: crate::text::one_line(&message),
-            output: notes.join("\n"),
-            duration: started.elapsed(),
-        }
+        HostResult::new(host, status, &message, notes.join("\n"), started.elapsed())
     }
 }
 
@@ -84,7 +78,7 @@ fn follows(r: &Replication, host: &str, timeout: Duration) -> bool {
     crate::net::same_host(&r.master_host, host, timeout)
 }
 
-impl Protocol for Step<'_> {
+impl Protocol for RedisPromoteStep<'_> {
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         let started = Instant::now();
         let new = ctx.new_primary;
@@ -252,7 +246,7 @@ impl Protocol for Step<'_> {
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
         let started = Instant::now();
-        let (active, standby) = (ctx.old_primary, ctx.new_primary);
+        let (active, standby) = (ctx.active(), ctx.standby());
         let standby_verdict = match self.connect(standby, ctx).and_then(|mut c| c.replication()) {
             Err(f) => (Status::Critical, format!("standby: {f}")),
             Ok(r) => standby_verdict(&r, active, self.cfg.max_lag, |h| {

@@ -18,14 +18,14 @@ use crate::remote::{self, Exit, Output};
 use crate::text::shell_quote;
 
 #[derive(Debug)]
-pub struct Step<'a> {
+pub struct VipStep<'a> {
     pub cfg: &'a Vip,
 }
 
 /// Extracts the MAC address from arping's first reply line (`... [aa:bb:cc:dd:ee:ff] ...`).
 const MAC_OF_REPLY: &str = r"sed -n 's/.*\[\([0-9A-Fa-f:]*\)\].*/\1/p' | head -n 1";
 
-impl Step<'_> {
+impl VipStep<'_> {
     fn iface(&self) -> String {
         shell_quote(&self.cfg.interface)
     }
@@ -93,16 +93,6 @@ fn describe(out: &Output) -> String {
     }
 }
 
-fn result(host: &str, status: Status, message: String, out: &Output) -> HostResult {
-    HostResult {
-        host: host.to_string(),
-        status,
-        message: crate::text::one_line(&message),
-        output: out.combined(),
-        duration: out.duration,
-    }
-}
-
 /// What the old primary's answer to the release allows (pure, for tests). `Ok(note)`: the
 /// new primary may add the address. `Err(why)`: it must not, or the address could end up on
 /// both servers. Only an old primary that does not answer at all is taken over (it may be
@@ -154,7 +144,7 @@ fn holder_verdict(said: &str, vip: &str, old: &str) -> (Status, String) {
     }
 }
 
-impl Protocol for Step<'_> {
+impl Protocol for VipStep<'_> {
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         let (new, old) = (ctx.new_primary, ctx.old_primary);
         let (i, v) = (self.iface(), self.vip());
@@ -176,7 +166,7 @@ echo \"holder=$holder old=$old\"",
             Exit::Code(0) => holder_verdict(&said, &v, old),
             _ => (Status::Critical, format!("{new}: {}", describe(&out))),
         };
-        vec![result(new, status, message, &out)]
+        vec![HostResult::of(new, status, &message, &out)]
     }
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
@@ -199,7 +189,7 @@ echo \"holder=$holder old=$old\"",
                 let message = format!(
                     "{v} NOT moved: {why}; nothing was added on {new}. Remove it from {old} by hand, or let the SSH user release it there (sudo); `deadpool promote --force` takes it over anyway"
                 );
-                return vec![result(old, Status::Critical, message, &released)];
+                return vec![HostResult::of(old, Status::Critical, &message, &released)];
             }
         };
         let take = format!(
@@ -221,11 +211,11 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
                 format!("could not put {v} on {new}: {}; {note}", describe(&taken)),
             ),
         };
-        vec![result(new, status, message, &out)]
+        vec![HostResult::of(new, status, &message, &out)]
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
-        let (active, standby) = (ctx.old_primary, ctx.new_primary);
+        let (active, standby) = (ctx.active(), ctx.standby());
         let hosts = [
             Host::Remote(active.to_string()),
             Host::Remote(standby.to_string()),
@@ -247,8 +237,8 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
             Err(e) => (Status::Warning, format!("standby: {e}")),
         };
         vec![
-            result(active, active_result.0, active_result.1, &seen[0].1),
-            result(standby, standby_result.0, standby_result.1, &seen[1].1),
+            HostResult::of(active, active_result.0, &active_result.1, &seen[0].1),
+            HostResult::of(standby, standby_result.0, &standby_result.1, &seen[1].1),
         ]
     }
 
