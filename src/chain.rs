@@ -13,28 +13,49 @@ use crate::model::Role;
 use crate::model::{PoolState, Status};
 use crate::protocol::{self, Action, Context, HostResult};
 use crate::rules::{self, AfterStep, BlockReason, HostVerdict};
+use crate::ssh::Sessions;
 use crate::state::{Event, PoolRecord, State, now_ms};
 
 /// One step's preflight results, in chain order.
 pub type Preflights = Vec<(usize, Vec<HostResult>)>;
 
-/// Runs every step's preflight, all of them even after a failure so that the report shows
-/// every problem at once. Returns the results and the verdict of [`rules::preflight`].
+/// How a preflight or a chain runs: a dry run (`--dry-run`), forced past an old primary that
+/// answers with errors (`promote --force`), and with the failover's kept SSH sessions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    pub dry_run: bool,
+    pub force: bool,
+    pub sessions: Option<&'a Sessions>,
+}
+
+/// Runs every step's preflight, all at once and all of them even after a failure (the
+/// report shows every problem), all finished before anything changes. Returns the results
+/// in chain order and the verdict of [`rules::preflight`].
 pub fn preflight(
     pool: &Pool,
     from: Role,
     to: Role,
-    dry_run: bool,
-    force: bool,
+    opts: Options,
 ) -> (Preflights, Option<BlockReason>) {
-    let mut results = Vec::new();
-    for index in 0..pool.steps.len() {
-        let ctx = Context {
-            force,
-            ..context(pool, index, from, to, dry_run)
-        };
-        results.push((index, protocol::run(Action::Preflight, &ctx)));
-    }
+    let results: Preflights = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..pool.steps.len())
+            .map(|index| {
+                s.spawn(move || {
+                    let ctx = Context {
+                        force: opts.force,
+                        sessions: opts.sessions,
+                        ..context(pool, index, from, to, opts.dry_run)
+                    };
+                    protocol::run(Action::Preflight, &ctx)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(index, h)| (index, h.join().unwrap_or_default()))
+            .collect()
+    });
     let verdicts: Vec<(&str, Vec<HostVerdict>)> = results
         .iter()
         .map(|(index, hosts)| {
@@ -61,8 +82,27 @@ pub fn context(pool: &Pool, index: usize, from: Role, to: Role, dry_run: bool) -
         new_primary: pool.address(to),
         dry_run,
         force: false,
+        sessions: None,
         deadline: Instant::now() + pool.steps[index].timeout,
     }
+}
+
+/// Every SSH login the chain toward `to` will need (each host once per user), for
+/// [`Sessions::open_all`] as soon as a failover is decided.
+pub fn logins(pool: &Pool, from: Role, to: Role) -> Vec<(String, crate::config::SshSettings)> {
+    let mut all: Vec<(String, crate::config::SshSettings)> = Vec::new();
+    for index in 0..pool.steps.len() {
+        let ctx = context(pool, index, from, to, false);
+        for (host, ssh) in protocol::protocol(ctx.step).logins(&ctx) {
+            if !all
+                .iter()
+                .any(|(h, s)| *h == host && s.user == ssh.user && s.port == ssh.port)
+            {
+                all.push((host, ssh));
+            }
+        }
+    }
+    all
 }
 
 /// History events for a failed preflight: one per failing host.
@@ -225,6 +265,8 @@ pub struct Run<'a> {
     pub actor: &'a str,
     pub why: &'a str,
     pub force: bool,
+    /// The failover's kept SSH sessions (opened with [`Sessions::open_all`]).
+    pub sessions: Option<&'a Sessions>,
     /// Called before each step and with each step's results, for a live display.
     pub progress: &'a (dyn Fn(Progress) + Sync),
 }
@@ -335,6 +377,7 @@ pub fn execute(
         let step_clock = Instant::now();
         let ctx = Context {
             force: run.force,
+            sessions: run.sessions,
             ..context(pool, index, from, to, false)
         };
         let hosts = protocol::run(Action::Promote, &ctx);

@@ -197,13 +197,26 @@ fn kill_group(pgid: i32) {
 
 /// Runs a shell command line on `host`: locally under `/bin/sh -c`, remotely over SSH.
 pub fn run_shell(host: &Host, ssh: &SshSettings, line: &str, limit: Duration) -> Output {
+    run_shell_in(None, host, ssh, line, limit)
+}
+
+/// [`run_shell`], reusing the host's SSH session from `sessions` when given.
+pub fn run_shell_in(
+    sessions: Option<&crate::ssh::Sessions>,
+    host: &Host,
+    ssh: &SshSettings,
+    line: &str,
+    limit: Duration,
+) -> Output {
     match host {
         Host::Local => run_local(
             &["/bin/sh".to_string(), "-c".to_string(), line.to_string()],
             &[],
             limit,
         ),
-        Host::Remote(name) => crate::ssh::run(name, ssh, line, limit.min(ssh.command_timeout)),
+        Host::Remote(name) => {
+            crate::ssh::run_in(sessions, name, ssh, line, limit.min(ssh.command_timeout))
+        }
     }
 }
 

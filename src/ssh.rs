@@ -1,9 +1,12 @@
-//! The SSH runner: one connection per command, every stage bounded. Host keys are always
-//! verified against the configured `known_hosts`: an unknown key is refused with the exact
-//! `ssh-keyscan` line that would add it, a changed key is refused loudly.
+//! The SSH runner: one connection per command, or one per host for a whole failover
+//! ([`Sessions`]), every stage bounded. Host keys are always verified against the configured
+//! `known_hosts`: an unknown key is refused with the exact `ssh-keyscan` line that would add
+//! it, a changed key is refused loudly.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ssh2::{HashType, HostKeyType, MethodType, Session};
@@ -16,7 +19,16 @@ use crate::remote::{Capped, Exit, Output};
 /// Runs `line` (a complete shell command line) on `host` as the configured user. The line
 /// is wrapped in `timeout` on the remote side, so a command that outlives `limit` is killed
 /// there too, not just abandoned.
-pub fn run(host: &str, ssh: &SshSettings, line: &str, limit: Duration) -> Output {
+///
+/// With `sessions`, the host's kept session is reused (and left there for the next command);
+/// without, the connection is closed when the command ends.
+pub fn run_in(
+    sessions: Option<&Sessions>,
+    host: &str,
+    ssh: &SshSettings,
+    line: &str,
+    limit: Duration,
+) -> Output {
     let started = Instant::now();
     // One deadline for the whole call, login included: the caller's limit is exact.
     let deadline = started + limit;
@@ -25,14 +37,95 @@ pub fn run(host: &str, ssh: &SshSettings, line: &str, limit: Duration) -> Output
         "timeout -k 1 {secs} sh -c {}",
         crate::text::shell_quote(line)
     );
-    match session(host, ssh, deadline) {
-        Err(exit) => Output {
-            exit,
-            stdout: String::new(),
-            stderr: String::new(),
-            duration: started.elapsed(),
-        },
-        Ok(sess) => exec(&sess, &wrapped, deadline, started),
+    let failed = |exit: Exit| Output {
+        exit,
+        stdout: String::new(),
+        stderr: String::new(),
+        duration: started.elapsed(),
+    };
+    let Some(sessions) = sessions else {
+        return match session(host, ssh, deadline) {
+            Err(exit) => failed(exit),
+            Ok(sess) => exec(&sess, &wrapped, deadline, started),
+        };
+    };
+    // Commands on one host take turns on its session.
+    let slot = sessions.slot(host, ssh);
+    let mut open = slot.lock().unwrap_or_else(|p| p.into_inner());
+    let reused = open.is_some();
+    if open.is_none() {
+        match session(host, ssh, deadline) {
+            Ok(sess) => *open = Some(sess),
+            Err(exit) => return failed(exit),
+        }
+    }
+    let out = exec(
+        open.as_ref().expect("just opened"),
+        &wrapped,
+        deadline,
+        started,
+    );
+    let stale = matches!(&out.exit, Exit::NotStarted(m) if m.starts_with("ssh channel") || m.starts_with("ssh exec"));
+    if reused && stale {
+        // The host closed the kept session (restarted sshd, idle limits): log in again once.
+        *open = None;
+        return match session(host, ssh, deadline) {
+            Err(exit) => failed(exit),
+            Ok(sess) => {
+                let out = exec(&sess, &wrapped, deadline, started);
+                *open = Some(sess);
+                out
+            }
+        };
+    }
+    out
+}
+
+/// SSH sessions kept for one failover: each host is logged in to once (per user and
+/// credentials), and the chain's preflights, actions and verifications reuse that login.
+/// Dropped (and so closed) when the failover ends.
+#[derive(Default)]
+pub struct Sessions {
+    open: Mutex<HashMap<String, Arc<Mutex<Option<Session>>>>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.open.lock().map_or(0, |m| m.len());
+        write!(f, "Sessions({n} hosts)")
+    }
+}
+
+impl Sessions {
+    fn slot(&self, host: &str, ssh: &SshSettings) -> Arc<Mutex<Option<Session>>> {
+        let auth = match &ssh.auth {
+            SshAuth::Key(path) => path.display().to_string(),
+            SshAuth::Agent => "agent".to_string(),
+            SshAuth::Password { file, .. } => file.display().to_string(),
+        };
+        let key = format!("{}@{host}:{} {auth}", ssh.user, ssh.port);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.entry(key).or_default().clone()
+    }
+
+    /// Logs in to every host at once, within `limit`, so that the chain's first command on
+    /// each finds its session ready. A host that cannot be reached is left to the step that
+    /// needs it, which tries again and reports it.
+    pub fn open_all(&self, logins: &[(String, SshSettings)], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        std::thread::scope(|s| {
+            for (host, ssh) in logins {
+                s.spawn(move || {
+                    let slot = self.slot(host, ssh);
+                    let mut open = slot.lock().unwrap_or_else(|p| p.into_inner());
+                    if open.is_none()
+                        && let Ok(sess) = session(host, ssh, deadline)
+                    {
+                        *open = Some(sess);
+                    }
+                });
+            }
+        });
     }
 }
 
@@ -353,7 +446,13 @@ mod tests {
             "it's; $(touch {marker}) `touch {marker}` \"q\" | & > < \\ {{new_primary}} $HOME\nline2"
         );
         let line = crate::remote::render("printf %s {v}", &[("v", &nasty)]);
-        let out = super::run(&env["LAB_APP1_IP"], &ssh, &line, Duration::from_secs(10));
+        let out = super::run_in(
+            None,
+            &env["LAB_APP1_IP"],
+            &ssh,
+            &line,
+            Duration::from_secs(10),
+        );
         let pwned = std::path::Path::new(&marker).exists();
         lab(&["down"]);
         assert_eq!(out.exit, crate::remote::Exit::Code(0), "{out:?}");

@@ -11,6 +11,7 @@ use crate::model::{PoolState, Status};
 use crate::monitor;
 use crate::protocol;
 use crate::rules;
+use crate::ssh::Sessions;
 use crate::state::{PoolRecord, State, now_ms};
 
 pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
@@ -42,7 +43,12 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
             to.as_str(),
             pool.address(to)
         );
-        let (_, failure) = chain::preflight(pool, from, to, true, args.force);
+        let opts = chain::Options {
+            dry_run: true,
+            force: args.force,
+            sessions: None,
+        };
+        let (_, failure) = chain::preflight(pool, from, to, opts);
         return Ok(match failure {
             Some(reason) => {
                 println!("promote would be refused: {}", reason.text);
@@ -96,7 +102,18 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
             .into());
         }
     }
-    let (preflights, failure) = chain::preflight(pool, from, to, false, args.force);
+    // Every SSH login the chain needs, opened at once and kept for its steps.
+    let sessions = Sessions::default();
+    sessions.open_all(
+        &chain::logins(pool, from, to),
+        config.ssh.connect_timeout * 2,
+    );
+    let opts = chain::Options {
+        dry_run: false,
+        force: args.force,
+        sessions: Some(&sessions),
+    };
+    let (preflights, failure) = chain::preflight(pool, from, to, opts);
     if let Some(reason) = failure {
         let mut events = vec![
             EventKind::PromoteRefused
@@ -155,6 +172,7 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         actor: &who,
         why: &why,
         force: args.force,
+        sessions: Some(&sessions),
         progress: if live { &show } else { &chain::quiet },
     };
     let end = chain::execute(&state, pool, &mut rec, to, &run)?;

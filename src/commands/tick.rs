@@ -16,6 +16,7 @@ use crate::model::{PoolState, Status};
 use crate::monitor::{self, Check};
 use crate::protocol::{self, Action};
 use crate::rules::{self, BlockReason, Decision, Input, Next, Round};
+use crate::ssh::Sessions;
 use crate::state::{Event, Lock, MonitorRow, PoolRecord, ReadinessRow, State, now_ms};
 
 pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
@@ -243,11 +244,21 @@ impl Watch<'_> {
     fn attempt(&self, pool: &Pool, mut rec: PoolRecord, why: &str) -> bool {
         let state = self.state;
         let (from, to) = (rec.active, rec.active.other());
-        let opinion = crate::opinion::ask(self.config, pool, from);
+        // Every SSH login the chain needs is opened now, while the observers are asked.
+        let sessions = Sessions::default();
+        let logins = chain::logins(pool, from, to);
+        let opinion = std::thread::scope(|s| {
+            s.spawn(|| sessions.open_all(&logins, self.config.ssh.connect_timeout * 2));
+            crate::opinion::ask(self.config, pool, from)
+        });
+        let opts = chain::Options {
+            sessions: Some(&sessions),
+            ..chain::Options::default()
+        };
         let blocked = match opinion.as_ref().and_then(|o| o.blocks()) {
             Some(reason) => Some((reason, Vec::new())),
             None => {
-                let (preflights, verdict) = chain::preflight(pool, from, to, false, false);
+                let (preflights, verdict) = chain::preflight(pool, from, to, opts);
                 verdict.map(|r| (r, chain::preflight_events(pool, "tick", &preflights)))
             }
         };
@@ -267,6 +278,7 @@ impl Watch<'_> {
             actor: "tick",
             why: &why,
             force: false,
+            sessions: Some(&sessions),
             progress: &chain::quiet,
         };
         let attention = match chain::execute(state, pool, &mut rec, to, &run) {
@@ -544,7 +556,11 @@ pub fn plan(pool: &Pool, from: Role, to: Role) -> String {
     if pool.steps.is_empty() {
         out.push_str("    (no steps configured)\n");
     }
-    let (preflights, _) = chain::preflight(pool, from, to, true, false);
+    let opts = chain::Options {
+        dry_run: true,
+        ..chain::Options::default()
+    };
+    let (preflights, _) = chain::preflight(pool, from, to, opts);
     for (index, hosts) in preflights {
         let step = &pool.steps[index];
         let ctx = chain::context(pool, index, from, to, true);

@@ -56,7 +56,7 @@ impl EtcHostsStep<'_> {
     }
 
     fn run(&self, host: &Host, line: &str, ctx: &Context) -> Output {
-        remote::run_shell(host, &self.cfg.ssh, line, ctx.left())
+        ctx.shell(host, &self.cfg.ssh, line)
     }
 
     /// One round trip per client: the helper's version, then `hosts test`.
@@ -224,6 +224,15 @@ impl Protocol for EtcHostsStep<'_> {
             };
             result(host, status, message, &out)
         })
+    }
+
+    fn logins(&self, _ctx: &Context) -> Vec<(String, crate::config::SshSettings)> {
+        self.cfg
+            .client_hosts
+            .iter()
+            .filter(|h| **h != Host::Local)
+            .map(|h| (h.name().to_string(), self.cfg.ssh.clone()))
+            .collect()
     }
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {

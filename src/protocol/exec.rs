@@ -56,7 +56,7 @@ impl ExecStep<'_> {
         remote::for_each_host(self.hosts, |host| {
             let out = match self.invocation(host, template, ctx, privileged) {
                 Ok(Invocation::Argv(argv)) => remote::run_local(&argv, &[], ctx.left()),
-                Ok(Invocation::Shell(line)) => remote::run_shell(host, self.ssh, &line, ctx.left()),
+                Ok(Invocation::Shell(line)) => ctx.shell(host, self.ssh, &line),
                 Err(e) => {
                     return HostResult::new(
                         host.name(),
@@ -92,6 +92,14 @@ impl Protocol for ExecStep<'_> {
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
         self.test(ctx)
+    }
+
+    fn logins(&self, _ctx: &Context) -> Vec<(String, SshSettings)> {
+        self.hosts
+            .iter()
+            .filter(|h| **h != Host::Local)
+            .map(|h| (h.name().to_string(), self.ssh.clone()))
+            .collect()
     }
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {

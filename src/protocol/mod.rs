@@ -43,6 +43,8 @@ pub struct Context<'a> {
     /// A person asked (`promote --force`) to go ahead around an old primary that answers
     /// with errors; without it such an old primary fails the step (SPEC 6.3).
     pub force: bool,
+    /// SSH sessions kept for a failover, reused by every step on the same host.
+    pub sessions: Option<&'a crate::ssh::Sessions>,
     /// One deadline for the whole action of this step (SPEC 6, 2d): every call inside it,
     /// on every host and in every batch, gets only what is left of it.
     pub deadline: Instant,
@@ -58,6 +60,17 @@ impl Context<'_> {
     /// In a readiness check: the standby, the one a failover would promote.
     pub fn standby(&self) -> &str {
         self.new_primary
+    }
+
+    /// Runs a shell command line on `host` within what is left of the step's deadline,
+    /// reusing the failover's SSH session for the host.
+    pub fn shell(
+        &self,
+        host: &crate::config::Host,
+        ssh: &crate::config::SshSettings,
+        line: &str,
+    ) -> crate::remote::Output {
+        crate::remote::run_shell_in(self.sessions, host, ssh, line, self.left())
     }
 
     /// What is left of the step's deadline (zero once it has passed).
@@ -118,6 +131,10 @@ pub trait Protocol {
     fn check(&self, ctx: &Context) -> Vec<HostResult>;
     /// Each host and the exact command `promote` would run there, for `--dry-run`.
     fn plan(&self, ctx: &Context) -> Vec<(String, String)>;
+    /// The SSH logins the step's actions will need, opened at once when a failover starts.
+    fn logins(&self, _ctx: &Context) -> Vec<(String, crate::config::SshSettings)> {
+        Vec::new()
+    }
 }
 
 pub fn protocol(step: &Step) -> Box<dyn Protocol + '_> {

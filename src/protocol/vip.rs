@@ -68,8 +68,7 @@ impl VipStep<'_> {
 
     /// Runs a script as the login user; only its privileged commands go through sudo.
     fn run(&self, host: &str, line: &str, ctx: &Context) -> Output {
-        let host = Host::Remote(host.to_string());
-        remote::run_shell(&host, &self.cfg.ssh, line, ctx.left())
+        ctx.shell(&Host::Remote(host.to_string()), &self.cfg.ssh, line)
     }
 
     fn holds(&self, host: &str, ctx: &Context) -> (Result<bool, String>, Output) {
@@ -204,6 +203,8 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
         let taken = self.run(new, &take, ctx);
         let mut out = taken.clone();
         out.stdout = format!("{}\n{}", released.combined(), taken.combined());
+        // The step's time on this host is both calls: the release, then the add.
+        out.duration = released.duration + taken.duration;
         let (status, message) = match (&taken.exit, taken.stdout.trim()) {
             (Exit::Code(0), "present") => (Status::Ok, format!("{v} is on {new}; {note}")),
             _ => (
@@ -240,6 +241,13 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
             HostResult::of(active, active_result.0, &active_result.1, &seen[0].1),
             HostResult::of(standby, standby_result.0, &standby_result.1, &seen[1].1),
         ]
+    }
+
+    fn logins(&self, ctx: &Context) -> Vec<(String, crate::config::SshSettings)> {
+        [ctx.old_primary, ctx.new_primary]
+            .iter()
+            .map(|h| (h.to_string(), self.cfg.ssh.clone()))
+            .collect()
     }
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
