@@ -88,6 +88,11 @@ pub struct Pool {
     pub primary: String,
     pub secondary: String,
     pub max_failed_checks: u32,
+    /// Time-based confirmation of an outage: how long the active server must stay down
+    /// (re-checked every `recheck_interval` within one tick) before the failover starts.
+    /// Replaces `max_failed_checks` when set.
+    pub down_for: Option<Duration>,
+    pub recheck_interval: Duration,
     pub monitor: Monitor,
     pub steps: Vec<Step>,
 }
@@ -261,12 +266,32 @@ impl Pool {
         }
     }
 
+    /// When the pool fails over, in words.
+    pub fn threshold(&self) -> String {
+        match self.down_for {
+            Some(d) => format!(
+                "once the active server is down for {} (re-checked every {})",
+                format_duration(d),
+                format_duration(self.recheck_interval)
+            ),
+            None => format!("after {} failed checks", self.max_failed_checks),
+        }
+    }
+
+    /// How long confirming an outage can take within one tick: `down_for`, and the last
+    /// re-check, which may start just before it ends.
+    pub fn confirm_outage_timeout(&self) -> Duration {
+        self.down_for
+            .map_or(Duration::ZERO, |d| d + self.monitor.timeout)
+    }
+
     /// The longest one failover of this pool can take in a tick: the round's check of both
     /// servers (in parallel), the second opinion, every preflight and every action one
     /// after another (each bounded by its step's one deadline), then the readiness checks
     /// of the new orientation (in parallel).
     pub fn worst_case(&self, ssh: &SshSettings) -> Duration {
         self.monitor.timeout
+            + self.confirm_outage_timeout()
             + self.monitor.confirm_limit(ssh)
             + self.steps_timeout() * 2
             + self.readiness_timeout()
@@ -503,6 +528,8 @@ struct RawPool {
     primary: String,
     secondary: String,
     max_failed_checks: Option<i64>,
+    down_for: Option<String>,
+    recheck_interval: Option<String>,
     monitor: toml::Table,
     #[serde(default)]
     protocol: Vec<toml::Table>,
@@ -746,6 +773,40 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
             ));
         }
     };
+    if raw.down_for.is_some() && raw.max_failed_checks.is_some() {
+        return Err(err(
+            "down_for",
+            "set either `max_failed_checks` (a count of ticks) or `down_for` (a time), not both"
+                .to_string(),
+        ));
+    }
+    let down_for = match &raw.down_for {
+        None => None,
+        Some(d) => Some(parse_duration(d).map_err(|m| err("down_for", m))?),
+    };
+    if raw.recheck_interval.is_some() && down_for.is_none() {
+        return Err(err(
+            "recheck_interval",
+            "re-checks belong to `down_for`; set `down_for` too, or remove `recheck_interval`"
+                .to_string(),
+        ));
+    }
+    let recheck_interval = match &raw.recheck_interval {
+        None => Duration::from_millis(250),
+        Some(d) => parse_duration(d).map_err(|m| err("recheck_interval", m))?,
+    };
+    if let Some(d) = down_for
+        && (recheck_interval < Duration::from_millis(50) || recheck_interval > d)
+    {
+        return Err(err(
+            "recheck_interval",
+            format!(
+                "got {}, expected at least 50ms and at most `down_for` ({})",
+                format_duration(recheck_interval),
+                format_duration(d)
+            ),
+        ));
+    }
     let monitor_line = line_of(&text, |l| l == "[monitor]");
     let monitor = load_monitor(dir, raw.monitor).map_err(|m| {
         Error::Config(format!(
@@ -788,6 +849,8 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
         primary: raw.primary,
         secondary: raw.secondary,
         max_failed_checks,
+        down_for,
+        recheck_interval,
         monitor,
         steps,
     })
@@ -1421,12 +1484,12 @@ pub fn summary(config: &Config) -> String {
         }
         let _ = writeln!(
             out,
-            "pool {}: {} monitor, primary {}, secondary {}, fail over after {} failed checks, {} step(s)",
+            "pool {}: {} monitor, primary {}, secondary {}, fail over {}, {} step(s)",
             pool.name,
             pool.monitor.kind.type_name(),
             pool.primary,
             pool.secondary,
-            pool.max_failed_checks,
+            pool.threshold(),
             pool.steps.len()
         );
     }

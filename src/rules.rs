@@ -52,6 +52,9 @@ pub struct Input {
     pub gap: bool,
     pub active: Health,
     pub standby: Health,
+    /// The time-based mode (`down_for`): `None` for a count of ticks; `Some(confirmed)`,
+    /// whether the active server has been down for `down_for` (re-checked within the tick).
+    pub down_for: Option<bool>,
 }
 
 /// What the tick does next with the pool.
@@ -68,6 +71,9 @@ pub enum Next {
     Failover,
     /// A chain was in progress and no process holds the lock any more: it was interrupted.
     Interrupt,
+    /// Time-based mode: the active server failed; re-check it every `recheck_interval` in
+    /// this tick until it answers or has been down for `down_for`.
+    Confirm,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,10 +85,15 @@ pub struct Decision {
 
 pub fn decide(input: Input) -> Decision {
     let failures = count(input.failures, input.gap, input.active);
+    let reached = match input.down_for {
+        None => failures >= input.max_failed_checks,
+        Some(confirmed) => confirmed && !input.active.is_alive(),
+    };
     let next = match input.state {
         PoolState::FailingOver => Next::Interrupt,
         state if state.is_locked() => Next::Watch,
-        _ if failures < input.max_failed_checks => {
+        _ if !reached && input.down_for.is_some() && !input.active.is_alive() => Next::Confirm,
+        _ if !reached => {
             if input.state == PoolState::Blocked {
                 Next::Rearm
             } else {
@@ -114,6 +125,12 @@ impl BlockReason {
             text: text.into(),
         }
     }
+}
+
+/// Time-based mode: whether an outage that started at `down_since` (ms) is confirmed at
+/// `now`, that is, the active server has stayed down for `down_for`.
+pub fn outage_confirmed(down_since: i64, now: i64, down_for_ms: i64) -> bool {
+    now - down_since >= down_for_ms
 }
 
 /// Whether blocking with `reason` is news for the history: the pool was not blocked, or
@@ -333,6 +350,7 @@ mod tests {
             gap: false,
             active,
             standby,
+            down_for: None,
         }
     }
 
@@ -427,6 +445,38 @@ mod tests {
         let mut gap = input(Armed, 2, Down, Up);
         gap.gap = true;
         assert_eq!(decide(gap).next, Next::Watch, "a gap restarts the count");
+    }
+
+    #[test]
+    fn time_based_confirmation_table() {
+        use Health::{Down, Up};
+        use PoolState::*;
+        // (state, active, standby, confirmed, next)
+        let rows = [
+            (Armed, Down, Up, false, Next::Confirm),
+            (Armed, Down, Up, true, Next::Failover),
+            (Armed, Up, Up, false, Next::Watch),
+            (Blocked, Up, Up, false, Next::Rearm),
+            (Blocked, Down, Up, true, Next::Failover),
+            (FailedOver, Down, Up, false, Next::Watch),
+            (FailingOver, Down, Up, false, Next::Interrupt),
+        ];
+        for (state, active, standby, confirmed, next) in rows {
+            let mut i = input(state, 0, active, standby);
+            i.down_for = Some(confirmed);
+            assert_eq!(decide(i).next, next, "{state:?} {active:?} {confirmed}");
+        }
+        let mut both_down = input(Armed, 0, Down, Down);
+        both_down.down_for = Some(true);
+        assert!(matches!(decide(both_down).next, Next::Block(_)));
+        // (down since, now, down_for, confirmed)
+        for (since, now, down_for, confirmed) in [
+            (0, 1499, 1500, false),
+            (0, 1500, 1500, true),
+            (1000, 2000, 1500, false),
+        ] {
+            assert_eq!(outage_confirmed(since, now, down_for), confirmed);
+        }
     }
 
     #[test]

@@ -174,6 +174,33 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
             vec!["pools/db.toml", "max_failed_checks", "at least 1"],
         ),
         (
+            "both max_failed_checks and down_for",
+            "pools/db.toml".into(),
+            pool(
+                "max_failed_checks = 3",
+                "max_failed_checks = 3\ndown_for = \"1.5s\"",
+            ),
+            vec!["pools/db.toml", "down_for", "not both"],
+        ),
+        (
+            "recheck_interval without down_for",
+            "pools/db.toml".into(),
+            pool(
+                "max_failed_checks = 3",
+                "max_failed_checks = 3\nrecheck_interval = \"250ms\"",
+            ),
+            vec!["pools/db.toml", "recheck_interval", "set `down_for` too"],
+        ),
+        (
+            "recheck_interval longer than down_for",
+            "pools/db.toml".into(),
+            pool(
+                "max_failed_checks = 3",
+                "down_for = \"1s\"\nrecheck_interval = \"2s\"",
+            ),
+            vec!["pools/db.toml", "recheck_interval", "at most `down_for`"],
+        ),
+        (
             "primary equal to secondary",
             "pools/db.toml".into(),
             pool("secondary = \"db2\"", "secondary = \"db1\""),

@@ -572,3 +572,85 @@ fn the_recorded_actor_is_the_real_user_and_sudo_only_when_sudo_ran_it() {
         .collect();
     assert_eq!(resets, ["root", "root via sudo by root"]);
 }
+
+/// A pool that fails over once its primary has been down for `down_for`.
+fn time_based() -> Instance {
+    let pool = common::TWO_STEP_POOL.replace(
+        "max_failed_checks = 3",
+        "down_for = \"1s\"\nrecheck_interval = \"200ms\"",
+    );
+    Instance::with(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", &pool)],
+    )
+}
+
+#[test]
+fn down_for_fails_over_within_the_tick_that_saw_the_failure() {
+    let inst = time_based();
+    assert_eq!(inst.tick().code, 0);
+    inst.flag("down-db1");
+    let started = std::time::Instant::now();
+    let r = inst.tick();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "re-checked for down_for"
+    );
+    assert_eq!(inst.state_of("db").0, "failed_over", "{}", inst.history());
+    let history = inst.history();
+    assert!(history.contains("db1 down for 1."), "{history}");
+    assert_eq!(inst.calls("promote").len(), 2);
+}
+
+#[test]
+fn down_for_a_blip_shorter_than_it_never_fails_over() {
+    let inst = time_based();
+    assert_eq!(inst.tick().code, 0);
+    inst.flag("down-db1");
+    // The primary answers again 400 ms into the re-checks.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            inst.unflag("down-db1");
+        });
+        assert_eq!(inst.tick().code, 0);
+    });
+    assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
+    assert!(inst.calls("promote").is_empty());
+    assert!(inst.calls("preflight").is_empty(), "not even a preflight");
+}
+
+#[test]
+fn down_for_while_re_checking_the_report_shows_the_count() {
+    let pool = common::TWO_STEP_POOL.replace(
+        "max_failed_checks = 3",
+        "down_for = \"3s\"\nrecheck_interval = \"250ms\"",
+    );
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", &pool)],
+    );
+    inst.tick();
+    inst.flag("down-db1");
+    let mut tick = inst.command(&["tick"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("check(s) in a row"), "{r:?}");
+    // Perfdata: a count, and no count threshold in the time-based mode.
+    let failures = r
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("'db_failures'="))
+        .unwrap_or_default();
+    assert!(failures.ends_with(";;;0"), "{r:?}");
+    let full = inst.run(&["report"]).stdout;
+    assert!(
+        full.contains("fails over once the active server is down for 3s"),
+        "{full}"
+    );
+    inst.unflag("down-db1");
+    assert!(tick.wait().unwrap().success());
+    assert_eq!(inst.state_of("db").0, "armed");
+}

@@ -71,6 +71,8 @@ struct Watch<'a> {
 #[derive(Debug, Default)]
 struct Plan {
     failover: Option<(PoolRecord, String)>,
+    /// Time-based mode: confirm the outage that started at this time (ms) by re-checking.
+    confirm: Option<(PoolRecord, i64)>,
     readiness: bool,
 }
 
@@ -95,6 +97,14 @@ impl Watch<'_> {
                         busy.failover.store(true, Ordering::SeqCst);
                         background.spawn(move || {
                             if self.attempt(pool, rec, &why) {
+                                self.attention.store(true, Ordering::SeqCst);
+                            }
+                            busy.failover.store(false, Ordering::SeqCst);
+                        });
+                    } else if let Some((rec, since)) = plan.confirm {
+                        busy.failover.store(true, Ordering::SeqCst);
+                        background.spawn(move || {
+                            if self.confirm_outage(pool, rec, since) {
                                 self.attention.store(true, Ordering::SeqCst);
                             }
                             busy.failover.store(false, Ordering::SeqCst);
@@ -182,13 +192,16 @@ impl Watch<'_> {
         let mut rec = state
             .pool(&pool.name)?
             .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+        let check_started = now_ms();
         let checks = monitor::check_both(pool);
         let checked_at = now_ms();
         let rows = monitor_rows(&checks, checked_at);
         let (active, standby) = by_role(checks, rec.active);
         // A check recorded in the future: the clock went back, the count restarts too.
         let gap = gap || rec.last_check_at.is_some_and(|t| t > checked_at);
-        let decision = decide(pool, &rec, &active, &standby, gap);
+        // A blocked pool's outage was confirmed already: it stays down or it re-arms.
+        let confirmed = rec.state == PoolState::Blocked;
+        let decision = decide(pool, &rec, &active, &standby, gap, confirmed);
         rec.failures = decision.failures;
         rec.last_check_at = Some(checked_at);
         let mut events: Vec<Event> = Vec::new();
@@ -227,6 +240,7 @@ impl Watch<'_> {
                 );
                 plan.failover = Some((rec.clone(), why));
             }
+            Next::Confirm => plan.confirm = Some((rec.clone(), check_started)),
         }
         let counting = rec.state == PoolState::Armed && rec.failures > 0;
         plan.readiness = rules::readiness_due(
@@ -237,6 +251,74 @@ impl Watch<'_> {
         );
         state.save_tick(&rec, &events, &rows)?;
         Ok(plan)
+    }
+
+    /// Time-based mode, in the background: re-checks the active server every
+    /// `recheck_interval` until it answers (the count restarts, no failover) or has been down
+    /// for `down_for` since `since` (the failover attempt starts at once). Every re-check is
+    /// recorded, so `report` shows the count growing. Returns whether a person is needed.
+    fn confirm_outage(&self, pool: &Pool, mut rec: PoolRecord, since: i64) -> bool {
+        let down_for = pool.down_for.unwrap_or_default();
+        let role = rec.active;
+        loop {
+            let left =
+                down_for.saturating_sub(Duration::from_millis((now_ms() - since).max(0) as u64));
+            std::thread::sleep(pool.recheck_interval.min(left));
+            let check = monitor::check(pool, role);
+            let at = now_ms();
+            rec.last_check_at = Some(at);
+            let mut rows = monitor_rows_for(&[(role, &check)], at);
+            if check.health.is_alive() {
+                rec.failures = 0;
+                crate::info!(
+                    "pool {}: {} answers again after {} ms: no failover",
+                    pool.name,
+                    pool.address(role),
+                    at - since
+                );
+                return self.save(&rec, &[], &rows);
+            }
+            rec.failures = rec.failures.saturating_add(1);
+            if rules::outage_confirmed(since, at, down_for.as_millis() as i64) {
+                let standby = monitor::check(pool, role.other());
+                rows.extend(monitor_rows_for(&[(role.other(), &standby)], now_ms()));
+                let decision = decide(pool, &rec, &check, &standby, false, true);
+                return match decision.next {
+                    Next::Failover => {
+                        let why = format!(
+                            "{} down for {:.1}s ({} checks): {}",
+                            pool.address(role),
+                            (at - since) as f64 / 1000.0,
+                            rec.failures,
+                            check.message
+                        );
+                        if self.save(&rec, &[], &rows) {
+                            return true;
+                        }
+                        self.attempt(pool, rec, &why)
+                    }
+                    Next::Block(reason) => {
+                        let events = block(pool, &mut rec, reason, Vec::new());
+                        self.save(&rec, &events, &rows)
+                    }
+                    _ => self.save(&rec, &[], &rows),
+                };
+            }
+            if self.save(&rec, &[], &rows) {
+                return true;
+            }
+        }
+    }
+
+    /// Records a pool's row, events and monitor rows; returns whether that failed (logged).
+    fn save(&self, rec: &PoolRecord, events: &[Event], rows: &[MonitorRow]) -> bool {
+        match self.state.save_tick(rec, events, rows) {
+            Ok(()) => false,
+            Err(e) => {
+                crate::error!("pool {}: {e:#}", rec.name);
+                true
+            }
+        }
     }
 
     /// A failover attempt in the background: the second opinion, every preflight, then the
@@ -324,7 +406,14 @@ fn by_role(checks: [Check; 2], active: Role) -> (Check, Check) {
     }
 }
 
-fn decide(pool: &Pool, rec: &PoolRecord, active: &Check, standby: &Check, gap: bool) -> Decision {
+fn decide(
+    pool: &Pool,
+    rec: &PoolRecord,
+    active: &Check,
+    standby: &Check,
+    gap: bool,
+    confirmed: bool,
+) -> Decision {
     rules::decide(Input {
         state: rec.state,
         failures: rec.failures,
@@ -332,6 +421,7 @@ fn decide(pool: &Pool, rec: &PoolRecord, active: &Check, standby: &Check, gap: b
         gap,
         active: active.health,
         standby: standby.health,
+        down_for: pool.down_for.map(|_| confirmed),
     })
 }
 
@@ -384,6 +474,21 @@ fn last_started_step(state: &State, pool: &Pool) -> Result<String> {
         Some(e) => format!(" during step `{}`", e.step),
         None => " before its first step".to_string(),
     })
+}
+
+/// Monitor rows for some servers' checks.
+fn monitor_rows_for(checks: &[(Role, &Check)], at: i64) -> Vec<MonitorRow> {
+    checks
+        .iter()
+        .map(|(role, c)| MonitorRow {
+            role: *role,
+            health: c.health,
+            message: c.message.clone(),
+            checked_at: at,
+            duration_ms: c.duration.as_millis() as i64,
+            read_only: c.facts.as_ref().and_then(|f| f.read_only),
+        })
+        .collect()
 }
 
 pub fn monitor_rows(checks: &[Check; 2], at: i64) -> Vec<MonitorRow> {
@@ -494,16 +599,26 @@ fn dry_run(config: &Config) -> Result<Outcome> {
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
         let checks = monitor::check_both(pool);
         let (active, standby) = by_role(checks, rec.active);
-        let d = decide(pool, &rec, &active, &standby, gap);
+        let d = decide(
+            pool,
+            &rec,
+            &active,
+            &standby,
+            gap,
+            rec.state == PoolState::Blocked,
+        );
+        let threshold = match pool.down_for {
+            Some(_) => format!(" (fails over {})", pool.threshold()),
+            None => format!("/{}", pool.max_failed_checks),
+        };
         out.push_str(&format!(
-            "pool {}: {}, active {} ({}), failures {} -> {}/{}\n",
+            "pool {}: {}, active {} ({}), failures {} -> {}{threshold}\n",
             pool.name,
             rec.state.as_str(),
             rec.active.as_str(),
             pool.address(rec.active),
             rec.failures,
             d.failures,
-            pool.max_failed_checks
         ));
         out.push_str(&format!(
             "  active  {} {}: {}\n",
@@ -523,6 +638,11 @@ fn dry_run(config: &Config) -> Result<Outcome> {
             Next::Rearm => "re-arm the pool (the active server answers again)".to_string(),
             Next::Block(r) => format!("block the failover: {}", r.text),
             Next::Interrupt => "mark the interrupted failover as `interrupted`".to_string(),
+            Next::Confirm => format!(
+                "re-check the active server every {} until it answers or has been down for {}",
+                crate::config::format_duration(pool.recheck_interval),
+                crate::config::format_duration(pool.down_for.unwrap_or_default())
+            ),
             Next::Failover => format!(
                 "fail over to {} ({}) if every preflight passes",
                 rec.active.other().as_str(),

@@ -131,6 +131,21 @@ pub fn pool_state(f: &PoolFacts) -> Option<Found> {
         ));
     };
     Some(match r.state {
+        PoolState::Armed if r.failures > 0 && pool.down_for.is_some() => found(
+            Status::Warning,
+            format!(
+                "active {} ({}) failed {} check(s) in a row: {}",
+                r.active.as_str(),
+                pool.address(r.active),
+                r.failures,
+                f.row(r.active).map_or("", |m| m.message.as_str())
+            ),
+            format!(
+                "look at {} now: deadpool fails over {}",
+                pool.address(r.active),
+                pool.threshold()
+            ),
+        ),
         PoolState::Armed if r.failures > 0 => found(
             Status::Warning,
             format!(

@@ -55,6 +55,9 @@ pub struct PoolReport {
     pub standby_address: String,
     pub failures: u32,
     pub max_failed_checks: u32,
+    /// Time-based mode: how long the active server must stay down; `null` when the pool
+    /// counts failed checks instead.
+    pub down_for_s: Option<f64>,
     pub reason: String,
     pub state_since: Option<i64>,
     pub monitor: MonitorReport,
@@ -253,6 +256,7 @@ fn pool_report(
         standby_address: pool.address(active.other()).to_string(),
         failures: rec.as_ref().map_or(0, |r| r.failures),
         max_failed_checks: pool.max_failed_checks,
+        down_for_s: pool.down_for.map(|d| d.as_secs_f64()),
         reason: rec.as_ref().map(|r| r.reason.clone()).unwrap_or_default(),
         state_since: rec.as_ref().map(|r| r.state_since),
         monitor: MonitorReport {

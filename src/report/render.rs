@@ -47,11 +47,12 @@ pub fn nagios(report: &Report) -> String {
     );
     for p in &report.pools {
         let name: String = p.name.chars().filter(|c| *c != '\'' && *c != '=').collect();
-        let _ = write!(
-            perf,
-            " '{name}_failures'={};;{};0",
-            p.failures, p.max_failed_checks
-        );
+        // A pool that fails over by time (`down_for`) has no count threshold.
+        let crit = match p.down_for_s {
+            Some(_) => String::new(),
+            None => p.max_failed_checks.to_string(),
+        };
+        let _ = write!(perf, " '{name}_failures'={};;{crit};0", p.failures);
     }
     let mut out = format!("{first} | {perf}\n");
     for p in &report.problems {
