@@ -264,6 +264,10 @@ impl Watch<'_> {
             let left =
                 down_for.saturating_sub(Duration::from_millis((now_ms() - since).max(0) as u64));
             std::thread::sleep(pool.recheck_interval.min(left));
+            // A failed check proves the server down when it started (its connection attempt
+            // went unanswered from then on); a hung server's check ends only at the timeout,
+            // when the server may be back. So down time runs from check start to check start.
+            let check_started = now_ms();
             let check = monitor::check(pool, role);
             let at = now_ms();
             rec.last_check_at = Some(at);
@@ -279,7 +283,7 @@ impl Watch<'_> {
                 return self.save(&rec, &[], &rows);
             }
             rec.failures = rec.failures.saturating_add(1);
-            if rules::outage_confirmed(since, at, down_for.as_millis() as i64) {
+            if rules::outage_confirmed(since, check_started, down_for.as_millis() as i64) {
                 let standby = monitor::check(pool, role.other());
                 rows.extend(monitor_rows_for(&[(role.other(), &standby)], now_ms()));
                 let decision = decide(pool, &rec, &check, &standby, false, true);
@@ -288,7 +292,7 @@ impl Watch<'_> {
                         let why = format!(
                             "{} down for {:.1}s ({} checks): {}",
                             pool.address(role),
-                            (at - since) as f64 / 1000.0,
+                            (check_started - since) as f64 / 1000.0,
                             rec.failures,
                             check.message
                         );
