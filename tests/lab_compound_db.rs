@@ -59,8 +59,16 @@ fn read_only(lab: &Lab, host: &str) -> String {
 #[test]
 #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
 fn a_primary_out_of_connections_is_alive_never_failed_over_nor_promoted_around() {
+    // Both ways of confirming an outage must see a full primary as alive.
+    for mode in ["max_failed_checks = 3", "down_for = \"2s\""] {
+        out_of_connections(mode);
+    }
+}
+
+fn out_of_connections(mode: &str) {
     let lab = Lab::fresh();
-    let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
+    let pool = lab.mysql_pool(3, "").replace("max_failed_checks = 3", mode);
+    let inst = Instance::with(SETTINGS, &[("db", &pool)]);
     assert_eq!(inst.tick().code, 0, "{}", inst.run(&["report"]).stdout);
     let db1 = lab.var("LAB_DB1_IP");
 
