@@ -587,6 +587,13 @@ pub fn version_triple(version: &str) -> (u32, u32, u32) {
     )
 }
 
+/// Whether the global privileges include `p` (or everything).
+fn holds(privileges: &[String], p: &str) -> bool {
+    privileges
+        .iter()
+        .any(|x| x == p || x == "ALL PRIVILEGES" || x == "ALL")
+}
+
 /// What promotion needs: change `read_only` and stop/reset replication. Returns what is
 /// missing, in words for the report.
 pub fn missing_admin_privileges(
@@ -594,11 +601,7 @@ pub fn missing_admin_privileges(
     version: &str,
     privileges: &[String],
 ) -> Vec<&'static str> {
-    let has = |p: &str| {
-        privileges
-            .iter()
-            .any(|x| x == p || x == "ALL PRIVILEGES" || x == "ALL")
-    };
+    let has = |p: &str| holds(privileges, p);
     let mut missing = Vec::new();
     match flavor {
         // MariaDB 10.5.2 split SUPER: since then read_only needs READ_ONLY ADMIN, while SUPER
@@ -631,11 +634,7 @@ pub fn missing_fence_privileges(
     version: &str,
     privileges: &[String],
 ) -> Vec<&'static str> {
-    let has = |p: &str| {
-        privileges
-            .iter()
-            .any(|x| x == p || x == "ALL PRIVILEGES" || x == "ALL")
-    };
+    let has = |p: &str| holds(privileges, p);
     let mut missing = Vec::new();
     if !has("PROCESS") {
         missing.push("PROCESS");

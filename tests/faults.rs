@@ -201,26 +201,34 @@ fn an_unwritable_state_dir_fails_the_tick_clearly_and_the_report_goes_stale() {
     assert_eq!(inst.tick().code, 0);
 }
 
+/// Unmounts a test's tmpfs when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A real file system that fills up: a 600 KB tmpfs mounted at `dir` (created), private to
+/// root as a state dir must be.
+fn small_tmpfs(dir: &std::path::Path) -> Unmount {
+    std::fs::create_dir(dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=600k,mode=0700"])
+        .arg("tmpfs")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    Unmount(dir.to_path_buf())
+}
+
 #[test]
 fn a_full_disk_while_writing_state_fails_cleanly_and_recovers() {
     let inst = Instance::new();
     let state = inst.path("state");
-    std::fs::create_dir(&state).unwrap();
-    // A real file system that can fill up: a small tmpfs mounted as the state dir.
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=600k,mode=0700"])
-        .arg("tmpfs")
-        .arg(&state)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tmpfs needs root");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(state.clone());
+    let _unmount = small_tmpfs(&state);
     assert_eq!(inst.tick().code, 0);
     // Fill what is left, then make history grow: a step with a lot of output.
     let filler = state.join("filler");
@@ -523,22 +531,7 @@ fn a_disk_that_fills_up_during_the_chain_stops_no_step() {
     inst.script("plugins/fill", FILLING_STEP);
     inst.script("plugins/free", FREEING_STEP);
     let state = inst.path("state");
-    std::fs::create_dir(&state).unwrap();
-    // A real file system that fills up: a small tmpfs mounted as the state dir.
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=600k,mode=0700"])
-        .arg("tmpfs")
-        .arg(&state)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tmpfs needs root");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(state.clone());
+    let _unmount = small_tmpfs(&state);
     assert_eq!(inst.tick().code, 0);
     inst.flag("down-db1");
     let r = inst.tick();

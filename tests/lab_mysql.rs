@@ -5,90 +5,18 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Instance;
-use common::lab::Lab;
+use common::lab::{Lab, Writer};
 use mysql::prelude::Queryable;
 
 const SETTINGS: &str = "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n";
 
-/// A client that keeps inserting rows on one server and remembers which were acknowledged.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<u32>>>,
-    thread: Option<std::thread::JoinHandle<String>>,
-}
-
+/// The application's account on `host`.
 fn writer_conn(lab: &Lab, host: &str) -> mysql::Conn {
-    let opts = mysql::OptsBuilder::new()
-        .ip_or_hostname(Some(host))
-        .tcp_port(3306)
-        .user(Some(lab.var("LAB_WRITER_USER")))
-        .pass(Some(lab.secret("LAB_WRITER_PASSWORD_FILE")))
-        .db_name(Some("app"))
-        .prefer_socket(false)
-        .tcp_connect_timeout(Some(Duration::from_secs(2)))
-        .read_timeout(Some(Duration::from_secs(5)))
-        .write_timeout(Some(Duration::from_secs(5)));
-    mysql::Conn::new(opts).expect("writer connects")
-}
-
-impl Writer {
-    fn start(lab: &Lab, host: &str) -> Writer {
-        let mut conn = writer_conn(lab, host);
-        conn.query_drop("CREATE TABLE IF NOT EXISTS acked (id INT PRIMARY KEY)")
-            .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let (s, a) = (stop.clone(), acked.clone());
-        let thread = std::thread::spawn(move || {
-            let mut id = 0u32;
-            while !s.load(Ordering::Relaxed) {
-                id += 1;
-                match conn.exec_drop("INSERT INTO acked (id) VALUES (?)", (id,)) {
-                    Ok(()) => a.lock().unwrap().push(id),
-                    Err(e) => return e.to_string(),
-                }
-            }
-            "stopped".to_string()
-        });
-        Writer {
-            stop,
-            acked,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops the writer; returns the acknowledged ids and why it ended.
-    fn finish(mut self) -> (Vec<u32>, String) {
-        self.stop.store(true, Ordering::Relaxed);
-        let why = self.thread.take().unwrap().join().unwrap();
-        let ids = self.acked.lock().unwrap().clone();
-        (ids, why)
-    }
-}
-
-/// Every acknowledged id is on `host`.
-fn assert_all_rows_on(lab: &Lab, host: &str, acked: &[u32]) {
-    assert!(
-        acked.len() > 10,
-        "the writer wrote too little to mean anything: {}",
-        acked.len()
-    );
-    let have: std::collections::HashSet<u32> = lab
-        .sql(host, "SELECT id FROM app.acked")
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
-    let lost: Vec<&u32> = acked.iter().filter(|id| !have.contains(id)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged rows missing on {host}: {lost:?}",
-        lost.len()
-    );
+    let user = lab.var("LAB_WRITER_USER");
+    common::lab::mysql_conn(lab, host, user, "LAB_WRITER_PASSWORD_FILE").expect("writer connects")
 }
 
 fn tick_timed(inst: &Instance) -> Duration {
@@ -142,10 +70,10 @@ fn kill_9_of_the_primary_promotes_the_replica_without_losing_acknowledged_writes
         ("failed_over".into(), "secondary".into(), 0)
     );
     assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "0");
-    assert_all_rows_on(&lab, "db2", &acked);
+    lab.assert_rows_on("db2", &acked);
     // The new primary takes writes from the application account.
     writer_conn(&lab, lab.var("LAB_DB2_IP"))
-        .query_drop("INSERT INTO acked (id) VALUES (999999)")
+        .query_drop("INSERT INTO app.acked (id) VALUES (999999)")
         .unwrap();
     let history = inst.history();
     assert!(
@@ -257,7 +185,7 @@ fn manual_promote_with_both_alive_swaps_roles_without_losing_a_write() {
         "the old primary ends read-only"
     );
     assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "0");
-    assert_all_rows_on(&lab, "db2", &acked);
+    lab.assert_rows_on("db2", &acked);
     let history = inst.history();
     assert!(
         history.contains("old primary 10.213.0.11 is read-only"),

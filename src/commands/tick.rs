@@ -496,18 +496,10 @@ fn monitor_rows_for(checks: &[(Role, &Check)], at: i64) -> Vec<MonitorRow> {
 }
 
 pub fn monitor_rows(checks: &[Check; 2], at: i64) -> Vec<MonitorRow> {
-    [Role::Primary, Role::Secondary]
-        .into_iter()
-        .zip(checks)
-        .map(|(role, c)| MonitorRow {
-            role,
-            health: c.health,
-            message: c.message.clone(),
-            checked_at: at,
-            duration_ms: c.duration.as_millis() as i64,
-            read_only: c.facts.as_ref().and_then(|f| f.read_only),
-        })
-        .collect()
+    monitor_rows_for(
+        &[(Role::Primary, &checks[0]), (Role::Secondary, &checks[1])],
+        at,
+    )
 }
 
 /// Runs every step's readiness check toward the standby, all at once: a hung client costs
