@@ -303,6 +303,12 @@ fn exec(sess: &Session, line: &str, deadline: Instant, started: Instant) -> Outp
         stderr: String::new(),
         duration: started.elapsed(),
     };
+    // A kept session carries the previous command's timeout: this one gets what is left.
+    sess.set_timeout(millis(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1)),
+    ));
     let mut channel = match sess.channel_session() {
         Ok(c) => c,
         Err(e) => return fail(Exit::NotStarted(format!("ssh channel: {}", e.message()))),
