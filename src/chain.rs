@@ -269,6 +269,16 @@ pub struct Run<'a> {
     pub sessions: Option<&'a Sessions>,
     /// Called before each step and with each step's results, for a live display.
     pub progress: &'a (dyn Fn(Progress) + Sync),
+    /// With `[cluster]`: proves before the commit and before each step that this member
+    /// still leads (and records the step in etcd); a refusal stops the chain there.
+    pub guard: Option<&'a (dyn Guard + Sync)>,
+}
+
+/// What must hold before a chain commits and before each of its steps starts.
+pub trait Guard {
+    /// `Ok` when the step (`None`: the commit of `failing_over`) may start; it records
+    /// `rec` where the pool state lives.
+    fn check(&self, rec: &PoolRecord, step: Option<&str>) -> Result<()>;
 }
 
 impl std::fmt::Debug for Run<'_> {
@@ -335,6 +345,11 @@ pub fn execute(
         .of(pool, actor)
         .status(Status::Warning)
         .message(msg.clone());
+    if let Some(guard) = run.guard {
+        guard
+            .check(rec, None)
+            .map_err(|e| e.context("cannot prove this member leads the cluster; no step ran"))?;
+    }
     state.save_pool(rec, &[first]).map_err(|e| {
         e.context("cannot commit `failing_over` to the state database; no step ran")
     })?;
@@ -360,6 +375,21 @@ pub fn execute(
                     )),
             ]);
             succeeded.push(false);
+            continue;
+        }
+        if let Some(Err(e)) = run.guard.map(|g| g.check(rec, Some(&step.name))) {
+            let why = format!("not started: this member cannot prove it still leads: {e:#}");
+            crate::error!("pool {}: step `{}` {why}", pool.name, step.name);
+            recorder.add(vec![
+                EventKind::Step
+                    .of(pool, actor)
+                    .step(&step.name)
+                    .status(Status::Critical)
+                    .message(why),
+            ]);
+            succeeded.push(false);
+            failed.push(&step.name);
+            aborted_by = Some(&step.name);
             continue;
         }
         recorder.add(vec![
@@ -447,6 +477,13 @@ pub fn execute(
         .status(status)
         .message(rec.reason.clone());
     end.duration_ms = Some(clock.elapsed().as_millis() as i64);
+    if let Some(Err(e)) = run.guard.map(|g| g.check(rec, None)) {
+        crate::error!(
+            "pool {}: the chain ended {} but etcd could not record it: {e:#}; the next leader will mark it interrupted",
+            pool.name,
+            rec.state.as_str()
+        );
+    }
     if let Err(e) = recorder.finish(rec, end) {
         crate::error!(
             "pool {}: the chain ended {} ({}) but the state database could not record it: {e:#}; the next tick will find it `failing_over` and mark it interrupted",

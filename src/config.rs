@@ -29,6 +29,8 @@ pub struct Config {
     /// The `[ssh]` defaults, used by `confirm_from` and by steps that do not override them.
     pub ssh: SshSettings,
     pub pools: Vec<Pool>,
+    /// `[cluster]`: several watcher hosts coordinated through etcd (see [`crate::cluster`]).
+    pub cluster: Option<crate::cluster::Settings>,
 }
 
 /// How deadpool logs in to client hosts: the `[ssh]` table, merged with a step's own `ssh`.
@@ -405,6 +407,14 @@ impl Config {
         let ssh = ssh_settings(dir, raw.ssh.unwrap_or_default(), None)
             .map_err(|e| Error::Config(format!("{}: [ssh]: {e}", main_file.display())))?;
 
+        let cluster = match raw.cluster {
+            None => None,
+            Some(table) => Some(
+                crate::cluster::Settings::parse(table, tick_interval).map_err(|e| {
+                    Error::Config(format!("{}: [cluster]: {e}", main_file.display()))
+                })?,
+            ),
+        };
         let pools = load_pools(dir, &ssh)?;
         Ok(Config {
             dir: dir.to_path_buf(),
@@ -426,6 +436,7 @@ impl Config {
             },
             ssh,
             pools,
+            cluster,
         })
     }
 
@@ -505,6 +516,7 @@ struct RawInstance {
     history_retention: Option<String>,
     prometheus_textfile: Option<String>,
     ssh: Option<RawSsh>,
+    cluster: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

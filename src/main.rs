@@ -4,6 +4,7 @@
 
 mod chain;
 mod cli;
+mod cluster;
 mod commands;
 mod config;
 mod error;

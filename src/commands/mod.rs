@@ -10,6 +10,7 @@ mod promote;
 mod report;
 mod reset;
 mod tick;
+mod tick_cluster;
 
 use std::io::{BufRead, IsTerminal, Write};
 

@@ -174,6 +174,7 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         force: args.force,
         sessions: Some(&sessions),
         progress: if live { &show } else { &chain::quiet },
+        guard: None,
     };
     let end = chain::execute(&state, pool, &mut rec, to, &run)?;
     let events = if live {

@@ -31,9 +31,11 @@ pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
         return Ok(Outcome::Done);
     };
     let state = State::open(&config.state_dir)?;
+    let member = config.cluster.as_ref().map(crate::cluster::Member::new);
     let watch = Watch {
         config,
         state: &state,
+        cluster: member.as_ref(),
         busy: config.pools.iter().map(|_| Busy::default()).collect(),
         attention: AtomicBool::new(false),
     };
@@ -63,17 +65,19 @@ struct Busy {
 struct Watch<'a> {
     config: &'a Config,
     state: &'a State,
+    /// With `[cluster]`: this member; only the leader decides and runs chains.
+    cluster: Option<&'a crate::cluster::Member>,
     busy: Vec<Busy>,
     attention: AtomicBool,
 }
 
 /// What a round decided for one pool, for the tick to start in the background.
 #[derive(Debug, Default)]
-struct Plan {
-    failover: Option<(PoolRecord, String)>,
+pub struct Plan {
+    pub failover: Option<(PoolRecord, String)>,
     /// Time-based mode: confirm the outage that started at this time (ms) by re-checking.
-    confirm: Option<(PoolRecord, i64)>,
-    readiness: bool,
+    pub confirm: Option<(PoolRecord, i64)>,
+    pub readiness: bool,
 }
 
 impl Watch<'_> {
@@ -90,6 +94,7 @@ impl Watch<'_> {
                         rules::GAP_INTERVALS
                     );
                 }
+                self.sync();
                 for (index, plan) in self.round(gap) {
                     let pool = &self.config.pools[index];
                     let busy = &self.busy[index];
@@ -125,6 +130,9 @@ impl Watch<'_> {
                 {
                     crate::warn!("cannot record the tick: {e:#}");
                 }
+                if let Some(member) = self.cluster {
+                    super::tick_cluster::after_round(member, self.config, started_at);
+                }
                 previous = Some(Round {
                     started_at,
                     duration_ms: took.as_millis() as i64,
@@ -149,6 +157,26 @@ impl Watch<'_> {
                 }
             }
         });
+    }
+
+    /// With `[cluster]`, at the start of each round: take or renew the leader lease, and
+    /// load the state of every pool not failing over here from etcd.
+    fn sync(&self) {
+        if let Some(member) = self.cluster {
+            let idle: Vec<&Pool> = (self.config.pools.iter().enumerate())
+                .filter(|(i, _)| !self.busy[*i].failover.load(Ordering::SeqCst))
+                .map(|(_, p)| p)
+                .collect();
+            super::tick_cluster::sync(member, self.state, &idle);
+        }
+    }
+
+    /// Records a pool's row (fenced in etcd first, with `[cluster]`), events and monitor rows.
+    fn store(&self, rec: &PoolRecord, events: &[Event], rows: &[MonitorRow]) -> Result<()> {
+        if let Some(member) = self.cluster {
+            member.write_pool(rec, None)?;
+        }
+        self.state.save_tick(rec, events, rows)
     }
 
     fn any_busy(&self) -> bool {
@@ -188,6 +216,9 @@ impl Watch<'_> {
 
     /// One pool in one round: check both servers, count, decide, record.
     fn check_pool(&self, pool: &Pool, gap: bool) -> Result<Plan> {
+        if self.cluster.is_some_and(|m| !m.is_leader()) {
+            return super::tick_cluster::follow(self.state, self.config, pool);
+        }
         let (config, state) = (self.config, self.state);
         let mut rec = state
             .pool(&pool.name)?
@@ -249,7 +280,7 @@ impl Watch<'_> {
             config.system_check_interval.as_millis() as i64,
             counting,
         );
-        state.save_tick(&rec, &events, &rows)?;
+        self.store(&rec, &events, &rows)?;
         Ok(plan)
     }
 
@@ -316,7 +347,7 @@ impl Watch<'_> {
 
     /// Records a pool's row, events and monitor rows; returns whether that failed (logged).
     fn save(&self, rec: &PoolRecord, events: &[Event], rows: &[MonitorRow]) -> bool {
-        match self.state.save_tick(rec, events, rows) {
+        match self.store(rec, events, rows) {
             Ok(()) => false,
             Err(e) => {
                 crate::error!("pool {}: {e:#}", rec.name);
@@ -350,7 +381,7 @@ impl Watch<'_> {
         };
         if let Some((reason, details)) = blocked {
             let events = block(pool, &mut rec, reason, details);
-            if let Err(e) = state.save_pool(&rec, &events) {
+            if let Err(e) = self.store(&rec, &events, &[]) {
                 crate::error!("pool {}: cannot record the block: {e:#}", pool.name);
                 return true;
             }
@@ -366,6 +397,7 @@ impl Watch<'_> {
             force: false,
             sessions: Some(&sessions),
             progress: &chain::quiet,
+            guard: self.cluster.map(|m| m as &(dyn crate::chain::Guard + Sync)),
         };
         let attention = match chain::execute(state, pool, &mut rec, to, &run) {
             Ok(end) => end != PoolState::FailedOver,
