@@ -121,7 +121,7 @@ pub fn build(
         warning: config.stale_warning,
         critical: config.stale_critical,
     };
-    let (instance_status, message, hint) = classify::instance(tick, now, limits);
+    let (instance_status, mut message, hint) = classify::instance(tick, now, limits);
     if let Some(hint) = hint {
         problems.push(Problem {
             status: instance_status,
@@ -129,6 +129,20 @@ pub fn build(
             message: message.clone(),
             hint,
         });
+    }
+    if config.cluster.is_some() {
+        let stale = config.stale_critical.as_millis() as i64;
+        if let Some((status, line)) = crate::cluster::status_line(&config.state_dir, now, stale) {
+            if status != Status::Ok {
+                problems.push(Problem {
+                    status,
+                    pool: None,
+                    message: line.clone(),
+                    hint: "no member fails anything over until etcd has quorum again; check the etcd members".to_string(),
+                });
+            }
+            message = format!("{message}; {line}");
+        }
     }
     let instance = Instance {
         status: instance_status,
