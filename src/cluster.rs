@@ -550,6 +550,9 @@ pub struct Member {
     pub settings: Settings,
     client: Client,
     role: Mutex<Standing>,
+    /// Each pool key's mod revision as this member last read or wrote it: a leader's write
+    /// never overwrites a change it did not see (a person's reset from another member).
+    revisions: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Member {
@@ -560,6 +563,7 @@ impl Member {
             role: Mutex::new(Standing::Unknown {
                 why: "no round yet".to_string(),
             }),
+            revisions: Mutex::default(),
         }
     }
 
@@ -712,21 +716,42 @@ impl Member {
         if !lease_valid(sent, ttl, Instant::now()) {
             bail!("the leader lease may have expired by this member's clock");
         }
+        let Some(seen) = self.revision(&rec.name) else {
+            bail!("pool {}: its state was not read from etcd yet", rec.name);
+        };
         let leader = b64(&self.leader_key());
-        let (ok, _) = self.client.txn(&json!({
-            "compare": [{ "key": leader, "target": "CREATE", "result": "EQUAL", "create_revision": revision.to_string() }],
-            "success": [{ "request_put": { "key": b64(&self.pool_key(&rec.name)), "value": b64(&pool_json(rec, step).to_string()) } }],
+        let pool_key = b64(&self.pool_key(&rec.name));
+        let (ok, v) = self.client.txn(&json!({
+            "compare": [
+                { "key": leader, "target": "CREATE", "result": "EQUAL", "create_revision": revision.to_string() },
+                { "key": pool_key, "target": "MOD", "result": "EQUAL", "mod_revision": seen.to_string() },
+            ],
+            "success": [{ "request_put": { "key": pool_key, "value": b64(&pool_json(rec, step).to_string()) } }],
+            "failure": [{ "request_range": { "key": leader } }],
         }))?;
-        if !ok {
-            self.set_role(Standing::Unknown {
-                why: "leadership lost (fenced write refused)".to_string(),
-            });
+        if ok {
+            if let Some(r) = int(&v["header"]["revision"]) {
+                self.set_revision(&rec.name, r);
+            }
+            return Ok(());
+        }
+        let holder = v["responses"][0]["response_range"]["kvs"]
+            .get(0)
+            .and_then(|kv| int(&kv["create_revision"]));
+        if holder == Some(revision) {
+            self.forget_revision(&rec.name);
             bail!(
-                "leadership lost: the fenced write of pool {} was refused",
+                "pool {} changed in etcd since this member read it (a person's reset, promote or pause): not overwritten",
                 rec.name
             );
         }
-        Ok(())
+        self.set_role(Standing::Unknown {
+            why: "leadership lost (fenced write refused)".to_string(),
+        });
+        bail!(
+            "leadership lost: the fenced write of pool {} was refused",
+            rec.name
+        )
     }
 
     /// A person's change from any member (reset, promote, pause): guarded by whoever holds
@@ -754,10 +779,26 @@ impl Member {
 
     /// A pool's record in etcd, if any.
     pub fn read_pool(&self, name: &str, local: Option<&PoolRecord>) -> Result<Option<PoolRecord>> {
-        self.client
-            .range(&self.pool_key(name))?
-            .map(|kv| pool_from_json(name, &kv.value, local))
+        let kv = self.client.range(&self.pool_key(name))?;
+        self.set_revision(name, kv.as_ref().map_or(0, |k| k.mod_revision));
+        kv.map(|kv| pool_from_json(name, &kv.value, local))
             .transpose()
+    }
+
+    fn revisions(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, i64>> {
+        self.revisions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn revision(&self, pool: &str) -> Option<i64> {
+        self.revisions().get(pool).copied()
+    }
+
+    fn set_revision(&self, pool: &str, revision: i64) {
+        self.revisions().insert(pool.to_string(), revision);
+    }
+
+    fn forget_revision(&self, pool: &str) {
+        self.revisions().remove(pool);
     }
 
     /// Records this member's tick in etcd (not fenced: each member writes only its own).

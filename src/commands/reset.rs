@@ -21,9 +21,13 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
         return Ok(Outcome::NeedsAttention);
     }
     let (_lock, state) = super::lock_for_change(config)?;
-    let mut rec = state
-        .pool(&pool.name)?
-        .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+    let member = config.cluster.as_ref().map(crate::cluster::Member::new);
+    let mut rec = state.pool(&pool.name)?;
+    if let Some(m) = &member {
+        // With [cluster], the pool's state is etcd's: this reset acts cluster-wide.
+        rec = m.read_pool(&pool.name, rec.as_ref())?.or(rec);
+    }
+    let mut rec = rec.unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
     let before = rec.state;
     let active = args.active.unwrap_or(rec.active);
 
@@ -81,6 +85,9 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
             ""
         }
     );
+    if let Some(m) = &member {
+        m.write_pool_as_person(&rec)?;
+    }
     state.save_pool(
         &rec,
         &[EventKind::Reset.of(pool, &who).message(msg.clone())],
