@@ -567,10 +567,6 @@ impl Member {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     fn key(&self, rest: &str) -> String {
         format!("{}/{rest}", self.settings.prefix)
     }
@@ -864,6 +860,38 @@ impl Member {
     }
 }
 
+/// `check-config`'s probe: etcd answers, is 3.4 or newer, the prefix takes a write (a
+/// probe key, deleted at once), and who leads.
+pub fn probe(settings: &Settings) -> Result<String> {
+    let client = Client::new(&settings.endpoints);
+    let version = client.version()?;
+    if !version_ok(&version) {
+        bail!("etcd {version} answers; deadpool needs 3.4 or newer");
+    }
+    let key = format!("{}/check-config/{}", settings.prefix, settings.name);
+    client
+        .put(&key, "probe")
+        .with_context(|| format!("the prefix {} does not take a write", settings.prefix))?;
+    client.call("/v3/kv/deleterange", &json!({ "key": b64(&key) }))?;
+    let leader = client.range(&format!("{}/leader", settings.prefix))?;
+    Ok(format!(
+        "cluster: etcd {version} answers, prefix {} is writable, {}; this member is {}",
+        settings.prefix,
+        match leader {
+            Some(kv) => format!("leader {}", kv.value),
+            None => "no leader yet".to_string(),
+        },
+        settings.name
+    ))
+}
+
+/// Whether an etcd version string is 3.4 or newer.
+pub fn version_ok(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (3, 4)
+}
+
 /// What `report` shows of the cluster: one line and its severity, from `cluster.json`.
 pub fn status_line(
     state_dir: &Path,
@@ -1019,6 +1047,20 @@ mod tests {
             Some((200, "{\"a\":1}".to_string()))
         );
         assert!(parse_response(b"garbage\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn etcd_versions() {
+        for (v, ok) in [
+            ("3.4.23", true),
+            ("3.5.0", true),
+            ("4.0.0", true),
+            ("3.3.27", false),
+            ("2.3.8", false),
+            ("", false),
+        ] {
+            assert_eq!(version_ok(v), ok, "{v}");
+        }
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
             let active = rec.map_or(Role::Primary, |r| r.active);
             probe(pool, active, &mut probes, &mut warnings);
         }
+        if let Some(cluster) = &config.cluster {
+            match crate::cluster::probe(cluster) {
+                Ok(line) => probes.push(line),
+                Err(e) => warnings.push(format!("[cluster]: {e:#}")),
+            }
+        }
     }
 
     // SSH files: errors where some step or observer logs in with them, notes otherwise.
