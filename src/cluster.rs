@@ -243,7 +243,7 @@ impl Client {
 
     pub fn range(&self, key: &str) -> Result<Option<Kv>> {
         let v = self.call("/v3/kv/range", &json!({ "key": b64(key) }))?;
-        Ok(v["kvs"].get(0).map(Kv::from_json).transpose()?)
+        v["kvs"].get(0).map(Kv::from_json).transpose()
     }
 
     /// All keys under `prefix` (`prefix` + anything).
@@ -860,6 +860,12 @@ impl Member {
     }
 }
 
+impl crate::chain::Guard for Member {
+    fn check(&self, rec: &PoolRecord, step: Option<&str>) -> Result<()> {
+        self.guard(rec, step)
+    }
+}
+
 /// `check-config`'s probe: etcd answers, is 3.4 or newer, the prefix takes a write (a
 /// probe key, deleted at once), and who leads.
 pub fn probe(settings: &Settings) -> Result<String> {
@@ -1083,11 +1089,5 @@ mod tests {
         assert_eq!(back.failures, 3);
         assert_eq!(back.reason, "done");
         assert!(pool_from_json("db", r#"{"state":"weird"}"#, None).is_err());
-    }
-}
-
-impl crate::chain::Guard for Member {
-    fn check(&self, rec: &PoolRecord, step: Option<&str>) -> Result<()> {
-        self.guard(rec, step)
     }
 }

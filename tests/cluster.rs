@@ -1,0 +1,340 @@
+//! `[cluster]` against a real etcd (one member on loopback, started by each test): two
+//! deadpool members as two config dirs on this host, each with its own state dir. The
+//! namespace lab (tests/lab_cluster.rs) adds three etcd members and cut links; these tests
+//! need only the `etcd` and `etcdctl` binaries (Debian's etcd-server, etcd-client) and
+//! skip, saying so, without them.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::Instance;
+
+/// One etcd member on two free loopback ports, its data in a temporary dir.
+struct Etcd {
+    child: Option<Child>,
+    client: u16,
+    peer: u16,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Etcd {
+    /// None (the test is skipped) when etcd is not installed.
+    fn start() -> Option<Etcd> {
+        if Command::new("etcd").arg("--version").output().is_err() {
+            eprintln!("skipped: `etcd` is not installed (apt-get install etcd-server etcd-client)");
+            return None;
+        }
+        let mut etcd = Etcd {
+            child: None,
+            client: free_port(),
+            peer: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        etcd.resume();
+        Some(etcd)
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client)
+    }
+
+    /// Starts (again, with the same data) and waits until it answers.
+    fn resume(&mut self) {
+        let peer = format!("http://127.0.0.1:{}", self.peer);
+        let child = Command::new("etcd")
+            .args(["--name", "e1", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &self.url()])
+            .args(["--advertise-client-urls", &self.url()])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("e1={peer}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.ctl(&["get", "/x"]).is_some() {
+                return;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        panic!("etcd did not answer within 20 s");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `etcdctl ARGS`: its stdout when it succeeded.
+    fn ctl(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.url(), "--command-timeout=2s"])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A step plugin that logs each call and holds its `promote` while `flags/hold` exists.
+const SLOW_STEP: &str = r#"#!/bin/sh
+top="$(dirname "$0")/.."
+echo "$DEADPOOL_STEP $1" >> "$top/steps.log"
+if [ "$1" = promote ]; then
+    while [ -e "$top/flags/hold-$DEADPOOL_STEP" ]; do touch "$top/holding"; sleep 0.1; done
+fi
+echo "$1 of $DEADPOOL_STEP ok"
+"#;
+
+const POOL: &str = r#"
+primary = "db1"
+secondary = "db2"
+max_failed_checks = 3
+
+[monitor]
+type = "nagios"
+command = "monitor {host}"
+timeout = "2s"
+
+[[protocol]]
+type = "plugin"
+name = "one"
+command = "slow"
+timeout = "30s"
+
+[[protocol]]
+type = "plugin"
+name = "two"
+command = "slow"
+timeout = "30s"
+"#;
+
+const LEASE: Duration = Duration::from_secs(3);
+
+fn member(etcd: &Etcd, name: &str, prefix: &str) -> Instance {
+    let inst = Instance::with(
+        &format!(
+            "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n\n[cluster]\netcd = [\"{}\"]\nname = \"{name}\"\nprefix = \"{prefix}\"\nlease_ttl = \"3s\"\n",
+            etcd.url()
+        ),
+        &[("db", POOL)],
+    );
+    inst.script("plugins/slow", SLOW_STEP);
+    inst
+}
+
+fn both(members: &[&Instance], flag: &str) {
+    for m in members {
+        m.flag(flag);
+    }
+}
+
+fn report(m: &Instance) -> String {
+    m.run(&["report"]).stdout
+}
+
+/// Step runs (`promote` calls) of one step across members.
+fn runs(members: &[&Instance], step: &str) -> usize {
+    members
+        .iter()
+        .map(|m| {
+            m.calls("promote")
+                .iter()
+                .filter(|l| l.starts_with(&format!("{step} ")))
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn only_the_leader_runs_the_chain_and_every_member_reports_it() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (dp1, dp2) = (
+        member(&etcd, "dp1", "/t/one"),
+        member(&etcd, "dp2", "/t/one"),
+    );
+    assert_eq!(dp1.tick().code, 0);
+    assert_eq!(dp2.tick().code, 0);
+    let r = report(&dp2);
+    assert!(r.contains("dp2 is follower, leader dp1"), "{r}");
+    assert!(r.contains("dp1 ticked") && r.contains("dp2 ticked"), "{r}");
+    assert!(report(&dp1).contains("dp1 is leader"));
+
+    both(&[&dp1, &dp2], "down-db1");
+    for _ in 0..4 {
+        dp2.tick();
+        dp1.tick();
+    }
+    assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
+    assert_eq!(runs(&[&dp1, &dp2], "two"), 1);
+    assert!(dp2.calls("promote").is_empty(), "a follower ran a step");
+    dp2.tick();
+    assert_eq!(dp2.state_of("db").0, "failed_over");
+    let kv = etcd
+        .ctl(&["get", "/t/one/pools/db", "--print-value-only"])
+        .unwrap();
+    assert!(kv.contains("\"failed_over\""), "{kv}");
+}
+
+#[test]
+fn a_follower_takes_over_the_pool_stays_locked_and_reset_on_a_follower_rearms_it() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (dp1, dp2) = (
+        member(&etcd, "dp1", "/t/two"),
+        member(&etcd, "dp2", "/t/two"),
+    );
+    both(&[&dp1, &dp2], "down-db1");
+    for _ in 0..3 {
+        dp1.tick();
+        dp2.tick();
+    }
+    assert_eq!(dp1.state_of("db").0, "failed_over");
+    // dp1's host dies: it ticks no more; once its lease ran out, dp2 leads.
+    let died = Instant::now();
+    loop {
+        dp2.tick();
+        if report(&dp2).contains("dp2 is leader") {
+            break;
+        }
+        assert!(
+            died.elapsed() < LEASE + Duration::from_secs(2),
+            "no takeover: {}",
+            report(&dp2)
+        );
+        sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        dp2.state_of("db").0,
+        "failed_over",
+        "locked across the change"
+    );
+    assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
+
+    // A reset on a member that does not lead re-arms the pool cluster-wide.
+    dp1.unflag("down-db1");
+    let r = dp1.run(&["reset", "db", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let kv = etcd
+        .ctl(&["get", "/t/two/pools/db", "--print-value-only"])
+        .unwrap();
+    assert!(
+        kv.contains("\"armed\"") && kv.contains("\"secondary\""),
+        "{kv}"
+    );
+    dp2.tick();
+    assert_eq!(
+        dp2.state_of("db"),
+        ("armed".to_string(), "secondary".to_string(), 0)
+    );
+}
+
+#[test]
+fn a_member_that_lost_leadership_mid_chain_starts_no_further_step() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (dp1, dp2) = (
+        member(&etcd, "dp1", "/t/three"),
+        member(&etcd, "dp2", "/t/three"),
+    );
+    both(&[&dp1, &dp2], "down-db1");
+    dp1.flag("hold-one");
+    dp1.tick();
+    dp1.tick();
+    let chain = dp1.command(&["tick"]).spawn().unwrap();
+    assert!(common::wait_for(
+        &dp1.path("holding"),
+        Duration::from_secs(10)
+    ));
+    // The leader key goes (as when dp1's lease ran out); dp2 takes it.
+    etcd.ctl(&["del", "/t/three/leader"]).unwrap();
+    dp2.tick();
+    assert!(report(&dp2).contains("dp2 is leader"), "{}", report(&dp2));
+    assert_eq!(dp2.state_of("db").0, "interrupted");
+    // dp1's step one ends; dp1 must not start step two, nor overwrite the pool.
+    dp1.unflag("hold-one");
+    let out = chain.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("step `two` not started"), "{log}");
+    assert_ne!(out.status.code(), Some(0), "{log}");
+    assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
+    assert_eq!(
+        runs(&[&dp1, &dp2], "two"),
+        0,
+        "a step ran after leadership was lost"
+    );
+    dp2.tick();
+    assert_eq!(dp2.state_of("db").0, "interrupted");
+    let kv = etcd
+        .ctl(&["get", "/t/three/pools/db", "--print-value-only"])
+        .unwrap();
+    assert!(kv.contains("\"interrupted\""), "{kv}");
+}
+
+#[test]
+fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    let (dp1, dp2) = (
+        member(&etcd, "dp1", "/t/four"),
+        member(&etcd, "dp2", "/t/four"),
+    );
+    dp1.tick();
+    dp2.tick();
+    both(&[&dp1, &dp2], "down-db1");
+    dp1.tick();
+    etcd.stop();
+    for _ in 0..4 {
+        dp1.tick();
+        dp2.tick();
+    }
+    assert_eq!(runs(&[&dp1, &dp2], "one"), 0, "a failover without etcd");
+    for m in [&dp1, &dp2] {
+        let r = m.run(&["report", "--nagios"]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(
+            r.stdout.contains("etcd unreachable or without quorum"),
+            "{r:?}"
+        );
+    }
+    // etcd back: the leader resumes from the state it had (1 failure) and fails over.
+    etcd.resume();
+    let (mut t, start) = (0, Instant::now());
+    while runs(&[&dp1, &dp2], "one") == 0 && start.elapsed() < Duration::from_secs(15) {
+        dp1.tick();
+        dp2.tick();
+        t += 1;
+        sleep(Duration::from_millis(200));
+    }
+    assert_eq!(runs(&[&dp1, &dp2], "one"), 1, "after {t} rounds");
+    assert!(t <= 3, "resumed from the count it had: {t} rounds");
+    dp1.tick();
+    assert_eq!(dp1.run(&["report", "--nagios"]).code, 1);
+}
