@@ -338,3 +338,45 @@ fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes(
     dp1.tick();
     assert_eq!(dp1.run(&["report", "--nagios"]).code, 1);
 }
+
+#[test]
+fn a_promote_on_a_follower_acts_cluster_wide_and_the_leader_leaves_its_chain_alone() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (dp1, dp2) = (
+        member(&etcd, "dp1", "/t/five"),
+        member(&etcd, "dp2", "/t/five"),
+    );
+    dp1.tick();
+    dp2.tick();
+    assert!(report(&dp2).contains("dp2 is follower, leader dp1"));
+    dp2.flag("hold-one");
+    let promote = dp2
+        .command(&["promote", "db", "secondary", "--yes"])
+        .spawn()
+        .unwrap();
+    assert!(common::wait_for(
+        &dp2.path("holding"),
+        Duration::from_secs(10)
+    ));
+    // The leader ticks while the promote holds its first step: it leaves the pool alone.
+    for _ in 0..3 {
+        dp1.tick();
+    }
+    let kv = etcd
+        .ctl(&["get", "/t/five/pools/db", "--print-value-only"])
+        .unwrap();
+    assert!(kv.contains("\"failing_over\""), "{kv}");
+    dp2.unflag("hold-one");
+    let out = promote.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dp1.tick();
+    assert_eq!(dp1.state_of("db").0, "failed_over");
+    assert_eq!(dp1.state_of("db").1, "secondary");
+    assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
+    assert_eq!(runs(&[&dp1, &dp2], "two"), 1);
+    assert!(etcd.ctl(&["get", "/t/five/chains/db"]).unwrap().is_empty());
+}

@@ -69,9 +69,13 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         return Ok(Outcome::NeedsAttention);
     }
     let (_lock, state) = super::lock_for_change(config)?;
-    let mut rec = state
-        .pool(&pool.name)?
-        .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+    let member = config.cluster.as_ref().map(crate::cluster::Member::new);
+    let mut rec = state.pool(&pool.name)?;
+    if let Some(m) = &member {
+        // With [cluster], the pool's state is etcd's: this promote acts cluster-wide.
+        rec = m.read_pool(&pool.name, rec.as_ref())?.or(rec);
+    }
+    let mut rec = rec.unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
     let target = monitor::check(pool, to);
     let refused = |why: String| Error::Failed(format!("cannot promote: {why}; nothing changed"));
     match rules::promote_guard(rec.state, rec.active == to, target.health.is_alive()) {
@@ -168,13 +172,19 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
             }
         }
     };
+    let person = match &member {
+        Some(m) => Some(m.person_chain(&format!("promote by {who} on {}", m.settings.name))?),
+        None => None,
+    };
     let run = chain::Run {
         actor: &who,
         why: &why,
         force: args.force,
         sessions: Some(&sessions),
         progress: if live { &show } else { &chain::quiet },
-        guard: None,
+        guard: person
+            .as_ref()
+            .map(|p| p as &(dyn crate::chain::Guard + Sync)),
     };
     let end = chain::execute(&state, pool, &mut rec, to, &run)?;
     let events = if live {

@@ -216,7 +216,10 @@ impl Watch<'_> {
 
     /// One pool in one round: check both servers, count, decide, record.
     fn check_pool(&self, pool: &Pool, gap: bool) -> Result<Plan> {
-        if self.cluster.is_some_and(|m| !m.is_leader()) {
+        if self
+            .cluster
+            .is_some_and(|m| !m.is_leader() || m.chain_elsewhere(&pool.name))
+        {
             return super::tick_cluster::follow(self.state, self.config, pool);
         }
         let (config, state) = (self.config, self.state);

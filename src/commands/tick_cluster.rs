@@ -23,7 +23,15 @@ pub fn sync(member: &Member, state: &State, pools: &[&Pool]) {
         }
         Standing::Leader { .. } => {}
     }
+    let elsewhere = member.find_chains_elsewhere();
     for pool in pools {
+        if elsewhere.contains(&pool.name) {
+            crate::info!(
+                "pool {}: a person's promote runs its chain now; this round leaves it alone",
+                pool.name
+            );
+            continue;
+        }
         let local = state.pool(&pool.name).ok().flatten();
         match member.read_pool(&pool.name, local.as_ref()) {
             Ok(Some(rec)) => {
