@@ -210,12 +210,17 @@ struct Recorder<'a> {
     state: &'a State,
     pool: &'a str,
     pending: Vec<Event>,
+    /// With `[cluster]`: the chain's events also go to etcd.
+    guard: Option<&'a (dyn Guard + Sync)>,
 }
 
 impl Recorder<'_> {
     const FINAL_RETRY: Duration = Duration::from_secs(120);
 
     fn add(&mut self, events: Vec<Event>) {
+        if let Some(guard) = self.guard {
+            guard.record(&events);
+        }
         self.pending.extend(events);
         match self.state.add_events(&self.pending) {
             Ok(()) => self.pending.clear(),
@@ -230,6 +235,9 @@ impl Recorder<'_> {
     /// Writes the pool's row with everything pending; retried with a pause until it is on
     /// disk or the retry time has passed.
     fn finish(&mut self, rec: &PoolRecord, end: Event) -> Result<()> {
+        if let Some(guard) = self.guard {
+            guard.record(std::slice::from_ref(&end));
+        }
         self.pending.push(end);
         let give_up = Instant::now() + Self::FINAL_RETRY;
         let mut logged = false;
@@ -279,6 +287,9 @@ pub trait Guard {
     /// `Ok` when the step (`None`: the commit of `failing_over`) may start; it records
     /// `rec` where the pool state lives.
     fn check(&self, rec: &PoolRecord, step: Option<&str>) -> Result<()>;
+
+    /// Keeps the chain's history events where every member sees them too (best effort).
+    fn record(&self, _events: &[Event]) {}
 }
 
 impl std::fmt::Debug for Run<'_> {
@@ -350,15 +361,21 @@ pub fn execute(
             .check(rec, None)
             .map_err(|e| e.context("cannot prove this member leads the cluster; no step ran"))?;
     }
-    state.save_pool(rec, &[first]).map_err(|e| {
-        e.context("cannot commit `failing_over` to the state database; no step ran")
-    })?;
+    state
+        .save_pool(rec, std::slice::from_ref(&first))
+        .map_err(|e| {
+            e.context("cannot commit `failing_over` to the state database; no step ran")
+        })?;
     crate::warn!("pool {}: {msg}", pool.name);
 
+    if let Some(guard) = run.guard {
+        guard.record(std::slice::from_ref(&first));
+    }
     let mut recorder = Recorder {
         state,
         pool: &pool.name,
         pending: Vec::new(),
+        guard: run.guard,
     };
     let mut aborted_by: Option<&str> = None;
     let mut succeeded: Vec<bool> = Vec::new();

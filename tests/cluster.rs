@@ -202,6 +202,17 @@ fn only_the_leader_runs_the_chain_and_every_member_reports_it() {
         .ctl(&["get", "/t/one/pools/db", "--print-value-only"])
         .unwrap();
     assert!(kv.contains("\"failed_over\""), "{kv}");
+    // The chain's events show in the follower's history too, naming the member.
+    let h = dp2.history();
+    assert!(
+        h.contains("failover_started") && h.contains("by tick@dp1"),
+        "{h}"
+    );
+    assert!(h.contains("failed_over"), "{h}");
+    assert!(
+        !dp1.history().contains("@dp1"),
+        "a member's own events come from its own database"
+    );
 }
 
 #[test]

@@ -21,7 +21,24 @@ pub fn run(config: &Config, args: &HistoryArgs) -> Result<Outcome> {
         }
         return Ok(Outcome::Done);
     };
-    for e in state.history(args.pool.as_deref(), args.limit)? {
+    let mut events = state.history(args.pool.as_deref(), args.limit)?;
+    if let Some(cluster) = &config.cluster {
+        // Each member's own history, and the chains other members ran (kept in etcd).
+        match crate::cluster::Member::new(cluster).others_events() {
+            Ok(others) => {
+                events.extend(
+                    others
+                        .into_iter()
+                        .filter(|e| args.pool.is_none() || e.pool == args.pool),
+                );
+                events.sort_by_key(|e| e.at);
+                let excess = events.len().saturating_sub(args.limit as usize);
+                events.drain(..excess);
+            }
+            Err(e) => crate::warn!("cannot read the other members' chain events from etcd: {e:#}"),
+        }
+    }
+    for e in events {
         if args.json {
             println!("{}", serde_json::to_string(&e)?);
             continue;
