@@ -8,6 +8,11 @@
 #   app1 10.213.0.21  sshd (a client host whose /etc/hosts deadpool rewrites)
 #   app2 10.213.0.22  sshd
 #
+# and, for several watcher hosts (`lab.sh cluster-up`), six more:
+#
+#   etcd1..etcd3  10.213.0.71-73  one etcd member each (a three-member cluster)
+#   dp1..dp3      10.213.0.81-83  one deadpool member each (a tick loop, `member-start`)
+#
 # and offers fault helpers (kill, hang, SIGSTOP...) so tests can break them.
 # Every file the lab uses lives under LAB_DIR (default /tmp/deadpool-lab);
 # `down` removes everything, whatever state the lab was left in.
@@ -35,6 +40,14 @@ for ((i = 3; i <= LAB_APPS; i++)); do
     HOSTS+=("app$i")
     IP[app$i]=10.213.0.$((20 + i))
 done
+# Several watcher hosts: built by `cluster-up` only, beside the hosts above.
+ETCD_HOSTS=(etcd1 etcd2 etcd3)
+DP_HOSTS=(dp1 dp2 dp3)
+CLUSTER_HOSTS=("${ETCD_HOSTS[@]}" "${DP_HOSTS[@]}")
+IP+=([etcd1]=10.213.0.71 [etcd2]=10.213.0.72 [etcd3]=10.213.0.73
+     [dp1]=10.213.0.81 [dp2]=10.213.0.82 [dp3]=10.213.0.83)
+ETCD_CLIENT_PORT=2379
+ETCD_PEER_PORT=2380
 PRIMARY=db1
 REPLICA=db2
 MYSQL_PORT=3306
@@ -59,7 +72,8 @@ MONITOR_GRANTS="REPLICATION CLIENT, SLAVE MONITOR"
 
 # check_mysql is in monitoring-plugins-standard, not -basic.
 PACKAGES=(mariadb-server openssh-server iproute2 iputils-arping iptables
-          monitoring-plugins-basic monitoring-plugins-standard redis-server sudo)
+          monitoring-plugins-basic monitoring-plugins-standard redis-server sudo
+          etcd-server etcd-client)
 
 MARKER=$LAB_DIR/.deadpool-lab      # proves LAB_DIR is ours before `down` deletes it
 SECRETS=$LAB_DIR/secrets
@@ -101,7 +115,16 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh sql HOST "SQL"       run SQL as root over the unix socket
        lab.sh redis HOST ARGS...   redis-cli on the host, authenticated
        lab.sh ssh HOST [CMD...]    ssh to the host as root with the lab key
-hosts: ${HOSTS[*]}
+
+       lab.sh cluster-up           the etcd and deadpool member hosts, three etcd members
+                                   running (needs `up` first for the databases)
+       lab.sh etcd-kill|etcd-start HOST   kill -9 / start again one etcd member
+       lab.sh etcd-endpoints       the etcd client URLs, comma-separated
+       lab.sh member-start HOST DEADPOOL CONFIG_DIR
+                                   a deadpool member's tick loop on HOST (tick; sleep 1)
+       lab.sh member-stop HOST     kill everything running on HOST (its host dies)
+       lab.sh link-down|link-up HOST   the host's link to the bridge down / up again
+hosts: ${HOSTS[*]}; cluster hosts: ${CLUSTER_HOSTS[*]}
 EOF
     exit "${1:-2}"
 }
@@ -215,7 +238,7 @@ system_daemon_pids() {
     for pid in /proc/[0-9]*; do
         pid=${pid#/proc/}
         case $(cat "/proc/$pid/comm" 2>/dev/null) in
-            mariadbd|mysqld|mysqld_safe|mariadbd-safe|redis-server|sshd)
+            mariadbd|mysqld|mysqld_safe|mariadbd-safe|redis-server|sshd|etcd)
                 if [[ $(readlink "/proc/$pid/ns/net" 2>/dev/null) == "$root_net" ]]; then
                     echo "$pid"
                 fi ;;
@@ -752,6 +775,7 @@ cmd_down() {
     local t0=$EPOCHREALTIME host ns pids tries extra
     # Every lab namespace, however many client hosts the lab was built with.
     mapfile -t extra < <(ip netns list 2>/dev/null | awk '$1 ~ /^dp-/ { sub(/^dp-/, "", $1); print $1 }')
+    HOSTS+=("${CLUSTER_HOSTS[@]}")
     for host in "${extra[@]}"; do
         is_host "$host" || { HOSTS+=("$host"); IP[$host]=0.0.0.0; }
     done
@@ -959,6 +983,112 @@ cmd_env() {
     emit LAB_SSH_KNOWN_HOSTS "$KNOWN_HOSTS"
 }
 
+
+# ---------------------------------------------------------------- several watcher hosts
+
+is_cluster_host() { [[ " ${CLUSTER_HOSTS[*]} " == *" ${1:-} "* ]]; }
+is_etcd_host() { [[ " ${ETCD_HOSTS[*]} " == *" ${1:-} "* ]]; }
+is_dp_host() { [[ " ${DP_HOSTS[*]} " == *" ${1:-} "* ]]; }
+
+etcd_endpoints() {
+    local h out=()
+    for h in "${ETCD_HOSTS[@]}"; do out+=("http://${IP[$h]}:$ETCD_CLIENT_PORT"); done
+    (IFS=,; echo "${out[*]}")
+}
+
+etcd_pids() {
+    local host=$1 pid
+    ns_exists "$host" || return 0
+    for pid in $(ip netns pids "$(ns_of "$host")" 2>/dev/null); do
+        [[ $(cat "/proc/$pid/comm" 2>/dev/null) == etcd ]] && echo "$pid"
+    done
+    return 0
+}
+
+etcd_start() {
+    local host=$1 dir peers=() h
+    if [[ -n $(etcd_pids "$host") ]]; then log "etcd on $host is already running"; return 0; fi
+    dir=$(host_dir "$host")/etcd
+    mkdir -p "$dir"
+    for h in "${ETCD_HOSTS[@]}"; do peers+=("$h=http://${IP[$h]}:$ETCD_PEER_PORT"); done
+    start_in_host "$host" "$dir/etcd.log" etcd --name "$host" --data-dir "$dir/data" \
+        --listen-client-urls "http://${IP[$host]}:$ETCD_CLIENT_PORT" \
+        --advertise-client-urls "http://${IP[$host]}:$ETCD_CLIENT_PORT" \
+        --listen-peer-urls "http://${IP[$host]}:$ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls "http://${IP[$host]}:$ETCD_PEER_PORT" \
+        --initial-cluster "$(IFS=,; echo "${peers[*]}")" \
+        --initial-cluster-state new --initial-cluster-token deadpool-lab
+}
+
+etcd_kill() {
+    local host=$1 pids
+    mapfile -t pids < <(etcd_pids "$host")
+    ((${#pids[@]} > 0)) || { log "etcd on $host is not running"; return 0; }
+    kill -9 "${pids[@]}"
+    wait_until 5 "etcd on $host to die" etcd_gone "$host"
+}
+
+etcd_gone() { [[ -z $(etcd_pids "$1") ]]; }
+
+# A write needs quorum: the cluster is ready when a put succeeds.
+etcd_writable() {
+    ETCDCTL_API=3 etcdctl --endpoints "$(etcd_endpoints)" --command-timeout=1s \
+        put /deadpool-lab/ready 1
+}
+
+cmd_cluster_up() {
+    need_root
+    local t0=$EPOCHREALTIME host file h
+    command -v etcd >/dev/null || die "etcd is not installed, run: $0 install"
+    make_lab_dir
+    net_up
+    for host in "${CLUSTER_HOSTS[@]}"; do
+        host_net_up "$host"
+        file=/etc/netns/$(ns_of "$host")/hosts
+        if [[ ! -s $file ]]; then
+            mkdir -p "${file%/*}"
+            {
+                printf '127.0.0.1\tlocalhost\n'
+                for h in "${HOSTS[@]}" "${CLUSTER_HOSTS[@]}"; do printf '%s\t%s\n' "${IP[$h]}" "$h"; done
+            } >"$file"
+            printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"${file%/*}/resolv.conf"
+        fi
+    done
+    for host in "${ETCD_HOSTS[@]}"; do etcd_start "$host"; done
+    wait_until "$LAB_TIMEOUT" "etcd quorum" etcd_writable || die "etcd did not form a cluster"
+    log "cluster hosts are up in $(elapsed_since "$t0")s (etcd: $(etcd_endpoints))"
+}
+
+# A deadpool member: `tick; sleep 1` in a loop inside the host, its log in the host's dir.
+member_start() {
+    local host=$1 bin=$2 config=$3 dir
+    dir=$(host_dir "$host")
+    mkdir -p "$dir"
+    [[ -x $bin ]] || die "$bin is not an executable"
+    [[ -d $config ]] || die "$config is not a config dir"
+    # shellcheck disable=SC2016  # for the inner shell
+    start_in_host "$host" "$dir/member.log" sh -c \
+        'while :; do "$0" --config "$1" tick; sleep 1; done' "$bin" "$config"
+}
+
+# Its host dies: every process in the namespace is killed.
+member_stop() {
+    local ns pids tries
+    ns=$(ns_of "$1")
+    for ((tries = 0; tries < 50; tries++)); do
+        mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
+        ((${#pids[@]} > 0)) || return 0
+        kill -9 "${pids[@]}" 2>/dev/null || true
+        sleep 0.05
+    done
+    die "processes left in $ns: ${pids[*]}"
+}
+
+check_cluster_host() {
+    is_cluster_host "${1:-}" || die "unknown cluster host '${1:-}' (expected one of: ${CLUSTER_HOSTS[*]})"
+    ns_exists "$1" || die "$1 does not exist (run: $0 cluster-up)"
+}
+
 main() {
     local cmd=${1:-}
     [[ -n $cmd ]] || usage
@@ -1026,6 +1156,28 @@ main() {
             local host=$1
             shift
             exec ssh "${SSH_OPTS[@]}" "$SSH_USER@${IP[$host]}" "$@" ;;
+        cluster-up)
+            (($# == 0)) || usage
+            cmd_cluster_up ;;
+        etcd-endpoints)
+            (($# == 0)) || usage
+            etcd_endpoints ;;
+        etcd-kill|etcd-start)
+            (($# == 1)) || usage
+            need_root; check_cluster_host "$1"; is_etcd_host "$1" || die "$1 is not an etcd host"
+            if [[ $cmd == etcd-kill ]]; then etcd_kill "$1"; else etcd_start "$1"; fi ;;
+        member-start)
+            (($# == 3)) || usage
+            need_root; check_cluster_host "$1"; is_dp_host "$1" || die "$1 is not a deadpool host"
+            member_start "$@" ;;
+        member-stop)
+            (($# == 1)) || usage
+            need_root; check_cluster_host "$1"
+            member_stop "$1" ;;
+        link-down|link-up)
+            (($# == 1)) || usage
+            need_root; check_cluster_host "$1"
+            ip link set "dpv-$1" "${cmd#link-}" ;;
         -h|--help|help) usage 0 ;;
         *) usage ;;
     esac
