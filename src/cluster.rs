@@ -835,7 +835,11 @@ impl Member {
     /// Writes what this member knows of the cluster to `<state_dir>/cluster.json`, for
     /// `report` (which reads no network).
     pub fn save_status(&self, state_dir: &Path, now_ms: i64) {
-        let members = self.members().unwrap_or_default();
+        // Without etcd, no second wait for the members' ticks.
+        let members = match self.role() {
+            Standing::Unknown { .. } => Vec::new(),
+            _ => self.members().unwrap_or_default(),
+        };
         let status = match self.role() {
             Standing::Leader { sent, ttl, .. } => json!({
                 "role": "leader", "leader": self.settings.name,
