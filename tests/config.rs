@@ -495,7 +495,9 @@ fn make_certificates(dir: &std::path::Path) {
         let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
         PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
     };
-    let cert = |cn: &str, key: &PKey<openssl::pkey::Private>, signer: Option<(&X509, &PKey<openssl::pkey::Private>)>| {
+    let cert = |cn: &str,
+                key: &PKey<openssl::pkey::Private>,
+                signer: Option<(&X509, &PKey<openssl::pkey::Private>)>| {
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_text("CN", cn).unwrap();
         let name = name.build();
@@ -503,8 +505,10 @@ fn make_certificates(dir: &std::path::Path) {
         b.set_version(2).unwrap();
         b.set_subject_name(&name).unwrap();
         b.set_pubkey(key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
         match signer {
             Some((ca, ca_key)) => {
                 b.set_issuer_name(ca.subject_name()).unwrap();
@@ -528,8 +532,16 @@ fn make_certificates(dir: &std::path::Path) {
     };
     write("ca.pem", ca.to_pem().unwrap(), 0o644);
     write("client.pem", client.to_pem().unwrap(), 0o644);
-    write("client.key", client_key.private_key_to_pem_pkcs8().unwrap(), 0o600);
-    write("other.key", key().private_key_to_pem_pkcs8().unwrap(), 0o600);
+    write(
+        "client.key",
+        client_key.private_key_to_pem_pkcs8().unwrap(),
+        0o600,
+    );
+    write(
+        "other.key",
+        key().private_key_to_pem_pkcs8().unwrap(),
+        0o600,
+    );
 }
 
 const TLS_POOL: &str = "primary = \"192.0.2.11\"\nsecondary = \"192.0.2.12\"\n\n[monitor]\ntype = \"TYPE\"\npassword_file = \"secret\"\nTLS\n\n[[protocol]]\ntype = \"STEP\"\nuser = \"dpadmin\"\npassword_file = \"secret\"\nSTEP_TLS\n";
@@ -560,13 +572,19 @@ fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
     )
     .unwrap();
     inst.write("not-a-cert.pem", "hello\n");
-    inst.write("open-ca.pem", &std::fs::read_to_string(inst.path("ca.pem")).unwrap());
+    inst.write(
+        "open-ca.pem",
+        &std::fs::read_to_string(inst.path("ca.pem")).unwrap(),
+    );
     std::fs::set_permissions(
         inst.path("open-ca.pem"),
         std::os::unix::fs::PermissionsExt::from_mode(0o666),
     )
     .unwrap();
-    inst.write("open.key", &std::fs::read_to_string(inst.path("client.key")).unwrap());
+    inst.write(
+        "open.key",
+        &std::fs::read_to_string(inst.path("client.key")).unwrap(),
+    );
     std::fs::set_permissions(
         inst.path("open.key"),
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
@@ -657,7 +675,11 @@ fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
         let r = inst.run(&["check-config", "--offline"]);
         assert_eq!(r.code, 2, "{what}: {r:?}");
         for word in words.iter().chain(&["pools/db.toml"]) {
-            assert!(r.stderr.contains(word), "{what}: `{word}` missing from: {}", r.stderr);
+            assert!(
+                r.stderr.contains(word),
+                "{what}: `{word}` missing from: {}",
+                r.stderr
+            );
         }
     }
 
@@ -666,7 +688,11 @@ fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
     for kind in ["mysql", "redis"] {
         inst.write(
             "pools/db.toml",
-            &tls_pool(kind, &format!("tls = {{ ca_file = \"ca.pem\", {client} }}"), ""),
+            &tls_pool(
+                kind,
+                &format!("tls = {{ ca_file = \"ca.pem\", {client} }}"),
+                "",
+            ),
         );
         let r = inst.run(&["check-config", "--offline"]);
         assert_eq!(r.code, 0, "{kind}: {r:?}");
@@ -677,7 +703,11 @@ fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
             inst.path("client.pem").display()
         );
         assert!(r.stdout.contains(&line), "{kind}: {line} in {}", r.stdout);
-        assert!(!r.stdout.contains("step `"), "{kind}: the step inherits: {}", r.stdout);
+        assert!(
+            !r.stdout.contains("step `"),
+            "{kind}: the step inherits: {}",
+            r.stdout
+        );
         let key = std::fs::read_to_string(inst.path("client.key")).unwrap();
         let body = key.lines().nth(1).unwrap();
         assert!(!r.stdout.contains(body) && !r.stderr.contains(body));
@@ -693,7 +723,8 @@ fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
     let r = inst.run(&["check-config", "--offline"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout.contains("pool db: step `redis_promote`: TLS, verify none")
+        r.stdout
+            .contains("pool db: step `redis_promote`: TLS, verify none")
             && r.stdout.contains("warning: pool db: tls verify = \"none\""),
         "{}",
         r.stdout
