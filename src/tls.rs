@@ -131,7 +131,7 @@ impl Tls {
                 && name.len() <= 253
                 && name
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._:*".contains(&b));
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
             if !ok {
                 return Err(format!(
                     "key `tls.server_name`: `{name}` is not a host name or IP address"

@@ -165,13 +165,13 @@ fn a_mysql_pool_watches_and_fails_over_through_tls_and_refuses_what_it_cannot_tr
         inst.history()
     );
     assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "0");
-    // The others could not trust what they saw, and the secondary still answers them
-    // alike: they were never armed to fail over for it, and stay armed.
+    // The others now count the dead primary, but their standby is no use to them either
+    // (alive, refused): blocked, never failed over.
     for pool in ["plain", "wrong"] {
         let (state, active, _) = inst.state_of(pool);
         assert_eq!(
             (state.as_str(), active.as_str()),
-            ("armed", "primary"),
+            ("blocked", "primary"),
             "{pool}"
         );
     }
@@ -244,7 +244,7 @@ fn a_redis_pool_watches_and_fails_over_through_tls_and_refuses_what_it_cannot_tr
         let (state, active, _) = inst.state_of(pool);
         assert_eq!(
             (state.as_str(), active.as_str()),
-            ("armed", "primary"),
+            ("blocked", "primary"),
             "{pool}"
         );
     }
@@ -255,8 +255,21 @@ fn a_redis_pool_watches_and_fails_over_through_tls_and_refuses_what_it_cannot_tr
 fn observers_over_tls_see_a_live_redis_and_block_the_failover() {
     let lab = tls_lab();
     let mut pool = with_monitor_line(&lab.redis_pool(2), &tls_table(&lab, lab.var("LAB_TLS_CA")));
-    pool = with_monitor_line(&pool, "confirm_from = [\"app1\", \"app2\"]\n");
-    let inst = Instance::with(&lab.settings_with_ssh(None), &[("cache", &pool)]);
+    pool = with_monitor_line(
+        &pool,
+        &format!(
+            "confirm_from = [\"{}\", \"{}\"]\n",
+            lab.var("LAB_APP1_IP"),
+            lab.var("LAB_APP2_IP")
+        ),
+    );
+    // Readiness checks of a cut-off server take the monitor's timeout: far apart, so
+    // that they never keep a tick busy from one round to the next.
+    let settings = lab.settings_with_ssh(None).replace(
+        "system_check_interval = \"1s\"",
+        "system_check_interval = \"1h\"",
+    );
+    let inst = Instance::with(&settings, &[("cache", &pool)]);
     ticks(&inst, 1);
     assert_eq!(servers(&inst, "cache")[0].0, "up");
     // deadpool alone is cut off from the primary; the app hosts still reach it over TLS.
