@@ -137,6 +137,8 @@ pub enum MonitorKind {
         port: u16,
         user: String,
         password: Secret,
+        /// TLS toward both servers, also used by `mysql_promote` unless it has its own.
+        tls: Option<Tls>,
     },
     /// A Redis PING and `INFO replication`.
     Redis(RedisAccess),
@@ -149,7 +151,10 @@ pub struct RedisAccess {
     /// An ACL user (Redis 6+); without one, `AUTH password`.
     pub user: Option<String>,
     pub password: Option<Secret>,
+    pub tls: Option<Tls>,
 }
+
+pub use crate::tls::Tls;
 
 /// A password read from a `password_file`. Never printed: `Debug` shows only that it exists.
 #[derive(Clone, PartialEq, Eq)]
@@ -258,6 +263,8 @@ pub struct MysqlPromote {
     pub max_lag: Duration,
     /// `RESET REPLICA ALL` on the promoted server, so it forgets its old source.
     pub reset_replica: bool,
+    /// TLS toward both servers: the step's own `tls` table, else the monitor's.
+    pub tls: Option<Tls>,
 }
 
 impl Pool {
@@ -558,6 +565,18 @@ struct RawMonitor {
     password_file: Option<String>,
     command: Option<String>,
     confirm_from: Option<Vec<String>>,
+    tls: Option<RawTls>,
+}
+
+/// A `tls` table: of a `mysql` or `redis` monitor, or of a promoting step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<String>,
+    verify: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -570,6 +589,7 @@ struct RawMysqlPromote {
     max_lag: Option<String>,
     #[serde(default)]
     reset_replica: bool,
+    tls: Option<RawTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -591,6 +611,7 @@ struct RawRedisPromote {
     password_file: Option<String>,
     catch_up_timeout: Option<String>,
     max_lag: Option<String>,
+    tls: Option<RawTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -622,6 +643,35 @@ fn step_ssh(
         None => Ok(defaults.clone()),
         Some(raw) => ssh_settings(dir, raw, Some(defaults)).map_err(|e| format!("ssh: {e}")),
     }
+}
+
+/// A `tls` table checked and loaded; paths are relative to the config dir. Errors name the
+/// key (`tls.ca_file`, ...).
+fn load_tls(dir: &Path, raw: RawTls) -> Result<Tls, String> {
+    let path = |value: Option<String>, key: &str| match value {
+        Some(v) if v.trim().is_empty() || v.contains('\0') => {
+            Err(format!("key `tls.{key}`: expected the path of a PEM file"))
+        }
+        Some(v) => Ok(Some(dir.join(v))),
+        None => Ok(None),
+    };
+    crate::tls::Tls::load(crate::tls::Settings {
+        ca_file: path(raw.ca_file, "ca_file")?,
+        verify: raw.verify,
+        cert_file: path(raw.cert_file, "cert_file")?,
+        key_file: path(raw.key_file, "key_file")?,
+        server_name: raw.server_name,
+    })
+}
+
+/// The MySQL client checks the name the server is written by: a `server_name` cannot apply.
+fn mysql_tls(tls: Tls) -> Result<Tls, String> {
+    if let Some(name) = &tls.server_name {
+        return Err(format!(
+            "key `tls.server_name`: the MySQL client checks the certificate against the server's name as written in `primary`/`secondary`, so `{name}` cannot be used: write the servers by the names their certificates carry, or use verify = \"ca\""
+        ));
+    }
+    Ok(tls)
 }
 
 /// A list of hosts: names or addresses, `local` for this host where `local_ok`.
@@ -888,11 +938,17 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
         None => Vec::new(),
         Some(hosts) => host_list(hosts, "confirm_from", false)?,
     };
+    let tls_given = raw.tls.is_some();
+    let tls = match raw.tls {
+        Some(t) if matches!(raw.kind.as_str(), "mysql" | "redis") => Some(load_tls(dir, t)?),
+        _ => None,
+    };
     let kind = match raw.kind.as_str() {
         "nagios" => {
             reject(&[
                 ("user", raw.user.is_some()),
                 ("password_file", raw.password_file.is_some()),
+                ("tls", tls_given),
             ])?;
             let command = raw
                 .command
@@ -916,6 +972,7 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
                 ("user", raw.user.is_some()),
                 ("password_file", raw.password_file.is_some()),
                 ("command", raw.command.is_some()),
+                ("tls", tls_given),
             ])?;
             let port = raw.port.ok_or("key `port`: a `tcp` monitor needs a port")?;
             MonitorKind::Tcp { port }
@@ -930,6 +987,7 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
                 port: raw.port.unwrap_or(3306),
                 user,
                 password,
+                tls: tls.map(mysql_tls).transpose()?,
             }
         }
         "redis" => {
@@ -944,6 +1002,7 @@ fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
                 port: raw.port.unwrap_or(6379),
                 user: raw.user,
                 password,
+                tls,
             })
         }
         other => {
@@ -1127,9 +1186,14 @@ fn load_step(
                 .map_err(|e: toml::de::Error| toml_msg(&e))?;
             let password = load_secret(dir, &raw.password_file)
                 .map_err(|e| format!("key `password_file`: {e}"))?;
-            let default_port = match &monitor.kind {
-                MonitorKind::Mysql { port, .. } => *port,
-                _ => 3306,
+            let (default_port, monitor_tls) = match &monitor.kind {
+                MonitorKind::Mysql { port, tls, .. } => (*port, tls.clone()),
+                _ => (3306, None),
+            };
+            // The step reaches the same servers: the monitor's TLS unless it has its own.
+            let tls = match raw.tls {
+                Some(t) => Some(mysql_tls(load_tls(dir, t)?)?),
+                None => monitor_tls,
             };
             StepKind::MysqlPromote(MysqlPromote {
                 user: raw.user,
@@ -1140,6 +1204,7 @@ fn load_step(
                 max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("30s"))
                     .map_err(|e| format!("key `max_lag`: {e}"))?,
                 reset_replica: raw.reset_replica,
+                tls,
             })
         }
         "redis_promote" => {
@@ -1157,6 +1222,10 @@ fn load_step(
                 }
                 None => monitor_access.as_ref().and_then(|m| m.password.clone()),
             };
+            let tls = match raw.tls {
+                Some(t) => Some(load_tls(dir, t)?),
+                None => monitor_access.as_ref().and_then(|m| m.tls.clone()),
+            };
             let access = RedisAccess {
                 port: raw
                     .port
@@ -1164,6 +1233,7 @@ fn load_step(
                     .unwrap_or(6379),
                 user: raw.user.or(monitor_access.and_then(|m| m.user)),
                 password,
+                tls,
             };
             StepKind::RedisPromote(RedisPromote {
                 access,
@@ -1504,6 +1574,34 @@ pub fn summary(config: &Config) -> String {
             pool.threshold(),
             pool.steps.len()
         );
+        let tls = match &pool.monitor.kind {
+            MonitorKind::Mysql { tls, .. } => tls.as_ref(),
+            MonitorKind::Redis(r) => r.tls.as_ref(),
+            _ => None,
+        };
+        if let Some(tls) = tls {
+            let _ = writeln!(out, "pool {}: monitor: {}", pool.name, tls.describe());
+        }
+        for step in &pool.steps {
+            let own = match &step.kind {
+                StepKind::MysqlPromote(m) => m.tls.as_ref(),
+                StepKind::RedisPromote(r) => r.access.tls.as_ref(),
+                _ => None,
+            };
+            match (own, tls) {
+                (Some(own), Some(t)) if own.describe() == t.describe() => {}
+                (Some(own), _) => {
+                    let _ = writeln!(
+                        out,
+                        "pool {}: step `{}`: {}",
+                        pool.name,
+                        step.name,
+                        own.describe()
+                    );
+                }
+                _ => {}
+            }
+        }
     }
     out
 }

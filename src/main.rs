@@ -27,6 +27,7 @@ mod ssh;
 mod state;
 mod strict;
 mod text;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,8 @@
 //! The MySQL/MariaDB client deadpool uses: always TCP, every call bounded, and the server
 //! facts the monitor, the readiness checks and the promotion need. Replication status is
 //! read by column name and accepts both the MariaDB/MySQL 5.7 (`Slave_*`, `Master_*`) and the
-//! MySQL 8.0.22+ (`Replica_*`, `Source_*`) spellings.
+//! MySQL 8.0.22+ (`Replica_*`, `Source_*`) spellings. With a pool's `tls` table the
+//! connection is upgraded to TLS before the login (the server's greeting is plain text).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Value};
 
-use crate::config::Secret;
+use crate::config::{Secret, Tls};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -23,7 +24,13 @@ pub struct Target<'a> {
     /// Bounds each read and write instead of `timeout` when longer, for statements that
     /// wait server-side (`STOP REPLICA` while the IO thread is stuck connecting).
     pub statement_timeout: Option<Duration>,
+    /// TLS before the login, when the pool has a `tls` table.
+    pub tls: Option<&'a Tls>,
 }
+
+/// The error code of a failed TLS setup: the MySQL client library's own
+/// (`CR_SSL_CONNECTION_ERROR`). Such a [`Failure::Refused`] came from a live server.
+pub const TLS_ERROR: u16 = 2026;
 
 /// Why a connection or query failed, sorted by what it says about the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +45,10 @@ impl Failure {
     pub fn message(&self) -> String {
         match self {
             Failure::Down(m) => m.clone(),
+            Failure::Refused {
+                code: TLS_ERROR,
+                message,
+            } => message.clone(),
             Failure::Refused { code, message } => format!("{message} (error {code})"),
         }
     }
@@ -51,10 +62,35 @@ impl std::fmt::Display for Failure {
 
 fn classify(err: mysql::Error, target: &Target) -> Failure {
     match err {
-        mysql::Error::MySqlError(e) => Failure::Refused {
-            code: e.code,
-            message: crate::text::one_line(&e.message),
+        mysql::Error::MySqlError(e) => {
+            let mut message = crate::text::one_line(&e.message);
+            if target.tls.is_none()
+                && let Some(hint) = tls_hint(e.code, || offers_tls(target))
+            {
+                message = format!("{message}; {hint}");
+            }
+            Failure::Refused {
+                code: e.code,
+                message,
+            }
+        }
+        mysql::Error::DriverError(mysql::DriverError::TlsNotSupported) => Failure::Refused {
+            code: TLS_ERROR,
+            message: "TLS: the server does not offer TLS: give it a certificate (ssl_cert, ssl_key), or remove tls from the pool".into(),
         },
+        mysql::Error::TlsError(e) => {
+            let tls = target.tls.expect("a TLS error comes from a TLS connection");
+            let name = target.host;
+            match crate::tls::explain(&e.to_string(), tls, name) {
+                crate::tls::Failed::Refused(message) => Failure::Refused {
+                    code: TLS_ERROR,
+                    message,
+                },
+                crate::tls::Failed::Silent(m) => {
+                    Failure::Down(format!("{}:{}: {m}", target.host, target.port))
+                }
+            }
+        }
         other => {
             let text = plain_error(&other);
             if text.contains(target.host) {
@@ -88,6 +124,63 @@ fn plain_error(e: &mysql::Error) -> String {
     t.to_string()
 }
 
+/// What to add to a refused login made without TLS, when TLS may be why (pure, for tests):
+/// MySQL says so (3159, `require_secure_transport`); MariaDB answers "access denied"
+/// (1045), so `offers_tls` is asked whether the server offers TLS at all.
+fn tls_hint(code: u16, offers_tls: impl FnOnce() -> bool) -> Option<&'static str> {
+    match code {
+        3159 => Some(
+            "the server requires TLS (require_secure_transport): add tls = { ca_file = \"...\" } to the pool's [monitor]",
+        ),
+        1045 if offers_tls() => Some(
+            "the server offers TLS: if it requires it (require_secure_transport = ON), add tls = { ca_file = \"...\" } to the pool's [monitor]",
+        ),
+        _ => None,
+    }
+}
+
+/// Whether the server's greeting offers TLS (one more connection, bounded by the timeout).
+fn offers_tls(target: &Target) -> bool {
+    use std::io::Read;
+    let Ok(addrs) = crate::net::resolve(target.host, target.port, target.timeout) else {
+        return false;
+    };
+    let Some(addr) = addrs.first() else {
+        return false;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(addr, target.timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(target.timeout));
+    let mut header = [0u8; 4];
+    if stream.read_exact(&mut header).is_err() {
+        return false;
+    }
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    let mut packet = header.to_vec();
+    packet.resize(4 + len.min(512), 0);
+    if stream.read_exact(&mut packet[4..]).is_err() {
+        return false;
+    }
+    greeting_offers_tls(&packet).unwrap_or(false)
+}
+
+/// Reads the `CLIENT_SSL` capability from a server greeting (protocol 10), or `None` when
+/// the bytes are no greeting (pure, for tests).
+fn greeting_offers_tls(packet: &[u8]) -> Option<bool> {
+    const CLIENT_SSL: u16 = 0x0800;
+    // 3 bytes length, 1 byte sequence, then the payload.
+    let payload = packet.get(4..)?;
+    if payload.first() != Some(&10) {
+        return None;
+    }
+    let version_end = payload.iter().skip(1).position(|b| *b == 0)? + 1;
+    // version NUL, thread id (4), scramble part 1 (8), filler (1), capabilities (2).
+    let at = version_end + 1 + 4 + 8 + 1;
+    let caps = u16::from_le_bytes([*payload.get(at)?, *payload.get(at + 1)?]);
+    Some(caps & CLIENT_SSL != 0)
+}
+
 /// An open admin or monitor connection.
 pub struct Client {
     conn: Conn,
@@ -95,6 +188,8 @@ pub struct Client {
     pub flavor: Flavor,
     pub version: String,
     target_desc: String,
+    /// Whether the connection is TLS.
+    pub tls: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -102,6 +197,7 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("target", &self.target_desc)
             .field("version", &self.version)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -124,8 +220,25 @@ impl Client {
             .statement_timeout
             .unwrap_or(target.timeout)
             .max(target.timeout);
+        // The TLS name is the host as written; the address was resolved above, with a
+        // deadline, so the client's own look-up of the same name finds it at once.
+        let host = match target.tls {
+            Some(_) => target.host.to_string(),
+            None => addr.ip().to_string(),
+        };
+        let (ssl, _client_certificate) = match target.tls {
+            Some(tls) => {
+                let (opts, file) = tls.mysql_opts().map_err(|message| Failure::Refused {
+                    code: TLS_ERROR,
+                    message,
+                })?;
+                (Some(opts), file)
+            }
+            None => (None, None),
+        };
         let opts = OptsBuilder::new()
-            .ip_or_hostname(Some(addr.ip().to_string()))
+            .ip_or_hostname(Some(host))
+            .ssl_opts(ssl)
             .tcp_port(target.port)
             .user(Some(target.user))
             .pass(Some(target.password.expose()))
@@ -151,6 +264,7 @@ impl Client {
             flavor,
             version,
             target_desc: format!("{}@{}:{}", target.user, target.host, target.port),
+            tls: target.tls.is_some(),
         })
     }
 
@@ -908,6 +1022,37 @@ mod tests {
 #[cfg(test)]
 mod error_tests {
     use super::*;
+
+    /// Recorded from MariaDB 10.11 with ssl_cert set (capabilities 0xfffe); the same with
+    /// the `CLIENT_SSL` bit cleared is a server without TLS.
+    #[test]
+    fn greetings_say_whether_tls_is_offered() {
+        let hex = "640000000a352e352e352d31302e31312e31392d4d6172696144422d302b6465623132753100080000007761603c4a424a2c00feff080200ff81150000000000001d0000003b27503e233624524f747d37006d7973716c5f6e61746976655f70617373776f726400";
+        let mut greeting: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(greeting_offers_tls(&greeting), Some(true));
+        let caps = 4 + 1 + "5.5.5-10.11.19-MariaDB-0+deb12u1".len() + 1 + 4 + 8 + 1;
+        greeting[caps + 1] &= !0x08;
+        assert_eq!(greeting_offers_tls(&greeting), Some(false));
+        assert_eq!(greeting_offers_tls(b"\x05\x00\x00\x00\xffabc"), None);
+        assert_eq!(greeting_offers_tls(&greeting[..20]), None);
+        assert_eq!(greeting_offers_tls(b""), None);
+    }
+
+    #[test]
+    fn refused_logins_without_tls_say_when_tls_may_be_why() {
+        assert!(tls_hint(3159, || false).unwrap().contains("requires TLS"));
+        assert!(tls_hint(1045, || true).unwrap().contains("offers TLS"));
+        assert_eq!(tls_hint(1045, || false), None);
+        assert_eq!(tls_hint(1040, || true), None);
+        let tls = Failure::Refused {
+            code: TLS_ERROR,
+            message: "TLS: x".into(),
+        };
+        assert_eq!(tls.message(), "TLS: x");
+    }
 
     #[test]
     fn errors_read_plainly() {

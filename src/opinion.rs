@@ -1,7 +1,8 @@
 //! The second opinion (SPEC 6.2b): before a failover, each host in `confirm_from` is asked
 //! over SSH whether it gets an answer from the primary at the monitor's own protocol level,
 //! within the monitor's timeout: MySQL's server greeting, a Redis reply (an error reply
-//! too), the Nagios plugin's OK or WARNING run on the observer, a TCP connect for `tcp`.
+//! too; over TLS, a TLS alert), the Nagios plugin's OK or WARNING run on the observer, a TCP
+//! connect for `tcp`.
 //! A TCP connect alone proves nothing for a database: the kernel accepts connections for a
 //! hung server. What the votes decide is [`rules::second_opinion`].
 
@@ -59,6 +60,17 @@ IFS= read -r line <&3 || { echo "connection closed without a reply"; exit 4; }
 line=$(printf '%s' "$line" | tr -d '\r' | cut -c1-60)
 echo "reply $line"; exit 0"#;
 
+/// Redis over TLS (a TLS-only server drops a plain PING unanswered): sends a TLS record
+/// that is no handshake, which an OpenSSL server answers with an alert. An alert proves the
+/// server's event loop alive as a reply to PING would; nothing to install, no certificate
+/// needed.
+const REDIS_TLS_PROBE: &str = r#"exec 3<>"/dev/tcp/$0/$1" || exit 3
+echo connected
+printf '\026\003\001\000\005hello' >&3
+n=$(head -c 5 <&3 | wc -c)
+if [ "$n" -ge 5 ]; then echo "TLS alert"; exit 0; fi
+echo "connection closed without a TLS answer"; exit 4"#;
+
 const TCP_PROBE: &str = r#"exec 3<>"/dev/tcp/$0/$1" || exit 3
 echo "connected"; exit 0"#;
 
@@ -83,6 +95,7 @@ pub fn ask(config: &Config, pool: &Pool, from: Role) -> Option<Opinion> {
         kind => {
             let script = match kind {
                 MonitorKind::Mysql { .. } => MYSQL_PROBE,
+                MonitorKind::Redis(r) if r.tls.is_some() => REDIS_TLS_PROBE,
                 MonitorKind::Redis(_) => REDIS_PROBE,
                 _ => TCP_PROBE,
             };

@@ -1,12 +1,13 @@
-//! A small Redis client (RESP2 over TCP) with connect, read and write timeouts, and the
-//! replication facts the monitor, the readiness checks and the promotion need. A few
-//! commands is all deadpool sends, so a full client library would not earn its place.
+//! A small Redis client (RESP2 over TCP, or over TLS with a pool's `tls` table) with
+//! connect, read and write timeouts, and the replication facts the monitor, the readiness
+//! checks and the promotion need. A few commands is all deadpool sends, so a full client
+//! library would not earn its place.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::config::{Secret, Tls};
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct Target<'a> {
     pub user: Option<&'a str>,
     pub password: Option<&'a Secret>,
     pub timeout: Duration,
+    /// TLS right after the TCP connect, when the pool has a `tls` table.
+    pub tls: Option<&'a Tls>,
 }
 
 /// Why a call failed, sorted by what it says about the server.
@@ -62,11 +65,48 @@ impl Reply {
 /// Longest reply line or bulk string accepted; a peer that sends more is not Redis.
 const MAX_REPLY: usize = 4 * 1024 * 1024;
 
+/// What the client talks over: TCP, or TLS on TCP.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<native_tls::TlsStream<TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Client {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
     pub host: String,
     pub port: u16,
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<Tls>,
+    /// Whether the server has answered anything yet.
+    answered: bool,
 }
 
 impl Client {
@@ -82,10 +122,22 @@ impl Client {
             .set_write_timeout(Some(t.timeout))
             .map_err(|e| down(e.to_string()))?;
         let _ = stream.set_nodelay(true);
+        let stream = match t.tls {
+            None => Stream::Plain(stream),
+            Some(tls) => match tls.handshake(t.host, stream) {
+                Ok(s) => Stream::Tls(Box::new(s)),
+                Err(crate::tls::Failed::Refused(m)) => return Err(Failure::Refused(m)),
+                Err(crate::tls::Failed::Silent(m)) => return Err(down(m)),
+            },
+        };
         let mut client = Client {
             reader: BufReader::new(stream),
             host: t.host.to_string(),
             port: t.port,
+            addr: *addr,
+            timeout: t.timeout,
+            tls: t.tls.cloned(),
+            answered: false,
         };
         if let Some(password) = t.password {
             let reply = match t.user {
@@ -114,10 +166,42 @@ impl Client {
             // failed, and an answer is not silence.
             return match read_reply(&mut self.reader, 0) {
                 Ok(reply @ Reply::Error(_)) => Ok(reply),
-                _ => Err(Failure::Down(format!("{host}: {}", plain_io(&e)))),
+                Err(read) if read.contains(" alert ") => {
+                    Err(self.failed(format!("{host}: {read}")))
+                }
+                _ => Err(self.failed(format!("{host}: {}", plain_io(&e)))),
             };
         }
-        read_reply(&mut self.reader, 0).map_err(|e| Failure::Down(format!("{host}: {e}")))
+        let reply =
+            read_reply(&mut self.reader, 0).map_err(|e| self.failed(format!("{host}: {e}")))?;
+        self.answered = true;
+        Ok(reply)
+    }
+
+    /// A call that got no answer: down, unless TLS says otherwise. Over TLS, an alert (a
+    /// TLS 1.3 server refuses a client certificate only after the handshake) came from a
+    /// live server; without TLS, a server that drops a first command and answers a TLS
+    /// record speaks TLS only.
+    fn failed(&self, message: String) -> Failure {
+        match &self.tls {
+            Some(tls) if message.contains(" alert ") => {
+                match crate::tls::explain(&message, tls, tls.name_for(&self.host)) {
+                    crate::tls::Failed::Refused(m) => Failure::Refused(m),
+                    crate::tls::Failed::Silent(_) => Failure::Down(message),
+                }
+            }
+            // Silence (a hung server) is not asked twice; a dropped connection is.
+            None if !self.answered
+                && !message.contains("timed out")
+                && crate::tls::speaks_tls(&self.addr, self.timeout) =>
+            {
+                Failure::Refused(format!(
+                    "{}:{}: the server speaks TLS only (port 0, tls-port): add tls = {{ ca_file = \"...\" }} to the pool's [monitor]",
+                    self.host, self.port
+                ))
+            }
+            _ => Failure::Down(message),
+        }
     }
 
     /// Like [`Client::call`], but an error reply is a [`Failure::Refused`].

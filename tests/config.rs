@@ -507,3 +507,253 @@ fn check_config_requires_the_ssh_files_that_steps_use() {
     let r = inst.run(&["check-config", "--offline"]);
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+/// A CA, and a certificate with its key signed by it, written as PEM files into `dir`:
+/// `ca.pem`, `client.pem`, `client.key` (0600), and `other.key` (a key of no certificate).
+fn make_certificates(dir: &std::path::Path) {
+    use openssl::asn1::Asn1Time;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::{X509, X509NameBuilder};
+
+    let key = || {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+    };
+    let cert = |cn: &str,
+                key: &PKey<openssl::pkey::Private>,
+                signer: Option<(&X509, &PKey<openssl::pkey::Private>)>| {
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_pubkey(key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        match signer {
+            Some((ca, ca_key)) => {
+                b.set_issuer_name(ca.subject_name()).unwrap();
+                b.sign(ca_key, MessageDigest::sha256()).unwrap();
+            }
+            None => {
+                b.set_issuer_name(&name).unwrap();
+                b.sign(key, MessageDigest::sha256()).unwrap();
+            }
+        }
+        b.build()
+    };
+    let (ca_key, client_key) = (key(), key());
+    let ca = cert("test CA", &ca_key, None);
+    let client = cert("deadpool", &client_key, Some((&ca, &ca_key)));
+    let write = |name: &str, bytes: Vec<u8>, mode: u32| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+    };
+    write("ca.pem", ca.to_pem().unwrap(), 0o644);
+    write("client.pem", client.to_pem().unwrap(), 0o644);
+    write(
+        "client.key",
+        client_key.private_key_to_pem_pkcs8().unwrap(),
+        0o600,
+    );
+    write(
+        "other.key",
+        key().private_key_to_pem_pkcs8().unwrap(),
+        0o600,
+    );
+}
+
+const TLS_POOL: &str = "primary = \"192.0.2.11\"\nsecondary = \"192.0.2.12\"\n\n[monitor]\ntype = \"TYPE\"\npassword_file = \"secret\"\nTLS\n\n[[protocol]]\ntype = \"STEP\"\nuser = \"dpadmin\"\npassword_file = \"secret\"\nSTEP_TLS\n";
+
+/// A pool of `kind` (mysql or redis) with the given `tls` line on the monitor and on its
+/// promoting step.
+fn tls_pool(kind: &str, monitor_tls: &str, step_tls: &str) -> String {
+    let pool = TLS_POOL
+        .replace("STEP_TLS\n", &format!("{step_tls}\n"))
+        .replace("TLS\n", &format!("{monitor_tls}\n"))
+        .replace("TYPE", kind)
+        .replace("STEP", &format!("{kind}_promote"));
+    if kind == "redis" {
+        pool.replace("user = \"dpadmin\"\n", "")
+    } else {
+        pool
+    }
+}
+
+#[test]
+fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[]);
+    make_certificates(inst.dir());
+    inst.write("secret", "pw\n");
+    std::fs::set_permissions(
+        inst.path("secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    inst.write("not-a-cert.pem", "hello\n");
+    inst.write(
+        "open-ca.pem",
+        &std::fs::read_to_string(inst.path("ca.pem")).unwrap(),
+    );
+    std::fs::set_permissions(
+        inst.path("open-ca.pem"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    inst.write(
+        "open.key",
+        &std::fs::read_to_string(inst.path("client.key")).unwrap(),
+    );
+    std::fs::set_permissions(
+        inst.path("open.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+
+    let client = "cert_file = \"client.pem\", key_file = \"client.key\"";
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "unknown key",
+            tls_pool("mysql", "tls = { ca_fle = \"ca.pem\" }", ""),
+            vec!["ca_fle", "ca_file"],
+        ),
+        (
+            "bad verify",
+            tls_pool("mysql", "tls = { ca_file = \"ca.pem\", verify = \"yes\" }", ""),
+            vec!["tls.verify", "\"full\""],
+        ),
+        (
+            "missing CA file",
+            tls_pool("redis", "tls = { ca_file = \"nope.pem\" }", ""),
+            vec!["tls.ca_file", "nope.pem does not exist"],
+        ),
+        (
+            "CA file that is no certificate",
+            tls_pool("redis", "tls = { ca_file = \"not-a-cert.pem\" }", ""),
+            vec!["tls.ca_file", "not-a-cert.pem", "certificate"],
+        ),
+        (
+            "CA file others may write",
+            tls_pool("mysql", "tls = { ca_file = \"open-ca.pem\" }", ""),
+            vec!["tls.ca_file", "open-ca.pem", "chmod go-w"],
+        ),
+        (
+            "certificate without its key",
+            tls_pool("mysql", "tls = { ca_file = \"ca.pem\", cert_file = \"client.pem\" }", ""),
+            vec!["tls.key_file", "set `key_file` too"],
+        ),
+        (
+            "key readable by others",
+            tls_pool(
+                "redis",
+                "tls = { ca_file = \"ca.pem\", cert_file = \"client.pem\", key_file = \"open.key\" }",
+                "",
+            ),
+            vec!["tls.key_file", "open.key", "chmod 600"],
+        ),
+        (
+            "key of another certificate",
+            tls_pool(
+                "mysql",
+                "tls = { ca_file = \"ca.pem\", cert_file = \"client.pem\", key_file = \"other.key\" }",
+                "",
+            ),
+            vec!["tls.key_file", "other.key is not the key of the certificate in"],
+        ),
+        (
+            "server_name for MySQL",
+            tls_pool("mysql", "tls = { ca_file = \"ca.pem\", server_name = \"db.internal\" }", ""),
+            vec!["tls.server_name", "verify = \"ca\""],
+        ),
+        (
+            "server_name without name checks",
+            tls_pool(
+                "redis",
+                "tls = { ca_file = \"ca.pem\", verify = \"ca\", server_name = \"db.internal\" }",
+                "",
+            ),
+            vec!["tls.server_name", "verify = \"full\""],
+        ),
+        (
+            "a step's own bad table",
+            tls_pool(
+                "redis",
+                "tls = { ca_file = \"ca.pem\" }",
+                "tls = { ca_file = \"ca.pem\", verify = \"maybe\" }",
+            ),
+            vec!["[[protocol]] 1", "tls.verify"],
+        ),
+        (
+            "tls on a tcp monitor",
+            "primary = \"a\"\nsecondary = \"b\"\n[monitor]\ntype = \"tcp\"\nport = 22\ntls = { ca_file = \"ca.pem\" }\n".into(),
+            vec!["key `tls` does not apply to a `tcp` monitor"],
+        ),
+    ];
+    for (what, pool, words) in cases {
+        inst.write("pools/db.toml", &pool);
+        let r = inst.run(&["check-config", "--offline"]);
+        assert_eq!(r.code, 2, "{what}: {r:?}");
+        for word in words.iter().chain(&["pools/db.toml"]) {
+            assert!(
+                r.stderr.contains(word),
+                "{what}: `{word}` missing from: {}",
+                r.stderr
+            );
+        }
+    }
+
+    // Valid tables: summarised, the step inherits the monitor's unless it has its own, and
+    // the key's contents appear nowhere.
+    for kind in ["mysql", "redis"] {
+        inst.write(
+            "pools/db.toml",
+            &tls_pool(
+                kind,
+                &format!("tls = {{ ca_file = \"ca.pem\", {client} }}"),
+                "",
+            ),
+        );
+        let r = inst.run(&["check-config", "--offline"]);
+        assert_eq!(r.code, 0, "{kind}: {r:?}");
+        let ca = inst.path("ca.pem");
+        let line = format!(
+            "pool db: monitor: TLS, verify full against {}, client certificate {}",
+            ca.display(),
+            inst.path("client.pem").display()
+        );
+        assert!(r.stdout.contains(&line), "{kind}: {line} in {}", r.stdout);
+        assert!(
+            !r.stdout.contains("step `"),
+            "{kind}: the step inherits: {}",
+            r.stdout
+        );
+        let key = std::fs::read_to_string(inst.path("client.key")).unwrap();
+        let body = key.lines().nth(1).unwrap();
+        assert!(!r.stdout.contains(body) && !r.stderr.contains(body));
+    }
+    inst.write(
+        "pools/db.toml",
+        &tls_pool(
+            "redis",
+            "tls = { ca_file = \"ca.pem\" }",
+            "tls = { ca_file = \"ca.pem\", verify = \"none\" }",
+        ),
+    );
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("pool db: step `redis_promote`: TLS, verify none")
+            && r.stdout.contains("warning: pool db: tls verify = \"none\""),
+        "{}",
+        r.stdout
+    );
+}

@@ -63,7 +63,7 @@ fresh_lab() {
     bash "$lab" vip add db1 10.213.0.100/24 >/dev/null
 }
 
-modes=("max_failed_checks = 3" 'down_for = "1.5s"')
+modes=("max_failed_checks = 3" 'down_for = "1500ms"')
 labels=("1 s x 3" "down_for 1.5s")
 for clients in 2 50; do
     for m in 0 1; do

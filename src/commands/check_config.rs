@@ -94,6 +94,12 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     }
     let watching = config.worst_case_watching();
     for pool in &config.pools {
+        if tls_unverified(pool) {
+            warnings.push(format!(
+                "pool {}: tls verify = \"none\": the traffic is encrypted, but whoever answers is believed, and the passwords go to them; use verify = \"full\" with ca_file",
+                pool.name
+            ));
+        }
         if pool.monitor.timeout > config.tick_interval {
             warnings.push(format!(
                 "pool {}: the monitor timeout {} is longer than tick_interval {}: while its server hangs, its checks come every {} instead",
@@ -165,4 +171,21 @@ fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<
             }
         }
     }
+}
+
+/// Whether the pool's monitor or a promoting step talks TLS without checking certificates.
+fn tls_unverified(pool: &Pool) -> bool {
+    let unverified =
+        |tls: Option<&config::Tls>| tls.is_some_and(|t| t.verify == crate::tls::Verify::None);
+    let monitor = match &pool.monitor.kind {
+        config::MonitorKind::Mysql { tls, .. } => tls.as_ref(),
+        config::MonitorKind::Redis(r) => r.tls.as_ref(),
+        _ => None,
+    };
+    unverified(monitor)
+        || pool.steps.iter().any(|s| match &s.kind {
+            StepKind::MysqlPromote(m) => unverified(m.tls.as_ref()),
+            StepKind::RedisPromote(r) => unverified(r.access.tls.as_ref()),
+            _ => false,
+        })
 }

@@ -46,14 +46,9 @@ pub fn check(pool: &Pool, role: Role) -> Check {
             port,
             user,
             password,
-        } => mysql::check(host, *port, user, password, timeout),
-        MonitorKind::Redis(r) => redis::check(
-            host,
-            r.port,
-            r.user.as_deref(),
-            r.password.as_ref(),
-            timeout,
-        ),
+            tls,
+        } => mysql::check(host, *port, user, password, tls.as_ref(), timeout),
+        MonitorKind::Redis(r) => redis::check(host, r, timeout),
     };
     Check {
         health,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Facts, Health};
-use crate::config::Secret;
+use crate::config::{Secret, Tls};
 use crate::mysql::{Client, Failure, Target};
 
 pub fn check(
@@ -13,9 +13,15 @@ pub fn check(
     port: u16,
     user: &str,
     password: &Secret,
+    tls: Option<&Tls>,
     timeout: Duration,
 ) -> (Health, String, Option<Facts>) {
-    let (host, user, password) = (host.to_string(), user.to_string(), password.clone());
+    let (host, user, password, tls) = (
+        host.to_string(),
+        user.to_string(),
+        password.clone(),
+        tls.cloned(),
+    );
     let probe = move || {
         let target = Target {
             host: &host,
@@ -24,6 +30,7 @@ pub fn check(
             password: &password,
             timeout,
             statement_timeout: None,
+            tls: tls.as_ref(),
         };
 
         probe(&target)
@@ -53,7 +60,8 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
         Err(f) => return failure_after_login(&product, "reading the replication status", f),
     };
     let mut message = format!(
-        "{product} up, {}",
+        "{product} up{}, {}",
+        if client.tls { " over TLS" } else { "" },
         if read_only { "read-only" } else { "writable" }
     );
     match &replica {

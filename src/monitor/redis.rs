@@ -1,31 +1,27 @@
-//! The `redis` monitor: PING over TCP, then `INFO replication`. An error reply (LOADING,
-//! BUSY, MASTERDOWN, an auth error) means the server is alive with a problem, never down.
+//! The `redis` monitor: PING over TCP (or TLS), then `INFO replication`. An error reply
+//! (LOADING, BUSY, MASTERDOWN, an auth error), a TLS certificate deadpool does not trust, or
+//! a TLS-only server met without TLS means the server is alive with a problem, never down.
 
 use std::time::Duration;
 
 use super::{Facts, Health};
-use crate::config::Secret;
+use crate::config::RedisAccess;
 use crate::redis::{Client, Failure, Reply, Target, alive_error};
 
 pub fn check(
     host: &str,
-    port: u16,
-    user: Option<&str>,
-    password: Option<&Secret>,
+    access: &RedisAccess,
     timeout: Duration,
 ) -> (Health, String, Option<Facts>) {
-    let (host, user, password) = (
-        host.to_string(),
-        user.map(str::to_string),
-        password.cloned(),
-    );
+    let (host, access) = (host.to_string(), access.clone());
     let probe = move || {
         let target = Target {
             host: &host,
-            port,
-            user: user.as_deref(),
-            password: password.as_ref(),
+            port: access.port,
+            user: access.user.as_deref(),
+            password: access.password.as_ref(),
             timeout,
+            tls: access.tls.as_ref(),
         };
         probe(&target)
     };
@@ -63,7 +59,15 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
             let read_only = r.is_replica();
             (
                 Health::Up,
-                format!("Redis {version} up, {}", r.describe()),
+                format!(
+                    "Redis {version} up{}, {}",
+                    if target.tls.is_some() {
+                        " over TLS"
+                    } else {
+                        ""
+                    },
+                    r.describe()
+                ),
                 Some(Facts {
                     read_only: Some(read_only),
                 }),

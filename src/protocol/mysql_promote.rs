@@ -72,6 +72,7 @@ impl MysqlPromoteStep<'_> {
             // and never past the step's deadline.
             timeout: ctx.bounded(ctx.pool.monitor.timeout),
             statement_timeout: None,
+            tls: self.cfg.tls.as_ref(),
         }
     }
 

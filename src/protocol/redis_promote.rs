@@ -34,6 +34,7 @@ impl RedisPromoteStep<'_> {
             user: self.cfg.access.user.as_deref(),
             password: self.cfg.access.password.as_ref(),
             timeout: ctx.bounded(ctx.pool.monitor.timeout),
+            tls: self.cfg.access.tls.as_ref(),
         })
     }
 

@@ -72,7 +72,7 @@ MONITOR_GRANTS="REPLICATION CLIENT, SLAVE MONITOR"
 
 # check_mysql is in monitoring-plugins-standard, not -basic.
 PACKAGES=(mariadb-server openssh-server iproute2 iputils-arping iptables
-          monitoring-plugins-basic monitoring-plugins-standard redis-server sudo
+          monitoring-plugins-basic monitoring-plugins-standard redis-server sudo openssl
           etcd-server etcd-client)
 
 MARKER=$LAB_DIR/.deadpool-lab      # proves LAB_DIR is ours before `down` deletes it
@@ -81,6 +81,10 @@ SSH_DIR=$LAB_DIR/ssh
 SSH_KEY=$SSH_DIR/id_ed25519
 KNOWN_HOSTS=$SSH_DIR/known_hosts
 MYSQL_TEMPLATE=$LAB_DIR/mysql-template
+# `lab.sh tls`: the lab's CA, a client certificate, and the marker that the servers
+# speak TLS (the lab's own clients then use it too).
+TLS_DIR=$LAB_DIR/tls
+TLS_ON=$TLS_DIR/.on
 # Host keys are always checked against the lab's own known_hosts; curve25519
 # makes each login noticeably faster than the default key exchange.
 SSH_OPTS=(-i "$SSH_KEY" -F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes
@@ -111,6 +115,9 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh replica-filepos      the replica follows by binlog file/position, not GTID
        lab.sh sudoers FILE         install FILE (checked by visudo) as the lab's sudoers rules
        lab.sh sshd-keys HOST PORT  a second sshd on HOST:PORT with RSA, ECDSA and Ed25519 keys
+       lab.sh tls                  a CA and certificates; MariaDB with require_secure_transport
+                                   (replication over TLS, $ADMIN_USER REQUIRE X509), Redis on TLS
+                                   only (client certificates required, replication over TLS)
 
        lab.sh sql HOST "SQL"       run SQL as root over the unix socket
        lab.sh redis HOST ARGS...   redis-cli on the host, authenticated
@@ -576,8 +583,19 @@ sql_root() {
 mysql_alive() { mariadb-admin --no-defaults --socket="$(mysql_socket "$1")" --user=root ping; }
 
 mysql_tcp_alive() {
-    mariadb --defaults-file="$SECRETS/monitor.cnf" --protocol=tcp \
+    # shellcheck disable=SC2046  # no arguments, or whole words
+    mariadb --defaults-file="$SECRETS/monitor.cnf" --protocol=tcp $(mysql_tls_args) \
         --host="${IP[$1]}" --port="$MYSQL_PORT" --execute='SELECT 1'
+}
+
+# The lab's own clients speak TLS once `lab.sh tls` switched the servers to it.
+mysql_tls_args() {
+    if [[ -e $TLS_ON ]]; then echo "--ssl-ca=$TLS_DIR/ca.pem --ssl-verify-server-cert"; fi
+}
+redis_tls_args() {
+    if [[ -e $TLS_ON ]]; then
+        echo "--tls --cacert $TLS_DIR/ca.pem --cert $TLS_DIR/client.pem --key $TLS_DIR/client.key"
+    fi
 }
 
 # One field of SHOW SLAVE STATUS, read by name.
@@ -594,8 +612,9 @@ replication_running() {
 redis_cli() {
     local host=$1
     shift
+    # shellcheck disable=SC2046  # no arguments, or whole words
     REDISCLI_AUTH=$(secret redis) ip netns exec "$(ns_of "$host")" \
-        redis-cli --no-auth-warning -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+        redis-cli --no-auth-warning $(redis_tls_args) -h 127.0.0.1 -p "$REDIS_PORT" "$@"
 }
 
 redis_alive() { [[ $(redis_cli "$1" PING) == PONG ]]; }
@@ -923,6 +942,111 @@ cmd_replica_filepos() {
     [[ $(replica_field "$REPLICA" Using_Gtid) == No ]] || die "the replica still uses GTID"
 }
 
+# ---------------------------------------------------------------- TLS
+
+# make_cert NAME SUBJECT_CN [SAN]: a key and a certificate signed by the lab's CA, in TLS_DIR.
+make_cert() {
+    local name=$1 cn=$2 san=${3:-}
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$TLS_DIR/$name.key" -out "$TLS_DIR/$name.csr" -subj "/CN=$cn" 2>/dev/null \
+        || die "openssl cannot make a key for $name"
+    {
+        echo "basicConstraints = CA:FALSE"
+        echo "keyUsage = digitalSignature, keyEncipherment"
+        echo "extendedKeyUsage = serverAuth, clientAuth"
+        if [[ -n $san ]]; then echo "subjectAltName = $san"; fi
+    } >"$TLS_DIR/$name.ext"
+    openssl x509 -req -in "$TLS_DIR/$name.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+        -CAcreateserial -days 2 -extfile "$TLS_DIR/$name.ext" -out "$TLS_DIR/$name.pem" 2>/dev/null \
+        || die "openssl cannot sign the certificate of $name"
+    chmod 600 "$TLS_DIR/$name.key"
+}
+
+# The CA, each database host's server certificate (naming its address, its name and
+# 127.0.0.1), and a client certificate for deadpool and the lab's own clients.
+make_tls_files() {
+    local host svc
+    [[ -s $TLS_DIR/client.pem ]] && return 0
+    command -v openssl >/dev/null || die "openssl is missing, run: $0 install"
+    mkdir -p "$TLS_DIR"
+    chmod 700 "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" -subj "/CN=deadpool lab CA" 2>/dev/null \
+        || die "openssl cannot make the lab's CA"
+    chmod 644 "$TLS_DIR/ca.pem"
+    for host in "${DB_HOSTS[@]}"; do
+        make_cert "$host" "$host" "IP:${IP[$host]}, DNS:$host, IP:127.0.0.1"
+    done
+    make_cert client deadpool
+    # Each server's own copy, readable by the user its daemon runs as.
+    for host in "${DB_HOSTS[@]}"; do
+        for svc in mysql redis; do
+            mkdir -p "$(host_dir "$host")/$svc/tls"
+            cp "$TLS_DIR/ca.pem" "$TLS_DIR/$host.pem" "$TLS_DIR/$host.key" "$(host_dir "$host")/$svc/tls/"
+        done
+        chown -R mysql:mysql "$(host_dir "$host")/mysql/tls"
+    done
+}
+
+mysql_stop() {
+    mariadb-admin --no-defaults --socket="$(mysql_socket "$1")" --user=root shutdown >/dev/null 2>&1 || true
+    wait_until "$LAB_TIMEOUT" "MariaDB on $1 to stop" svc_gone "$1" mysql || cmd_kill "$1" mysql
+}
+
+# tls: the servers require TLS from now on (a lab that already does is left as it is).
+cmd_tls() {
+    local host dir t0=$EPOCHREALTIME
+    if [[ -e $TLS_ON ]]; then log "the lab already speaks TLS"; return 0; fi
+    make_tls_files
+    for host in "${DB_HOSTS[@]}"; do
+        dir=$(host_dir "$host")
+        printf '%s\n' "# lab.sh tls" \
+            "ssl-ca                   = $dir/mysql/tls/ca.pem" \
+            "ssl-cert                 = $dir/mysql/tls/$host.pem" \
+            "ssl-key                  = $dir/mysql/tls/$host.key" \
+            "require_secure_transport = ON" >>"$dir/mysql/my.cnf"
+        printf '%s\n' "# lab.sh tls: TLS only, client certificates required, replication over TLS" \
+            "port 0" \
+            "tls-port $REDIS_PORT" \
+            "tls-cert-file $dir/redis/tls/$host.pem" \
+            "tls-key-file $dir/redis/tls/$host.key" \
+            "tls-ca-cert-file $dir/redis/tls/ca.pem" \
+            "tls-auth-clients yes" \
+            "tls-replication yes" >>"$dir/redis/redis.conf"
+    done
+    touch "$TLS_ON"
+    for host in "${DB_HOSTS[@]}"; do
+        mysql_stop "$host"
+        start_service "$host" mysql
+        wait_until "$LAB_TIMEOUT" "MariaDB on $host with TLS (log: $(host_dir "$host")/mysql/mysqld.err)" \
+            mysql_alive "$host" || die "MariaDB on $host did not come back with TLS"
+    done
+    # Accounts come from the primary; replication carries the change.
+    sql_root "$PRIMARY" "ALTER USER '$ADMIN_USER'@'%' REQUIRE X509"
+    sql_root "$REPLICA" "STOP SLAVE;
+        CHANGE MASTER TO MASTER_SSL=1, MASTER_SSL_CA='$(host_dir "$REPLICA")/mysql/tls/ca.pem',
+            MASTER_SSL_VERIFY_SERVER_CERT=1;
+        START SLAVE"
+    wait_replication || die "replication over TLS did not start"
+    for host in "$PRIMARY" "$REPLICA"; do
+        cmd_kill "$host" redis
+        start_service "$host" redis
+        wait_until "$LAB_TIMEOUT" "Redis on $host with TLS (log: $(host_dir "$host")/redis/redis.log)" \
+            redis_alive "$host" || die "Redis on $host did not come back with TLS"
+    done
+    wait_until "$LAB_TIMEOUT" "the Redis replica link over TLS (log: $(host_dir "$REPLICA")/redis/redis.log)" \
+        redis_link_up || die "Redis replication over TLS did not start"
+    # Proof: logins over TLS work, plain-text ones are refused.
+    for host in "${DB_HOSTS[@]}"; do
+        mysql_tcp_alive "$host" >/dev/null 2>&1 || die "no TLS login to MariaDB on $host"
+        if mariadb --defaults-file="$SECRETS/monitor.cnf" --protocol=tcp --skip-ssl \
+            --host="${IP[$host]}" --port="$MYSQL_PORT" --execute='SELECT 1' >/dev/null 2>&1; then
+            die "MariaDB on $host still accepts logins without TLS"
+        fi
+    done
+    log "the lab speaks TLS in $(elapsed_since "$t0")s (CA: $TLS_DIR/ca.pem)"
+}
+
 cmd_status() {
     local host svc pids state pid
     for host in "${HOSTS[@]}"; do
@@ -981,6 +1105,10 @@ cmd_env() {
     emit LAB_SSH_SUDO_USER_PASSWORD_FILE "$SECRETS/ssh-dpapp"
     emit LAB_SSH_KEY "$SSH_KEY"
     emit LAB_SSH_KNOWN_HOSTS "$KNOWN_HOSTS"
+    # Made by `lab.sh tls`.
+    emit LAB_TLS_CA "$TLS_DIR/ca.pem"
+    emit LAB_TLS_CLIENT_CERT "$TLS_DIR/client.pem"
+    emit LAB_TLS_CLIENT_KEY "$TLS_DIR/client.key"
 }
 
 
@@ -1137,6 +1265,10 @@ main() {
             need_root; check_host "$1"
             ns_exists "$1" || die "$1 does not exist (run: $0 up)"
             cmd_sudo_password "$1" ;;
+        tls)
+            (($# == 0)) || usage
+            need_root
+            cmd_tls ;;
         replica-filepos)
             (($# == 0)) || usage
             need_root
