@@ -30,10 +30,15 @@ const IO_TIMEOUT: Duration = Duration::from_millis(2500);
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
 
 /// The `[cluster]` table, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
-    /// `host:port` of each etcd member's client URL (plain http).
+    /// `host:port` of each etcd member's client URL.
     pub endpoints: Vec<String>,
+    /// With `https://` endpoints: the CA to trust (`ca_file`) and the client certificate
+    /// (`cert_file`, `key_file`), checked like a pool's `tls` table.
+    pub tls: Option<crate::tls::Tls>,
+    /// etcd authentication: the user and its password (`password_file`).
+    pub auth: Option<(String, crate::config::Secret)>,
     /// This member's name (default: the host name).
     pub name: String,
     /// Every key of this instance lives under it; two instances never share a prefix.
@@ -58,31 +63,67 @@ struct RawCluster {
 impl Settings {
     /// Parses and checks the `[cluster]` table; `lease_ttl` must exceed twice the tick
     /// interval, so that a leader renews its lease at least twice before it can expire.
-    pub fn parse(table: toml::Table, tick_interval: Duration) -> Result<Settings, String> {
+    pub fn parse(
+        dir: &Path,
+        table: toml::Table,
+        tick_interval: Duration,
+    ) -> Result<Settings, String> {
         let raw: RawCluster = table
             .try_into()
             .map_err(|e: toml::de::Error| e.message().to_string())?;
-        for (key, set) in [
-            ("ca_file", raw.ca_file.is_some()),
-            ("cert_file", raw.cert_file.is_some()),
-            ("key_file", raw.key_file.is_some()),
-            ("user", raw.user.is_some()),
-            ("password_file", raw.password_file.is_some()),
-        ] {
-            if set {
-                return Err(format!(
-                    "key `{key}`: TLS and etcd authentication are not supported by this build yet; use plain http endpoints on a private network"
-                ));
-            }
-        }
         if raw.etcd.is_empty() {
             return Err("key `etcd`: expected at least one endpoint URL".to_string());
         }
-        let endpoints = raw
+        let parsed = raw
             .etcd
             .iter()
             .map(|url| endpoint(url))
             .collect::<Result<Vec<_>, _>>()?;
+        let https = parsed.iter().filter(|(tls, _)| *tls).count();
+        if https != 0 && https != parsed.len() {
+            return Err("key `etcd`: mixes http:// and https:// endpoints; use one".to_string());
+        }
+        let endpoints: Vec<String> = parsed.into_iter().map(|(_, ep)| ep).collect();
+        let tls = if https > 0 {
+            let path = |v: Option<String>| v.map(|v| dir.join(v));
+            Some(
+                crate::tls::Tls::load(crate::tls::Settings {
+                    ca_file: path(raw.ca_file),
+                    verify: None,
+                    cert_file: path(raw.cert_file),
+                    key_file: path(raw.key_file),
+                    server_name: None,
+                })
+                .map_err(|e| e.replace("key `tls.", "key `"))?,
+            )
+        } else {
+            for (key, set) in [
+                ("ca_file", raw.ca_file.is_some()),
+                ("cert_file", raw.cert_file.is_some()),
+                ("key_file", raw.key_file.is_some()),
+            ] {
+                if set {
+                    return Err(format!(
+                        "key `{key}`: TLS settings need https:// endpoints in `etcd`"
+                    ));
+                }
+            }
+            None
+        };
+        let auth = match (raw.user, raw.password_file) {
+            (None, None) => None,
+            (Some(user), Some(file)) => Some((
+                user,
+                crate::config::load_secret(dir, &file)
+                    .map_err(|e| format!("key `password_file`: {e}"))?,
+            )),
+            (Some(_), None) => {
+                return Err("key `password_file`: `user` needs its password file".to_string());
+            }
+            (None, Some(_)) => {
+                return Err("key `user`: `password_file` needs the user it belongs to".to_string());
+            }
+        };
         let name = match raw.name {
             Some(n) => n,
             None => host_name(),
@@ -115,6 +156,8 @@ impl Settings {
         }
         Ok(Settings {
             endpoints,
+            tls,
+            auth,
             name,
             prefix,
             lease_ttl,
@@ -122,17 +165,21 @@ impl Settings {
     }
 }
 
-/// `http://host:port` -> `host:port`.
-fn endpoint(url: &str) -> Result<String, String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!(
-            "key `etcd`: `{url}`: expected http://HOST:PORT (https is not supported yet)"
-        ));
+/// `http://host:port` -> (false, `host:port`); `https://` -> (true, ...).
+fn endpoint(url: &str) -> Result<(bool, String), String> {
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => {
+            return Err(format!(
+                "key `etcd`: `{url}`: expected http://HOST:PORT or https://HOST:PORT"
+            ));
+        }
     };
     let rest = rest.trim_end_matches('/');
     match rest.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-            Ok(rest.to_string())
+            Ok((tls, rest.to_string()))
         }
         _ => Err(format!("key `etcd`: `{url}`: expected http://HOST:PORT")),
     }
@@ -207,13 +254,48 @@ pub fn campaign(me: &str, key: Option<&LeaderKey>) -> Campaign {
 #[derive(Debug)]
 pub struct Client {
     endpoints: Vec<String>,
+    tls: Option<crate::tls::Tls>,
+    auth: Option<(String, crate::config::Secret)>,
+    /// The token of `auth`, once etcd gave one.
+    token: Mutex<Option<String>>,
 }
 
 impl Client {
-    pub fn new(endpoints: &[String]) -> Client {
+    pub fn new(settings: &Settings) -> Client {
         Client {
-            endpoints: endpoints.to_vec(),
+            endpoints: settings.endpoints.clone(),
+            tls: settings.tls.clone(),
+            auth: settings.auth.clone(),
+            token: Mutex::default(),
         }
+    }
+
+    /// The `Authorization` token, asked of etcd once per command.
+    fn token(&self, ep: &str) -> Result<Option<String>> {
+        let Some((user, password)) = &self.auth else {
+            return Ok(None);
+        };
+        let mut token = self.token.lock().unwrap_or_else(|p| p.into_inner());
+        if token.is_none() {
+            let body = json!({ "name": user, "password": password.expose() }).to_string();
+            let (status, text) = request(
+                ep,
+                self.tls.as_ref(),
+                None,
+                "POST",
+                "/v3/auth/authenticate",
+                &body,
+            )?;
+            if status != 200 {
+                bail!(
+                    "etcd refused user `{user}`: HTTP {status}: {}",
+                    crate::text::one_line(&crate::text::truncate(&text, 200))
+                );
+            }
+            let v: Value = serde_json::from_str(&text)?;
+            *token = v["token"].as_str().map(str::to_string);
+        }
+        Ok(token.clone())
     }
 
     /// POSTs `body` to `path` on the first endpoint that answers; an etcd error (such as
@@ -222,7 +304,17 @@ impl Client {
     pub fn call(&self, path: &str, body: &Value) -> Result<Value> {
         let mut errors = Vec::new();
         for ep in &self.endpoints {
-            match post(ep, path, &body.to_string()) {
+            let answer = self.token(ep).and_then(|token| {
+                request(
+                    ep,
+                    self.tls.as_ref(),
+                    token.as_deref(),
+                    "POST",
+                    path,
+                    &body.to_string(),
+                )
+            });
+            match answer {
                 Ok((200, text)) => {
                     return serde_json::from_str(&text).with_context(|| {
                         format!(
@@ -316,7 +408,7 @@ impl Client {
     pub fn version(&self) -> Result<String> {
         let mut errors = Vec::new();
         for ep in &self.endpoints {
-            match get(ep, "/version") {
+            match request(ep, self.tls.as_ref(), None, "GET", "/version", "") {
                 Ok((200, text)) => {
                     let v: Value = serde_json::from_str(&text)?;
                     return Ok(v["etcdserver"].as_str().unwrap_or("").to_string());
@@ -386,28 +478,40 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-fn post(ep: &str, path: &str, body: &str) -> Result<(u16, String)> {
-    request(ep, "POST", path, body)
-}
-
-fn get(ep: &str, path: &str) -> Result<(u16, String)> {
-    request(ep, "GET", path, "")
-}
-
-/// One HTTP/1.1 request with `Connection: close`, bounded by the connect and I/O timeouts.
-fn request(ep: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+/// One HTTP/1.1 request with `Connection: close` (over TLS with `tls`), bounded by the
+/// connect and I/O timeouts.
+fn request(
+    ep: &str,
+    tls: Option<&crate::tls::Tls>,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String)> {
     let addr = ep
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {ep}"))?
         .next()
         .ok_or_else(|| anyhow!("{ep} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+    let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
         .with_context(|| format!("cannot connect to {ep}"))?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    tcp.set_read_timeout(Some(IO_TIMEOUT))?;
+    tcp.set_write_timeout(Some(IO_TIMEOUT))?;
     let deadline = Instant::now() + IO_TIMEOUT;
+    let mut stream: Box<dyn ReadWrite> = match tls {
+        None => Box::new(tcp),
+        Some(tls) => {
+            let host = ep.rsplit_once(':').map_or(ep, |(h, _)| h);
+            Box::new(tls.handshake(host, tcp).map_err(|e| match e {
+                crate::tls::Failed::Silent(m) | crate::tls::Failed::Refused(m) => {
+                    anyhow!("{ep}: TLS: {m}")
+                }
+            })?)
+        }
+    };
+    let auth = token.map_or(String::new(), |t| format!("Authorization: {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {ep}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {ep}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;
@@ -435,6 +539,10 @@ fn request(ep: &str, method: &str, path: &str, body: &str) -> Result<(u16, Strin
     }
     parse_response(&raw)?.ok_or_else(|| anyhow!("{ep}: the connection closed mid-answer"))
 }
+
+/// A plain or TLS connection.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 /// A complete HTTP response's status and body, or None while it is incomplete. Knows
 /// `Content-Length` and `chunked` (the gateway streams `keepalive` answers); with neither,
@@ -561,7 +669,7 @@ pub struct Member {
 impl Member {
     pub fn new(settings: &Settings) -> Member {
         Member {
-            client: Client::new(&settings.endpoints),
+            client: Client::new(settings),
             settings: settings.clone(),
             role: Mutex::new(Standing::Unknown {
                 why: "no round yet".to_string(),
@@ -1085,7 +1193,7 @@ impl EventJson {
 /// `check-config`'s probe: etcd answers, is 3.4 or newer, the prefix takes a write (a
 /// probe key, deleted at once), and who leads.
 pub fn probe(settings: &Settings) -> Result<String> {
-    let client = Client::new(&settings.endpoints);
+    let client = Client::new(settings);
     let version = client.version()?;
     if !version_ok(&version) {
         bail!("etcd {version} answers; deadpool needs 3.4 or newer");
@@ -1203,7 +1311,9 @@ mod tests {
     fn settings_parse_and_refuse() {
         let t = |s: &str| -> toml::Table { toml::from_str(s).unwrap() };
         let five = Duration::from_secs(5);
+        let dir = Path::new("/nonexistent");
         let ok = Settings::parse(
+            dir,
             t(r#"etcd = ["http://10.0.0.5:2379"]
                  name = "dp1"
                  prefix = "/deadpool/prod"
@@ -1215,7 +1325,13 @@ mod tests {
         assert_eq!(ok.lease_ttl, Duration::from_secs(11));
         for (text, want) in [
             (r#"etcd = []"#, "at least one"),
-            (r#"etcd = ["https://a:1"]"#, "https"),
+            (r#"etcd = ["ftp://a:1"]"#, "https://HOST:PORT"),
+            (r#"etcd = ["https://a:1", "http://b:1"]"#, "mixes"),
+            (
+                r#"etcd = ["http://a:1"]
+                user = "root""#,
+                "password file",
+            ),
             (r#"etcd = ["http://a"]"#, "HOST:PORT"),
             (
                 r#"etcd = ["http://a:1"]
@@ -1235,7 +1351,7 @@ mod tests {
             (
                 r#"etcd = ["http://a:1"]
                 cert_file = "x""#,
-                "not supported",
+                "need https:// endpoints",
             ),
             (
                 r#"etcd = ["http://a:1"]
@@ -1243,7 +1359,7 @@ mod tests {
                 "nope",
             ),
         ] {
-            let e = Settings::parse(t(text), five).unwrap_err();
+            let e = Settings::parse(dir, t(text), five).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");
         }
     }

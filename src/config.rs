@@ -417,7 +417,7 @@ impl Config {
         let cluster = match raw.cluster {
             None => None,
             Some(table) => Some(
-                crate::cluster::Settings::parse(table, tick_interval).map_err(|e| {
+                crate::cluster::Settings::parse(dir, table, tick_interval).map_err(|e| {
                     Error::Config(format!("{}: [cluster]: {e}", main_file.display()))
                 })?,
             ),

@@ -15,6 +15,8 @@ use common::Instance;
 
 /// One etcd member on two free loopback ports, its data in a temporary dir.
 struct Etcd {
+    /// With TLS: the CA's certificate (clients trust it) and the server's cert and key.
+    tls: Option<(String, String, String)>,
     child: Option<Child>,
     client: u16,
     peer: u16,
@@ -37,6 +39,7 @@ impl Etcd {
             return None;
         }
         let mut etcd = Etcd {
+            tls: None,
             child: None,
             client: free_port(),
             peer: free_port(),
@@ -46,14 +49,55 @@ impl Etcd {
         Some(etcd)
     }
 
+    /// An etcd serving https with a certificate of a CA made here, for 127.0.0.1.
+    fn start_tls() -> Option<Etcd> {
+        if Command::new("etcd").arg("--version").output().is_err()
+            || Command::new("openssl").arg("version").output().is_err()
+        {
+            eprintln!("skipped: `etcd` or `openssl` is not installed");
+            return None;
+        }
+        let mut etcd = Etcd {
+            tls: None,
+            child: None,
+            client: free_port(),
+            peer: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let d = etcd.dir.path().display().to_string();
+        let script = format!(
+            r#"set -e; cd {d}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=etcd -keyout server.key -out server.csr 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1
+' > ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.pem 2>/dev/null
+chmod 600 *.key"#
+        );
+        let ok = Command::new("sh").args(["-c", &script]).status().unwrap();
+        assert!(ok.success(), "openssl");
+        etcd.tls = Some((
+            format!("{d}/ca.pem"),
+            format!("{d}/server.pem"),
+            format!("{d}/server.key"),
+        ));
+        etcd.resume();
+        Some(etcd)
+    }
+
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client)
     }
 
     /// Starts (again, with the same data) and waits until it answers.
     fn resume(&mut self) {
         let peer = format!("http://127.0.0.1:{}", self.peer);
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some((_, cert, key)) = &self.tls {
+            cmd.args(["--cert-file", cert, "--key-file", key]);
+        }
+        let child = cmd
             .args(["--name", "e1", "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(["--listen-client-urls", &self.url()])
@@ -86,7 +130,11 @@ impl Etcd {
 
     /// `etcdctl ARGS`: its stdout when it succeeded.
     fn ctl(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("etcdctl")
+        let mut cmd = Command::new("etcdctl");
+        if let Some((ca, _, _)) = &self.tls {
+            cmd.args(["--cacert", ca, "--user", "root:s3cret"]);
+        }
+        let out = cmd
             .env("ETCDCTL_API", "3")
             .args(["--endpoints", &self.url(), "--command-timeout=2s"])
             .args(args)
@@ -390,4 +438,58 @@ fn a_promote_on_a_follower_acts_cluster_wide_and_the_leader_leaves_its_chain_alo
     assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
     assert_eq!(runs(&[&dp1, &dp2], "two"), 1);
     assert!(etcd.ctl(&["get", "/t/five/chains/db"]).unwrap().is_empty());
+}
+
+#[test]
+fn https_endpoints_with_a_ca_file_and_etcd_authentication() {
+    let Some(etcd) = Etcd::start_tls() else {
+        return;
+    };
+    // Authentication on: a user root with a password (etcdctl as root from then on).
+    let plain = |args: &[&str]| {
+        let (ca, _, _) = etcd.tls.as_ref().unwrap();
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &etcd.url(), "--cacert", ca])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    plain(&["user", "add", "root", "--new-user-password=s3cret"]);
+    plain(&["auth", "enable"]);
+    let (ca, _, _) = etcd.tls.clone().unwrap();
+    let dp1 = member(&etcd, "dp1", "/t/tls");
+    let mut toml = std::fs::read_to_string(dp1.path("deadpool.toml")).unwrap();
+    toml.push_str(&format!(
+        "ca_file = \"{ca}\"\nuser = \"root\"\npassword_file = \"etcd-password\"\n"
+    ));
+    dp1.write("deadpool.toml", &toml);
+    dp1.write("etcd-password", "s3cret\n");
+    std::fs::set_permissions(
+        dp1.path("etcd-password"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let r = dp1.run(&["check-config"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("cluster: etcd 3.") && r.stdout.contains("is writable"),
+        "{r:?}"
+    );
+    assert_eq!(dp1.tick().code, 0);
+    assert!(report(&dp1).contains("dp1 is leader"), "{}", report(&dp1));
+    assert_eq!(
+        etcd.ctl(&["get", "/t/tls/leader", "--print-value-only"])
+            .unwrap()
+            .trim(),
+        "dp1"
+    );
+
+    // A wrong password: etcd refuses, nothing leads here, and the report says why.
+    dp1.write("etcd-password", "wrong\n");
+    dp1.tick();
+    let r = dp1.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("etcd refused user `root`"), "{r:?}");
 }
