@@ -298,9 +298,8 @@ impl Client {
         Ok(token.clone())
     }
 
-    /// POSTs `body` to `path` on the first endpoint that answers; an etcd error (such as
-    /// no leader, a timeout without quorum) is an error, not a reason to try the next one
-    /// only when it is a transport error.
+    /// POSTs `body` to `path`, endpoint after endpoint until one answers 200; the error
+    /// names what each endpoint said (refused, timed out, an etcd error such as no quorum).
     pub fn call(&self, path: &str, body: &Value) -> Result<Value> {
         let mut errors = Vec::new();
         for ep in &self.endpoints {
