@@ -663,6 +663,9 @@ pub struct Member {
     /// The pools whose chain a person runs now (`promote`, from any member), as the last
     /// round found them: the leader leaves them alone.
     elsewhere: Mutex<Vec<String>>,
+    /// The chain step each pool's record in etcd says is in progress (for the message of
+    /// a new leader that finds it interrupted).
+    steps: Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Member {
@@ -675,6 +678,7 @@ impl Member {
             }),
             revisions: Mutex::default(),
             elsewhere: Mutex::default(),
+            steps: Mutex::default(),
         }
     }
 
@@ -888,8 +892,27 @@ impl Member {
     pub fn read_pool(&self, name: &str, local: Option<&PoolRecord>) -> Result<Option<PoolRecord>> {
         let kv = self.client.range(&self.pool_key(name))?;
         self.set_revision(name, kv.as_ref().map_or(0, |k| k.mod_revision));
+        let step = kv
+            .as_ref()
+            .and_then(|k| serde_json::from_str::<Value>(&k.value).ok())
+            .and_then(|v| v["step"].as_str().map(str::to_string));
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        match step {
+            Some(step) => steps.insert(name.to_string(), step),
+            None => steps.remove(name),
+        };
+        drop(steps);
         kv.map(|kv| pool_from_json(name, &kv.value, local))
             .transpose()
+    }
+
+    /// The chain step etcd's record of the pool says was started last, if any.
+    pub fn step_in_progress(&self, pool: &str) -> Option<String> {
+        self.steps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(pool)
+            .cloned()
     }
 
     fn revisions(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, i64>> {

@@ -336,6 +336,8 @@ fn a_member_that_lost_leadership_mid_chain_starts_no_further_step() {
     dp2.tick();
     assert!(report(&dp2).contains("dp2 is leader"), "{}", report(&dp2));
     assert_eq!(dp2.state_of("db").0, "interrupted");
+    let reason = dp2.pool_json("db")["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("during step `one`"), "{reason}");
     // dp1's step one ends; dp1 must not start step two, nor overwrite the pool.
     dp1.unflag("hold-one");
     let out = chain.wait_with_output().unwrap();

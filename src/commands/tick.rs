@@ -249,7 +249,10 @@ impl Watch<'_> {
             }
             Next::Block(reason) => events.extend(block(pool, &mut rec, reason, Vec::new())),
             Next::Interrupt => {
-                let during = last_started_step(state, pool)?;
+                let during = match self.cluster.and_then(|m| m.step_in_progress(&pool.name)) {
+                    Some(step) => format!(" during step `{step}` (as etcd recorded it)"),
+                    None => last_started_step(state, pool)?,
+                };
                 let reason = format!(
                     "a failover toward {} ({}) was interrupted{during}; deadpool does not resume a chain",
                     rec.active.as_str(),
