@@ -30,7 +30,7 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]
 spread() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
 ctl() { ETCDCTL_API=3 etcdctl --endpoints "$endpoint" --command-timeout=1s "$@" 2>/dev/null || true; }
 leader() { ctl get "$prefix/leader" --print-value-only; }
-last_tick() { ctl get "$prefix/members/$1" --print-value-only | sed -n 's/.*"last_tick":\([0-9]*\).*/\1/p'; }
+last_tick() { local t; t=$(ctl get "$prefix/members/$1" --print-value-only | sed -n 's/.*"last_tick":\([0-9]*\).*/\1/p'); echo "${t:-0}"; }
 pool_is() { ctl get "$prefix/pools/db" --print-value-only | grep -q "\"$1\""; }
 
 etcd --name b1 --data-dir "$work/etcd" --listen-client-urls "$endpoint" --advertise-client-urls "$endpoint" \

@@ -15,7 +15,7 @@ prefix=/deadpool/bench
 
 etcd_get() { ETCDCTL_API=3 etcdctl --endpoints "$endpoints" --command-timeout=1s get "$1" --print-value-only 2>/dev/null || true; }
 leader() { etcd_get "$prefix/leader"; }
-last_tick() { etcd_get "$prefix/members/$1" | sed -n 's/.*"last_tick":\([0-9]*\).*/\1/p'; }
+last_tick() { local t; t=$(etcd_get "$prefix/members/$1" | sed -n 's/.*"last_tick":\([0-9]*\).*/\1/p'); echo "${t:-0}"; }
 switched() { grep -q "^$LAB_DB2_IP	db.service" /etc/netns/dp-app1/hosts && grep -q "^$LAB_DB2_IP	db.service" /etc/netns/dp-app2/hosts; }
 
 # Lab, cluster and three members ticking, dp1 the leader.
