@@ -187,10 +187,20 @@ wait_until() {
 start_in_host() {
     local host=$1 out=$2
     shift 2
-    # shellcheck disable=SC2016  # $0 and $@ are for the inner shell
-    setsid ip netns exec "$(ns_of "$host")" \
-        unshare --uts sh -c 'hostname "$0" && exec "$@"' "$host" "$@" \
-        </dev/null >>"$out" 2>&1 &
+    (
+        # A daemon must not inherit our other descriptors: one holding the lock file of
+        # `flock LOCK cargo test ...` keeps that lock taken after the test run has ended,
+        # and every later lab run waits for ever.
+        local fd
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        # shellcheck disable=SC2016  # $0 and $@ are for the inner shell
+        setsid ip netns exec "$(ns_of "$host")" \
+            unshare --uts sh -c 'hostname "$0" && exec "$@"' "$host" "$@" \
+            </dev/null >>"$out" 2>&1 &
+    )
 }
 
 random_password() { head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9'; }
