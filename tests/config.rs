@@ -137,7 +137,7 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
         (
             "bad duration",
             "deadpool.toml".into(),
-            "state_dir = \"state\"\ntick_interval = \"5 seconds\"\n".into(),
+            "state_dir = \"state\"\ntick_interval = \"5 secs\"\n".into(),
             vec!["deadpool.toml", "tick_interval", "\"5s\""],
         ),
         (
