@@ -52,6 +52,8 @@ pub struct Input {
     pub gap: bool,
     pub active: Health,
     pub standby: Health,
+    /// A maintenance pause is on ([`paused`]).
+    pub paused: bool,
 }
 
 /// What the tick does next with the pool.
@@ -68,6 +70,10 @@ pub enum Next {
     Failover,
     /// A chain was in progress and no process holds the lock any more: it was interrupted.
     Interrupt,
+    /// The threshold is reached, but the pool is paused: no chain, nothing blocked, the
+    /// state stays as it is and the count goes on. When the pause ends with the active
+    /// server still failing, the next round fails over.
+    Paused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +95,7 @@ pub fn decide(input: Input) -> Decision {
                 Next::Watch
             }
         }
+        _ if input.paused => Next::Paused,
         _ if !input.standby.is_alive() => Next::Block(BlockReason::new(
             "standby_down",
             "the active server is down and the standby is down too",
@@ -96,6 +103,12 @@ pub fn decide(input: Input) -> Decision {
         _ => Next::Failover,
     };
     Decision { failures, next }
+}
+
+/// Whether a pause ending at `until` is still on at `now`: it ends by itself, and a pause
+/// whose end has passed counts as none even before a tick records its end.
+pub fn paused(until: Option<i64>, now: i64) -> bool {
+    until.is_some_and(|until| now < until)
 }
 
 /// Why a failover is blocked. `kind` says which rule, which step, which hosts and which
@@ -333,6 +346,7 @@ mod tests {
             gap: false,
             active,
             standby,
+            paused: false,
         }
     }
 
@@ -427,6 +441,100 @@ mod tests {
         let mut gap = input(Armed, 2, Down, Up);
         gap.gap = true;
         assert_eq!(decide(gap).next, Next::Watch, "a gap restarts the count");
+    }
+
+    #[test]
+    fn decide_while_paused_table() {
+        use Health::{Down, Up};
+        use PoolState::*;
+        // (state, failures before, active, standby, next, failures after, why)
+        let rows: &[(PoolState, u32, Health, Health, Next, u32, &str)] = &[
+            (Armed, 0, Up, Up, Next::Watch, 0, "healthy: as usual"),
+            (Armed, 0, Down, Up, Next::Watch, 1, "failures still count"),
+            (
+                Armed,
+                2,
+                Down,
+                Up,
+                Next::Paused,
+                3,
+                "the threshold: no chain",
+            ),
+            (
+                Armed,
+                7,
+                Down,
+                Up,
+                Next::Paused,
+                8,
+                "past it: the count goes on",
+            ),
+            (
+                Armed,
+                2,
+                Down,
+                Down,
+                Next::Paused,
+                3,
+                "nothing is attempted, so nothing blocks",
+            ),
+            (
+                Blocked,
+                3,
+                Down,
+                Up,
+                Next::Paused,
+                4,
+                "a blocked pool is not retried",
+            ),
+            (
+                Blocked,
+                3,
+                Up,
+                Up,
+                Next::Rearm,
+                0,
+                "a blocked pool re-arms on an answer",
+            ),
+            (FailedOver, 0, Down, Up, Next::Watch, 1, "locked: as usual"),
+            (
+                FailingOver,
+                0,
+                Up,
+                Up,
+                Next::Interrupt,
+                0,
+                "a leftover chain is still marked",
+            ),
+        ];
+        for (state, before, active, standby, next, after, why) in rows {
+            let mut i = input(*state, *before, *active, *standby);
+            i.paused = true;
+            let d = decide(i);
+            assert_eq!((&d.next, d.failures), (next, *after), "{why}");
+            // The same facts without the pause: only `Paused` differs.
+            i.paused = false;
+            let unpaused = decide(i);
+            if *next != Next::Paused {
+                assert_eq!(unpaused, d, "{why}: the pause changes nothing else");
+            }
+        }
+        // The pause ends with the active server still down: the next round fails over.
+        assert_eq!(decide(input(Armed, 8, Down, Up)).next, Next::Failover);
+    }
+
+    #[test]
+    fn paused_table() {
+        // (until, now, paused?)
+        let rows = [
+            (None, 0, false),
+            (Some(10 * SEC), 9 * SEC, true),
+            (Some(10 * SEC), 10 * SEC, false),
+            (Some(10 * SEC), 11 * SEC, false),
+        ];
+        for (until, now, expected) in rows {
+            assert_eq!(paused(until, now), expected, "{until:?} {now}");
+        }
     }
 
     #[test]

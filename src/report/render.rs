@@ -85,12 +85,16 @@ pub fn full(report: &Report, colour: bool) -> String {
         let state = p.state.as_deref().unwrap_or("not checked yet");
         let _ = writeln!(
             out,
-            "  {} {state}, active {} ({}), {}/{} failures{}",
+            "  {} {state}, active {} ({}), {}/{} failures{}{}",
             paint(p.status),
             p.active,
             p.active_address,
             p.failures,
             p.max_failed_checks,
+            p.pause
+                .as_ref()
+                .map(|pause| format!(", {}", super::describe_pause(pause)))
+                .unwrap_or_default(),
             if p.reason.is_empty() {
                 String::new()
             } else {
@@ -161,10 +165,19 @@ fn tag(status: Status, colour: bool) -> String {
     format!("\x1b[{code}m{word}\x1b[0m")
 }
 
+/// Where the metrics go: `report --prometheus` is read when it runs; the textfile is read
+/// by node_exporter long after a tick wrote it, so it holds no age computed at writing
+/// (an alert uses `time() - deadpool_last_tick_timestamp_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    Report,
+    Textfile,
+}
+
 /// The Prometheus text exposition format, for `report --prometheus` and the textfile that
 /// node_exporter's textfile collector reads. Statuses are numbers: 0 OK, 1 WARNING,
 /// 2 CRITICAL, 3 UNKNOWN.
-pub fn prometheus(report: &Report) -> String {
+pub fn prometheus(report: &Report, exposition: Exposition) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -189,14 +202,29 @@ pub fn prometheus(report: &Report) -> String {
             .collect(),
     );
     metric(
-        "deadpool_tick_age_seconds",
+        "deadpool_build_info",
         "gauge",
-        "Seconds since the last tick started.",
-        i.last_tick_age_s
-            .map(|a| (String::new(), a))
-            .into_iter()
-            .collect(),
+        "The deadpool build that wrote these metrics (always 1).",
+        vec![(
+            format!(
+                "{{version=\"{}\",commit=\"{}\"}}",
+                label(env!("CARGO_PKG_VERSION")),
+                label(env!("DEADPOOL_COMMIT"))
+            ),
+            1.0,
+        )],
     );
+    if exposition == Exposition::Report {
+        metric(
+            "deadpool_tick_age_seconds",
+            "gauge",
+            "Seconds since the last tick started, when the report ran.",
+            i.last_tick_age_s
+                .map(|a| (String::new(), a))
+                .into_iter()
+                .collect(),
+        );
+    }
     metric(
         "deadpool_tick_duration_seconds",
         "gauge",
@@ -250,6 +278,67 @@ pub fn prometheus(report: &Report) -> String {
             .pools
             .iter()
             .map(|p| (format!("{{{}}}", pool(p)), f64::from(p.failures)))
+            .collect(),
+    );
+    metric(
+        "deadpool_failovers_total",
+        "counter",
+        "Chains started (automatic failovers and promotes).",
+        report
+            .pools
+            .iter()
+            .map(|p| (format!("{{{}}}", pool(p)), p.failovers as f64))
+            .collect(),
+    );
+    metric(
+        "deadpool_pool_paused",
+        "gauge",
+        "1 while a maintenance pause is on: checked and reported, never failed over.",
+        report
+            .pools
+            .iter()
+            .map(|p| {
+                (
+                    format!("{{{}}}", pool(p)),
+                    f64::from(u8::from(p.pause.is_some())),
+                )
+            })
+            .collect(),
+    );
+    metric(
+        "deadpool_pool_paused_until_timestamp_seconds",
+        "gauge",
+        "When the pool's pause ends by itself.",
+        report
+            .pools
+            .iter()
+            .filter_map(|p| {
+                p.pause
+                    .as_ref()
+                    .map(|pause| (format!("{{{}}}", pool(p)), pause.until as f64 / 1000.0))
+            })
+            .collect(),
+    );
+    metric(
+        "deadpool_pool_pause_info",
+        "gauge",
+        "Who paused the pool and why (always 1 while paused).",
+        report
+            .pools
+            .iter()
+            .filter_map(|p| {
+                p.pause.as_ref().map(|pause| {
+                    (
+                        format!(
+                            "{{{},by=\"{}\",reason=\"{}\"}}",
+                            pool(p),
+                            label(&pause.by),
+                            label(&pause.reason)
+                        ),
+                        1.0,
+                    )
+                })
+            })
             .collect(),
     );
     metric(
