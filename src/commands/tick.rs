@@ -118,17 +118,19 @@ impl Watch<'_> {
                     started_at,
                     duration_ms: took.as_millis() as i64,
                 });
-                if let Some(path) = &self.config.prometheus_textfile
-                    && let Err(e) = write_textfile(self.config, self.state, path)
-                {
-                    crate::warn!("cannot write the metrics file {}: {e:#}", path.display());
-                }
+                self.write_metrics();
+                let background_after_round = self.any_busy();
                 crate::debug!("round took {:.3}s", took.as_secs_f64());
                 // The next round comes one interval after this one started, while anything
                 // is still running in the background; without background work, the tick ends.
                 let next = clock + interval;
                 loop {
                     if !self.any_busy() {
+                        // What the background work changed (a chain's end) is in the
+                        // metrics before the tick ends, not a tick later.
+                        if background_after_round {
+                            self.write_metrics();
+                        }
                         return;
                     }
                     if Instant::now() >= next {
@@ -138,6 +140,14 @@ impl Watch<'_> {
                 }
             }
         });
+    }
+
+    fn write_metrics(&self) {
+        if let Some(path) = &self.config.prometheus_textfile
+            && let Err(e) = write_textfile(self.config, self.state, path)
+        {
+            crate::warn!("cannot write the metrics file {}: {e:#}", path.display());
+        }
     }
 
     fn any_busy(&self) -> bool {
