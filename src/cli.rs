@@ -190,6 +190,10 @@ pub struct CheckConfigArgs {
     /// Skip the read-only probes of the servers (logins, replication); check files only
     #[arg(long)]
     pub offline: bool,
+    /// The result as one JSON document (schema in the README), also when the config is
+    /// invalid
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -116,6 +116,26 @@ fn failover_failed() {
 fn check_config() {
     let inst = instance();
     assert_output(&inst, &["check-config", "--offline"], 0, "check-config.txt");
+    assert_output(
+        &inst,
+        &["check-config", "--offline", "--json"],
+        0,
+        "check-config.json",
+    );
+    inst.write(
+        "pools/db.toml",
+        "primary = \"db1\"\nsecondary = \"db2\"\ncolour = \"red\"\n",
+    );
+    let r = assert_output(
+        &inst,
+        &["check-config", "--offline", "--json"],
+        2,
+        "check-config.invalid.json",
+    );
+    assert!(
+        r.stderr.contains("colour"),
+        "the error on stderr too: {r:?}"
+    );
 }
 
 #[test]
