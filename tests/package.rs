@@ -16,6 +16,8 @@ const SUBCOMMANDS: &[&str] = &[
     "promote",
     "reset",
     "history",
+    "pause",
+    "resume",
     "check-config",
     "init",
     "hosts",
@@ -100,7 +102,7 @@ fn man_page_describes_every_subcommand_and_renders() {
     let r = deadpool(&["man"]);
     assert_eq!(r.code, 0, "{r:?}");
     let first = r.stdout.lines().next().unwrap_or("");
-    assert!(first.starts_with(".TH deadpool 1 "), "{first:?}");
+    assert!(first.starts_with(".TH DEADPOOL 1 "), "{first:?}");
     for sub in SUBCOMMANDS {
         assert!(
             r.stdout.contains(&format!(".SS \"deadpool {sub}\"")),
@@ -125,6 +127,15 @@ fn man_page_describes_every_subcommand_and_renders() {
         "COMMANDS",
         "--dry-run",
         "deadpool check-config",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "DEADPOOL_CONFIG",
+        "DEADPOOL_LOG",
+        "NO_COLOR",
+        "FILES",
+        "/var/lib/deadpool/deadpool.db",
+        "SEE ALSO",
+        "UNKNOWN",
     ] {
         assert!(
             rendered.stdout.contains(expected),
@@ -132,6 +143,33 @@ fn man_page_describes_every_subcommand_and_renders() {
             rendered.stdout
         );
     }
+}
+
+/// mandoc's linter, the strictest reader of man pages Debian has: not one message, not
+/// even a style note.
+#[test]
+fn man_page_passes_mandoc_lint() {
+    let r = deadpool(&["man"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("deadpool.1");
+    std::fs::write(&page, &r.stdout).unwrap();
+    let lint = Command::new("mandoc")
+        .args(["-Tlint", "-Wstyle"])
+        .arg(&page)
+        .output()
+        .expect("mandoc must be installed (Debian package mandoc)");
+    let said =
+        String::from_utf8_lossy(&lint.stdout).into_owned() + &String::from_utf8_lossy(&lint.stderr);
+    assert!(
+        lint.status.success() && said.is_empty(),
+        "mandoc -Tlint:\n{said}"
+    );
+    let first = r.stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with(".TH DEADPOOL 1 20") && first.contains("\"deadpool "),
+        "{first}"
+    );
 }
 
 /// Purges the package when the test ends, passed or failed.
