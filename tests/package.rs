@@ -241,6 +241,7 @@ fn debian_package_installs_runs_and_purges() {
         "/lib/systemd/system/deadpool@.timer",
         "/usr/share/bash-completion/completions/deadpool",
         "/usr/share/zsh/vendor-completions/_deadpool",
+        "/usr/share/fish/vendor_completions.d/deadpool.fish",
         "/usr/share/man/man1/deadpool.1.gz",
         "/usr/share/doc/deadpool/README.md",
         "/usr/share/doc/deadpool/FAULTS.md",
