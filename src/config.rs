@@ -1476,47 +1476,106 @@ fn duration_or(value: &Option<String>, default: &str, at: &str) -> Result<Durati
         .map_err(|e| Error::Config(format!("{at}: {e}")))
 }
 
-/// Parses `"500ms"`, `"5s"`, `"2m"`, `"1h"`, `"90d"`. Zero is refused.
+/// The units of systemd's time spans (systemd.time(7)), in microseconds, so that a value
+/// copied from a timer unit (`5min`, `1min 30s`, `1h`) means the same here.
+const DURATION_UNITS: &[(&[&str], u64)] = &[
+    (&["us", "usec", "\u{3bc}s", "\u{b5}s"], 1),
+    (&["ms", "msec"], 1_000),
+    (&["s", "sec", "second", "seconds"], 1_000_000),
+    (&["m", "min", "minute", "minutes"], 60_000_000),
+    (&["h", "hr", "hour", "hours"], 3_600_000_000),
+    (&["d", "day", "days"], 86_400_000_000),
+    (&["w", "week", "weeks"], 604_800_000_000),
+    (&["M", "month", "months"], 2_629_800_000_000),
+    (&["y", "year", "years"], 31_557_600_000_000),
+];
+
+/// Parses a duration the way systemd parses a time span, units required: `"500ms"`,
+/// `"5s"`, `"2m"`, `"5min"`, `"1min 30s"`, `"1.5h"`, `"90d"`. Stricter than systemd on
+/// purpose: a number without a unit (systemd reads seconds), `infinity`, zero and anything
+/// over ten years are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let expected = || {
         format!(
-            "got \"{s}\", expected a duration like \"500ms\", \"5s\", \"2m\", \"1h\" or \"90d\""
+            "got \"{s}\", expected a duration like \"500ms\", \"5s\", \"5min\", \"1min 30s\", \"1h\" or \"90d\""
         )
     };
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number.parse().map_err(|_| expected())?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        _ => return Err(expected()),
-    };
-    match ms {
-        Some(0) => Err(format!("got \"{s}\", expected a duration longer than zero")),
-        Some(ms) if ms <= 10 * 365 * 86_400_000 => Ok(Duration::from_millis(ms)),
-        _ => Err(format!("got \"{s}\", expected at most ten years")),
+    let text = s.trim();
+    if text.is_empty() {
+        return Err(expected());
     }
+    let mut rest = text;
+    let mut micros: u128 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits);
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        let valid = !number.is_empty()
+            && whole.chars().all(|c| c.is_ascii_digit())
+            && fraction.chars().all(|c| c.is_ascii_digit())
+            && (!number.contains('.') || !fraction.is_empty());
+        if !valid {
+            return Err(expected());
+        }
+        let after = after.trim_start();
+        let word_len = after
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(after.len());
+        let (word, next) = after.split_at(word_len);
+        if word.is_empty() {
+            return Err(format!(
+                "got \"{s}\": `{number}` has no unit; write e.g. \"{number}s\" or \"{number}min\""
+            ));
+        }
+        let Some((_, unit)) = DURATION_UNITS
+            .iter()
+            .find(|(names, _)| names.contains(&word))
+        else {
+            return Err(expected());
+        };
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| expected())?
+        };
+        let mut part = whole.saturating_mul(u128::from(*unit));
+        // The fraction, to the microsecond (systemd also drops what is finer).
+        let mut scale = u128::from(*unit);
+        for digit in fraction.chars().take(20) {
+            scale /= 10;
+            part += u128::from(digit.to_digit(10).unwrap_or(0)) * scale;
+        }
+        micros = micros.saturating_add(part);
+        rest = next.trim_start();
+    }
+    if micros == 0 {
+        return Err(format!("got \"{s}\", expected a duration longer than zero"));
+    }
+    const TEN_YEARS_US: u128 = 10 * 365 * 86_400_000_000;
+    if micros > TEN_YEARS_US {
+        return Err(format!("got \"{s}\", expected at most ten years"));
+    }
+    Ok(Duration::from_micros(micros as u64))
 }
 
 /// The inverse of [`parse_duration`], for messages.
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
+    let us = d.as_micros();
     let units = [
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "m"),
-        (1000, "s"),
+        (86_400_000_000, "d"),
+        (3_600_000_000, "h"),
+        (60_000_000, "m"),
+        (1_000_000, "s"),
+        (1_000, "ms"),
     ];
     for (size, unit) in units {
-        if ms >= size && ms.is_multiple_of(size) {
-            return format!("{}{unit}", ms / size);
+        if us >= size && us.is_multiple_of(size) {
+            return format!("{}{unit}", us / size);
         }
     }
-    format!("{ms}ms")
+    format!("{us}us")
 }
 
 /// Checks that a secret file is a regular file (no link), owned by root or the running
@@ -1604,21 +1663,109 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
+        assert_eq!(parse_duration("1min 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
         for bad in [
             "",
             "5",
             "s",
-            "5 s",
             "-5s",
-            "1.5s",
             "0s",
-            "5sec",
+            "5S",
+            "5secs",
+            "1.s",
+            "1.5.2s",
+            "1h 30",
+            "5min5",
+            "1,5s",
+            "5e3s",
+            "infinity",
             "99999999999999999999d",
+            "11y",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");
         }
+        assert!(
+            parse_duration("5").unwrap_err().contains("\"5s\""),
+            "a bare number says which unit to add"
+        );
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_micros(500)), "500us");
+    }
+
+    /// Every duration systemd accepts with units means the same here as in a timer unit,
+    /// checked against systemd's own parser (`systemd-analyze timespan`); what systemd
+    /// refuses is refused here too.
+    #[test]
+    fn durations_agree_with_systemd() {
+        let same = [
+            "500ms",
+            "5s",
+            "2m",
+            "1h",
+            "90d",
+            "1min 30s",
+            "5min",
+            "5 s",
+            "5sec",
+            "1.5s",
+            ".5s",
+            "1h30m",
+            "2 weeks",
+            "1M",
+            "1y",
+            "1 h 2 m",
+            " 5s ",
+            "500us",
+            "1d2h",
+            "3 hr",
+            "2months",
+            "5ms500us",
+            "1.25min",
+            "5 min30s",
+            "5s5s",
+            "1w",
+            "1\u{3bc}s",
+            "1\u{b5}s",
+            "5msec",
+            "5usec",
+            "5minutes5s",
+            "1y1M",
+            "1.0000001s",
+            "2  s",
+            "5\ts",
+        ];
+        // Accepted by systemd, refused here on purpose: no unit, zero, infinity.
+        let stricter = ["5", "1h 30", "0s", "0.0000001s", "infinity"];
+        let refused_by_both = [
+            "5S", "5secs", "5mins", "5Min", "5ns", "1.s", "1.5.2s", "1,5s", "5e3s", "-5s",
+        ];
+        let systemd = |s: &str| -> Option<u128> {
+            let out = std::process::Command::new("systemd-analyze")
+                .args(["timespan", "--", s])
+                .output()
+                .expect("systemd-analyze must be installed (Debian package systemd)");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let us = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("\u{3bc}s:"))
+                .map(|v| v.trim().parse().unwrap());
+            out.status.success().then_some(us).flatten()
+        };
+        for s in same {
+            let ours = parse_duration(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+            assert_eq!(Some(ours.as_micros()), systemd(s), "{s:?}");
+        }
+        for s in stricter {
+            assert!(systemd(s).is_some(), "systemd accepts {s:?}");
+            assert!(parse_duration(s).is_err(), "{s:?} is refused here");
+        }
+        for s in refused_by_both {
+            assert_eq!(systemd(s), None, "systemd refuses {s:?}");
+            assert!(parse_duration(s).is_err(), "{s:?}");
+        }
     }
 
     #[test]

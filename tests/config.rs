@@ -137,7 +137,7 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
         (
             "bad duration",
             "deadpool.toml".into(),
-            "state_dir = \"state\"\ntick_interval = \"5 seconds\"\n".into(),
+            "state_dir = \"state\"\ntick_interval = \"5 secs\"\n".into(),
             vec!["deadpool.toml", "tick_interval", "\"5s\""],
         ),
         (
@@ -756,4 +756,24 @@ fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
         "{}",
         r.stdout
     );
+}
+
+/// Durations as systemd writes them in its units are accepted in the config and mean the
+/// same (`check-config --json` shows them in seconds).
+#[test]
+fn systemd_style_durations_in_the_config() {
+    let inst = Instance::with(
+        "tick_interval = \"1min 30s\"\nsystem_check_interval = \"5min\"\nhistory_retention = \"2 weeks\"\nstale_warning = \"1.5h\"\nstale_critical = \"2h\"\n",
+        &[("db", TWO_STEP_POOL)],
+    );
+    let r = inst.run(&["check-config", "--offline", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["tick_interval_s"], 90.0);
+    assert_eq!(v["system_check_interval_s"], 300.0);
+    assert_eq!(v["history_retention_s"], 14.0 * 86400.0);
+    assert_eq!(v["stale_warning_s"], 5400.0);
+    assert_eq!(v["pools"][0]["steps"][0]["timeout_s"], 3.0);
+    assert_eq!(v["pools"][0]["monitor"]["type"], "nagios");
 }

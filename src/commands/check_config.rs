@@ -14,9 +14,28 @@ use crate::monitor::{self, Health};
 use crate::error::Outcome;
 
 pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
+    let result = check(dir, args);
+    if args.json
+        && let Err(e) = &result
+    {
+        let doc = serde_json::json!({ "valid": false, "error": format!("{e:#}") });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    result
+}
+
+/// One read-only probe of a server or a promote step: its line, and whether it was OK.
+#[derive(Debug, serde::Serialize)]
+struct Probe {
+    pool: String,
+    status: Status,
+    message: String,
+}
+
+fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     let config = Config::load(dir)?;
     let mut warnings = Vec::new();
-    let mut probes = Vec::new();
+    let mut probes: Vec<Probe> = Vec::new();
     if !args.offline {
         // Probe in the direction the next failover would take.
         let state = crate::state::State::open_read_only(&config.state_dir)
@@ -27,7 +46,7 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
                 .as_ref()
                 .and_then(|s| s.pool(&pool.name).ok().flatten());
             let active = rec.map_or(Role::Primary, |r| r.active);
-            probe(pool, active, &mut probes, &mut warnings);
+            probe(pool, active, &mut probes);
         }
     }
 
@@ -105,9 +124,22 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         }
     }
 
+    // Probes that found a problem come first among the warnings.
+    let failed = probes
+        .iter()
+        .filter(|p| p.status != Status::Ok)
+        .map(|p| format!("pool {}: {}", p.pool, p.message));
+    let warnings: Vec<String> = failed.chain(warnings).collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json(&config, &probes, &warnings))?
+        );
+        return Ok(Outcome::Done);
+    }
     print!("{}", config::summary(&config));
-    for line in &probes {
-        println!("{line}");
+    for p in probes.iter().filter(|p| p.status == Status::Ok) {
+        println!("pool {}: {}", p.pool, p.message);
     }
     println!(
         "worst-case tick duration: {} without a failover, {} with one (systemd's TimeoutStartSec must be longer)",
@@ -127,22 +159,24 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
 
 /// Read-only probes of a pool's servers: each server through the monitor, and each
 /// `mysql_promote` step's preflight toward the standby (logins, grants, replication).
-fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
     for (role, check) in [Role::Primary, Role::Secondary]
         .into_iter()
         .zip(monitor::check_both(pool))
     {
-        let line = format!(
-            "pool {}: {} {}: {}",
-            pool.name,
-            role.as_str(),
-            pool.address(role),
-            check.message
-        );
-        match check.health {
-            Health::Up => lines.push(line),
-            Health::Degraded | Health::Down => warnings.push(line),
-        }
+        probes.push(Probe {
+            pool: pool.name.clone(),
+            status: match check.health {
+                Health::Up => Status::Ok,
+                Health::Degraded | Health::Down => Status::Warning,
+            },
+            message: format!(
+                "{} {}: {}",
+                role.as_str(),
+                pool.address(role),
+                check.message
+            ),
+        });
     }
     for (index, step) in pool.steps.iter().enumerate() {
         if !matches!(
@@ -154,15 +188,18 @@ fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<
         let ctx = chain::context(pool, index, active, active.other(), true);
 
         for h in crate::protocol::run(crate::protocol::Action::Preflight, &ctx) {
-            let line = format!(
-                "pool {}: step `{}` preflight on {}: {}",
-                pool.name, step.name, h.host, h.message
-            );
-            if h.status == Status::Ok {
-                lines.push(line)
-            } else {
-                warnings.push(line)
-            }
+            probes.push(Probe {
+                pool: pool.name.clone(),
+                status: if h.status == Status::Ok {
+                    Status::Ok
+                } else {
+                    Status::Warning
+                },
+                message: format!(
+                    "step `{}` preflight on {}: {}",
+                    step.name, h.host, h.message
+                ),
+            });
         }
     }
 }
@@ -182,4 +219,65 @@ fn tls_unverified(pool: &Pool) -> bool {
             StepKind::RedisPromote(r) => unverified(r.access.tls.as_ref()),
             _ => false,
         })
+}
+
+/// `check-config --json` (schema in the README): the validated settings, each pool and its
+/// chain, the probes, the worst-case tick and the warnings.
+fn json(config: &Config, probes: &[Probe], warnings: &[String]) -> serde_json::Value {
+    use serde_json::json;
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    let pools: Vec<serde_json::Value> = config
+        .pools
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "primary": p.primary,
+                "secondary": p.secondary,
+                "max_failed_checks": p.max_failed_checks,
+                "down_for_s": p.down_for.map(secs),
+                "recheck_interval_s": p.down_for.map(|_| secs(p.recheck_interval)),
+                "monitor": {
+                    "type": p.monitor.kind.type_name(),
+                    "timeout_s": secs(p.monitor.timeout),
+                    "confirm_from": p.monitor.confirm_from.iter().map(|h| h.name()).collect::<Vec<_>>(),
+                },
+                "steps": p.steps.iter().enumerate().map(|(i, s)| json!({
+                    "index": i + 1,
+                    "name": s.name,
+                    "type": s.type_name(),
+                    "timeout_s": secs(s.timeout),
+                    "on_failure": match s.on_failure {
+                        config::OnFailure::Abort => "abort",
+                        config::OnFailure::Continue => "continue",
+                    },
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "valid": true,
+        "config_dir": config.dir.display().to_string(),
+        "state_dir": config.state_dir.display().to_string(),
+        "tick_interval_s": secs(config.tick_interval),
+        "system_check_interval_s": secs(config.system_check_interval),
+        "stale_warning_s": secs(config.stale_warning),
+        "stale_critical_s": secs(config.stale_critical),
+        "history_retention_s": secs(config.history_retention),
+        "prometheus_textfile": config.prometheus_textfile.as_ref().map(|p| p.display().to_string()),
+        "ssh": {
+            "user": config.ssh.user,
+            "port": config.ssh.port,
+            "connect_timeout_s": secs(config.ssh.connect_timeout),
+            "command_timeout_s": secs(config.ssh.command_timeout),
+            "sudo": config.ssh.sudo,
+        },
+        "pools": pools,
+        "probes": probes,
+        "worst_case_tick_s": {
+            "watching": secs(config.worst_case_watching()),
+            "failover": secs(config.worst_case_tick()),
+        },
+        "warnings": warnings,
+    })
 }
