@@ -2,8 +2,10 @@
 //! (`check`), make sure it can run now without changing anything (`preflight`), and do its
 //! part of the failover (`promote`).
 
+mod dns;
 mod etc_hosts;
 mod exec;
+mod haproxy;
 mod mysql_promote;
 mod plugin;
 mod redis_promote;
@@ -101,6 +103,8 @@ pub fn protocol(step: &Step) -> Box<dyn Protocol + '_> {
         StepKind::EtcHosts(cfg) => Box::new(etc_hosts::Step { cfg }),
         StepKind::Vip(cfg) => Box::new(vip::Step { cfg }),
         StepKind::RedisPromote(cfg) => Box::new(redis_promote::Step { cfg }),
+        StepKind::Dns(cfg) => Box::new(dns::Step { cfg }),
+        StepKind::Haproxy(cfg) => Box::new(haproxy::Step { cfg }),
     }
 }
 

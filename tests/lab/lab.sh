@@ -58,8 +58,11 @@ ADMIN_GRANTS="SUPER, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, BINLOG ADMIN, BIN
 MONITOR_GRANTS="REPLICATION CLIENT, SLAVE MONITOR"
 
 # check_mysql is in monitoring-plugins-standard, not -basic.
+# bind9 (named) and bind9-dnsutils (nsupdate, dig) for the dns step, haproxy for the
+# haproxy step.
 PACKAGES=(mariadb-server openssh-server iproute2 iputils-arping iptables
-          monitoring-plugins-basic monitoring-plugins-standard redis-server sudo)
+          monitoring-plugins-basic monitoring-plugins-standard redis-server sudo
+          bind9 bind9-dnsutils haproxy)
 
 MARKER=$LAB_DIR/.deadpool-lab      # proves LAB_DIR is ours before `down` deletes it
 SECRETS=$LAB_DIR/secrets
@@ -213,7 +216,7 @@ system_daemon_pids() {
     for pid in /proc/[0-9]*; do
         pid=${pid#/proc/}
         case $(cat "/proc/$pid/comm" 2>/dev/null) in
-            mariadbd|mysqld|mysqld_safe|mariadbd-safe|redis-server|sshd)
+            mariadbd|mysqld|mysqld_safe|mariadbd-safe|redis-server|sshd|named|haproxy)
                 if [[ $(readlink "/proc/$pid/ns/net" 2>/dev/null) == "$root_net" ]]; then
                     echo "$pid"
                 fi ;;
