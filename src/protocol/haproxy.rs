@@ -211,6 +211,15 @@ fn preflight_verdict(
         );
     }
     let shows = describe_all(&servers);
+    // Out of maintenance, a server's operational state is its health check's verdict.
+    if find(&servers, new).is_some_and(|n| !n.maint() && !n.up()) {
+        return (
+            Status::Critical,
+            format!(
+                "HAProxy's health check says {new} is not UP ({shows}): traffic would go nowhere; fix the check or the server"
+            ),
+        );
+    }
     let done = find(&servers, new).is_some_and(Server::ready)
         && find(&servers, old).is_some_and(|s| !s.ready());
     if done {
@@ -705,6 +714,11 @@ mod tests {
                 &["admin"],
                 Ok(vec![server("db1", 2, 0)]),
                 "has no server `db2`",
+            ),
+            (
+                &["admin"],
+                Ok(vec![server("db1", 2, 0), server("db2", 0, 8)]),
+                "health check says db2 is not UP",
             ),
         ];
         for (level, state, words) in table {
