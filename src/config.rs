@@ -1470,14 +1470,23 @@ fn dns_step(dir: &Path, raw: RawDns, servers: (&str, &str)) -> Result<Dns, Strin
             dir.join(&raw.tsig_secret_file).display()
         ));
     }
+    let port = raw.port.filter(|p| *p > 0).unwrap_or(53);
     let mut verify_servers = Vec::new();
     for entry in raw.verify_servers.unwrap_or_default() {
         let server = host_port(&entry, 53).map_err(|e| format!("key `verify_servers`: {e}"))?;
+        if server == (raw.server.clone(), port) {
+            return Err(format!(
+                "key `verify_servers`: `{entry}` is the primary server, which the check always asks"
+            ));
+        }
+        if verify_servers.contains(&server) {
+            return Err(format!("key `verify_servers`: `{entry}` is listed twice"));
+        }
         verify_servers.push(server);
     }
     Ok(Dns {
         server: raw.server,
-        port: raw.port.filter(|p| *p > 0).unwrap_or(53),
+        port,
         zone,
         service_host_name,
         record,

@@ -53,6 +53,7 @@ DNS_HOST=ns1
 ZONE=lab.internal.
 DNS_NAME=db.lab.internal.
 DNS_TTL=30
+DNS_ALT_PORT=5353
 TSIG_KEY=deadpool-lab
 # A login HAProxy's mysql-check uses: no password, no privileges. A check that only
 # connects and hangs up would count as a connection error and get HAProxy's host blocked.
@@ -553,6 +554,8 @@ options {
     pid-file "$dir/named.pid";
     session-keyfile "$dir/session.key";
     listen-on port 53 { ${IP[$DNS_HOST]}; 127.0.0.1; };
+    // A second port: a second server to ask (verify_servers) in tests.
+    listen-on port $DNS_ALT_PORT { ${IP[$DNS_HOST]}; };
     listen-on-v6 { none; };
     recursion no;
     allow-query { any; };
@@ -1107,6 +1110,7 @@ cmd_env() {
     emit LAB_ZONE "$ZONE"
     emit LAB_DNS_NAME "$DNS_NAME"
     emit LAB_DNS_TTL "$DNS_TTL"
+    emit LAB_DNS_ALT_PORT "$DNS_ALT_PORT"
     emit LAB_TSIG_KEY "$TSIG_KEY"
     emit LAB_TSIG_SECRET_FILE "$SECRETS/tsig"
 }
