@@ -2084,6 +2084,7 @@ mod fuzz_tests {
         include_str!("../config/pools/example_db.toml"),
         include_str!("../config/pools/orders_mysql.toml.example"),
         include_str!("../config/pools/cache_redis.toml.example"),
+        include_str!("../config/pools/orders_dns_lb.toml.example"),
     ];
 
     /// Mutated config files never panic the loader: each is accepted, or refused with a
@@ -2097,10 +2098,17 @@ mod fuzz_tests {
             ("secrets/mysql-monitor", 0o600),
             ("secrets/mysql-admin", 0o600),
             ("secrets/redis", 0o600),
+            ("secrets/tsig", 0o600),
         ] {
             let path = dir.path().join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            // Secrets: one line that is also a valid TSIG secret (base64).
+            let text = if rel.starts_with("secrets/") {
+                "c2VjcmV0\n"
+            } else {
+                "#!/bin/sh\n"
+            };
+            std::fs::write(&path, text).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         }
         std::fs::create_dir_all(dir.path().join("pools")).unwrap();

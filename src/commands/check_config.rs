@@ -99,7 +99,15 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         }
     }
 
+    let mut notes = Vec::new();
+    for pool in &config.pools {
+        step_notes(pool, &mut notes, &mut warnings);
+    }
+
     print!("{}", config::summary(&config));
+    for line in &notes {
+        println!("{line}");
+    }
     for line in &probes {
         println!("{line}");
     }
@@ -119,8 +127,10 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Read-only probes of a pool's servers: each server through the monitor, and each
-/// `mysql_promote` step's preflight toward the standby (logins, grants, replication).
+/// Read-only probes of a pool's servers: each server through the monitor, and the preflight
+/// toward the standby of each `mysql_promote` and `redis_promote` step (logins, grants,
+/// replication), `dns` step (the zone's SOA, the TSIG key, the record) and `haproxy` step
+/// (each proxy's level, backend and servers).
 fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
     for (role, check) in [Role::Primary, Role::Secondary]
         .into_iter()
@@ -139,9 +149,13 @@ fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<
         }
     }
     for (index, step) in pool.steps.iter().enumerate() {
+        // Preflights that read only (a DNS update whose one change is a no-op counts).
         if !matches!(
             step.kind,
-            StepKind::MysqlPromote(_) | StepKind::RedisPromote(_)
+            StepKind::MysqlPromote(_)
+                | StepKind::RedisPromote(_)
+                | StepKind::Dns(_)
+                | StepKind::Haproxy(_)
         ) {
             continue;
         }
@@ -159,4 +173,80 @@ fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<
             }
         }
     }
+}
+
+/// What the `dns` and `haproxy` steps will reach, which a config alone does not show, and
+/// what is missing for them on this host.
+fn step_notes(pool: &Pool, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+    for step in &pool.steps {
+        let at = format!("pool {}: step `{}`", pool.name, step.name);
+        match &step.kind {
+            StepKind::Dns(d) => {
+                let verify = if d.verify_servers.is_empty() {
+                    String::new()
+                } else {
+                    let servers: Vec<String> = d
+                        .verify_servers
+                        .iter()
+                        .map(|(h, p)| format!("{h}:{p}"))
+                        .collect();
+                    format!("; readiness also asks {}", servers.join(", "))
+                };
+                lines.push(format!(
+                    "{at} (dns): {} {} at {}:{} (zone {}), TSIG key {} ({}), TTL {}s (warning above {}s); primary -> {}, secondary -> {}{verify}",
+                    d.service_host_name,
+                    d.record.as_str(),
+                    d.server,
+                    d.port,
+                    d.zone,
+                    d.tsig.name,
+                    d.tsig.algorithm,
+                    d.ttl,
+                    d.max_ttl,
+                    d.values.primary,
+                    d.values.secondary,
+                ));
+                for tool in ["nsupdate", "dig"] {
+                    if !in_path(tool) {
+                        warnings.push(format!(
+                            "{at}: `{tool}` is not in $PATH; install bind9-dnsutils"
+                        ));
+                    }
+                }
+            }
+            StepKind::Haproxy(h) => {
+                let sockets: Vec<String> = h
+                    .sockets
+                    .iter()
+                    .map(|s| match s.ssh_host() {
+                        Some(host) => format!("{s} (through ssh {}@{host})", h.ssh.user),
+                        None => s.to_string(),
+                    })
+                    .collect();
+                lines.push(format!(
+                    "{at} (haproxy): backend {}, primary -> server {}, secondary -> server {}, the server left goes to {}; {}",
+                    h.backend,
+                    h.servers.primary,
+                    h.servers.secondary,
+                    h.standby_state.as_str(),
+                    sockets.join(", ")
+                ));
+                for socket in &h.sockets {
+                    if let config::HaproxySocket::Unix(path) = socket
+                        && !Path::new(path).exists()
+                    {
+                        warnings.push(format!(
+                            "{at}: the stats socket {path} does not exist on this host (is HAProxy running, with `stats socket {path} level admin`?)"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn in_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
