@@ -47,10 +47,10 @@ sockets = ["$LAB_LB1_IP:$LAB_LB1_HAPROXY_SOCKET", "$LAB_LB2_IP:$LAB_LB2_HAPROXY_
 timeout = "10s"
 TOML
 "$bin" --config "$dir" tick 2>/dev/null || true
-# "event step at_ms" lines of the history, oldest first (as `history` prints them).
+# "event at_ms step" lines of the history, oldest first (as `history` prints them).
 step_events() {
     "$bin" --config "$1" history --json --limit 100000 \
-        | sed -n 's/.*"at":\([0-9]*\),.*"event":"\([a-z_]*\)".*"step":"\([^"]*\)".*/\2 \3 \1/p'
+        | sed -n 's/.*"at":\([0-9]*\),.*"event":"\([a-z_]*\)".*"step":"\([^"]*\)".*/\2 \1 \3/p'
 }
 dns=() tcp=() ssh=()
 target=secondary
@@ -60,8 +60,8 @@ for ((run = 1; run <= runs; run++)); do
     # Each step's time: from its start to the next step's start, or to the end of the chain.
     read -r d t s < <(step_events "$dir" | awk '
         $1 == "failover_started" { n = 0; delete start }
-        $1 == "step_started" { start[++n] = $3; name[n] = $2 }
-        $1 == "failed_over" { start[n + 1] = $3 }
+        $1 == "step_started" { start[++n] = $2 }
+        $1 == "failed_over" { start[n + 1] = $2 }
         END { printf "%d %d %d\n", start[2] - start[1], start[3] - start[2], start[4] - start[3] }')
     dns+=("$d") tcp+=("$t") ssh+=("$s")
     echo "run $run ($target): dns $d ms, haproxy over TCP $t ms, haproxy over SSH $s ms" >&2
