@@ -124,6 +124,11 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         }
     }
 
+    let mut notes = Vec::new();
+    for pool in &config.pools {
+        step_notes(pool, &mut notes, &mut warnings);
+    }
+
     // Probes that found a problem come first among the warnings.
     let failed = probes
         .iter()
@@ -133,11 +138,14 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json(&config, &probes, &warnings))?
+            serde_json::to_string_pretty(&json(&config, &notes, &probes, &warnings))?
         );
         return Ok(Outcome::Done);
     }
     print!("{}", config::summary(&config));
+    for line in &notes {
+        println!("{line}");
+    }
     for p in probes.iter().filter(|p| p.status == Status::Ok) {
         println!("pool {}: {}", p.pool, p.message);
     }
@@ -157,8 +165,10 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Read-only probes of a pool's servers: each server through the monitor, and each
-/// `mysql_promote` step's preflight toward the standby (logins, grants, replication).
+/// Read-only probes of a pool's servers: each server through the monitor, and the preflight
+/// toward the standby of each `mysql_promote` and `redis_promote` step (logins, grants,
+/// replication), `dns` step (the zone's SOA, the TSIG key, the record) and `haproxy` step
+/// (each proxy's level, backend and servers).
 fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
     for (role, check) in [Role::Primary, Role::Secondary]
         .into_iter()
@@ -181,7 +191,10 @@ fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
     for (index, step) in pool.steps.iter().enumerate() {
         if !matches!(
             step.kind,
-            StepKind::MysqlPromote(_) | StepKind::RedisPromote(_)
+            StepKind::MysqlPromote(_)
+                | StepKind::RedisPromote(_)
+                | StepKind::Dns(_)
+                | StepKind::Haproxy(_)
         ) {
             continue;
         }
@@ -223,7 +236,12 @@ fn tls_unverified(pool: &Pool) -> bool {
 
 /// `check-config --json` (schema in the README): the validated settings, each pool and its
 /// chain, the probes, the worst-case tick and the warnings.
-fn json(config: &Config, probes: &[Probe], warnings: &[String]) -> serde_json::Value {
+fn json(
+    config: &Config,
+    notes: &[String],
+    probes: &[Probe],
+    warnings: &[String],
+) -> serde_json::Value {
     use serde_json::json;
     let secs = |d: std::time::Duration| d.as_secs_f64();
     let pools: Vec<serde_json::Value> = config
@@ -273,6 +291,7 @@ fn json(config: &Config, probes: &[Probe], warnings: &[String]) -> serde_json::V
             "sudo": config.ssh.sudo,
         },
         "pools": pools,
+        "notes": notes,
         "probes": probes,
         "worst_case_tick_s": {
             "watching": secs(config.worst_case_watching()),
@@ -280,4 +299,80 @@ fn json(config: &Config, probes: &[Probe], warnings: &[String]) -> serde_json::V
         },
         "warnings": warnings,
     })
+}
+
+/// What the `dns` and `haproxy` steps will reach, which a config alone does not show, and
+/// what is missing for them on this host.
+fn step_notes(pool: &Pool, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+    for step in &pool.steps {
+        let at = format!("pool {}: step `{}`", pool.name, step.name);
+        match &step.kind {
+            StepKind::Dns(d) => {
+                let verify = if d.verify_servers.is_empty() {
+                    String::new()
+                } else {
+                    let servers: Vec<String> = d
+                        .verify_servers
+                        .iter()
+                        .map(|(h, p)| format!("{h}:{p}"))
+                        .collect();
+                    format!("; readiness also asks {}", servers.join(", "))
+                };
+                lines.push(format!(
+                    "{at} (dns): {} {} at {}:{} (zone {}), TSIG key {} ({}), TTL {}s (warning above {}s); primary -> {}, secondary -> {}{verify}",
+                    d.service_host_name,
+                    d.record.as_str(),
+                    d.server,
+                    d.port,
+                    d.zone,
+                    d.tsig.name,
+                    d.tsig.algorithm,
+                    d.ttl,
+                    d.max_ttl,
+                    d.values.primary,
+                    d.values.secondary,
+                ));
+                for tool in ["nsupdate", "dig"] {
+                    if !in_path(tool) {
+                        warnings.push(format!(
+                            "{at}: `{tool}` is not in $PATH; install bind9-dnsutils"
+                        ));
+                    }
+                }
+            }
+            StepKind::Haproxy(h) => {
+                let sockets: Vec<String> = h
+                    .sockets
+                    .iter()
+                    .map(|s| match s.ssh_host() {
+                        Some(host) => format!("{s} (through ssh {}@{host})", h.ssh.user),
+                        None => s.to_string(),
+                    })
+                    .collect();
+                lines.push(format!(
+                    "{at} (haproxy): backend {}, primary -> server {}, secondary -> server {}, the server left goes to {}; {}",
+                    h.backend,
+                    h.servers.primary,
+                    h.servers.secondary,
+                    h.standby_state.as_str(),
+                    sockets.join(", ")
+                ));
+                for socket in &h.sockets {
+                    if let config::HaproxySocket::Unix(path) = socket
+                        && !Path::new(path).exists()
+                    {
+                        warnings.push(format!(
+                            "{at}: the stats socket {path} does not exist on this host (is HAProxy running, with `stats socket {path} level admin`?)"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn in_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
