@@ -1,4 +1,6 @@
-//! Build script: records the git commit for `deadpool --version` as `DEADPOOL_COMMIT`.
+//! Build script: records the git commit for `deadpool --version` as `DEADPOOL_COMMIT`, and
+//! the date of the man page as `DEADPOOL_DATE` (`$SOURCE_DATE_EPOCH`, else the commit's
+//! date, else today), so that a rebuild of one commit makes the same page.
 //!
 //! Only `git` is needed, and only when it is there: a build from a source tarball (or from a
 //! crate unpacked inside some other repository) says "unknown commit" instead of failing.
@@ -16,8 +18,24 @@ fn main() {
         }
         _ => None,
     };
+    let date = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .map(date_of)
+        .or_else(|| {
+            commit.as_ref()?;
+            git(&manifest_dir, &["log", "-1", "--format=%cs"])
+        })
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            date_of(now)
+        });
     let commit = commit.unwrap_or_else(|| "unknown commit".to_string());
     println!("cargo:rustc-env=DEADPOOL_COMMIT={commit}");
+    println!("cargo:rustc-env=DEADPOOL_DATE={date}");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     // Without this, a build outside git would rerun the script whenever any file changes.
     println!("cargo:rerun-if-changed=build.rs");
 }
@@ -59,4 +77,19 @@ fn same_dir(a: &str, b: &str) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
+}
+
+/// `YYYY-MM-DD` of a Unix time (UTC), by the civil-from-days algorithm.
+fn date_of(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }

@@ -134,6 +134,12 @@ pub enum EventKind {
     Readiness,
     PromoteRefused,
     Reset,
+    /// A person paused the pool (or changed its pause).
+    Paused,
+    /// A person ended a pause early.
+    Resumed,
+    /// A pause reached its end; a tick records it.
+    PauseExpired,
     /// The chain's end: `failed_over` or `failover_failed`.
     End(PoolState),
 }
@@ -151,6 +157,9 @@ impl EventKind {
             EventKind::Readiness => "readiness",
             EventKind::PromoteRefused => "promote_refused",
             EventKind::Reset => "reset",
+            EventKind::Paused => "paused",
+            EventKind::Resumed => "resumed",
+            EventKind::PauseExpired => "pause_expired",
             EventKind::End(state) => state.as_str(),
         }
     }

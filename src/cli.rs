@@ -44,8 +44,12 @@ pub enum Command {
     Promote(PromoteArgs),
     /// Re-arm a pool after a failover (count 0, state armed)
     Reset(ResetArgs),
-    /// Show recorded events: state changes, failover steps, promotions, resets
+    /// Show recorded events: state changes, failover steps, promotions, resets, pauses
     History(HistoryArgs),
+    /// Keep a pool checked and reported but never fail it over, for a while (maintenance)
+    Pause(PauseArgs),
+    /// End a pool's pause before its time
+    Resume(ResumeArgs),
     /// Validate the configuration without changing anything
     CheckConfig(CheckConfigArgs),
     /// Write a commented example configuration directory
@@ -88,6 +92,9 @@ pub struct TickArgs {
     /// Print the plan and run the read-only preflights; change nothing, not even the database
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: the same as one JSON document (schema in the README)
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +154,25 @@ pub struct ResetArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// The pool to pause
+    pub pool: String,
+    /// How long: the pause ends by itself then (required: no open-ended pauses). Durations
+    /// as in the config and in systemd units: 30min, 1h, 1h 30min
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Why, for the report, the history and the metrics
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The pool whose pause ends now
+    pub pool: String,
+}
+
+#[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Only this pool's events
     #[arg(long, value_name = "NAME")]
@@ -164,6 +190,10 @@ pub struct CheckConfigArgs {
     /// Skip the read-only probes of the servers (logins, replication); check files only
     #[arg(long)]
     pub offline: bool,
+    /// The result as one JSON document (schema in the README), also when the config is
+    /// invalid
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

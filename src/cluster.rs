@@ -617,6 +617,7 @@ pub fn pool_json(rec: &PoolRecord, step: Option<&str>) -> Value {
         "state_since": rec.state_since,
         "reason": rec.reason,
         "reason_kind": rec.reason_kind,
+        "pause": rec.pause,
         "step": step,
     })
 }
@@ -648,6 +649,15 @@ pub fn pool_from_json(name: &str, text: &str, local: Option<&PoolRecord>) -> Res
             .ok_or_else(|| bad("state_since"))?,
         reason: v["reason"].as_str().unwrap_or("").to_string(),
         reason_kind: v["reason_kind"].as_str().unwrap_or("").to_string(),
+        pause: match &v["pause"] {
+            Value::Null => None,
+            p => Some(crate::state::Pause {
+                until: p["until"].as_i64().ok_or_else(|| bad("pause"))?,
+                since: p["since"].as_i64().ok_or_else(|| bad("pause"))?,
+                by: p["by"].as_str().unwrap_or("").to_string(),
+                reason: p["reason"].as_str().unwrap_or("").to_string(),
+            }),
+        },
     })
 }
 

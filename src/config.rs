@@ -220,6 +220,8 @@ pub enum StepKind {
     EtcHosts(EtcHosts),
     Vip(Vip),
     RedisPromote(RedisPromote),
+    Dns(Dns),
+    Haproxy(Haproxy),
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +252,226 @@ pub struct Vip {
     pub arping_count: u32,
     /// How deadpool reaches the two servers.
     pub ssh: SshSettings,
+}
+
+/// What each of a pool's two servers is called elsewhere: a DNS record's value, an HAProxy
+/// server's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerServer {
+    pub primary: String,
+    pub secondary: String,
+}
+
+impl PerServer {
+    /// The name for the pool server at `address` (the pool's `primary` or `secondary`).
+    pub fn of(&self, pool: &Pool, address: &str) -> &str {
+        if address == pool.primary {
+            &self.primary
+        } else {
+            &self.secondary
+        }
+    }
+}
+
+/// The `dns` step: an RFC 2136 dynamic update of one record at the zone's primary server,
+/// signed with TSIG.
+#[derive(Debug, Clone)]
+pub struct Dns {
+    /// The zone's primary server (host name or address), which accepts updates.
+    pub server: String,
+    pub port: u16,
+    /// Absolute, lower case, with the final dot.
+    pub zone: String,
+    /// The record's owner name: absolute, lower case, inside `zone`.
+    pub service_host_name: String,
+    pub record: DnsRecord,
+    /// The TTL written with the new record, in seconds.
+    pub ttl: u32,
+    /// Readiness: a record with a longer TTL is a warning, in seconds.
+    pub max_ttl: u32,
+    /// The record's value for each server: their addresses unless `values` is set.
+    pub values: PerServer,
+    pub tsig: Tsig,
+    /// Resolvers asked by the readiness check what they answer for the name.
+    pub verify_servers: Vec<(String, u16)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsRecord {
+    A,
+    Aaaa,
+    Cname,
+}
+
+impl DnsRecord {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsRecord::A => "A",
+            DnsRecord::Aaaa => "AAAA",
+            DnsRecord::Cname => "CNAME",
+        }
+    }
+}
+
+/// A TSIG key: its name and algorithm as the server knows them, and the secret.
+#[derive(Debug, Clone)]
+pub struct Tsig {
+    pub name: String,
+    pub algorithm: String,
+    /// Base64, as in the server's `key` statement.
+    pub secret: Secret,
+    pub secret_file: PathBuf,
+}
+
+/// TSIG algorithms that BIND's `nsupdate` signs with.
+pub const TSIG_ALGORITHMS: &[&str] = &[
+    "hmac-sha256",
+    "hmac-sha384",
+    "hmac-sha512",
+    "hmac-sha224",
+    "hmac-sha1",
+    "hmac-md5",
+];
+
+/// The `haproxy` step: switches a backend's servers through HAProxy's runtime API.
+#[derive(Debug, Clone)]
+pub struct Haproxy {
+    pub backend: String,
+    /// The HAProxy server name of each pool server.
+    pub servers: PerServer,
+    /// One HAProxy each; every one is switched.
+    pub sockets: Vec<HaproxySocket>,
+    /// What the server being left becomes.
+    pub standby_state: StandbyState,
+    /// For sockets reached through SSH.
+    pub ssh: SshSettings,
+}
+
+/// Where one HAProxy's stats socket is, and how deadpool reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaproxySocket {
+    /// `/run/haproxy/admin.sock`: a unix socket on the deadpool host.
+    Unix(String),
+    /// `10.0.0.9:9999`: a TCP socket, connected from the deadpool host.
+    Tcp { host: String, port: u16 },
+    /// `lb1:/run/haproxy/admin.sock`: a unix socket on `host`, through an SSH channel.
+    SshUnix { host: String, path: String },
+    /// `lb1:127.0.0.1:9999`: a TCP socket as `host` sees it, through an SSH channel.
+    SshTcp {
+        host: String,
+        target: String,
+        port: u16,
+    },
+}
+
+impl HaproxySocket {
+    /// Parses one `sockets` entry (the forms above; IPv6 addresses in brackets).
+    pub fn parse(s: &str) -> Result<HaproxySocket, String> {
+        let expected = || {
+            format!(
+                "`{s}`: expected a unix socket path (/run/haproxy/admin.sock), HOST:PORT, or through SSH HOST:/PATH or HOST:ADDRESS:PORT"
+            )
+        };
+        if s.starts_with('/') {
+            return unix_socket_path(s).map(|p| HaproxySocket::Unix(p.to_string()));
+        }
+        let (host, rest) = split_host(s).ok_or_else(expected)?;
+        validate_host(host).map_err(|e| format!("`{s}`: {e}"))?;
+        if rest.starts_with('/') {
+            let path = unix_socket_path(rest)?;
+            return Ok(HaproxySocket::SshUnix {
+                host: host.to_string(),
+                path: path.to_string(),
+            });
+        }
+        if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(HaproxySocket::Tcp {
+                host: host.to_string(),
+                port: port_number(rest).ok_or_else(expected)?,
+            });
+        }
+        let (target, port) = split_host(rest).ok_or_else(expected)?;
+        validate_host(target).map_err(|e| format!("`{s}`: {e}"))?;
+        Ok(HaproxySocket::SshTcp {
+            host: host.to_string(),
+            target: target.to_string(),
+            port: port_number(port).ok_or_else(expected)?,
+        })
+    }
+
+    /// The SSH host it is reached through, if any.
+    pub fn ssh_host(&self) -> Option<&str> {
+        match self {
+            HaproxySocket::SshUnix { host, .. } | HaproxySocket::SshTcp { host, .. } => Some(host),
+            HaproxySocket::Unix(_) | HaproxySocket::Tcp { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for HaproxySocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bracket = |h: &str| {
+            if h.contains(':') {
+                format!("[{h}]")
+            } else {
+                h.to_string()
+            }
+        };
+        match self {
+            HaproxySocket::Unix(path) => f.write_str(path),
+            HaproxySocket::Tcp { host, port } => write!(f, "{}:{port}", bracket(host)),
+            HaproxySocket::SshUnix { host, path } => write!(f, "{}:{path}", bracket(host)),
+            HaproxySocket::SshTcp { host, target, port } => {
+                write!(f, "{}:{}:{port}", bracket(host), bracket(target))
+            }
+        }
+    }
+}
+
+/// `host:rest` or `[v6]:rest`: the host and what follows its colon.
+fn split_host(s: &str) -> Option<(&str, &str)> {
+    if let Some(inner) = s.strip_prefix('[') {
+        let (host, rest) = inner.split_once(']')?;
+        return Some((host, rest.strip_prefix(':')?));
+    }
+    s.split_once(':')
+}
+
+fn port_number(s: &str) -> Option<u16> {
+    s.parse().ok().filter(|p| *p > 0)
+}
+
+/// An absolute unix socket path that fits in `sun_path`.
+fn unix_socket_path(path: &str) -> Result<&str, String> {
+    if !path.starts_with('/') || path.len() > 107 || path.contains('\0') {
+        return Err(format!(
+            "`{path}`: expected an absolute unix socket path of at most 107 bytes"
+        ));
+    }
+    if path.contains(char::is_whitespace) || path.contains(';') {
+        return Err(format!(
+            "`{path}`: a socket path with spaces or `;` is not supported"
+        ));
+    }
+    Ok(path)
+}
+
+/// What the `haproxy` step makes of the server being left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandbyState {
+    /// No new connections, and its sessions are shut down.
+    Maint,
+    /// No new connections; its sessions go on until they end.
+    Drain,
+}
+
+impl StandbyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StandbyState::Maint => "maint",
+            StandbyState::Drain => "drain",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -336,6 +558,8 @@ impl Step {
             StepKind::EtcHosts(_) => "etc_hosts",
             StepKind::Vip(_) => "vip",
             StepKind::RedisPromote(_) => "redis_promote",
+            StepKind::Dns(_) => "dns",
+            StepKind::Haproxy(_) => "haproxy",
         }
     }
 }
@@ -498,6 +722,9 @@ impl Config {
                         &e.ssh
                     }
                     StepKind::Vip(v) => &v.ssh,
+                    StepKind::Haproxy(h) if h.sockets.iter().any(|s| s.ssh_host().is_some()) => {
+                        &h.ssh
+                    }
                     _ => continue,
                 };
                 used.push((format!("pool {}: step `{}`", pool.name, step.name), ssh));
@@ -630,6 +857,40 @@ struct RawVip {
     address: String,
     interface: String,
     arping_count: Option<u32>,
+    ssh: Option<RawSsh>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    server: String,
+    port: Option<u16>,
+    zone: String,
+    service_host_name: String,
+    record: Option<String>,
+    ttl: Option<String>,
+    max_ttl: Option<String>,
+    values: Option<RawPerServer>,
+    tsig_key: String,
+    tsig_algorithm: Option<String>,
+    tsig_secret_file: String,
+    verify_servers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPerServer {
+    primary: String,
+    secondary: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHaproxy {
+    backend: String,
+    servers: RawPerServer,
+    sockets: Vec<String>,
+    standby_state: Option<String>,
     ssh: Option<RawSsh>,
 }
 
@@ -880,7 +1141,8 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
     let step_lines = lines_of(&text, |l| l.replace(' ', "") == "[[protocol]]");
     let mut steps = Vec::new();
     for (i, table) in raw.protocol.into_iter().enumerate() {
-        let step = load_step(dir, table, &monitor, ssh).map_err(|m| {
+        let servers = (raw.primary.as_str(), raw.secondary.as_str());
+        let step = load_step(dir, table, &monitor, ssh, servers).map_err(|m| {
             Error::Config(format!(
                 "{}: [[protocol]] {}{}: {m}",
                 file.display(),
@@ -1038,11 +1300,12 @@ fn load_step(
     mut table: toml::Table,
     monitor: &Monitor,
     ssh: &SshSettings,
+    servers: (&str, &str),
 ) -> Result<Step, String> {
     let kind = match table.remove("type") {
         Some(toml::Value::String(s)) => s,
         Some(_) => return Err("key `type`: expected a string".into()),
-        None => return Err("key `type` is missing: expected one of mysql_promote, etc_hosts, vip, exec, plugin, redis_promote".into()),
+        None => return Err("key `type` is missing: expected one of mysql_promote, etc_hosts, vip, dns, haproxy, exec, plugin, redis_promote".into()),
     };
     let name = match table.remove("name") {
         Some(toml::Value::String(s)) if !s.trim().is_empty() => s,
@@ -1243,9 +1506,21 @@ fn load_step(
                     .map_err(|e| format!("key `max_lag`: {e}"))?,
             })
         }
+        "dns" => {
+            let raw: RawDns = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| toml_msg(&e))?;
+            StepKind::Dns(dns_step(dir, raw, servers)?)
+        }
+        "haproxy" => {
+            let raw: RawHaproxy = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| toml_msg(&e))?;
+            StepKind::Haproxy(haproxy_step(dir, raw, ssh)?)
+        }
         other => {
             return Err(format!(
-                "key `type`: unknown step type `{other}`, expected one of mysql_promote, etc_hosts, vip, exec, plugin, redis_promote"
+                "key `type`: unknown step type `{other}`, expected one of mysql_promote, etc_hosts, vip, dns, haproxy, exec, plugin, redis_promote"
             ));
         }
     };
@@ -1254,6 +1529,261 @@ fn load_step(
         timeout,
         on_failure,
         kind,
+    })
+}
+
+/// The `dns` step's keys, validated: names absolute, values of the record's type, the TSIG
+/// secret from a private file.
+fn dns_step(dir: &Path, raw: RawDns, servers: (&str, &str)) -> Result<Dns, String> {
+    validate_host(&raw.server).map_err(|e| format!("key `server`: {e}"))?;
+    let zone = dns_name(&raw.zone).map_err(|e| format!("key `zone`: {e}"))?;
+    let service_host_name =
+        dns_name(&raw.service_host_name).map_err(|e| format!("key `service_host_name`: {e}"))?;
+    if service_host_name != zone && !service_host_name.ends_with(&format!(".{zone}")) {
+        return Err(format!(
+            "key `service_host_name`: `{service_host_name}` is not inside the zone `{zone}`"
+        ));
+    }
+    let record = match raw.record.as_deref().unwrap_or("A") {
+        r if r.eq_ignore_ascii_case("A") => DnsRecord::A,
+        r if r.eq_ignore_ascii_case("AAAA") => DnsRecord::Aaaa,
+        r if r.eq_ignore_ascii_case("CNAME") => DnsRecord::Cname,
+        other => {
+            return Err(format!(
+                "key `record`: got `{other}`, expected \"A\", \"AAAA\" or \"CNAME\""
+            ));
+        }
+    };
+    let (values, key) = match raw.values {
+        Some(v) => (
+            PerServer {
+                primary: v.primary,
+                secondary: v.secondary,
+            },
+            "values",
+        ),
+        None => (
+            PerServer {
+                primary: servers.0.to_string(),
+                secondary: servers.1.to_string(),
+            },
+            "record",
+        ),
+    };
+    let values = PerServer {
+        primary: record_value(record, &values.primary)
+            .map_err(|e| format!("key `{key}`: the primary's value {e}"))?,
+        secondary: record_value(record, &values.secondary)
+            .map_err(|e| format!("key `{key}`: the secondary's value {e}"))?,
+    };
+    if values.primary == values.secondary {
+        return Err(format!(
+            "key `{key}`: both servers would have the value `{}`; the record could not tell them apart",
+            values.primary
+        ));
+    }
+    let ttl =
+        ttl_seconds(raw.ttl.as_deref().unwrap_or("30s")).map_err(|e| format!("key `ttl`: {e}"))?;
+    let max_ttl = match raw.max_ttl.as_deref() {
+        Some(v) => ttl_seconds(v).map_err(|e| format!("key `max_ttl`: {e}"))?,
+        None => ttl,
+    };
+    if max_ttl < ttl {
+        return Err(format!(
+            "key `max_ttl`: {max_ttl}s is shorter than `ttl` ({ttl}s): the record deadpool writes would warn"
+        ));
+    }
+    let tsig_name = raw.tsig_key.trim_end_matches('.');
+    if tsig_name.is_empty() || dns_name(tsig_name).is_err() {
+        return Err(format!(
+            "key `tsig_key`: `{}`: expected the key's name as the server knows it, like \"deadpool-key\"",
+            raw.tsig_key
+        ));
+    }
+    let algorithm = raw
+        .tsig_algorithm
+        .unwrap_or_else(|| "hmac-sha256".to_string())
+        .to_ascii_lowercase();
+    if !TSIG_ALGORITHMS.contains(&algorithm.as_str()) {
+        return Err(format!(
+            "key `tsig_algorithm`: got `{algorithm}`, expected one of {}",
+            TSIG_ALGORITHMS.join(", ")
+        ));
+    }
+    let secret = load_secret(dir, &raw.tsig_secret_file)
+        .map_err(|e| format!("key `tsig_secret_file`: {e}"))?;
+    let base64 = |b: u8| b.is_ascii_alphanumeric() || b"+/=".contains(&b);
+    if !secret.expose().bytes().all(base64) {
+        return Err(format!(
+            "key `tsig_secret_file`: {}: expected the key's base64 secret on one line, as in the server's `key` statement",
+            dir.join(&raw.tsig_secret_file).display()
+        ));
+    }
+    let port = raw.port.filter(|p| *p > 0).unwrap_or(53);
+    let mut verify_servers = Vec::new();
+    for entry in raw.verify_servers.unwrap_or_default() {
+        let server = host_port(&entry, 53).map_err(|e| format!("key `verify_servers`: {e}"))?;
+        if server == (raw.server.clone(), port) {
+            return Err(format!(
+                "key `verify_servers`: `{entry}` is the primary server, which the check always asks"
+            ));
+        }
+        if verify_servers.contains(&server) {
+            return Err(format!("key `verify_servers`: `{entry}` is listed twice"));
+        }
+        verify_servers.push(server);
+    }
+    Ok(Dns {
+        server: raw.server,
+        port,
+        zone,
+        service_host_name,
+        record,
+        ttl,
+        max_ttl,
+        values,
+        tsig: Tsig {
+            name: tsig_name.to_string(),
+            algorithm,
+            secret,
+            secret_file: dir.join(&raw.tsig_secret_file),
+        },
+        verify_servers,
+    })
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]`, `[V6]:PORT` or a bare IPv6 address, with `default` as the
+/// port when none is given.
+fn host_port(entry: &str, default: u16) -> Result<(String, u16), String> {
+    let expected = || format!("`{entry}`: expected HOST or HOST:PORT");
+    let (host, port) = if let Some(inner) = entry.strip_prefix('[') {
+        match inner.split_once(']') {
+            Some((host, "")) => (host, default),
+            Some((host, rest)) => (
+                host,
+                rest.strip_prefix(':')
+                    .and_then(port_number)
+                    .ok_or_else(expected)?,
+            ),
+            None => return Err(expected()),
+        }
+    } else if entry.matches(':').count() == 1 {
+        let (host, port) = entry.split_once(':').ok_or_else(expected)?;
+        (host, port_number(port).ok_or_else(expected)?)
+    } else {
+        (entry, default)
+    };
+    validate_host(host)?;
+    Ok((host.to_string(), port))
+}
+
+/// A domain name made absolute and lower case: labels of letters, digits, `-` and `_`.
+fn dns_name(name: &str) -> Result<String, String> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    let ok = !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(format!("{}.", bare.to_ascii_lowercase()))
+    } else {
+        Err(format!("`{name}` is not a domain name"))
+    }
+}
+
+/// A record value in the form the record type needs, canonical for comparisons.
+fn record_value(record: DnsRecord, value: &str) -> Result<String, String> {
+    match record {
+        DnsRecord::A => value
+            .parse::<std::net::Ipv4Addr>()
+            .map(|a| a.to_string())
+            .map_err(|_| format!("`{value}` is not an IPv4 address (an A record holds one)")),
+        DnsRecord::Aaaa => value
+            .parse::<std::net::Ipv6Addr>()
+            .map(|a| a.to_string())
+            .map_err(|_| format!("`{value}` is not an IPv6 address (an AAAA record holds one)")),
+        DnsRecord::Cname => {
+            if value.parse::<std::net::IpAddr>().is_ok() {
+                return Err(format!(
+                    "`{value}` is an address; a CNAME record holds a host name"
+                ));
+            }
+            dns_name(value)
+        }
+    }
+}
+
+/// A TTL: whole seconds, at least 1, at most a week.
+fn ttl_seconds(value: &str) -> Result<u32, String> {
+    let d = parse_duration(value)?;
+    if d.subsec_millis() != 0 || d > Duration::from_secs(7 * 86_400) {
+        return Err(format!(
+            "got \"{value}\", expected whole seconds up to a week, like \"30s\""
+        ));
+    }
+    Ok(d.as_secs() as u32)
+}
+
+/// The `haproxy` step's keys, validated: names HAProxy accepts (and that cannot smuggle a
+/// second command into the runtime API line), each socket parsed.
+fn haproxy_step(dir: &Path, raw: RawHaproxy, ssh: &SshSettings) -> Result<Haproxy, String> {
+    let proxy_name = |key: &str, name: &str| {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if ok {
+            Ok(name.to_string())
+        } else {
+            Err(format!(
+                "key `{key}`: `{name}`: expected an HAProxy name (letters, digits, `-`, `_`, `.`, `:`)"
+            ))
+        }
+    };
+    let backend = proxy_name("backend", &raw.backend)?;
+    let servers = PerServer {
+        primary: proxy_name("servers.primary", &raw.servers.primary)?,
+        secondary: proxy_name("servers.secondary", &raw.servers.secondary)?,
+    };
+    if servers.primary == servers.secondary {
+        return Err(format!(
+            "key `servers`: both pool servers are `{}`; name the primary's and the secondary's HAProxy server",
+            servers.primary
+        ));
+    }
+    if raw.sockets.is_empty() {
+        return Err("key `sockets`: expected at least one stats socket".into());
+    }
+    let mut sockets: Vec<HaproxySocket> = Vec::new();
+    for entry in &raw.sockets {
+        let socket = HaproxySocket::parse(entry).map_err(|e| format!("key `sockets`: {e}"))?;
+        if sockets.contains(&socket) {
+            return Err(format!("key `sockets`: `{entry}` is listed twice"));
+        }
+        sockets.push(socket);
+    }
+    let standby_state = match raw.standby_state.as_deref() {
+        None | Some("maint") => StandbyState::Maint,
+        Some("drain") => StandbyState::Drain,
+        Some(other) => {
+            return Err(format!(
+                "key `standby_state`: got `{other}`, expected \"maint\" or \"drain\""
+            ));
+        }
+    };
+    Ok(Haproxy {
+        backend,
+        servers,
+        sockets,
+        standby_state,
+        ssh: step_ssh(dir, raw.ssh, ssh)?,
     })
 }
 
@@ -1488,47 +2018,106 @@ fn duration_or(value: &Option<String>, default: &str, at: &str) -> Result<Durati
         .map_err(|e| Error::Config(format!("{at}: {e}")))
 }
 
-/// Parses `"500ms"`, `"5s"`, `"2m"`, `"1h"`, `"90d"`. Zero is refused.
+/// The units of systemd's time spans (systemd.time(7)), in microseconds, so that a value
+/// copied from a timer unit (`5min`, `1min 30s`, `1h`) means the same here.
+const DURATION_UNITS: &[(&[&str], u64)] = &[
+    (&["us", "usec", "\u{3bc}s", "\u{b5}s"], 1),
+    (&["ms", "msec"], 1_000),
+    (&["s", "sec", "second", "seconds"], 1_000_000),
+    (&["m", "min", "minute", "minutes"], 60_000_000),
+    (&["h", "hr", "hour", "hours"], 3_600_000_000),
+    (&["d", "day", "days"], 86_400_000_000),
+    (&["w", "week", "weeks"], 604_800_000_000),
+    (&["M", "month", "months"], 2_629_800_000_000),
+    (&["y", "year", "years"], 31_557_600_000_000),
+];
+
+/// Parses a duration the way systemd parses a time span, units required: `"500ms"`,
+/// `"5s"`, `"2m"`, `"5min"`, `"1min 30s"`, `"1.5h"`, `"90d"`. Stricter than systemd on
+/// purpose: a number without a unit (systemd reads seconds), `infinity`, zero and anything
+/// over ten years are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let expected = || {
         format!(
-            "got \"{s}\", expected a duration like \"500ms\", \"5s\", \"2m\", \"1h\" or \"90d\""
+            "got \"{s}\", expected a duration like \"500ms\", \"5s\", \"5min\", \"1min 30s\", \"1h\" or \"90d\""
         )
     };
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number.parse().map_err(|_| expected())?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        _ => return Err(expected()),
-    };
-    match ms {
-        Some(0) => Err(format!("got \"{s}\", expected a duration longer than zero")),
-        Some(ms) if ms <= 10 * 365 * 86_400_000 => Ok(Duration::from_millis(ms)),
-        _ => Err(format!("got \"{s}\", expected at most ten years")),
+    let text = s.trim();
+    if text.is_empty() {
+        return Err(expected());
     }
+    let mut rest = text;
+    let mut micros: u128 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits);
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        let valid = !number.is_empty()
+            && whole.chars().all(|c| c.is_ascii_digit())
+            && fraction.chars().all(|c| c.is_ascii_digit())
+            && (!number.contains('.') || !fraction.is_empty());
+        if !valid {
+            return Err(expected());
+        }
+        let after = after.trim_start();
+        let word_len = after
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(after.len());
+        let (word, next) = after.split_at(word_len);
+        if word.is_empty() {
+            return Err(format!(
+                "got \"{s}\": `{number}` has no unit; write e.g. \"{number}s\" or \"{number}min\""
+            ));
+        }
+        let Some((_, unit)) = DURATION_UNITS
+            .iter()
+            .find(|(names, _)| names.contains(&word))
+        else {
+            return Err(expected());
+        };
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| expected())?
+        };
+        let mut part = whole.saturating_mul(u128::from(*unit));
+        // The fraction, to the microsecond (systemd also drops what is finer).
+        let mut scale = u128::from(*unit);
+        for digit in fraction.chars().take(20) {
+            scale /= 10;
+            part += u128::from(digit.to_digit(10).unwrap_or(0)) * scale;
+        }
+        micros = micros.saturating_add(part);
+        rest = next.trim_start();
+    }
+    if micros == 0 {
+        return Err(format!("got \"{s}\", expected a duration longer than zero"));
+    }
+    const TEN_YEARS_US: u128 = 10 * 365 * 86_400_000_000;
+    if micros > TEN_YEARS_US {
+        return Err(format!("got \"{s}\", expected at most ten years"));
+    }
+    Ok(Duration::from_micros(micros as u64))
 }
 
 /// The inverse of [`parse_duration`], for messages.
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
+    let us = d.as_micros();
     let units = [
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "m"),
-        (1000, "s"),
+        (86_400_000_000, "d"),
+        (3_600_000_000, "h"),
+        (60_000_000, "m"),
+        (1_000_000, "s"),
+        (1_000, "ms"),
     ];
     for (size, unit) in units {
-        if ms >= size && ms.is_multiple_of(size) {
-            return format!("{}{unit}", ms / size);
+        if us >= size && us.is_multiple_of(size) {
+            return format!("{}{unit}", us / size);
         }
     }
-    format!("{ms}ms")
+    format!("{us}us")
 }
 
 /// Checks that a secret file is a regular file (no link), owned by root or the running
@@ -1616,21 +2205,109 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
+        assert_eq!(parse_duration("1min 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
         for bad in [
             "",
             "5",
             "s",
-            "5 s",
             "-5s",
-            "1.5s",
             "0s",
-            "5sec",
+            "5S",
+            "5secs",
+            "1.s",
+            "1.5.2s",
+            "1h 30",
+            "5min5",
+            "1,5s",
+            "5e3s",
+            "infinity",
             "99999999999999999999d",
+            "11y",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");
         }
+        assert!(
+            parse_duration("5").unwrap_err().contains("\"5s\""),
+            "a bare number says which unit to add"
+        );
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_micros(500)), "500us");
+    }
+
+    /// Every duration systemd accepts with units means the same here as in a timer unit,
+    /// checked against systemd's own parser (`systemd-analyze timespan`); what systemd
+    /// refuses is refused here too.
+    #[test]
+    fn durations_agree_with_systemd() {
+        let same = [
+            "500ms",
+            "5s",
+            "2m",
+            "1h",
+            "90d",
+            "1min 30s",
+            "5min",
+            "5 s",
+            "5sec",
+            "1.5s",
+            ".5s",
+            "1h30m",
+            "2 weeks",
+            "1M",
+            "1y",
+            "1 h 2 m",
+            " 5s ",
+            "500us",
+            "1d2h",
+            "3 hr",
+            "2months",
+            "5ms500us",
+            "1.25min",
+            "5 min30s",
+            "5s5s",
+            "1w",
+            "1\u{3bc}s",
+            "1\u{b5}s",
+            "5msec",
+            "5usec",
+            "5minutes5s",
+            "1y1M",
+            "1.0000001s",
+            "2  s",
+            "5\ts",
+        ];
+        // Accepted by systemd, refused here on purpose: no unit, zero, infinity.
+        let stricter = ["5", "1h 30", "0s", "0.0000001s", "infinity"];
+        let refused_by_both = [
+            "5S", "5secs", "5mins", "5Min", "5ns", "1.s", "1.5.2s", "1,5s", "5e3s", "-5s",
+        ];
+        let systemd = |s: &str| -> Option<u128> {
+            let out = std::process::Command::new("systemd-analyze")
+                .args(["timespan", "--", s])
+                .output()
+                .expect("systemd-analyze must be installed (Debian package systemd)");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let us = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("\u{3bc}s:"))
+                .map(|v| v.trim().parse().unwrap());
+            out.status.success().then_some(us).flatten()
+        };
+        for s in same {
+            let ours = parse_duration(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+            assert_eq!(Some(ours.as_micros()), systemd(s), "{s:?}");
+        }
+        for s in stricter {
+            assert!(systemd(s).is_some(), "systemd accepts {s:?}");
+            assert!(parse_duration(s).is_err(), "{s:?} is refused here");
+        }
+        for s in refused_by_both {
+            assert_eq!(systemd(s), None, "systemd refuses {s:?}");
+            assert!(parse_duration(s).is_err(), "{s:?}");
+        }
     }
 
     #[test]
@@ -1669,6 +2346,122 @@ mod tests {
     }
 
     #[test]
+    fn haproxy_sockets_parse() {
+        use HaproxySocket::*;
+        let table: &[(&str, HaproxySocket)] = &[
+            (
+                "/run/haproxy/admin.sock",
+                Unix("/run/haproxy/admin.sock".into()),
+            ),
+            (
+                "10.0.0.9:9999",
+                Tcp {
+                    host: "10.0.0.9".into(),
+                    port: 9999,
+                },
+            ),
+            (
+                "[fd00::9]:9999",
+                Tcp {
+                    host: "fd00::9".into(),
+                    port: 9999,
+                },
+            ),
+            (
+                "lb1:/run/haproxy/admin.sock",
+                SshUnix {
+                    host: "lb1".into(),
+                    path: "/run/haproxy/admin.sock".into(),
+                },
+            ),
+            (
+                "lb1:127.0.0.1:9999",
+                SshTcp {
+                    host: "lb1".into(),
+                    target: "127.0.0.1".into(),
+                    port: 9999,
+                },
+            ),
+            (
+                "[fd00::9]:[::1]:9999",
+                SshTcp {
+                    host: "fd00::9".into(),
+                    target: "::1".into(),
+                    port: 9999,
+                },
+            ),
+        ];
+        for (text, socket) in table {
+            assert_eq!(HaproxySocket::parse(text).as_ref(), Ok(socket), "{text}");
+            assert_eq!(socket.to_string(), *text);
+        }
+        for bad in [
+            "",
+            "lb1",
+            "lb1:",
+            "lb1:0",
+            "lb1:99999",
+            "lb1:x",
+            "-oProxyCommand=x:/s",
+            "lb1:/a b",
+            "/run/x;show",
+            "lb1:127.0.0.1:",
+            "[fd00::9:9999",
+        ] {
+            assert!(
+                HaproxySocket::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn dns_values_are_checked() {
+        assert_eq!(
+            dns_name("Orders-DB.internal.example"),
+            Ok("orders-db.internal.example.".into())
+        );
+        assert_eq!(
+            dns_name("internal.example."),
+            Ok("internal.example.".into())
+        );
+        for bad in ["", ".", "a..b", "-a.b", "a b.c", "a;b.c", &"x".repeat(64)] {
+            assert!(dns_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            record_value(DnsRecord::A, "10.0.0.1"),
+            Ok("10.0.0.1".into())
+        );
+        assert!(record_value(DnsRecord::A, "db1").is_err());
+        assert!(record_value(DnsRecord::A, "fd00::1").is_err());
+        assert_eq!(
+            record_value(DnsRecord::Aaaa, "FD00:0::1"),
+            Ok("fd00::1".into())
+        );
+        assert_eq!(
+            record_value(DnsRecord::Cname, "DB1.example"),
+            Ok("db1.example.".into())
+        );
+        assert!(record_value(DnsRecord::Cname, "10.0.0.1").is_err());
+        assert_eq!(ttl_seconds("30s"), Ok(30));
+        assert_eq!(ttl_seconds("5m"), Ok(300));
+        for bad in ["1500ms", "8d", "0s"] {
+            assert!(ttl_seconds(bad).is_err(), "{bad}");
+        }
+        assert_eq!(host_port("10.0.0.53", 53), Ok(("10.0.0.53".into(), 53)));
+        assert_eq!(host_port("ns1:5353", 53), Ok(("ns1".into(), 5353)));
+        assert_eq!(host_port("fd00::53", 53), Ok(("fd00::53".into(), 53)));
+        assert_eq!(
+            host_port("[fd00::53]:5353", 53),
+            Ok(("fd00::53".into(), 5353))
+        );
+        assert_eq!(host_port("[fd00::53]", 53), Ok(("fd00::53".into(), 53)));
+        for bad in ["ns1:", "ns1:x", "[fd00::53", "a b", "[::1]x"] {
+            assert!(host_port(bad, 53).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn hosts_are_validated() {
         assert!(validate_host("10.0.0.1").is_ok());
         assert!(validate_host("db-1.example.com").is_ok());
@@ -1689,6 +2482,7 @@ mod fuzz_tests {
         include_str!("../config/pools/example_db.toml"),
         include_str!("../config/pools/orders_mysql.toml.example"),
         include_str!("../config/pools/cache_redis.toml.example"),
+        include_str!("../config/pools/orders_dns_lb.toml.example"),
     ];
 
     /// Mutated config files never panic the loader: each is accepted, or refused with a
@@ -1702,10 +2496,17 @@ mod fuzz_tests {
             ("secrets/mysql-monitor", 0o600),
             ("secrets/mysql-admin", 0o600),
             ("secrets/redis", 0o600),
+            ("secrets/tsig", 0o600),
         ] {
             let path = dir.path().join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            // Secrets: one line that is also a valid TSIG secret (base64).
+            let text = if rel.starts_with("secrets/") {
+                "c2VjcmV0\n"
+            } else {
+                "#!/bin/sh\n"
+            };
+            std::fs::write(&path, text).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         }
         std::fs::create_dir_all(dir.path().join("pools")).unwrap();

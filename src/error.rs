@@ -53,7 +53,7 @@ pub fn report(err: &anyhow::Error, nagios: bool) -> ExitCode {
         println!("DEADPOOL UNKNOWN - {message}");
         return ExitCode::from(3);
     }
-    eprintln!("deadpool: error: {err:#}");
+    crate::log::fatal(&format!("{err:#}"));
     let code = err.downcast_ref::<Error>().map_or(1, Error::exit_code);
     ExitCode::from(code)
 }
@@ -74,6 +74,6 @@ pub fn usage_exit(err: clap::Error, nagios: bool) -> ExitCode {
         println!("DEADPOOL UNKNOWN - {}", crate::text::one_line(first));
         return ExitCode::from(3);
     }
-    let _ = err.print();
+    crate::log::preformatted(crate::log::Level::Error, &err.render().to_string());
     ExitCode::from(2)
 }

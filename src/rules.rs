@@ -55,6 +55,8 @@ pub struct Input {
     /// The time-based mode (`down_for`): `None` for a count of ticks; `Some(confirmed)`,
     /// whether the active server has been down for `down_for` (re-checked within the tick).
     pub down_for: Option<bool>,
+    /// A maintenance pause is on ([`paused`]).
+    pub paused: bool,
 }
 
 /// What the tick does next with the pool.
@@ -74,6 +76,10 @@ pub enum Next {
     /// Time-based mode: the active server failed; re-check it every `recheck_interval` in
     /// this tick until it answers or has been down for `down_for`.
     Confirm,
+    /// The threshold is reached, but the pool is paused: no chain, nothing blocked, the
+    /// state stays as it is and the count goes on. When the pause ends with the active
+    /// server still failing, the next round fails over.
+    Paused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +98,9 @@ pub fn decide(input: Input) -> Decision {
     let next = match input.state {
         PoolState::FailingOver => Next::Interrupt,
         state if state.is_locked() => Next::Watch,
-        _ if !reached && input.down_for.is_some() && !input.active.is_alive() => Next::Confirm,
+        _ if !reached && input.down_for.is_some() && !input.active.is_alive() && !input.paused => {
+            Next::Confirm
+        }
         _ if !reached => {
             if input.state == PoolState::Blocked {
                 Next::Rearm
@@ -100,6 +108,7 @@ pub fn decide(input: Input) -> Decision {
                 Next::Watch
             }
         }
+        _ if input.paused => Next::Paused,
         _ if !input.standby.is_alive() => Next::Block(BlockReason::new(
             "standby_down",
             "the active server is down and the standby is down too",
@@ -107,6 +116,12 @@ pub fn decide(input: Input) -> Decision {
         _ => Next::Failover,
     };
     Decision { failures, next }
+}
+
+/// Whether a pause ending at `until` is still on at `now`: it ends by itself, and a pause
+/// whose end has passed counts as none even before a tick records its end.
+pub fn paused(until: Option<i64>, now: i64) -> bool {
+    until.is_some_and(|until| now < until)
 }
 
 /// Why a failover is blocked. `kind` says which rule, which step, which hosts and which
@@ -351,6 +366,7 @@ mod tests {
             active,
             standby,
             down_for: None,
+            paused: false,
         }
     }
 
@@ -476,6 +492,100 @@ mod tests {
             (1000, 2000, 1500, false),
         ] {
             assert_eq!(outage_confirmed(since, now, down_for), confirmed);
+        }
+    }
+
+    #[test]
+    fn decide_while_paused_table() {
+        use Health::{Down, Up};
+        use PoolState::*;
+        // (state, failures before, active, standby, next, failures after, why)
+        let rows: &[(PoolState, u32, Health, Health, Next, u32, &str)] = &[
+            (Armed, 0, Up, Up, Next::Watch, 0, "healthy: as usual"),
+            (Armed, 0, Down, Up, Next::Watch, 1, "failures still count"),
+            (
+                Armed,
+                2,
+                Down,
+                Up,
+                Next::Paused,
+                3,
+                "the threshold: no chain",
+            ),
+            (
+                Armed,
+                7,
+                Down,
+                Up,
+                Next::Paused,
+                8,
+                "past it: the count goes on",
+            ),
+            (
+                Armed,
+                2,
+                Down,
+                Down,
+                Next::Paused,
+                3,
+                "nothing is attempted, so nothing blocks",
+            ),
+            (
+                Blocked,
+                3,
+                Down,
+                Up,
+                Next::Paused,
+                4,
+                "a blocked pool is not retried",
+            ),
+            (
+                Blocked,
+                3,
+                Up,
+                Up,
+                Next::Rearm,
+                0,
+                "a blocked pool re-arms on an answer",
+            ),
+            (FailedOver, 0, Down, Up, Next::Watch, 1, "locked: as usual"),
+            (
+                FailingOver,
+                0,
+                Up,
+                Up,
+                Next::Interrupt,
+                0,
+                "a leftover chain is still marked",
+            ),
+        ];
+        for (state, before, active, standby, next, after, why) in rows {
+            let mut i = input(*state, *before, *active, *standby);
+            i.paused = true;
+            let d = decide(i);
+            assert_eq!((&d.next, d.failures), (next, *after), "{why}");
+            // The same facts without the pause: only `Paused` differs.
+            i.paused = false;
+            let unpaused = decide(i);
+            if *next != Next::Paused {
+                assert_eq!(unpaused, d, "{why}: the pause changes nothing else");
+            }
+        }
+        // The pause ends with the active server still down: the next round fails over.
+        assert_eq!(decide(input(Armed, 8, Down, Up)).next, Next::Failover);
+    }
+
+    #[test]
+    fn paused_table() {
+        // (until, now, paused?)
+        let rows = [
+            (None, 0, false),
+            (Some(10 * SEC), 9 * SEC, true),
+            (Some(10 * SEC), 10 * SEC, false),
+            (Some(10 * SEC), 11 * SEC, false),
+        ];
+        for (until, now, expected) in rows {
+            assert_eq!(paused(until, now), expected, "{until:?} {now}");
         }
     }
 

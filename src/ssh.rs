@@ -380,6 +380,67 @@ fn exec(sess: &Session, line: &str, deadline: Instant, started: Instant) -> Outp
     }
 }
 
+/// What a direct channel reaches on the far side of an SSH connection.
+#[derive(Debug, Clone, Copy)]
+pub enum Forward<'a> {
+    /// A unix socket on the remote host (OpenSSH's `direct-streamlocal@openssh.com`).
+    Unix(&'a str),
+    /// A TCP port as the remote host sees it (`direct-tcpip`).
+    Tcp(&'a str, u16),
+}
+
+/// Logs in to `host` as [`run`] does, has its sshd connect a channel to `target` (no command
+/// runs there: nothing like socat is needed), writes `request`, and returns what the far end
+/// sends until it closes the connection (at most `cap` bytes), all within `limit`.
+pub fn exchange(
+    host: &str,
+    ssh: &SshSettings,
+    target: Forward,
+    request: &[u8],
+    cap: usize,
+    limit: Duration,
+) -> Result<Vec<u8>, Exit> {
+    let deadline = Instant::now() + limit;
+    let sess = session(host, ssh, deadline)?;
+    sess.set_timeout(millis(deadline.saturating_duration_since(Instant::now())));
+    let opened = match target {
+        Forward::Unix(path) => sess.channel_direct_streamlocal(path, None),
+        Forward::Tcp(to, port) => sess.channel_direct_tcpip(to, port, None),
+    };
+    let what = match target {
+        Forward::Unix(path) => path.to_string(),
+        Forward::Tcp(to, port) => format!("{to}:{port}"),
+    };
+    let mut channel = opened.map_err(|e| {
+        refused(
+            host,
+            format_args!("sshd could not connect to {what}: {}", e.message()),
+        )
+    })?;
+    std::io::Write::write_all(&mut channel, request)
+        .map_err(|e| refused(host, format_args!("writing to {what}: {e}")))?;
+    sess.set_blocking(false);
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    let result = loop {
+        match channel.read(&mut buf) {
+            Ok(0) => break Ok(answer),
+            Ok(n) => answer.extend_from_slice(&buf[..n.min(cap.saturating_sub(answer.len()))]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    break Err(Exit::TimedOut);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => break Err(refused(host, format_args!("reading from {what}: {e}"))),
+        }
+    };
+    sess.set_blocking(true);
+    sess.set_timeout(2000);
+    let _ = channel.close();
+    result
+}
+
 /// A libssh2 timeout in milliseconds: full range, never 0 (which means "no timeout").
 fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)

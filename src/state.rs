@@ -1,6 +1,7 @@
 //! The state store: one SQLite database (WAL) per instance, its versioned schema, the
 //! instance lock, and every pool state transition.
 
+use std::collections::BTreeMap;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -18,7 +19,7 @@ use crate::model::{Health, Status};
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE pools (
@@ -79,6 +80,23 @@ const SCHEMA_V2: &str = "ALTER TABLE monitor_results ADD COLUMN read_only INTEGE
 /// that stays blocked records an event only when its reason changes in kind.
 const SCHEMA_V3: &str = "ALTER TABLE pools ADD COLUMN reason_kind TEXT NOT NULL DEFAULT '';";
 
+/// Version 4: a pool's maintenance pause (until when, since when, by whom, why), and a
+/// count of chains started per pool that survives history pruning, started from history.
+const SCHEMA_V4: &str = "
+ALTER TABLE pools ADD COLUMN paused_until INTEGER;
+ALTER TABLE pools ADD COLUMN paused_since INTEGER;
+ALTER TABLE pools ADD COLUMN paused_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE pools ADD COLUMN paused_reason TEXT NOT NULL DEFAULT '';
+CREATE TABLE failovers (pool TEXT PRIMARY KEY, started INTEGER NOT NULL);
+INSERT INTO failovers (pool, started)
+    SELECT pool, COUNT(*) FROM history
+    WHERE event = 'failover_started' AND pool IS NOT NULL GROUP BY pool;
+";
+
+/// The history event that starts a chain ([`crate::chain::EventKind::FailoverStarted`]):
+/// each one inserted adds one to the pool's count of failovers.
+pub const FAILOVER_STARTED: &str = "failover_started";
+
 /// Longest a history entry's captured output may be.
 const HISTORY_OUTPUT_CAP: usize = 16 * 1024;
 
@@ -98,6 +116,20 @@ pub struct PoolRecord {
     /// What kind of reason `reason` is (see [`crate::rules::BlockReason`]); empty when the
     /// state has no reason of a kind.
     pub reason_kind: String,
+    /// A maintenance pause: no chain runs until it ends ([`crate::rules::paused`]).
+    pub pause: Option<Pause>,
+}
+
+/// A pool's maintenance pause, as `deadpool pause` records it (and as reports and
+/// `tick --dry-run --json` show it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Pause {
+    /// When it ends by itself (ms since the epoch).
+    pub until: i64,
+    /// When it was set (ms since the epoch).
+    pub since: i64,
+    pub by: String,
+    pub reason: String,
 }
 
 impl PoolRecord {
@@ -113,6 +145,7 @@ impl PoolRecord {
             state_since: now,
             reason: String::new(),
             reason_kind: String::new(),
+            pause: None,
         }
     }
 }
@@ -255,6 +288,9 @@ fn check_db_files(path: &Path) -> Result<()> {
 pub struct State {
     conn: Mutex<Connection>,
     pub path: PathBuf,
+    /// The schema version of the file: a read-only reader may meet an older one, whose
+    /// missing columns read as their defaults.
+    version: i64,
 }
 
 impl State {
@@ -278,6 +314,7 @@ impl State {
         Ok(State {
             conn: Mutex::new(conn),
             path,
+            version: SCHEMA_VERSION,
         })
     }
 
@@ -318,6 +355,7 @@ impl State {
         Ok(Some(State {
             conn: Mutex::new(conn),
             path,
+            version,
         }))
     }
 
@@ -327,6 +365,31 @@ impl State {
 
     pub fn pool(&self, name: &str) -> Result<Option<PoolRecord>> {
         let conn = self.conn();
+        // Before version 4 there was no pause.
+        let pause_columns = if self.version >= 4 {
+            "paused_until, paused_since, paused_by, paused_reason"
+        } else {
+            "NULL, NULL, '', ''"
+        };
+        let pause = conn
+            .query_row(
+                &format!("SELECT {pause_columns} FROM pools WHERE name = ?1"),
+                [name],
+                |row| {
+                    let until: Option<i64> = row.get(0)?;
+                    Ok(until.map(|until| -> rusqlite::Result<Pause> {
+                        Ok(Pause {
+                            until,
+                            since: row.get::<_, Option<i64>>(1)?.unwrap_or(until),
+                            by: row.get(2)?,
+                            reason: row.get(3)?,
+                        })
+                    }))
+                },
+            )
+            .optional()?
+            .flatten()
+            .transpose()?;
         conn.query_row(
             "SELECT name, state, active, failures, last_check_at, last_system_check_at, state_since, reason, reason_kind
              FROM pools WHERE name = ?1",
@@ -363,9 +426,31 @@ impl State {
                 state_since,
                 reason,
                 reason_kind,
+                pause,
             })
         })
         .transpose()
+    }
+
+    /// How many chains each pool has started (automatic failovers and promotes), counted
+    /// when each started and kept when history is pruned. Before version 4, from history.
+    pub fn failovers(&self) -> Result<BTreeMap<String, u64>> {
+        let conn = self.conn();
+        let sql = if self.version >= 4 {
+            "SELECT pool, started FROM failovers".to_string()
+        } else {
+            format!(
+                "SELECT pool, COUNT(*) FROM history WHERE event = '{FAILOVER_STARTED}' AND pool IS NOT NULL GROUP BY pool"
+            )
+        };
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (pool, n) = row?;
+            out.insert(pool, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(out)
     }
 
     /// Writes a pool's row and, in the same immediate transaction, its history events.
@@ -584,12 +669,18 @@ impl State {
 
 /// Writes a pool's row. `last_system_check_at` is only set on insert: the readiness checks
 /// run beside detection and record their own time with [`State::readiness_checked`].
+///
+/// The pause is written too: every writer read the record under the instance lock, so it
+/// holds the pause as it stands (and `reset` keeps it).
 fn upsert_pool(conn: &Connection, rec: &PoolRecord) -> rusqlite::Result<usize> {
+    let pause = rec.pause.as_ref();
     conn.execute(
-        "INSERT INTO pools (name, state, active, failures, last_check_at, last_system_check_at, state_since, reason, reason_kind)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        "INSERT INTO pools (name, state, active, failures, last_check_at, last_system_check_at, state_since, reason, reason_kind,
+                            paused_until, paused_since, paused_by, paused_reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT(name) DO UPDATE SET state = ?2, active = ?3, failures = ?4, last_check_at = ?5,
-           state_since = ?7, reason = ?8, reason_kind = ?9",
+           state_since = ?7, reason = ?8, reason_kind = ?9,
+           paused_until = ?10, paused_since = ?11, paused_by = ?12, paused_reason = ?13",
         params![
             rec.name,
             rec.state.as_str(),
@@ -599,7 +690,11 @@ fn upsert_pool(conn: &Connection, rec: &PoolRecord) -> rusqlite::Result<usize> {
             rec.last_system_check_at,
             rec.state_since,
             rec.reason,
-            rec.reason_kind
+            rec.reason_kind,
+            pause.map(|p| p.until),
+            pause.map(|p| p.since),
+            pause.map_or("", |p| p.by.as_str()),
+            pause.map_or("", |p| p.reason.as_str()),
         ],
     )
 }
@@ -626,6 +721,15 @@ fn insert_monitor(conn: &Connection, pool: &str, rows: &[MonitorRow]) -> rusqlit
 
 fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<usize> {
     let output = crate::text::truncate(&e.output, HISTORY_OUTPUT_CAP);
+    if e.event == FAILOVER_STARTED
+        && let Some(pool) = &e.pool
+    {
+        conn.execute(
+            "INSERT INTO failovers (pool, started) VALUES (?1, 1)
+             ON CONFLICT(pool) DO UPDATE SET started = started + 1",
+            [pool],
+        )?;
+    }
     conn.execute(
         "INSERT INTO history (at, pool, event, actor, step, host, status, message, output, duration_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -685,7 +789,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         ))
         .with_context(|| format!("{}: cannot create the schema", path.display()))?;
     }
-    for (to, sql) in [(2, SCHEMA_V2), (3, SCHEMA_V3)] {
+    for (to, sql) in [(2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)] {
         if version < to {
             conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {to}; COMMIT;"
@@ -772,6 +876,73 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// A version 3 database (before pauses): read as it is by a reader, which may not
+    /// upgrade it, and upgraded by a writer, with the failover count taken from history.
+    #[test]
+    fn a_version_3_database_is_read_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deadpool.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "{SCHEMA_V1} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = 3;"
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO pools (name, state, active, failures, state_since) VALUES ('db', 'failed_over', 'secondary', 0, 1)",
+            [],
+        )
+        .unwrap();
+        for event in [FAILOVER_STARTED, "failed_over", FAILOVER_STARTED] {
+            conn.execute(
+                "INSERT INTO history (at, pool, event) VALUES (1, 'db', ?1)",
+                [event],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let reader = State::open_read_only(dir.path()).unwrap().unwrap();
+        let rec = reader.pool("db").unwrap().unwrap();
+        assert_eq!((rec.state, rec.pause), (PoolState::FailedOver, None));
+        assert_eq!(reader.failovers().unwrap().get("db"), Some(&2));
+        drop(reader);
+
+        let state = State::open(dir.path()).unwrap();
+        assert_eq!(state.failovers().unwrap().get("db"), Some(&2));
+        let mut rec = state.pool("db").unwrap().unwrap();
+        let pause = Pause {
+            until: 5000,
+            since: 1000,
+            by: "alice".into(),
+            reason: "patching".into(),
+        };
+        rec.pause = Some(pause.clone());
+        state.save_pool(&rec, &[]).unwrap();
+        assert_eq!(state.pool("db").unwrap().unwrap().pause, Some(pause));
+    }
+
+    /// The failover count only grows: pruning the history that started it keeps it.
+    #[test]
+    fn the_failover_count_survives_history_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let started = |at| Event {
+            at,
+            pool: Some("db".into()),
+            event: FAILOVER_STARTED.into(),
+            ..Event::default()
+        };
+        state.add_events(&[started(1), started(2)]).unwrap();
+        state
+            .record_tick(100_000, Duration::ZERO, Duration::from_secs(10))
+            .unwrap();
+        assert!(state.history(None, 10).unwrap().is_empty(), "pruned");
+        assert_eq!(state.failovers().unwrap().get("db"), Some(&2));
+        assert_eq!(
+            crate::chain::EventKind::FailoverStarted.as_str(),
+            FAILOVER_STARTED
+        );
     }
 
     #[test]

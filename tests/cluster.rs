@@ -495,3 +495,31 @@ fn https_endpoints_with_a_ca_file_and_etcd_authentication() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stdout.contains("etcd refused user `root`"), "{r:?}");
 }
+
+#[test]
+fn a_pause_on_a_follower_holds_the_leaders_failover_until_resume() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (dp1, dp2) = (
+        member(&etcd, "dp1", "/t/six"),
+        member(&etcd, "dp2", "/t/six"),
+    );
+    dp1.tick();
+    dp2.tick();
+    let r = dp2.run(&["pause", "db", "--for", "1h", "--reason", "maintenance"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    both(&[&dp1, &dp2], "down-db1");
+    for _ in 0..4 {
+        dp1.tick();
+    }
+    assert_eq!(
+        runs(&[&dp1, &dp2], "one"),
+        0,
+        "the leader failed over a paused pool"
+    );
+    let r = dp2.run(&["resume", "db"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for _ in 0..4 {
+        dp1.tick();
+    }
+    assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
+}

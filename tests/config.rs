@@ -33,13 +33,14 @@ fn every_shipped_example_config_is_valid() {
         std::fs::copy(&entry, &target).unwrap();
         examples += usize::from(rel.to_string_lossy().ends_with(".example"));
     }
-    assert_eq!(examples, 2);
+    assert_eq!(examples, 3);
     std::fs::create_dir(tmp.path().join("secrets")).unwrap();
     std::fs::write(tmp.path().join("known_hosts"), "").unwrap();
     for name in [
         "secrets/mysql-monitor",
         "secrets/mysql-admin",
         "secrets/redis",
+        "secrets/tsig",
         "id_ed25519",
     ] {
         let f = tmp.path().join(name);
@@ -48,10 +49,17 @@ fn every_shipped_example_config_is_valid() {
     }
     let out = check(tmp.path());
     assert!(
-        out.contains("OK - configuration is valid (3 pool(s)"),
+        out.contains("OK - configuration is valid (4 pool(s)"),
         "{out}"
     );
     assert!(out.contains("pool orders_mysql: mysql monitor"), "{out}");
+    assert!(out.contains("pool orders_dns_lb: step `point orders-db at it` (dns): orders-db.internal.example. A at 192.0.2.53:53"), "{out}");
+    assert!(
+        out.contains(
+            "pool orders_dns_lb: step `switch the load balancers` (haproxy): backend orders_mysql"
+        ),
+        "{out}"
+    );
 
     // Every TOML file under config/ was read by one of these runs.
     let tomls: Vec<_> = walk(&shipped)
@@ -60,7 +68,7 @@ fn every_shipped_example_config_is_valid() {
             p.to_string_lossy().ends_with(".toml") || p.to_string_lossy().ends_with(".toml.example")
         })
         .collect();
-    assert_eq!(tomls.len(), 4, "{tomls:?}");
+    assert_eq!(tomls.len(), 5, "{tomls:?}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -137,7 +145,7 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
         (
             "bad duration",
             "deadpool.toml".into(),
-            "state_dir = \"state\"\ntick_interval = \"5 seconds\"\n".into(),
+            "state_dir = \"state\"\ntick_interval = \"5 secs\"\n".into(),
             vec!["deadpool.toml", "tick_interval", "\"5s\""],
         ),
         (
@@ -378,7 +386,71 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
             pool("primary = \"db1\"", "primary = \"db1;reboot\""),
             vec!["pools/db.toml", "primary", "db1;reboot"],
         ),
+        (
+            "unknown key in a dns step",
+            "pools/db.toml".into(),
+            dns_pool("tsig_keyname = \"k\"\n"),
+            vec!["pools/db.toml", "[[protocol]] 3", "tsig_keyname"],
+        ),
+        (
+            "the record name given as the step's name",
+            "pools/db.toml".into(),
+            dns_pool("").replace("service_host_name =", "name ="),
+            vec!["pools/db.toml", "[[protocol]] 3", "service_host_name"],
+        ),
+        (
+            "a TSIG secret readable by others",
+            "pools/db.toml".into(),
+            dns_pool("").replace("\"secret\"", "\"open-secret\""),
+            vec!["pools/db.toml", "tsig_secret_file", "chmod 600"],
+        ),
+        (
+            "dns values that are not addresses",
+            "pools/db.toml".into(),
+            dns_pool("").replace("values = ", "# "),
+            vec![
+                "pools/db.toml",
+                "key `record`",
+                "`db1` is not an IPv4 address",
+            ],
+        ),
+        (
+            "a dns name outside the zone",
+            "pools/db.toml".into(),
+            dns_pool("").replace("db.internal.example.", "db.elsewhere.example."),
+            vec![
+                "service_host_name",
+                "not inside the zone `internal.example.`",
+            ],
+        ),
+        (
+            "a bad haproxy socket",
+            "pools/db.toml".into(),
+            haproxy_pool("sockets = [\"lb1\"]"),
+            vec!["pools/db.toml", "[[protocol]] 3", "sockets", "`lb1`"],
+        ),
+        (
+            "a second runtime API command in a backend name",
+            "pools/db.toml".into(),
+            haproxy_pool("sockets = [\"10.0.0.9:9999\"]").replace(
+                "backend = \"mysql\"",
+                "backend = \"mysql; disable frontend x\"",
+            ),
+            vec!["pools/db.toml", "backend", "expected an HAProxy name"],
+        ),
     ]
+}
+
+fn dns_pool(extra: &str) -> String {
+    format!(
+        "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"dns\"\nserver = \"10.0.0.53\"\nzone = \"internal.example\"\nservice_host_name = \"db.internal.example.\"\nvalues = {{ primary = \"10.0.0.11\", secondary = \"10.0.0.12\" }}\ntsig_key = \"k\"\ntsig_secret_file = \"secret\"\n{extra}"
+    )
+}
+
+fn haproxy_pool(sockets: &str) -> String {
+    format!(
+        "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"haproxy\"\nbackend = \"mysql\"\nservers = {{ primary = \"db1\", secondary = \"db2\" }}\n{sockets}\n"
+    )
 }
 
 #[test]
@@ -756,4 +828,24 @@ fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
         "{}",
         r.stdout
     );
+}
+
+/// Durations as systemd writes them in its units are accepted in the config and mean the
+/// same (`check-config --json` shows them in seconds).
+#[test]
+fn systemd_style_durations_in_the_config() {
+    let inst = Instance::with(
+        "tick_interval = \"1min 30s\"\nsystem_check_interval = \"5min\"\nhistory_retention = \"2 weeks\"\nstale_warning = \"1.5h\"\nstale_critical = \"2h\"\n",
+        &[("db", TWO_STEP_POOL)],
+    );
+    let r = inst.run(&["check-config", "--offline", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["tick_interval_s"], 90.0);
+    assert_eq!(v["system_check_interval_s"], 300.0);
+    assert_eq!(v["history_retention_s"], 14.0 * 86400.0);
+    assert_eq!(v["stale_warning_s"], 5400.0);
+    assert_eq!(v["pools"][0]["steps"][0]["timeout_s"], 3.0);
+    assert_eq!(v["pools"][0]["monitor"]["type"], "nagios");
 }

@@ -654,3 +654,30 @@ fn down_for_while_re_checking_the_report_shows_the_count() {
     assert!(tick.wait().unwrap().success());
     assert_eq!(inst.state_of("db").0, "armed");
 }
+
+#[test]
+fn a_readiness_check_slower_than_its_interval_does_not_keep_the_tick_running() {
+    // The check hangs until its step's 3 s timeout; readiness is due every second.
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n",
+        &[("db", common::TWO_STEP_POOL)],
+    );
+    inst.flag("hang-check-one");
+    let mut tick = inst.command(&["tick"]).spawn().unwrap();
+    let started = std::time::Instant::now();
+    let ended = loop {
+        if let Some(status) = tick.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = tick.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        ended.is_some(),
+        "the tick kept starting readiness checks and never ended"
+    );
+    assert_eq!(inst.state_of("db").0, "armed");
+}

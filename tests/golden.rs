@@ -116,4 +116,53 @@ fn failover_failed() {
 fn check_config() {
     let inst = instance();
     assert_output(&inst, &["check-config", "--offline"], 0, "check-config.txt");
+    assert_output(
+        &inst,
+        &["check-config", "--offline", "--json"],
+        0,
+        "check-config.json",
+    );
+    inst.write(
+        "pools/db.toml",
+        "primary = \"db1\"\nsecondary = \"db2\"\ncolour = \"red\"\n",
+    );
+    let r = assert_output(
+        &inst,
+        &["check-config", "--offline", "--json"],
+        2,
+        "check-config.invalid.json",
+    );
+    assert!(
+        r.stderr.contains("colour"),
+        "the error on stderr too: {r:?}"
+    );
+}
+
+#[test]
+fn paused() {
+    let inst = instance();
+    inst.tick();
+    let pause = [
+        "pause",
+        "db",
+        "--for",
+        "1h 30min",
+        "--reason",
+        "kernel upgrade",
+    ];
+    assert_output(&inst, &pause, 0, "paused.pause.txt");
+    inst.flag("down-db1");
+    for _ in 0..4 {
+        assert_eq!(inst.tick().code, 0);
+    }
+    reports(&inst, "paused", 1);
+    assert_output(&inst, &["tick", "--dry-run"], 0, "paused.dry-run.txt");
+    assert_output(
+        &inst,
+        &["tick", "--dry-run", "--json"],
+        0,
+        "paused.dry-run.json",
+    );
+    assert_output(&inst, &["resume", "db"], 0, "paused.resume.txt");
+    assert_output(&inst, &["history"], 0, "paused.history.txt");
 }

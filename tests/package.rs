@@ -16,6 +16,8 @@ const SUBCOMMANDS: &[&str] = &[
     "promote",
     "reset",
     "history",
+    "pause",
+    "resume",
     "check-config",
     "init",
     "hosts",
@@ -100,7 +102,7 @@ fn man_page_describes_every_subcommand_and_renders() {
     let r = deadpool(&["man"]);
     assert_eq!(r.code, 0, "{r:?}");
     let first = r.stdout.lines().next().unwrap_or("");
-    assert!(first.starts_with(".TH deadpool 1 "), "{first:?}");
+    assert!(first.starts_with(".TH DEADPOOL 1 "), "{first:?}");
     for sub in SUBCOMMANDS {
         assert!(
             r.stdout.contains(&format!(".SS \"deadpool {sub}\"")),
@@ -125,6 +127,15 @@ fn man_page_describes_every_subcommand_and_renders() {
         "COMMANDS",
         "--dry-run",
         "deadpool check-config",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "DEADPOOL_CONFIG",
+        "DEADPOOL_LOG",
+        "NO_COLOR",
+        "FILES",
+        "/var/lib/deadpool/deadpool.db",
+        "SEE ALSO",
+        "UNKNOWN",
     ] {
         assert!(
             rendered.stdout.contains(expected),
@@ -132,6 +143,44 @@ fn man_page_describes_every_subcommand_and_renders() {
             rendered.stdout
         );
     }
+}
+
+/// mandoc's linter, the strictest reader of man pages Debian has: not one message, not
+/// even a style note.
+#[test]
+fn man_page_passes_mandoc_lint() {
+    let r = deadpool(&["man"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("deadpool.1");
+    std::fs::write(&page, &r.stdout).unwrap();
+    let lint = Command::new("mandoc")
+        .args(["-Tlint", "-Wstyle"])
+        .arg(&page)
+        .output()
+        .expect("mandoc must be installed (Debian package mandoc)");
+    let said =
+        String::from_utf8_lossy(&lint.stdout).into_owned() + &String::from_utf8_lossy(&lint.stderr);
+    assert!(
+        lint.status.success() && said.is_empty(),
+        "mandoc -Tlint:\n{said}"
+    );
+    let first = r.stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with(".TH DEADPOOL 1 20") && first.contains("\"deadpool "),
+        "{first}"
+    );
+}
+
+/// The license Cargo.toml names, in full at the top of the repository.
+#[test]
+fn the_repository_has_the_license_cargo_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(cargo.contains("\nlicense = \"MIT\"\n"));
+    let license = std::fs::read_to_string(root.join("LICENSE")).unwrap();
+    assert!(license.starts_with("MIT License\n"), "{license}");
+    assert!(license.contains("Permission is hereby granted, free of charge"));
 }
 
 /// Purges the package when the test ends, passed or failed.
@@ -164,14 +213,22 @@ fn debian_package_installs_runs_and_purges() {
         !installed.stdout.contains("installed"),
         "a deadpool package is already installed here; refusing to replace it"
     );
-    for path in ["/usr/bin/deadpool", "/etc/deadpool"] {
+    for path in ["/usr/bin/deadpool", "/etc/deadpool", "/var/lib/deadpool"] {
         assert!(
             !Path::new(path).exists(),
             "{path} exists; refusing to overwrite it"
         );
     }
 
-    let built = run("bash", &["scripts/package-deb"]);
+    let built = Run::from(
+        Command::new("bash")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["scripts/package-deb"])
+            .env("DEBFULLNAME", "Deadpool Tester")
+            .env("DEBEMAIL", "deadpool-tester@example.org")
+            .output()
+            .unwrap(),
+    );
     assert_eq!(built.code, 0, "{built:?}");
     let deb = built.stdout.lines().last().unwrap_or("").to_string();
     let arch = run("dpkg", &["--print-architecture"]);
@@ -182,6 +239,22 @@ fn debian_package_installs_runs_and_purges() {
             env!("CARGO_PKG_VERSION"),
             arch.stdout.trim()
         )
+    );
+
+    // Lintian, Debian's package checker: not one error or warning.
+    let lintian = Command::new("lintian")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--no-cfg", "--fail-on", "error,warning", &deb])
+        .output()
+        .expect("lintian must be installed (Debian package lintian)");
+    let said = String::from_utf8_lossy(&lintian.stdout);
+    assert!(
+        lintian.status.success()
+            && !said
+                .lines()
+                .any(|l| l.starts_with("E:") || l.starts_with("W:")),
+        "lintian:\n{said}{}",
+        String::from_utf8_lossy(&lintian.stderr)
     );
 
     let _guard = Installed;
@@ -203,10 +276,13 @@ fn debian_package_installs_runs_and_purges() {
         "/lib/systemd/system/deadpool@.timer",
         "/usr/share/bash-completion/completions/deadpool",
         "/usr/share/zsh/vendor-completions/_deadpool",
+        "/usr/share/fish/vendor_completions.d/deadpool.fish",
         "/usr/share/man/man1/deadpool.1.gz",
         "/usr/share/doc/deadpool/README.md",
         "/usr/share/doc/deadpool/FAULTS.md",
         "/usr/share/doc/deadpool/examples/deadpool.toml",
+        "/usr/share/doc/deadpool/copyright",
+        "/usr/share/doc/deadpool/changelog.gz",
     ] {
         assert!(Path::new(path).is_file(), "{path} is not installed");
     }
@@ -231,8 +307,46 @@ fn debian_package_installs_runs_and_purges() {
     assert_eq!(check.code, 0, "{check:?}");
     assert!(check.stdout.contains("(0 pool(s)"), "{check:?}");
 
+    // The notices of what is compiled in.
+    let copyright = std::fs::read_to_string("/usr/share/doc/deadpool/copyright").unwrap();
+    for needed in [
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/",
+        "License: Expat",
+        "May you do good and not evil.",
+        "Sara Golemon",
+        "License: BSD-3-clause",
+        "vendored/rust/rusqlite-",
+        "vendored/rust/ssh2-",
+    ] {
+        assert!(copyright.contains(needed), "copyright lacks {needed}");
+    }
+    let changelog = run("sh", &["-c", "zcat /usr/share/doc/deadpool/changelog.gz"]);
+    assert!(
+        changelog.stdout.starts_with(&format!(
+            "deadpool ({}) unstable; urgency=medium",
+            env!("CARGO_PKG_VERSION")
+        )) && changelog
+            .stdout
+            .contains(" -- Deadpool Tester <deadpool-tester@example.org>  "),
+        "{changelog:?}"
+    );
+
+    // A tick of the shipped instance makes its state dir; purge takes it away.
+    let tick = run("/usr/bin/deadpool", &["--config", "/etc/deadpool", "tick"]);
+    assert_eq!(tick.code, 0, "{tick:?}");
+    assert!(Path::new("/var/lib/deadpool/deadpool.db").is_file());
+    let remove = run("dpkg", &["--remove", "deadpool"]);
+    assert_eq!(remove.code, 0, "{remove:?}");
+    assert!(
+        Path::new("/var/lib/deadpool/deadpool.db").is_file(),
+        "remove keeps the state, as it keeps the config"
+    );
     let purge = run("dpkg", &["--purge", "deadpool"]);
     assert_eq!(purge.code, 0, "{purge:?}");
     assert!(!Path::new("/usr/bin/deadpool").exists());
     assert!(!Path::new("/etc/deadpool/deadpool.toml").exists());
+    assert!(
+        !Path::new("/var/lib/deadpool").exists(),
+        "purge removes the state"
+    );
 }

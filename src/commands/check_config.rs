@@ -14,9 +14,29 @@ use crate::monitor::{self, Health};
 use crate::error::Outcome;
 
 pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
+    let result = check(dir, args);
+    if args.json
+        && let Err(e) = &result
+    {
+        let doc = serde_json::json!({ "valid": false, "error": format!("{e:#}") });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    result
+}
+
+/// One read-only probe of a server or a promote step: its line, and whether it was OK.
+#[derive(Debug, serde::Serialize)]
+struct Probe {
+    pool: String,
+    status: Status,
+    message: String,
+}
+
+fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     let config = Config::load(dir)?;
     let mut warnings = Vec::new();
-    let mut probes = Vec::new();
+    let mut probes: Vec<Probe> = Vec::new();
+    let mut cluster_line = None;
     if !args.offline {
         // Probe in the direction the next failover would take.
         let state = crate::state::State::open_read_only(&config.state_dir)
@@ -27,11 +47,11 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
                 .as_ref()
                 .and_then(|s| s.pool(&pool.name).ok().flatten());
             let active = rec.map_or(Role::Primary, |r| r.active);
-            probe(pool, active, &mut probes, &mut warnings);
+            probe(pool, active, &mut probes);
         }
         if let Some(cluster) = &config.cluster {
             match crate::cluster::probe(cluster) {
-                Ok(line) => probes.push(line),
+                Ok(line) => cluster_line = Some(line),
                 Err(e) => warnings.push(format!("[cluster]: {e:#}")),
             }
         }
@@ -111,9 +131,31 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         }
     }
 
+    let mut notes = Vec::new();
+    notes.extend(cluster_line);
+    for pool in &config.pools {
+        step_notes(pool, &mut notes, &mut warnings);
+    }
+
+    // Probes that found a problem come first among the warnings.
+    let failed = probes
+        .iter()
+        .filter(|p| p.status != Status::Ok)
+        .map(|p| format!("pool {}: {}", p.pool, p.message));
+    let warnings: Vec<String> = failed.chain(warnings).collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json(&config, &notes, &probes, &warnings))?
+        );
+        return Ok(Outcome::Done);
+    }
     print!("{}", config::summary(&config));
-    for line in &probes {
+    for line in &notes {
         println!("{line}");
+    }
+    for p in probes.iter().filter(|p| p.status == Status::Ok) {
+        println!("pool {}: {}", p.pool, p.message);
     }
     println!(
         "worst-case tick duration: {} without a failover, {} with one (systemd's TimeoutStartSec must be longer)",
@@ -131,44 +173,54 @@ pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Read-only probes of a pool's servers: each server through the monitor, and each
-/// `mysql_promote` step's preflight toward the standby (logins, grants, replication).
-fn probe(pool: &Pool, active: Role, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+/// Read-only probes of a pool's servers: each server through the monitor, and the preflight
+/// toward the standby of each `mysql_promote` and `redis_promote` step (logins, grants,
+/// replication), `dns` step (the zone's SOA, the TSIG key, the record) and `haproxy` step
+/// (each proxy's level, backend and servers).
+fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
     for (role, check) in [Role::Primary, Role::Secondary]
         .into_iter()
         .zip(monitor::check_both(pool))
     {
-        let line = format!(
-            "pool {}: {} {}: {}",
-            pool.name,
-            role.as_str(),
-            pool.address(role),
-            check.message
-        );
-        match check.health {
-            Health::Up => lines.push(line),
-            Health::Degraded | Health::Down => warnings.push(line),
-        }
+        probes.push(Probe {
+            pool: pool.name.clone(),
+            status: match check.health {
+                Health::Up => Status::Ok,
+                Health::Degraded | Health::Down => Status::Warning,
+            },
+            message: format!(
+                "{} {}: {}",
+                role.as_str(),
+                pool.address(role),
+                check.message
+            ),
+        });
     }
     for (index, step) in pool.steps.iter().enumerate() {
         if !matches!(
             step.kind,
-            StepKind::MysqlPromote(_) | StepKind::RedisPromote(_)
+            StepKind::MysqlPromote(_)
+                | StepKind::RedisPromote(_)
+                | StepKind::Dns(_)
+                | StepKind::Haproxy(_)
         ) {
             continue;
         }
         let ctx = chain::context(pool, index, active, active.other(), true);
 
         for h in crate::protocol::run(crate::protocol::Action::Preflight, &ctx) {
-            let line = format!(
-                "pool {}: step `{}` preflight on {}: {}",
-                pool.name, step.name, h.host, h.message
-            );
-            if h.status == Status::Ok {
-                lines.push(line)
-            } else {
-                warnings.push(line)
-            }
+            probes.push(Probe {
+                pool: pool.name.clone(),
+                status: if h.status == Status::Ok {
+                    Status::Ok
+                } else {
+                    Status::Warning
+                },
+                message: format!(
+                    "step `{}` preflight on {}: {}",
+                    step.name, h.host, h.message
+                ),
+            });
         }
     }
 }
@@ -188,4 +240,147 @@ fn tls_unverified(pool: &Pool) -> bool {
             StepKind::RedisPromote(r) => unverified(r.access.tls.as_ref()),
             _ => false,
         })
+}
+
+/// `check-config --json` (schema in the README): the validated settings, each pool and its
+/// chain, the probes, the worst-case tick and the warnings.
+fn json(
+    config: &Config,
+    notes: &[String],
+    probes: &[Probe],
+    warnings: &[String],
+) -> serde_json::Value {
+    use serde_json::json;
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    let pools: Vec<serde_json::Value> = config
+        .pools
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "primary": p.primary,
+                "secondary": p.secondary,
+                "max_failed_checks": p.max_failed_checks,
+                "down_for_s": p.down_for.map(secs),
+                "recheck_interval_s": p.down_for.map(|_| secs(p.recheck_interval)),
+                "monitor": {
+                    "type": p.monitor.kind.type_name(),
+                    "timeout_s": secs(p.monitor.timeout),
+                    "confirm_from": p.monitor.confirm_from.iter().map(|h| h.name()).collect::<Vec<_>>(),
+                },
+                "steps": p.steps.iter().enumerate().map(|(i, s)| json!({
+                    "index": i + 1,
+                    "name": s.name,
+                    "type": s.type_name(),
+                    "timeout_s": secs(s.timeout),
+                    "on_failure": match s.on_failure {
+                        config::OnFailure::Abort => "abort",
+                        config::OnFailure::Continue => "continue",
+                    },
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "valid": true,
+        "config_dir": config.dir.display().to_string(),
+        "state_dir": config.state_dir.display().to_string(),
+        "tick_interval_s": secs(config.tick_interval),
+        "system_check_interval_s": secs(config.system_check_interval),
+        "stale_warning_s": secs(config.stale_warning),
+        "stale_critical_s": secs(config.stale_critical),
+        "history_retention_s": secs(config.history_retention),
+        "prometheus_textfile": config.prometheus_textfile.as_ref().map(|p| p.display().to_string()),
+        "ssh": {
+            "user": config.ssh.user,
+            "port": config.ssh.port,
+            "connect_timeout_s": secs(config.ssh.connect_timeout),
+            "command_timeout_s": secs(config.ssh.command_timeout),
+            "sudo": config.ssh.sudo,
+        },
+        "pools": pools,
+        "notes": notes,
+        "probes": probes,
+        "worst_case_tick_s": {
+            "watching": secs(config.worst_case_watching()),
+            "failover": secs(config.worst_case_tick()),
+        },
+        "warnings": warnings,
+    })
+}
+
+/// What the `dns` and `haproxy` steps will reach, which a config alone does not show, and
+/// what is missing for them on this host.
+fn step_notes(pool: &Pool, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+    for step in &pool.steps {
+        let at = format!("pool {}: step `{}`", pool.name, step.name);
+        match &step.kind {
+            StepKind::Dns(d) => {
+                let verify = if d.verify_servers.is_empty() {
+                    String::new()
+                } else {
+                    let servers: Vec<String> = d
+                        .verify_servers
+                        .iter()
+                        .map(|(h, p)| format!("{h}:{p}"))
+                        .collect();
+                    format!("; readiness also asks {}", servers.join(", "))
+                };
+                lines.push(format!(
+                    "{at} (dns): {} {} at {}:{} (zone {}), TSIG key {} ({}), TTL {}s (warning above {}s); primary -> {}, secondary -> {}{verify}",
+                    d.service_host_name,
+                    d.record.as_str(),
+                    d.server,
+                    d.port,
+                    d.zone,
+                    d.tsig.name,
+                    d.tsig.algorithm,
+                    d.ttl,
+                    d.max_ttl,
+                    d.values.primary,
+                    d.values.secondary,
+                ));
+                for tool in ["nsupdate", "dig"] {
+                    if !in_path(tool) {
+                        warnings.push(format!(
+                            "{at}: `{tool}` is not in $PATH; install bind9-dnsutils"
+                        ));
+                    }
+                }
+            }
+            StepKind::Haproxy(h) => {
+                let sockets: Vec<String> = h
+                    .sockets
+                    .iter()
+                    .map(|s| match s.ssh_host() {
+                        Some(host) => format!("{s} (through ssh {}@{host})", h.ssh.user),
+                        None => s.to_string(),
+                    })
+                    .collect();
+                lines.push(format!(
+                    "{at} (haproxy): backend {}, primary -> server {}, secondary -> server {}, the server left goes to {}; {}",
+                    h.backend,
+                    h.servers.primary,
+                    h.servers.secondary,
+                    h.standby_state.as_str(),
+                    sockets.join(", ")
+                ));
+                for socket in &h.sockets {
+                    if let config::HaproxySocket::Unix(path) = socket
+                        && !Path::new(path).exists()
+                    {
+                        warnings.push(format!(
+                            "{at}: the stats socket {path} does not exist on this host (is HAProxy running, with `stats socket {path} level admin`?)"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn in_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

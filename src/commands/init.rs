@@ -29,6 +29,11 @@ const FILES: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
+        "pools/orders_dns_lb.toml.example",
+        include_str!("../../config/pools/orders_dns_lb.toml.example"),
+        0o644,
+    ),
+    (
         "pools/cache_redis.toml.example",
         include_str!("../../config/pools/cache_redis.toml.example"),
         0o644,
@@ -89,7 +94,7 @@ pub fn run(config_dir: &Path, args: &InitArgs) -> Result<Outcome> {
         "
 Next steps:
   1. Edit {pools}: your servers, the monitor, the failover chain.
-  2. For steps over SSH (etc_hosts, vip, remote exec): an SSH key at {key} (mode 600) and the
+  2. For steps over SSH (etc_hosts, vip, remote exec, haproxy via SSH): an SSH key at {key} (mode 600) and the
      clients' host keys in {known}, e.g. `ssh-keyscan -t ed25519 HOST >> {known}`.
   3. Check it:             deadpool{flag} check-config
   4. See what a tick does: deadpool{flag} tick --dry-run

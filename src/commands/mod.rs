@@ -6,6 +6,7 @@ mod history;
 mod hosts;
 mod init;
 mod man;
+mod pause;
 mod promote;
 mod report;
 mod reset;
@@ -34,6 +35,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Promote(args) => promote::run(&Config::load(&dir)?, &args),
         Command::Reset(args) => reset::run(&Config::load(&dir)?, &args),
         Command::History(args) => history::run(&Config::load(&dir)?, &args),
+        Command::Pause(args) => pause::pause(&Config::load(&dir)?, &args),
+        Command::Resume(args) => pause::resume(&Config::load(&dir)?, &args),
     }
 }
 

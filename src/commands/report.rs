@@ -23,7 +23,7 @@ pub fn run(dir: &Path, args: &ReportArgs) -> Result<Outcome> {
         return Ok(Outcome::Code(tree.status.exit_code()));
     }
     if args.prometheus {
-        print!("{}", report::prometheus(&tree));
+        print!("{}", report::prometheus(&tree, report::Exposition::Report));
         return Ok(Outcome::Done);
     }
     if args.json {

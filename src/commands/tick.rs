@@ -21,7 +21,7 @@ use crate::state::{Event, Lock, MonitorRow, PoolRecord, ReadinessRow, State, now
 
 pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
     if args.dry_run {
-        return dry_run(config);
+        return dry_run(config, args.json);
     }
     let Some(_lock) = Lock::acquire(&config.state_dir, Duration::ZERO)? else {
         crate::info!(
@@ -57,6 +57,10 @@ struct Busy {
     failover: AtomicBool,
     /// The readiness self-checks.
     readiness: AtomicBool,
+    /// Readiness checks start at most once per tick: one that takes as long as
+    /// `system_check_interval` would otherwise fall due again every round, and the tick
+    /// would never end.
+    readiness_started: AtomicBool,
 }
 
 /// One tick: detection rounds every `tick_interval` for as long as anything slow (a
@@ -114,7 +118,9 @@ impl Watch<'_> {
                             }
                             busy.failover.store(false, Ordering::SeqCst);
                         });
-                    } else if plan.readiness && !busy.readiness.swap(true, Ordering::SeqCst) {
+                    } else if plan.readiness && !busy.readiness_started.swap(true, Ordering::SeqCst)
+                    {
+                        busy.readiness.store(true, Ordering::SeqCst);
                         background.spawn(move || {
                             if let Err(e) = self.readiness(pool) {
                                 crate::warn!("pool {}: readiness checks: {e:#}", pool.name);
@@ -137,17 +143,19 @@ impl Watch<'_> {
                     started_at,
                     duration_ms: took.as_millis() as i64,
                 });
-                if let Some(path) = &self.config.prometheus_textfile
-                    && let Err(e) = write_textfile(self.config, self.state, path)
-                {
-                    crate::warn!("cannot write the metrics file {}: {e:#}", path.display());
-                }
+                self.write_metrics();
+                let background_after_round = self.any_busy();
                 crate::debug!("round took {:.3}s", took.as_secs_f64());
                 // The next round comes one interval after this one started, while anything
                 // is still running in the background; without background work, the tick ends.
                 let next = clock + interval;
                 loop {
                     if !self.any_busy() {
+                        // What the background work changed (a chain's end) is in the
+                        // metrics before the tick ends, not a tick later.
+                        if background_after_round {
+                            self.write_metrics();
+                        }
                         return;
                     }
                     if Instant::now() >= next {
@@ -177,6 +185,14 @@ impl Watch<'_> {
             member.write_pool(rec, None)?;
         }
         self.state.save_tick(rec, events, rows)
+    }
+
+    fn write_metrics(&self) {
+        if let Some(path) = &self.config.prometheus_textfile
+            && let Err(e) = write_textfile(self.config, self.state, path)
+        {
+            crate::warn!("cannot write the metrics file {}: {e:#}", path.display());
+        }
     }
 
     fn any_busy(&self) -> bool {
@@ -233,15 +249,24 @@ impl Watch<'_> {
         let (active, standby) = by_role(checks, rec.active);
         // A check recorded in the future: the clock went back, the count restarts too.
         let gap = gap || rec.last_check_at.is_some_and(|t| t > checked_at);
+        let mut events: Vec<Event> = Vec::new();
+        if let Some(ended) = super::pause::expire(pool, &mut rec, checked_at) {
+            events.push(ended);
+        }
         // A blocked pool's outage was confirmed already: it stays down or it re-arms.
         let confirmed = rec.state == PoolState::Blocked;
-        let decision = decide(pool, &rec, &active, &standby, gap, confirmed);
+        let decision = decide(pool, &rec, &active, &standby, gap, confirmed, checked_at);
         rec.failures = decision.failures;
         rec.last_check_at = Some(checked_at);
-        let mut events: Vec<Event> = Vec::new();
         let mut plan = Plan::default();
         match decision.next {
             Next::Watch => {}
+            Next::Paused => crate::info!(
+                "pool {}: {}/{} failed checks, but the pool is paused: no failover",
+                pool.name,
+                rec.failures,
+                pool.max_failed_checks
+            ),
             Next::Rearm => {
                 let msg = format!("{} answers again: armed", pool.address(rec.active));
                 events.push(EventKind::Armed.of(pool, "tick").message(msg));
@@ -323,7 +348,7 @@ impl Watch<'_> {
             if rules::outage_confirmed(since, check_started, down_for.as_millis() as i64) {
                 let standby = monitor::check(pool, role.other());
                 rows.extend(monitor_rows_for(&[(role.other(), &standby)], now_ms()));
-                let decision = decide(pool, &rec, &check, &standby, false, true);
+                let decision = decide(pool, &rec, &check, &standby, false, true, at);
                 return match decision.next {
                     Next::Failover => {
                         let why = format!(
@@ -455,6 +480,7 @@ fn decide(
     standby: &Check,
     gap: bool,
     confirmed: bool,
+    now: i64,
 ) -> Decision {
     rules::decide(Input {
         state: rec.state,
@@ -464,6 +490,7 @@ fn decide(
         active: active.health,
         standby: standby.health,
         down_for: pool.down_for.map(|_| confirmed),
+        paused: rules::paused(rec.pause.as_ref().map(|p| p.until), now),
     })
 }
 
@@ -612,8 +639,9 @@ fn save_readiness(
 }
 
 /// `tick --dry-run`: everything a tick would look at and decide, and the exact chain it
-/// would run, with every preflight; nothing is written anywhere.
-fn dry_run(config: &Config) -> Result<Outcome> {
+/// would run, with every preflight; nothing is written anywhere. `--json`: the same as one
+/// document (schema in the README).
+fn dry_run(config: &Config, json: bool) -> Result<Outcome> {
     let state = State::open_read_only(&config.state_dir)?;
     let previous = match &state {
         Some(s) => s.last_tick()?,
@@ -623,14 +651,15 @@ fn dry_run(config: &Config) -> Result<Outcome> {
         started_at: t.started_at,
         duration_ms: t.duration_ms,
     });
-    let gap = rules::timer_gap(previous, now_ms(), config.tick_interval.as_millis() as i64);
-    let mut out = String::new();
+    let now = now_ms();
+    let gap = rules::timer_gap(previous, now, config.tick_interval.as_millis() as i64);
+    let mut pools = Vec::new();
     for pool in &config.pools {
         let rec = match &state {
             Some(s) => s.pool(&pool.name)?,
             None => None,
         }
-        .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+        .unwrap_or_else(|| PoolRecord::new(&pool.name, now));
         let checks = monitor::check_both(pool);
         let (active, standby) = by_role(checks, rec.active);
         let d = decide(
@@ -640,116 +669,314 @@ fn dry_run(config: &Config) -> Result<Outcome> {
             &standby,
             gap,
             rec.state == PoolState::Blocked,
+            now,
         );
-        let threshold = match pool.down_for {
-            Some(_) => format!(" (fails over {})", pool.threshold()),
-            None => format!("/{}", pool.max_failed_checks),
+        let pause = rec
+            .pause
+            .as_ref()
+            .filter(|p| rules::paused(Some(p.until), now));
+        let (decision, text) = match &d.next {
+            Next::Watch if rec.state.is_locked() => {
+                ("locked", "stay locked and keep watching".to_string())
+            }
+            Next::Watch => ("watch", "keep watching".to_string()),
+            Next::Rearm => (
+                "rearm",
+                "re-arm the pool (the active server answers again)".to_string(),
+            ),
+            Next::Block(r) => ("block", format!("block the failover: {}", r.text)),
+            Next::Interrupt => (
+                "interrupt",
+                "mark the interrupted failover as `interrupted`".to_string(),
+            ),
+            Next::Failover => (
+                "failover",
+                format!(
+                    "fail over to {} ({}) if every preflight passes",
+                    rec.active.other().as_str(),
+                    pool.address(rec.active.other())
+                ),
+            ),
+            Next::Confirm => (
+                "confirm",
+                format!(
+                    "re-check the active server every {} until it answers or has been down for {}",
+                    crate::config::format_duration(pool.recheck_interval),
+                    crate::config::format_duration(pool.down_for.unwrap_or_default())
+                ),
+            ),
+            Next::Paused => (
+                "paused",
+                format!(
+                    "not fail over: the pool is paused until {}",
+                    crate::text::format_time(pause.map_or(now, |p| p.until))
+                ),
+            ),
+        };
+        let server = |check: &Check, role: Role| DryServer {
+            role: role.as_str(),
+            address: pool.address(role).to_string(),
+            health: check.health.as_str(),
+            message: check.message.clone(),
+        };
+        pools.push(DryPool {
+            name: pool.name.clone(),
+            state: rec.state.as_str(),
+            active: rec.active.as_str(),
+            failures_before: rec.failures,
+            failures_after: d.failures,
+            max_failed_checks: pool.max_failed_checks,
+            down_for_s: pool.down_for.map(|d| d.as_secs_f64()),
+            threshold: pool.threshold(),
+            pause: pause.cloned(),
+            checks: [
+                server(&active, rec.active),
+                server(&standby, rec.active.other()),
+            ],
+            decision,
+            decision_text: text,
+            block_reason: match &d.next {
+                Next::Block(r) => Some(r.text.clone()),
+                _ => None,
+            },
+            second_opinion_from: pool
+                .monitor
+                .confirm_from
+                .iter()
+                .map(|h| h.name().to_string())
+                .collect(),
+            plan: plan_steps(pool, rec.active, rec.active.other()),
+        });
+    }
+    if json {
+        let doc = serde_json::json!({ "generated_at": now, "gap": gap, "pools": pools });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(Outcome::Done);
+    }
+    let mut out = String::new();
+    for p in &pools {
+        let [active, standby] = &p.checks;
+        let threshold = match p.down_for_s {
+            Some(_) => format!(" (fails over {})", p.threshold),
+            None => format!("/{}", p.max_failed_checks),
         };
         out.push_str(&format!(
             "pool {}: {}, active {} ({}), failures {} -> {}{threshold}\n",
-            pool.name,
-            rec.state.as_str(),
-            rec.active.as_str(),
-            pool.address(rec.active),
-            rec.failures,
-            d.failures,
+            p.name, p.state, p.active, active.address, p.failures_before, p.failures_after,
         ));
+        if let Some(pause) = &p.pause {
+            out.push_str(&format!("  {}\n", crate::report::describe_pause(pause)));
+        }
         out.push_str(&format!(
             "  active  {} {}: {}\n",
-            pool.address(rec.active),
-            active.health.as_str(),
-            active.message
+            active.address, active.health, active.message
         ));
         out.push_str(&format!(
             "  standby {} {}: {}\n",
-            pool.address(rec.active.other()),
-            standby.health.as_str(),
-            standby.message
+            standby.address, standby.health, standby.message
         ));
-        let would = match &d.next {
-            Next::Watch if rec.state.is_locked() => "stay locked and keep watching".to_string(),
-            Next::Watch => "keep watching".to_string(),
-            Next::Rearm => "re-arm the pool (the active server answers again)".to_string(),
-            Next::Block(r) => format!("block the failover: {}", r.text),
-            Next::Interrupt => "mark the interrupted failover as `interrupted`".to_string(),
-            Next::Confirm => format!(
-                "re-check the active server every {} until it answers or has been down for {}",
-                crate::config::format_duration(pool.recheck_interval),
-                crate::config::format_duration(pool.down_for.unwrap_or_default())
-            ),
-            Next::Failover => format!(
-                "fail over to {} ({}) if every preflight passes",
-                rec.active.other().as_str(),
-                pool.address(rec.active.other())
-            ),
-        };
-        out.push_str(&format!("  this tick would {would}\n"));
-        if !pool.monitor.confirm_from.is_empty() {
-            let observers: Vec<&str> = pool.monitor.confirm_from.iter().map(|h| h.name()).collect();
+        out.push_str(&format!("  this tick would {}\n", p.decision_text));
+        if !p.second_opinion_from.is_empty() {
             out.push_str(&format!(
                 "  at the threshold, a second opinion is asked of: {}\n",
-                observers.join(", ")
+                p.second_opinion_from.join(", ")
             ));
         }
-        out.push_str(&plan(pool, rec.active, rec.active.other()));
+        out.push_str(&p.plan.text());
     }
     print!("{out}");
     Ok(Outcome::Done)
 }
 
+/// One pool in `tick --dry-run`.
+#[derive(Debug, serde::Serialize)]
+struct DryPool {
+    name: String,
+    state: &'static str,
+    active: &'static str,
+    failures_before: u32,
+    failures_after: u32,
+    max_failed_checks: u32,
+    /// Time-based mode: how long the active server must stay down; `null` when the pool
+    /// counts failed checks.
+    down_for_s: Option<f64>,
+    /// When the pool fails over, in words.
+    threshold: String,
+    pause: Option<crate::state::Pause>,
+    /// The active server's check, then the standby's.
+    checks: [DryServer; 2],
+    decision: &'static str,
+    decision_text: String,
+    block_reason: Option<String>,
+    second_opinion_from: Vec<String>,
+    plan: FailoverPlan,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct DryServer {
+    role: &'static str,
+    address: String,
+    health: &'static str,
+    message: String,
+}
+
+/// A failover plan: the chain toward `to`, each step with each host's resolved command
+/// and its preflight's result.
+#[derive(Debug, serde::Serialize)]
+pub struct FailoverPlan {
+    from: &'static str,
+    from_address: String,
+    to: &'static str,
+    to_address: String,
+    steps: Vec<PlannedStep>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct PlannedStep {
+    index: usize,
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip)]
+    timeout: Duration,
+    timeout_s: f64,
+    on_failure: &'static str,
+    commands: Vec<PlannedCommand>,
+    preflight: Vec<PlannedCommand>,
+}
+
+/// A host and a command line (`commands`), or a host's preflight result (`preflight`).
+#[derive(Debug, serde::Serialize)]
+struct PlannedCommand {
+    host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
 /// The chain toward `to`, each step with each host's resolved command, and each step's
 /// preflight run for real (preflights change nothing).
-pub fn plan(pool: &Pool, from: Role, to: Role) -> String {
-    let mut out = format!(
-        "  failover plan {} ({}) -> {} ({}):\n",
-        from.as_str(),
-        pool.address(from),
-        to.as_str(),
-        pool.address(to)
-    );
-    if pool.steps.is_empty() {
-        out.push_str("    (no steps configured)\n");
-    }
+pub fn plan_steps(pool: &Pool, from: Role, to: Role) -> FailoverPlan {
     let opts = chain::Options {
         dry_run: true,
         ..chain::Options::default()
     };
     let (preflights, _) = chain::preflight(pool, from, to, opts);
-    for (index, hosts) in preflights {
-        let step = &pool.steps[index];
-        let ctx = chain::context(pool, index, from, to, true);
-        out.push_str(&format!(
-            "    {}. {} ({}), timeout {}, on failure {}\n",
-            index + 1,
-            step.name,
-            step.type_name(),
-            crate::config::format_duration(step.timeout),
-            match step.on_failure {
-                crate::config::OnFailure::Abort => "abort",
-                crate::config::OnFailure::Continue => "continue",
+    let steps = preflights
+        .into_iter()
+        .map(|(index, hosts)| {
+            let step = &pool.steps[index];
+            let ctx = chain::context(pool, index, from, to, true);
+            PlannedStep {
+                index: index + 1,
+                name: step.name.clone(),
+                kind: step.type_name(),
+                timeout: step.timeout,
+                timeout_s: step.timeout.as_secs_f64(),
+                on_failure: match step.on_failure {
+                    crate::config::OnFailure::Abort => "abort",
+                    crate::config::OnFailure::Continue => "continue",
+                },
+                commands: protocol::protocol(step)
+                    .plan(&ctx)
+                    .into_iter()
+                    .map(|(host, command)| PlannedCommand {
+                        host,
+                        command: Some(command),
+                        status: None,
+                        message: None,
+                    })
+                    .collect(),
+                preflight: hosts
+                    .into_iter()
+                    .map(|h| PlannedCommand {
+                        host: h.host,
+                        command: None,
+                        status: Some(h.status.as_str()),
+                        message: Some(h.message),
+                    })
+                    .collect(),
             }
-        ));
-        for (host, command) in protocol::protocol(step).plan(&ctx) {
-            out.push_str(&format!("       on {host}: {command}\n"));
-        }
-        for h in hosts {
-            out.push_str(&format!(
-                "       preflight on {}: {} {}\n",
-                h.host,
-                h.status.as_str(),
-                h.message
-            ));
-        }
+        })
+        .collect();
+    FailoverPlan {
+        from: from.as_str(),
+        from_address: pool.address(from).to_string(),
+        to: to.as_str(),
+        to_address: pool.address(to).to_string(),
+        steps,
     }
-    out
+}
+
+impl FailoverPlan {
+    /// The plan as `tick --dry-run` and `promote --dry-run` print it.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "  failover plan {} ({}) -> {} ({}):\n",
+            self.from, self.from_address, self.to, self.to_address
+        );
+        if self.steps.is_empty() {
+            out.push_str("    (no steps configured)\n");
+        }
+        for step in &self.steps {
+            out.push_str(&format!(
+                "    {}. {} ({}), timeout {}, on failure {}\n",
+                step.index,
+                step.name,
+                step.kind,
+                crate::config::format_duration(step.timeout),
+                step.on_failure
+            ));
+            for c in &step.commands {
+                out.push_str(&format!(
+                    "       on {}: {}\n",
+                    c.host,
+                    c.command.as_deref().unwrap_or("")
+                ));
+            }
+            for h in &step.preflight {
+                out.push_str(&format!(
+                    "       preflight on {}: {} {}\n",
+                    h.host,
+                    h.status.unwrap_or(""),
+                    h.message.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The plan as text (for `promote --dry-run`).
+pub fn plan(pool: &Pool, from: Role, to: Role) -> String {
+    plan_steps(pool, from, to).text()
 }
 
 /// Writes the metrics next to the target and renames them over it, so node_exporter never
-/// reads half a file.
+/// reads half a file. The file is 0644 whatever the umask (the unit's is 0077), since
+/// node_exporter runs as another user; the temporary file is created afresh (never through
+/// a symlink someone left in the directory).
 fn write_textfile(config: &Config, state: &State, path: &std::path::Path) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let tree = crate::report::build(config, Some(state), None, now_ms())?;
+    let text = crate::report::prometheus(&tree, crate::report::Exposition::Textfile);
     let tmp = path.with_extension("prom.tmp");
-    std::fs::write(&tmp, crate::report::prometheus(&tree))?;
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }

@@ -2,8 +2,10 @@
 //! (`check`), make sure it can run now without changing anything (`preflight`), and do its
 //! part of the failover (`promote`).
 
+mod dns;
 mod etc_hosts;
 mod exec;
+mod haproxy;
 mod mysql_promote;
 mod plugin;
 mod redis_promote;
@@ -158,6 +160,8 @@ pub fn protocol(step: &Step) -> Box<dyn Protocol + '_> {
         StepKind::EtcHosts(cfg) => Box::new(etc_hosts::EtcHostsStep { cfg }),
         StepKind::Vip(cfg) => Box::new(vip::VipStep { cfg }),
         StepKind::RedisPromote(cfg) => Box::new(redis_promote::RedisPromoteStep { cfg }),
+        StepKind::Dns(cfg) => Box::new(dns::DnsStep { cfg }),
+        StepKind::Haproxy(cfg) => Box::new(haproxy::HaproxyStep { cfg }),
     }
 }
 

@@ -5,8 +5,8 @@
 use crate::config::{Pool, format_duration};
 use crate::model::Role;
 use crate::model::{Health, PoolState, Status};
-use crate::state::{MonitorRow, PoolRecord, ReadinessRow, TickRecord};
-use crate::text::human_secs;
+use crate::state::{MonitorRow, Pause, PoolRecord, ReadinessRow, TickRecord};
+use crate::text::{format_time, human_secs};
 
 /// A problem before it is attached to a pool: what is wrong and what to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +110,14 @@ impl PoolFacts<'_> {
         self.rec.is_some_and(|r| r.state.is_locked())
     }
 
+    /// The pause that is on now (one whose end has passed is none, even before a tick
+    /// records its end).
+    pub fn pause(&self) -> Option<&Pause> {
+        self.rec
+            .and_then(|r| r.pause.as_ref())
+            .filter(|p| crate::rules::paused(Some(p.until), self.now))
+    }
+
     fn row(&self, role: Role) -> Option<&MonitorRow> {
         self.monitor.iter().find(|m| m.role == role)
     }
@@ -156,12 +164,19 @@ pub fn pool_state(f: &PoolFacts) -> Option<Found> {
                 pool.max_failed_checks,
                 f.row(r.active).map_or("", |m| m.message.as_str())
             ),
-            format!(
-                "look at {} now: deadpool fails over at {}/{}",
-                pool.address(r.active),
-                pool.max_failed_checks,
-                pool.max_failed_checks
-            ),
+            if f.pause().is_some() {
+                format!(
+                    "look at {} now: the pool is paused, so it does not fail over until the pause ends",
+                    pool.address(r.active)
+                )
+            } else {
+                format!(
+                    "look at {} now: deadpool fails over at {}/{}",
+                    pool.address(r.active),
+                    pool.max_failed_checks,
+                    pool.max_failed_checks
+                )
+            },
         ),
         PoolState::Armed => return None,
         PoolState::FailedOver => found(
@@ -199,6 +214,49 @@ pub fn pool_state(f: &PoolFacts) -> Option<Found> {
             ),
         ),
     })
+}
+
+/// A maintenance pause that is on: a WARNING naming who, why and until when, and whether
+/// the pool would fail over as soon as it ends.
+pub fn pause(f: &PoolFacts) -> Option<Found> {
+    let r = f.rec?;
+    let p = f.pause()?;
+    let name = &f.pool.name;
+    let mut message = format!("{}; no failover until then", describe_pause(p));
+    let counting = matches!(r.state, PoolState::Armed | PoolState::Blocked);
+    if counting && r.failures >= f.pool.max_failed_checks {
+        message.push_str(&format!(
+            "; the active server has failed {}/{} checks: it fails over when the pause ends unless it answers by then",
+            r.failures, f.pool.max_failed_checks
+        ));
+    }
+    Some(found(
+        Status::Warning,
+        message,
+        format!(
+            "`deadpool resume {name}` once the work is done; the pause ends by itself at {}",
+            format_time(p.until)
+        ),
+    ))
+}
+
+/// `paused until TIME by WHO: REASON`.
+pub fn describe_pause(p: &Pause) -> String {
+    format!(
+        "paused until {} by {}{}",
+        format_time(p.until),
+        p.by,
+        reason_suffix(&p.reason)
+    )
+}
+
+/// `: REASON`, or nothing without a reason.
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
 }
 
 /// One server's status in the tree: unknown until checked; a down active server is
@@ -496,6 +554,58 @@ mod tests {
                 assert!(g.message.contains(words), "{}", g.message);
             }
         }
+    }
+
+    #[test]
+    fn pause_table() {
+        let p = pool();
+        let paused = |state: PoolState, failures: u32, until: i64| PoolRecord {
+            pause: Some(Pause {
+                until,
+                since: NOW - 60_000,
+                by: "alice".into(),
+                reason: "kernel upgrade".into(),
+            }),
+            ..rec(state, failures, Role::Primary)
+        };
+        // (record, status or none, words)
+        let rows: Vec<(PoolRecord, Option<Status>, &str)> = vec![
+            (rec(PoolState::Armed, 0, Role::Primary), None, ""),
+            (
+                paused(PoolState::Armed, 0, NOW + 60_000),
+                Some(Status::Warning),
+                "by alice: kernel upgrade; no failover until then",
+            ),
+            (
+                paused(PoolState::Armed, 3, NOW + 60_000),
+                Some(Status::Warning),
+                "it fails over when the pause ends",
+            ),
+            (
+                paused(PoolState::FailedOver, 3, NOW + 60_000),
+                Some(Status::Warning),
+                "no failover until then",
+            ),
+            (paused(PoolState::Armed, 0, NOW), None, "ended: none"),
+        ];
+        for (r, status, words) in rows {
+            let got = pause(&facts(&p, Some(&r), &[], &[]));
+            assert_eq!(got.as_ref().map(|g| g.status), status, "{words}: {got:?}");
+            if let Some(g) = got {
+                assert!(g.message.contains(words), "{}", g.message);
+                assert!(g.message.starts_with("paused until "), "{}", g.message);
+                assert!(g.hint.contains("deadpool resume db"), "{}", g.hint);
+            }
+        }
+        // Failures counting while paused: the hint says it will not fail over.
+        let counting = pool_state(&facts(
+            &p,
+            Some(&paused(PoolState::Armed, 2, NOW + 60_000)),
+            &[],
+            &[],
+        ))
+        .unwrap();
+        assert!(counting.hint.contains("paused"), "{}", counting.hint);
     }
 
     #[test]

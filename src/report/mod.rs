@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Pool};
 use crate::model::Role;
-use crate::state::State;
+use crate::state::{Pause, State};
 use classify::age_s;
 
 pub use crate::model::Status;
@@ -60,6 +60,10 @@ pub struct PoolReport {
     pub down_for_s: Option<f64>,
     pub reason: String,
     pub state_since: Option<i64>,
+    /// The maintenance pause that is on, `null` without one.
+    pub pause: Option<Pause>,
+    /// How many chains the pool has started (failovers and promotes).
+    pub failovers: u64,
     pub monitor: MonitorReport,
     pub steps: Vec<StepReport>,
 }
@@ -156,13 +160,19 @@ pub fn build(
         message,
     };
 
+    let failovers = match state {
+        Some(s) => s.failovers()?,
+        None => Default::default(),
+    };
     let mut pools = Vec::new();
     for pool in config
         .pools
         .iter()
         .filter(|p| only.is_none_or(|o| o == p.name))
     {
-        pools.push(pool_report(config, pool, state, now, &mut problems)?);
+        let mut report = pool_report(config, pool, state, now, &mut problems)?;
+        report.failovers = failovers.get(&pool.name).copied().unwrap_or(0);
+        pools.push(report);
     }
     problems.sort_by_key(|p| std::cmp::Reverse(p.status));
     let status = problems
@@ -204,7 +214,9 @@ fn pool_report(
         stale_after_ms: (config.system_check_interval + config.stale_critical).as_millis() as i64,
     };
     let active = facts.active();
+    let pause = facts.pause().cloned();
     let mut found: Vec<classify::Found> = Vec::new();
+    found.extend(classify::pause(&facts));
     found.extend(classify::pool_state(&facts));
 
     let servers: Vec<ServerReport> = [Role::Primary, Role::Secondary]
@@ -273,6 +285,8 @@ fn pool_report(
         down_for_s: pool.down_for.map(|d| d.as_secs_f64()),
         reason: rec.as_ref().map(|r| r.reason.clone()).unwrap_or_default(),
         state_since: rec.as_ref().map(|r| r.state_since),
+        pause,
+        failovers: 0,
         monitor: MonitorReport {
             kind: pool.monitor.kind.type_name().to_string(),
             servers,
@@ -284,7 +298,8 @@ fn pool_report(
 mod classify;
 mod render;
 
-pub use render::{full, nagios, prometheus};
+pub use classify::describe_pause;
+pub use render::{Exposition, full, nagios, prometheus};
 
 #[cfg(test)]
 mod tests {

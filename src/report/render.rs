@@ -6,7 +6,24 @@ use std::fmt::Write as _;
 use super::{PoolReport, Report, Status};
 use crate::text::{human_secs, one_line};
 
-/// `DEADPOOL <STATUS> - <summary>[; <problem>]... | <perfdata>`, then one line per problem.
+/// The longest first line (without its newline): NRPE v2 passes on 1,024 bytes with the
+/// terminating NUL, and the first line is where Nagios reads the status and the perfdata.
+pub const NAGIOS_FIRST_LINE_MAX: usize = 1023;
+/// The longest whole output: Nagios Core keeps 8,192 bytes (with the NUL) of a plugin's
+/// output; a margin for safety.
+pub const NAGIOS_OUTPUT_MAX: usize = 8000;
+/// The problems' lines keep this much of the output (about ten lines) before perfdata
+/// of healthy pools.
+const DETAILS_KEPT: usize = 1024;
+/// Long-output perfdata lines are wrapped at about this many bytes.
+const PERF_LINE: usize = 500;
+
+/// The Nagios plugin output. When everything fits, one line
+/// `DEADPOOL <STATUS> - <summary>[; <problem>]... | <perfdata>` and one line per problem.
+/// When it does not (many pools, long messages), [`nagios_compact`]: counts and the worst
+/// pools by name on the first line, the problems on the next lines, the pools' perfdata
+/// last, after a `|` (Nagios's long-output perfdata); always within
+/// [`NAGIOS_FIRST_LINE_MAX`] and [`NAGIOS_OUTPUT_MAX`].
 pub fn nagios(report: &Report) -> String {
     let summary = if report.pools.is_empty() {
         "no pools configured".to_string()
@@ -34,6 +51,24 @@ pub fn nagios(report: &Report) -> String {
         first.push_str("; ");
         first.push_str(&one_line(&p.message));
     }
+    let mut perf = perf_head(report);
+    for item in pool_perf(report) {
+        perf.push(' ');
+        perf.push_str(&item);
+    }
+    let first = format!("{first} | {perf}");
+    let mut out = format!("{first}\n");
+    for p in &report.problems {
+        let _ = writeln!(out, "{}: {}", p.status.as_str(), one_line(&p.message));
+    }
+    if first.len() <= NAGIOS_FIRST_LINE_MAX && out.len() <= NAGIOS_OUTPUT_MAX {
+        return out;
+    }
+    nagios_compact(report)
+}
+
+/// The instance's perfdata: `tick_age` and `tick_duration`, with the staleness thresholds.
+fn perf_head(report: &Report) -> String {
     let i = &report.instance;
     let tick_age = i
         .last_tick_age_s
@@ -41,24 +76,198 @@ pub fn nagios(report: &Report) -> String {
     let tick_duration = i
         .last_tick_duration_s
         .map_or("U".to_string(), |d| format!("{d:.3}s"));
-    let mut perf = format!(
+    format!(
         "tick_age={tick_age};{};{};0 tick_duration={tick_duration};;;0",
         i.stale_warning_s, i.stale_critical_s
+    )
+}
+
+/// `'<pool>_failures'=<n>;;<max>;0` per pool, in the config's order.
+fn pool_perf(report: &Report) -> Vec<String> {
+    report
+        .pools
+        .iter()
+        .map(|p| {
+            let name: String = p.name.chars().filter(|c| *c != '\'' && *c != '=').collect();
+            // A pool that fails over by time (`down_for`) has no count threshold.
+            let crit = match p.down_for_s {
+                Some(_) => String::new(),
+                None => p.max_failed_checks.to_string(),
+            };
+            format!("'{name}_failures'={};;{crit};0", p.failures)
+        })
+        .collect()
+}
+
+/// A pool in the first line's list of the worst: its name and, in a word, why.
+fn pool_tag(p: &PoolReport) -> String {
+    let mut tag = format!("{} ", p.name);
+    if p.pause.is_some() {
+        tag.push_str("paused");
+    } else {
+        tag.push_str(p.state.as_deref().unwrap_or("unchecked"));
+    }
+    if p.failures > 0 && p.down_for_s.is_none() {
+        let _ = write!(tag, " {}/{}", p.failures, p.max_failed_checks);
+    } else if p.failures > 0 {
+        let _ = write!(tag, " {} failed", p.failures);
+    }
+    tag
+}
+
+/// The bounded form, for any number of pools and any length of message:
+///
+/// - line 1: the status, the instance's problem, the pools counted by status, and the
+///   worst pools by name (worst first, then by name) while the line stays under 1,024
+///   bytes, then `and N more`; the instance's perfdata;
+/// - then one line per problem, worst first, while the output stays under 8 KB, then how
+///   many were left out;
+/// - last, after `| `, every pool's perfdata, whole items only. Should they not all fit
+///   (about 70 pools with 64-character names, once the problems have had their first
+///   1 KB), the pools with problems are kept first and a line says how many pools'
+///   perfdata were left out: never half an item.
+pub fn nagios_compact(report: &Report) -> String {
+    let head = format!("DEADPOOL {} - ", report.status.as_str());
+    let perf = format!(" | {}", perf_head(report));
+    let mut summary = String::new();
+    if report.instance.status != Status::Ok {
+        summary.push_str(&one_line(&report.instance.message));
+        summary.push_str("; ");
+    }
+    let count = |s: Status| report.pools.iter().filter(|p| p.status == s).count();
+    let counts: Vec<String> = [
+        Status::Critical,
+        Status::Unknown,
+        Status::Warning,
+        Status::Ok,
+    ]
+    .into_iter()
+    .filter(|s| count(*s) > 0)
+    .map(|s| format!("{} {}", count(s), s.as_str()))
+    .collect();
+    let _ = write!(
+        summary,
+        "{} pools: {}",
+        report.pools.len(),
+        counts.join(", ")
     );
-    for p in &report.pools {
-        let name: String = p.name.chars().filter(|c| *c != '\'' && *c != '=').collect();
-        // A pool that fails over by time (`down_for`) has no count threshold.
-        let crit = match p.down_for_s {
-            Some(_) => String::new(),
-            None => p.max_failed_checks.to_string(),
+    let mut worst: Vec<&PoolReport> = report
+        .pools
+        .iter()
+        .filter(|p| p.status != Status::Ok)
+        .collect();
+    worst.sort_by(|a, b| b.status.cmp(&a.status).then_with(|| a.name.cmp(&b.name)));
+    let budget = NAGIOS_FIRST_LINE_MAX.saturating_sub(head.len() + perf.len());
+    let summary = truncate_bytes(&summary, budget);
+    let mut listed = String::new();
+    for (shown, p) in worst.iter().enumerate() {
+        let left = worst.len() - shown - 1;
+        let item = format!(
+            "{}{}",
+            if shown == 0 { "; worst: " } else { ", " },
+            pool_tag(p)
+        );
+        let more = if left > 0 {
+            format!(", and {left} more")
+        } else {
+            String::new()
         };
-        let _ = write!(perf, " '{name}_failures'={};;{crit};0", p.failures);
+        // Room for this pool, and for the `and N more` that may follow it.
+        let after = format!(", and {} more", worst.len());
+        if summary.len() + listed.len() + item.len() + more.len().max(after.len()) > budget {
+            let left = worst.len() - shown;
+            let _ = write!(
+                listed,
+                "{}{left} more",
+                if shown == 0 { "; worst: " } else { ", and " }
+            );
+            break;
+        }
+        listed.push_str(&item);
     }
-    let mut out = format!("{first} | {perf}\n");
-    for p in &report.problems {
-        let _ = writeln!(out, "{}: {}", p.status.as_str(), one_line(&p.message));
+    let first = format!("{head}{summary}{listed}{perf}\n");
+
+    // The pools' perfdata, problem pools first, whole items within what is left once the
+    // problems have had their first 2 KB.
+    let problem_lines: Vec<String> = report
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}\n", p.status.as_str(), one_line(&p.message)))
+        .collect();
+    let details_first = problem_lines
+        .iter()
+        .map(String::len)
+        .sum::<usize>()
+        .min(DETAILS_KEPT);
+    let items = pool_perf(report);
+    let mut order: Vec<usize> = (0..report.pools.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(report.pools[*i].status));
+    let reserve = 200; // for the lines saying what was left out
+    let mut room = NAGIOS_OUTPUT_MAX.saturating_sub(first.len() + reserve + details_first);
+    let mut kept = vec![false; items.len()];
+    for i in order {
+        let need = items[i].len() + 3;
+        if need <= room {
+            kept[i] = true;
+            room -= need;
+        }
     }
+    let mut perf_lines = String::new();
+    let mut line = String::from("| ");
+    for (item, _) in items.iter().zip(&kept).filter(|(_, k)| **k) {
+        if line.len() > 2 && line.len() + item.len() + 1 > PERF_LINE {
+            perf_lines.push_str(line.trim_end());
+            perf_lines.push('\n');
+            line.clear();
+        }
+        line.push_str(item);
+        line.push(' ');
+    }
+    if line.trim() != "|" {
+        perf_lines.push_str(line.trim_end());
+        perf_lines.push('\n');
+    }
+    let left_out = kept.iter().filter(|k| !**k).count();
+
+    let mut details = String::new();
+    let limit = NAGIOS_OUTPUT_MAX - first.len() - perf_lines.len() - reserve;
+    let mut shown = 0;
+    for line in &problem_lines {
+        if details.len() + line.len() > limit {
+            break;
+        }
+        details.push_str(line);
+        shown += 1;
+    }
+    let mut out = first;
+    out.push_str(&details);
+    if shown < report.problems.len() {
+        let _ = writeln!(
+            out,
+            "... and {} more problem(s): see `deadpool report`",
+            report.problems.len() - shown
+        );
+    }
+    if left_out > 0 {
+        let _ = writeln!(
+            out,
+            "perfdata of {left_out} pool(s) left out to stay within Nagios's 8 KB"
+        );
+    }
+    out.push_str(&perf_lines);
     out
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary.
+fn truncate_bytes(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
 }
 
 /// The readable tree: instance, then each pool with its monitor and steps; problems first.
@@ -86,12 +295,16 @@ pub fn full(report: &Report, colour: bool) -> String {
         let state = p.state.as_deref().unwrap_or("not checked yet");
         let _ = writeln!(
             out,
-            "  {} {state}, active {} ({}), {}/{} failures{}",
+            "  {} {state}, active {} ({}), {}/{} failures{}{}",
             paint(p.status),
             p.active,
             p.active_address,
             p.failures,
             p.max_failed_checks,
+            p.pause
+                .as_ref()
+                .map(|pause| format!(", {}", super::describe_pause(pause)))
+                .unwrap_or_default(),
             if p.reason.is_empty() {
                 String::new()
             } else {
@@ -162,10 +375,19 @@ fn tag(status: Status, colour: bool) -> String {
     format!("\x1b[{code}m{word}\x1b[0m")
 }
 
+/// Where the metrics go: `report --prometheus` is read when it runs; the textfile is read
+/// by node_exporter long after a tick wrote it, so it holds no age computed at writing
+/// (an alert uses `time() - deadpool_last_tick_timestamp_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    Report,
+    Textfile,
+}
+
 /// The Prometheus text exposition format, for `report --prometheus` and the textfile that
 /// node_exporter's textfile collector reads. Statuses are numbers: 0 OK, 1 WARNING,
 /// 2 CRITICAL, 3 UNKNOWN.
-pub fn prometheus(report: &Report) -> String {
+pub fn prometheus(report: &Report, exposition: Exposition) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -190,14 +412,29 @@ pub fn prometheus(report: &Report) -> String {
             .collect(),
     );
     metric(
-        "deadpool_tick_age_seconds",
+        "deadpool_build_info",
         "gauge",
-        "Seconds since the last tick started.",
-        i.last_tick_age_s
-            .map(|a| (String::new(), a))
-            .into_iter()
-            .collect(),
+        "The deadpool build that wrote these metrics (always 1).",
+        vec![(
+            format!(
+                "{{version=\"{}\",commit=\"{}\"}}",
+                label(env!("CARGO_PKG_VERSION")),
+                label(env!("DEADPOOL_COMMIT"))
+            ),
+            1.0,
+        )],
     );
+    if exposition == Exposition::Report {
+        metric(
+            "deadpool_tick_age_seconds",
+            "gauge",
+            "Seconds since the last tick started, when the report ran.",
+            i.last_tick_age_s
+                .map(|a| (String::new(), a))
+                .into_iter()
+                .collect(),
+        );
+    }
     metric(
         "deadpool_tick_duration_seconds",
         "gauge",
@@ -251,6 +488,67 @@ pub fn prometheus(report: &Report) -> String {
             .pools
             .iter()
             .map(|p| (format!("{{{}}}", pool(p)), f64::from(p.failures)))
+            .collect(),
+    );
+    metric(
+        "deadpool_failovers_total",
+        "counter",
+        "Chains started (automatic failovers and promotes).",
+        report
+            .pools
+            .iter()
+            .map(|p| (format!("{{{}}}", pool(p)), p.failovers as f64))
+            .collect(),
+    );
+    metric(
+        "deadpool_pool_paused",
+        "gauge",
+        "1 while a maintenance pause is on: checked and reported, never failed over.",
+        report
+            .pools
+            .iter()
+            .map(|p| {
+                (
+                    format!("{{{}}}", pool(p)),
+                    f64::from(u8::from(p.pause.is_some())),
+                )
+            })
+            .collect(),
+    );
+    metric(
+        "deadpool_pool_paused_until_timestamp_seconds",
+        "gauge",
+        "When the pool's pause ends by itself.",
+        report
+            .pools
+            .iter()
+            .filter_map(|p| {
+                p.pause
+                    .as_ref()
+                    .map(|pause| (format!("{{{}}}", pool(p)), pause.until as f64 / 1000.0))
+            })
+            .collect(),
+    );
+    metric(
+        "deadpool_pool_pause_info",
+        "gauge",
+        "Who paused the pool and why (always 1 while paused).",
+        report
+            .pools
+            .iter()
+            .filter_map(|p| {
+                p.pause.as_ref().map(|pause| {
+                    (
+                        format!(
+                            "{{{},by=\"{}\",reason=\"{}\"}}",
+                            pool(p),
+                            label(&pause.by),
+                            label(&pause.reason)
+                        ),
+                        1.0,
+                    )
+                })
+            })
             .collect(),
     );
     metric(

@@ -130,6 +130,8 @@ fn scrub(v: &mut serde_json::Value, dir: &str) {
             for (key, value) in map.iter_mut() {
                 let timeish = key == "at"
                     || key == "id"
+                    || key == "until"
+                    || key == "since"
                     || key.ends_with("_at")
                     || key.ends_with("_since")
                     || key.ends_with("_s")

@@ -7,6 +7,10 @@
 #   db2  10.213.0.12  MariaDB replica of db1, Redis replica of db1, sshd
 #   app1 10.213.0.21  sshd (a client host whose /etc/hosts deadpool rewrites)
 #   app2 10.213.0.22  sshd
+#   lb1  10.213.0.9   HAProxy in TCP mode before db1/db2 (stats socket, admin level, on a
+#                     unix path and on TCP port 9999), sshd
+#   lb2  10.213.0.10  the same, a second HAProxy
+#   ns1  10.213.0.153 named: primary of the dynamic zone lab.internal (TSIG key), sshd
 #
 # and, for several watcher hosts (`lab.sh cluster-up`), six more:
 #
@@ -27,9 +31,12 @@ LAB_TIMEOUT=${LAB_TIMEOUT:-30}     # seconds allowed for each wait in `up`/`star
 BRIDGE=dpbr0
 BRIDGE_CIDR=10.213.0.1/24
 PREFIX_LEN=24
-HOSTS=(db1 db2 app1 app2)
+HOSTS=(db1 db2 app1 app2 lb1 lb2 ns1)
 DB_HOSTS=(db1 db2)
-declare -A IP=([db1]=10.213.0.11 [db2]=10.213.0.12 [app1]=10.213.0.21 [app2]=10.213.0.22)
+LB_HOSTS=(lb1 lb2)
+# Outside 10.213.0.21-90, which LAB_APPS may fill with app hosts.
+declare -A IP=([db1]=10.213.0.11 [db2]=10.213.0.12 [app1]=10.213.0.21 [app2]=10.213.0.22
+               [lb1]=10.213.0.9 [lb2]=10.213.0.10 [ns1]=10.213.0.153)
 # More client hosts for benchmarks: LAB_APPS=50 makes app1..app50 (10.213.0.21-70).
 LAB_APPS=${LAB_APPS:-2}
 if ! [[ $LAB_APPS =~ ^[0-9]+$ ]] || ((LAB_APPS < 2 || LAB_APPS > 70)); then
@@ -53,6 +60,17 @@ REPLICA=db2
 MYSQL_PORT=3306
 REDIS_PORT=6379
 SSH_PORT=22
+HAPROXY_STATS_PORT=9999
+HAPROXY_BACKEND=mysql
+DNS_HOST=ns1
+ZONE=lab.internal.
+DNS_NAME=db.lab.internal.
+DNS_TTL=30
+DNS_ALT_PORT=5353
+TSIG_KEY=deadpool-lab
+# A login HAProxy's mysql-check uses: no password, no privileges. A check that only
+# connects and hangs up would count as a connection error and get HAProxy's host blocked.
+HAPROXY_CHECK_USER=haproxy_check
 # Steps log in as this user: uid 0 like root, but with /bin/sh as its shell, so no shell
 # start-up file of this machine's root account (which may run slow tools) runs per login.
 SSH_USER=dplab
@@ -71,9 +89,11 @@ ADMIN_GRANTS="SUPER, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, BINLOG ADMIN, BIN
 MONITOR_GRANTS="REPLICATION CLIENT, SLAVE MONITOR"
 
 # check_mysql is in monitoring-plugins-standard, not -basic.
+# bind9 (named) and bind9-dnsutils (nsupdate, dig) for the dns step, haproxy for the
+# haproxy step.
 PACKAGES=(mariadb-server openssh-server iproute2 iputils-arping iptables
           monitoring-plugins-basic monitoring-plugins-standard redis-server sudo openssl
-          etcd-server etcd-client)
+          bind9 bind9-dnsutils haproxy etcd-server etcd-client)
 
 MARKER=$LAB_DIR/.deadpool-lab      # proves LAB_DIR is ours before `down` deletes it
 SECRETS=$LAB_DIR/secrets
@@ -118,6 +138,10 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh tls                  a CA and certificates; MariaDB with require_secure_transport
                                    (replication over TLS, $ADMIN_USER REQUIRE X509), Redis on TLS
                                    only (client certificates required, replication over TLS)
+       lab.sh dns-set IP           set $DNS_NAME's A record (nsupdate with the lab's key)
+       lab.sh dns-rekey            give the lab's TSIG key a new secret on $DNS_HOST only
+       lab.sh dig [NAME [TYPE]]    what $DNS_HOST answers (default: $DNS_NAME A)
+       lab.sh haproxy HOST CMD...  a runtime API command to HOST's HAProxy (lb1, lb2)
 
        lab.sh sql HOST "SQL"       run SQL as root over the unix socket
        lab.sh redis HOST ARGS...   redis-cli on the host, authenticated
@@ -143,12 +167,16 @@ host_dir() { printf '%s/%s' "$LAB_DIR" "$1"; }
 
 is_host() { [[ -n ${IP[$1]:-} ]]; }
 is_db_host() { [[ $1 == db1 || $1 == db2 ]]; }
+is_lb_host() { [[ $1 == lb1 || $1 == lb2 ]]; }
 
 check_host() { is_host "${1:-}" || die "unknown host '${1:-}' (expected one of: ${HOSTS[*]})"; }
 
 # Which services run where.
 host_services() {
-    if is_db_host "$1"; then echo "mysql redis sshd"; else echo "sshd"; fi
+    if is_db_host "$1"; then echo "mysql redis sshd"
+    elif is_lb_host "$1"; then echo "haproxy sshd"
+    elif [[ $1 == "$DNS_HOST" ]]; then echo "named sshd"
+    else echo "sshd"; fi
 }
 
 check_service() {
@@ -163,6 +191,8 @@ svc_comm() {
         mysql) echo mariadbd ;;
         redis) echo redis-server ;;
         sshd)  echo sshd ;;
+        haproxy) echo haproxy ;;
+        named) echo named ;;
     esac
 }
 
@@ -255,7 +285,7 @@ system_daemon_pids() {
     for pid in /proc/[0-9]*; do
         pid=${pid#/proc/}
         case $(cat "/proc/$pid/comm" 2>/dev/null) in
-            mariadbd|mysqld|mysqld_safe|mariadbd-safe|redis-server|sshd|etcd)
+            mariadbd|mysqld|mysqld_safe|mariadbd-safe|redis-server|sshd|named|haproxy|etcd)
                 if [[ $(readlink "/proc/$pid/ns/net" 2>/dev/null) == "$root_net" ]]; then
                     echo "$pid"
                 fi ;;
@@ -384,6 +414,11 @@ make_secrets() {
     for name in repl monitor admin writer redis ssh-dpapp; do
         [[ -s $SECRETS/$name ]] || random_password | write_private "$SECRETS/$name"
     done
+    # The TSIG secret: base64, as in named's `key` statement; and that statement, for
+    # the lab's own nsupdate (dns-set).
+    [[ -s $SECRETS/tsig ]] || head -c 32 /dev/urandom | base64 | write_private "$SECRETS/tsig"
+    tsig_key_file "$(secret tsig)" | write_private "$SECRETS/tsig.key.tmp"
+    mv "$SECRETS/tsig.key.tmp" "$SECRETS/tsig.key"
     # Client option files, e.g. `mariadb --defaults-file=secrets/monitor.cnf`.
     client_cnf monitor "$MONITOR_USER"
     client_cnf admin "$ADMIN_USER"
@@ -510,6 +545,83 @@ EOF
     fi
 }
 
+haproxy_socket() { echo "$(host_dir "$1")/haproxy/admin.sock"; }
+
+# HAProxy in TCP mode before the MariaDB pair: db1 serving, db2 in maintenance (as a
+# failover leaves the old primary). mysql-check logs in as a user without privileges, so a
+# hung server (connection accepted, no greeting) is DOWN too.
+write_haproxy_config() {
+    local host=$1 dir
+    dir=$(host_dir "$host")/haproxy
+    cat >"$dir/haproxy.cfg" <<EOF
+# HAProxy for lab host $host
+global
+    stats socket $(haproxy_socket "$host") mode 600 level admin
+    stats socket ipv4@${IP[$host]}:$HAPROXY_STATS_PORT level admin
+    pidfile $dir/haproxy.pid
+
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1m
+    timeout server 1m
+
+frontend $HAPROXY_BACKEND
+    bind ${IP[$host]}:$MYSQL_PORT
+    default_backend $HAPROXY_BACKEND
+
+backend $HAPROXY_BACKEND
+    option mysql-check user $HAPROXY_CHECK_USER post-41
+    server $PRIMARY ${IP[$PRIMARY]}:$MYSQL_PORT check inter 500ms fall 2 rise 1
+    server $REPLICA ${IP[$REPLICA]}:$MYSQL_PORT check inter 500ms fall 2 rise 1 disabled
+EOF
+}
+
+# A named `key` statement for the lab's TSIG key with the given secret.
+tsig_key_file() {
+    printf 'key "%s" {\n\talgorithm hmac-sha256;\n\tsecret "%s";\n};\n' "$TSIG_KEY" "$1"
+}
+
+# named, primary of the dynamic zone $ZONE: the lab's TSIG key may change the A, AAAA and
+# CNAME records of $DNS_NAME and nothing else. No recursion, no rndc.
+write_named_config() {
+    local dir
+    dir=$(host_dir "$DNS_HOST")/named
+    {
+        cat <<EOF
+// named for lab host $DNS_HOST
+options {
+    directory "$dir";
+    pid-file "$dir/named.pid";
+    session-keyfile "$dir/session.key";
+    listen-on port 53 { ${IP[$DNS_HOST]}; 127.0.0.1; };
+    // A second port: a second server to ask (verify_servers) in tests.
+    listen-on port $DNS_ALT_PORT { ${IP[$DNS_HOST]}; };
+    listen-on-v6 { none; };
+    recursion no;
+    allow-query { any; };
+    dnssec-validation no;
+};
+controls { };
+EOF
+        tsig_key_file "$(secret tsig)"
+        cat <<EOF
+zone "$ZONE" {
+    type primary;
+    file "$dir/${ZONE%.}.zone";
+    update-policy { grant $TSIG_KEY name $DNS_NAME A AAAA CNAME; };
+};
+EOF
+    } | write_private "$dir/named.conf"
+    cat >"$dir/${ZONE%.}.zone" <<EOF
+\$TTL 300
+@    IN SOA $DNS_HOST.$ZONE hostmaster.$ZONE ( 1 3600 600 86400 30 )
+     IN NS  $DNS_HOST.$ZONE
+$DNS_HOST  IN A ${IP[$DNS_HOST]}
+${DNS_NAME%%.*}  $DNS_TTL IN A ${IP[$PRIMARY]}
+EOF
+}
+
 # Configs are written once; a test may change a running server's config
 # (e.g. redis CONFIG REWRITE) and a restart must keep that.
 write_configs() {
@@ -525,6 +637,12 @@ write_configs() {
         [[ -s $dir/mysql/my.cnf ]] || write_mysql_config "$host" "$id"
         [[ -s $dir/redis/redis.conf ]] || write_redis_config "$host"
     done
+    for host in "${LB_HOSTS[@]}"; do
+        mkdir -p "$(host_dir "$host")/haproxy"
+        [[ -s $(host_dir "$host")/haproxy/haproxy.cfg ]] || write_haproxy_config "$host"
+    done
+    mkdir -p "$(host_dir "$DNS_HOST")/named"
+    [[ -s $(host_dir "$DNS_HOST")/named/named.conf ]] || write_named_config
 }
 
 # mariadb-install-db runs once, into a template copied for each server
@@ -569,6 +687,11 @@ start_service() {
         sshd)
             mkdir -p /run/sshd           # privilege separation directory
             start_in_host "$host" "$dir/stdout.log" /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log" ;;
+        haproxy)
+            start_in_host "$host" "$dir/stdout.log" haproxy -db -f "$dir/haproxy.cfg" ;;
+        named)
+            # -g: in the foreground, logging to stderr (stdout.log); runs as root.
+            start_in_host "$host" "$dir/stdout.log" named -g -4 -c "$dir/named.conf" ;;
     esac
 }
 
@@ -628,6 +751,35 @@ redis_cli() {
 }
 
 redis_alive() { [[ $(redis_cli "$1" PING) == PONG ]]; }
+
+# One runtime API command line to a lab HAProxy's TCP stats socket; prints the answer.
+haproxy_cmd() {
+    local host=$1
+    shift
+    # shellcheck disable=SC2016  # for the inner shell
+    timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf "%s\n" "$2" >&3 && cat <&3' \
+        "${IP[$host]}" "$HAPROXY_STATS_PORT" "$*"
+}
+
+haproxy_alive() { [[ $(haproxy_cmd "$1" show cli level) == admin* ]]; }
+
+# HAProxy sees the primary UP (operational state 2 in `show servers state`).
+haproxy_primary_up() {
+    haproxy_cmd "$1" "show servers state $HAPROXY_BACKEND" \
+        | awk -v s="$PRIMARY" '$4 == s && $6 == 2 { found = 1 } END { exit !found }'
+}
+
+dig_lab() { dig @"${IP[$DNS_HOST]}" +norecurse +short +time=1 +tries=1 "$@"; }
+
+named_alive() { [[ -n $(dig_lab "$ZONE" SOA) ]]; }
+
+# nsupdate with the lab's key file (or another one): sets $DNS_NAME's A record.
+dns_set() {
+    local value=$1 key=${2:-$SECRETS/tsig.key}
+    printf 'server %s\nzone %s\nupdate delete %s A\nupdate add %s %s A %s\nsend\n' \
+        "${IP[$DNS_HOST]}" "$ZONE" "$DNS_NAME" "$DNS_NAME" "$DNS_TTL" "$value" \
+        | nsupdate -v -t 3 -k "$key"
+}
 redis_link_up() { redis_cli "$REPLICA" INFO replication | grep -q '^master_link_status:up'; }
 
 ssh_login() { ssh "${SSH_OPTS[@]}" "$SSH_USER@${IP[$1]}" true </dev/null; }
@@ -647,7 +799,8 @@ bootstrap_primary() {
         CREATE USER IF NOT EXISTS '$ADMIN_USER'@'%' IDENTIFIED BY '$(secret admin)';
         GRANT $ADMIN_GRANTS ON *.* TO '$ADMIN_USER'@'%';
         CREATE USER IF NOT EXISTS '$WRITER_USER'@'%' IDENTIFIED BY '$(secret writer)';
-        GRANT ALL ON $APP_DB.* TO '$WRITER_USER'@'%';"
+        GRANT ALL ON $APP_DB.* TO '$WRITER_USER'@'%';
+        CREATE USER IF NOT EXISTS '$HAPROXY_CHECK_USER'@'%';"
     touch "$marker"
 }
 
@@ -702,6 +855,14 @@ wait_ready() {
     wait_until "$LAB_TIMEOUT" "Redis replica link on $REPLICA (log: $(host_dir "$REPLICA")/redis/redis.log)" \
         redis_link_up &
     pids+=($!)
+    for host in "${LB_HOSTS[@]}"; do
+        wait_until "$LAB_TIMEOUT" "HAProxy on $host to see $PRIMARY UP (log: $(host_dir "$host")/haproxy/stdout.log)" \
+            haproxy_primary_up "$host" &
+        pids+=($!)
+    done
+    wait_until "$LAB_TIMEOUT" "named on $DNS_HOST (log: $(host_dir "$DNS_HOST")/named/stdout.log)" \
+        named_alive &
+    pids+=($!)
     for host in "${HOSTS[@]}"; do
         wait_until "$LAB_TIMEOUT" "ssh login to $host (log: $(host_dir "$host")/sshd/sshd.log)" \
             ssh_login "$host" &
@@ -716,6 +877,8 @@ wait_service_ready() {
         mysql) wait_until "$LAB_TIMEOUT" "MariaDB on $host" mysql_alive "$host" ;;
         redis) wait_until "$LAB_TIMEOUT" "Redis on $host" redis_alive "$host" ;;
         sshd)  wait_until "$LAB_TIMEOUT" "ssh login to $host" ssh_login "$host" ;;
+        haproxy) wait_until "$LAB_TIMEOUT" "HAProxy on $host" haproxy_alive "$host" ;;
+        named) wait_until "$LAB_TIMEOUT" "named on $host" named_alive ;;
     esac
 }
 
@@ -1057,6 +1220,28 @@ cmd_tls() {
     log "the lab speaks TLS in $(elapsed_since "$t0")s (CA: $TLS_DIR/ca.pem)"
 }
 
+# dns-rekey: named gets a new secret for the lab's key, and deadpool's key file
+# ($SECRETS/tsig) is now wrong. Waits until named refuses the old secret.
+cmd_dns_rekey() {
+    local conf secret pids
+    conf=$(host_dir "$DNS_HOST")/named/named.conf
+    secret=$(head -c 32 /dev/urandom | base64)
+    # base64 never holds `|`.
+    sed -i "s|secret \".*\";|secret \"$secret\";|" "$conf"
+    mapfile -t pids < <(svc_pids "$DNS_HOST" named)
+    ((${#pids[@]} > 0)) || die "named on $DNS_HOST is not running"
+    kill -HUP "${pids[@]}"
+    wait_until 10 "named on $DNS_HOST to refuse the old secret" old_secret_refused \
+        || die "named on $DNS_HOST still accepts the old secret"
+}
+
+old_secret_refused() {
+    local said
+    said=$(printf 'server %s\nzone %s\nprereq yxdomain %s\nsend\n' "${IP[$DNS_HOST]}" "$ZONE" "$ZONE" \
+        | nsupdate -v -t 2 -k "$SECRETS/tsig.key" 2>&1) || true
+    [[ $said == *BADSIG* ]]
+}
+
 cmd_status() {
     local host svc pids state pid
     for host in "${HOSTS[@]}"; do
@@ -1119,6 +1304,17 @@ cmd_env() {
     emit LAB_TLS_CA "$TLS_DIR/ca.pem"
     emit LAB_TLS_CLIENT_CERT "$TLS_DIR/client.pem"
     emit LAB_TLS_CLIENT_KEY "$TLS_DIR/client.key"
+    for host in "${LB_HOSTS[@]}"; do
+        emit "LAB_${host^^}_HAPROXY_SOCKET" "$(haproxy_socket "$host")"
+    done
+    emit LAB_HAPROXY_STATS_PORT "$HAPROXY_STATS_PORT"
+    emit LAB_HAPROXY_BACKEND "$HAPROXY_BACKEND"
+    emit LAB_ZONE "$ZONE"
+    emit LAB_DNS_NAME "$DNS_NAME"
+    emit LAB_DNS_TTL "$DNS_TTL"
+    emit LAB_DNS_ALT_PORT "$DNS_ALT_PORT"
+    emit LAB_TSIG_KEY "$TSIG_KEY"
+    emit LAB_TSIG_SECRET_FILE "$SECRETS/tsig"
 }
 
 
@@ -1283,6 +1479,21 @@ main() {
             (($# == 0)) || usage
             need_root
             cmd_replica_filepos ;;
+        dns-set)
+            (($# == 1)) || usage
+            need_root
+            dns_set "$1" ;;
+        dns-rekey)
+            (($# == 0)) || usage
+            need_root
+            cmd_dns_rekey ;;
+        dig)
+            (($# <= 2)) || usage
+            dig_lab "${1:-$DNS_NAME}" "${2:-A}" ;;
+        haproxy)
+            (($# >= 2)) || usage
+            check_host "$1"; is_lb_host "$1" || die "$1 runs no HAProxy"
+            haproxy_cmd "$@" ;;
         sql)
             (($# == 2)) || usage
 
