@@ -435,8 +435,13 @@ pub fn exchange(
             Err(e) => break Err(refused(host, format_args!("reading from {what}: {e}"))),
         }
     };
+    // Closing waits for the server: give it what is left, at least 100 ms, not more.
     sess.set_blocking(true);
-    sess.set_timeout(2000);
+    sess.set_timeout(millis(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100)),
+    ));
     let _ = channel.close();
     result
 }
