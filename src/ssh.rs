@@ -389,7 +389,7 @@ pub enum Forward<'a> {
     Tcp(&'a str, u16),
 }
 
-/// Logs in to `host` as [`run`] does, has its sshd connect a channel to `target` (no command
+/// Logs in to `host` as [`run_in`] does, has its sshd connect a channel to `target` (no command
 /// runs there: nothing like socat is needed), writes `request`, and returns what the far end
 /// sends until it closes the connection (at most `cap` bytes), all within `limit`.
 pub fn exchange(
