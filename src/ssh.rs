@@ -389,7 +389,7 @@ pub enum Forward<'a> {
     Tcp(&'a str, u16),
 }
 
-/// Logs in to `host` as [`run`] does, has its sshd connect a channel to `target` (no command
+/// Logs in to `host` as [`run_in`] does, has its sshd connect a channel to `target` (no command
 /// runs there: nothing like socat is needed), writes `request`, and returns what the far end
 /// sends until it closes the connection (at most `cap` bytes), all within `limit`.
 pub fn exchange(
@@ -435,8 +435,13 @@ pub fn exchange(
             Err(e) => break Err(refused(host, format_args!("reading from {what}: {e}"))),
         }
     };
+    // Closing waits for the server: give it what is left, at least 100 ms, not more.
     sess.set_blocking(true);
-    sess.set_timeout(2000);
+    sess.set_timeout(millis(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100)),
+    ));
     let _ = channel.close();
     result
 }

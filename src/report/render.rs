@@ -230,7 +230,7 @@ pub fn nagios_compact(report: &Report) -> String {
     let left_out = kept.iter().filter(|k| !**k).count();
 
     let mut details = String::new();
-    let limit = NAGIOS_OUTPUT_MAX - first.len() - perf_lines.len() - reserve;
+    let limit = NAGIOS_OUTPUT_MAX.saturating_sub(first.len() + perf_lines.len() + reserve);
     let mut shown = 0;
     for line in &problem_lines {
         if details.len() + line.len() > limit {
