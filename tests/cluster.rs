@@ -1,8 +1,8 @@
 //! `[cluster]` against a real etcd (one member on loopback, started by each test): two
 //! deadpool members as two config dirs on this host, each with its own state dir. The
 //! namespace lab (tests/lab_cluster.rs) adds three etcd members and cut links; these tests
-//! need only the `etcd` and `etcdctl` binaries (Debian's etcd-server, etcd-client) and
-//! skip, saying so, without them.
+//! need only the `etcd` and `etcdctl` binaries (Debian's etcd-server, etcd-client, which
+//! `scripts/test` installs); without them they fail, saying what to install.
 
 mod common;
 
@@ -32,12 +32,12 @@ fn free_port() -> u16 {
 }
 
 impl Etcd {
-    /// None (the test is skipped) when etcd is not installed.
+    /// A fresh single-member etcd; fails the test loudly when etcd is not installed.
     fn start() -> Option<Etcd> {
-        if Command::new("etcd").arg("--version").output().is_err() {
-            eprintln!("skipped: `etcd` is not installed (apt-get install etcd-server etcd-client)");
-            return None;
-        }
+        assert!(
+            Command::new("etcd").arg("--version").output().is_ok(),
+            "`etcd` is not installed: run `bash tests/lab/lab.sh install` (Debian's etcd-server and etcd-client)"
+        );
         let mut etcd = Etcd {
             tls: None,
             child: None,
@@ -51,12 +51,11 @@ impl Etcd {
 
     /// An etcd serving https with a certificate of a CA made here, for 127.0.0.1.
     fn start_tls() -> Option<Etcd> {
-        if Command::new("etcd").arg("--version").output().is_err()
-            || Command::new("openssl").arg("version").output().is_err()
-        {
-            eprintln!("skipped: `etcd` or `openssl` is not installed");
-            return None;
-        }
+        assert!(
+            Command::new("etcd").arg("--version").output().is_ok()
+                && Command::new("openssl").arg("version").output().is_ok(),
+            "`etcd` or `openssl` is not installed: run `bash tests/lab/lab.sh install`"
+        );
         let mut etcd = Etcd {
             tls: None,
             child: None,
