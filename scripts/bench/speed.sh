@@ -11,6 +11,8 @@
 #    random point of the cycle, BLIPS each, in both modes: how many led to a failover.
 # 3. CPU and peak memory of healthy ticks, per hour of 1 s ticks.
 # Usage: bash scripts/bench/speed.sh [RUNS] [BLIPS]   (defaults 5 and 10)
+# SPEED_MODES="0 1" (0: max_failed_checks = 3, 1: down_for) and SPEED_CLIENTS="2 50" choose
+# the rows.
 source "$(dirname "$0")/common.sh"
 runs=${1:-5}
 blips=${2:-10}
@@ -63,10 +65,10 @@ fresh_lab() {
     bash "$lab" vip add db1 10.213.0.100/24 >/dev/null
 }
 
-modes=("max_failed_checks = 3" 'down_for = "1500ms"')
+modes=("max_failed_checks = 3" 'down_for = "1.5s"')
 labels=("1 s x 3" "down_for 1.5s")
-for clients in 2 50; do
-    for m in 0 1; do
+for clients in ${SPEED_CLIENTS:-2 50}; do
+    for m in ${SPEED_MODES:-0 1}; do
         writable=() vip=() switched=()
         for ((run = 1; run <= runs; run++)); do
             fresh_lab "$clients"
@@ -98,7 +100,7 @@ for clients in 2 50; do
 done
 
 # False failovers on blips.
-for m in 0 1; do
+for m in ${SPEED_MODES:-0 1}; do
     line="| ${labels[$m]} |"
     for blip in 0.5 1.0 1.5 2.0; do
         failovers=0
