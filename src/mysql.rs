@@ -299,16 +299,22 @@ impl Client {
         Ok(v.unwrap_or(0) != 0)
     }
 
+    /// The rows of the first query; when the server does not know its syntax (error 1064),
+    /// of the second, as [`Client::exec_either`] does for statements.
+    fn rows_either(&mut self, modern: &str, legacy: &str) -> Result<Vec<mysql::Row>, Failure> {
+        match self.conn.query::<mysql::Row, _>(modern) {
+            Err(mysql::Error::MySqlError(e)) if e.code == 1064 => self
+                .conn
+                .query::<mysql::Row, _>(legacy)
+                .map_err(|e| self.fail(e)),
+            other => other.map_err(|e| self.fail(e)),
+        }
+    }
+
     /// `SHOW REPLICA STATUS` (or `SHOW SLAVE STATUS` on older servers); `None` when the server
     /// is not a replica.
     pub fn replica_status(&mut self) -> Result<Option<ReplicaStatus>, Failure> {
-        let rows = match self.conn.query::<mysql::Row, _>("SHOW REPLICA STATUS") {
-            Err(mysql::Error::MySqlError(e)) if e.code == 1064 => self
-                .conn
-                .query::<mysql::Row, _>("SHOW SLAVE STATUS")
-                .map_err(|e| self.fail(e))?,
-            other => other.map_err(|e| self.fail(e))?,
-        };
+        let rows = self.rows_either("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")?;
         let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
@@ -334,13 +340,7 @@ impl Client {
     /// (MySQL 8.2+, the only spelling in 8.4), else `SHOW MASTER STATUS`. `None` when the
     /// server writes no binary log.
     pub fn binlog_position(&mut self) -> Result<Option<(String, u64)>, Failure> {
-        let rows = match self.conn.query::<mysql::Row, _>("SHOW BINARY LOG STATUS") {
-            Err(mysql::Error::MySqlError(e)) if e.code == 1064 => self
-                .conn
-                .query::<mysql::Row, _>("SHOW MASTER STATUS")
-                .map_err(|e| self.fail(e))?,
-            other => other.map_err(|e| self.fail(e))?,
-        };
+        let rows = self.rows_either("SHOW BINARY LOG STATUS", "SHOW MASTER STATUS")?;
         let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
