@@ -8,6 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_deadpool");
 
@@ -71,7 +72,17 @@ impl Instance {
         )
     }
 
+    /// An instance with these settings and pools, each pool in the detection mode of this
+    /// run (see [`detection`]).
     pub fn with(settings: &str, pools: &[(&str, &str)]) -> Instance {
+        let pools: Vec<(&str, String)> = pools.iter().map(|(n, b)| (*n, in_mode(b))).collect();
+        let pools: Vec<(&str, &str)> = pools.iter().map(|(n, b)| (*n, b.as_str())).collect();
+        Instance::exact(settings, &pools)
+    }
+
+    /// An instance with these pools exactly as written, whatever the detection mode of this
+    /// run: for tests of the configuration's own text (goldens, parsing).
+    pub fn exact(settings: &str, pools: &[(&str, &str)]) -> Instance {
         let tmp = tempfile::tempdir().expect("tempdir");
         let inst = Instance { tmp };
         fs::create_dir_all(inst.dir().join("pools")).unwrap();
@@ -135,6 +146,61 @@ impl Instance {
         self.run(&["tick"])
     }
 
+    /// Writes a pool file in the detection mode of this run.
+    pub fn write_pool(&self, name: &str, body: &str) {
+        self.write(&format!("pools/{name}.toml"), &in_mode(body));
+    }
+
+    /// The failing ticks that come before the deciding one, for a pool that counts to
+    /// `n + 1`: `n` ticks when counting (each leaves `pool` counting `k` failures, with no
+    /// step run), none with `down_for` (the tick that sees the failure confirms it). The
+    /// next tick is the one that decides.
+    pub fn ticks_before_threshold(&self, pool: &str, n: u64) {
+        if detection() == Detection::Time {
+            return;
+        }
+        for k in 1..=n {
+            let r = self.tick();
+            assert_eq!(r.code, 0, "failing tick {k} of {n}: {r:?}");
+            assert_eq!(self.state_of(pool).2, k, "failing tick {k} of {n}");
+        }
+        assert!(
+            self.calls("promote").is_empty(),
+            "no step may run before the threshold"
+        );
+    }
+
+    /// An outage of `host` that ends before the threshold of a pool counting to `n + 1`:
+    /// counting, `n` failing ticks and then a good one; with `down_for`, one tick during
+    /// which `host` is down for a third of `down_for` and then answers again. The flag
+    /// `down-HOST` is gone afterwards.
+    pub fn blip(&self, host: &str, n: u64) {
+        let flag = format!("down-{host}");
+        self.flag(&flag);
+        match detection() {
+            Detection::Count => {
+                for _ in 0..n {
+                    let r = self.tick();
+                    assert_eq!(r.code, 0, "{r:?}");
+                }
+                self.unflag(&flag);
+                let r = self.tick();
+                assert_eq!(r.code, 0, "{r:?}");
+            }
+            Detection::Time => {
+                let tick = self
+                    .command(&["tick"])
+                    .spawn()
+                    .expect("start deadpool tick");
+                std::thread::sleep(down_for(n + 1) / 3);
+                self.unflag(&flag);
+                let out = tick.wait_with_output().expect("wait for the tick");
+                let r = Run::from(out);
+                assert_eq!(r.code, 0, "{r:?}");
+            }
+        }
+    }
+
     /// The pool's state as `report --json` shows it.
     pub fn pool_json(&self, pool: &str) -> serde_json::Value {
         let r = self.run(&["report", "--json"]);
@@ -190,6 +256,64 @@ impl Instance {
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
     }
+}
+
+/// How this run confirms outages. `scripts/test` runs every suite twice: as written, where
+/// pools count failed checks of ticks (`max_failed_checks`), and with
+/// `DEADPOOL_TEST_DETECTION=down_for`, where every pool a test writes through [`Instance`]
+/// confirms an outage by time instead (`down_for`, re-checked within one tick). Decisions
+/// must be exactly as safe in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detection {
+    /// `max_failed_checks`: a count of ticks.
+    Count,
+    /// `down_for`: a time, confirmed by re-checks within one tick.
+    Time,
+}
+
+/// The detection mode of this run, from `DEADPOOL_TEST_DETECTION` (`count`, the default, or
+/// `down_for`).
+pub fn detection() -> Detection {
+    match std::env::var("DEADPOOL_TEST_DETECTION").as_deref() {
+        Err(_) | Ok("") | Ok("count") => Detection::Count,
+        Ok("down_for") => Detection::Time,
+        Ok(other) => panic!("DEADPOOL_TEST_DETECTION={other}: expected `count` or `down_for`"),
+    }
+}
+
+/// The `down_for` that stands for `max_failed_checks = n` with the tests' 1 s tick: the time
+/// from the first to the last of `n` checks, (n - 1) x 500 ms, and at least 100 ms.
+pub fn down_for(n: u64) -> Duration {
+    Duration::from_millis((n.saturating_sub(1) * 500).max(100))
+}
+
+/// A pool's text in the detection mode of this run: with `down_for`, its line
+/// `max_failed_checks = N` becomes `down_for` (see [`down_for`]) with re-checks every 50 ms
+/// (100 ms once `down_for` allows it).
+pub fn in_mode(pool: &str) -> String {
+    if detection() == Detection::Count {
+        return pool.to_string();
+    }
+    pool.lines()
+        .map(|line| {
+            let Some(n) = line
+                .strip_prefix("max_failed_checks = ")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+            else {
+                return format!("{line}\n");
+            };
+            let d = down_for(n);
+            let recheck = if d >= Duration::from_millis(500) {
+                100
+            } else {
+                50
+            };
+            format!(
+                "down_for = \"{}ms\"\nrecheck_interval = \"{recheck}ms\"\n",
+                d.as_millis()
+            )
+        })
+        .collect()
 }
 
 /// Milliseconds since the Unix epoch, as deadpool records times.
