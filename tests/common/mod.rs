@@ -190,6 +190,7 @@ impl Instance {
             Detection::Time => {
                 let tick = self
                     .command(&["tick"])
+                    .env("DEADPOOL_LOG", "info")
                     .spawn()
                     .expect("start deadpool tick");
                 std::thread::sleep(down_for(n + 1) / 3);
@@ -197,6 +198,10 @@ impl Instance {
                 let out = tick.wait_with_output().expect("wait for the tick");
                 let r = Run::from(out);
                 assert_eq!(r.code, 0, "{r:?}");
+                assert!(
+                    r.stderr.contains("answers again after"),
+                    "the tick must have seen the outage and its end: {r:?}"
+                );
             }
         }
     }
