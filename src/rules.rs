@@ -102,7 +102,9 @@ pub fn decide(input: Input) -> Decision {
             Next::Confirm
         }
         _ if !reached => {
-            if input.state == PoolState::Blocked {
+            // Only an answer re-arms a blocked pool; after a gap its count restarts and
+            // it stays blocked until the threshold is reached again.
+            if input.state == PoolState::Blocked && input.active.is_alive() {
                 Next::Rearm
             } else {
                 Next::Watch
@@ -461,6 +463,14 @@ mod tests {
         let mut gap = input(Armed, 2, Down, Up);
         gap.gap = true;
         assert_eq!(decide(gap).next, Next::Watch, "a gap restarts the count");
+        let mut gap = input(Blocked, 3, Down, Up);
+        gap.gap = true;
+        let d = decide(gap);
+        assert_eq!(
+            (d.next, d.failures),
+            (Next::Watch, 1),
+            "after a gap a blocked pool counts again from 1, still blocked: it re-arms only on an answer"
+        );
     }
 
     #[test]
@@ -474,6 +484,8 @@ mod tests {
             (Armed, Up, Up, false, Next::Watch),
             (Blocked, Up, Up, false, Next::Rearm),
             (Blocked, Down, Up, true, Next::Failover),
+            // After a gap the tick passes `confirmed = false`: the outage is confirmed anew.
+            (Blocked, Down, Up, false, Next::Confirm),
             (FailedOver, Down, Up, false, Next::Watch),
             (FailingOver, Down, Up, false, Next::Interrupt),
         ];

@@ -4,25 +4,26 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Instance, is_running, wait_for};
+use common::{Detection, Instance, detection, is_running, wait_for};
 
+/// Counting: fails over on exactly the third failing tick. With `down_for`: within the tick
+/// that saw the failure, once it lasted `down_for`.
 #[test]
-fn fails_over_on_exactly_the_nth_failing_tick_then_locks_until_reset() {
+fn fails_over_at_exactly_the_threshold_then_locks_until_reset() {
     let inst = Instance::new();
     assert_eq!(inst.tick().code, 0);
     assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
 
     inst.flag("down-db1");
-    for n in 1..=2 {
-        let r = inst.tick();
-        assert_eq!(r.code, 0, "{r:?}");
-        assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), n));
+    inst.ticks_before_threshold("db", 2);
+    let started = std::time::Instant::now();
+    let r = inst.tick();
+    if detection() == Detection::Time {
         assert!(
-            inst.calls("promote").is_empty(),
-            "no step may run before the threshold"
+            started.elapsed() >= common::down_for(3),
+            "the tick re-checked for down_for before failing over"
         );
     }
-    let r = inst.tick();
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(inst.state_of("db").0, "failed_over");
     assert_eq!(inst.state_of("db").1, "secondary");
@@ -74,29 +75,37 @@ fn fails_over_on_exactly_the_nth_failing_tick_then_locks_until_reset() {
         "the person is recorded: the real user, whatever $USER says"
     );
 
-    // The former standby is now the one checked as active: db1 being down does not count.
+    // The former standby is now the one checked as active: db1 being down does not count,
+    // and an outage of db2 fails over back to db1.
     inst.tick();
     assert_eq!(inst.state_of("db"), ("armed".into(), "secondary".into(), 0));
+    inst.unflag("down-db1");
     inst.flag("down-db2");
+    inst.ticks_before_threshold("db", 2);
     inst.tick();
-    assert_eq!(inst.state_of("db"), ("armed".into(), "secondary".into(), 1));
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    assert_eq!(inst.state_of("db").1, "primary");
+    let promotes = inst.calls("promote");
+    assert_eq!(promotes.len(), 4, "{promotes:#?}");
+    assert!(promotes[2].contains("old=db2 new=db1"), "{promotes:#?}");
 }
 
 #[test]
 fn a_flapping_primary_never_fails_over() {
     let inst = Instance::new();
     for _ in 0..3 {
-        inst.flag("down-db1");
-        inst.tick();
-        inst.tick();
-        assert_eq!(inst.state_of("db").2, 2);
-        inst.unflag("down-db1");
-        inst.tick();
+        // Counting: two failed ticks, then a good one. With `down_for`: down for a third of
+        // it within one tick, then answering.
+        inst.blip("db1", 2);
         assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
     }
     assert!(inst.calls("promote").is_empty());
 }
 
+/// The gap rule: after more than 3 intervals without a tick (a stopped timer, a suspend),
+/// nothing counted or confirmed before counts. Counting: the count restarts. With
+/// `down_for`, where one tick confirms an outage, what outlives a tick is a `blocked` pool's
+/// confirmed outage: after a gap it is confirmed anew, for the whole `down_for`.
 #[test]
 fn a_gap_between_ticks_restarts_the_count() {
     let inst = Instance::with(
@@ -104,14 +113,45 @@ fn a_gap_between_ticks_restarts_the_count() {
         &[("db", common::TWO_STEP_POOL)],
     );
     inst.flag("down-db1");
+    if detection() == Detection::Count {
+        inst.tick();
+        inst.tick();
+        assert_eq!(inst.state_of("db").2, 2);
+        std::thread::sleep(Duration::from_millis(900));
+        inst.tick();
+        assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 1));
+        assert!(inst.calls("promote").is_empty());
+        inst.unflag("down-db1");
+        inst.tick();
+        inst.flag("down-db1");
+    }
+
+    // A blocked pool (the standby down too) after a gap, the standby back: counting, it
+    // stays blocked and counts from 1 again; with `down_for`, the tick re-checks for all of
+    // `down_for` before it fails over.
+    inst.flag("down-db2");
+    inst.ticks_before_threshold("db", 2);
     inst.tick();
-    inst.tick();
-    assert_eq!(inst.state_of("db").2, 2);
-    // More than 3 intervals without a tick (a stopped timer, a suspend).
+    assert_eq!(inst.state_of("db").0, "blocked");
     std::thread::sleep(Duration::from_millis(900));
+    inst.unflag("down-db2");
+    let started = std::time::Instant::now();
     inst.tick();
-    assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 1));
-    assert!(inst.calls("promote").is_empty());
+    match detection() {
+        Detection::Count => {
+            assert_eq!(inst.state_of("db"), ("blocked".into(), "primary".into(), 1));
+            assert!(inst.calls("promote").is_empty());
+            inst.tick();
+            assert_eq!(inst.state_of("db"), ("blocked".into(), "primary".into(), 2));
+            inst.tick();
+        }
+        Detection::Time => assert!(
+            started.elapsed() >= common::down_for(3),
+            "confirmed anew: {:?}",
+            started.elapsed()
+        ),
+    }
+    assert_eq!(inst.state_of("db").0, "failed_over");
 }
 
 #[test]
@@ -119,10 +159,11 @@ fn a_failing_preflight_blocks_with_nothing_changed_until_it_passes() {
     let inst = Instance::new();
     inst.flag("down-db1");
     inst.flag("fail-preflight-two");
-    for _ in 0..3 {
-        inst.tick();
-    }
-    assert_eq!(inst.state_of("db"), ("blocked".into(), "primary".into(), 3));
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
+    let (state, active, failures) = inst.state_of("db");
+    assert_eq!((state.as_str(), active.as_str()), ("blocked", "primary"));
+    assert!(failures >= 3, "{failures} failed checks");
     assert!(inst.calls("promote").is_empty());
     let report = inst.run(&["report", "--nagios"]);
     assert_eq!(report.code, 2, "{report:?}");
@@ -148,9 +189,8 @@ fn standby_down_at_the_threshold_blocks_and_recovery_rearms() {
     let inst = Instance::new();
     inst.flag("down-db1");
     inst.flag("down-db2");
-    for _ in 0..3 {
-        inst.tick();
-    }
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
     assert_eq!(inst.state_of("db").0, "blocked");
     assert!(
         inst.pool_json("db")["reason"]
@@ -173,8 +213,7 @@ fn an_aborting_step_skips_the_rest_and_locks_as_failover_failed() {
     let inst = Instance::new();
     inst.flag("down-db1");
     inst.flag("fail-promote-one");
-    inst.tick();
-    inst.tick();
+    inst.ticks_before_threshold("db", 2);
     let r = inst.tick();
     assert_eq!(r.code, 1, "a failed step needs a person: {r:?}");
     assert_eq!(inst.state_of("db").0, "failover_failed");
@@ -200,9 +239,8 @@ fn on_failure_continue_runs_the_rest_but_still_reports_failure() {
     let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", &pool)]);
     inst.flag("down-db1");
     inst.flag("fail-promote-one");
-    for _ in 0..3 {
-        inst.tick();
-    }
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
     assert_eq!(inst.calls("promote").len(), 2);
     assert_eq!(inst.state_of("db").0, "failover_failed");
 }
@@ -212,8 +250,7 @@ fn a_step_that_outlives_its_timeout_is_killed_with_its_children() {
     let inst = Instance::new();
     inst.flag("down-db1");
     inst.flag("hang-promote-one");
-    inst.tick();
-    inst.tick();
+    inst.ticks_before_threshold("db", 2);
     let started = std::time::Instant::now();
     let r = inst.tick();
     assert!(
@@ -244,8 +281,7 @@ fn sigkill_in_the_middle_of_a_chain_leaves_interrupted_and_no_step_runs_twice() 
     let inst = Instance::new();
     inst.flag("down-db1");
     inst.flag("hang-promote-one");
-    inst.tick();
-    inst.tick();
+    inst.ticks_before_threshold("db", 2);
     let mut child = inst.command(&["tick"]).spawn().unwrap();
     assert!(
         wait_for(&inst.path("hanging"), Duration::from_secs(10)),
@@ -298,8 +334,7 @@ fn two_ticks_at_once_run_the_chain_at_most_once() {
     for _ in 0..3 {
         let inst = Instance::new();
         inst.flag("down-db1");
-        inst.tick();
-        inst.tick();
+        inst.ticks_before_threshold("db", 2);
         let a = inst.command(&["tick"]).spawn().unwrap();
         let b = inst.command(&["tick"]).spawn().unwrap();
         a.wait_with_output().unwrap();
@@ -408,13 +443,19 @@ fn dry_run_prints_the_plan_runs_preflights_and_changes_nothing() {
     let inst = Instance::new();
     inst.tick();
     inst.flag("down-db1");
-    inst.tick();
-    inst.tick();
+    inst.ticks_before_threshold("db", 2);
     let before = inst.db_bytes();
     let r = inst.run(&["tick", "--dry-run"]);
     assert_eq!(r.code, 0, "{r:?}");
+    // Counting, the next tick would fail over; with `down_for`, it would re-check first.
+    let next = match detection() {
+        Detection::Count => "fail over to secondary (db2)",
+        Detection::Time => "would re-check the active server every 100ms",
+    };
+    assert!(r.stdout.contains(next), "{}", r.stdout);
     assert!(
-        r.stdout.contains("fail over to secondary (db2)"),
+        r.stdout
+            .contains("failover plan primary (db1) -> secondary (db2)"),
         "{}",
         r.stdout
     );
@@ -437,7 +478,12 @@ fn dry_run_prints_the_plan_runs_preflights_and_changes_nothing() {
         before,
         "the database must be byte-identical"
     );
-    assert_eq!(inst.state_of("db").2, 2);
+    let counted = if detection() == Detection::Count {
+        2
+    } else {
+        0
+    };
+    assert_eq!(inst.state_of("db").2, counted);
 
     let r = inst.run(&["promote", "db", "secondary", "--dry-run"]);
     assert_eq!(r.code, 0, "{r:?}");

@@ -253,8 +253,9 @@ impl Watch<'_> {
         if let Some(ended) = super::pause::expire(pool, &mut rec, checked_at) {
             events.push(ended);
         }
-        // A blocked pool's outage was confirmed already: it stays down or it re-arms.
-        let confirmed = rec.state == PoolState::Blocked;
+        // A blocked pool's outage was confirmed already: it stays down or it re-arms. After a
+        // gap nothing confirmed before counts: it is confirmed anew, as a count restarts.
+        let confirmed = rec.state == PoolState::Blocked && !gap;
         let decision = decide(pool, &rec, &active, &standby, gap, confirmed, checked_at);
         rec.failures = decision.failures;
         rec.last_check_at = Some(checked_at);
