@@ -191,6 +191,9 @@ echo \"holder=$holder old=$old\"",
                 return vec![HostResult::of(old, Status::Critical, &message, &released)];
             }
         };
+        // The release is known before the add starts: the address is never on both servers
+        // by deadpool's hand. Both sessions were opened together when the failover was
+        // decided, so the add follows within one round trip.
         let take = format!(
             "if [ -z \"$(ip -o addr show dev {i} to {v})\" ]; then {add} || exit 2; fi
 # Gratuitous ARP in the background: arping waits a second after each announcement, and the
@@ -201,18 +204,19 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
             announce = self.arping(&["-U", "-c", &self.cfg.arping_count.to_string()], &v),
         );
         let taken = self.run(new, &take, ctx);
-        let mut out = taken.clone();
-        out.stdout = format!("{}\n{}", released.combined(), taken.combined());
-        // The step's time on this host is both calls: the release, then the add.
-        out.duration = released.duration + taken.duration;
         let (status, message) = match (&taken.exit, taken.stdout.trim()) {
-            (Exit::Code(0), "present") => (Status::Ok, format!("{v} is on {new}; {note}")),
+            (Exit::Code(0), "present") => (Status::Ok, format!("{v} is on {new}")),
             _ => (
                 Status::Critical,
-                format!("could not put {v} on {new}: {}; {note}", describe(&taken)),
+                format!("could not put {v} on {new}: {}", describe(&taken)),
             ),
         };
-        vec![HostResult::of(new, status, &message, &out)]
+        // Each host with its own call and time: the release (or why it was taken over
+        // without one), then the add.
+        vec![
+            HostResult::of(old, Status::Ok, &note, &released),
+            HostResult::of(new, status, &message, &taken),
+        ]
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
