@@ -56,6 +56,13 @@ step_end() {
         | grep "\"step\":\"$2\"" | sed -n 's/.*"at":\([0-9]*\),.*/\1/p' | tail -n 1
 }
 
+# A step's time on one host (ms), from the history.
+host_ms() {
+    "$bin" --config "$1" history --json --limit 100000 | grep '"event":"step"' \
+        | grep "\"step\":\"$2\"" | grep "\"host\":\"$3\"" \
+        | sed -n 's/.*"duration_ms":\([0-9]*\),.*/\1/p' | tail -n 1
+}
+
 ticker() { while :; do "$bin" --config "$1" tick 2>/dev/null || true; sleep 1; done; }
 
 fresh_lab() {
@@ -67,9 +74,10 @@ fresh_lab() {
 
 modes=("max_failed_checks = 3" 'down_for = "1.5s"')
 labels=("1 s x 3" "down_for 1.5s")
+vip_rows=""
 for clients in ${SPEED_CLIENTS:-2 50}; do
     for m in ${SPEED_MODES:-0 1}; do
-        writable=() vip=() switched=()
+        writable=() vip=() switched=() released=() added=()
         for ((run = 1; run <= runs; run++)); do
             fresh_lab "$clients"
             dir=$(new_instance)
@@ -90,14 +98,23 @@ for clients in ${SPEED_CLIENTS:-2 50}; do
             writable+=($(( $(step_end "$dir" promote) - killed )))
             vip+=($(( $(step_end "$dir" vip) - killed )))
             switched+=($(( $(step_end "$dir" clients) - killed )))
+            released+=($(host_ms "$dir" vip "$LAB_DB1_IP"))
+            added+=($(host_ms "$dir" vip "$LAB_DB2_IP"))
             echo "${labels[$m]}, $clients clients, run $run: writable ${writable[-1]} ms, vip ${vip[-1]} ms, clients ${switched[-1]} ms" >&2
             rm -rf "$dir"
         done
         row() { printf '%s\n' "$@" | awk '{ print $1 / 1000 }' | median; }
         printf '| %s, %d clients (%d runs) | %ss | %ss | %ss |\n' "${labels[$m]}" "$clients" "$runs" \
             "$(row "${writable[@]}")" "$(row "${vip[@]}")" "$(row "${switched[@]}")"
+        vip_rows+=$(printf '| %s, %d clients | %s ms | %s ms |' "${labels[$m]}" "$clients" \
+            "$(printf '%s\n' "${released[@]}" | median)" "$(printf '%s\n' "${added[@]}" | median)")$'\n'
     done
 done
+echo
+echo "| vip step, from history (medians) | release on the old primary | add on the new primary |"
+echo "|---|---|---|"
+printf '%s' "$vip_rows"
+echo
 
 # False failovers on blips.
 for m in ${SPEED_MODES:-0 1}; do
