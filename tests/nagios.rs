@@ -1,7 +1,8 @@
 //! `report --nagios` with many pools: a first line under 1,024 bytes (NRPE v2), the whole
 //! output under 8 KB (Nagios Core), and the perfdata, read the way Nagios reads it (the
 //! first line's and the long output's after its first `|`), parsed by the Nagios plugin
-//! library itself (Monitoring::Plugin::Performance).
+//! library itself (Monitoring::Plugin::Performance). With `DEADPOOL_TEST_DETECTION=down_for`
+//! the reports are taken while the tick re-checks the failing primaries.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use common::Instance;
+use common::{Detection, Instance, Run, detection};
 
 /// A pool that is blocked after one tick: its primary is down, its only step's preflight
 /// fails.
@@ -19,11 +20,16 @@ fn blocked_pool(i: usize) -> String {
     )
 }
 
-/// A pool whose primary is failing, far from its threshold: WARNING.
+/// A pool whose primary is failing, far from its threshold: WARNING. With `down_for`, an
+/// hour from confirming it.
 fn counting_pool(i: usize) -> String {
-    format!(
+    let pool = format!(
         "primary = \"w{i}p\"\nsecondary = \"w{i}s\"\nmax_failed_checks = 50\n[monitor]\ntype = \"nagios\"\ncommand = \"monitor {{host}}\"\n"
-    )
+    );
+    match detection() {
+        Detection::Count => pool,
+        Detection::Time => common::confirming_for_an_hour(&pool),
+    }
 }
 
 /// A healthy pool: a TCP monitor on listeners of this test.
@@ -48,7 +54,8 @@ fn listeners() -> u16 {
     port
 }
 
-/// 200 pools: 10 blocked, 20 counting, 2 paused, the rest healthy; names of `width`.
+/// 200 pools: 10 blocked, 20 counting, 2 paused, the rest healthy; names of `width`. The
+/// primaries of the 30 fail from the next tick on (see [`nagios_report`]).
 fn two_hundred(width: usize) -> (Instance, Vec<String>) {
     let port = listeners();
     let name = |kind: &str, i: usize| {
@@ -76,17 +83,76 @@ fn two_hundred(width: usize) -> (Instance, Vec<String>) {
     for i in 0..10 {
         inst.flag(&format!("down-c{i}p"));
     }
-    for i in 0..20 {
-        inst.flag(&format!("down-w{i}p"));
-    }
     inst.flag("fail-preflight-blk");
     for paused in [name("ok", 5), name("ok", 6)] {
         let r = inst.run(&["pause", &paused, "--for", "1h", "--reason", "patching"]);
         assert_eq!(r.code, 0, "{r:?}");
     }
-    let r = inst.tick();
-    assert!(r.code <= 1, "{r:?}");
     (inst, pools.into_iter().map(|(n, _)| n).collect())
+}
+
+/// `report --nagios` of the 200 pools once a tick has seen their primaries fail. Counting,
+/// after that tick. With `down_for`, while the tick re-checks the 20 counting pools' primaries
+/// (each has recorded a re-check), once the 10 others are blocked (confirmed in 100 ms); then
+/// those primaries answer again and the tick ends.
+fn nagios_report(inst: &Instance) -> Run {
+    let counting: Vec<String> = (0..20).map(|i| format!("w{i}p")).collect();
+    let counting: Vec<&str> = counting.iter().map(String::as_str).collect();
+    if detection() == Detection::Count {
+        for host in counting {
+            inst.flag(&format!("down-{host}"));
+        }
+        let r = inst.tick();
+        assert!(r.code <= 1, "{r:?}");
+        return inst.run(&["report", "--nagios"]);
+    }
+    let rechecking = inst.rechecking(&counting, |inst| {
+        let r = inst.run(&["report", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["pools"].as_array().unwrap().iter().all(|p| {
+            let name = p["name"].as_str().unwrap();
+            if name.starts_with("crit") {
+                p["state"] == "blocked"
+            } else if name.starts_with("warn") {
+                p["failures"].as_u64().unwrap() >= 2
+            } else {
+                true
+            }
+        })
+    });
+    let report = inst.run(&["report", "--nagios"]);
+    let r = rechecking.end();
+    assert!(r.code <= 1, "{r:?}");
+    assert!(inst.calls("promote").is_empty(), "no failover: {r:?}");
+    report
+}
+
+/// The first line's list of the worst pools (`NAME STATE[ COUNT]` each), without the
+/// `and N more` that may end it.
+fn worst(first: &str) -> Vec<&str> {
+    let list = first
+        .split_once("; worst: ")
+        .expect("a list of the worst")
+        .1;
+    let list = list.split(" | ").next().unwrap();
+    let list = list.split(", and ").next().unwrap();
+    list.split(", ").collect()
+}
+
+/// Whether `entry` of that list names a pool in `state` whose primary failed as a tick saw
+/// it: `1/MAX` (one failed check of `max_failed_checks`) or, with `down_for`, `N failed` with
+/// N of at least 2 (the check of the round and a re-check).
+fn failing(entry: &str, state: &str, max: u32) -> bool {
+    let Some((_, count)) = entry.split_once(&format!(" {state} ")) else {
+        return false;
+    };
+    match detection() {
+        Detection::Count => count == format!("1/{max}"),
+        Detection::Time => count
+            .strip_suffix(" failed")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 2),
+    }
 }
 
 /// The perfdata as Nagios collects it: after ` | ` on the first line, and everything after
@@ -160,20 +226,27 @@ fn check_limits(output: &str) {
 #[test]
 fn two_hundred_pools_fit_nrpe_and_nagios_with_every_pools_perfdata() {
     let (inst, names) = two_hundred(0);
-    let r = inst.run(&["report", "--nagios"]);
+    let r = nagios_report(&inst);
     assert_eq!(r.code, 2, "CRITICAL: {r:?}");
     check_limits(&r.stdout);
     let first = r.stdout.lines().next().unwrap();
     assert!(
-        first.starts_with("DEADPOOL CRITICAL - 200 pools: 10 CRITICAL, 22 WARNING, 168 OK; worst: crit-000 blocked 1/1, crit-001 blocked 1/1"),
+        first.starts_with("DEADPOOL CRITICAL - 200 pools: 10 CRITICAL, 22 WARNING, 168 OK; worst: crit-000 blocked "),
         "{first}"
     );
     // All 32 pools with problems fit, worst first, then by name.
-    assert!(
-        first.contains("crit-009 blocked 1/1, ok-005 paused, ok-006 paused, warn-000 armed 1/50")
-            && first.contains(", warn-019 armed 1/50 | tick_age="),
-        "{first}"
-    );
+    let worst = worst(first);
+    assert_eq!(worst.len(), 32, "{first}");
+    for (i, entry) in worst[..10].iter().enumerate() {
+        assert!(entry.starts_with(&format!("crit-{i:03} ")), "{first}");
+        assert!(failing(entry, "blocked", 1), "{entry} in {first}");
+    }
+    assert_eq!(worst[10..12], ["ok-005 paused", "ok-006 paused"], "{first}");
+    for (i, entry) in worst[12..].iter().enumerate() {
+        assert!(entry.starts_with(&format!("warn-{i:03} ")), "{first}");
+        assert!(failing(entry, "armed", 50), "{entry} in {first}");
+    }
+    assert!(first.contains(" | tick_age="), "{first}");
     // Details on the following lines, worst first.
     let second = r.stdout.lines().nth(1).unwrap();
     assert!(second.starts_with("CRITICAL: crit-"), "{second}");
@@ -194,25 +267,36 @@ fn two_hundred_pools_fit_nrpe_and_nagios_with_every_pools_perfdata() {
             .find(|(l, _)| *l == label)
             .unwrap_or_else(|| panic!("no perfdata for {name}"))
             .1;
-        let expected = if name.starts_with("warn") || name.starts_with("crit") {
-            "1"
+        let failures: u64 = value.parse().unwrap();
+        if name.starts_with("warn") || name.starts_with("crit") {
+            match detection() {
+                Detection::Count => assert_eq!(failures, 1, "{label}"),
+                Detection::Time => assert!(failures >= 2, "{label}: {failures}"),
+            }
         } else {
-            "0"
-        };
-        assert_eq!(value, expected, "{label}");
+            assert_eq!(failures, 0, "{label}");
+        }
     }
 }
 
 #[test]
 fn longest_names_cut_whole_perfdata_items_and_say_so() {
     let (inst, _) = two_hundred(64);
-    let r = inst.run(&["report", "--nagios"]);
+    let r = nagios_report(&inst);
     assert_eq!(r.code, 2, "{r:?}");
     check_limits(&r.stdout);
     // Not every pool with a problem fits on the first line: the rest are counted.
     let first = r.stdout.lines().next().unwrap();
-    let listed = first.matches(" blocked 1/1").count() + first.matches(" armed 1/50").count();
+    let worst = worst(first);
+    let listed = (worst.iter())
+        .filter(|e| failing(e, "blocked", 1) || failing(e, "armed", 50))
+        .count();
     assert!(listed < 30, "{first}");
+    assert_eq!(
+        listed + first.matches(" paused").count(),
+        worst.len(),
+        "each listed pool as it is: {first}"
+    );
     let more = first
         .split(", and ")
         .nth(1)
@@ -257,22 +341,54 @@ fn longest_names_cut_whole_perfdata_items_and_say_so() {
     }
 }
 
+/// One pool whose primary is failing: counting after a tick, or with `down_for` while the
+/// tick re-checks it (that pool waits an hour to confirm; db1 comes back meanwhile).
 #[test]
 fn a_small_instance_keeps_the_one_line_form() {
-    let inst = Instance::new();
-    inst.tick();
-    inst.flag("down-db1");
-    inst.tick();
-    let r = inst.run(&["report", "--nagios"]);
+    let settings = "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n";
+    let r = match detection() {
+        Detection::Count => {
+            let inst = Instance::new();
+            inst.tick();
+            inst.flag("down-db1");
+            inst.tick();
+            inst.run(&["report", "--nagios"])
+        }
+        Detection::Time => {
+            let pool = common::confirming_for_an_hour(common::TWO_STEP_POOL);
+            let inst = Instance::exact(settings, &[("db", &pool)]);
+            inst.tick();
+            let rechecking = inst.rechecking(&["db1"], |inst| inst.state_of("db").2 >= 2);
+            let report = inst.run(&["report", "--nagios"]);
+            assert_eq!(rechecking.end().code, 0);
+            report
+        }
+    };
     assert_eq!(r.code, 1, "{r:?}");
     let first = r.stdout.lines().next().unwrap();
+    let (failed, perf) = match detection() {
+        Detection::Count => ("failed 1/3".to_string(), "'db_failures'=1;;3;0".to_string()),
+        Detection::Time => {
+            // The count of checks, the round's and the re-checks', still growing.
+            let n = first
+                .split_once("'db_failures'=")
+                .and_then(|(_, v)| v.split(';').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("a count in {first}"));
+            assert!(n >= 2, "{first}");
+            (
+                format!("failed {n} check(s) in a row"),
+                format!("'db_failures'={n};;;0"),
+            )
+        }
+    };
     assert!(
-        first.starts_with(
-            "DEADPOOL WARNING - db armed on primary; db: active primary (db1) failed 1/3"
-        ),
+        first.starts_with(&format!(
+            "DEADPOOL WARNING - db armed on primary; db: active primary (db1) {failed}"
+        )),
         "{first}"
     );
-    assert!(first.ends_with("'db_failures'=1;;3;0"), "{first}");
+    assert!(first.ends_with(&perf), "{first}");
     let parsed = parse_with_monitoring_plugin(&nagios_perfdata(&r.stdout));
     assert_eq!(parsed.len(), 3, "{parsed:?}");
 }

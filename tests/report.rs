@@ -4,7 +4,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::Instance;
+use common::{Detection, Instance, detection};
+
+/// The perfdata item of pool `db` with `failures`: its threshold is `max_failed_checks`
+/// (3), none for a pool with `down_for`.
+fn db_perf(failures: u64) -> String {
+    match detection() {
+        Detection::Count => format!("'db_failures'={failures};;3;0"),
+        Detection::Time => format!("'db_failures'={failures};;;0"),
+    }
+}
 
 fn fast() -> Instance {
     Instance::with(
@@ -68,21 +77,43 @@ fn nagios_ok_warning_critical_from_real_situations() {
         perf.contains("tick_age=") && perf.contains("tick_duration="),
         "{perf}"
     );
-    assert!(perf.contains("'db_failures'=0;;3;0"), "{perf}");
+    assert!(perf.contains(&db_perf(0)), "{perf}");
     assert_eq!(
         r.stdout.lines().count(),
         1,
         "no problem lines when OK: {r:?}"
     );
 
-    // Primary failing, counting: WARNING.
-    inst.flag("down-db1");
-    inst.tick();
-    let r = inst.run(&["report", "--nagios"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("failed 1/3 consecutive checks"), "{r:?}");
-    assert!(r.stdout.contains("'db_failures'=1;;3;0"), "{r:?}");
-    inst.unflag("down-db1");
+    // Primary failing, counting: WARNING. With `down_for`, while the tick re-checks it (the
+    // pool waits an hour to confirm meanwhile), and the count grows within the tick.
+    match detection() {
+        Detection::Count => {
+            inst.flag("down-db1");
+            inst.tick();
+            let r = inst.run(&["report", "--nagios"]);
+            assert_eq!(r.code, 1, "{r:?}");
+            assert!(r.stdout.contains("failed 1/3 consecutive checks"), "{r:?}");
+            assert!(r.stdout.contains(&db_perf(1)), "{r:?}");
+            inst.unflag("down-db1");
+        }
+        Detection::Time => {
+            let slow = common::confirming_for_an_hour(common::TWO_STEP_POOL);
+            inst.write("pools/db.toml", &slow);
+            let rechecking = inst.rechecking(&["db1"], |inst| inst.state_of("db").2 >= 2);
+            let r = inst.run(&["report", "--nagios"]);
+            assert_eq!(r.code, 1, "{r:?}");
+            let n = failures_in_perf(&r.stdout);
+            assert!(n >= 2, "{r:?}");
+            assert!(
+                r.stdout.contains(&format!("failed {n} check(s) in a row")),
+                "{r:?}"
+            );
+            assert!(r.stdout.contains(&db_perf(n)), "{r:?}");
+            assert_eq!(rechecking.end().code, 0);
+            assert_eq!(inst.state_of("db").2, 0, "db1 answered: the count restarts");
+            inst.write_pool("db", common::TWO_STEP_POOL);
+        }
+    }
 
     // Standby down: WARNING, with an extra line for the problem.
     inst.flag("down-db2");
@@ -113,14 +144,13 @@ fn nagios_ok_warning_critical_from_real_situations() {
     let r = inst.run(&["report", "--nagios"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stdout.contains("alive with a problem"), "{r:?}");
-    assert!(r.stdout.contains("'db_failures'=0;;3;0"), "{r:?}");
+    assert!(r.stdout.contains(&db_perf(0)), "{r:?}");
     inst.unflag("warn-db1");
 
     // Failed over: WARNING (locked, a person should look).
     inst.flag("down-db1");
-    for _ in 0..3 {
-        inst.tick();
-    }
+    inst.ticks_before_threshold("db", 2);
+    assert_eq!(inst.tick().code, 0, "the deciding tick");
     let r = inst.run(&["report", "--nagios"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stdout.contains("failed over to secondary (db2)"), "{r:?}");
@@ -240,8 +270,13 @@ fn full_and_json_reports_show_the_tree() {
         "{text}"
     );
     assert!(text.contains("pool db\n"), "{text}");
+    // Out of `max_failed_checks`; a pool with `down_for` has no count threshold.
+    let failures = match detection() {
+        Detection::Count => "0/3 failures",
+        Detection::Time => "0 failures",
+    };
     assert!(
-        text.contains("armed, active primary (db1), 0/3 failures"),
+        text.contains(&format!("armed, active primary (db1), {failures}\n")),
         "{text}"
     );
     assert!(text.contains("primary   db1"), "{text}");
@@ -323,15 +358,31 @@ fn prometheus_metrics_from_the_report_and_a_textfile_on_each_tick() {
     );
     std::fs::create_dir(inst.path("metrics")).unwrap();
     inst.tick();
-    inst.flag("down-db1");
-    inst.tick();
+    // The primary fails: counting, the next tick sees it; with `down_for`, the metrics are
+    // read while that tick re-checks it (the pool waits an hour to confirm meanwhile).
+    let rechecking = match detection() {
+        Detection::Count => {
+            inst.flag("down-db1");
+            inst.tick();
+            None
+        }
+        Detection::Time => {
+            let slow = common::confirming_for_an_hour(common::TWO_STEP_POOL);
+            inst.write("pools/db.toml", &slow);
+            Some(inst.rechecking(&["db1"], |inst| inst.state_of("db").2 >= 2))
+        }
+    };
     let r = inst.run(&["report", "--prometheus"]);
     assert_eq!(r.code, 0, "{r:?}");
+    let failures = failures_in_metrics(&r.stdout);
+    match detection() {
+        Detection::Count => assert_eq!(failures, 1, "{}", r.stdout),
+        Detection::Time => assert!(failures >= 2, "re-checks counted: {}", r.stdout),
+    }
     for needed in [
         "# TYPE deadpool_status gauge\ndeadpool_status 1\n",
         "deadpool_pool_state{pool=\"db\",state=\"armed\"} 1\n",
         "deadpool_pool_state{pool=\"db\",state=\"failed_over\"} 0\n",
-        "deadpool_pool_failures{pool=\"db\"} 1\n",
         "deadpool_server_up{pool=\"db\",role=\"primary\",address=\"db1\",active=\"true\"} 0\n",
         "deadpool_readiness_status{pool=\"db\",step=\"one\",host=\"local\"} 0\n",
         "deadpool_tick_age_seconds ",
@@ -347,15 +398,47 @@ fn prometheus_metrics_from_the_report_and_a_textfile_on_each_tick() {
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }
-    let file = std::fs::read_to_string(inst.path("metrics/deadpool.prom")).unwrap();
-    assert!(
-        file.contains("deadpool_pool_failures{pool=\"db\"} 1"),
-        "{file}"
-    );
-    inst.tick();
-    let file = std::fs::read_to_string(inst.path("metrics/deadpool.prom")).unwrap();
-    assert!(
-        file.contains("deadpool_pool_failures{pool=\"db\"} 2"),
-        "the file follows each tick: {file}"
-    );
+    let textfile = || std::fs::read_to_string(inst.path("metrics/deadpool.prom")).unwrap();
+    let Some(rechecking) = rechecking else {
+        let file = textfile();
+        assert_eq!(failures_in_metrics(&file), 1, "{file}");
+        inst.tick();
+        let file = textfile();
+        assert_eq!(
+            failures_in_metrics(&file),
+            2,
+            "the file follows each tick: {file}"
+        );
+        return;
+    };
+    // The file follows each round of the re-checking tick (one a second), and its end.
+    let file = textfile();
+    assert!(failures_in_metrics(&file) >= 1, "the first round's: {file}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while failures_in_metrics(&textfile()) < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", textfile());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(rechecking.end().code, 0);
+    let file = textfile();
+    assert_eq!(failures_in_metrics(&file), 0, "db1 answered again: {file}");
+    assert!(file.contains("deadpool_pool_state{pool=\"db\",state=\"armed\"} 1\n"));
+}
+
+/// The value of `deadpool_pool_failures` for pool `db`.
+fn failures_in_metrics(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("deadpool_pool_failures{pool=\"db\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("deadpool_pool_failures of db in:\n{metrics}"))
+}
+
+/// The count of `'db_failures'` in Nagios perfdata.
+fn failures_in_perf(nagios: &str) -> u64 {
+    nagios
+        .split_once("'db_failures'=")
+        .and_then(|(_, v)| v.split(';').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("'db_failures' in {nagios}"))
 }

@@ -148,11 +148,18 @@ pub fn pool_state(f: &PoolFacts) -> Option<Found> {
                 r.failures,
                 f.row(r.active).map_or("", |m| m.message.as_str())
             ),
-            format!(
-                "look at {} now: deadpool fails over {}",
-                pool.address(r.active),
-                pool.threshold()
-            ),
+            if f.pause().is_some() {
+                format!(
+                    "look at {} now: the pool is paused, so it does not fail over until the pause ends",
+                    pool.address(r.active)
+                )
+            } else {
+                format!(
+                    "look at {} now: deadpool fails over {}",
+                    pool.address(r.active),
+                    pool.threshold()
+                )
+            },
         ),
         PoolState::Armed if r.failures > 0 => found(
             Status::Warning,
@@ -224,7 +231,14 @@ pub fn pause(f: &PoolFacts) -> Option<Found> {
     let name = &f.pool.name;
     let mut message = format!("{}; no failover until then", describe_pause(p));
     let counting = matches!(r.state, PoolState::Armed | PoolState::Blocked);
-    if counting && r.failures >= f.pool.max_failed_checks {
+    if counting && f.pool.down_for.is_some() && r.failures > 0 {
+        // A pool that confirms by time does so once the pause ends, not during it.
+        message.push_str(&format!(
+            "; the active server has failed {} check(s) in a row: after the pause it fails over {} unless it answers by then",
+            r.failures,
+            f.pool.threshold()
+        ));
+    } else if counting && f.pool.down_for.is_none() && r.failures >= f.pool.max_failed_checks {
         message.push_str(&format!(
             "; the active server has failed {}/{} checks: it fails over when the pause ends unless it answers by then",
             r.failures, f.pool.max_failed_checks
@@ -606,6 +620,45 @@ mod tests {
         ))
         .unwrap();
         assert!(counting.hint.contains("paused"), "{}", counting.hint);
+        // A pool that confirms by time has no count to reach: any failing check means it
+        // fails over once the pause ends and the outage is confirmed, and it says so in time.
+        let by_time = Pool {
+            down_for: Some(Duration::from_secs(2)),
+            ..p
+        };
+        // (failures, words of the pause's message, or none for no note)
+        for (failures, note) in [
+            (0, None),
+            (
+                1,
+                Some(
+                    "failed 1 check(s) in a row: after the pause it fails over once the active server is down for 2s",
+                ),
+            ),
+            (5, Some("failed 5 check(s) in a row")),
+        ] {
+            let r = paused(PoolState::Armed, failures, NOW + 60_000);
+            let got = pause(&facts(&by_time, Some(&r), &[], &[])).unwrap();
+            assert_eq!(
+                got.message.contains("after the pause"),
+                note.is_some(),
+                "{}",
+                got.message
+            );
+            assert!(
+                !got.message.contains("/3"),
+                "no count threshold: {}",
+                got.message
+            );
+            if let Some(words) = note {
+                assert!(got.message.contains(words), "{}", got.message);
+            }
+            let state = pool_state(&facts(&by_time, Some(&r), &[], &[]));
+            if failures > 0 {
+                let hint = state.unwrap().hint;
+                assert!(hint.contains("the pool is paused"), "{hint}");
+            }
+        }
     }
 
     #[test]

@@ -293,14 +293,17 @@ pub fn full(report: &Report, colour: bool) -> String {
     for p in &report.pools {
         let _ = writeln!(out, "pool {}", p.name);
         let state = p.state.as_deref().unwrap_or("not checked yet");
+        // A pool that fails over by time (`down_for`) has no count threshold.
+        let failures = match p.down_for_s {
+            Some(_) => p.failures.to_string(),
+            None => format!("{}/{}", p.failures, p.max_failed_checks),
+        };
         let _ = writeln!(
             out,
-            "  {} {state}, active {} ({}), {}/{} failures{}{}",
+            "  {} {state}, active {} ({}), {failures} failures{}{}",
             paint(p.status),
             p.active,
             p.active_address,
-            p.failures,
-            p.max_failed_checks,
             p.pause
                 .as_ref()
                 .map(|pause| format!(", {}", super::describe_pause(pause)))

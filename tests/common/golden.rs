@@ -2,20 +2,38 @@
 //! file in `tests/golden/`, after times, durations and paths are normalised. A change in
 //! wording is then a visible diff of a golden file. `UPDATE_GOLDEN=1 cargo test` rewrites
 //! the files; review the diff before committing it.
+//!
+//! Pools that confirm outages by time say so in their output (thresholds in words, perfdata,
+//! `down_for_s`), so a run with `DEADPOOL_TEST_DETECTION=down_for` compares with its own
+//! files, in `tests/golden/down_for/` (rewrite them with `UPDATE_GOLDEN=1` in that mode).
 
 use std::path::PathBuf;
 
-use super::{Instance, Run};
+use super::{Detection, Instance, Run, detection};
 
 fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    match detection() {
+        Detection::Count => dir.join(name),
+        Detection::Time => dir.join("down_for").join(name),
+    }
 }
 
 /// Runs `deadpool ARGS` in `inst`, checks the exit code, and compares the normalised
 /// stdout with `tests/golden/NAME`.
 pub fn assert_output(inst: &Instance, args: &[&str], code: i32, name: &str) -> Run {
+    assert_output_with(inst, args, code, name, |text| text)
+}
+
+/// [`assert_output`], with `also` applied to the normalised stdout before it is compared:
+/// for a value that changes from run to run in one test only.
+pub fn assert_output_with(
+    inst: &Instance,
+    args: &[&str],
+    code: i32,
+    name: &str,
+    also: impl Fn(String) -> String,
+) -> Run {
     let r = inst.run(args);
     assert_eq!(r.code, code, "deadpool {}: {r:?}", args.join(" "));
     let dir = inst.dir().display().to_string();
@@ -24,6 +42,7 @@ pub fn assert_output(inst: &Instance, args: &[&str], code: i32, name: &str) -> R
     } else {
         normalise(&r.stdout, &dir)
     };
+    let text = also(text);
     let text = format!("$ deadpool {} (exit {code})\n{text}", args.join(" "));
     let path = golden_path(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {

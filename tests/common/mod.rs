@@ -373,3 +373,78 @@ pub fn wait_for(path: &Path, limit: std::time::Duration) -> bool {
 }
 pub mod golden;
 pub mod lab;
+
+/// A pool's text confirming outages by time, slowly, whatever the mode of this run: its line
+/// `max_failed_checks = N` becomes `down_for = "1h"` re-checked every 100 ms. A test looks at
+/// the reports while a tick re-checks (see [`Instance::rechecking`]), and the outage ends
+/// long before it could be confirmed.
+pub fn confirming_for_an_hour(pool: &str) -> String {
+    pool.lines()
+        .map(|line| match line.strip_prefix("max_failed_checks = ") {
+            Some(_) => "down_for = \"1h\"\nrecheck_interval = \"100ms\"\n".to_string(),
+            None => format!("{line}\n"),
+        })
+        .collect()
+}
+
+/// A tick left running while it re-checks failed active servers (pools with `down_for`), for
+/// a test to look at what reports show meanwhile. Ending it (or dropping it, when a test
+/// fails) brings the servers back, and the tick ends without a failover.
+pub struct Rechecking<'a> {
+    inst: &'a Instance,
+    hosts: Vec<String>,
+    tick: Option<std::process::Child>,
+}
+
+impl Instance {
+    /// Makes `hosts` fail (`down-HOST` flags) and starts a tick in the background; returns
+    /// once `until` holds (within 30 s), say when the pools have recorded re-checks. Their
+    /// `down_for` must outlast what the test does meanwhile ([`confirming_for_an_hour`]).
+    pub fn rechecking(&self, hosts: &[&str], until: impl Fn(&Instance) -> bool) -> Rechecking<'_> {
+        for host in hosts {
+            self.flag(&format!("down-{host}"));
+        }
+        let tick = self
+            .command(&["tick"])
+            .spawn()
+            .expect("start deadpool tick");
+        let rechecking = Rechecking {
+            inst: self,
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            tick: Some(tick),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !until(self) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the re-checking tick never got there"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        rechecking
+    }
+}
+
+impl Rechecking<'_> {
+    /// Brings the servers back and waits for the tick to end: its result.
+    pub fn end(mut self) -> Run {
+        self.back();
+        let tick = self.tick.take().expect("a running tick");
+        Run::from(tick.wait_with_output().expect("wait for the tick"))
+    }
+
+    fn back(&self) {
+        for host in &self.hosts {
+            self.inst.unflag(&format!("down-{host}"));
+        }
+    }
+}
+
+impl Drop for Rechecking<'_> {
+    fn drop(&mut self) {
+        self.back();
+        if let Some(mut tick) = self.tick.take() {
+            let _ = tick.wait();
+        }
+    }
+}
