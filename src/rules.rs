@@ -98,8 +98,14 @@ pub fn decide(input: Input) -> Decision {
     let next = match input.state {
         PoolState::FailingOver => Next::Interrupt,
         state if state.is_locked() => Next::Watch,
-        _ if !reached && input.down_for.is_some() && !input.active.is_alive() && !input.paused => {
-            Next::Confirm
+        // Time-based: a paused pool confirms nothing (the threshold is never reached while
+        // paused), so a failing active server is already all a pause holds back.
+        _ if !reached && input.down_for.is_some() && !input.active.is_alive() => {
+            if input.paused {
+                Next::Paused
+            } else {
+                Next::Confirm
+            }
         }
         _ if !reached => {
             // Only an answer re-arms a blocked pool; after a gap its count restarts and
@@ -486,6 +492,7 @@ mod tests {
             (Blocked, Down, Up, true, Next::Failover),
             // After a gap the tick passes `confirmed = false`: the outage is confirmed anew.
             (Blocked, Down, Up, false, Next::Confirm),
+            (Armed, Up, Up, false, Next::Watch),
             (FailedOver, Down, Up, false, Next::Watch),
             (FailingOver, Down, Up, false, Next::Interrupt),
         ];
@@ -585,6 +592,18 @@ mod tests {
         }
         // The pause ends with the active server still down: the next round fails over.
         assert_eq!(decide(input(Armed, 8, Down, Up)).next, Next::Failover);
+        // Time-based: a paused pool confirms nothing; a failing active server is what the
+        // pause holds back, and after it the outage is confirmed anew.
+        let mut timed = input(Armed, 0, Down, Up);
+        timed.down_for = Some(false);
+        timed.paused = true;
+        assert_eq!(decide(timed).next, Next::Paused);
+        timed.paused = false;
+        assert_eq!(decide(timed).next, Next::Confirm);
+        let mut healthy = input(Armed, 0, Up, Up);
+        healthy.down_for = Some(false);
+        healthy.paused = true;
+        assert_eq!(decide(healthy).next, Next::Watch);
     }
 
     #[test]

@@ -263,10 +263,10 @@ impl Watch<'_> {
         match decision.next {
             Next::Watch => {}
             Next::Paused => crate::info!(
-                "pool {}: {}/{} failed checks, but the pool is paused: no failover",
+                "pool {}: {} failed check(s) in a row ({}), but the pool is paused: no failover",
                 pool.name,
                 rec.failures,
-                pool.max_failed_checks
+                pool.threshold()
             ),
             Next::Rearm => {
                 let msg = format!("{} answers again: armed", pool.address(rec.active));
