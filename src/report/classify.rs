@@ -139,52 +139,36 @@ pub fn pool_state(f: &PoolFacts) -> Option<Found> {
         ));
     };
     Some(match r.state {
-        PoolState::Armed if r.failures > 0 && pool.down_for.is_some() => found(
-            Status::Warning,
-            format!(
-                "active {} ({}) failed {} check(s) in a row: {}",
-                r.active.as_str(),
-                pool.address(r.active),
-                r.failures,
-                f.row(r.active).map_or("", |m| m.message.as_str())
-            ),
-            if f.pause().is_some() {
-                format!(
-                    "look at {} now: the pool is paused, so it does not fail over until the pause ends",
-                    pool.address(r.active)
-                )
+        PoolState::Armed if r.failures > 0 => {
+            let (failed, fails_over) = match pool.down_for {
+                Some(_) => (
+                    format!("failed {} check(s) in a row", r.failures),
+                    format!("deadpool fails over {}", pool.threshold()),
+                ),
+                None => (
+                    format!(
+                        "failed {}/{} consecutive checks",
+                        r.failures, pool.max_failed_checks
+                    ),
+                    format!("deadpool fails over at {0}/{0}", pool.max_failed_checks),
+                ),
+            };
+            let next = if f.pause().is_some() {
+                "the pool is paused, so it does not fail over until the pause ends".to_string()
             } else {
+                fails_over
+            };
+            found(
+                Status::Warning,
                 format!(
-                    "look at {} now: deadpool fails over {}",
+                    "active {} ({}) {failed}: {}",
+                    r.active.as_str(),
                     pool.address(r.active),
-                    pool.threshold()
-                )
-            },
-        ),
-        PoolState::Armed if r.failures > 0 => found(
-            Status::Warning,
-            format!(
-                "active {} ({}) failed {}/{} consecutive checks: {}",
-                r.active.as_str(),
-                pool.address(r.active),
-                r.failures,
-                pool.max_failed_checks,
-                f.row(r.active).map_or("", |m| m.message.as_str())
-            ),
-            if f.pause().is_some() {
-                format!(
-                    "look at {} now: the pool is paused, so it does not fail over until the pause ends",
-                    pool.address(r.active)
-                )
-            } else {
-                format!(
-                    "look at {} now: deadpool fails over at {}/{}",
-                    pool.address(r.active),
-                    pool.max_failed_checks,
-                    pool.max_failed_checks
-                )
-            },
-        ),
+                    f.row(r.active).map_or("", |m| m.message.as_str())
+                ),
+                format!("look at {} now: {next}", pool.address(r.active)),
+            )
+        }
         PoolState::Armed => return None,
         PoolState::FailedOver => found(
             Status::Warning,
