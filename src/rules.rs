@@ -151,7 +151,8 @@ impl BlockReason {
 }
 
 /// Time-based mode: whether an outage that started at `down_since` (ms) is confirmed at
-/// `now`, that is, the active server has stayed down for `down_for`.
+/// `now`, that is, the active server has stayed down for `down_for`. Both times are
+/// readings of the monotonic clock: a step of the wall clock is no down time.
 pub fn outage_confirmed(down_since: i64, now: i64, down_for_ms: i64) -> bool {
     now - down_since >= down_for_ms
 }

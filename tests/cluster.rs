@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::Instance;
+use common::{Detection, Instance, detection};
 
 /// One etcd member on two free loopback ports, its data in a temporary dir.
 struct Etcd {
@@ -323,8 +323,7 @@ fn a_member_that_lost_leadership_mid_chain_starts_no_further_step() {
     );
     both(&[&dp1, &dp2], "down-db1");
     dp1.flag("hold-one");
-    dp1.tick();
-    dp1.tick();
+    dp1.ticks_before_threshold("db", 2);
     let chain = dp1.command(&["tick"]).spawn().unwrap();
     assert!(common::wait_for(
         &dp1.path("holding"),
@@ -369,8 +368,28 @@ fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes(
     dp1.tick();
     dp2.tick();
     both(&[&dp1, &dp2], "down-db1");
-    dp1.tick();
-    etcd.stop();
+    match detection() {
+        // Counting: the leader counts one failure, then etcd goes.
+        Detection::Count => {
+            dp1.tick();
+            assert_eq!(dp1.state_of("db").2, 1);
+            etcd.stop();
+        }
+        // With `down_for`: etcd goes while the leader re-checks the primary, before the
+        // outage has lasted `down_for`. The next re-check's fenced write fails, and the
+        // tick stops confirming there: no chain starts.
+        Detection::Time => {
+            let tick = dp1.command(&["tick"]).spawn().unwrap();
+            let start = Instant::now();
+            while dp1.state_of("db").2 == 0 && start.elapsed() < Duration::from_secs(10) {
+                sleep(Duration::from_millis(10));
+            }
+            etcd.stop();
+            let r = common::Run::from(tick.wait_with_output().unwrap());
+            assert!(r.code == 1 && r.stderr.contains("etcd"), "{r:?}");
+            assert_eq!(dp1.state_of("db").0, "armed", "{r:?}");
+        }
+    }
     for _ in 0..4 {
         dp1.tick();
         dp2.tick();
@@ -384,7 +403,8 @@ fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes(
             "{r:?}"
         );
     }
-    // etcd back: the leader resumes from the state it had (1 failure) and fails over.
+    // etcd back: the leader resumes from the state it had (counting: 1 failure; with
+    // `down_for`: the outage is confirmed anew within its first tick) and fails over.
     etcd.resume();
     let (mut t, start) = (0, Instant::now());
     while runs(&[&dp1, &dp2], "one") == 0 && start.elapsed() < Duration::from_secs(15) {
@@ -394,7 +414,7 @@ fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes(
         sleep(Duration::from_millis(200));
     }
     assert_eq!(runs(&[&dp1, &dp2], "one"), 1, "after {t} rounds");
-    assert!(t <= 3, "resumed from the count it had: {t} rounds");
+    assert!(t <= 3, "resumed from the state it had: {t} rounds");
     dp1.tick();
     assert_eq!(dp1.run(&["report", "--nagios"]).code, 1);
 }

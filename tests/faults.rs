@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Instance, is_running, wait_for};
+use common::{Detection, Instance, detection, is_running, wait_for};
 
 /// A chain of three steps whose plugin can kill deadpool itself (its parent) at a chosen
 /// place: `flags/kill-at-start-<step>` or `flags/kill-at-end-<step>`.
@@ -108,42 +108,126 @@ fn sqlite_ok(inst: &Instance) -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "ok"
 }
 
+/// A deadpool command whose wall clock is moved by `offset` (libfaketime) for its process
+/// only: changing the machine's clock would disturb everything else running here.
+fn faked(inst: &Instance, offset: &str, args: &[&str]) -> common::Run {
+    let cmd = inst.command(args);
+    let mut wrapped = Command::new("faketime");
+    wrapped
+        .arg(offset)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    wrapped.stdin(std::process::Stdio::null());
+    common::Run::from(wrapped.output().expect("faketime must be installed"))
+}
+
+/// `deadpool tick` started with a wall clock that the test moves while it runs: libfaketime
+/// reads the offset from the file `clock` at each reading of the clock. Like a real clock
+/// step (`date -s`, NTP), it moves the wall clock only: the monotonic clock goes on.
+fn tick_on_a_movable_clock(inst: &Instance) -> std::process::Child {
+    inst.write("clock", "+0\n");
+    let mut cmd = inst.command(&["tick"]);
+    cmd.env(
+        "LD_PRELOAD",
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    )
+    .env("FAKETIME_TIMESTAMP_FILE", inst.path("clock"))
+    .env("FAKETIME_NO_CACHE", "1")
+    .env("DONT_FAKE_MONOTONIC", "1");
+    cmd.spawn().expect("start deadpool tick")
+}
+
+/// Waits for a tick to end (it must, whatever its clock does) and returns how it ended.
+fn ended(mut tick: std::process::Child, what: &str) -> common::Run {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tick.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = tick.kill();
+            let out = tick.wait_with_output().unwrap();
+            panic!("{what}: the tick did not end: {:?}", common::Run::from(out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    common::Run::from(tick.wait_with_output().unwrap())
+}
+
+/// Waits until the running tick has recorded at least `n` failed checks in a row of the
+/// active server (or the pool left `armed`, which the caller's assertions then catch).
+fn failed_checks(inst: &Instance, n: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (state, _, failures) = inst.state_of("db");
+        if failures >= n || state != "armed" || std::time::Instant::now() > deadline {
+            return failures;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Clock jumps. Counting, a jump between two ticks is a gap and the count restarts: a jump
+/// forward makes old failures look recent no more, a jump back makes the last check look
+/// in the future. With `down_for`, an outage is confirmed within one tick, by down time
+/// measured from the start of the first failed check to the start of the latest: a jump
+/// of the wall clock during those re-checks must neither confirm an outage shorter than
+/// `down_for` (forward) nor hold the tick until the clock catches up (back). In both modes
+/// the report, read with a clock far from the last tick's, says what it sees.
 #[test]
 fn clock_jumps_restart_the_count_and_show_in_the_report() {
-    // The clock is moved for deadpool's process only (libfaketime): changing the machine's
-    // clock would disturb everything else running here.
     let inst = Instance::new();
-    inst.flag("down-db1");
-    inst.tick();
-    inst.tick();
-    assert_eq!(inst.state_of("db").2, 2);
-    let faked = |offset: &str, args: &[&str]| {
-        let mut cmd = inst.command(args);
-        let program = cmd.get_program().to_owned();
-        let mut wrapped = Command::new("faketime");
-        wrapped
-            .arg(offset)
-            .arg(program)
-            .args(cmd.get_args())
-            .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
-        wrapped.stdin(std::process::Stdio::null());
-        let _ = &mut cmd;
-        common::Run::from(wrapped.output().expect("faketime must be installed"))
-    };
-    // Forward: the previous check is hours old, so the count restarts.
-    let r = faked("+2 hours", &["tick"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(inst.state_of("db").2, 1, "a jump forward is a gap");
-    assert!(inst.calls("promote").is_empty());
-    // Back to the real clock: the last check is now in the future, also a gap.
-    inst.tick();
-    assert_eq!(inst.state_of("db").2, 1, "a jump backward is a gap");
+    match detection() {
+        Detection::Count => {
+            inst.flag("down-db1");
+            inst.tick();
+            inst.tick();
+            assert_eq!(inst.state_of("db").2, 2);
+            // Forward: the previous check is hours old, so the count restarts.
+            let r = faked(&inst, "+2 hours", &["tick"]);
+            assert_eq!(r.code, 0, "{r:?}");
+            assert_eq!(inst.state_of("db").2, 1, "a jump forward is a gap");
+            assert!(inst.calls("promote").is_empty());
+            // Back to the real clock: the last check is now in the future, also a gap.
+            inst.tick();
+            assert_eq!(inst.state_of("db").2, 1, "a jump backward is a gap");
+        }
+        Detection::Time => {
+            assert_eq!(inst.tick().code, 0);
+            // Forward, two hours, during the re-checks of an outage that then ends before
+            // `down_for` (1 s) has passed: no failover.
+            inst.flag("down-db1");
+            let tick = tick_on_a_movable_clock(&inst);
+            let before = failed_checks(&inst, 1);
+            inst.write("clock", "+2h\n");
+            let after = failed_checks(&inst, before + 2);
+            inst.unflag("down-db1");
+            let r = ended(tick, "a jump forward");
+            assert_eq!(r.code, 0, "{r:?}");
+            assert!(
+                inst.calls("promote").is_empty() && inst.calls("preflight").is_empty(),
+                "a jump forward confirmed an outage shorter than down_for: {r:?}"
+            );
+            assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
+            assert!(after >= before + 2, "re-checks after the jump: {after}");
+            // Back, two hours, during the re-checks of an outage that goes on: it is
+            // confirmed once it has lasted `down_for`, and the tick fails over and ends.
+            inst.flag("down-db1");
+            let tick = tick_on_a_movable_clock(&inst);
+            failed_checks(&inst, 1);
+            inst.write("clock", "-2h\n");
+            let r = ended(tick, "a jump backward");
+            assert_eq!(r.code, 0, "{r:?}");
+            assert_eq!(inst.state_of("db").0, "failed_over", "{r:?}");
+            assert_eq!(inst.calls("promote").len(), 2);
+            // A tick on the real clock again, for the report below.
+            assert_eq!(inst.tick().code, 0);
+        }
+    }
     // The report, read with a clock two hours behind, says the clock went backwards.
-    let r = faked("-2 hours", &["report", "--nagios"]);
+    let r = faked(&inst, "-2 hours", &["report", "--nagios"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stdout.contains("the clock went backwards"), "{r:?}");
     // And with a clock an hour ahead, the ticks look stopped.
-    let r = faked("+1 hour", &["report", "--nagios"]);
+    let r = faked(&inst, "+1 hour", &["report", "--nagios"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stdout.contains("the timer seems stopped"), "{r:?}");
 }
@@ -287,21 +371,32 @@ fn truncated_and_garbage_databases_are_refused_not_misread() {
 fn a_config_broken_while_failed_over_is_unknown_and_the_pool_stays_locked() {
     let inst = Instance::new();
     inst.flag("down-db1");
-    for _ in 0..3 {
-        inst.tick();
-    }
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
     assert_eq!(inst.state_of("db").0, "failed_over");
+    // The line that says how an outage is confirmed (a count, or a time) becomes invalid.
     let good = std::fs::read_to_string(inst.path("pools/db.toml")).unwrap();
-    inst.write(
-        "pools/db.toml",
-        &good.replace("max_failed_checks = 3", "max_failed_checks = \"three\""),
-    );
+    let (key, broken) = match detection() {
+        Detection::Count => (
+            "max_failed_checks",
+            good.replace("max_failed_checks = 3", "max_failed_checks = \"three\""),
+        ),
+        Detection::Time => (
+            "down_for",
+            good.replace(
+                &format!("down_for = \"{}ms\"", common::down_for(3).as_millis()),
+                "down_for = \"a while\"",
+            ),
+        ),
+    };
+    assert_ne!(broken, good, "the pool's {key} line was not found");
+    inst.write("pools/db.toml", &broken);
     let r = inst.tick();
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("max_failed_checks"), "{r:?}");
+    assert!(r.stderr.contains(key), "{r:?}");
     let r = inst.run(&["report", "--nagios"]);
     assert_eq!(r.code, 3, "{r:?}");
-    assert!(r.stdout.contains("max_failed_checks"), "{r:?}");
+    assert!(r.stdout.contains(key), "{r:?}");
     inst.write("pools/db.toml", &good);
     inst.tick();
     assert_eq!(inst.state_of("db").0, "failed_over", "still locked");

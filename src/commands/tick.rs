@@ -79,8 +79,11 @@ struct Watch<'a> {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub failover: Option<(PoolRecord, String)>,
-    /// Time-based mode: confirm the outage that started at this time (ms) by re-checking.
-    pub confirm: Option<(PoolRecord, i64)>,
+    /// Time-based mode: confirm the outage whose first failed check started at this
+    /// instant by re-checking. Down time is measured on the monotonic clock: a step of the
+    /// wall clock during the re-checks (NTP, `date -s`) neither confirms an outage early nor
+    /// holds the tick until the clock catches up.
+    pub confirm: Option<(PoolRecord, Instant)>,
     pub readiness: bool,
 }
 
@@ -242,7 +245,7 @@ impl Watch<'_> {
         let mut rec = state
             .pool(&pool.name)?
             .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
-        let check_started = now_ms();
+        let check_started = Instant::now();
         let checks = monitor::check_both(pool);
         let checked_at = now_ms();
         let rows = monitor_rows(&checks, checked_at);
@@ -320,17 +323,18 @@ impl Watch<'_> {
     /// `recheck_interval` until it answers (the count restarts, no failover) or has been down
     /// for `down_for` since `since` (the failover attempt starts at once). Every re-check is
     /// recorded, so `report` shows the count growing. Returns whether a person is needed.
-    fn confirm_outage(&self, pool: &Pool, mut rec: PoolRecord, since: i64) -> bool {
+    fn confirm_outage(&self, pool: &Pool, mut rec: PoolRecord, since: Instant) -> bool {
         let down_for = pool.down_for.unwrap_or_default();
         let role = rec.active;
+        // Milliseconds since the first failed check started, on the monotonic clock.
+        let down_ms = |t: Instant| t.saturating_duration_since(since).as_millis() as i64;
         loop {
-            let left =
-                down_for.saturating_sub(Duration::from_millis((now_ms() - since).max(0) as u64));
+            let left = down_for.saturating_sub(since.elapsed());
             std::thread::sleep(pool.recheck_interval.min(left));
             // A failed check proves the server down when it started (its connection attempt
             // went unanswered from then on); a hung server's check ends only at the timeout,
             // when the server may be back. So down time runs from check start to check start.
-            let check_started = now_ms();
+            let check_started = Instant::now();
             let check = monitor::check(pool, role);
             let at = now_ms();
             rec.last_check_at = Some(at);
@@ -341,12 +345,12 @@ impl Watch<'_> {
                     "pool {}: {} answers again after {} ms: no failover",
                     pool.name,
                     pool.address(role),
-                    at - since
+                    down_ms(Instant::now())
                 );
                 return self.save(&rec, &[], &rows);
             }
             rec.failures = rec.failures.saturating_add(1);
-            if rules::outage_confirmed(since, check_started, down_for.as_millis() as i64) {
+            if rules::outage_confirmed(0, down_ms(check_started), down_for.as_millis() as i64) {
                 let standby = monitor::check(pool, role.other());
                 rows.extend(monitor_rows_for(&[(role.other(), &standby)], now_ms()));
                 let decision = decide(pool, &rec, &check, &standby, false, true, at);
@@ -355,7 +359,7 @@ impl Watch<'_> {
                         let why = format!(
                             "{} down for {:.1}s ({} checks): {}",
                             pool.address(role),
-                            (check_started - since) as f64 / 1000.0,
+                            down_ms(check_started) as f64 / 1000.0,
                             rec.failures,
                             check.message
                         );
