@@ -87,9 +87,8 @@ fn a_redis_failure_fails_over_only_the_redis_pool() {
         inst.run(&["report"]).stdout
     );
     lab.sh(&["kill", "db1", "redis"]);
-    for _ in 0..3 {
-        inst.tick();
-    }
+    inst.ticks_before_threshold("cache", 2);
+    inst.tick();
     assert_eq!(
         inst.state_of("cache"),
         ("failed_over".into(), "secondary".into(), 0),
@@ -124,9 +123,8 @@ fn a_mysql_failure_fails_over_only_the_mysql_pool() {
     let inst = two_pools(&lab);
     inst.tick();
     lab.sh(&["kill", "db1", "mysql"]);
-    for _ in 0..3 {
-        inst.tick();
-    }
+    inst.ticks_before_threshold("orders", 2);
+    inst.tick();
     assert_eq!(
         inst.state_of("orders"),
         ("failed_over".into(), "secondary".into(), 0)
