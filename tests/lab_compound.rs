@@ -1,25 +1,16 @@
 //! Decisions under compound faults, in the namespace lab: a hung primary with observers, a
 //! readiness check hanging in another pool while this pool's primary dies, and a primary
-//! whose check is slow to fail. Run by `scripts/test` (they need root); `cargo test` lists
-//! them as ignored.
+//! whose check is slow to fail. Each runs once per detection mode (`scripts/test` runs the
+//! suite counting and with `down_for`): the decisions must be exactly as safe in both. Run
+//! by `scripts/test` (they need root); `cargo test` lists them as ignored.
 
 mod common;
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Instance;
 use common::lab::Lab;
-
-/// Both ways of confirming an outage: a count of ticks, and `down_for` (re-checks within a
-/// tick). Every test here runs in both: the decisions must be exactly as safe.
-const MODES: [&str; 2] = ["max_failed_checks = 3", "down_for = \"2s\""];
-
-/// A MySQL pool in the given detection mode.
-fn mysql_pool(lab: &Lab, mode: &str, extra: &str) -> String {
-    lab.mysql_pool(3, extra)
-        .replace("max_failed_checks = 3", mode)
-}
+use common::{Detection, Instance, detection};
 
 /// `deadpool tick` started in the background, as the timer would.
 fn spawn_tick(inst: &Instance) -> Child {
@@ -47,14 +38,8 @@ fn ticks_like_the_timer(inst: &Instance, pool: &str, limit: usize) -> Vec<String
 #[test]
 #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
 fn a_hung_primary_is_failed_over_although_observers_can_connect_to_it() {
-    for mode in MODES {
-        hung_primary_with_observers(mode);
-    }
-}
-
-fn hung_primary_with_observers(mode: &str) {
     let lab = Lab::fresh();
-    let pool = mysql_pool(&lab, mode, "").replacen(
+    let pool = lab.mysql_pool(3, "").replacen(
         "timeout = \"1s\"\n",
         &format!(
             "timeout = \"1s\"\nconfirm_from = [\"{}\", \"{}\"]\n",
@@ -67,13 +52,9 @@ fn hung_primary_with_observers(mode: &str) {
     assert_eq!(inst.tick().code, 0);
     // SIGSTOP: the kernel still accepts connections for mariadbd, which never greets.
     lab.sh(&["stop", "db1", "mysql"]);
-    let seen = ticks_like_the_timer(&inst, "db", 6);
-    assert_eq!(
-        inst.state_of("db").0,
-        "failed_over",
-        "{seen:?}\n{}",
-        inst.history()
-    );
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
+    assert_eq!(inst.state_of("db").0, "failed_over", "{}", inst.history());
     let history = inst.history();
     assert!(
         history.contains("10.213.0.21 cannot reach 10.213.0.11:3306 (connected, but no answer")
@@ -88,12 +69,6 @@ fn hung_primary_with_observers(mode: &str) {
 #[test]
 #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
 fn another_pools_hanging_readiness_check_does_not_delay_detection() {
-    for mode in MODES {
-        hanging_readiness_elsewhere(mode);
-    }
-}
-
-fn hanging_readiness_elsewhere(mode: &str) {
     let lab = Lab::fresh();
     // Pool `slow`: Redis on the same servers, with a readiness check on app1 that hangs
     // for 20 s (it accepts the SSH login and never answers in time).
@@ -102,7 +77,7 @@ fn hanging_readiness_elsewhere(mode: &str) {
         lab.redis_pool(3),
         lab.var("LAB_APP1_IP")
     );
-    let db = mysql_pool(&lab, mode, "");
+    let db = lab.mysql_pool(3, "");
     let settings = lab.settings_with_ssh(None).replace(
         "system_check_interval = \"1s\"",
         "system_check_interval = \"1h\"",
@@ -148,38 +123,35 @@ fn hanging_readiness_elsewhere(mode: &str) {
 #[test]
 #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
 fn a_primary_whose_check_is_slow_to_fail_is_failed_over() {
-    for mode in MODES {
-        slow_to_fail(mode);
-    }
-}
-
-fn slow_to_fail(mode: &str) {
     let lab = Lab::fresh();
     // Each failing check takes the whole 2.5 s timeout: longer than two tick intervals.
-    let db = mysql_pool(&lab, mode, "").replacen("timeout = \"1s\"\n", "timeout = \"2500ms\"\n", 1);
+    let db = lab
+        .mysql_pool(3, "")
+        .replacen("timeout = \"1s\"\n", "timeout = \"2500ms\"\n", 1);
     let inst = Instance::with(&lab.settings_with_ssh(None), &[("db", &db)]);
     assert_eq!(inst.tick().code, 0);
-    // Everything to and from db1 is dropped: checks hang until their timeout.
+    // Everything to and from db1 is dropped: checks hang until their timeout. The ticks
+    // come a second apart, as the timer runs them, so that a tick's own duration plus that
+    // second would pass for a gap (and restart the count) if deadpool measured it wrongly.
     lab.sh(&["hang", "db1"]);
     let seen = ticks_like_the_timer(&inst, "db", 6);
     assert_eq!(
         inst.state_of("db").0,
         "failed_over",
-        "{mode}: {seen:?}\n{}",
+        "{seen:?}\n{}",
         inst.history()
     );
-    if mode.starts_with("max_failed_checks") {
-        assert_eq!(
+    match detection() {
+        Detection::Count => assert_eq!(
             &seen[..2],
             ["armed/1", "armed/2"],
             "the count never restarted"
-        );
-    } else {
-        assert_eq!(
+        ),
+        Detection::Time => assert_eq!(
             seen.len(),
             1,
             "confirmed within the first failing tick: {seen:?}"
-        );
+        ),
     }
     assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "0");
 }

@@ -194,10 +194,7 @@ fn dns_wrong_key_blocks_and_a_key_changed_during_the_chain_fails_the_step() {
         "c29tZW9uZSBlbHNlJ3Mgc2VjcmV0IGZvciB0aGlzIGtleQ==\n",
     );
     std::fs::set_permissions(inst.path("tsig-wrong"), PermissionsExt::from_mode(0o600)).unwrap();
-    inst.write(
-        "pools/db.toml",
-        &lab.mysql_pool(3, &dns_step(&lab, "tsig-wrong")),
-    );
+    inst.write_pool("db", &lab.mysql_pool(3, &dns_step(&lab, "tsig-wrong")));
     inst.tick();
     kill_primary_and_tick(&lab, &inst, 3);
     assert_eq!(inst.state_of("db").0, "blocked", "{}", inst.history());
@@ -220,7 +217,7 @@ fn dns_wrong_key_blocks_and_a_key_changed_during_the_chain_fails_the_step() {
         lab_step("rekey the server", "dns-rekey"),
         dns_step(&lab, lab.var("LAB_TSIG_SECRET_FILE"))
     );
-    inst.write("pools/db.toml", &lab.mysql_pool(3, &chain));
+    inst.write_pool("db", &lab.mysql_pool(3, &chain));
     tick_until_not_blocked(&inst);
     assert_eq!(
         inst.state_of("db").0,
@@ -268,7 +265,7 @@ fn dns_record_changed_by_someone_else_is_never_overwritten() {
         lab_step("someone else", "dns-set 10.213.0.77"),
         dns_step(&lab, lab.var("LAB_TSIG_SECRET_FILE"))
     );
-    inst.write("pools/db.toml", &lab.mysql_pool(3, &chain));
+    inst.write_pool("db", &lab.mysql_pool(3, &chain));
     tick_until_not_blocked(&inst);
     assert_eq!(
         inst.state_of("db").0,
@@ -384,7 +381,7 @@ fn haproxy_unreachable_proxy_blocks_at_preflight_and_fails_the_step_while_the_ot
         lab_step("cut lb2 off", "hang lb2"),
         haproxy_step(&sockets)
     );
-    inst.write("pools/db.toml", &lab.mysql_pool(3, &chain));
+    inst.write_pool("db", &lab.mysql_pool(3, &chain));
     let started = Instant::now();
     tick_until_not_blocked(&inst);
     assert!(started.elapsed() < Duration::from_secs(40));

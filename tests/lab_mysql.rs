@@ -7,8 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Instance;
 use common::lab::{Lab, Writer};
+use common::{Detection, Instance, detection};
 use mysql::prelude::Queryable;
 
 const SETTINGS: &str = "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n";
@@ -24,21 +24,6 @@ fn tick_timed(inst: &Instance) -> Duration {
     let r = inst.tick();
     assert!(r.code == 0 || r.code == 1, "{r:?}");
     started.elapsed()
-}
-
-/// Ticks once a second until the pool leaves `armed`; returns how many ticks that took.
-fn tick_until_failover(inst: &Instance, limit: usize) -> usize {
-    for n in 1..=limit {
-        inst.tick();
-        if inst.state_of("db").0 != "armed" {
-            return n;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    panic!(
-        "no failover after {limit} ticks: {}",
-        inst.run(&["report"]).stdout
-    );
 }
 
 #[test]
@@ -60,14 +45,15 @@ fn kill_9_of_the_primary_promotes_the_replica_without_losing_acknowledged_writes
     let (acked, why) = writer.finish();
     assert_ne!(why, "stopped", "the writer should have lost its server");
 
-    assert_eq!(
-        tick_until_failover(&inst, 10),
-        3,
-        "failover on exactly the third failed tick"
-    );
+    // Counting, two ticks only count and the third fails over; with `down_for`, the first
+    // tick that sees the dead primary confirms the outage and fails over.
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
     assert_eq!(
         inst.state_of("db"),
-        ("failed_over".into(), "secondary".into(), 0)
+        ("failed_over".into(), "secondary".into(), 0),
+        "failover on exactly the deciding tick: {}",
+        inst.history()
     );
     assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "0");
     lab.assert_rows_on("db2", &acked);
@@ -98,8 +84,13 @@ fn a_hung_primary_never_hangs_a_tick_and_fails_over_after_the_threshold() {
         assert_eq!(inst.tick().code, 0);
         let args: Vec<&str> = fault.iter().copied().filter(|a| !a.is_empty()).collect();
         lab.sh(&args);
-        // Monitor timeout 1s: a tick that only checks must end within it plus a margin.
-        for n in 1..=2 {
+        // Monitor timeout 1s: a tick that only counts must end within it plus a margin.
+        // With `down_for` no tick only counts: the first one decides.
+        let counting = match detection() {
+            Detection::Count => 2,
+            Detection::Time => 0,
+        };
+        for n in 1..=counting {
             let took = tick_timed(&inst);
             assert!(
                 took < Duration::from_millis(2500),
@@ -113,10 +104,15 @@ fn a_hung_primary_never_hangs_a_tick_and_fails_over_after_the_threshold() {
             std::thread::sleep(Duration::from_millis(500));
         }
         // The failover tick also waits out the dead primary in preflight and promote,
-        // each bounded by the same timeout.
+        // each bounded by the same timeout; with `down_for` it first re-checks the primary
+        // for that long, plus the last re-check's timeout.
+        let confirming = match detection() {
+            Detection::Count => Duration::ZERO,
+            Detection::Time => common::down_for(3) + Duration::from_secs(1),
+        };
         let took = tick_timed(&inst);
         assert!(
-            took < Duration::from_secs(8),
+            took < Duration::from_secs(8) + confirming,
             "{fault:?}: failover tick took {took:?}"
         );
         assert_eq!(
@@ -140,11 +136,38 @@ fn a_blip_shorter_than_the_threshold_causes_no_failover() {
     let lab = Lab::fresh();
     let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
     inst.tick();
-    lab.sh(&["kill", "db1", "mysql"]);
-    inst.tick();
-    assert_eq!(inst.state_of("db").2, 1);
-    lab.sh(&["start", "db1", "mysql"]);
-    inst.tick();
+    match detection() {
+        // One failed tick of three, then the primary is back for the next.
+        Detection::Count => {
+            lab.sh(&["kill", "db1", "mysql"]);
+            inst.tick();
+            assert_eq!(inst.state_of("db").2, 1);
+            lab.sh(&["start", "db1", "mysql"]);
+            inst.tick();
+        }
+        // The primary dies and is back within one tick, well before `down_for`: that tick
+        // sees it fail, re-checks it until it answers, and does not fail over.
+        Detection::Time => {
+            let killed = Instant::now();
+            lab.sh(&["kill", "db1", "mysql"]);
+            let tick = inst
+                .command(&["-v", "tick"])
+                .spawn()
+                .expect("start deadpool tick");
+            lab.sh(&["start", "db1", "mysql"]);
+            let down = killed.elapsed();
+            let r = common::Run::from(tick.wait_with_output().expect("wait for the tick"));
+            assert!(
+                down < common::down_for(3),
+                "the outage must be shorter than down_for for the test to mean anything: {down:?}"
+            );
+            assert_eq!(r.code, 0, "{r:?}");
+            assert!(
+                r.stderr.contains("10.213.0.11 answers again after"),
+                "the tick saw the primary fail and answer again: {r:?}"
+            );
+        }
+    }
     assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(300));
@@ -171,9 +194,15 @@ fn manual_promote_with_both_alive_swaps_roles_without_losing_a_write() {
     assert_eq!(r.code, 0, "{r:?}");
     std::thread::sleep(Duration::from_millis(200));
     let (acked, why) = writer.finish();
+    // The fence turns read_only on and then ends the client sessions: the writer stops at
+    // the first refused insert, or, when it had none in between (a busy machine), where its
+    // session was ended.
+    let history = inst.history();
+    let refused = why.contains("read-only") || why.contains("read_only") || why.contains("1290");
+    let ended = why.contains("disconnected") && history.contains(" writer@");
     assert!(
-        why.contains("read-only") || why.contains("read_only") || why.contains("1290"),
-        "writes must stop on the old primary: {why}"
+        refused || ended,
+        "writes must stop on the old primary: {why}\n{history}"
     );
     assert_eq!(
         inst.state_of("db"),
@@ -186,7 +215,6 @@ fn manual_promote_with_both_alive_swaps_roles_without_losing_a_write() {
     );
     assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "0");
     lab.assert_rows_on("db2", &acked);
-    let history = inst.history();
     assert!(
         history.contains("old primary 10.213.0.11 is read-only"),
         "{history}"
@@ -305,7 +333,24 @@ fn broken_setups_give_clear_messages_never_a_hang() {
         assert!(started.elapsed() < Duration::from_secs(15), "{to}");
         let r = inst.run(&["report", "--nagios"]);
         assert!(r.code >= 1 && r.code <= 2, "{to}: {r:?}");
-        assert!(r.stdout.to_lowercase().contains(words), "{to}: {r:?}");
+        let primary = inst.pool_json("db")["monitor"]["servers"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase();
+        assert!(primary.contains(words), "{to}: {primary}");
+        match detection() {
+            // One failed check of three: Nagios shows why it failed.
+            Detection::Count => {
+                assert!(r.stdout.to_lowercase().contains(words), "{to}: {r:?}")
+            }
+            // The tick confirmed the outage, and the preflight found that the standby
+            // does not replicate from that server: blocked, and Nagios says so.
+            Detection::Time => {
+                assert_eq!(inst.state_of("db").0, "blocked", "{to}: {}", inst.history());
+                assert!(r.stdout.contains("blocked"), "{to}: {r:?}");
+                assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "1", "{to}");
+            }
+        }
         let c = in_app1(&inst, &["check-config"]);
         assert!(c.stdout.to_lowercase().contains(words), "{to}: {c:?}");
     }

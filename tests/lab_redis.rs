@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Instance;
 use common::lab::Lab;
+use common::{Detection, Instance, detection};
 
 const SETTINGS: &str = "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n";
 
@@ -87,9 +87,8 @@ fn a_redis_failure_fails_over_only_the_redis_pool() {
         inst.run(&["report"]).stdout
     );
     lab.sh(&["kill", "db1", "redis"]);
-    for _ in 0..3 {
-        inst.tick();
-    }
+    inst.ticks_before_threshold("cache", 2);
+    inst.tick();
     assert_eq!(
         inst.state_of("cache"),
         ("failed_over".into(), "secondary".into(), 0),
@@ -124,9 +123,8 @@ fn a_mysql_failure_fails_over_only_the_mysql_pool() {
     let inst = two_pools(&lab);
     inst.tick();
     lab.sh(&["kill", "db1", "mysql"]);
-    for _ in 0..3 {
-        inst.tick();
-    }
+    inst.ticks_before_threshold("orders", 2);
+    inst.tick();
     assert_eq!(
         inst.state_of("orders"),
         ("failed_over".into(), "secondary".into(), 0)
@@ -258,34 +256,31 @@ fn broken_redis_setups_give_clear_messages_never_a_hang() {
         "an auth error is never counted as down"
     );
 
+    // A closed port on both servers: down, with the reason. Counting, one tick shows the
+    // count and why; with `down_for` that tick confirms the outage and is blocked, since
+    // the standby is down too.
     let pool = good.replacen("timeout = \"1s\"", "timeout = \"1s\"\nport = 6380", 1);
     let inst = Instance::with(SETTINGS, &[("cache", &pool)]);
     inst.tick();
-    let r = inst.run(&["report", "--nagios"]);
+    let refused = "10.213.0.11:6380: Connection refused";
     assert!(
-        r.stdout.contains("10.213.0.11:6380: Connection refused"),
-        "{r:?}"
-    );
-
-    // A hung primary: every check ends at the timeout.
-    let inst = Instance::with(SETTINGS, &[("cache", &good)]);
-    inst.tick();
-    lab.sh(&["stop", "db1", "redis"]);
-    let started = Instant::now();
-    inst.tick();
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        started.elapsed()
+        inst.run(&["report"]).stdout.contains(refused),
+        "{}",
+        inst.run(&["report"]).stdout
     );
     let r = inst.run(&["report", "--nagios"]);
-    assert!(
-        r.stdout.contains("timed out") || r.stdout.contains("no answer"),
-        "{r:?}"
-    );
-    lab.sh(&["cont", "db1", "redis"]);
+    match detection() {
+        Detection::Count => assert!(r.stdout.contains(refused), "{r:?}"),
+        Detection::Time => assert!(
+            r.stdout
+                .contains("blocked: the active server is down and the standby is down too"),
+            "{r:?}"
+        ),
+    }
 
     // A standby that is no longer a replica.
+    let inst = Instance::with(SETTINGS, &[("cache", &good)]);
+    inst.tick();
     lab.sh(&["redis", "db2", "REPLICAOF", "NO", "ONE"]);
     std::thread::sleep(Duration::from_millis(1100));
     inst.tick();
@@ -296,4 +291,59 @@ fn broken_redis_setups_give_clear_messages_never_a_hang() {
         "{r:?}"
     );
     assert!(r.stdout.contains("split-brain risk"), "{r:?}");
+    // And a replica again, in sync, for what follows.
+    lab.sh(&["redis", "db2", "REPLICAOF", "10.213.0.11", "6379"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab
+        .sh(&["redis", "db2", "INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "db2 did not resync with db1");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A hung primary: every check ends at the timeout. Counting, one tick counts it once;
+    // with `down_for`, that tick re-checks it for that long, plus the last re-check's
+    // timeout, and fails over.
+    let inst = Instance::with(SETTINGS, &[("cache", &good)]);
+    inst.tick();
+    assert_eq!(
+        inst.run(&["report", "--nagios"]).code,
+        0,
+        "{}",
+        inst.run(&["report"]).stdout
+    );
+    lab.sh(&["stop", "db1", "redis"]);
+    let confirming = match detection() {
+        Detection::Count => Duration::ZERO,
+        Detection::Time => common::down_for(3) + Duration::from_secs(1),
+    };
+    let started = Instant::now();
+    inst.tick();
+    assert!(
+        started.elapsed() < Duration::from_secs(6) + confirming,
+        "{:?}",
+        started.elapsed()
+    );
+    let primary = inst.pool_json("cache")["monitor"]["servers"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        primary.contains("timed out") || primary.contains("no answer"),
+        "{primary}"
+    );
+    if detection() == Detection::Count {
+        let r = inst.run(&["report", "--nagios"]);
+        assert!(
+            r.stdout.contains("timed out") || r.stdout.contains("no answer"),
+            "{r:?}"
+        );
+    }
+    let expected = match detection() {
+        Detection::Count => ("armed".into(), "primary".into(), 1),
+        Detection::Time => ("failed_over".into(), "secondary".into(), 0),
+    };
+    assert_eq!(inst.state_of("cache"), expected, "{}", inst.history());
+    lab.sh(&["cont", "db1", "redis"]);
 }

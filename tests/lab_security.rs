@@ -94,9 +94,8 @@ timeout = "10s"
     assert_eq!(report.code, 0, "readiness through sudo: {report:?}");
 
     lab.sh(&["kill", "db1", "mysql"]);
-    for _ in 0..3 {
-        inst.tick();
-    }
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
     assert_eq!(inst.state_of("db").0, "failed_over", "{}", inst.history());
     for ns in ["LAB_APP1_NS", "LAB_APP2_NS"] {
         assert_eq!(

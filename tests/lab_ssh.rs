@@ -68,10 +68,8 @@ fn kill_9_runs_the_whole_chain_and_the_apps_follow() {
     assert_eq!(r.code, 0, "{}", inst.run(&["report"]).stdout);
 
     lab.sh(&["kill", "db1", "mysql"]);
-    for _ in 0..3 {
-        inst.tick();
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
     assert_eq!(
         inst.state_of("db"),
         ("failed_over".into(), "secondary".into(), 0),
@@ -164,9 +162,8 @@ fn a_client_failing_between_preflight_and_action_leaves_failover_failed_naming_i
     let (lab, inst) = setup(None, &cut, common::BIN);
     inst.tick();
     lab.sh(&["kill", "db1", "mysql"]);
-    for _ in 0..3 {
-        inst.tick();
-    }
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
     assert_eq!(
         inst.state_of("db").0,
         "failover_failed",
@@ -332,7 +329,7 @@ fn readiness_problems_of_clients_and_the_vip_reach_nagios() {
 
     // A missing helper on the clients: WARNING for each.
     let pool = full_chain(&lab, 3, "", "/nonexistent/deadpool");
-    inst.write("pools/db.toml", &pool);
+    inst.write_pool("db", &pool);
     let r = nagios(&inst);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
