@@ -10,11 +10,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Instance;
-use common::lab::{Lab, Writer, lab_sh, mysql_conn};
+use common::lab::{Lab, VIP, Writer, lab_sh, mysql_conn};
 use mysql::prelude::Queryable;
 
 const SETTINGS: &str = "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n";
-const VIP: &str = "10.213.0.100";
 
 /// Error 1040, "Too many connections".
 const TOO_MANY_CONNECTIONS: u16 = 1040;

@@ -5,9 +5,7 @@
 mod common;
 
 use common::Instance;
-use common::lab::Lab;
-
-const VIP: &str = "10.213.0.100";
+use common::lab::{Lab, VIP};
 
 /// Runs `script` as the unprivileged lab user inside a lab host.
 fn as_user(lab: &Lab, ns_var: &str, script: &str) -> (bool, String) {
@@ -52,22 +50,7 @@ fn a_failover_works_through_exactly_the_readme_sudoers_rules_and_nothing_else_do
         lab.var("LAB_SSH_SUDO_USER")
     );
     let steps = format!(
-        r#"
-[[protocol]]
-type = "etc_hosts"
-service_host_name = "db.service"
-client_hosts = ["{app1}", "{app2}"]
-helper = "{helper}"
-timeout = "10s"
-{ssh}
-
-[[protocol]]
-type = "vip"
-address = "{VIP}/24"
-interface = "eth0"
-timeout = "10s"
-{ssh}
-
+        r#"{hosts}{vip}
 [[protocol]]
 type = "exec"
 name = "restart app"
@@ -76,9 +59,9 @@ exec_command = "systemctl restart myapp"
 timeout = "10s"
 {ssh}
 "#,
+        hosts = lab.etc_hosts_step(common::BIN, &ssh),
+        vip = lab.vip_step(&ssh),
         app1 = lab.var("LAB_APP1_IP"),
-        app2 = lab.var("LAB_APP2_IP"),
-        helper = common::BIN,
     )
     // The README's example restarts an app; in the lab, its rule allows a marker file.
     .replace(

@@ -8,27 +8,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Instance;
-use common::lab::Lab;
-
-const VIP: &str = "10.213.0.100";
+use common::lab::{Lab, VIP};
 
 /// The chain of the issue: promote the replica, repoint the apps, move the VIP, restart.
 fn full_chain(lab: &Lab, max_failed_checks: u32, before_hosts: &str, helper: &str) -> String {
     let extra = format!(
-        r#"{before_hosts}
-[[protocol]]
-type = "etc_hosts"
-service_host_name = "db.service"
-client_hosts = ["{app1}", "{app2}"]
-helper = "{helper}"
-timeout = "10s"
-
-[[protocol]]
-type = "vip"
-address = "{VIP}/24"
-interface = "eth0"
-timeout = "10s"
-
+        r#"{before_hosts}{hosts}{vip}
 [[protocol]]
 type = "exec"
 name = "restart app"
@@ -37,6 +22,8 @@ test_command = "test -d {lab_dir}"
 exec_command = "echo \"$(hostname) restarted for {{new_primary}}\" >> {lab_dir}/restarts"
 timeout = "10s"
 "#,
+        hosts = lab.etc_hosts_step(helper, ""),
+        vip = lab.vip_step(""),
         app1 = lab.var("LAB_APP1_IP"),
         app2 = lab.var("LAB_APP2_IP"),
         lab_dir = lab.var("LAB_DIR"),

@@ -9,32 +9,12 @@ mod common;
 use serde_json::Value;
 
 use common::Instance;
-use common::lab::Lab;
-
-const VIP: &str = "10.213.0.100";
+use common::lab::{Lab, VIP};
 
 /// The chain of the benchmark: promote the replica, move the VIP, repoint both clients.
 fn chain(lab: &Lab) -> String {
-    let extra = format!(
-        r#"
-[[protocol]]
-type = "vip"
-address = "{VIP}/24"
-interface = "eth0"
-timeout = "10s"
-
-[[protocol]]
-type = "etc_hosts"
-service_host_name = "db.service"
-client_hosts = ["{app1}", "{app2}"]
-helper = "{helper}"
-timeout = "10s"
-"#,
-        app1 = lab.var("LAB_APP1_IP"),
-        app2 = lab.var("LAB_APP2_IP"),
-        helper = common::BIN,
-    );
-    lab.mysql_pool(3, &extra)
+    let steps = lab.vip_step("") + &lab.etc_hosts_step(common::BIN, "");
+    lab.mysql_pool(3, &steps)
 }
 
 /// The events of one step with a host, as (host, duration in ms, message).

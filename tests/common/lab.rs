@@ -305,3 +305,25 @@ impl Lab {
         );
     }
 }
+
+/// The lab's virtual address (`lab.sh vip add db1 VIP/24` puts it on the primary).
+pub const VIP: &str = "10.213.0.100";
+
+impl Lab {
+    /// An `etc_hosts` step that points `db.service` on both app servers at the new primary,
+    /// through `helper`, followed by `extra` lines of the step (an `ssh = {..}` override).
+    pub fn etc_hosts_step(&self, helper: &str, extra: &str) -> String {
+        format!(
+            "\n[[protocol]]\ntype = \"etc_hosts\"\nservice_host_name = \"db.service\"\nclient_hosts = [\"{}\", \"{}\"]\nhelper = \"{helper}\"\ntimeout = \"10s\"\n{extra}\n",
+            self.var("LAB_APP1_IP"),
+            self.var("LAB_APP2_IP"),
+        )
+    }
+
+    /// A `vip` step that moves [`VIP`] on `eth0`, followed by `extra` lines of the step.
+    pub fn vip_step(&self, extra: &str) -> String {
+        format!(
+            "\n[[protocol]]\ntype = \"vip\"\naddress = \"{VIP}/24\"\ninterface = \"eth0\"\ntimeout = \"10s\"\n{extra}\n"
+        )
+    }
+}
