@@ -60,7 +60,7 @@ step_end() {
 host_ms() {
     "$bin" --config "$1" history --json --limit 100000 | grep '"event":"step"' \
         | grep "\"step\":\"$2\"" | grep "\"host\":\"$3\"" \
-        | sed -n 's/.*"duration_ms":\([0-9]*\),.*/\1/p' | tail -n 1
+        | sed -n 's/.*"duration_ms":\([0-9]*\)[,}].*/\1/p' | tail -n 1
 }
 
 ticker() { while :; do "$bin" --config "$1" tick 2>/dev/null || true; sleep 1; done; }
