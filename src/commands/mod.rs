@@ -88,6 +88,20 @@ pub fn lock_for_change(config: &Config) -> Result<(crate::state::Lock, crate::st
     Ok((lock, state))
 }
 
+/// The pool's record for a command that changes it: etcd's with `[cluster]` (when it has
+/// one: the command then acts cluster-wide), else the local one.
+pub fn pool_record(
+    member: Option<&crate::cluster::Member>,
+    state: &crate::state::State,
+    pool: &str,
+) -> Result<Option<crate::state::PoolRecord>> {
+    let local = state.pool(pool)?;
+    Ok(match member {
+        Some(m) => m.read_pool(pool, local.as_ref())?.or(local),
+        None => local,
+    })
+}
+
 /// Asks on the terminal; without one, `--yes` is required.
 pub fn confirm(question: &str, yes: bool) -> Result<bool> {
     if yes {

@@ -33,7 +33,7 @@ pub fn pause(config: &Config, args: &PauseArgs) -> Result<Outcome> {
     let now = now_ms();
     // With [cluster], the pool's state is etcd's: the pause acts cluster-wide.
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
-    let mut rec = cluster_record(member.as_ref(), &state, &pool.name)?
+    let mut rec = super::pool_record(member.as_ref(), &state, &pool.name)?
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now));
     let until = now.saturating_add(i64::try_from(length.as_millis()).unwrap_or(i64::MAX));
     let before = rec
@@ -81,7 +81,7 @@ pub fn resume(config: &Config, args: &ResumeArgs) -> Result<Outcome> {
     let (_lock, state) = super::lock_for_change(config)?;
     let now = now_ms();
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
-    let Some(mut rec) = cluster_record(member.as_ref(), &state, &pool.name)? else {
+    let Some(mut rec) = super::pool_record(member.as_ref(), &state, &pool.name)? else {
         println!("pool {}: not paused; nothing changed", pool.name);
         return Ok(Outcome::Done);
     };
@@ -161,19 +161,6 @@ fn in_parentheses(reason: &str) -> String {
     } else {
         format!(" ({reason})")
     }
-}
-
-/// The pool's record: etcd's with `[cluster]` (when it has one), else the local one.
-fn cluster_record(
-    member: Option<&crate::cluster::Member>,
-    state: &crate::state::State,
-    pool: &str,
-) -> Result<Option<PoolRecord>> {
-    let local = state.pool(pool)?;
-    Ok(match member {
-        Some(m) => m.read_pool(pool, local.as_ref())?.or(local),
-        None => local,
-    })
 }
 
 #[cfg(test)]

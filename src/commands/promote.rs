@@ -70,12 +70,8 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
     }
     let (_lock, state) = super::lock_for_change(config)?;
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
-    let mut rec = state.pool(&pool.name)?;
-    if let Some(m) = &member {
-        // With [cluster], the pool's state is etcd's: this promote acts cluster-wide.
-        rec = m.read_pool(&pool.name, rec.as_ref())?.or(rec);
-    }
-    let mut rec = rec.unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+    let mut rec = super::pool_record(member.as_ref(), &state, &pool.name)?
+        .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
     let target = monitor::check(pool, to);
     let refused = |why: String| Error::Failed(format!("cannot promote: {why}; nothing changed"));
     match rules::promote_guard(rec.state, rec.active == to, target.health.is_alive()) {
