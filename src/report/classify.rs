@@ -318,7 +318,7 @@ pub fn servers(f: &PoolFacts) -> Vec<Found> {
                     pool.address(role),
                     m.message
                 ),
-                "check the monitor's credentials and the server's connection limits",
+                degraded_hint(&m.message),
             ));
         }
     }
@@ -345,6 +345,17 @@ pub fn servers(f: &PoolFacts) -> Vec<Found> {
         ));
     }
     out
+}
+
+/// What to look at for a server that is alive with a problem: its TLS set-up when the
+/// problem is TLS (the message names the fix), else the monitor's login and the server's
+/// connection limits.
+fn degraded_hint(message: &str) -> &'static str {
+    if message.contains("TLS") {
+        "check the pool's `tls` table against the server's TLS set-up (CA, certificate names, client certificate): the problem says which"
+    } else {
+        "check the monitor's credentials and the server's connection limits"
+    }
 }
 
 /// One step's readiness: its status in the tree and its problems. A locked pool cannot
@@ -742,6 +753,14 @@ mod tests {
                 assert!(msg.contains(words), "{msg}");
             }
         }
+    }
+
+    #[test]
+    fn degraded_hints_name_what_to_look_at() {
+        let tls = "TLS: the server's certificate is not signed by ca.pem (unable to get local issuer certificate): put the CA that signed it in ca_file";
+        assert!(degraded_hint(tls).contains("`tls` table"));
+        assert!(degraded_hint("too many connections (1040)").contains("connection limits"));
+        assert!(degraded_hint("access denied for user 'mon'").contains("credentials"));
     }
 
     #[test]
