@@ -33,36 +33,35 @@ fn free_port() -> u16 {
 
 impl Etcd {
     /// A fresh single-member etcd; fails the test loudly when etcd is not installed.
-    fn start() -> Option<Etcd> {
+    fn start() -> Etcd {
         assert!(
             Command::new("etcd").arg("--version").output().is_ok(),
             "`etcd` is not installed: run `bash tests/lab/lab.sh install` (Debian's etcd-server and etcd-client)"
         );
-        let mut etcd = Etcd {
+        let mut etcd = Etcd::unstarted();
+        etcd.resume();
+        etcd
+    }
+
+    /// An etcd not started yet: plain http, two free ports, an empty temporary dir.
+    fn unstarted() -> Etcd {
+        Etcd {
             tls: None,
             child: None,
             client: free_port(),
             peer: free_port(),
             dir: tempfile::tempdir().unwrap(),
-        };
-        etcd.resume();
-        Some(etcd)
+        }
     }
 
     /// An etcd serving https with a certificate of a CA made here, for 127.0.0.1.
-    fn start_tls() -> Option<Etcd> {
+    fn start_tls() -> Etcd {
         assert!(
             Command::new("etcd").arg("--version").output().is_ok()
                 && Command::new("openssl").arg("version").output().is_ok(),
             "`etcd` or `openssl` is not installed: run `bash tests/lab/lab.sh install`"
         );
-        let mut etcd = Etcd {
-            tls: None,
-            child: None,
-            client: free_port(),
-            peer: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-        };
+        let mut etcd = Etcd::unstarted();
         let d = etcd.dir.path().display().to_string();
         let script = format!(
             r#"set -e; cd {d}
@@ -81,7 +80,7 @@ chmod 600 *.key"#
             format!("{d}/server.key"),
         ));
         etcd.resume();
-        Some(etcd)
+        etcd
     }
 
     fn url(&self) -> String {
@@ -143,6 +142,12 @@ chmod 600 *.key"#
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
+
+    /// The value etcd holds at `key`; fails the test when etcd does not answer.
+    fn value(&self, key: &str) -> String {
+        self.ctl(&["get", key, "--print-value-only"])
+            .unwrap_or_else(|| panic!("etcdctl get {key}"))
+    }
 }
 
 impl Drop for Etcd {
@@ -161,17 +166,8 @@ fi
 echo "$1 of $DEADPOOL_STEP ok"
 "#;
 
-const POOL: &str = r#"
-primary = "db1"
-secondary = "db2"
-max_failed_checks = 3
-
-[monitor]
-type = "nagios"
-command = "monitor {host}"
-timeout = "2s"
-
-[[protocol]]
+/// The steps of the tests' pool: both run [`SLOW_STEP`], with time to be held.
+const SLOW_STEPS: &str = r#"[[protocol]]
 type = "plugin"
 name = "one"
 command = "slow"
@@ -186,16 +182,42 @@ timeout = "30s"
 
 const LEASE: Duration = Duration::from_secs(3);
 
+/// The common two-step pool (`db1` then `db2`, the flag-driven monitor) with its steps
+/// replaced by [`SLOW_STEPS`].
+fn pool() -> String {
+    let (head, _steps) = common::TWO_STEP_POOL
+        .split_once("[[protocol]]")
+        .expect("a pool with steps");
+    format!("{head}{SLOW_STEPS}")
+}
+
 fn member(etcd: &Etcd, name: &str, prefix: &str) -> Instance {
     let inst = Instance::with(
         &format!(
             "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n\n[cluster]\netcd = [\"{}\"]\nname = \"{name}\"\nprefix = \"{prefix}\"\nlease_ttl = \"3s\"\n",
             etcd.url()
         ),
-        &[("db", POOL)],
+        &[("db", &pool())],
     );
     inst.script("plugins/slow", SLOW_STEP);
     inst
+}
+
+/// A fresh etcd and two members of one cluster under `prefix`, `dp1` and `dp2`.
+fn two_members(prefix: &str) -> (Etcd, Instance, Instance) {
+    let etcd = Etcd::start();
+    let dp1 = member(&etcd, "dp1", prefix);
+    let dp2 = member(&etcd, "dp2", prefix);
+    (etcd, dp1, dp2)
+}
+
+/// Ticks every member in turn, `rounds` times over; what the ticks return is not looked at.
+fn tick_rounds(members: &[&Instance], rounds: usize) {
+    for _ in 0..rounds {
+        for m in members {
+            m.tick();
+        }
+    }
 }
 
 fn both(members: &[&Instance], flag: &str) {
@@ -223,11 +245,7 @@ fn runs(members: &[&Instance], step: &str) -> usize {
 
 #[test]
 fn only_the_leader_runs_the_chain_and_every_member_reports_it() {
-    let Some(etcd) = Etcd::start() else { return };
-    let (dp1, dp2) = (
-        member(&etcd, "dp1", "/t/one"),
-        member(&etcd, "dp2", "/t/one"),
-    );
+    let (etcd, dp1, dp2) = two_members("/t/one");
     assert_eq!(dp1.tick().code, 0);
     assert_eq!(dp2.tick().code, 0);
     let r = report(&dp2);
@@ -236,18 +254,13 @@ fn only_the_leader_runs_the_chain_and_every_member_reports_it() {
     assert!(report(&dp1).contains("dp1 is leader"));
 
     both(&[&dp1, &dp2], "down-db1");
-    for _ in 0..4 {
-        dp2.tick();
-        dp1.tick();
-    }
+    tick_rounds(&[&dp2, &dp1], 4);
     assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
     assert_eq!(runs(&[&dp1, &dp2], "two"), 1);
     assert!(dp2.calls("promote").is_empty(), "a follower ran a step");
     dp2.tick();
     assert_eq!(dp2.state_of("db").0, "failed_over");
-    let kv = etcd
-        .ctl(&["get", "/t/one/pools/db", "--print-value-only"])
-        .unwrap();
+    let kv = etcd.value("/t/one/pools/db");
     assert!(kv.contains("\"failed_over\""), "{kv}");
     // The chain's events show in the follower's history too, naming the member.
     let h = dp2.history();
@@ -264,16 +277,9 @@ fn only_the_leader_runs_the_chain_and_every_member_reports_it() {
 
 #[test]
 fn a_follower_takes_over_the_pool_stays_locked_and_reset_on_a_follower_rearms_it() {
-    let Some(etcd) = Etcd::start() else { return };
-    let (dp1, dp2) = (
-        member(&etcd, "dp1", "/t/two"),
-        member(&etcd, "dp2", "/t/two"),
-    );
+    let (etcd, dp1, dp2) = two_members("/t/two");
     both(&[&dp1, &dp2], "down-db1");
-    for _ in 0..3 {
-        dp1.tick();
-        dp2.tick();
-    }
+    tick_rounds(&[&dp1, &dp2], 3);
     assert_eq!(dp1.state_of("db").0, "failed_over");
     // dp1's host dies: it ticks no more; once its lease ran out, dp2 leads.
     let died = Instant::now();
@@ -300,9 +306,7 @@ fn a_follower_takes_over_the_pool_stays_locked_and_reset_on_a_follower_rearms_it
     dp1.unflag("down-db1");
     let r = dp1.run(&["reset", "db", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let kv = etcd
-        .ctl(&["get", "/t/two/pools/db", "--print-value-only"])
-        .unwrap();
+    let kv = etcd.value("/t/two/pools/db");
     assert!(
         kv.contains("\"armed\"") && kv.contains("\"secondary\""),
         "{kv}"
@@ -316,11 +320,7 @@ fn a_follower_takes_over_the_pool_stays_locked_and_reset_on_a_follower_rearms_it
 
 #[test]
 fn a_member_that_lost_leadership_mid_chain_starts_no_further_step() {
-    let Some(etcd) = Etcd::start() else { return };
-    let (dp1, dp2) = (
-        member(&etcd, "dp1", "/t/three"),
-        member(&etcd, "dp2", "/t/three"),
-    );
+    let (etcd, dp1, dp2) = two_members("/t/three");
     both(&[&dp1, &dp2], "down-db1");
     dp1.flag("hold-one");
     dp1.ticks_before_threshold("db", 2);
@@ -350,23 +350,14 @@ fn a_member_that_lost_leadership_mid_chain_starts_no_further_step() {
     );
     dp2.tick();
     assert_eq!(dp2.state_of("db").0, "interrupted");
-    let kv = etcd
-        .ctl(&["get", "/t/three/pools/db", "--print-value-only"])
-        .unwrap();
+    let kv = etcd.value("/t/three/pools/db");
     assert!(kv.contains("\"interrupted\""), "{kv}");
 }
 
 #[test]
 fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes() {
-    let Some(mut etcd) = Etcd::start() else {
-        return;
-    };
-    let (dp1, dp2) = (
-        member(&etcd, "dp1", "/t/four"),
-        member(&etcd, "dp2", "/t/four"),
-    );
-    dp1.tick();
-    dp2.tick();
+    let (mut etcd, dp1, dp2) = two_members("/t/four");
+    tick_rounds(&[&dp1, &dp2], 1);
     both(&[&dp1, &dp2], "down-db1");
     match detection() {
         // Counting: the leader counts one failure, then etcd goes.
@@ -390,10 +381,7 @@ fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes(
             assert_eq!(dp1.state_of("db").0, "armed", "{r:?}");
         }
     }
-    for _ in 0..4 {
-        dp1.tick();
-        dp2.tick();
-    }
+    tick_rounds(&[&dp1, &dp2], 4);
     assert_eq!(runs(&[&dp1, &dp2], "one"), 0, "a failover without etcd");
     for m in [&dp1, &dp2] {
         let r = m.run(&["report", "--nagios"]);
@@ -408,8 +396,7 @@ fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes(
     etcd.resume();
     let (mut t, start) = (0, Instant::now());
     while runs(&[&dp1, &dp2], "one") == 0 && start.elapsed() < Duration::from_secs(15) {
-        dp1.tick();
-        dp2.tick();
+        tick_rounds(&[&dp1, &dp2], 1);
         t += 1;
         sleep(Duration::from_millis(200));
     }
@@ -421,13 +408,8 @@ fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes(
 
 #[test]
 fn a_promote_on_a_follower_acts_cluster_wide_and_the_leader_leaves_its_chain_alone() {
-    let Some(etcd) = Etcd::start() else { return };
-    let (dp1, dp2) = (
-        member(&etcd, "dp1", "/t/five"),
-        member(&etcd, "dp2", "/t/five"),
-    );
-    dp1.tick();
-    dp2.tick();
+    let (etcd, dp1, dp2) = two_members("/t/five");
+    tick_rounds(&[&dp1, &dp2], 1);
     assert!(report(&dp2).contains("dp2 is follower, leader dp1"));
     dp2.flag("hold-one");
     let promote = dp2
@@ -439,12 +421,8 @@ fn a_promote_on_a_follower_acts_cluster_wide_and_the_leader_leaves_its_chain_alo
         Duration::from_secs(10)
     ));
     // The leader ticks while the promote holds its first step: it leaves the pool alone.
-    for _ in 0..3 {
-        dp1.tick();
-    }
-    let kv = etcd
-        .ctl(&["get", "/t/five/pools/db", "--print-value-only"])
-        .unwrap();
+    tick_rounds(&[&dp1], 3);
+    let kv = etcd.value("/t/five/pools/db");
     assert!(kv.contains("\"failing_over\""), "{kv}");
     dp2.unflag("hold-one");
     let out = promote.wait_with_output().unwrap();
@@ -463,9 +441,7 @@ fn a_promote_on_a_follower_acts_cluster_wide_and_the_leader_leaves_its_chain_alo
 
 #[test]
 fn https_endpoints_with_a_ca_file_and_etcd_authentication() {
-    let Some(etcd) = Etcd::start_tls() else {
-        return;
-    };
+    let etcd = Etcd::start_tls();
     // Authentication on: a user root with a password (etcdctl as root from then on).
     let plain = |args: &[&str]| {
         let (ca, _, _) = etcd.tls.as_ref().unwrap();
@@ -500,12 +476,7 @@ fn https_endpoints_with_a_ca_file_and_etcd_authentication() {
     );
     assert_eq!(dp1.tick().code, 0);
     assert!(report(&dp1).contains("dp1 is leader"), "{}", report(&dp1));
-    assert_eq!(
-        etcd.ctl(&["get", "/t/tls/leader", "--print-value-only"])
-            .unwrap()
-            .trim(),
-        "dp1"
-    );
+    assert_eq!(etcd.value("/t/tls/leader").trim(), "dp1");
 
     // A wrong password: etcd refuses, nothing leads here, and the report says why.
     dp1.write("etcd-password", "wrong\n");
@@ -517,19 +488,12 @@ fn https_endpoints_with_a_ca_file_and_etcd_authentication() {
 
 #[test]
 fn a_pause_on_a_follower_holds_the_leaders_failover_until_resume() {
-    let Some(etcd) = Etcd::start() else { return };
-    let (dp1, dp2) = (
-        member(&etcd, "dp1", "/t/six"),
-        member(&etcd, "dp2", "/t/six"),
-    );
-    dp1.tick();
-    dp2.tick();
+    let (_etcd, dp1, dp2) = two_members("/t/six");
+    tick_rounds(&[&dp1, &dp2], 1);
     let r = dp2.run(&["pause", "db", "--for", "1h", "--reason", "maintenance"]);
     assert_eq!(r.code, 0, "{r:?}");
     both(&[&dp1, &dp2], "down-db1");
-    for _ in 0..4 {
-        dp1.tick();
-    }
+    tick_rounds(&[&dp1], 4);
     assert_eq!(
         runs(&[&dp1, &dp2], "one"),
         0,
@@ -537,8 +501,6 @@ fn a_pause_on_a_follower_holds_the_leaders_failover_until_resume() {
     );
     let r = dp2.run(&["resume", "db"]);
     assert_eq!(r.code, 0, "{r:?}");
-    for _ in 0..4 {
-        dp1.tick();
-    }
+    tick_rounds(&[&dp1], 4);
     assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
 }

@@ -43,6 +43,55 @@ fn sorted(words: impl Iterator<Item = String>) -> Vec<String> {
     v
 }
 
+/// The candidates `shell` prints, one a line, each cut out of its line by `word`, sorted;
+/// fails the test when the shell cannot start or fails. `name` names the shell and its
+/// Debian package in those failures.
+fn candidates(mut shell: Command, name: &str, word: impl Fn(&str) -> &str) -> Vec<String> {
+    let out = shell
+        .output()
+        .unwrap_or_else(|e| panic!("{name} must be installed (Debian package {name}): {e}"));
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sorted(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| word(l).to_string()),
+    )
+}
+
+/// A command line typed so far (`{dir}` stands for the parent of [`config_dirs`]) and the
+/// candidates a shell offers for its last word.
+type LineCase = (&'static str, &'static [&'static str]);
+
+/// The lines fish and zsh complete alike; each test adds the ones only its shell is asked.
+const LINE_CASES: &[LineCase] = &[
+    (
+        "deadpool --config {dir}/main promote ",
+        &["orders_db", "renamed"],
+    ),
+    (
+        "deadpool --config {dir}/main promote orders_db ",
+        &["primary", "secondary"],
+    ),
+    (
+        "deadpool --config {dir}/main reset ",
+        &["orders_db", "renamed"],
+    ),
+    (
+        "deadpool --config {dir}/main pause --for 1h ",
+        &["orders_db", "renamed"],
+    ),
+    (
+        "deadpool --config {dir}/main report --pool ",
+        &["orders_db", "renamed"],
+    ),
+    ("deadpool --config={dir}/other resume ", &["elsewhere"]),
+    ("deadpool pro", &["promote"]),
+];
+
 /// Each case: the words as bash splits them (the last is the word being completed) and
 /// the candidates expected.
 #[test]
@@ -135,51 +184,17 @@ fn fish_completes_pools_and_the_target() {
     let dir = tmp.path().display().to_string();
     let file = tmp.path().join("deadpool.fish");
     std::fs::write(&file, script("fish")).unwrap();
-    let cases: &[(&str, &[&str])] = &[
-        (
-            "deadpool --config {dir}/main promote ",
-            &["orders_db", "renamed"],
-        ),
-        (
-            "deadpool --config {dir}/main promote orders_db ",
-            &["primary", "secondary"],
-        ),
-        (
-            "deadpool --config {dir}/main promote orders_db primary ",
-            &[],
-        ),
-        (
-            "deadpool --config {dir}/main reset ",
-            &["orders_db", "renamed"],
-        ),
-        (
-            "deadpool --config {dir}/main pause --for 1h ",
-            &["orders_db", "renamed"],
-        ),
-        (
-            "deadpool --config {dir}/main report --pool ",
-            &["orders_db", "renamed"],
-        ),
-        ("deadpool --config={dir}/other resume ", &["elsewhere"]),
-        ("deadpool pro", &["promote"]),
-    ];
-    for (line, expected) in cases {
+    let fish_only: &[LineCase] = &[(
+        "deadpool --config {dir}/main promote orders_db primary ",
+        &[],
+    )];
+    for (line, expected) in LINE_CASES.iter().chain(fish_only) {
         let line = line.replace("{dir}", &dir);
-        let out = Command::new("fish")
-            .args(["--no-config", "-c"])
-            .arg(format!("source {}; complete -C '{line}'", file.display()))
-            .output()
-            .expect("fish must be installed (Debian package fish)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got = sorted(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(|l| l.split('\t').next().unwrap_or("").to_string()),
-        );
+        let mut fish = Command::new("fish");
+        fish.args(["--no-config", "-c"])
+            .arg(format!("source {}; complete -C '{line}'", file.display()));
+        // fish prints each candidate with a tab and its description.
+        let got = candidates(fish, "fish", |l| l.split('\t').next().unwrap_or(""));
         assert_eq!(got, *expected, "{line}");
     }
     let out = Command::new("fish")
@@ -254,19 +269,7 @@ fn zsh_candidates(fpath: &Path, line: &str, config_env: Option<&str>) -> Vec<Str
     } else {
         cmd.env_remove("DEADPOOL_CONFIG");
     }
-    let out = cmd
-        .output()
-        .expect("zsh must be installed (Debian package zsh)");
-    assert!(
-        out.status.success(),
-        "zsh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    sorted(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim().to_string()),
-    )
+    candidates(cmd, "zsh", str::trim)
 }
 
 #[test]
@@ -276,35 +279,11 @@ fn zsh_completes_pools_and_the_target() {
     let fpath = tmp.path().join("zfunc");
     std::fs::create_dir(&fpath).unwrap();
     std::fs::write(fpath.join("_deadpool"), script("zsh")).unwrap();
-    let cases: &[(&str, &[&str])] = &[
-        (
-            "deadpool --config {dir}/main promote ",
-            &["orders_db", "renamed"],
-        ),
-        (
-            "deadpool --config {dir}/main promote orders_db ",
-            &["primary", "secondary"],
-        ),
-        (
-            "deadpool --config {dir}/main reset ",
-            &["orders_db", "renamed"],
-        ),
-        (
-            "deadpool --config {dir}/main pause --for 1h ",
-            &["orders_db", "renamed"],
-        ),
-        (
-            "deadpool --config {dir}/main report --pool ",
-            &["orders_db", "renamed"],
-        ),
-        (
-            "deadpool --config {dir}/main report --pool=",
-            &["orders_db", "renamed"],
-        ),
-        ("deadpool --config={dir}/other resume ", &["elsewhere"]),
-        ("deadpool pro", &["promote"]),
-    ];
-    for (line, expected) in cases {
+    let zsh_only: &[LineCase] = &[(
+        "deadpool --config {dir}/main report --pool=",
+        &["orders_db", "renamed"],
+    )];
+    for (line, expected) in LINE_CASES.iter().chain(zsh_only) {
         let line = line.replace("{dir}", &dir);
         assert_eq!(zsh_candidates(&fpath, &line, None), *expected, "{line}");
     }
