@@ -39,15 +39,7 @@ fn ticks_like_the_timer(inst: &Instance, pool: &str, limit: usize) -> Vec<String
 #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
 fn a_hung_primary_is_failed_over_although_observers_can_connect_to_it() {
     let lab = Lab::fresh();
-    let pool = lab.mysql_pool(3, "").replacen(
-        "timeout = \"1s\"\n",
-        &format!(
-            "timeout = \"1s\"\nconfirm_from = [\"{}\", \"{}\"]\n",
-            lab.var("LAB_APP1_IP"),
-            lab.var("LAB_APP2_IP")
-        ),
-        1,
-    );
+    let pool = lab.mysql_pool_confirmed_by_apps(3);
     let inst = Instance::with(&lab.settings_with_ssh(None), &[("db", &pool)]);
     assert_eq!(inst.tick().code, 0);
     // SIGSTOP: the kernel still accepts connections for mariadbd, which never greets.

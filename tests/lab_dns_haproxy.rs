@@ -42,6 +42,11 @@ timeout = "10s"
     )
 }
 
+/// A `dns` step signed with the lab's own key, the one ns1 knows.
+fn dns_step_with_lab_key(lab: &Lab) -> String {
+    dns_step(lab, lab.var("LAB_TSIG_SECRET_FILE"))
+}
+
 /// A local `exec` step running `lab.sh ARGS` (a fault between the preflight and the action).
 fn lab_step(name: &str, args: &str) -> String {
     format!(
@@ -135,24 +140,68 @@ fn through(lab: &Lab, lb_ip: &str, sql: &str) -> (bool, String) {
     )
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
-fn dns_kill_9_switches_the_record_and_the_server_answers_the_new_address() {
-    let lab = Lab::fresh();
-    let pool = lab.mysql_pool(3, &dns_step(&lab, lab.var("LAB_TSIG_SECRET_FILE")));
-    let inst = Instance::with(&lab.settings_with_ssh(None), &[("db", &pool)]);
+/// An instance with one pool, `db`: the lab's MySQL pair, promoted, then `steps`.
+fn instance_with_db(lab: &Lab, steps: &str) -> Instance {
+    Instance::with(
+        &lab.settings_with_ssh(None),
+        &[("db", &lab.mysql_pool(3, steps))],
+    )
+}
+
+/// The first tick finds `db` healthy: it exits 0 and so does the Nagios report.
+#[track_caller]
+fn assert_first_tick_healthy(inst: &Instance) {
     assert_eq!(inst.tick().code, 0);
     let r = inst.run(&["report", "--nagios"]);
     assert_eq!(r.code, 0, "{}", inst.run(&["report"]).stdout);
-    assert_eq!(record(&lab), lab.var("LAB_DB1_IP"));
+}
 
-    kill_primary_and_tick(&lab, &inst, 3);
+/// `db` failed over to the secondary and counts no failure since.
+#[track_caller]
+fn assert_failed_over_to_secondary(inst: &Instance) {
     assert_eq!(
         inst.state_of("db"),
         ("failed_over".into(), "secondary".into(), 0),
         "{}",
         inst.history()
     );
+}
+
+/// Why `db` is blocked (asserting that it is).
+#[track_caller]
+fn blocked_reason(inst: &Instance) -> String {
+    assert_eq!(inst.state_of("db").0, "blocked", "{}", inst.history());
+    inst.pool_json("db")["reason"].as_str().unwrap().to_string()
+}
+
+/// Rewrites `db` so that `fault` (a [`lab_step`]) runs right before `step`: after every
+/// preflight has passed, before `step` acts.
+fn write_fault_before(lab: &Lab, inst: &Instance, fault: &str, step: &str) {
+    inst.write_pool("db", &lab.mysql_pool(3, &format!("{fault}{step}")));
+}
+
+/// The history of a `db` that ended in `failover_failed` (asserting that it did).
+#[track_caller]
+fn failover_failed_history(inst: &Instance) -> String {
+    assert_eq!(
+        inst.state_of("db").0,
+        "failover_failed",
+        "{}",
+        inst.history()
+    );
+    inst.history()
+}
+
+#[test]
+#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+fn dns_kill_9_switches_the_record_and_the_server_answers_the_new_address() {
+    let lab = Lab::fresh();
+    let inst = instance_with_db(&lab, &dns_step_with_lab_key(&lab));
+    assert_first_tick_healthy(&inst);
+    assert_eq!(record(&lab), lab.var("LAB_DB1_IP"));
+
+    kill_primary_and_tick(&lab, &inst, 3);
+    assert_failed_over_to_secondary(&inst);
     // From an app host, through the lab network: the server answers the new address.
     let (ok, seen) = lab.in_ns(
         "LAB_APP1_NS",
@@ -197,8 +246,7 @@ fn dns_wrong_key_blocks_and_a_key_changed_during_the_chain_fails_the_step() {
     inst.write_pool("db", &lab.mysql_pool(3, &dns_step(&lab, "tsig-wrong")));
     inst.tick();
     kill_primary_and_tick(&lab, &inst, 3);
-    assert_eq!(inst.state_of("db").0, "blocked", "{}", inst.history());
-    let reason = inst.pool_json("db")["reason"].as_str().unwrap().to_string();
+    let reason = blocked_reason(&inst);
     assert!(
         reason.contains("refused the signature of TSIG key `deadpool-lab` (NOTAUTH(BADSIG))")
             && reason.contains("tsig-wrong"),
@@ -212,20 +260,10 @@ fn dns_wrong_key_blocks_and_a_key_changed_during_the_chain_fails_the_step() {
     assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "1");
 
     // The right key; the server gets a new secret between the preflight and the action.
-    let chain = format!(
-        "{}{}",
-        lab_step("rekey the server", "dns-rekey"),
-        dns_step(&lab, lab.var("LAB_TSIG_SECRET_FILE"))
-    );
-    inst.write_pool("db", &lab.mysql_pool(3, &chain));
+    let rekey = lab_step("rekey the server", "dns-rekey");
+    write_fault_before(&lab, &inst, &rekey, &dns_step_with_lab_key(&lab));
     tick_until_not_blocked(&inst);
-    assert_eq!(
-        inst.state_of("db").0,
-        "failover_failed",
-        "{}",
-        inst.history()
-    );
-    let history = inst.history();
+    let history = failover_failed_history(&inst);
     assert!(
         history.contains(
             "[dns @ 10.213.0.153] NOT changed: 10.213.0.153:53 refused the signature of TSIG key `deadpool-lab`"
@@ -239,19 +277,12 @@ fn dns_wrong_key_blocks_and_a_key_changed_during_the_chain_fails_the_step() {
 #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
 fn dns_record_changed_by_someone_else_is_never_overwritten() {
     let lab = Lab::fresh();
-    let inst = Instance::with(
-        &lab.settings_with_ssh(None),
-        &[(
-            "db",
-            &lab.mysql_pool(3, &dns_step(&lab, lab.var("LAB_TSIG_SECRET_FILE"))),
-        )],
-    );
+    let inst = instance_with_db(&lab, &dns_step_with_lab_key(&lab));
     inst.tick();
     // Before the failover: the preflight sees it and nothing runs.
     lab.sh(&["dns-set", "10.213.0.99"]);
     kill_primary_and_tick(&lab, &inst, 3);
-    assert_eq!(inst.state_of("db").0, "blocked", "{}", inst.history());
-    let reason = inst.pool_json("db")["reason"].as_str().unwrap().to_string();
+    let reason = blocked_reason(&inst);
     assert!(
         reason.contains("is 10.213.0.99 (TTL 30s) at 10.213.0.153, not 10.213.0.11 (the old primary): someone else changed it"),
         "{reason}"
@@ -260,20 +291,10 @@ fn dns_record_changed_by_someone_else_is_never_overwritten() {
 
     // During the chain: the prerequisite fails and the other value stays.
     lab.sh(&["dns-set", lab.var("LAB_DB1_IP")]);
-    let chain = format!(
-        "{}{}",
-        lab_step("someone else", "dns-set 10.213.0.77"),
-        dns_step(&lab, lab.var("LAB_TSIG_SECRET_FILE"))
-    );
-    inst.write_pool("db", &lab.mysql_pool(3, &chain));
+    let overwrite = lab_step("someone else", "dns-set 10.213.0.77");
+    write_fault_before(&lab, &inst, &overwrite, &dns_step_with_lab_key(&lab));
     tick_until_not_blocked(&inst);
-    assert_eq!(
-        inst.state_of("db").0,
-        "failover_failed",
-        "{}",
-        inst.history()
-    );
-    let history = inst.history();
+    let history = failover_failed_history(&inst);
     assert!(
         history.contains("[dns @ 10.213.0.153] NOT changed: db.lab.internal. A is 10.213.0.77 (TTL 30s) at 10.213.0.153, not 10.213.0.11 (the old primary); someone else changed it and deadpool does not overwrite it"),
         "{history}"
@@ -291,20 +312,12 @@ fn haproxy_kill_9_switches_every_proxy_and_client_writes_reach_the_new_primary()
         format!("{lb1}:{}", lab.var("LAB_LB1_HAPROXY_SOCKET")),
         format!("{lb2}:{lb2}:{}", lab.var("LAB_HAPROXY_STATS_PORT")),
     ];
-    let pool = lab.mysql_pool(3, &haproxy_step(&sockets));
-    let inst = Instance::with(&lab.settings_with_ssh(None), &[("db", &pool)]);
-    assert_eq!(inst.tick().code, 0);
-    let r = inst.run(&["report", "--nagios"]);
-    assert_eq!(r.code, 0, "{}", inst.run(&["report"]).stdout);
+    let inst = instance_with_db(&lab, &haproxy_step(&sockets));
+    assert_first_tick_healthy(&inst);
     assert_eq!(through(&lab, lb1, "SELECT @@server_id"), (true, "1".into()));
 
     kill_primary_and_tick(&lab, &inst, 3);
-    assert_eq!(
-        inst.state_of("db"),
-        ("failed_over".into(), "secondary".into(), 0),
-        "{}",
-        inst.history()
-    );
+    assert_failed_over_to_secondary(&inst);
     for lb in ["lb1", "lb2"] {
         assert!(in_maint(haproxy_server(&lab, lb, "db1")), "{lb}");
         assert!(serving(haproxy_server(&lab, lb, "db2")), "{lb}");
@@ -352,17 +365,13 @@ fn haproxy_unreachable_proxy_blocks_at_preflight_and_fails_the_step_while_the_ot
         lab.var("LAB_LB1_HAPROXY_SOCKET").to_string(),
         lb2_socket.clone(),
     ];
-    let inst = Instance::with(
-        &lab.settings_with_ssh(None),
-        &[("db", &lab.mysql_pool(3, &haproxy_step(&sockets)))],
-    );
+    let inst = instance_with_db(&lab, &haproxy_step(&sockets));
     inst.tick();
 
     // Unreachable before the failover: blocked, nothing changed.
     lab.sh(&["hang", "lb2"]);
     kill_primary_and_tick(&lab, &inst, 3);
-    assert_eq!(inst.state_of("db").0, "blocked", "{}", inst.history());
-    let reason = inst.pool_json("db")["reason"].as_str().unwrap().to_string();
+    let reason = blocked_reason(&inst);
     assert!(
         reason.contains(&format!("{lb2_socket}: cannot reach HAProxy")),
         "{reason}"
@@ -376,22 +385,12 @@ fn haproxy_unreachable_proxy_blocks_at_preflight_and_fails_the_step_while_the_ot
 
     // Unreachable after the preflight: lb2 fails the step, lb1 is switched all the same.
     lab.sh(&["unhang", "lb2"]);
-    let chain = format!(
-        "{}{}",
-        lab_step("cut lb2 off", "hang lb2"),
-        haproxy_step(&sockets)
-    );
-    inst.write_pool("db", &lab.mysql_pool(3, &chain));
+    let cut_lb2 = lab_step("cut lb2 off", "hang lb2");
+    write_fault_before(&lab, &inst, &cut_lb2, &haproxy_step(&sockets));
     let started = Instant::now();
     tick_until_not_blocked(&inst);
     assert!(started.elapsed() < Duration::from_secs(40));
-    assert_eq!(
-        inst.state_of("db").0,
-        "failover_failed",
-        "{}",
-        inst.history()
-    );
-    let history = inst.history();
+    let history = failover_failed_history(&inst);
     assert!(
         history.contains(&format!(
             "[haproxy @ {lb2_socket}] NOT switched: cannot reach HAProxy"
@@ -432,10 +431,7 @@ fn the_tsig_secret_appears_nowhere() {
     let inst = Instance::with(
         &lab.settings_with_ssh(None),
         &[
-            (
-                "db",
-                &lab.mysql_pool(3, &dns_step(&lab, lab.var("LAB_TSIG_SECRET_FILE"))),
-            ),
+            ("db", &lab.mysql_pool(3, &dns_step_with_lab_key(&lab))),
             (
                 "wrongkey",
                 &lab.mysql_pool(3, &dns_step(&lab, &wrong_file.display().to_string())),

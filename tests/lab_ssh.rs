@@ -174,15 +174,7 @@ fn a_client_failing_between_preflight_and_action_leaves_failover_failed_naming_i
 #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
 fn a_primary_cut_off_from_deadpool_only_is_not_failed_over() {
     let lab = Lab::fresh();
-    let pool = lab.mysql_pool(3, "").replacen(
-        "timeout = \"1s\"\n",
-        &format!(
-            "timeout = \"1s\"\nconfirm_from = [\"{}\", \"{}\"]\n",
-            lab.var("LAB_APP1_IP"),
-            lab.var("LAB_APP2_IP")
-        ),
-        1,
-    );
+    let pool = lab.mysql_pool_confirmed_by_apps(3);
     let inst = Instance::with(&lab.settings_with_ssh(None), &[("db", &pool)]);
     inst.tick();
     // Drop only the deadpool host's traffic inside db1: the app hosts still reach it.

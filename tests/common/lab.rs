@@ -162,6 +162,20 @@ timeout = "20s"
             admin_pw = self.var("LAB_ADMIN_PASSWORD_FILE"),
         )
     }
+
+    /// [`Lab::mysql_pool`] with no extra steps whose monitor asks both app hosts to confirm
+    /// an outage (`confirm_from`).
+    pub fn mysql_pool_confirmed_by_apps(&self, max_failed_checks: u32) -> String {
+        self.mysql_pool(max_failed_checks, "").replacen(
+            "timeout = \"1s\"\n",
+            &format!(
+                "timeout = \"1s\"\nconfirm_from = [\"{}\", \"{}\"]\n",
+                self.var("LAB_APP1_IP"),
+                self.var("LAB_APP2_IP")
+            ),
+            1,
+        )
+    }
 }
 
 impl Lab {
