@@ -8,6 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
+#[path = "src/civil.rs"]
+mod civil;
+
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let commit = match git(&manifest_dir, &["rev-parse", "--show-toplevel"]) {
@@ -38,6 +41,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     // Without this, a build outside git would rerun the script whenever any file changes.
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/civil.rs");
 }
 
 /// Reruns this script when HEAD moves: a checkout changes `HEAD`, a commit changes the ref
@@ -79,17 +83,8 @@ fn same_dir(a: &str, b: &str) -> bool {
     }
 }
 
-/// `YYYY-MM-DD` of a Unix time (UTC), by the civil-from-days algorithm.
+/// `YYYY-MM-DD` of a Unix time (UTC).
 fn date_of(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil::date_of_day(secs.div_euclid(86_400));
     format!("{year:04}-{month:02}-{day:02}")
 }
