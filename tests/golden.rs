@@ -159,7 +159,12 @@ fn blocked() {
     inst.flag("fail-preflight-two");
     inst.ticks_before_threshold("db", 2);
     assert_eq!(inst.tick().code, 0, "the deciding tick");
-    reports(&inst, "blocked", 2);
+    match detection() {
+        Detection::Count => reports(&inst, "blocked", 2),
+        // The tick goes on with rounds while its failover attempt runs; on a busy machine
+        // one more round may count db1 again once the attempt has blocked.
+        Detection::Time => reports_with(&inst, "blocked", 2, count_as_n),
+    }
     assert_output(&inst, &["history"], 0, "blocked.history.txt");
 }
 
