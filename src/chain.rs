@@ -89,8 +89,8 @@ pub fn context(pool: &Pool, index: usize, from: Role, to: Role, dry_run: bool) -
 
 /// Every SSH login the chain toward `to` will need (each host once per user), for
 /// [`Sessions::open_all`] as soon as a failover is decided.
-pub fn logins(pool: &Pool, from: Role, to: Role) -> Vec<(String, crate::config::SshSettings)> {
-    let mut all: Vec<(String, crate::config::SshSettings)> = Vec::new();
+pub fn logins(pool: &Pool, from: Role, to: Role) -> Vec<(String, crate::settings::SshSettings)> {
+    let mut all: Vec<(String, crate::settings::SshSettings)> = Vec::new();
     for index in 0..pool.steps.len() {
         let ctx = context(pool, index, from, to, false);
         for (host, ssh) in protocol::protocol(ctx.step).logins(&ctx) {

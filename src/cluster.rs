@@ -18,8 +18,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value, json};
 
 use crate::cli::Role;
-use crate::config::{format_duration, parse_duration};
 use crate::model::PoolState;
+use crate::settings::{format_duration, parse_duration};
 use crate::state::{Event, PoolRecord};
 
 /// Longest a connection to one etcd endpoint may take.
@@ -38,7 +38,7 @@ pub struct Settings {
     /// (`cert_file`, `key_file`), checked like a pool's `tls` table.
     pub tls: Option<crate::tls::Tls>,
     /// etcd authentication: the user and its password (`password_file`).
-    pub auth: Option<(String, crate::config::Secret)>,
+    pub auth: Option<(String, crate::settings::Secret)>,
     /// This member's name (default: the host name).
     pub name: String,
     /// Every key of this instance lives under it; two instances never share a prefix.
@@ -114,7 +114,7 @@ impl Settings {
             (None, None) => None,
             (Some(user), Some(file)) => Some((
                 user,
-                crate::config::load_secret(dir, &file)
+                crate::config::load::load_secret(dir, &file)
                     .map_err(|e| format!("key `password_file`: {e}"))?,
             )),
             (Some(_), None) => {
@@ -255,7 +255,7 @@ pub fn campaign(me: &str, key: Option<&LeaderKey>) -> Campaign {
 pub struct Client {
     endpoints: Vec<String>,
     tls: Option<crate::tls::Tls>,
-    auth: Option<(String, crate::config::Secret)>,
+    auth: Option<(String, crate::settings::Secret)>,
     /// The token of `auth`, once etcd gave one.
     token: Mutex<Option<String>>,
 }

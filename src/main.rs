@@ -24,6 +24,7 @@ mod redis;
 mod remote;
 mod report;
 mod rules;
+mod settings;
 mod ssh;
 mod state;
 mod strict;

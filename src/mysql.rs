@@ -10,7 +10,8 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Value};
 
-use crate::config::{Secret, Tls};
+use crate::settings::Secret;
+use crate::tls::Tls;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]

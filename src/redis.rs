@@ -7,7 +7,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::config::{Secret, Tls};
+use crate::settings::Secret;
+use crate::tls::Tls;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Host, SshSettings};
+use crate::settings::{Host, SshSettings};
 use crate::text::shell_quote;
 
 /// How much of each output stream is kept; the rest is read and dropped.

@@ -13,8 +13,8 @@ use ssh2::{HashType, HostKeyType, MethodType, Session};
 
 use crate::known_hosts;
 
-use crate::config::{SshAuth, SshSettings};
 use crate::remote::{Capped, Exit, Output};
+use crate::settings::{SshAuth, SshSettings};
 
 /// Runs `line` (a complete shell command line) on `host` as the configured user. The line
 /// is wrapped in `timeout` on the remote side, so a command that outlives `limit` is killed
@@ -478,7 +478,7 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use crate::config::{SshAuth, SshSettings};
+    use crate::settings::{SshAuth, SshSettings};
 
     fn lab(args: &[&str]) -> String {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh");

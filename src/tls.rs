@@ -253,7 +253,7 @@ fn client_identity(cert: &Path, key: &Path) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("key `tls.cert_file`: {e}"))?
         .into_iter();
     let leaf = chain.next().expect("at least one certificate");
-    crate::config::check_secret_file(key).map_err(|e| format!("key `tls.key_file`: {e}"))?;
+    crate::strict::secret(key).map_err(|e| format!("key `tls.key_file`: {e}"))?;
     let pem =
         std::fs::read(key).map_err(|e| format!("key `tls.key_file`: {}: {e}", key.display()))?;
     let pkey = openssl::pkey::PKey::private_key_from_pem(&pem).map_err(|_| {

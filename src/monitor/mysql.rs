@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::{Facts, Health};
-use crate::config::{Secret, Tls};
 use crate::mysql::{Client, Failure, Target};
+use crate::settings::Secret;
+use crate::tls::Tls;
 
 pub fn check(
     host: &str,

@@ -236,7 +236,9 @@ fn primary_verdict(
                     format!(
                         "{name} {rtype} -> {active} (active), but its TTL {ttl}s is above max_ttl {}s: after a failover clients keep the old address for up to {}",
                         cfg.max_ttl,
-                        crate::config::format_duration(std::time::Duration::from_secs(ttl.into()))
+                        crate::settings::format_duration(std::time::Duration::from_secs(
+                            ttl.into()
+                        ))
                     ),
                 )
             } else {
@@ -761,13 +763,13 @@ mod tests {
     }
 
     /// A secret as the config loader makes it: from a private file.
-    fn secret(text: &str) -> crate::config::Secret {
+    fn secret(text: &str) -> crate::settings::Secret {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tsig");
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
-        crate::config::load_secret(dir.path(), "tsig").unwrap()
+        crate::config::load::load_secret(dir.path(), "tsig").unwrap()
     }
 
     fn answer(rcode: &str, aa: bool, records: &[(&str, u32)]) -> Result<Answer, String> {

@@ -226,7 +226,7 @@ impl Protocol for EtcHostsStep<'_> {
         })
     }
 
-    fn logins(&self, _ctx: &Context) -> Vec<(String, crate::config::SshSettings)> {
+    fn logins(&self, _ctx: &Context) -> Vec<(String, crate::settings::SshSettings)> {
         self.cfg
             .client_hosts
             .iter()

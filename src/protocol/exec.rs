@@ -4,9 +4,9 @@
 //! commands always go through the remote user's shell, so there every value is shell-quoted.
 
 use super::{Context, HostResult, Protocol, host_result};
-use crate::config::{Host, SshSettings};
 use crate::model::Status;
 use crate::remote;
+use crate::settings::{Host, SshSettings};
 use crate::text::shell_quote;
 
 #[derive(Debug)]

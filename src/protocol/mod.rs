@@ -68,8 +68,8 @@ impl Context<'_> {
     /// reusing the failover's SSH session for the host.
     pub fn shell(
         &self,
-        host: &crate::config::Host,
-        ssh: &crate::config::SshSettings,
+        host: &crate::settings::Host,
+        ssh: &crate::settings::SshSettings,
         line: &str,
     ) -> crate::remote::Output {
         crate::remote::run_shell_in(self.sessions, host, ssh, line, self.left())
@@ -134,7 +134,7 @@ pub trait Protocol {
     /// Each host and the exact command `promote` would run there, for `--dry-run`.
     fn plan(&self, ctx: &Context) -> Vec<(String, String)>;
     /// The SSH logins the step's actions will need, opened at once when a failover starts.
-    fn logins(&self, _ctx: &Context) -> Vec<(String, crate::config::SshSettings)> {
+    fn logins(&self, _ctx: &Context) -> Vec<(String, crate::settings::SshSettings)> {
         Vec::new()
     }
 }

@@ -229,7 +229,7 @@ impl Protocol for MysqlPromoteStep<'_> {
                 "as {}: if {} answers, SET GLOBAL read_only=ON (and super_read_only=ON where it exists) there, KILL its client sessions, and wait for its last GTID or binlog position; if it answers with an error, stop (unless forced); if it does not answer, wait up to {} for the relay log to be applied; then STOP REPLICA{reset}, SET GLOBAL read_only=OFF, verify",
                 self.cfg.user,
                 ctx.old_primary,
-                crate::config::format_duration(self.cfg.catch_up_timeout)
+                crate::settings::format_duration(self.cfg.catch_up_timeout)
             ),
         )]
     }
@@ -317,7 +317,7 @@ fn promote(step: &MysqlPromoteStep, ctx: &Context, deadline: Instant) -> HostRes
                             Status::Critical,
                             format!(
                                 "{new} did not apply its relay log within {}; not promoted",
-                                crate::config::format_duration(catch_up)
+                                crate::settings::format_duration(catch_up)
                             ),
                         );
                     }
@@ -495,7 +495,7 @@ fn fence_and_catch_up(
             };
             Err(Fence::Undo(format!(
                 "{new} did not reach {host}'s {position} within {} ({state})",
-                crate::config::format_duration(catch_up)
+                crate::settings::format_duration(catch_up)
             )))
         }
         Err(f) => Err(Fence::Undo(format!("waiting for {new}: {f}"))),
@@ -657,7 +657,7 @@ fn standby_verdict(
             Status::Warning,
             format!(
                 "standby lags {lag}s, more than max_lag {}: {}",
-                crate::config::format_duration(max_lag),
+                crate::settings::format_duration(max_lag),
                 r.describe()
             ),
         ),

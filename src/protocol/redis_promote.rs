@@ -180,7 +180,7 @@ impl Protocol for RedisPromoteStep<'_> {
                     &notes,
                     format!(
                         "{new} did not reach the old primary's offset {target} within {}; writes resumed on {old}, nothing changed",
-                        crate::config::format_duration(limit)
+                        crate::settings::format_duration(limit)
                     ),
                 );
             }

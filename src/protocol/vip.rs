@@ -247,7 +247,7 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
         ]
     }
 
-    fn logins(&self, ctx: &Context) -> Vec<(String, crate::config::SshSettings)> {
+    fn logins(&self, ctx: &Context) -> Vec<(String, crate::settings::SshSettings)> {
         [ctx.old_primary, ctx.new_primary]
             .iter()
             .map(|h| (h.to_string(), self.cfg.ssh.clone()))

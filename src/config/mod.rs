@@ -1,19 +1,28 @@
 //! Configuration: TOML files parsed and validated into a plain [`Config`] that cannot hold
 //! invalid values. Every check happens here, before any lock, database or network call.
 
+pub mod load;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::Error;
+pub use crate::settings::{
+    Host, Secret, SshAuth, SshSettings, format_duration, is_safe_name, parse_duration,
+    validate_host,
+};
+use load::{
+    NAGIOS_PLUGIN_DIRS, RawSsh, RawTls, check_placeholders, duration_or, host_list, line_of,
+    line_suffix, lines_of, load_tls, mysql_tls, read_file, resolve_program, scalar_text,
+    ssh_settings, step_ssh, toml_msg,
+};
+pub use load::{check_secret_file, load_secret};
 
 pub const DEFAULT_DIR: &str = "/etc/deadpool";
-/// Where distributions put Nagios plugins; searched after `plugins/` and `$PATH`.
-const NAGIOS_PLUGIN_DIRS: &[&str] = &["/usr/lib/nagios/plugins", "/usr/lib64/nagios/plugins"];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -31,56 +40,6 @@ pub struct Config {
     pub pools: Vec<Pool>,
     /// `[cluster]`: several watcher hosts coordinated through etcd (see [`crate::cluster`]).
     pub cluster: Option<crate::cluster::Settings>,
-}
-
-/// How deadpool logs in to client hosts: the `[ssh]` table, merged with a step's own `ssh`.
-#[derive(Debug, Clone)]
-pub struct SshSettings {
-    pub user: String,
-    pub port: u16,
-    pub auth: SshAuth,
-    /// Host keys are always verified against this file.
-    pub known_hosts: PathBuf,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-    /// Run privileged commands through `sudo -n`.
-    pub sudo: bool,
-}
-
-#[derive(Debug, Clone)]
-pub enum SshAuth {
-    /// A private key file (readable by its owner only).
-    Key(PathBuf),
-    /// The running ssh-agent (`$SSH_AUTH_SOCK`).
-    Agent,
-    Password {
-        file: PathBuf,
-        password: Secret,
-    },
-}
-
-/// Where a step acts: the deadpool host itself, or a host reached over SSH.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Host {
-    Local,
-    Remote(String),
-}
-
-impl Host {
-    pub fn name(&self) -> &str {
-        match self {
-            Host::Local => "local",
-            Host::Remote(name) => name,
-        }
-    }
-
-    fn parse(s: &str) -> Result<Host, String> {
-        if s == "local" {
-            return Ok(Host::Local);
-        }
-        validate_host(s)?;
-        Ok(Host::Remote(s.to_string()))
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -155,38 +114,6 @@ pub struct RedisAccess {
 }
 
 pub use crate::tls::Tls;
-
-/// A password read from a `password_file`. Never printed: `Debug` shows only that it exists.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-/// Reads a secret file: readable by its owner only (as ssh insists for keys), one line.
-pub fn load_secret(dir: &Path, rel: &str) -> Result<Secret, String> {
-    let path = dir.join(rel);
-    check_secret_file(&path)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let line = text.strip_suffix('\n').unwrap_or(&text);
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    if line.is_empty() || line.contains('\n') || line.contains('\0') {
-        return Err(format!(
-            "{}: expected the password on one line",
-            path.display()
-        ));
-    }
-    Ok(Secret(line.to_string()))
-}
 
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -753,20 +680,6 @@ struct RawInstance {
     cluster: Option<toml::Table>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSsh {
-    user: Option<String>,
-    port: Option<u16>,
-    identity_file: Option<String>,
-    password_file: Option<String>,
-    agent: Option<bool>,
-    known_hosts: Option<String>,
-    connect_timeout: Option<String>,
-    command_timeout: Option<String>,
-    sudo: Option<bool>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPool {
@@ -793,17 +706,6 @@ struct RawMonitor {
     command: Option<String>,
     confirm_from: Option<Vec<String>>,
     tls: Option<RawTls>,
-}
-
-/// A `tls` table: of a `mysql` or `redis` monitor, or of a promoting step.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    ca_file: Option<String>,
-    verify: Option<String>,
-    cert_file: Option<String>,
-    key_file: Option<String>,
-    server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -892,131 +794,6 @@ struct RawHaproxy {
     sockets: Vec<String>,
     standby_state: Option<String>,
     ssh: Option<RawSsh>,
-}
-
-/// A step's own `ssh` table over the instance's `[ssh]` defaults.
-fn step_ssh(
-    dir: &Path,
-    raw: Option<RawSsh>,
-    defaults: &SshSettings,
-) -> Result<SshSettings, String> {
-    match raw {
-        None => Ok(defaults.clone()),
-        Some(raw) => ssh_settings(dir, raw, Some(defaults)).map_err(|e| format!("ssh: {e}")),
-    }
-}
-
-/// A `tls` table checked and loaded; paths are relative to the config dir. Errors name the
-/// key (`tls.ca_file`, ...).
-fn load_tls(dir: &Path, raw: RawTls) -> Result<Tls, String> {
-    let path = |value: Option<String>, key: &str| match value {
-        Some(v) if v.trim().is_empty() || v.contains('\0') => {
-            Err(format!("key `tls.{key}`: expected the path of a PEM file"))
-        }
-        Some(v) => Ok(Some(dir.join(v))),
-        None => Ok(None),
-    };
-    crate::tls::Tls::load(crate::tls::Settings {
-        ca_file: path(raw.ca_file, "ca_file")?,
-        verify: raw.verify,
-        cert_file: path(raw.cert_file, "cert_file")?,
-        key_file: path(raw.key_file, "key_file")?,
-        server_name: raw.server_name,
-    })
-}
-
-/// The MySQL client checks the name the server is written by: a `server_name` cannot apply.
-fn mysql_tls(tls: Tls) -> Result<Tls, String> {
-    if let Some(name) = &tls.server_name {
-        return Err(format!(
-            "key `tls.server_name`: the MySQL client checks the certificate against the server's name as written in `primary`/`secondary`, so `{name}` cannot be used: write the servers by the names their certificates carry, or use verify = \"ca\""
-        ));
-    }
-    Ok(tls)
-}
-
-/// A list of hosts: names or addresses, `local` for this host where `local_ok`.
-fn host_list(items: &[String], key: &str, local_ok: bool) -> Result<Vec<Host>, String> {
-    if items.is_empty() {
-        return Err(format!("key `{key}`: expected at least one host"));
-    }
-    let mut hosts = Vec::new();
-    for item in items {
-        let host = Host::parse(item).map_err(|e| format!("key `{key}`: {e}"))?;
-        if host == Host::Local && !local_ok {
-            return Err(format!("key `{key}`: `local` cannot be used here"));
-        }
-        if hosts.contains(&host) {
-            return Err(format!("key `{key}`: `{item}` is listed twice"));
-        }
-        hosts.push(host);
-    }
-    Ok(hosts)
-}
-
-/// SSH settings from a raw `ssh` table laid over `base` (the `[ssh]` defaults), or over the
-/// built-in defaults when there is no base. Errors name the key.
-fn ssh_settings(
-    dir: &Path,
-    raw: RawSsh,
-    base: Option<&SshSettings>,
-) -> Result<SshSettings, String> {
-    let user = match raw.user {
-        Some(u) => u,
-        None => base.map_or_else(|| "deadpool".to_string(), |b| b.user.clone()),
-    };
-    if !is_safe_name(&user) {
-        return Err(format!(
-            "key `user`: `{user}`: expected a user name of letters, digits, `-`, `_`, `.`"
-        ));
-    }
-    let methods = [
-        raw.identity_file.is_some(),
-        raw.password_file.is_some(),
-        raw.agent == Some(true),
-    ];
-    if methods.iter().filter(|m| **m).count() > 1 {
-        return Err("set only one of `identity_file`, `password_file`, `agent = true`".into());
-    }
-    let auth = match (raw.identity_file, raw.password_file, raw.agent) {
-        (Some(f), _, _) => SshAuth::Key(dir.join(f)),
-        (_, Some(f), _) => {
-            let password = load_secret(dir, &f).map_err(|e| format!("key `password_file`: {e}"))?;
-            SshAuth::Password {
-                file: dir.join(f),
-                password,
-            }
-        }
-        (_, _, Some(true)) => SshAuth::Agent,
-        _ => base.map_or_else(|| SshAuth::Key(dir.join("id_ed25519")), |b| b.auth.clone()),
-    };
-    let duration =
-        |value: Option<String>, key: &str, fallback: Option<Duration>, default: &str| match value {
-            Some(v) => parse_duration(&v).map_err(|e| format!("key `{key}`: {e}")),
-            None => Ok(fallback.unwrap_or_else(|| parse_duration(default).expect("valid default"))),
-        };
-    Ok(SshSettings {
-        user,
-        port: raw.port.or(base.map(|b| b.port)).unwrap_or(22),
-        auth,
-        known_hosts: match raw.known_hosts {
-            Some(f) => dir.join(f),
-            None => base.map_or_else(|| dir.join("known_hosts"), |b| b.known_hosts.clone()),
-        },
-        connect_timeout: duration(
-            raw.connect_timeout,
-            "connect_timeout",
-            base.map(|b| b.connect_timeout),
-            "3s",
-        )?,
-        command_timeout: duration(
-            raw.command_timeout,
-            "command_timeout",
-            base.map(|b| b.command_timeout),
-            "30s",
-        )?,
-        sudo: raw.sudo.or(base.map(|b| b.sudo)).unwrap_or(false),
-    })
 }
 
 fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
@@ -1878,254 +1655,6 @@ impl std::fmt::Debug for PluginOption {
     }
 }
 
-/// A plain TOML value as text: strings as they are, numbers and booleans as written.
-fn scalar_text(value: &toml::Value) -> Option<String> {
-    match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// Refuses `{name}` placeholders this command does not know, so a typo fails at load time.
-fn check_placeholders(cmd: &str, known: &[&str]) -> Result<(), String> {
-    let mut rest = cmd;
-    while let Some(start) = rest.find('{') {
-        let after = &rest[start + 1..];
-        if let Some(end) = after.find('}') {
-            let name = &after[..end];
-            if !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-                && !known.contains(&name)
-            {
-                return Err(format!(
-                    "unknown placeholder `{{{name}}}`, expected one of {{{}}}",
-                    known.join("}, {")
-                ));
-            }
-        }
-        rest = after;
-    }
-    Ok(())
-}
-
-/// Resolves a plugin path: absolute as is; relative first under `plugins/`, then (for a bare
-/// name) in `$PATH` and `extra` dirs. It must be an executable file.
-fn resolve_program(dir: &Path, program: &str, extra: &[&str]) -> Result<PathBuf, String> {
-    let path = Path::new(program);
-    let mut candidates = Vec::new();
-    if path.is_absolute() {
-        candidates.push(path.to_path_buf());
-    } else {
-        candidates.push(dir.join("plugins").join(path));
-        if !program.contains('/') {
-            if let Some(paths) = std::env::var_os("PATH") {
-                candidates.extend(std::env::split_paths(&paths).map(|p| p.join(path)));
-            }
-            candidates.extend(extra.iter().map(|d| Path::new(d).join(path)));
-        }
-    }
-    for candidate in &candidates {
-        if let Ok(meta) = std::fs::metadata(candidate) {
-            if !meta.is_file() {
-                return Err(format!("{} is not a file", candidate.display()));
-            }
-            if meta.permissions().mode() & 0o111 == 0 {
-                return Err(format!(
-                    "{} is not executable; run `chmod +x {}`",
-                    candidate.display(),
-                    candidate.display()
-                ));
-            }
-            // It runs as root: neither it nor its directory may be writable by others.
-            crate::strict::trusted_program(candidate).map_err(|e| e.to_string())?;
-            return Ok(candidate.clone());
-        }
-    }
-    if path.is_absolute() {
-        Err(format!("{program} does not exist"))
-    } else {
-        Err(format!(
-            "`{program}` was not found in {}{}",
-            dir.join("plugins").display(),
-            if program.contains('/') {
-                ""
-            } else {
-                " nor in $PATH"
-            }
-        ))
-    }
-}
-
-fn validate_host(host: &str) -> Result<(), String> {
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && !host.starts_with('-')
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{host}` is not a host name or IP address"))
-    }
-}
-
-fn is_safe_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && !s.starts_with('-')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-fn read_file(path: &Path, hint: &str) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| {
-        let hint = if hint.is_empty() {
-            String::new()
-        } else {
-            format!("; {hint}")
-        };
-        Error::Config(format!("{}: cannot read: {e}{hint}", path.display()))
-    })
-}
-
-/// toml's own message, which carries the line, column and key, made to fit one block.
-fn toml_msg(e: &toml::de::Error) -> String {
-    e.to_string().trim_end().to_string()
-}
-
-fn line_of(text: &str, pred: impl Fn(&str) -> bool) -> Option<usize> {
-    lines_of(text, pred).first().copied()
-}
-
-fn lines_of(text: &str, pred: impl Fn(&str) -> bool) -> Vec<usize> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| pred(l.split('#').next().unwrap_or("").trim()))
-        .map(|(i, _)| i + 1)
-        .collect()
-}
-
-fn line_suffix(line: Option<usize>) -> String {
-    line.map(|l| format!(" (line {l})")).unwrap_or_default()
-}
-
-fn duration_or(value: &Option<String>, default: &str, at: &str) -> Result<Duration, Error> {
-    parse_duration(value.as_deref().unwrap_or(default))
-        .map_err(|e| Error::Config(format!("{at}: {e}")))
-}
-
-/// The units of systemd's time spans (systemd.time(7)), in microseconds, so that a value
-/// copied from a timer unit (`5min`, `1min 30s`, `1h`) means the same here.
-const DURATION_UNITS: &[(&[&str], u64)] = &[
-    (&["us", "usec", "\u{3bc}s", "\u{b5}s"], 1),
-    (&["ms", "msec"], 1_000),
-    (&["s", "sec", "second", "seconds"], 1_000_000),
-    (&["m", "min", "minute", "minutes"], 60_000_000),
-    (&["h", "hr", "hour", "hours"], 3_600_000_000),
-    (&["d", "day", "days"], 86_400_000_000),
-    (&["w", "week", "weeks"], 604_800_000_000),
-    (&["M", "month", "months"], 2_629_800_000_000),
-    (&["y", "year", "years"], 31_557_600_000_000),
-];
-
-/// Parses a duration the way systemd parses a time span, units required: `"500ms"`,
-/// `"5s"`, `"2m"`, `"5min"`, `"1min 30s"`, `"1.5h"`, `"90d"`. Stricter than systemd on
-/// purpose: a number without a unit (systemd reads seconds), `infinity`, zero and anything
-/// over ten years are refused.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let expected = || {
-        format!(
-            "got \"{s}\", expected a duration like \"500ms\", \"5s\", \"5min\", \"1min 30s\", \"1h\" or \"90d\""
-        )
-    };
-    let text = s.trim();
-    if text.is_empty() {
-        return Err(expected());
-    }
-    let mut rest = text;
-    let mut micros: u128 = 0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (number, after) = rest.split_at(digits);
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        let valid = !number.is_empty()
-            && whole.chars().all(|c| c.is_ascii_digit())
-            && fraction.chars().all(|c| c.is_ascii_digit())
-            && (!number.contains('.') || !fraction.is_empty());
-        if !valid {
-            return Err(expected());
-        }
-        let after = after.trim_start();
-        let word_len = after
-            .find(|c: char| !c.is_alphabetic())
-            .unwrap_or(after.len());
-        let (word, next) = after.split_at(word_len);
-        if word.is_empty() {
-            return Err(format!(
-                "got \"{s}\": `{number}` has no unit; write e.g. \"{number}s\" or \"{number}min\""
-            ));
-        }
-        let Some((_, unit)) = DURATION_UNITS
-            .iter()
-            .find(|(names, _)| names.contains(&word))
-        else {
-            return Err(expected());
-        };
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| expected())?
-        };
-        let mut part = whole.saturating_mul(u128::from(*unit));
-        // The fraction, to the microsecond (systemd also drops what is finer).
-        let mut scale = u128::from(*unit);
-        for digit in fraction.chars().take(20) {
-            scale /= 10;
-            part += u128::from(digit.to_digit(10).unwrap_or(0)) * scale;
-        }
-        micros = micros.saturating_add(part);
-        rest = next.trim_start();
-    }
-    if micros == 0 {
-        return Err(format!("got \"{s}\", expected a duration longer than zero"));
-    }
-    const TEN_YEARS_US: u128 = 10 * 365 * 86_400_000_000;
-    if micros > TEN_YEARS_US {
-        return Err(format!("got \"{s}\", expected at most ten years"));
-    }
-    Ok(Duration::from_micros(micros as u64))
-}
-
-/// The inverse of [`parse_duration`], for messages.
-pub fn format_duration(d: Duration) -> String {
-    let us = d.as_micros();
-    let units = [
-        (86_400_000_000, "d"),
-        (3_600_000_000, "h"),
-        (60_000_000, "m"),
-        (1_000_000, "s"),
-        (1_000, "ms"),
-    ];
-    for (size, unit) in units {
-        if us >= size && us.is_multiple_of(size) {
-            return format!("{}{unit}", us / size);
-        }
-    }
-    format!("{us}us")
-}
-
-/// Checks that a secret file is a regular file (no link), owned by root or the running
-/// user and readable by its owner only, as ssh insists for keys.
-pub fn check_secret_file(path: &Path) -> Result<(), String> {
-    crate::strict::secret(path).map_err(|e| e.to_string())
-}
-
 /// A short description of the validated config, for `check-config`.
 pub fn summary(config: &Config) -> String {
     let mut out = String::new();
@@ -2475,14 +2004,15 @@ mod tests {
 #[cfg(test)]
 mod fuzz_tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use crate::fuzz::{Rng, cases};
 
     const SEEDS: &[&str] = &[
-        include_str!("../config/deadpool.toml"),
-        include_str!("../config/pools/example_db.toml"),
-        include_str!("../config/pools/orders_mysql.toml.example"),
-        include_str!("../config/pools/cache_redis.toml.example"),
-        include_str!("../config/pools/orders_dns_lb.toml.example"),
+        include_str!("../../config/deadpool.toml"),
+        include_str!("../../config/pools/example_db.toml"),
+        include_str!("../../config/pools/orders_mysql.toml.example"),
+        include_str!("../../config/pools/cache_redis.toml.example"),
+        include_str!("../../config/pools/orders_dns_lb.toml.example"),
     ];
 
     /// Mutated config files never panic the loader: each is accepted, or refused with a

@@ -1,0 +1,306 @@
+//! Loading helpers shared by the instance, the pools and every kind of monitor and step:
+//! secret files, `ssh` and `tls` tables, host lists, programs, and TOML messages. Errors are
+//! plain text naming the key; the caller adds the file and the table.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::settings::{Host, Secret, SshAuth, SshSettings, is_safe_name, parse_duration};
+use crate::tls::Tls;
+
+/// Where distributions put Nagios plugins; searched after `plugins/` and `$PATH`.
+pub const NAGIOS_PLUGIN_DIRS: &[&str] = &["/usr/lib/nagios/plugins", "/usr/lib64/nagios/plugins"];
+
+/// Reads a secret file: readable by its owner only (as ssh insists for keys), one line.
+pub fn load_secret(dir: &Path, rel: &str) -> Result<Secret, String> {
+    let path = dir.join(rel);
+    check_secret_file(&path)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() || line.contains('\n') || line.contains('\0') {
+        return Err(format!(
+            "{}: expected the password on one line",
+            path.display()
+        ));
+    }
+    Ok(Secret::new(line.to_string()))
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<String>,
+    pub password_file: Option<String>,
+    pub agent: Option<bool>,
+    pub known_hosts: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub command_timeout: Option<String>,
+    pub sudo: Option<bool>,
+}
+
+/// A `tls` table: of a `mysql` or `redis` monitor, or of a promoting step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_file: Option<String>,
+    pub verify: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
+}
+
+/// A step's own `ssh` table over the instance's `[ssh]` defaults.
+pub fn step_ssh(
+    dir: &Path,
+    raw: Option<RawSsh>,
+    defaults: &SshSettings,
+) -> Result<SshSettings, String> {
+    match raw {
+        None => Ok(defaults.clone()),
+        Some(raw) => ssh_settings(dir, raw, Some(defaults)).map_err(|e| format!("ssh: {e}")),
+    }
+}
+
+/// A `tls` table checked and loaded; paths are relative to the config dir. Errors name the
+/// key (`tls.ca_file`, ...).
+pub fn load_tls(dir: &Path, raw: RawTls) -> Result<Tls, String> {
+    let path = |value: Option<String>, key: &str| match value {
+        Some(v) if v.trim().is_empty() || v.contains('\0') => {
+            Err(format!("key `tls.{key}`: expected the path of a PEM file"))
+        }
+        Some(v) => Ok(Some(dir.join(v))),
+        None => Ok(None),
+    };
+    crate::tls::Tls::load(crate::tls::Settings {
+        ca_file: path(raw.ca_file, "ca_file")?,
+        verify: raw.verify,
+        cert_file: path(raw.cert_file, "cert_file")?,
+        key_file: path(raw.key_file, "key_file")?,
+        server_name: raw.server_name,
+    })
+}
+
+/// The MySQL client checks the name the server is written by: a `server_name` cannot apply.
+pub fn mysql_tls(tls: Tls) -> Result<Tls, String> {
+    if let Some(name) = &tls.server_name {
+        return Err(format!(
+            "key `tls.server_name`: the MySQL client checks the certificate against the server's name as written in `primary`/`secondary`, so `{name}` cannot be used: write the servers by the names their certificates carry, or use verify = \"ca\""
+        ));
+    }
+    Ok(tls)
+}
+
+/// A list of hosts: names or addresses, `local` for this host where `local_ok`.
+pub fn host_list(items: &[String], key: &str, local_ok: bool) -> Result<Vec<Host>, String> {
+    if items.is_empty() {
+        return Err(format!("key `{key}`: expected at least one host"));
+    }
+    let mut hosts = Vec::new();
+    for item in items {
+        let host = Host::parse(item).map_err(|e| format!("key `{key}`: {e}"))?;
+        if host == Host::Local && !local_ok {
+            return Err(format!("key `{key}`: `local` cannot be used here"));
+        }
+        if hosts.contains(&host) {
+            return Err(format!("key `{key}`: `{item}` is listed twice"));
+        }
+        hosts.push(host);
+    }
+    Ok(hosts)
+}
+
+/// SSH settings from a raw `ssh` table laid over `base` (the `[ssh]` defaults), or over the
+/// built-in defaults when there is no base. Errors name the key.
+pub fn ssh_settings(
+    dir: &Path,
+    raw: RawSsh,
+    base: Option<&SshSettings>,
+) -> Result<SshSettings, String> {
+    let user = match raw.user {
+        Some(u) => u,
+        None => base.map_or_else(|| "deadpool".to_string(), |b| b.user.clone()),
+    };
+    if !is_safe_name(&user) {
+        return Err(format!(
+            "key `user`: `{user}`: expected a user name of letters, digits, `-`, `_`, `.`"
+        ));
+    }
+    let methods = [
+        raw.identity_file.is_some(),
+        raw.password_file.is_some(),
+        raw.agent == Some(true),
+    ];
+    if methods.iter().filter(|m| **m).count() > 1 {
+        return Err("set only one of `identity_file`, `password_file`, `agent = true`".into());
+    }
+    let auth = match (raw.identity_file, raw.password_file, raw.agent) {
+        (Some(f), _, _) => SshAuth::Key(dir.join(f)),
+        (_, Some(f), _) => {
+            let password = load_secret(dir, &f).map_err(|e| format!("key `password_file`: {e}"))?;
+            SshAuth::Password {
+                file: dir.join(f),
+                password,
+            }
+        }
+        (_, _, Some(true)) => SshAuth::Agent,
+        _ => base.map_or_else(|| SshAuth::Key(dir.join("id_ed25519")), |b| b.auth.clone()),
+    };
+    let duration =
+        |value: Option<String>, key: &str, fallback: Option<Duration>, default: &str| match value {
+            Some(v) => parse_duration(&v).map_err(|e| format!("key `{key}`: {e}")),
+            None => Ok(fallback.unwrap_or_else(|| parse_duration(default).expect("valid default"))),
+        };
+    Ok(SshSettings {
+        user,
+        port: raw.port.or(base.map(|b| b.port)).unwrap_or(22),
+        auth,
+        known_hosts: match raw.known_hosts {
+            Some(f) => dir.join(f),
+            None => base.map_or_else(|| dir.join("known_hosts"), |b| b.known_hosts.clone()),
+        },
+        connect_timeout: duration(
+            raw.connect_timeout,
+            "connect_timeout",
+            base.map(|b| b.connect_timeout),
+            "3s",
+        )?,
+        command_timeout: duration(
+            raw.command_timeout,
+            "command_timeout",
+            base.map(|b| b.command_timeout),
+            "30s",
+        )?,
+        sudo: raw.sudo.or(base.map(|b| b.sudo)).unwrap_or(false),
+    })
+}
+
+/// A plain TOML value as text: strings as they are, numbers and booleans as written.
+pub fn scalar_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Refuses `{name}` placeholders this command does not know, so a typo fails at load time.
+pub fn check_placeholders(cmd: &str, known: &[&str]) -> Result<(), String> {
+    let mut rest = cmd;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        if let Some(end) = after.find('}') {
+            let name = &after[..end];
+            if !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                && !known.contains(&name)
+            {
+                return Err(format!(
+                    "unknown placeholder `{{{name}}}`, expected one of {{{}}}",
+                    known.join("}, {")
+                ));
+            }
+        }
+        rest = after;
+    }
+    Ok(())
+}
+
+/// Resolves a plugin path: absolute as is; relative first under `plugins/`, then (for a bare
+/// name) in `$PATH` and `extra` dirs. It must be an executable file.
+pub fn resolve_program(dir: &Path, program: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    let path = Path::new(program);
+    let mut candidates = Vec::new();
+    if path.is_absolute() {
+        candidates.push(path.to_path_buf());
+    } else {
+        candidates.push(dir.join("plugins").join(path));
+        if !program.contains('/') {
+            if let Some(paths) = std::env::var_os("PATH") {
+                candidates.extend(std::env::split_paths(&paths).map(|p| p.join(path)));
+            }
+            candidates.extend(extra.iter().map(|d| Path::new(d).join(path)));
+        }
+    }
+    for candidate in &candidates {
+        if let Ok(meta) = std::fs::metadata(candidate) {
+            if !meta.is_file() {
+                return Err(format!("{} is not a file", candidate.display()));
+            }
+            if meta.permissions().mode() & 0o111 == 0 {
+                return Err(format!(
+                    "{} is not executable; run `chmod +x {}`",
+                    candidate.display(),
+                    candidate.display()
+                ));
+            }
+            // It runs as root: neither it nor its directory may be writable by others.
+            crate::strict::trusted_program(candidate).map_err(|e| e.to_string())?;
+            return Ok(candidate.clone());
+        }
+    }
+    if path.is_absolute() {
+        Err(format!("{program} does not exist"))
+    } else {
+        Err(format!(
+            "`{program}` was not found in {}{}",
+            dir.join("plugins").display(),
+            if program.contains('/') {
+                ""
+            } else {
+                " nor in $PATH"
+            }
+        ))
+    }
+}
+
+pub fn read_file(path: &Path, hint: &str) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let hint = if hint.is_empty() {
+            String::new()
+        } else {
+            format!("; {hint}")
+        };
+        Error::Config(format!("{}: cannot read: {e}{hint}", path.display()))
+    })
+}
+
+/// toml's own message, which carries the line, column and key, made to fit one block.
+pub fn toml_msg(e: &toml::de::Error) -> String {
+    e.to_string().trim_end().to_string()
+}
+
+pub fn line_of(text: &str, pred: impl Fn(&str) -> bool) -> Option<usize> {
+    lines_of(text, pred).first().copied()
+}
+
+pub fn lines_of(text: &str, pred: impl Fn(&str) -> bool) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| pred(l.split('#').next().unwrap_or("").trim()))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+pub fn line_suffix(line: Option<usize>) -> String {
+    line.map(|l| format!(" (line {l})")).unwrap_or_default()
+}
+
+pub fn duration_or(value: &Option<String>, default: &str, at: &str) -> Result<Duration, Error> {
+    parse_duration(value.as_deref().unwrap_or(default))
+        .map_err(|e| Error::Config(format!("{at}: {e}")))
+}
+
+/// Checks that a secret file is a regular file (no link), owned by root or the running
+/// user and readable by its owner only, as ssh insists for keys.
+pub fn check_secret_file(path: &Path) -> Result<(), String> {
+    crate::strict::secret(path).map_err(|e| e.to_string())
+}
