@@ -1,8 +1,8 @@
-//! Whole outputs of `report` (tree, JSON, Nagios), `history` and `check-config` in each main
-//! state of a pool, compared with the reviewed files in `tests/golden/` (see
-//! `common::golden`). Times, durations and paths are normalised. A run with
-//! `DEADPOOL_TEST_DETECTION=down_for` compares with `tests/golden/down_for/`: the same states
-//! reached by a pool that confirms outages by time.
+//! Whole outcomes (exit code, stdout, stderr) of `report` (tree, JSON, Nagios), `history` and
+//! `check-config` in each main state of a pool, compared with the reviewed files in
+//! `tests/golden/` (see `common::golden`). Times, durations and paths are normalised. Each
+//! test runs in both detection modes (`both_modes!`); its `down_for` half compares with
+//! `tests/golden/down_for/`: the same states reached by a pool that confirms outages by time.
 
 #[macro_use]
 mod common;

@@ -160,7 +160,10 @@ impl Instance {
 
     /// Writes a pool file in the detection mode of this instance.
     pub fn write_pool(&self, name: &str, body: &str) {
-        self.write(&format!("pools/{name}.toml"), &in_mode(body, self.detection()));
+        self.write(
+            &format!("pools/{name}.toml"),
+            &in_mode(body, self.detection()),
+        );
     }
 
     /// The failing ticks that come before the deciding one, for a pool that counts to
