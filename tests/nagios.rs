@@ -1,8 +1,8 @@
 //! `report --nagios` with many pools: a first line under 1,024 bytes (NRPE v2), the whole
 //! output under 8 KB (Nagios Core), and the perfdata, read the way Nagios reads it (the
 //! first line's and the long output's after its first `|`), parsed by the Nagios plugin
-//! library itself (Monitoring::Plugin::Performance). With `DEADPOOL_TEST_DETECTION=down_for`
-//! the reports are taken while the tick re-checks the failing primaries.
+//! library itself (Monitoring::Plugin::Performance). In the `down_for` half of each test
+//! (`both_modes!`) the reports are taken while the tick re-checks the failing primaries.
 
 #[macro_use]
 mod common;
