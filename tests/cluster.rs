@@ -4,6 +4,7 @@
 //! need only the `etcd` and `etcdctl` binaries (Debian's etcd-server, etcd-client, which
 //! `scripts/test` installs); without them they fail, saying what to install.
 
+#[macro_use]
 mod common;
 
 use std::net::TcpListener;
@@ -243,7 +244,7 @@ fn runs(members: &[&Instance], step: &str) -> usize {
         .sum()
 }
 
-#[test]
+both_modes!(only_the_leader_runs_the_chain_and_every_member_reports_it);
 fn only_the_leader_runs_the_chain_and_every_member_reports_it() {
     let (etcd, dp1, dp2) = two_members("/t/one");
     assert_eq!(dp1.tick().code, 0);
@@ -275,7 +276,7 @@ fn only_the_leader_runs_the_chain_and_every_member_reports_it() {
     );
 }
 
-#[test]
+both_modes!(a_follower_takes_over_the_pool_stays_locked_and_reset_on_a_follower_rearms_it);
 fn a_follower_takes_over_the_pool_stays_locked_and_reset_on_a_follower_rearms_it() {
     let (etcd, dp1, dp2) = two_members("/t/two");
     both(&[&dp1, &dp2], "down-db1");
@@ -318,7 +319,7 @@ fn a_follower_takes_over_the_pool_stays_locked_and_reset_on_a_follower_rearms_it
     );
 }
 
-#[test]
+both_modes!(a_member_that_lost_leadership_mid_chain_starts_no_further_step);
 fn a_member_that_lost_leadership_mid_chain_starts_no_further_step() {
     let (etcd, dp1, dp2) = two_members("/t/three");
     both(&[&dp1, &dp2], "down-db1");
@@ -354,7 +355,7 @@ fn a_member_that_lost_leadership_mid_chain_starts_no_further_step() {
     assert!(kv.contains("\"interrupted\""), "{kv}");
 }
 
-#[test]
+both_modes!(without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes);
 fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes() {
     let (mut etcd, dp1, dp2) = two_members("/t/four");
     tick_rounds(&[&dp1, &dp2], 1);
@@ -406,7 +407,7 @@ fn without_etcd_nothing_fails_over_and_every_member_is_critical_then_it_resumes(
     assert_eq!(dp1.run(&["report", "--nagios"]).code, 1);
 }
 
-#[test]
+both_modes!(a_promote_on_a_follower_acts_cluster_wide_and_the_leader_leaves_its_chain_alone);
 fn a_promote_on_a_follower_acts_cluster_wide_and_the_leader_leaves_its_chain_alone() {
     let (etcd, dp1, dp2) = two_members("/t/five");
     tick_rounds(&[&dp1, &dp2], 1);
@@ -439,7 +440,7 @@ fn a_promote_on_a_follower_acts_cluster_wide_and_the_leader_leaves_its_chain_alo
     assert!(etcd.ctl(&["get", "/t/five/chains/db"]).unwrap().is_empty());
 }
 
-#[test]
+both_modes!(https_endpoints_with_a_ca_file_and_etcd_authentication);
 fn https_endpoints_with_a_ca_file_and_etcd_authentication() {
     let etcd = Etcd::start_tls();
     // Authentication on: a user root with a password (etcdctl as root from then on).
@@ -486,7 +487,7 @@ fn https_endpoints_with_a_ca_file_and_etcd_authentication() {
     assert!(r.stdout.contains("etcd refused user `root`"), "{r:?}");
 }
 
-#[test]
+both_modes!(a_pause_on_a_follower_holds_the_leaders_failover_until_resume);
 fn a_pause_on_a_follower_holds_the_leaders_failover_until_resume() {
     let (_etcd, dp1, dp2) = two_members("/t/six");
     tick_rounds(&[&dp1, &dp2], 1);

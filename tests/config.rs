@@ -1,6 +1,7 @@
 //! Configuration: every shipped example parses, `init` writes a config `check-config`
 //! accepts, and each kind of bad config exits 2 naming file and key, changing nothing.
 
+#[macro_use]
 mod common;
 
 use common::{BIN, Instance, TWO_STEP_POOL};
@@ -453,7 +454,7 @@ fn haproxy_pool(sockets: &str) -> String {
     )
 }
 
-#[test]
+both_modes!(each_bad_config_exits_2_naming_file_and_key_and_changes_nothing);
 fn each_bad_config_exits_2_naming_file_and_key_and_changes_nothing() {
     let inst = Instance::new();
     assert_eq!(inst.tick().code, 0);
@@ -515,7 +516,7 @@ fn each_bad_config_exits_2_naming_file_and_key_and_changes_nothing() {
     assert_eq!(inst.tick().code, 0, "the restored config works again");
 }
 
-#[test]
+both_modes!(bad_usage_exits_2);
 fn bad_usage_exits_2() {
     let inst = Instance::new();
     for args in [
@@ -533,7 +534,7 @@ fn bad_usage_exits_2() {
     assert!(r.stdout.contains("tick"));
 }
 
-#[test]
+both_modes!(check_config_requires_the_ssh_files_that_steps_use);
 fn check_config_requires_the_ssh_files_that_steps_use() {
     let pool = format!(
         "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"app1\"]\nexec_command = \"true\"\n"
@@ -660,7 +661,7 @@ fn tls_pool(kind: &str, monitor_tls: &str, step_tls: &str) -> String {
     }
 }
 
-#[test]
+both_modes!(tls_tables_are_checked_with_every_error_naming_file_key_and_remedy);
 fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
     let inst = Instance::with("tick_interval = \"1s\"\n", &[]);
     make_certificates(inst.dir());
@@ -830,9 +831,9 @@ fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
     );
 }
 
+both_modes!(systemd_style_durations_in_the_config);
 /// Durations as systemd writes them in its units are accepted in the config and mean the
 /// same (`check-config --json` shows them in seconds).
-#[test]
 fn systemd_style_durations_in_the_config() {
     let inst = Instance::with(
         "tick_interval = \"1min 30s\"\nsystem_check_interval = \"5min\"\nhistory_retention = \"2 weeks\"\nstale_warning = \"1.5h\"\nstale_critical = \"2h\"\n",

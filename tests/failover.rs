@@ -1,14 +1,15 @@
 //! SPEC section 6 end to end: the real binary, real plugin processes, a real database.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
 use common::{Detection, Instance, detection, is_running, wait_for};
 
+both_modes!(fails_over_at_exactly_the_threshold_then_locks_until_reset);
 /// Counting: fails over on exactly the third failing tick. With `down_for`: within the tick
 /// that saw the failure, once it lasted `down_for`.
-#[test]
 fn fails_over_at_exactly_the_threshold_then_locks_until_reset() {
     let inst = Instance::new();
     assert_eq!(inst.tick().code, 0);
@@ -90,7 +91,7 @@ fn fails_over_at_exactly_the_threshold_then_locks_until_reset() {
     assert!(promotes[2].contains("old=db2 new=db1"), "{promotes:#?}");
 }
 
-#[test]
+both_modes!(a_flapping_primary_never_fails_over);
 fn a_flapping_primary_never_fails_over() {
     let inst = Instance::new();
     for _ in 0..3 {
@@ -102,11 +103,11 @@ fn a_flapping_primary_never_fails_over() {
     assert!(inst.calls("promote").is_empty());
 }
 
+both_modes!(a_gap_between_ticks_restarts_the_count);
 /// The gap rule: after more than 3 intervals without a tick (a stopped timer, a suspend),
 /// nothing counted or confirmed before counts. Counting: the count restarts. With
 /// `down_for`, where one tick confirms an outage, what outlives a tick is a `blocked` pool's
 /// confirmed outage: after a gap it is confirmed anew, for the whole `down_for`.
-#[test]
 fn a_gap_between_ticks_restarts_the_count() {
     let inst = Instance::with(
         "tick_interval = \"200ms\"\nsystem_check_interval = \"1h\"\n",
@@ -154,7 +155,7 @@ fn a_gap_between_ticks_restarts_the_count() {
     assert_eq!(inst.state_of("db").0, "failed_over");
 }
 
-#[test]
+both_modes!(a_failing_preflight_blocks_with_nothing_changed_until_it_passes);
 fn a_failing_preflight_blocks_with_nothing_changed_until_it_passes() {
     let inst = Instance::new();
     inst.flag("down-db1");
@@ -184,7 +185,7 @@ fn a_failing_preflight_blocks_with_nothing_changed_until_it_passes() {
     assert_eq!(inst.calls("promote").len(), 2);
 }
 
-#[test]
+both_modes!(standby_down_at_the_threshold_blocks_and_recovery_rearms);
 fn standby_down_at_the_threshold_blocks_and_recovery_rearms() {
     let inst = Instance::new();
     inst.flag("down-db1");
@@ -208,7 +209,7 @@ fn standby_down_at_the_threshold_blocks_and_recovery_rearms() {
     assert!(inst.calls("promote").is_empty());
 }
 
-#[test]
+both_modes!(an_aborting_step_skips_the_rest_and_locks_as_failover_failed);
 fn an_aborting_step_skips_the_rest_and_locks_as_failover_failed() {
     let inst = Instance::new();
     inst.flag("down-db1");
@@ -229,7 +230,7 @@ fn an_aborting_step_skips_the_rest_and_locks_as_failover_failed() {
     assert_eq!(inst.run(&["report", "--nagios"]).code, 2);
 }
 
-#[test]
+both_modes!(on_failure_continue_runs_the_rest_but_still_reports_failure);
 fn on_failure_continue_runs_the_rest_but_still_reports_failure() {
     let pool = common::TWO_STEP_POOL.replacen(
         "color = \"blue\"",
@@ -245,7 +246,7 @@ fn on_failure_continue_runs_the_rest_but_still_reports_failure() {
     assert_eq!(inst.state_of("db").0, "failover_failed");
 }
 
-#[test]
+both_modes!(a_step_that_outlives_its_timeout_is_killed_with_its_children);
 fn a_step_that_outlives_its_timeout_is_killed_with_its_children() {
     let inst = Instance::new();
     inst.flag("down-db1");
@@ -276,7 +277,7 @@ fn a_step_that_outlives_its_timeout_is_killed_with_its_children() {
     );
 }
 
-#[test]
+both_modes!(sigkill_in_the_middle_of_a_chain_leaves_interrupted_and_no_step_runs_twice);
 fn sigkill_in_the_middle_of_a_chain_leaves_interrupted_and_no_step_runs_twice() {
     let inst = Instance::new();
     inst.flag("down-db1");
@@ -329,7 +330,7 @@ fn unsafe_kill_group_of(pid: i32) {
     }
 }
 
-#[test]
+both_modes!(two_ticks_at_once_run_the_chain_at_most_once);
 fn two_ticks_at_once_run_the_chain_at_most_once() {
     for _ in 0..3 {
         let inst = Instance::new();
@@ -346,7 +347,7 @@ fn two_ticks_at_once_run_the_chain_at_most_once() {
     }
 }
 
-#[test]
+both_modes!(promote_waits_for_a_running_tick);
 fn promote_waits_for_a_running_tick() {
     let slow = common::TWO_STEP_POOL.replace("max_failed_checks = 3", "max_failed_checks = 1");
     let other = common::TWO_STEP_POOL
@@ -395,7 +396,7 @@ fn promote_waits_for_a_running_tick() {
     );
 }
 
-#[test]
+both_modes!(promote_and_reset_need_yes_without_a_terminal_and_change_nothing_otherwise);
 fn promote_and_reset_need_yes_without_a_terminal_and_change_nothing_otherwise() {
     let inst = Instance::new();
     inst.tick();
@@ -412,7 +413,7 @@ fn promote_and_reset_need_yes_without_a_terminal_and_change_nothing_otherwise() 
     assert!(r.stderr.contains("no pool named `nosuch`"), "{r:?}");
 }
 
-#[test]
+both_modes!(promote_refuses_a_down_target_and_a_failing_preflight);
 fn promote_refuses_a_down_target_and_a_failing_preflight() {
     let inst = Instance::new();
     inst.tick();
@@ -438,7 +439,7 @@ fn promote_refuses_a_down_target_and_a_failing_preflight() {
     assert!(inst.calls("promote")[0].contains("old=db1 new=db2"));
 }
 
-#[test]
+both_modes!(dry_run_prints_the_plan_runs_preflights_and_changes_nothing);
 fn dry_run_prints_the_plan_runs_preflights_and_changes_nothing() {
     let inst = Instance::new();
     inst.tick();
@@ -501,7 +502,7 @@ fn dry_run_prints_the_plan_runs_preflights_and_changes_nothing() {
     assert!(!fresh.path("state").exists());
 }
 
-#[test]
+both_modes!(exec_local_steps_run_without_a_shell_and_substitute_values_as_data);
 fn exec_local_steps_run_without_a_shell_and_substitute_values_as_data() {
     let pool = r#"
 primary = "db1"
@@ -563,7 +564,7 @@ fn on_terminal(inst: &Instance, args: &str, answer: &str) -> common::Run {
     common::Run::from(child.wait_with_output().unwrap())
 }
 
-#[test]
+both_modes!(promote_and_reset_ask_on_a_terminal);
 fn promote_and_reset_ask_on_a_terminal() {
     let inst = Instance::new();
     inst.tick();
@@ -592,7 +593,7 @@ fn promote_and_reset_ask_on_a_terminal() {
     assert_eq!(inst.state_of("db"), ("armed".into(), "secondary".into(), 0));
 }
 
-#[test]
+both_modes!(the_recorded_actor_is_the_real_user_and_sudo_only_when_sudo_ran_it);
 fn the_recorded_actor_is_the_real_user_and_sudo_only_when_sudo_ran_it() {
     let inst = Instance::new();
     inst.tick();
@@ -631,7 +632,7 @@ fn time_based() -> Instance {
     )
 }
 
-#[test]
+both_modes!(down_for_fails_over_within_the_tick_that_saw_the_failure);
 fn down_for_fails_over_within_the_tick_that_saw_the_failure() {
     let inst = time_based();
     assert_eq!(inst.tick().code, 0);
@@ -649,7 +650,7 @@ fn down_for_fails_over_within_the_tick_that_saw_the_failure() {
     assert_eq!(inst.calls("promote").len(), 2);
 }
 
-#[test]
+both_modes!(down_for_a_blip_shorter_than_it_never_fails_over);
 fn down_for_a_blip_shorter_than_it_never_fails_over() {
     let inst = time_based();
     assert_eq!(inst.tick().code, 0);
@@ -667,7 +668,7 @@ fn down_for_a_blip_shorter_than_it_never_fails_over() {
     assert!(inst.calls("preflight").is_empty(), "not even a preflight");
 }
 
-#[test]
+both_modes!(down_for_while_re_checking_the_report_shows_the_count);
 fn down_for_while_re_checking_the_report_shows_the_count() {
     let pool = common::TWO_STEP_POOL.replace(
         "max_failed_checks = 3",
@@ -701,7 +702,7 @@ fn down_for_while_re_checking_the_report_shows_the_count() {
     assert_eq!(inst.state_of("db").0, "armed");
 }
 
-#[test]
+both_modes!(a_readiness_check_slower_than_its_interval_does_not_keep_the_tick_running);
 fn a_readiness_check_slower_than_its_interval_does_not_keep_the_tick_running() {
     // The check hangs until its step's 3 s timeout; readiness is due every second.
     let inst = Instance::with(

@@ -2,6 +2,7 @@
 //! killed at every step boundary, clock jumps, an unwritable or full state dir, damaged
 //! databases, a config broken while failed over, misbehaving plugins, random kills.
 
+#[macro_use]
 mod common;
 
 use std::process::Command;
@@ -25,7 +26,7 @@ fn three_steps() -> String {
     pool
 }
 
-#[test]
+both_modes!(sigkill_at_every_step_boundary_leaves_interrupted_and_no_step_runs_twice);
 fn sigkill_at_every_step_boundary_leaves_interrupted_and_no_step_runs_twice() {
     // (flag, the step named as interrupted, how many promote calls ran)
     let positions = [
@@ -165,6 +166,7 @@ fn failed_checks(inst: &Instance, n: u64) -> u64 {
     }
 }
 
+both_modes!(clock_jumps_restart_the_count_and_show_in_the_report);
 /// Clock jumps. Counting, a jump between two ticks is a gap and the count restarts: a jump
 /// forward makes old failures look recent no more, a jump back makes the last check look
 /// in the future. With `down_for`, an outage is confirmed within one tick, by down time
@@ -172,7 +174,6 @@ fn failed_checks(inst: &Instance, n: u64) -> u64 {
 /// of the wall clock during those re-checks must neither confirm an outage shorter than
 /// `down_for` (forward) nor hold the tick until the clock catches up (back). In both modes
 /// the report, read with a clock far from the last tick's, says what it sees.
-#[test]
 fn clock_jumps_restart_the_count_and_show_in_the_report() {
     let inst = Instance::new();
     match detection() {
@@ -255,7 +256,7 @@ impl Drop for Immutable {
     }
 }
 
-#[test]
+both_modes!(an_unwritable_state_dir_fails_the_tick_clearly_and_the_report_goes_stale);
 fn an_unwritable_state_dir_fails_the_tick_clearly_and_the_report_goes_stale() {
     let inst = Instance::with(
         "tick_interval = \"200ms\"\nstale_warning = \"500ms\"\nstale_critical = \"1s\"\n",
@@ -308,7 +309,7 @@ fn small_tmpfs(dir: &std::path::Path) -> Unmount {
     Unmount(dir.to_path_buf())
 }
 
-#[test]
+both_modes!(a_full_disk_while_writing_state_fails_cleanly_and_recovers);
 fn a_full_disk_while_writing_state_fails_cleanly_and_recovers() {
     let inst = Instance::new();
     let state = inst.path("state");
@@ -342,7 +343,7 @@ fn a_full_disk_while_writing_state_fails_cleanly_and_recovers() {
     assert!(inst.calls("promote").len() <= 2);
 }
 
-#[test]
+both_modes!(truncated_and_garbage_databases_are_refused_not_misread);
 fn truncated_and_garbage_databases_are_refused_not_misread() {
     for damage in ["truncate", "garbage"] {
         let inst = Instance::new();
@@ -367,7 +368,7 @@ fn truncated_and_garbage_databases_are_refused_not_misread() {
     }
 }
 
-#[test]
+both_modes!(a_config_broken_while_failed_over_is_unknown_and_the_pool_stays_locked);
 fn a_config_broken_while_failed_over_is_unknown_and_the_pool_stays_locked() {
     let inst = Instance::new();
     inst.flag("down-db1");
@@ -403,7 +404,7 @@ fn a_config_broken_while_failed_over_is_unknown_and_the_pool_stays_locked() {
     assert_eq!(inst.calls("promote").len(), 2);
 }
 
-#[test]
+both_modes!(misbehaving_plugins_are_contained);
 fn misbehaving_plugins_are_contained() {
     let inst = Instance::new();
     // A monitor that prints megabytes, leaves a child behind, and one that dies by a signal.
@@ -474,7 +475,7 @@ fn misbehaving_plugins_are_contained() {
     );
 }
 
-#[test]
+both_modes!(config_values_reach_commands_as_data);
 fn config_values_reach_commands_as_data() {
     // etc_hosts on the local host, with a hosts file path and a helper path full of shell
     // metacharacters: the helper (a script logging its argv) must get each as one argument.
@@ -520,7 +521,7 @@ fn config_values_reach_commands_as_data() {
     drop(inst);
 }
 
-#[test]
+both_modes!(random_kills_across_many_ticks_leave_a_sound_database_and_state);
 fn random_kills_across_many_ticks_leave_a_sound_database_and_state() {
     let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", &three_steps())]);
     inst.script("plugins/step", "#!/bin/sh\necho \"$DEADPOOL_STEP $1\" >> \"$(dirname \"$0\")/../steps.log\"\nsleep 0.0$(( $(od -An -N1 -tu1 /dev/urandom) % 5 ))\necho ok\n");
@@ -611,7 +612,7 @@ if [ "$1" = promote ]; then rm -f "$top/state/filler"; echo "freed the state dir
 exit 0
 "#;
 
-#[test]
+both_modes!(a_disk_that_fills_up_during_the_chain_stops_no_step);
 fn a_disk_that_fills_up_during_the_chain_stops_no_step() {
     let pool = format!(
         "{}\n[[protocol]]\ntype = \"plugin\"\nname = \"free\"\ncommand = \"free\"\n",

@@ -1,9 +1,10 @@
-//! Whole outputs of `report` (tree, JSON, Nagios), `history` and `check-config` in each main
-//! state of a pool, compared with the reviewed files in `tests/golden/` (see
-//! `common::golden`). Times, durations and paths are normalised. A run with
-//! `DEADPOOL_TEST_DETECTION=down_for` compares with `tests/golden/down_for/`: the same states
-//! reached by a pool that confirms outages by time.
+//! Whole outcomes (exit code, stdout, stderr) of `report` (tree, JSON, Nagios), `history` and
+//! `check-config` in each main state of a pool, compared with the reviewed files in
+//! `tests/golden/` (see `common::golden`). Times, durations and paths are normalised. Each
+//! test runs in both detection modes (`both_modes!`); its `down_for` half compares with
+//! `tests/golden/down_for/`: the same states reached by a pool that confirms outages by time.
 
+#[macro_use]
 mod common;
 
 use std::process::Command;
@@ -76,20 +77,20 @@ fn reports_with(inst: &Instance, state: &str, nagios_code: i32, also: impl Fn(St
     );
 }
 
-#[test]
+both_modes!(armed);
 fn armed() {
     let inst = instance();
     assert_eq!(inst.tick().code, 0);
     reports(&inst, "armed", 0);
 }
 
+both_modes!(counting);
 /// The active server failed and the pool has not decided yet. Counting, that is the time
 /// between two ticks. With `down_for` it is the tick itself, re-checking the server: the
 /// reports are taken while it does, once the re-checks have been recorded, and must show the
 /// count of failed checks growing and the monitor's latest message. That pool waits an hour
 /// to confirm, so it cannot decide meanwhile; then the server answers again and the tick ends
 /// without a failover.
-#[test]
 fn counting() {
     if detection() == Detection::Count {
         let inst = instance();
@@ -151,7 +152,7 @@ fn count_as_n(text: String) -> String {
     out
 }
 
-#[test]
+both_modes!(blocked);
 fn blocked() {
     let inst = instance();
     inst.tick();
@@ -168,7 +169,7 @@ fn blocked() {
     assert_output(&inst, &["history"], 0, "blocked.history.txt");
 }
 
-#[test]
+both_modes!(failing_over_and_interrupted);
 fn failing_over_and_interrupted() {
     let inst = instance();
     inst.tick();
@@ -178,7 +179,7 @@ fn failing_over_and_interrupted() {
     reports(&inst, "interrupted", 2);
 }
 
-#[test]
+both_modes!(failed_over);
 fn failed_over() {
     let inst = instance();
     inst.tick();
@@ -190,7 +191,7 @@ fn failed_over() {
     assert_output(&inst, &["history", "--json"], 0, "failed_over.history.json");
 }
 
-#[test]
+both_modes!(failover_failed);
 fn failover_failed() {
     let inst = instance();
     inst.tick();
@@ -202,7 +203,7 @@ fn failover_failed() {
     assert_output(&inst, &["history"], 0, "failover_failed.history.txt");
 }
 
-#[test]
+both_modes!(check_config);
 fn check_config() {
     let inst = instance();
     assert_output(&inst, &["check-config", "--offline"], 0, "check-config.txt");
@@ -228,7 +229,7 @@ fn check_config() {
     );
 }
 
-#[test]
+both_modes!(paused);
 fn paused() {
     let inst = instance();
     inst.tick();

@@ -4,6 +4,7 @@
 //! documents it). Checked against a real systemd-journald, run in a private mount namespace
 //! so that nothing of this machine's own logging is touched.
 
+#[macro_use]
 mod common;
 
 use std::fs;
@@ -35,7 +36,7 @@ fn with_stderr_file(
     )
 }
 
-#[test]
+both_modes!(prefixes_only_when_stderr_is_the_named_stream);
 fn prefixes_only_when_stderr_is_the_named_stream() {
     let inst = Instance::new();
     let missing = ["--config", "/nonexistent/deadpool", "tick"];
@@ -97,7 +98,7 @@ echo "--- errors"
 journalctl --no-pager -t deadpool-test -p err -o cat
 "#;
 
-#[test]
+both_modes!(priorities_reach_a_real_journald);
 fn priorities_reach_a_real_journald() {
     let inst = Instance::new();
     let out = Command::new("unshare")

@@ -3,6 +3,7 @@
 //! state dir, each running its tick loop (`tick; sleep 1`) there, beside the MariaDB pair.
 //! Run by `scripts/test` (they need root); `cargo test` lists them as ignored.
 
+#[macro_use]
 mod common;
 
 use std::process::Command;
@@ -164,8 +165,10 @@ fn wait(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Duration {
     start.elapsed()
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    the_leaders_host_dies_and_a_follower_leads_within_lease_ttl_plus_tick_interval
+);
 fn the_leaders_host_dies_and_a_follower_leads_within_lease_ttl_plus_tick_interval() {
     let c = Cluster::new();
     c.start_all();
@@ -186,8 +189,10 @@ fn the_leaders_host_dies_and_a_follower_leads_within_lease_ttl_plus_tick_interva
     assert!(c.pool_state().contains("\"armed\""), "{}", c.pool_state());
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    the_primary_killed_right_after_the_leader_dies_is_failed_over_by_exactly_one_chain
+);
 fn the_primary_killed_right_after_the_leader_dies_is_failed_over_by_exactly_one_chain() {
     let c = Cluster::new();
     c.start_all();
@@ -202,8 +207,10 @@ fn the_primary_killed_right_after_the_leader_dies_is_failed_over_by_exactly_one_
     assert!(c.pool_state().contains("\"secondary\""));
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_leader_cut_off_from_etcd_runs_no_step_and_the_new_leader_fails_over
+);
 fn a_leader_cut_off_from_etcd_runs_no_step_and_the_new_leader_fails_over() {
     let c = Cluster::new();
     c.start_all();
@@ -225,8 +232,10 @@ fn a_leader_cut_off_from_etcd_runs_no_step_and_the_new_leader_fails_over() {
     assert_eq!(c.runs("two"), 1);
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    without_etcd_quorum_nothing_fails_over_every_member_is_critical_and_then_it_resumes
+);
 fn without_etcd_quorum_nothing_fails_over_every_member_is_critical_and_then_it_resumes() {
     let c = Cluster::new();
     c.start_all();
@@ -255,8 +264,10 @@ fn without_etcd_quorum_nothing_fails_over_every_member_is_critical_and_then_it_r
     assert_eq!(c.runs("two"), 1);
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_failed_over_pool_stays_locked_across_a_change_of_leader_and_reset_on_a_follower_rearms_it
+);
 fn a_failed_over_pool_stays_locked_across_a_change_of_leader_and_reset_on_a_follower_rearms_it() {
     let c = Cluster::new();
     c.start_all();

@@ -4,6 +4,7 @@
 //! suite counting and with `down_for`): the decisions must be exactly as safe in both. Run
 //! by `scripts/test` (they need root); `cargo test` lists them as ignored.
 
+#[macro_use]
 mod common;
 
 use std::process::{Child, Stdio};
@@ -35,8 +36,10 @@ fn ticks_like_the_timer(inst: &Instance, pool: &str, limit: usize) -> Vec<String
     seen
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_hung_primary_is_failed_over_although_observers_can_connect_to_it
+);
 fn a_hung_primary_is_failed_over_although_observers_can_connect_to_it() {
     let lab = Lab::fresh();
     let pool = lab.mysql_pool_confirmed_by_apps(3);
@@ -58,8 +61,10 @@ fn a_hung_primary_is_failed_over_although_observers_can_connect_to_it() {
     lab.sh(&["cont", "db1", "mysql"]);
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    another_pools_hanging_readiness_check_does_not_delay_detection
+);
 fn another_pools_hanging_readiness_check_does_not_delay_detection() {
     let lab = Lab::fresh();
     // Pool `slow`: Redis on the same servers, with a readiness check on app1 that hangs
@@ -112,8 +117,10 @@ fn another_pools_hanging_readiness_check_does_not_delay_detection() {
     assert_eq!(inst.state_of("slow").0, "armed");
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_primary_whose_check_is_slow_to_fail_is_failed_over
+);
 fn a_primary_whose_check_is_slow_to_fail_is_failed_over() {
     let lab = Lab::fresh();
     // Each failing check takes the whole 2.5 s timeout: longer than two tick intervals.

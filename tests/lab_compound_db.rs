@@ -5,6 +5,7 @@
 //! file/position waits for that position. Run by `scripts/test` (they need root); `cargo
 //! test` lists them as ignored.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -55,8 +56,10 @@ fn read_only(lab: &Lab, host: &str) -> String {
     lab.sql(host, "SELECT @@global.read_only")
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_primary_out_of_connections_is_alive_never_failed_over_nor_promoted_around
+);
 fn a_primary_out_of_connections_is_alive_never_failed_over_nor_promoted_around() {
     let lab = Lab::fresh();
     let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
@@ -157,8 +160,10 @@ fn vip_on(lab: &Lab, host: &str) -> bool {
     lab.sh(&["vip", "show", host]).contains(VIP)
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_vip_release_refused_by_a_reachable_old_primary_is_not_taken_over
+);
 fn a_vip_release_refused_by_a_reachable_old_primary_is_not_taken_over() {
     let lab = Lab::fresh();
     lab.sh(&["vip", "add", "db1", &format!("{VIP}/24")]);
@@ -195,8 +200,10 @@ fn a_vip_release_refused_by_a_reachable_old_primary_is_not_taken_over() {
     assert!(vip_on(&lab, "db1"), "the address stays where it was");
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_manual_promote_to_a_lagging_replica_on_binlog_positions_loses_no_acknowledged_row
+);
 fn a_manual_promote_to_a_lagging_replica_on_binlog_positions_loses_no_acknowledged_row() {
     let lab = Lab::fresh();
     lab.sh(&["replica-filepos"]);

@@ -3,6 +3,7 @@
 //! before the MariaDB pair (lb1, lb2) that app hosts connect through. Run by `scripts/test`
 //! (they need root); `cargo test` lists them as ignored.
 
+#[macro_use]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -192,8 +193,10 @@ fn failover_failed_history(inst: &Instance) -> String {
     inst.history()
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    dns_kill_9_switches_the_record_and_the_server_answers_the_new_address
+);
 fn dns_kill_9_switches_the_record_and_the_server_answers_the_new_address() {
     let lab = Lab::fresh();
     let inst = instance_with_db(&lab, &dns_step_with_lab_key(&lab));
@@ -232,8 +235,10 @@ fn dns_kill_9_switches_the_record_and_the_server_answers_the_new_address() {
     assert_eq!(inst.pool_json("db")["steps"][1]["status"], "OK", "{full}");
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    dns_wrong_key_blocks_and_a_key_changed_during_the_chain_fails_the_step
+);
 fn dns_wrong_key_blocks_and_a_key_changed_during_the_chain_fails_the_step() {
     let lab = Lab::fresh();
     let inst = Instance::with(&lab.settings_with_ssh(None), &[]);
@@ -273,8 +278,10 @@ fn dns_wrong_key_blocks_and_a_key_changed_during_the_chain_fails_the_step() {
     assert_eq!(record(&lab), lab.var("LAB_DB1_IP"));
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    dns_record_changed_by_someone_else_is_never_overwritten
+);
 fn dns_record_changed_by_someone_else_is_never_overwritten() {
     let lab = Lab::fresh();
     let inst = instance_with_db(&lab, &dns_step_with_lab_key(&lab));
@@ -302,8 +309,10 @@ fn dns_record_changed_by_someone_else_is_never_overwritten() {
     assert_eq!(record(&lab), "10.213.0.77");
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    haproxy_kill_9_switches_every_proxy_and_client_writes_reach_the_new_primary
+);
 fn haproxy_kill_9_switches_every_proxy_and_client_writes_reach_the_new_primary() {
     let lab = Lab::fresh();
     let (lb1, lb2) = (lab.var("LAB_LB1_IP"), lab.var("LAB_LB2_IP"));
@@ -354,8 +363,10 @@ fn haproxy_kill_9_switches_every_proxy_and_client_writes_reach_the_new_primary()
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    haproxy_unreachable_proxy_blocks_at_preflight_and_fails_the_step_while_the_other_switches
+);
 fn haproxy_unreachable_proxy_blocks_at_preflight_and_fails_the_step_while_the_other_switches() {
     let lab = Lab::fresh();
     let (lb1, lb2) = (lab.var("LAB_LB1_IP"), lab.var("LAB_LB2_IP"));
@@ -413,10 +424,12 @@ fn haproxy_unreachable_proxy_blocks_at_preflight_and_fails_the_step_while_the_ot
     );
 }
 
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    the_tsig_secret_appears_nowhere
+);
 /// The TSIG secret, right or wrong, appears in no output, history, database file or process
 /// argument list, and its key files are gone after each update.
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
 fn the_tsig_secret_appears_nowhere() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};

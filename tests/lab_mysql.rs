@@ -3,6 +3,7 @@
 //! for broken setups. Run by `scripts/test` (they need root); `cargo test` lists them as
 //! ignored.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -26,8 +27,10 @@ fn tick_timed(inst: &Instance) -> Duration {
     started.elapsed()
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    kill_9_of_the_primary_promotes_the_replica_without_losing_acknowledged_writes
+);
 fn kill_9_of_the_primary_promotes_the_replica_without_losing_acknowledged_writes() {
     let lab = Lab::fresh();
     let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
@@ -75,8 +78,10 @@ fn kill_9_of_the_primary_promotes_the_replica_without_losing_acknowledged_writes
     assert!(r.stdout.contains("split-brain risk"), "{r:?}");
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_hung_primary_never_hangs_a_tick_and_fails_over_after_the_threshold
+);
 fn a_hung_primary_never_hangs_a_tick_and_fails_over_after_the_threshold() {
     for fault in [["hang", "db1", ""], ["stop", "db1", "mysql"]] {
         let lab = Lab::fresh();
@@ -130,8 +135,10 @@ fn a_hung_primary_never_hangs_a_tick_and_fails_over_after_the_threshold() {
     }
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_blip_shorter_than_the_threshold_causes_no_failover
+);
 fn a_blip_shorter_than_the_threshold_causes_no_failover() {
     let lab = Lab::fresh();
     let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
@@ -182,8 +189,10 @@ fn a_blip_shorter_than_the_threshold_causes_no_failover() {
     assert!(!inst.history().contains("failover_started"));
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    manual_promote_with_both_alive_swaps_roles_without_losing_a_write
+);
 fn manual_promote_with_both_alive_swaps_roles_without_losing_a_write() {
     let lab = Lab::fresh();
     let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
@@ -221,8 +230,10 @@ fn manual_promote_with_both_alive_swaps_roles_without_losing_a_write() {
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    readiness_problems_show_within_one_system_check
+);
 fn readiness_problems_show_within_one_system_check() {
     let lab = Lab::fresh();
     let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool(3, ""))]);
@@ -264,8 +275,10 @@ fn readiness_problems_show_within_one_system_check() {
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    broken_setups_give_clear_messages_never_a_hang
+);
 fn broken_setups_give_clear_messages_never_a_hang() {
     let lab = Lab::fresh();
     let good = lab.mysql_pool(3, "");

@@ -2,6 +2,7 @@
 //! same instance, and two instances side by side. Run by `scripts/test` (they need root);
 //! `cargo test` lists them as ignored.
 
+#[macro_use]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -74,8 +75,10 @@ fn two_pools(lab: &Lab) -> Instance {
     )
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_redis_failure_fails_over_only_the_redis_pool
+);
 fn a_redis_failure_fails_over_only_the_redis_pool() {
     let lab = Lab::fresh();
     let inst = two_pools(&lab);
@@ -116,8 +119,10 @@ fn a_redis_failure_fails_over_only_the_redis_pool() {
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_mysql_failure_fails_over_only_the_mysql_pool
+);
 fn a_mysql_failure_fails_over_only_the_mysql_pool() {
     let lab = Lab::fresh();
     let inst = two_pools(&lab);
@@ -139,8 +144,10 @@ fn a_mysql_failure_fails_over_only_the_mysql_pool() {
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    manual_promote_swaps_redis_roles_without_losing_an_acknowledged_write
+);
 fn manual_promote_swaps_redis_roles_without_losing_an_acknowledged_write() {
     let lab = Lab::fresh();
     let inst = Instance::with(SETTINGS, &[("cache", &lab.redis_pool(3))]);
@@ -193,8 +200,10 @@ fn manual_promote_swaps_redis_roles_without_losing_an_acknowledged_write() {
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    two_instances_run_side_by_side_and_stay_apart
+);
 fn two_instances_run_side_by_side_and_stay_apart() {
     let lab = Lab::fresh();
     let a = Instance::with(SETTINGS, &[("cache", &lab.redis_pool(3))]);
@@ -228,8 +237,10 @@ fn two_instances_run_side_by_side_and_stay_apart() {
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    broken_redis_setups_give_clear_messages_never_a_hang
+);
 fn broken_redis_setups_give_clear_messages_never_a_hang() {
     let lab = Lab::fresh();
     let good = lab.redis_pool(3);

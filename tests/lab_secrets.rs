@@ -3,6 +3,7 @@
 //! level); stdout, stderr, the history, the database files and every process's argument
 //! list while they run are searched for the passwords. Run by `scripts/test`.
 
+#[macro_use]
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,8 +36,10 @@ fn watch_argv(stop: Arc<AtomicBool>, seen: Arc<Mutex<Vec<String>>>) -> std::thre
     })
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    no_secret_appears_anywhere
+);
 fn no_secret_appears_anywhere() {
     let lab = Lab::fresh();
     let secrets: Vec<String> = [

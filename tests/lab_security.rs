@@ -2,6 +2,7 @@
 //! rules for an unprivileged SSH user, and sudo refusing everything else. Run by
 //! `scripts/test` (they need root); `cargo test` lists them as ignored.
 
+#[macro_use]
 mod common;
 
 use common::Instance;
@@ -34,8 +35,10 @@ fn as_user(lab: &Lab, ns_var: &str, script: &str) -> (bool, String) {
     )
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_failover_works_through_exactly_the_readme_sudoers_rules_and_nothing_else_does
+);
 fn a_failover_works_through_exactly_the_readme_sudoers_rules_and_nothing_else_does() {
     let lab = Lab::fresh();
     lab.sh(&["vip", "add", "db1", &format!("{VIP}/24")]);
@@ -142,8 +145,10 @@ fn preflight(inst: &Instance) -> String {
         .to_string()
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    known_hosts_as_openssh_reads_it_key_types_ports_hashes_and_revocations
+);
 fn known_hosts_as_openssh_reads_it_key_types_ports_hashes_and_revocations() {
     let lab = Lab::fresh();
     let port = 2222;

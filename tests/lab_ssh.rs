@@ -3,6 +3,7 @@
 //! readiness problems. Run by `scripts/test` (they need root); `cargo test` lists them as
 //! ignored.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -46,8 +47,10 @@ fn vip_on(lab: &Lab, host: &str) -> bool {
     lab.sh(&["vip", "show", host]).contains(VIP)
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    kill_9_runs_the_whole_chain_and_the_apps_follow
+);
 fn kill_9_runs_the_whole_chain_and_the_apps_follow() {
     let (lab, inst) = setup(None, "", common::BIN);
     assert_eq!(inst.tick().code, 0);
@@ -102,8 +105,10 @@ fn kill_9_runs_the_whole_chain_and_the_apps_follow() {
     }
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_client_unreachable_at_preflight_blocks_with_nothing_changed
+);
 fn a_client_unreachable_at_preflight_blocks_with_nothing_changed() {
     let (lab, inst) = setup(None, "", common::BIN);
     inst.tick();
@@ -135,8 +140,10 @@ fn a_client_unreachable_at_preflight_blocks_with_nothing_changed() {
     assert!(vip_on(&lab, "db1") && !vip_on(&lab, "db2"));
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_client_failing_between_preflight_and_action_leaves_failover_failed_naming_it
+);
 fn a_client_failing_between_preflight_and_action_leaves_failover_failed_naming_it() {
     // A local step between the promotion and the hosts switch cuts app2 off: the preflight
     // saw it healthy, the action does not reach it.
@@ -170,8 +177,10 @@ fn a_client_failing_between_preflight_and_action_leaves_failover_failed_naming_i
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_primary_cut_off_from_deadpool_only_is_not_failed_over
+);
 fn a_primary_cut_off_from_deadpool_only_is_not_failed_over() {
     let lab = Lab::fresh();
     let pool = lab.mysql_pool_confirmed_by_apps(3);
@@ -204,8 +213,10 @@ fn a_primary_cut_off_from_deadpool_only_is_not_failed_over() {
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    unknown_and_changed_host_keys_are_refused
+);
 fn unknown_and_changed_host_keys_are_refused() {
     let lab = Lab::fresh();
     let tmp = tempfile::tempdir().unwrap();
@@ -253,8 +264,10 @@ fn unknown_and_changed_host_keys_are_refused() {
     }
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    readiness_problems_of_clients_and_the_vip_reach_nagios
+);
 fn readiness_problems_of_clients_and_the_vip_reach_nagios() {
     let (lab, inst) = setup(None, "", common::BIN);
     inst.tick();
@@ -352,8 +365,10 @@ impl Drop for Immutable {
     }
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    an_unprivileged_login_needs_sudo_and_gets_it
+);
 fn an_unprivileged_login_needs_sudo_and_gets_it() {
     let lab = Lab::fresh();
     lab.map_on_apps("db.service");
@@ -400,8 +415,10 @@ fn an_unprivileged_login_needs_sudo_and_gets_it() {
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    password_logins_work_and_a_wrong_password_is_refused
+);
 fn password_logins_work_and_a_wrong_password_is_refused() {
     let lab = Lab::fresh();
     let tmp = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@
 //! from `history` alone. Run by `scripts/test` (it needs root); `cargo test` lists it as
 //! ignored.
 
+#[macro_use]
 mod common;
 
 use serde_json::Value;
@@ -43,8 +44,10 @@ fn whole(events: &[Value], step: &str) -> i64 {
         .unwrap_or_else(|| panic!("no whole-step time for `{step}`: {events:#?}"))
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    history_tells_each_steps_time_on_each_host_and_in_all
+);
 fn history_tells_each_steps_time_on_each_host_and_in_all() {
     let lab = Lab::fresh();
     lab.sh(&["vip", "add", "db1", &format!("{VIP}/24")]);

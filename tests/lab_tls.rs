@@ -5,6 +5,7 @@
 //! by the test), sees live servers it cannot use, says so plainly, and never fails over for
 //! it. Run by `scripts/test` (they need root); `cargo test` lists them as ignored.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -97,8 +98,10 @@ fn assert_alive_but_refused(inst: &Instance, pool: &str, expect: &str) {
     );
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_mysql_pool_watches_and_fails_over_through_tls_and_refuses_what_it_cannot_trust
+);
 fn a_mysql_pool_watches_and_fails_over_through_tls_and_refuses_what_it_cannot_trust() {
     let lab = tls_lab();
     let scratch = tempfile::tempdir().unwrap();
@@ -187,8 +190,10 @@ fn a_mysql_pool_watches_and_fails_over_through_tls_and_refuses_what_it_cannot_tr
     }
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_redis_pool_watches_and_fails_over_through_tls_and_refuses_what_it_cannot_trust
+);
 fn a_redis_pool_watches_and_fails_over_through_tls_and_refuses_what_it_cannot_trust() {
     let lab = tls_lab();
     let scratch = tempfile::tempdir().unwrap();
@@ -250,8 +255,10 @@ fn a_redis_pool_watches_and_fails_over_through_tls_and_refuses_what_it_cannot_tr
     }
 }
 
-#[test]
-#[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    observers_over_tls_see_a_live_redis_and_block_the_failover
+);
 fn observers_over_tls_see_a_live_redis_and_block_the_failover() {
     let lab = tls_lab();
     let mut pool = with_monitor_line(&lab.redis_pool(2), &tls_table(&lab, lab.var("LAB_TLS_CA")));

@@ -2,6 +2,7 @@
 //! `promtool check metrics`; the textfile written atomically 0644 whatever the umask, and
 //! scraped by a real node_exporter running as another user.
 
+#[macro_use]
 mod common;
 
 use std::io::{Read, Write};
@@ -69,7 +70,7 @@ fn sample(text: &str, name_and_labels: &str) -> f64 {
         .unwrap()
 }
 
-#[test]
+both_modes!(the_textfile_is_0644_whatever_the_umask_and_holds_no_age);
 fn the_textfile_is_0644_whatever_the_umask_and_holds_no_age() {
     let inst = instance();
     let dir = inst.path("textfile");
@@ -121,7 +122,7 @@ fn the_textfile_is_0644_whatever_the_umask_and_holds_no_age() {
     assert_eq!(sample(&text, "deadpool_pool_paused{pool=\"db\"}"), 0.0);
 }
 
-#[test]
+both_modes!(report_metrics_pass_promtool_in_every_state);
 fn report_metrics_pass_promtool_in_every_state() {
     let inst = instance();
     std::fs::create_dir(inst.path("textfile")).unwrap();
@@ -193,7 +194,7 @@ fn make_traversable(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-#[test]
+both_modes!(node_exporter_running_as_another_user_scrapes_the_textfile);
 fn node_exporter_running_as_another_user_scrapes_the_textfile() {
     let inst = instance();
     let dir = inst.path("textfile");

@@ -1,9 +1,10 @@
 //! `report --nagios` with many pools: a first line under 1,024 bytes (NRPE v2), the whole
 //! output under 8 KB (Nagios Core), and the perfdata, read the way Nagios reads it (the
 //! first line's and the long output's after its first `|`), parsed by the Nagios plugin
-//! library itself (Monitoring::Plugin::Performance). With `DEADPOOL_TEST_DETECTION=down_for`
-//! the reports are taken while the tick re-checks the failing primaries.
+//! library itself (Monitoring::Plugin::Performance). In the `down_for` half of each test
+//! (`both_modes!`) the reports are taken while the tick re-checks the failing primaries.
 
+#[macro_use]
 mod common;
 
 use std::io::Write;
@@ -223,7 +224,7 @@ fn check_limits(output: &str) {
     assert!(!first.split_once(" | ").unwrap().0.contains('|'), "{first}");
 }
 
-#[test]
+both_modes!(two_hundred_pools_fit_nrpe_and_nagios_with_every_pools_perfdata);
 fn two_hundred_pools_fit_nrpe_and_nagios_with_every_pools_perfdata() {
     let (inst, names) = two_hundred(0);
     let r = nagios_report(&inst);
@@ -279,7 +280,7 @@ fn two_hundred_pools_fit_nrpe_and_nagios_with_every_pools_perfdata() {
     }
 }
 
-#[test]
+both_modes!(longest_names_cut_whole_perfdata_items_and_say_so);
 fn longest_names_cut_whole_perfdata_items_and_say_so() {
     let (inst, _) = two_hundred(64);
     let r = nagios_report(&inst);
@@ -341,9 +342,9 @@ fn longest_names_cut_whole_perfdata_items_and_say_so() {
     }
 }
 
+both_modes!(a_small_instance_keeps_the_one_line_form);
 /// One pool whose primary is failing: counting after a tick, or with `down_for` while the
 /// tick re-checks it (that pool waits an hour to confirm; db1 comes back meanwhile).
-#[test]
 fn a_small_instance_keeps_the_one_line_form() {
     let settings = "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n";
     let r = match detection() {

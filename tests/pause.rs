@@ -2,6 +2,7 @@
 //! runs its chain; the pause ends by itself (recorded by the next tick), `resume` ends it
 //! early, `reset` keeps it; bad input changes nothing.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -15,7 +16,7 @@ fn events_of(inst: &Instance) -> Vec<String> {
         .collect()
 }
 
-#[test]
+both_modes!(pause_needs_a_duration_and_refuses_bad_input_with_nothing_changed);
 fn pause_needs_a_duration_and_refuses_bad_input_with_nothing_changed() {
     let inst = Instance::new();
     assert_eq!(inst.tick().code, 0);
@@ -50,7 +51,7 @@ fn pause_needs_a_duration_and_refuses_bad_input_with_nothing_changed() {
     assert!(events_of(&inst).is_empty());
 }
 
-#[test]
+both_modes!(a_paused_pool_is_checked_and_reported_but_never_fails_over);
 fn a_paused_pool_is_checked_and_reported_but_never_fails_over() {
     let inst = Instance::with(
         "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\nprometheus_textfile = \"deadpool.prom\"\n",
@@ -104,7 +105,7 @@ fn a_paused_pool_is_checked_and_reported_but_never_fails_over() {
     assert!(!inst.calls("check").is_empty());
 }
 
-#[test]
+both_modes!(resume_ends_the_pause_and_the_next_tick_fails_over);
 fn resume_ends_the_pause_and_the_next_tick_fails_over() {
     let inst = Instance::new();
     inst.tick();
@@ -142,7 +143,7 @@ fn resume_ends_the_pause_and_the_next_tick_fails_over() {
     assert_eq!(inst.db_bytes(), before);
 }
 
-#[test]
+both_modes!(a_pause_ends_by_itself_and_the_tick_records_it);
 fn a_pause_ends_by_itself_and_the_tick_records_it() {
     let inst = Instance::new();
     inst.tick();
@@ -179,7 +180,7 @@ fn a_pause_ends_by_itself_and_the_tick_records_it() {
     );
 }
 
-#[test]
+both_modes!(reset_and_promote_keep_a_pause_and_a_new_pause_replaces_the_old);
 fn reset_and_promote_keep_a_pause_and_a_new_pause_replaces_the_old() {
     let inst = Instance::new();
     inst.tick();

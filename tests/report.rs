@@ -1,5 +1,6 @@
 //! `report`: Nagios statuses from real situations, perfdata, staleness, the tree and JSON.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -57,7 +58,7 @@ fn parse_nagios(stdout: &str) -> (String, String) {
     (status, perf.to_string())
 }
 
-#[test]
+both_modes!(nagios_ok_warning_critical_from_real_situations);
 fn nagios_ok_warning_critical_from_real_situations() {
     let inst = fast();
     // No tick ever: CRITICAL.
@@ -156,7 +157,7 @@ fn nagios_ok_warning_critical_from_real_situations() {
     assert!(r.stdout.contains("failed over to secondary (db2)"), "{r:?}");
 }
 
-#[test]
+both_modes!(readiness_problems_reach_nagios);
 fn readiness_problems_reach_nagios() {
     let inst = Instance::with(
         "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n",
@@ -194,7 +195,7 @@ fn readiness_problems_reach_nagios() {
     );
 }
 
-#[test]
+both_modes!(staleness_after_the_timer_stops);
 fn staleness_after_the_timer_stops() {
     let inst = fast();
     inst.tick();
@@ -209,7 +210,7 @@ fn staleness_after_the_timer_stops() {
     assert!(r.stdout.contains("the timer seems stopped"), "{r:?}");
 }
 
-#[test]
+both_modes!(unknown_for_bad_usage_and_unreadable_state);
 fn unknown_for_bad_usage_and_unreadable_state() {
     let inst = fast();
     let r = inst.run(&["report", "--nagios", "--bogus"]);
@@ -234,7 +235,7 @@ fn unknown_for_bad_usage_and_unreadable_state() {
     assert!(r.stderr.contains("deadpool.db"), "{r:?}");
 }
 
-#[test]
+both_modes!(a_database_from_a_newer_version_is_refused);
 fn a_database_from_a_newer_version_is_refused() {
     let inst = fast();
     inst.tick();
@@ -254,7 +255,7 @@ fn a_database_from_a_newer_version_is_refused() {
     assert_eq!(inst.db_bytes(), before);
 }
 
-#[test]
+both_modes!(full_and_json_reports_show_the_tree);
 fn full_and_json_reports_show_the_tree() {
     let inst = fast();
     inst.tick();
@@ -323,7 +324,7 @@ fn full_and_json_reports_show_the_tree() {
     assert_eq!(v["problems"][0]["pool"], "db");
 }
 
-#[test]
+both_modes!(history_is_bounded_by_events_not_ticks);
 fn history_is_bounded_by_events_not_ticks() {
     let inst = fast();
     for _ in 0..30 {
@@ -350,7 +351,7 @@ fn history_is_bounded_by_events_not_ticks() {
     );
 }
 
-#[test]
+both_modes!(prometheus_metrics_from_the_report_and_a_textfile_on_each_tick);
 fn prometheus_metrics_from_the_report_and_a_textfile_on_each_tick() {
     let inst = Instance::with(
         "tick_interval = \"1s\"\nprometheus_textfile = \"metrics/deadpool.prom\"\n",

@@ -2,6 +2,7 @@
 //! plugin dir or secret that others could change or redirect is refused with a message that
 //! names the path and what to do, and nothing is changed.
 
+#[macro_use]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +13,7 @@ fn chmod(path: &std::path::Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-#[test]
+both_modes!(an_open_state_dir_is_refused_at_tick_time);
 fn an_open_state_dir_is_refused_at_tick_time() {
     let inst = Instance::new();
     assert_eq!(inst.tick().code, 0);
@@ -27,7 +28,7 @@ fn an_open_state_dir_is_refused_at_tick_time() {
     assert_eq!(inst.tick().code, 0);
 }
 
-#[test]
+both_modes!(a_lock_or_database_that_is_a_link_is_never_followed);
 fn a_lock_or_database_that_is_a_link_is_never_followed() {
     for name in ["deadpool.lock", "deadpool.db"] {
         let inst = Instance::new();
@@ -48,7 +49,7 @@ fn a_lock_or_database_that_is_a_link_is_never_followed() {
     }
 }
 
-#[test]
+both_modes!(writable_plugins_and_plugin_dirs_are_refused);
 fn writable_plugins_and_plugin_dirs_are_refused() {
     let inst = Instance::new();
     chmod(&inst.path("plugins/step"), 0o775);
@@ -72,7 +73,7 @@ fn writable_plugins_and_plugin_dirs_are_refused() {
     );
 }
 
-#[test]
+both_modes!(secrets_must_be_private_files_of_their_owner);
 fn secrets_must_be_private_files_of_their_owner() {
     let pool = |file: &str| {
         format!(
@@ -104,7 +105,7 @@ fn secrets_must_be_private_files_of_their_owner() {
     assert!(!r.stderr.contains("hunter2"), "{r:?}");
 }
 
-#[test]
+both_modes!(plugin_secrets_are_masked_in_plans_and_reach_the_plugin);
 fn plugin_secrets_are_masked_in_plans_and_reach_the_plugin() {
     let pool = format!(
         "{}password = \"hunter2\"\napi_token_file = \"token\"\nregion = \"eu\"\n",

@@ -3,6 +3,7 @@
 //! matter for second-scale ticks are there, and what deadpool and its local steps do under
 //! the hardening stays inside its system call filter and address families (strace).
 
+#[macro_use]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -195,12 +196,12 @@ fn syscall_set(group: &str) -> BTreeSet<String> {
     set
 }
 
+both_modes!(a_tick_and_its_local_steps_stay_inside_the_filter);
 /// Runs deadpool commands under strace (children followed) and checks that every system
 /// call is in the unit's `SystemCallFilter=` and every socket in its
 /// `RestrictAddressFamilies=`: ticks with a TCP monitor and a Nagios-plugin monitor, a
 /// failover through a plugin step and a local exec step, the metrics textfile, reports,
 /// history, pause and resume.
-#[test]
 fn a_tick_and_its_local_steps_stay_inside_the_filter() {
     let text = unit("deadpool.service");
     let filter = setting(&text, "SystemCallFilter");

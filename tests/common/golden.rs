@@ -1,32 +1,44 @@
-//! Whole-output tests: a command's exit code and entire output compared with a reviewed
-//! file in `tests/golden/`, after times, durations and paths are normalised. A change in
-//! wording is then a visible diff of a golden file. `UPDATE_GOLDEN=1 cargo test` rewrites
-//! the files; review the diff before committing it.
+//! Whole-outcome tests: a command's exit code, entire stdout and entire stderr compared with
+//! a reviewed file in `tests/golden/`, after times, durations and paths are normalised. A
+//! change in wording is then a visible diff of a golden file, which reads:
+//!
+//! ```text
+//! $ deadpool ARGS (exit CODE)
+//! STDOUT
+//! --- stderr
+//! STDERR
+//! ```
+//!
+//! A section that does not end with a newline gets one, and the line
+//! `(no newline at end)` after it. `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the
+//! files (of both detection modes); review the diff before committing it.
 //!
 //! Pools that confirm outages by time say so in their output (thresholds in words, perfdata,
-//! `down_for_s`), so a run with `DEADPOOL_TEST_DETECTION=down_for` compares with its own
-//! files, in `tests/golden/down_for/` (rewrite them with `UPDATE_GOLDEN=1` in that mode).
+//! `down_for_s`), so the `down_for` half of each test (see `both_modes!`) compares with its
+//! own files, in `tests/golden/down_for/`.
 
 use std::path::PathBuf;
 
-use super::{Detection, Instance, Run, detection};
+use super::{Detection, Instance, Run};
 
-fn golden_path(name: &str) -> PathBuf {
+/// The golden file `name` of `inst`'s detection mode.
+fn golden_path(inst: &Instance, name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    match detection() {
+    match inst.detection() {
         Detection::Count => dir.join(name),
         Detection::Time => dir.join("down_for").join(name),
     }
 }
 
-/// Runs `deadpool ARGS` in `inst`, checks the exit code, and compares the normalised
-/// stdout with `tests/golden/NAME`.
+/// Runs `deadpool ARGS` in `inst`, checks that it exits with `code`, and compares its whole
+/// outcome (exit code, normalised stdout and stderr) with `tests/golden/NAME`. The code is
+/// asserted as well so that a rewrite of the file cannot record a wrong one unnoticed.
 pub fn assert_output(inst: &Instance, args: &[&str], code: i32, name: &str) -> Run {
     assert_output_with(inst, args, code, name, |text| text)
 }
 
-/// [`assert_output`], with `also` applied to the normalised stdout before it is compared:
-/// for a value that changes from run to run in one test only.
+/// [`assert_output`], with `also` applied to the normalised stdout and stderr before they
+/// are compared: for a value that changes from run to run in one test only.
 pub fn assert_output_with(
     inst: &Instance,
     args: &[&str],
@@ -42,9 +54,14 @@ pub fn assert_output_with(
     } else {
         normalise(&r.stdout, &dir)
     };
-    let text = also(text);
-    let text = format!("$ deadpool {} (exit {code})\n{text}", args.join(" "));
-    let path = golden_path(name);
+    let stdout = section(also(text));
+    let stderr = section(also(normalise(&r.stderr, &dir)));
+    let text = format!(
+        "$ deadpool {} (exit {})\n{stdout}--- stderr\n{stderr}",
+        args.join(" "),
+        r.code
+    );
+    let path = golden_path(inst, name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &text).unwrap();
@@ -69,6 +86,16 @@ pub fn assert_output_with(
         );
     }
     r
+}
+
+/// A section of a golden file: `text`, ending with a newline; when it did not, the line
+/// `(no newline at end)` follows.
+fn section(text: String) -> String {
+    if text.is_empty() || text.ends_with('\n') {
+        text
+    } else {
+        format!("{text}\n(no newline at end)\n")
+    }
 }
 
 /// Replaces what changes from run to run: the instance's path, timestamps, durations and

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,9 @@ command = "step"
 #[derive(Debug)]
 pub struct Instance {
     pub tmp: tempfile::TempDir,
+    /// The detection mode of the test that made it (see [`detection`]), kept here for the
+    /// helpers that depend on it, wherever they run; `None` outside [`both_modes!`].
+    detection: Option<Detection>,
 }
 
 impl Instance {
@@ -73,18 +77,21 @@ impl Instance {
     }
 
     /// An instance with these settings and pools, each pool in the detection mode of this
-    /// run (see [`detection`]).
+    /// test (see [`detection`]).
     pub fn with(settings: &str, pools: &[(&str, &str)]) -> Instance {
-        let pools: Vec<(&str, String)> = pools.iter().map(|(n, b)| (*n, in_mode(b))).collect();
+        let mode = detection();
+        let pools: Vec<(&str, String)> =
+            pools.iter().map(|(n, b)| (*n, in_mode(b, mode))).collect();
         let pools: Vec<(&str, &str)> = pools.iter().map(|(n, b)| (*n, b.as_str())).collect();
         Instance::exact(settings, &pools)
     }
 
     /// An instance with these pools exactly as written, whatever the detection mode of this
-    /// run: for tests of the configuration's own text (goldens, parsing).
+    /// test: for tests of the configuration's own text (goldens, parsing).
     pub fn exact(settings: &str, pools: &[(&str, &str)]) -> Instance {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let inst = Instance { tmp };
+        let detection = DETECTION.get();
+        let inst = Instance { tmp, detection };
         fs::create_dir_all(inst.dir().join("pools")).unwrap();
         fs::create_dir_all(inst.dir().join("plugins")).unwrap();
         fs::create_dir_all(inst.dir().join("flags")).unwrap();
@@ -98,6 +105,11 @@ impl Instance {
         inst.script("plugins/monitor", MONITOR);
         inst.script("plugins/step", STEP);
         inst
+    }
+
+    /// The detection mode of the test that made this instance, on any thread.
+    pub fn detection(&self) -> Detection {
+        self.detection.expect(UNSET)
     }
 
     pub fn dir(&self) -> &Path {
@@ -146,9 +158,12 @@ impl Instance {
         self.run(&["tick"])
     }
 
-    /// Writes a pool file in the detection mode of this run.
+    /// Writes a pool file in the detection mode of this instance.
     pub fn write_pool(&self, name: &str, body: &str) {
-        self.write(&format!("pools/{name}.toml"), &in_mode(body));
+        self.write(
+            &format!("pools/{name}.toml"),
+            &in_mode(body, self.detection()),
+        );
     }
 
     /// The failing ticks that come before the deciding one, for a pool that counts to
@@ -156,7 +171,7 @@ impl Instance {
     /// step run), none with `down_for` (the tick that sees the failure confirms it). The
     /// next tick is the one that decides.
     pub fn ticks_before_threshold(&self, pool: &str, n: u64) {
-        if detection() == Detection::Time {
+        if self.detection() == Detection::Time {
             return;
         }
         let promotes = self.calls("promote").len();
@@ -179,7 +194,7 @@ impl Instance {
     pub fn blip(&self, host: &str, n: u64) {
         let flag = format!("down-{host}");
         self.flag(&flag);
-        match detection() {
+        match self.detection() {
             Detection::Count => {
                 for _ in 0..n {
                     let r = self.tick();
@@ -265,11 +280,10 @@ impl Instance {
     }
 }
 
-/// How this run confirms outages. `scripts/test` runs every suite twice: as written, where
-/// pools count failed checks of ticks (`max_failed_checks`), and with
-/// `DEADPOOL_TEST_DETECTION=down_for`, where every pool a test writes through [`Instance`]
-/// confirms an outage by time instead (`down_for`, re-checked within one tick). Decisions
-/// must be exactly as safe in both.
+/// How a test's pools confirm outages. Every test that writes a pool through [`Instance`]
+/// runs in both modes ([`both_modes!`]): as written, where pools count failed checks of
+/// ticks (`max_failed_checks`), and with every such pool confirming an outage by time instead
+/// (`down_for`, re-checked within one tick). Decisions must be exactly as safe in both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Detection {
     /// `max_failed_checks`: a count of ticks.
@@ -278,14 +292,48 @@ pub enum Detection {
     Time,
 }
 
-/// The detection mode of this run, from `DEADPOOL_TEST_DETECTION` (`count`, the default, or
-/// `down_for`).
+thread_local! {
+    /// The detection mode of the test running on this thread, set by [`in_detection`].
+    static DETECTION: Cell<Option<Detection>> = const { Cell::new(None) };
+}
+
+const UNSET: &str = "no detection mode: a test that writes pools through `Instance` must be \
+    defined with `both_modes!` (tests/common), and a thread it starts must ask the `Instance`";
+
+/// The detection mode of the test running on this thread; panics outside [`both_modes!`]
+/// (and on threads a test starts: there, ask its [`Instance::detection`]).
 pub fn detection() -> Detection {
-    match std::env::var("DEADPOOL_TEST_DETECTION").as_deref() {
-        Err(_) | Ok("") | Ok("count") => Detection::Count,
-        Ok("down_for") => Detection::Time,
-        Ok(other) => panic!("DEADPOOL_TEST_DETECTION={other}: expected `count` or `down_for`"),
-    }
+    DETECTION.get().expect(UNSET)
+}
+
+/// Runs `test` in the detection mode `mode` (on this thread): what the two test functions of
+/// [`both_modes!`] do.
+pub fn in_detection(mode: Detection, test: fn()) {
+    DETECTION.set(Some(mode));
+    test();
+}
+
+/// Defines the test `NAME` twice, once in each detection mode: `NAME::count` and
+/// `NAME::down_for`, each running the function `NAME` (next to it, without `#[test]`) in its
+/// mode (see [`Detection`]). Attributes for both go before the name:
+/// `both_modes!(#[ignore = "why"] NAME);`. A plain `cargo test` runs both.
+#[macro_export]
+macro_rules! both_modes {
+    ($(#[$meta:meta])* $name:ident) => {
+        mod $name {
+            #[test]
+            $(#[$meta])*
+            fn count() {
+                $crate::common::in_detection($crate::common::Detection::Count, super::$name);
+            }
+
+            #[test]
+            $(#[$meta])*
+            fn down_for() {
+                $crate::common::in_detection($crate::common::Detection::Time, super::$name);
+            }
+        }
+    };
 }
 
 /// The `down_for` that stands for `max_failed_checks = n` with the tests' 1 s tick: the time
@@ -294,11 +342,11 @@ pub fn down_for(n: u64) -> Duration {
     Duration::from_millis((n.saturating_sub(1) * 500).max(100))
 }
 
-/// A pool's text in the detection mode of this run: with `down_for`, its line
+/// A pool's text in detection mode `mode`: with `down_for`, its line
 /// `max_failed_checks = N` becomes `down_for` (see [`down_for`]) with re-checks every 50 ms
 /// (100 ms once `down_for` allows it).
-pub fn in_mode(pool: &str) -> String {
-    if detection() == Detection::Count {
+pub fn in_mode(pool: &str, mode: Detection) -> String {
+    if mode == Detection::Count {
         return pool.to_string();
     }
     pool.lines()
@@ -374,7 +422,7 @@ pub fn wait_for(path: &Path, limit: std::time::Duration) -> bool {
 pub mod golden;
 pub mod lab;
 
-/// A pool's text confirming outages by time, slowly, whatever the mode of this run: its line
+/// A pool's text confirming outages by time, slowly, whatever the mode of this test: its line
 /// `max_failed_checks = N` becomes `down_for = "1h"` re-checked every 100 ms. A test looks at
 /// the reports while a tick re-checks (see [`Instance::rechecking`]), and the outage ends
 /// long before it could be confirmed.
