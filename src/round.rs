@@ -90,8 +90,9 @@ pub enum Stage<'a> {
     Recheck {
         /// When the first failed check of the outage started.
         since: Instant,
-        /// Down time up to this re-check's start, and up to its end (ms, monotonic clock).
+        /// Down time up to this re-check's start (ms, monotonic clock).
         down_ms: i64,
+        /// Down time up to this re-check's end, for the log line when it answered.
         checked_ms: i64,
         /// The standby's check, taken once the outage is confirmed ([`outage_confirmed`]).
         standby: Option<Seen<'a>>,
