@@ -24,8 +24,32 @@ pub type Preflights = Vec<(usize, Vec<HostResult>)>;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options<'a> {
     pub dry_run: bool,
-    pub force: bool,
+    pub force: Force,
     pub sessions: Option<&'a Sessions>,
+}
+
+/// Whether a person forces the chain past an old primary that answers with errors
+/// (`promote --force`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Force {
+    #[default]
+    No,
+    PastOldPrimaryErrors,
+}
+
+impl Force {
+    /// `PastOldPrimaryErrors` when `--force` was given.
+    pub fn when(forced: bool) -> Force {
+        if forced {
+            Force::PastOldPrimaryErrors
+        } else {
+            Force::No
+        }
+    }
+
+    fn is_on(self) -> bool {
+        self == Force::PastOldPrimaryErrors
+    }
 }
 
 /// Runs every step's preflight, all at once and all of them even after a failure (the
@@ -42,7 +66,7 @@ pub fn preflight(
             .map(|index| {
                 s.spawn(move || {
                     let ctx = Context {
-                        force: opts.force,
+                        force: opts.force.is_on(),
                         sessions: opts.sessions,
                         ..context(pool, index, from, to, opts.dry_run)
                     };
@@ -167,9 +191,14 @@ impl EventKind {
     /// A new event of this kind for `pool`, done by `actor`; the builder methods fill in
     /// the rest.
     pub fn of(self, pool: &Pool, actor: &str) -> Event {
+        self.for_pool(&pool.name, actor)
+    }
+
+    /// A new event of this kind for the pool named `pool`, done by `actor`.
+    pub fn for_pool(self, pool: &str, actor: &str) -> Event {
         Event {
             at: now_ms(),
-            pool: Some(pool.name.clone()),
+            pool: Some(pool.to_string()),
             event: self.as_str().to_string(),
             actor: actor.to_string(),
             status: Status::Ok.as_str().to_string(),
@@ -281,7 +310,7 @@ impl Recorder<'_> {
 pub struct Run<'a> {
     pub actor: &'a str,
     pub why: &'a str,
-    pub force: bool,
+    pub force: Force,
     /// The failover's kept SSH sessions (opened with [`Sessions::open_all`]).
     pub sessions: Option<&'a Sessions>,
     /// Called before each step and with each step's results, for a live display.
@@ -313,6 +342,8 @@ impl std::fmt::Debug for Run<'_> {
 /// What a running chain reports as it goes.
 #[derive(Debug)]
 pub enum Progress<'a> {
+    /// Every preflight passed: the chain commits `failing_over` next.
+    Committing,
     Started {
         index: usize,
         total: usize,
@@ -338,15 +369,32 @@ pub fn execute(
     to: Role,
     run: &Run,
 ) -> Result<PoolState> {
-    let from = to.other();
-    let total = pool.steps.len();
-    let actor = run.actor;
-    // Committed before the first change: a crash from here on is found as `interrupted`.
-    let started = now_ms();
     let clock = Instant::now();
+    let first = commit(state, pool, rec, to, run)?;
+    if let Some(guard) = run.guard {
+        guard.record(std::slice::from_ref(&first));
+    }
+    let mut recorder = Recorder {
+        state,
+        pool: &pool.name,
+        pending: Vec::new(),
+        guard: run.guard,
+    };
+    let mut steps = Steps::default();
+    for index in 0..pool.steps.len() {
+        run_step(pool, rec, to, run, index, &mut steps, &mut recorder);
+    }
+    finish(pool, rec, to, run, &steps, clock, &mut recorder);
+    Ok(rec.state)
+}
+
+/// Commits `failing_over` (proved by the guard first) before the first change: a crash
+/// from here on is found as `interrupted`. Returns the chain's first event.
+fn commit(state: &State, pool: &Pool, rec: &mut PoolRecord, to: Role, run: &Run) -> Result<Event> {
+    let from = to.other();
     rec.state = PoolState::FailingOver;
     rec.active = to;
-    rec.state_since = started;
+    rec.state_since = now_ms();
     rec.reason = format!(
         "failing over from {} to {}",
         pool.address(from),
@@ -362,7 +410,7 @@ pub fn execute(
         run.why
     );
     let first = EventKind::FailoverStarted
-        .of(pool, actor)
+        .of(pool, run.actor)
         .status(Status::Warning)
         .message(msg.clone());
     if let Some(guard) = run.guard {
@@ -376,130 +424,126 @@ pub fn execute(
             e.context("cannot commit `failing_over` to the state database; no step ran")
         })?;
     crate::warn!("pool {}: {msg}", pool.name);
+    Ok(first)
+}
 
-    if let Some(guard) = run.guard {
-        guard.record(std::slice::from_ref(&first));
+/// How the chain's steps went so far.
+#[derive(Debug, Default)]
+struct Steps<'a> {
+    /// The step whose failure stopped the chain.
+    aborted_by: Option<&'a str>,
+    succeeded: Vec<bool>,
+    failed: Vec<&'a str>,
+}
+
+/// One step: skipped after an abort, refused by the guard, or run and recorded.
+fn run_step<'a>(
+    pool: &'a Pool,
+    rec: &PoolRecord,
+    to: Role,
+    run: &Run,
+    index: usize,
+    steps: &mut Steps<'a>,
+    recorder: &mut Recorder,
+) {
+    let step = &pool.steps[index];
+    let event = || EventKind::Step.of(pool, run.actor).step(&step.name);
+    if let Some(failed) = steps.aborted_by {
+        recorder.add(vec![event().status(Status::Unknown).message(format!(
+            "skipped: step `{failed}` failed and stopped the chain"
+        ))]);
+        steps.succeeded.push(false);
+        return;
     }
-    let mut recorder = Recorder {
-        state,
-        pool: &pool.name,
-        pending: Vec::new(),
-        guard: run.guard,
+    if let Some(Err(e)) = run.guard.map(|g| g.check(rec, Some(&step.name))) {
+        let why = format!("not started: this member cannot prove it still leads: {e:#}");
+        crate::error!("pool {}: step `{}` {why}", pool.name, step.name);
+        recorder.add(vec![event().status(Status::Critical).message(why)]);
+        steps.succeeded.push(false);
+        steps.failed.push(&step.name);
+        steps.aborted_by = Some(&step.name);
+        return;
+    }
+    recorder.add(vec![
+        EventKind::StepStarted
+            .of(pool, run.actor)
+            .step(&step.name)
+            .message("started"),
+    ]);
+    (run.progress)(Progress::Started {
+        index,
+        total: pool.steps.len(),
+        name: &step.name,
+        type_name: step.type_name(),
+    });
+    let step_clock = Instant::now();
+    let ctx = Context {
+        force: run.force.is_on(),
+        sessions: run.sessions,
+        ..context(pool, index, to.other(), to, false)
     };
-    let mut aborted_by: Option<&str> = None;
-    let mut succeeded: Vec<bool> = Vec::new();
-    let mut failed: Vec<&str> = Vec::new();
-    for (index, step) in pool.steps.iter().enumerate() {
-        if let Some(failed) = aborted_by {
-            recorder.add(vec![
-                EventKind::Step
-                    .of(pool, actor)
-                    .step(&step.name)
-                    .status(Status::Unknown)
-                    .message(format!(
-                        "skipped: step `{failed}` failed and stopped the chain"
-                    )),
-            ]);
-            succeeded.push(false);
-            continue;
-        }
-        if let Some(Err(e)) = run.guard.map(|g| g.check(rec, Some(&step.name))) {
-            let why = format!("not started: this member cannot prove it still leads: {e:#}");
-            crate::error!("pool {}: step `{}` {why}", pool.name, step.name);
-            recorder.add(vec![
-                EventKind::Step
-                    .of(pool, actor)
-                    .step(&step.name)
-                    .status(Status::Critical)
-                    .message(why),
-            ]);
-            succeeded.push(false);
-            failed.push(&step.name);
-            aborted_by = Some(&step.name);
-            continue;
-        }
-        recorder.add(vec![
-            EventKind::StepStarted
-                .of(pool, actor)
-                .step(&step.name)
-                .message("started"),
-        ]);
-        (run.progress)(Progress::Started {
-            index,
-            total,
-            name: &step.name,
-            type_name: step.type_name(),
-        });
-        let step_clock = Instant::now();
-        let ctx = Context {
-            force: run.force,
-            sessions: run.sessions,
-            ..context(pool, index, from, to, false)
-        };
-        let hosts = protocol::run(Action::Promote, &ctx);
-        let took = step_clock.elapsed();
-        (run.progress)(Progress::Finished { hosts: &hosts });
-        let ok = protocol::worst(&hosts) == Status::Ok;
-        let mut events: Vec<Event> = hosts
-            .iter()
-            .map(|h| {
-                EventKind::Step
-                    .of(pool, actor)
-                    .step(&step.name)
-                    .host_result(h)
-            })
-            .collect();
-        if hosts.len() != 1 {
-            // The whole step's time beside each host's, when it acted on several hosts.
-            events.push(
-                EventKind::Step
-                    .of(pool, actor)
-                    .step(&step.name)
-                    .status(protocol::worst(&hosts))
-                    .message(format!("step done on {} host(s)", hosts.len())),
-            );
-            if let Some(e) = events.last_mut() {
-                e.duration_ms = Some(took.as_millis() as i64);
-            }
-        }
-        recorder.add(events);
-        crate::info!(
-            "pool {}: step {} `{}`: {} in {:.2}s",
-            pool.name,
-            index + 1,
-            step.name,
-            if ok { "ok" } else { "FAILED" },
-            took.as_secs_f64()
-        );
-        succeeded.push(ok);
-        if !ok {
-            failed.push(&step.name);
-        }
-        if rules::after_step(ok, step.on_failure == OnFailure::Abort) == AfterStep::Abort {
-            aborted_by = Some(&step.name);
-        }
+    let hosts = protocol::run(Action::Promote, &ctx);
+    let took = step_clock.elapsed();
+    (run.progress)(Progress::Finished { hosts: &hosts });
+    let ok = protocol::worst(&hosts) == Status::Ok;
+    let mut events: Vec<Event> = hosts.iter().map(|h| event().host_result(h)).collect();
+    if hosts.len() != 1 {
+        // The whole step's time beside each host's, when it acted on several hosts.
+        let mut whole = event()
+            .status(protocol::worst(&hosts))
+            .message(format!("step done on {} host(s)", hosts.len()));
+        whole.duration_ms = Some(took.as_millis() as i64);
+        events.push(whole);
     }
-    rec.state = rules::chain_end(&succeeded);
+    recorder.add(events);
+    crate::info!(
+        "pool {}: step {} `{}`: {} in {:.2}s",
+        pool.name,
+        index + 1,
+        step.name,
+        if ok { "ok" } else { "FAILED" },
+        took.as_secs_f64()
+    );
+    steps.succeeded.push(ok);
+    if !ok {
+        steps.failed.push(&step.name);
+    }
+    if rules::after_step(ok, step.on_failure == OnFailure::Abort) == AfterStep::Abort {
+        steps.aborted_by = Some(&step.name);
+    }
+}
+
+/// The chain's end: the pool locked in its end state, recorded (retried) with its event.
+fn finish(
+    pool: &Pool,
+    rec: &mut PoolRecord,
+    to: Role,
+    run: &Run,
+    steps: &Steps,
+    clock: Instant,
+    recorder: &mut Recorder,
+) {
+    rec.state = rules::chain_end(&steps.succeeded);
     rec.state_since = now_ms();
     rec.failures = 0;
     let took = clock.elapsed().as_secs_f64();
     let target = format!("{} ({})", to.as_str(), pool.address(to));
-    rec.reason = if failed.is_empty() {
+    rec.reason = if steps.failed.is_empty() {
         format!("failed over to {target} in {took:.1}s; locked until reset")
     } else {
-        let steps: Vec<String> = failed.iter().map(|s| format!("`{s}`")).collect();
+        let failed: Vec<String> = steps.failed.iter().map(|s| format!("`{s}`")).collect();
         format!(
             "failover to {target} failed at step {}; locked until reset",
-            steps.join(", ")
+            failed.join(", ")
         )
     };
-    let status = if failed.is_empty() {
+    let status = if steps.failed.is_empty() {
         Status::Warning
     } else {
         Status::Critical
     };
     let mut end = EventKind::End(rec.state)
-        .of(pool, actor)
+        .of(pool, run.actor)
         .status(status)
         .message(rec.reason.clone());
     end.duration_ms = Some(clock.elapsed().as_millis() as i64);
@@ -518,5 +562,4 @@ pub fn execute(
             rec.reason
         );
     }
-    Ok(rec.state)
 }

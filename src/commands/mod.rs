@@ -11,7 +11,6 @@ mod promote;
 mod report;
 mod reset;
 mod tick;
-mod tick_cluster;
 
 use std::io::{BufRead, IsTerminal, Write};
 

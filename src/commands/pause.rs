@@ -7,11 +7,11 @@ use anyhow::Result;
 
 use crate::chain::EventKind;
 use crate::cli::{PauseArgs, ResumeArgs};
-use crate::config::{Config, Pool, format_duration, parse_duration};
+use crate::config::{Config, format_duration, parse_duration};
 use crate::error::{Error, Outcome};
 use crate::model::Status;
 use crate::rules;
-use crate::state::{Event, Pause, PoolRecord, now_ms};
+use crate::state::{Pause, PoolRecord, now_ms};
 use crate::text::format_time;
 
 /// The longest reason kept, in characters: it is shown on Nagios's one line.
@@ -112,23 +112,6 @@ pub fn resume(config: &Config, args: &ResumeArgs) -> Result<Outcome> {
         None => println!("pool {}: not paused; nothing changed", pool.name),
     }
     Ok(Outcome::Done)
-}
-
-/// In a tick: a pause whose end has passed is taken off the record, with its history
-/// event. Returns `None` while the pause is on, and when there is none.
-pub fn expire(pool: &Pool, rec: &mut PoolRecord, now: i64) -> Option<Event> {
-    let p = rec.pause.as_ref()?;
-    if rules::paused(Some(p.until), now) {
-        return None;
-    }
-    let message = format!(
-        "the pause by {} ended at {}{}",
-        p.by,
-        format_time(p.until),
-        in_parentheses(&p.reason)
-    );
-    rec.pause = None;
-    Some(EventKind::PauseExpired.of(pool, "tick").message(message))
 }
 
 /// A reason must fit on a report line: one line, printable, at most [`REASON_MAX`].

@@ -1,63 +1,26 @@
 //! `deadpool promote POOL primary|secondary`: a failover by hand toward the named server
-//! (SPEC 6.4): the same preflights and chain as an automatic failover, then the pool locks.
+//! (SPEC 6.4): the same preflights and chain as an automatic failover
+//! ([`crate::failover`]), then the pool locks.
 
 use anyhow::Result;
 
-use crate::chain::{self, EventKind, Progress};
+use crate::chain::{self, EventKind, Force, Progress};
 use crate::cli::PromoteArgs;
-use crate::config::Config;
+use crate::config::{Config, Pool};
 use crate::error::{Error, Outcome};
-use crate::model::{PoolState, Status};
+use crate::failover::{self, Attempt, Ended, Fence, SecondOpinion};
+use crate::model::{PoolState, Role, Status};
 use crate::monitor;
 use crate::protocol;
 use crate::rules;
-use crate::ssh::Sessions;
-use crate::state::{PoolRecord, State, now_ms};
+use crate::state::{Event, PoolRecord, State, now_ms};
 
 pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
     let pool = config.pool(&args.pool)?;
-    let to = args.target;
-    let from = to.other();
-    let who = super::actor();
-
     if args.dry_run {
-        let rec = State::open_read_only(&config.state_dir)?
-            .map(|s| s.pool(&pool.name))
-            .transpose()?
-            .flatten()
-            .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
-        if rec.active == to {
-            println!(
-                "pool {}: {} ({}) is already active; promote would change nothing",
-                pool.name,
-                to.as_str(),
-                pool.address(to)
-            );
-            return Ok(Outcome::Done);
-        }
-        let plan = super::tick::plan(pool, from, to);
-        print!(
-            "pool {}: {}, would promote {} ({})\n{plan}",
-            pool.name,
-            rec.state.as_str(),
-            to.as_str(),
-            pool.address(to)
-        );
-        let opts = chain::Options {
-            dry_run: true,
-            force: args.force,
-            sessions: None,
-        };
-        let (_, failure) = chain::preflight(pool, from, to, opts);
-        return Ok(match failure {
-            Some(reason) => {
-                println!("promote would be refused: {}", reason.text);
-                Outcome::NeedsAttention
-            }
-            None => Outcome::Done,
-        });
+        return dry_run(config, pool, args);
     }
-
+    let to = args.target;
     let question = format!(
         "Promote {} ({}) in pool {}, run its failover chain, and lock the pool?",
         to.as_str(),
@@ -72,61 +35,10 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
     let mut rec = super::pool_record(member.as_ref(), &state, &pool.name)?
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
-    let target = monitor::check(pool, to);
-    let refused = |why: String| Error::Failed(format!("cannot promote: {why}; nothing changed"));
-    match rules::promote_guard(rec.state, rec.active == to, target.health.is_alive()) {
-        Ok(true) => {
-            println!(
-                "pool {}: {} ({}) is already active; nothing changed",
-                pool.name,
-                to.as_str(),
-                pool.address(to)
-            );
-            return Ok(Outcome::Done);
-        }
-        Ok(false) => {}
-        Err(why) if rec.state == PoolState::FailingOver => {
-            return Err(refused(format!(
-                "pool {} has {why}; the next tick marks it, then look at `deadpool history --pool {}` and run `deadpool reset`",
-                pool.name, pool.name
-            ))
-            .into());
-        }
-        Err(why) => {
-            return Err(refused(format!(
-                "{why}: {} ({}) says {}",
-                to.as_str(),
-                pool.address(to),
-                target.message
-            ))
-            .into());
-        }
+    if guard(pool, &rec, to)? == Guarded::AlreadyActive {
+        return Ok(Outcome::Done);
     }
-    // Every SSH login the chain needs, opened at once and kept for its steps.
-    let sessions = Sessions::default();
-    sessions.open_all(
-        &chain::logins(pool, from, to),
-        config.ssh.connect_timeout * 2,
-    );
-    let opts = chain::Options {
-        dry_run: false,
-        force: args.force,
-        sessions: Some(&sessions),
-    };
-    let (preflights, failure) = chain::preflight(pool, from, to, opts);
-    if let Some(reason) = failure {
-        let mut events = vec![
-            EventKind::PromoteRefused
-                .of(pool, &who)
-                .status(Status::Critical)
-                .message(reason.text.clone()),
-        ];
-        events.extend(chain::preflight_events(pool, &who, &preflights));
-        state.add_events(&events)?;
-        return Err(
-            Error::Failed(format!("promote refused, nothing changed: {}", reason.text)).into(),
-        );
-    }
+    let who = super::actor();
     let first_new = state
         .history(Some(&pool.name), 1)?
         .last()
@@ -138,15 +50,145 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
     };
     // On a terminal each step shows as it runs; otherwise the record is printed at the end.
     let live = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    if live {
+    let show = |p: Progress| show(pool, to, p);
+    let owner = member
+        .as_ref()
+        .map(|m| format!("promote by {who} on {}", m.settings.name));
+    let attempt = Attempt {
+        config,
+        pool,
+        actor: &who,
+        why,
+        second_opinion: SecondOpinion::Skip,
+        force: Force::when(args.force),
+        fence: match (&member, &owner) {
+            (Some(member), Some(owner)) => Fence::Person { member, owner },
+            _ => Fence::Local,
+        },
+        progress: if live { &show } else { &chain::quiet },
+    };
+    let end = match failover::run(&state, &attempt, &mut rec, to)? {
+        Ended::Refused { reason, details } => return refuse(&state, pool, &who, reason, details),
+        Ended::Chain(end) => end,
+    };
+    if !live {
+        print_events(&state, &pool.name, first_new)?;
+    }
+    println!("pool {}: {}", pool.name, rec.reason);
+    Ok(if end == PoolState::FailedOver {
+        Outcome::Done
+    } else {
+        Outcome::NeedsAttention
+    })
+}
+
+/// `promote --dry-run`: the plan with every preflight; nothing changes.
+fn dry_run(config: &Config, pool: &Pool, args: &PromoteArgs) -> Result<Outcome> {
+    let (to, from) = (args.target, args.target.other());
+    let rec = State::open_read_only(&config.state_dir)?
+        .map(|s| s.pool(&pool.name))
+        .transpose()?
+        .flatten()
+        .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+    if rec.active == to {
         println!(
+            "pool {}: {} ({}) is already active; promote would change nothing",
+            pool.name,
+            to.as_str(),
+            pool.address(to)
+        );
+        return Ok(Outcome::Done);
+    }
+    let plan = failover::plan(pool, from, to);
+    print!(
+        "pool {}: {}, would promote {} ({})\n{plan}",
+        pool.name,
+        rec.state.as_str(),
+        to.as_str(),
+        pool.address(to)
+    );
+    let opts = chain::Options {
+        dry_run: true,
+        force: Force::when(args.force),
+        sessions: None,
+    };
+    let (_, failure) = chain::preflight(pool, from, to, opts);
+    Ok(match failure {
+        Some(reason) => {
+            println!("promote would be refused: {}", reason.text);
+            Outcome::NeedsAttention
+        }
+        None => Outcome::Done,
+    })
+}
+
+/// What [`guard`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guarded {
+    /// The target is active already: nothing to do (said so).
+    AlreadyActive,
+    Go,
+}
+
+/// The promote guard ([`rules::promote_guard`]) with the target's check; a refusal is an
+/// error that says why.
+fn guard(pool: &Pool, rec: &PoolRecord, to: Role) -> Result<Guarded> {
+    let target = monitor::check(pool, to);
+    let refused = |why: String| Error::Failed(format!("cannot promote: {why}; nothing changed"));
+    match rules::promote_guard(rec.state, rec.active == to, target.health.is_alive()) {
+        Ok(true) => {
+            println!(
+                "pool {}: {} ({}) is already active; nothing changed",
+                pool.name,
+                to.as_str(),
+                pool.address(to)
+            );
+            Ok(Guarded::AlreadyActive)
+        }
+        Ok(false) => Ok(Guarded::Go),
+        Err(why) if rec.state == PoolState::FailingOver => Err(refused(format!(
+            "pool {} has {why}; the next tick marks it, then look at `deadpool history --pool {}` and run `deadpool reset`",
+            pool.name, pool.name
+        ))
+        .into()),
+        Err(why) => Err(refused(format!(
+            "{why}: {} ({}) says {}",
+            to.as_str(),
+            pool.address(to),
+            target.message
+        ))
+        .into()),
+    }
+}
+
+/// A refused promote: recorded with the failed preflights, and an error.
+fn refuse(
+    state: &State,
+    pool: &Pool,
+    who: &str,
+    reason: rules::BlockReason,
+    details: Vec<Event>,
+) -> Result<Outcome> {
+    let mut events = vec![
+        EventKind::PromoteRefused
+            .of(pool, who)
+            .status(Status::Critical)
+            .message(reason.text.clone()),
+    ];
+    events.extend(details);
+    state.add_events(&events)?;
+    Err(Error::Failed(format!("promote refused, nothing changed: {}", reason.text)).into())
+}
+
+/// The live display on a terminal.
+fn show(pool: &Pool, to: Role, p: Progress) {
+    match p {
+        Progress::Committing => println!(
             "promoting {} ({}) in pool {}:",
             to.as_str(),
             pool.address(to),
             pool.name
-        );
-    }
-    let show = |p: Progress| match p {
+        ),
         Progress::Started {
             index,
             total,
@@ -167,27 +209,12 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
                 );
             }
         }
-    };
-    let person = match &member {
-        Some(m) => Some(m.person_chain(&format!("promote by {who} on {}", m.settings.name))?),
-        None => None,
-    };
-    let run = chain::Run {
-        actor: &who,
-        why: &why,
-        force: args.force,
-        sessions: Some(&sessions),
-        progress: if live { &show } else { &chain::quiet },
-        guard: person
-            .as_ref()
-            .map(|p| p as &(dyn crate::chain::Guard + Sync)),
-    };
-    let end = chain::execute(&state, pool, &mut rec, to, &run)?;
-    let events = if live {
-        Vec::new()
-    } else {
-        state.history(Some(&pool.name), 10_000)?
-    };
+    }
+}
+
+/// The chain's record, printed at the end when there was no live display.
+fn print_events(state: &State, pool: &str, first_new: i64) -> Result<()> {
+    let events = state.history(Some(pool), 10_000)?;
     for e in events.iter().filter(|e| e.id > first_new) {
         let target = if e.host.is_empty() {
             e.step.clone()
@@ -196,10 +223,5 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         };
         println!("{:<17} {:<8} {target} {}", e.event, e.status, e.message);
     }
-    println!("pool {}: {}", pool.name, rec.reason);
-    Ok(if end == PoolState::FailedOver {
-        Outcome::Done
-    } else {
-        Outcome::NeedsAttention
-    })
+    Ok(())
 }

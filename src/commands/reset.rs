@@ -40,7 +40,7 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
         );
     }
     let active_check = &checks[if active == Role::Primary { 0 } else { 1 }];
-    let events = super::tick::readiness(&state, pool, active, now)?;
+    let events = crate::readiness::run(&state, pool, active, now)?;
     for row in state.readiness(&pool.name)? {
         println!(
             "step {} `{}` on {}: {} {}",
@@ -61,7 +61,7 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
         ))
         .into());
     }
-    state.save_monitor(&pool.name, &super::tick::monitor_rows(&checks, now))?;
+    state.save_monitor(&pool.name, &crate::round::monitor_rows(&checks, now))?;
 
     rec.state = PoolState::Armed;
     rec.active = active;

@@ -4,10 +4,10 @@
 
 use anyhow::Result;
 
-use super::tick::monitor_rows;
 use crate::cluster::{Member, Standing};
 use crate::config::{Config, Pool};
 use crate::monitor;
+use crate::round::{Plan, monitor_rows};
 use crate::state::{State, now_ms};
 
 /// Takes or renews the leader lease, then loads each given pool's state from etcd into the
@@ -50,12 +50,12 @@ pub fn sync(member: &Member, state: &State, pools: &[&Pool]) {
 
 /// A follower's round for one pool: both checks, recorded for this member's report; the
 /// pool's state is the leader's (loaded by [`sync`]) and nothing is decided here.
-pub fn follow(state: &State, config: &Config, pool: &Pool) -> Result<super::tick::Plan> {
+pub fn follow(state: &State, config: &Config, pool: &Pool) -> Result<Plan> {
     let checks = monitor::check_both(pool);
     let at = now_ms();
     state.save_monitor(&pool.name, &monitor_rows(&checks, at))?;
     let last = state.pool(&pool.name)?.and_then(|r| r.last_system_check_at);
-    Ok(super::tick::Plan {
+    Ok(Plan {
         readiness: crate::rules::readiness_due(
             last,
             at,

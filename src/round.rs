@@ -1,0 +1,680 @@
+//! One pool's round as a pure function: the checks, the pool's record, its settings and the
+//! time go in ([`Facts`]); the decision of [`rules::decide`] and everything it changes come
+//! out as data ([`Effects`]: the new record, the history events, the log lines, and what to
+//! start in the background). `commands::tick` gathers the facts and applies the effects in
+//! one place; nothing here does I/O. A detection round and each re-check of an outage being
+//! confirmed ([`Stage`]) go through the same rules and the same effects.
+
+use std::time::{Duration, Instant};
+
+use crate::chain::EventKind;
+use crate::config::Pool;
+use crate::log::Level;
+use crate::model::{Health, PoolState, Role, Status};
+use crate::monitor::Check;
+use crate::rules::{self, BlockReason, Decision, Input, Next};
+use crate::state::{Event, MonitorRow, PoolRecord};
+use crate::text::format_time;
+
+/// The actor of every event a round writes.
+const ACTOR: &str = "tick";
+
+/// The settings of a pool that a round reads.
+#[derive(Debug, Clone)]
+pub struct PoolSettings<'a> {
+    pub name: &'a str,
+    pub primary: &'a str,
+    pub secondary: &'a str,
+    pub max_failed_checks: u32,
+    pub down_for: Option<Duration>,
+    /// When the pool fails over, in words ([`Pool::threshold`]).
+    pub threshold: String,
+}
+
+impl<'a> PoolSettings<'a> {
+    pub fn of(pool: &'a Pool) -> PoolSettings<'a> {
+        PoolSettings {
+            name: &pool.name,
+            primary: &pool.primary,
+            secondary: &pool.secondary,
+            max_failed_checks: pool.max_failed_checks,
+            down_for: pool.down_for,
+            threshold: pool.threshold(),
+        }
+    }
+
+    pub fn address(&self, role: Role) -> &'a str {
+        match role {
+            Role::Primary => self.primary,
+            Role::Secondary => self.secondary,
+        }
+    }
+
+    /// A new history event of `kind` for this pool, by the tick.
+    fn event(&self, kind: EventKind) -> Event {
+        kind.for_pool(self.name, ACTOR)
+    }
+}
+
+/// What one check of a server said, as a round reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    pub health: Health,
+    pub message: &'a str,
+}
+
+impl<'a> Seen<'a> {
+    pub fn of(check: &'a Check) -> Seen<'a> {
+        Seen {
+            health: check.health,
+            message: &check.message,
+        }
+    }
+}
+
+/// Which kind of round this is.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage<'a> {
+    /// A detection round: both servers were checked at once.
+    Round {
+        standby: Seen<'a>,
+        /// The timer left a gap before this round ([`rules::timer_gap`]).
+        gap: bool,
+        /// When this round's checks started (the start of an outage to confirm).
+        check_started: Instant,
+        /// Where an interrupted chain stopped, as words after "was interrupted" (only read
+        /// when the record says `failing_over`).
+        interrupted: &'a str,
+    },
+    /// Time-based mode: one re-check of the active server while an outage is confirmed.
+    Recheck {
+        /// When the first failed check of the outage started.
+        since: Instant,
+        /// Down time up to this re-check's start (ms, monotonic clock).
+        down_ms: i64,
+        /// Down time up to this re-check's end, for the log line when it answered.
+        checked_ms: i64,
+        /// The standby's check, taken once the outage is confirmed ([`outage_confirmed`]).
+        standby: Option<Seen<'a>>,
+    },
+}
+
+/// Everything a round decides from.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub pool: PoolSettings<'a>,
+    pub record: &'a PoolRecord,
+    pub active: Seen<'a>,
+    pub stage: Stage<'a>,
+    /// When the checks ended (ms since the epoch).
+    pub now: i64,
+}
+
+/// What a round starts in the background.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// A failover attempt (second opinion, preflights, chain), with why.
+    Failover { why: String },
+    /// Time-based mode: (go on) re-checking the active server, whose first failed check
+    /// started at `since`. Down time is measured on the monotonic clock: a step of the wall
+    /// clock during the re-checks (NTP, `date -s`) neither confirms an outage early nor
+    /// holds the tick until the clock catches up.
+    Confirm { since: Instant },
+}
+
+/// A line for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub level: Level,
+    pub text: String,
+}
+
+/// What a round changes, to be applied in one place.
+#[derive(Debug, Clone)]
+pub struct Effects {
+    /// The pool's record as the round leaves it (state, reason, count, check time).
+    pub record: PoolRecord,
+    pub events: Vec<Event>,
+    pub notes: Vec<Note>,
+    pub start: Option<Start>,
+    /// A person is needed (an interrupted chain).
+    pub attention: bool,
+}
+
+impl Effects {
+    fn new(record: PoolRecord) -> Effects {
+        Effects {
+            record,
+            events: Vec::new(),
+            notes: Vec::new(),
+            start: None,
+            attention: false,
+        }
+    }
+
+    fn note(&mut self, level: Level, text: String) {
+        self.notes.push(Note { level, text });
+    }
+}
+
+/// How the rules see the outage: a gap restarts the count; `confirmed` (time-based mode)
+/// says the active server has been down for `down_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detection {
+    pub gap: bool,
+    pub confirmed: bool,
+}
+
+/// The decision of [`rules::decide`] for a pool's record and the two servers' health.
+pub fn decide(
+    pool: &PoolSettings,
+    rec: &PoolRecord,
+    active: Health,
+    standby: Health,
+    detection: Detection,
+    now: i64,
+) -> Decision {
+    rules::decide(Input {
+        state: rec.state,
+        failures: rec.failures,
+        max_failed_checks: pool.max_failed_checks,
+        gap: detection.gap,
+        active,
+        standby,
+        down_for: pool.down_for.map(|_| detection.confirmed),
+        paused: rules::paused(rec.pause.as_ref().map(|p| p.until), now),
+    })
+}
+
+/// Time-based mode: whether an outage down for `down_ms` is confirmed.
+pub fn outage_confirmed(pool: &PoolSettings, down_ms: i64) -> bool {
+    rules::outage_confirmed(
+        0,
+        down_ms,
+        pool.down_for.unwrap_or_default().as_millis() as i64,
+    )
+}
+
+/// One round for one pool: the decision and its effects.
+pub fn round(facts: &Facts) -> Effects {
+    match facts.stage {
+        Stage::Round {
+            standby,
+            gap,
+            check_started,
+            interrupted,
+        } => detection_round(facts, standby, gap, check_started, interrupted),
+        Stage::Recheck {
+            since,
+            down_ms,
+            checked_ms,
+            standby,
+        } => recheck(facts, since, down_ms, checked_ms, standby),
+    }
+}
+
+fn detection_round(
+    facts: &Facts,
+    standby: Seen,
+    gap: bool,
+    check_started: Instant,
+    interrupted: &str,
+) -> Effects {
+    let (pool, now) = (&facts.pool, facts.now);
+    let mut fx = Effects::new(facts.record.clone());
+    // A check recorded in the future: the clock went back, the count restarts too.
+    let gap = gap || fx.record.last_check_at.is_some_and(|t| t > now);
+    if let Some(ended) = expire_pause(pool, &mut fx.record, now) {
+        fx.events.push(ended);
+    }
+    // A blocked pool's outage was confirmed already: it stays down or it re-arms. After a
+    // gap nothing confirmed before counts: it is confirmed anew, as a count restarts.
+    let detection = Detection {
+        gap,
+        confirmed: fx.record.state == PoolState::Blocked && !gap,
+    };
+    let decision = decide(
+        pool,
+        &fx.record,
+        facts.active.health,
+        standby.health,
+        detection,
+        now,
+    );
+    fx.record.failures = decision.failures;
+    fx.record.last_check_at = Some(now);
+    let why = format!(
+        "{} failed {} consecutive checks: {}",
+        pool.address(fx.record.active),
+        fx.record.failures,
+        facts.active.message
+    );
+    follow_decision(
+        &mut fx,
+        pool,
+        decision.next,
+        why,
+        check_started,
+        interrupted,
+        now,
+    );
+    fx
+}
+
+fn recheck(
+    facts: &Facts,
+    since: Instant,
+    down_ms: i64,
+    checked_ms: i64,
+    standby: Option<Seen>,
+) -> Effects {
+    let (pool, now) = (&facts.pool, facts.now);
+    let mut fx = Effects::new(facts.record.clone());
+    let role = fx.record.active;
+    fx.record.last_check_at = Some(now);
+    if facts.active.health.is_alive() {
+        fx.record.failures = 0;
+        fx.note(
+            Level::Info,
+            format!(
+                "pool {}: {} answers again after {checked_ms} ms: no failover",
+                pool.name,
+                pool.address(role)
+            ),
+        );
+        return fx;
+    }
+    fx.record.failures = fx.record.failures.saturating_add(1);
+    let Some(standby) = standby else {
+        fx.start = Some(Start::Confirm { since });
+        return fx;
+    };
+    let detection = Detection {
+        gap: false,
+        confirmed: true,
+    };
+    let decision = decide(
+        pool,
+        &fx.record,
+        facts.active.health,
+        standby.health,
+        detection,
+        now,
+    );
+    let why = format!(
+        "{} down for {:.1}s ({} checks): {}",
+        pool.address(role),
+        down_ms as f64 / 1000.0,
+        fx.record.failures,
+        facts.active.message
+    );
+    follow_decision(&mut fx, pool, decision.next, why, since, "", now);
+    fx
+}
+
+/// The effects of what the rules said next.
+fn follow_decision(
+    fx: &mut Effects,
+    pool: &PoolSettings,
+    next: Next,
+    why: String,
+    since: Instant,
+    interrupted: &str,
+    now: i64,
+) {
+    match next {
+        Next::Watch => {}
+        Next::Paused => fx.note(
+            Level::Info,
+            format!(
+                "pool {}: {} failed check(s) in a row ({}), but the pool is paused: no failover",
+                pool.name, fx.record.failures, pool.threshold
+            ),
+        ),
+        Next::Rearm => {
+            let msg = format!("{} answers again: armed", pool.address(fx.record.active));
+            fx.events.push(pool.event(EventKind::Armed).message(msg));
+            set_state(&mut fx.record, PoolState::Armed, "", now);
+        }
+        Next::Block(reason) => block(fx, pool, reason, Vec::new(), now),
+        Next::Interrupt => {
+            let reason = format!(
+                "a failover toward {} ({}) was interrupted{interrupted}; deadpool does not resume a chain",
+                fx.record.active.as_str(),
+                pool.address(fx.record.active)
+            );
+            fx.note(Level::Error, format!("pool {}: {reason}", pool.name));
+            fx.events.push(
+                pool.event(EventKind::Interrupted)
+                    .status(Status::Critical)
+                    .message(reason.clone()),
+            );
+            set_state(&mut fx.record, PoolState::Interrupted, &reason, now);
+            fx.attention = true;
+        }
+        Next::Failover => fx.start = Some(Start::Failover { why }),
+        Next::Confirm => fx.start = Some(Start::Confirm { since }),
+    }
+}
+
+/// A failover attempt refused before any change (the second opinion or a preflight): the
+/// pool is blocked; `details` (the failed preflights' events) are written with the news.
+pub fn refused(
+    pool: &PoolSettings,
+    record: PoolRecord,
+    reason: BlockReason,
+    details: Vec<Event>,
+    now: i64,
+) -> Effects {
+    let mut fx = Effects::new(record);
+    block(&mut fx, pool, reason, details, now);
+    fx
+}
+
+fn set_state(rec: &mut PoolRecord, to: PoolState, reason: &str, now: i64) {
+    if rec.state != to {
+        rec.state_since = now;
+    }
+    rec.state = to;
+    rec.reason = reason.to_string();
+    rec.reason_kind = String::new();
+}
+
+/// Blocked: nothing changed. History events exist only when the reason is news in kind
+/// ([`rules::block_is_news`]), so a pool that stays blocked for days does not grow the
+/// database; the reason's text is kept up to date for the report.
+fn block(
+    fx: &mut Effects,
+    pool: &PoolSettings,
+    reason: BlockReason,
+    details: Vec<Event>,
+    now: i64,
+) {
+    let rec = &mut fx.record;
+    if rules::block_is_news(rec.state, &rec.reason_kind, &reason) {
+        fx.notes.push(Note {
+            level: Level::Error,
+            text: format!("pool {}: failover blocked: {}", pool.name, reason.text),
+        });
+        fx.events.push(
+            pool.event(EventKind::Blocked)
+                .status(Status::Critical)
+                .message(reason.text.clone()),
+        );
+        fx.events.extend(details);
+    }
+    if rec.state != PoolState::Blocked {
+        rec.state_since = now;
+    }
+    rec.state = PoolState::Blocked;
+    rec.reason = reason.text;
+    rec.reason_kind = reason.kind;
+}
+
+/// A pause whose end has passed: it is dropped from the record, and the returned event
+/// records its end.
+pub fn expire_pause(pool: &PoolSettings, rec: &mut PoolRecord, now: i64) -> Option<Event> {
+    let p = rec.pause.as_ref()?;
+    if rules::paused(Some(p.until), now) {
+        return None;
+    }
+    let reason = if p.reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", p.reason)
+    };
+    let message = format!(
+        "the pause by {} ended at {}{reason}",
+        p.by,
+        format_time(p.until)
+    );
+    rec.pause = None;
+    Some(pool.event(EventKind::PauseExpired).message(message))
+}
+
+/// The checks of both servers, ordered (active, standby).
+pub fn by_role(checks: [Check; 2], active: Role) -> (Check, Check) {
+    let [primary, secondary] = checks;
+    match active {
+        Role::Primary => (primary, secondary),
+        Role::Secondary => (secondary, primary),
+    }
+}
+
+/// Monitor rows for some servers' checks.
+pub fn monitor_rows_for(checks: &[(Role, &Check)], at: i64) -> Vec<MonitorRow> {
+    checks
+        .iter()
+        .map(|(role, c)| MonitorRow {
+            role: *role,
+            health: c.health,
+            message: c.message.clone(),
+            checked_at: at,
+            duration_ms: c.duration.as_millis() as i64,
+            read_only: c.facts.as_ref().and_then(|f| f.read_only),
+        })
+        .collect()
+}
+
+/// Monitor rows for both servers' checks (primary, secondary).
+pub fn monitor_rows(checks: &[Check; 2], at: i64) -> Vec<MonitorRow> {
+    monitor_rows_for(
+        &[(Role::Primary, &checks[0]), (Role::Secondary, &checks[1])],
+        at,
+    )
+}
+
+/// What a round decided for one pool, for the tick to start in the background.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// A failover attempt or an outage to confirm, from the record as the round left it.
+    pub start: Option<(PoolRecord, Start)>,
+    /// The readiness self-checks are due ([`rules::readiness_due`]).
+    pub readiness: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Pause;
+
+    const NOW: i64 = 1_000_000;
+
+    fn settings(down_for: Option<Duration>) -> PoolSettings<'static> {
+        PoolSettings {
+            name: "db",
+            primary: "10.0.0.1",
+            secondary: "10.0.0.2",
+            max_failed_checks: 3,
+            down_for,
+            threshold: "after 3 failed checks".to_string(),
+        }
+    }
+
+    /// A record; a blocked one was blocked because its standby was down.
+    fn record(state: PoolState, failures: u32) -> PoolRecord {
+        let reason_kind = match state {
+            PoolState::Blocked => "standby_down".to_string(),
+            _ => String::new(),
+        };
+        PoolRecord {
+            state,
+            failures,
+            reason_kind,
+            ..PoolRecord::new("db", 0)
+        }
+    }
+
+    fn seen(health: Health) -> Seen<'static> {
+        Seen {
+            health,
+            message: "said so",
+        }
+    }
+
+    /// A detection round with these healths.
+    fn detect(rec: &PoolRecord, active: Health, standby: Health, gap: bool) -> Effects {
+        let facts = Facts {
+            pool: settings(None),
+            record: rec,
+            active: seen(active),
+            stage: Stage::Round {
+                standby: seen(standby),
+                gap,
+                check_started: Instant::now(),
+                interrupted: " during step `vip`",
+            },
+            now: NOW,
+        };
+        round(&facts)
+    }
+
+    fn kinds(fx: &Effects) -> Vec<&str> {
+        fx.events.iter().map(|e| e.event.as_str()).collect()
+    }
+
+    fn started(fx: &Effects) -> &'static str {
+        match fx.start {
+            None => "nothing",
+            Some(Start::Failover { .. }) => "failover",
+            Some(Start::Confirm { .. }) => "confirm",
+        }
+    }
+
+    /// One row of [`detection_round_table`]: the record before, both servers' health and
+    /// the gap; the record after, the events written and what starts.
+    type DetectionRow = (
+        (PoolState, u32),
+        (Health, Health, bool),
+        (PoolState, u32),
+        &'static [&'static str],
+        &'static str,
+        &'static str,
+    );
+
+    #[test]
+    fn detection_round_table() {
+        use Health::{Down, Up};
+        use PoolState::{Armed, Blocked, FailedOver, FailingOver, Interrupted};
+        #[rustfmt::skip]
+        let rows: &[DetectionRow] = &[
+            ((Armed, 0), (Up, Up, false), (Armed, 0), &[], "nothing", "all well"),
+            ((Armed, 1), (Down, Up, false), (Armed, 2), &[], "nothing", "counting"),
+            ((Armed, 2), (Down, Up, false), (Armed, 3), &[], "failover", "failover at threshold"),
+            ((Armed, 2), (Down, Down, false), (Blocked, 3), &["blocked"], "nothing", "block on standby down"),
+            ((Blocked, 3), (Down, Down, false), (Blocked, 4), &[], "nothing", "still blocked: no news"),
+            ((Blocked, 3), (Up, Down, false), (Armed, 0), &["armed"], "nothing", "rearm: answers again"),
+            ((Blocked, 3), (Down, Up, true), (Blocked, 1), &[], "nothing", "a gap restarts the count"),
+            ((FailingOver, 0), (Up, Up, false), (Interrupted, 0), &["interrupted"], "nothing", "interrupted chain"),
+            ((FailedOver, 0), (Down, Down, false), (FailedOver, 1), &[], "nothing", "locked: watch only"),
+        ];
+        for &((state, failures), (active, standby, gap), after, events, start, why) in rows {
+            let rec = record(state, failures);
+            let fx = detect(&rec, active, standby, gap);
+            assert_eq!((fx.record.state, fx.record.failures), after, "{why}");
+            assert_eq!(kinds(&fx), events, "{why}");
+            assert_eq!(started(&fx), start, "{why}");
+            assert_eq!(fx.record.last_check_at, Some(NOW), "{why}");
+            assert_eq!(fx.attention, state == FailingOver, "{why}");
+        }
+    }
+
+    #[test]
+    fn effects_carry_reasons_and_messages() {
+        let blocked = detect(
+            &record(PoolState::Armed, 2),
+            Health::Down,
+            Health::Down,
+            false,
+        );
+        assert_eq!(blocked.record.reason_kind, "standby_down");
+        assert_eq!(blocked.record.state_since, NOW);
+        assert_eq!(blocked.notes[0].level, Level::Error);
+
+        let rearmed = detect(
+            &record(PoolState::Blocked, 3),
+            Health::Up,
+            Health::Down,
+            false,
+        );
+        assert_eq!(rearmed.events[0].message, "10.0.0.1 answers again: armed");
+        assert_eq!(rearmed.record.reason, "");
+
+        let failover = detect(
+            &record(PoolState::Armed, 2),
+            Health::Down,
+            Health::Up,
+            false,
+        );
+        let why = "10.0.0.1 failed 3 consecutive checks: said so";
+        assert_eq!(failover.start, Some(Start::Failover { why: why.into() }));
+
+        let interrupted = detect(
+            &record(PoolState::FailingOver, 0),
+            Health::Up,
+            Health::Up,
+            false,
+        );
+        assert!(
+            interrupted
+                .record
+                .reason
+                .contains("interrupted during step `vip`")
+        );
+    }
+
+    #[test]
+    fn a_pause_that_ended_is_recorded() {
+        let mut rec = record(PoolState::Armed, 2);
+        rec.pause = Some(Pause {
+            until: NOW - 1,
+            since: 0,
+            by: "alice".into(),
+            reason: "upgrade".into(),
+        });
+        let fx = detect(&rec, Health::Down, Health::Up, false);
+        assert_eq!(kinds(&fx), ["pause_expired"]);
+        assert!(fx.record.pause.is_none());
+        assert_eq!(started(&fx), "failover", "the count reached the threshold");
+    }
+
+    #[test]
+    fn recheck_table() {
+        use Health::{Down, Up};
+        let (standby_up, standby_down) = (Some(seen(Up)), Some(seen(Down)));
+        // (active, standby once confirmed, state after, failures after, start, why)
+        #[rustfmt::skip]
+        let rows = [
+            (Up, None, PoolState::Armed, 0, "nothing", "answers again: no failover"),
+            (Down, None, PoolState::Armed, 2, "confirm", "not down long enough yet"),
+            (Down, standby_up, PoolState::Armed, 2, "failover", "confirmed"),
+            (Down, standby_down, PoolState::Blocked, 2, "nothing", "confirmed, standby down"),
+        ];
+        for (active, standby, after, count, start, why) in rows {
+            let rec = record(PoolState::Armed, 1);
+            let facts = Facts {
+                pool: settings(Some(Duration::from_secs(10))),
+                record: &rec,
+                active: seen(active),
+                stage: Stage::Recheck {
+                    since: Instant::now(),
+                    down_ms: 10_000,
+                    checked_ms: 10_100,
+                    standby,
+                },
+                now: NOW,
+            };
+            let fx = round(&facts);
+            assert_eq!(fx.record.state, after, "{why}");
+            assert_eq!(fx.record.failures, count, "{why}");
+            assert_eq!(started(&fx), start, "{why}");
+        }
+    }
+
+    #[test]
+    fn outage_confirmed_after_down_for() {
+        let pool = settings(Some(Duration::from_secs(10)));
+        assert!(!outage_confirmed(&pool, 9_999));
+        assert!(outage_confirmed(&pool, 10_000));
+    }
+}
