@@ -2004,8 +2004,8 @@ mod tests {
 #[cfg(test)]
 mod fuzz_tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
     use crate::fuzz::{Rng, cases};
+    use std::os::unix::fs::PermissionsExt;
 
     const SEEDS: &[&str] = &[
         include_str!("../../config/deadpool.toml"),
