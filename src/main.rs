@@ -21,6 +21,7 @@ mod monitor;
 mod mysql;
 mod net;
 mod opinion;
+mod output;
 mod protocol;
 mod readiness;
 mod redis;

@@ -13,7 +13,7 @@ use ssh2::{HashType, HostKeyType, MethodType, Session};
 
 use crate::known_hosts;
 
-use crate::remote::{Capped, Exit, Output};
+use crate::output::{Capped, Exit, Output};
 use crate::settings::{SshAuth, SshSettings};
 
 /// Runs `line` (a complete shell command line) on `host` as the configured user. The line
