@@ -390,6 +390,62 @@ mod tests {
     }
 
     #[test]
+    fn each_database_has_its_own_observer_probe() {
+        let server = Server {
+            host: "db1",
+            pool: "p",
+            role: Role::Primary,
+            timeout: Duration::from_secs(1),
+        };
+        let script = |kind: &dyn Kind| match kind.observer_probe(&server) {
+            ObserverProbe::Script(s) => s,
+            ObserverProbe::Plugin(argv) => panic!("a plugin: {argv:?}"),
+        };
+        let mysql = mysql::Mysql {
+            port: 3306,
+            user: "u".into(),
+            password: crate::settings::Secret::new("x".into()),
+            tls: None,
+        };
+        assert!(script(&mysql).contains("server greeting"));
+        let mut redis = redis::Redis {
+            access: RedisAccess {
+                port: 6379,
+                user: None,
+                password: None,
+                tls: None,
+            },
+        };
+        assert!(script(&redis).contains("PING"));
+        let tls = load(
+            Path::new("/nonexistent"),
+            table("type = \"redis\"\ntls = { verify = \"none\" }"),
+        )
+        .unwrap();
+        redis.access.tls = tls.tls().cloned();
+        assert!(script(&redis).contains("TLS alert"));
+        assert!(!script(&tcp::Tcp { port: 1 }).contains("greeting"));
+        let nagios = nagios::Nagios {
+            argv: vec![
+                "/p".into(),
+                "-H".into(),
+                "{host}:{port}".into(),
+                "{pool}/{role}".into(),
+            ],
+            port: Some(5),
+        };
+        assert_eq!(
+            nagios.observer_probe(&server),
+            ObserverProbe::Plugin(vec![
+                "/p".into(),
+                "-H".into(),
+                "db1:5".into(),
+                "p/primary".into()
+            ])
+        );
+    }
+
+    #[test]
     fn confirm_from_needs_a_port() {
         let dir = Path::new("/nonexistent");
         let e = load(
