@@ -8,8 +8,9 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, MonitorKind, Pool};
+use crate::config::{Config, Pool};
 use crate::model::Role;
+use crate::monitor::{ObserverProbe, Server};
 use crate::remote::{self, Exit, Output};
 use crate::rules::{self, BlockReason, Vote};
 
@@ -42,38 +43,6 @@ impl Opinion {
     }
 }
 
-/// Reads the server greeting: MySQL and MariaDB speak first. `connected` is printed once
-/// the TCP connection stands, so a hung server (connected, silent) is told from one that
-/// cannot be connected to.
-const MYSQL_PROBE: &str = r#"exec 3<>"/dev/tcp/$0/$1" || exit 3
-echo connected
-n=$(head -c 4 <&3 | wc -c)
-if [ "$n" -ge 4 ]; then echo "server greeting"; exit 0; fi
-echo "connection closed without a greeting"; exit 4"#;
-
-/// Sends PING and reads one reply line: `+PONG`, or an error reply (`-NOAUTH ...`), which
-/// also proves the server alive.
-const REDIS_PROBE: &str = r#"exec 3<>"/dev/tcp/$0/$1" || exit 3
-echo connected
-printf 'PING\r\n' >&3
-IFS= read -r line <&3 || { echo "connection closed without a reply"; exit 4; }
-line=$(printf '%s' "$line" | tr -d '\r' | cut -c1-60)
-echo "reply $line"; exit 0"#;
-
-/// Redis over TLS (a TLS-only server drops a plain PING unanswered): sends a TLS record
-/// that is no handshake, which an OpenSSL server answers with an alert. An alert proves the
-/// server's event loop alive as a reply to PING would; nothing to install, no certificate
-/// needed.
-const REDIS_TLS_PROBE: &str = r#"exec 3<>"/dev/tcp/$0/$1" || exit 3
-echo connected
-printf '\026\003\001\000\005hello' >&3
-n=$(head -c 5 <&3 | wc -c)
-if [ "$n" -ge 5 ]; then echo "TLS alert"; exit 0; fi
-echo "connection closed without a TLS answer"; exit 4"#;
-
-const TCP_PROBE: &str = r#"exec 3<>"/dev/tcp/$0/$1" || exit 3
-echo "connected"; exit 0"#;
-
 /// Asks every observer at once. `None` when the pool has no observers.
 pub fn ask(config: &Config, pool: &Pool, from: Role) -> Option<Opinion> {
     let observers = &pool.monitor.confirm_from;
@@ -85,20 +54,21 @@ pub fn ask(config: &Config, pool: &Pool, from: Role) -> Option<Opinion> {
     let secs = format!("{:.3}", timeout.as_secs_f64());
     let port = pool.monitor.port();
     let port_text = port.map(|p| p.to_string()).unwrap_or_default();
-    let line = match &pool.monitor.kind {
-        MonitorKind::Nagios { argv, port } => {
-            let argv = crate::monitor::nagios::argv(argv, *port, host, &pool.name, from);
+    let server = Server {
+        host,
+        pool: &pool.name,
+        role: from,
+        timeout,
+    };
+    // The monitor's own type says what proves its server alive.
+    let probe = pool.monitor.kind.get().observer_probe(&server);
+    let line = match &probe {
+        ObserverProbe::Plugin(argv) => {
             let mut words = vec!["timeout", &secs];
             words.extend(argv.iter().map(String::as_str));
             remote::argv_line(&words)
         }
-        kind => {
-            let script = match kind {
-                MonitorKind::Mysql { .. } => MYSQL_PROBE,
-                MonitorKind::Redis(r) if r.tls.is_some() => REDIS_TLS_PROBE,
-                MonitorKind::Redis(_) => REDIS_PROBE,
-                _ => TCP_PROBE,
-            };
+        ObserverProbe::Script(script) => {
             remote::argv_line(&["timeout", &secs, "bash", "-c", script, host, &port_text])
         }
     };
@@ -109,7 +79,7 @@ pub fn ask(config: &Config, pool: &Pool, from: Role) -> Option<Opinion> {
         Some(p) => format!("{host}:{p}"),
         None => host.to_string(),
     };
-    let nagios = matches!(pool.monitor.kind, MonitorKind::Nagios { .. });
+    let nagios = matches!(probe, ObserverProbe::Plugin(_));
     // The observer's own login comes on top of the probe's time.
     let limit = pool.monitor.confirm_limit(&config.ssh);
     let outputs = remote::for_each_host(observers, |o| {

@@ -134,6 +134,7 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     let mut notes = Vec::new();
     notes.extend(cluster_line);
     for pool in &config.pools {
+        monitor_notes(pool, &mut notes, &mut warnings);
         step_notes(pool, &mut notes, &mut warnings);
     }
 
@@ -225,16 +226,19 @@ fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
     }
 }
 
+/// What the pool's monitor type says beyond the checks of both servers.
+fn monitor_notes(pool: &Pool, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+    let notes = pool.monitor.kind.get().notes();
+    let at = format!("pool {}: monitor", pool.name);
+    lines.extend(notes.lines.iter().map(|l| format!("{at}: {l}")));
+    warnings.extend(notes.warnings.iter().map(|w| format!("{at}: {w}")));
+}
+
 /// Whether the pool's monitor or a promoting step talks TLS without checking certificates.
 fn tls_unverified(pool: &Pool) -> bool {
     let unverified =
         |tls: Option<&config::Tls>| tls.is_some_and(|t| t.verify == crate::tls::Verify::None);
-    let monitor = match &pool.monitor.kind {
-        config::MonitorKind::Mysql { tls, .. } => tls.as_ref(),
-        config::MonitorKind::Redis(r) => r.tls.as_ref(),
-        _ => None,
-    };
-    unverified(monitor)
+    unverified(pool.monitor.tls())
         || pool.steps.iter().any(|s| match &s.kind {
             StepKind::MysqlPromote(m) => unverified(m.tls.as_ref()),
             StepKind::RedisPromote(r) => unverified(r.access.tls.as_ref()),

@@ -16,9 +16,8 @@ pub use crate::settings::{
     validate_host,
 };
 use load::{
-    NAGIOS_PLUGIN_DIRS, RawSsh, RawTls, check_placeholders, duration_or, host_list, line_of,
-    line_suffix, lines_of, load_tls, mysql_tls, read_file, resolve_program, scalar_text,
-    ssh_settings, step_ssh, toml_msg,
+    RawSsh, RawTls, check_placeholders, duration_or, host_list, line_of, line_suffix, lines_of,
+    load_tls, mysql_tls, read_file, resolve_program, scalar_text, ssh_settings, step_ssh, toml_msg,
 };
 pub use load::{check_secret_file, load_secret};
 
@@ -58,61 +57,7 @@ pub struct Pool {
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone)]
-pub struct Monitor {
-    pub timeout: Duration,
-    pub kind: MonitorKind,
-    /// Observers asked over SSH whether they can reach the primary before a failover.
-    pub confirm_from: Vec<Host>,
-}
-
-impl Monitor {
-    pub fn port(&self) -> Option<u16> {
-        monitor_port(&self.kind)
-    }
-
-    /// How long the second opinion may take: the observers are asked at once, each with
-    /// its SSH login and the probe bounded by the monitor's timeout. Zero without observers.
-    pub fn confirm_limit(&self, ssh: &SshSettings) -> Duration {
-        if self.confirm_from.is_empty() {
-            Duration::ZERO
-        } else {
-            self.timeout + ssh.connect_timeout * 2 + Duration::from_secs(1)
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum MonitorKind {
-    /// Any Nagios plugin: `argv` with `{host}`, `{port}`, `{pool}`, `{role}` still in it.
-    Nagios {
-        argv: Vec<String>,
-        port: Option<u16>,
-    },
-    /// A TCP connect.
-    Tcp { port: u16 },
-    /// A MySQL or MariaDB login and a few read-only queries.
-    Mysql {
-        port: u16,
-        user: String,
-        password: Secret,
-        /// TLS toward both servers, also used by `mysql_promote` unless it has its own.
-        tls: Option<Tls>,
-    },
-    /// A Redis PING and `INFO replication`.
-    Redis(RedisAccess),
-}
-
-/// How to reach a Redis server.
-#[derive(Debug, Clone)]
-pub struct RedisAccess {
-    pub port: u16,
-    /// An ACL user (Redis 6+); without one, `AUTH password`.
-    pub user: Option<String>,
-    pub password: Option<Secret>,
-    pub tls: Option<Tls>,
-}
-
+pub use crate::monitor::{Monitor, RedisAccess};
 pub use crate::tls::Tls;
 
 #[derive(Debug, Clone)]
@@ -416,6 +361,21 @@ pub struct MysqlPromote {
     pub tls: Option<Tls>,
 }
 
+/// What a monitor's check needs of a pool.
+impl crate::monitor::Watched for Pool {
+    fn pool_name(&self) -> &str {
+        &self.name
+    }
+
+    fn server(&self, role: crate::model::Role) -> &str {
+        self.address(role)
+    }
+
+    fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+}
+
 impl Pool {
     pub fn address(&self, role: crate::model::Role) -> &str {
         match role {
@@ -487,17 +447,6 @@ impl Step {
             StepKind::RedisPromote(_) => "redis_promote",
             StepKind::Dns(_) => "dns",
             StepKind::Haproxy(_) => "haproxy",
-        }
-    }
-}
-
-impl MonitorKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            MonitorKind::Nagios { .. } => "nagios",
-            MonitorKind::Tcp { .. } => "tcp",
-            MonitorKind::Mysql { .. } => "mysql",
-            MonitorKind::Redis(_) => "redis",
         }
     }
 }
@@ -692,20 +641,6 @@ struct RawPool {
     monitor: toml::Table,
     #[serde(default)]
     protocol: Vec<toml::Table>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMonitor {
-    #[serde(rename = "type")]
-    kind: String,
-    timeout: Option<String>,
-    port: Option<u16>,
-    user: Option<String>,
-    password_file: Option<String>,
-    command: Option<String>,
-    confirm_from: Option<Vec<String>>,
-    tls: Option<RawTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -908,7 +843,7 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
         ));
     }
     let monitor_line = line_of(&text, |l| l == "[monitor]");
-    let monitor = load_monitor(dir, raw.monitor).map_err(|m| {
+    let monitor = crate::monitor::load(dir, raw.monitor).map_err(|m| {
         Error::Config(format!(
             "{}: [monitor]{}: {m}",
             file.display(),
@@ -955,121 +890,6 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
         monitor,
         steps,
     })
-}
-
-fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {
-    let raw: RawMonitor = table
-        .try_into()
-        .map_err(|e: toml::de::Error| toml_msg(&e))?;
-    let timeout = duration_or(&raw.timeout, "2s", "key `timeout`").map_err(|e| e.to_string())?;
-    let reject = |keys: &[(&str, bool)]| -> Result<(), String> {
-        for (key, set) in keys {
-            if *set {
-                return Err(format!(
-                    "key `{key}` does not apply to a `{}` monitor",
-                    raw.kind
-                ));
-            }
-        }
-        Ok(())
-    };
-    let confirm_from = match &raw.confirm_from {
-        None => Vec::new(),
-        Some(hosts) => host_list(hosts, "confirm_from", false)?,
-    };
-    let tls_given = raw.tls.is_some();
-    let tls = match raw.tls {
-        Some(t) if matches!(raw.kind.as_str(), "mysql" | "redis") => Some(load_tls(dir, t)?),
-        _ => None,
-    };
-    let kind = match raw.kind.as_str() {
-        "nagios" => {
-            reject(&[
-                ("user", raw.user.is_some()),
-                ("password_file", raw.password_file.is_some()),
-                ("tls", tls_given),
-            ])?;
-            let command = raw
-                .command
-                .as_deref()
-                .ok_or("key `command`: a `nagios` monitor needs a command")?;
-            let mut argv =
-                crate::text::split_words(command).map_err(|e| format!("key `command`: {e}"))?;
-            let Some(program) = argv.first() else {
-                return Err("key `command`: expected a command, got an empty string".into());
-            };
-            let resolved = resolve_program(dir, program, NAGIOS_PLUGIN_DIRS)
-                .map_err(|e| format!("key `command`: {e}"))?;
-            argv[0] = resolved.to_string_lossy().into_owned();
-            MonitorKind::Nagios {
-                argv,
-                port: raw.port,
-            }
-        }
-        "tcp" => {
-            reject(&[
-                ("user", raw.user.is_some()),
-                ("password_file", raw.password_file.is_some()),
-                ("command", raw.command.is_some()),
-                ("tls", tls_given),
-            ])?;
-            let port = raw.port.ok_or("key `port`: a `tcp` monitor needs a port")?;
-            MonitorKind::Tcp { port }
-        }
-        "mysql" => {
-            reject(&[("command", raw.command.is_some())])?;
-            let rel = raw.password_file.as_deref().ok_or("key `password_file`: a `mysql` monitor needs the monitoring account's password file")?;
-            let password =
-                load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?;
-            let user = raw.user.unwrap_or_else(|| "deadpool".to_string());
-            MonitorKind::Mysql {
-                port: raw.port.unwrap_or(3306),
-                user,
-                password,
-                tls: tls.map(mysql_tls).transpose()?,
-            }
-        }
-        "redis" => {
-            reject(&[("command", raw.command.is_some())])?;
-            let password = match raw.password_file.as_deref() {
-                Some(rel) => {
-                    Some(load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?)
-                }
-                None => None,
-            };
-            MonitorKind::Redis(RedisAccess {
-                port: raw.port.unwrap_or(6379),
-                user: raw.user,
-                password,
-                tls,
-            })
-        }
-        other => {
-            return Err(format!(
-                "key `type`: unknown monitor type `{other}`, expected one of mysql, redis, tcp, nagios"
-            ));
-        }
-    };
-    if !confirm_from.is_empty() && monitor_port(&kind).is_none() {
-        return Err(
-            "key `confirm_from`: observers check the primary's port, so this monitor needs `port`"
-                .into(),
-        );
-    }
-    Ok(Monitor {
-        timeout,
-        kind,
-        confirm_from,
-    })
-}
-
-/// The port a monitor checks, which observers of a second opinion check too.
-fn monitor_port(kind: &MonitorKind) -> Option<u16> {
-    match kind {
-        MonitorKind::Nagios { port, .. } => *port,
-        MonitorKind::Tcp { port } | MonitorKind::Mysql { port, .. } => Some(*port),
-        MonitorKind::Redis(r) => Some(r.port),
-    }
 }
 
 fn load_step(
@@ -1226,10 +1046,7 @@ fn load_step(
                 .map_err(|e: toml::de::Error| toml_msg(&e))?;
             let password = load_secret(dir, &raw.password_file)
                 .map_err(|e| format!("key `password_file`: {e}"))?;
-            let (default_port, monitor_tls) = match &monitor.kind {
-                MonitorKind::Mysql { port, tls, .. } => (*port, tls.clone()),
-                _ => (3306, None),
-            };
+            let (default_port, monitor_tls) = monitor.mysql_defaults().unwrap_or((3306, None));
             // The step reaches the same servers: the monitor's TLS unless it has its own.
             let tls = match raw.tls {
                 Some(t) => Some(mysql_tls(load_tls(dir, t)?)?),
@@ -1252,10 +1069,7 @@ fn load_step(
                 .try_into()
                 .map_err(|e: toml::de::Error| toml_msg(&e))?;
             // By default the step logs in as the monitor does.
-            let monitor_access = match &monitor.kind {
-                MonitorKind::Redis(r) => Some(r.clone()),
-                _ => None,
-            };
+            let monitor_access = monitor.redis_access().cloned();
             let password = match raw.password_file.as_deref() {
                 Some(rel) => {
                     Some(load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?)
@@ -1692,11 +1506,7 @@ pub fn summary(config: &Config) -> String {
             pool.threshold(),
             pool.steps.len()
         );
-        let tls = match &pool.monitor.kind {
-            MonitorKind::Mysql { tls, .. } => tls.as_ref(),
-            MonitorKind::Redis(r) => r.tls.as_ref(),
-            _ => None,
-        };
+        let tls = pool.monitor.tls();
         if let Some(tls) = tls {
             let _ = writeln!(out, "pool {}: monitor: {}", pool.name, tls.describe());
         }

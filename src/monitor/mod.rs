@@ -1,17 +1,254 @@
 //! Monitors: each answers one question about one server — is it up?
+//!
+//! This module is the registry of monitor types. Each type is one file that owns its TOML
+//! table (`load`), its type name, its port and TLS, the probe an observer of the second
+//! opinion runs, and its `check`. The only code here that names the types is the closed
+//! [`MonitorKind`] enum, the one `match` from the `type` string to a file's `load` (in
+//! [`load`]), the one `match` from the enum to its [`Kind`] (in [`MonitorKind::get`]) and
+//! [`TYPES`]. Adding a type is one new file and one line in each of those.
 
-mod mysql;
+pub mod mysql;
 pub mod nagios;
-mod redis;
-mod tcp;
+pub mod redis;
+pub mod tcp;
 
+use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{MonitorKind, Pool};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::load::{duration_or, host_list, toml_msg};
 use crate::model::Role;
+use crate::settings::{Host, SshSettings};
+use crate::tls::Tls;
 
 /// What one check of one server found.
 pub use crate::model::Health;
+pub use redis::RedisAccess;
+
+/// The monitor types, as the `type` key names them, for the unknown-type message.
+pub const TYPES: &[&str] = &[mysql::TYPE, redis::TYPE, tcp::TYPE, nagios::TYPE];
+
+/// A pool's `[monitor]`: the keys every type has, and the type's own settings.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    pub timeout: Duration,
+    pub kind: MonitorKind,
+    /// Observers asked over SSH whether they can reach the primary before a failover.
+    pub confirm_from: Vec<Host>,
+}
+
+/// One monitor type's validated settings: each variant holds one file's struct.
+#[derive(Debug, Clone)]
+pub enum MonitorKind {
+    /// A MySQL or MariaDB login and a few read-only queries.
+    Mysql(mysql::Mysql),
+    /// A Redis PING and `INFO replication`.
+    Redis(redis::Redis),
+    /// A TCP connect.
+    Tcp(tcp::Tcp),
+    /// Any Nagios plugin.
+    Nagios(nagios::Nagios),
+}
+
+/// What every monitor type answers; [`MonitorKind::get`] gives the one of a monitor.
+pub trait Kind: std::fmt::Debug + Send + Sync {
+    /// The `type` this monitor is written with.
+    fn type_name(&self) -> &'static str;
+
+    /// The port it checks, which observers of a second opinion check too.
+    fn port(&self) -> Option<u16>;
+
+    /// Its TLS toward both servers, for `check-config` and the summary.
+    fn tls(&self) -> Option<&Tls> {
+        None
+    }
+
+    /// What `check-config` says about it beyond the checks of both servers, which it always
+    /// runs through [`Kind::check`]. None of today's types has more to say.
+    fn notes(&self) -> Notes {
+        Notes::default()
+    }
+
+    /// The probe an observer runs toward `server` for a second opinion: proof at this
+    /// monitor's protocol level that the server answers.
+    fn observer_probe(&self, server: &Server) -> ObserverProbe;
+
+    /// One check of `server`, bounded by `server.timeout`: health, what it saw, and what a
+    /// database monitor learned beyond up or down.
+    fn check(&self, server: &Server) -> (Health, String, Option<Facts>);
+}
+
+/// The server a check or a probe is about, and what a plugin's command line may name.
+#[derive(Debug, Clone, Copy)]
+pub struct Server<'a> {
+    pub host: &'a str,
+    pub pool: &'a str,
+    pub role: Role,
+    /// The monitor's timeout.
+    pub timeout: Duration,
+}
+
+/// A monitor's lines for `check-config`, without the pool's prefix.
+#[derive(Debug, Clone, Default)]
+pub struct Notes {
+    /// What the config alone does not show.
+    pub lines: Vec<String>,
+    /// What is missing on this host.
+    pub warnings: Vec<String>,
+}
+
+/// What an observer runs for a second opinion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObserverProbe {
+    /// A bash script, run as `bash -c SCRIPT HOST PORT`: it prints `connected` once the TCP
+    /// connection stands, and what it saw last; exit 0 means the server answered.
+    Script(&'static str),
+    /// A plugin's argv with its placeholders filled in: exit 0 or 1 means the server
+    /// answered.
+    Plugin(Vec<String>),
+}
+
+impl MonitorKind {
+    /// The one `match` from a monitor's settings to its behaviour.
+    pub fn get(&self) -> &dyn Kind {
+        match self {
+            MonitorKind::Mysql(k) => k,
+            MonitorKind::Redis(k) => k,
+            MonitorKind::Tcp(k) => k,
+            MonitorKind::Nagios(k) => k,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        self.get().type_name()
+    }
+}
+
+impl Monitor {
+    pub fn port(&self) -> Option<u16> {
+        self.kind.get().port()
+    }
+
+    /// TLS toward both servers, when the monitor talks it.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.kind.get().tls()
+    }
+
+    /// How long the second opinion may take: the observers are asked at once, each with
+    /// its SSH login and the probe bounded by the monitor's timeout. Zero without observers.
+    pub fn confirm_limit(&self, ssh: &SshSettings) -> Duration {
+        if self.confirm_from.is_empty() {
+            Duration::ZERO
+        } else {
+            self.timeout + ssh.connect_timeout * 2 + Duration::from_secs(1)
+        }
+    }
+
+    /// For a `mysql_promote` step: the port and TLS of a `mysql` monitor, which the step
+    /// uses unless it has its own. `None` for other monitors.
+    pub fn mysql_defaults(&self) -> Option<(u16, Option<Tls>)> {
+        if let MonitorKind::Mysql(m) = &self.kind {
+            Some((m.port, m.tls.clone()))
+        } else {
+            None
+        }
+    }
+
+    /// For a `redis_promote` step: how a `redis` monitor logs in, which the step does too
+    /// unless it says otherwise. `None` for other monitors.
+    pub fn redis_access(&self) -> Option<&RedisAccess> {
+        if let MonitorKind::Redis(r) = &self.kind {
+            Some(&r.access)
+        } else {
+            None
+        }
+    }
+}
+
+/// The keys every monitor has; the rest of the table goes to the type's own `load`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommon {
+    #[serde(rename = "type")]
+    kind: String,
+    timeout: Option<String>,
+    confirm_from: Option<Vec<String>>,
+}
+
+/// Keys every monitor type takes, named in the unknown-key message after the type's own.
+const COMMON_KEYS: &[&str] = &["timeout", "confirm_from"];
+
+/// Validates a pool's `[monitor]` table (`dir` is the config dir, for relative paths).
+pub fn load(dir: &Path, mut table: toml::Table) -> Result<Monitor, String> {
+    let mut common = toml::Table::new();
+    for key in ["type", "timeout", "confirm_from"] {
+        if let Some(value) = table.remove(key) {
+            common.insert(key.to_string(), value);
+        }
+    }
+    let raw: RawCommon = common
+        .try_into()
+        .map_err(|e: toml::de::Error| toml_msg(&e))?;
+    let timeout = duration_or(&raw.timeout, "2s", "key `timeout`").map_err(|e| e.to_string())?;
+    let confirm_from = match &raw.confirm_from {
+        None => Vec::new(),
+        Some(hosts) => host_list(hosts, "confirm_from", false)?,
+    };
+    let kind = match raw.kind.as_str() {
+        mysql::TYPE => MonitorKind::Mysql(mysql::load(dir, table)?),
+        redis::TYPE => MonitorKind::Redis(redis::load(dir, table)?),
+        tcp::TYPE => MonitorKind::Tcp(tcp::load(table)?),
+        nagios::TYPE => MonitorKind::Nagios(nagios::load(dir, table)?),
+        other => {
+            return Err(format!(
+                "key `type`: unknown monitor type `{other}`, expected one of {}",
+                TYPES.join(", ")
+            ));
+        }
+    };
+    if !confirm_from.is_empty() && kind.get().port().is_none() {
+        return Err(
+            "key `confirm_from`: observers check the primary's port, so this monitor needs `port`"
+                .into(),
+        );
+    }
+    Ok(Monitor {
+        timeout,
+        kind,
+        confirm_from,
+    })
+}
+
+/// Reads a monitor type's own keys (its `deny_unknown_fields` raw struct) from the rest of
+/// the table. A key the type does not take is named with the keys it does take.
+fn parse<T: DeserializeOwned>(table: toml::Table, type_name: &str) -> Result<T, String> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            let text = toml_msg(&e);
+            // Only the monitor's own table: an error inside `tls` says "in `tls`" after it.
+            if text == e.message() {
+                unknown_key(&text, type_name).unwrap_or(text)
+            } else {
+                text
+            }
+        })
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a` or `b`", or
+/// "there are no fields") in the words of the other config messages.
+fn unknown_key(message: &str, type_name: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, expected) = rest.split_once('`')?;
+    let mut takes: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    takes.extend(COMMON_KEYS);
+    Some(format!(
+        "key `{key}` does not apply to a `{type_name}` monitor; a `{type_name}` monitor takes: {}",
+        takes.join(", ")
+    ))
+}
 
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -28,28 +265,24 @@ pub struct Facts {
     pub read_only: Option<bool>,
 }
 
+/// What a check needs of a pool: its name, its servers and its monitor (`config::Pool`).
+pub trait Watched: Sync {
+    fn pool_name(&self) -> &str;
+    fn server(&self, role: Role) -> &str;
+    fn monitor(&self) -> &Monitor;
+}
+
 /// Checks one server of a pool, bounded by the monitor's timeout.
-pub fn check(pool: &Pool, role: Role) -> Check {
-    let host = pool.address(role);
-    let started = std::time::Instant::now();
-    let timeout = pool.monitor.timeout;
-    let (health, message, facts) = match &pool.monitor.kind {
-        MonitorKind::Nagios { argv, port } => {
-            let (h, m) = nagios::check(argv, *port, host, &pool.name, role, timeout);
-            (h, m, None)
-        }
-        MonitorKind::Tcp { port } => {
-            let (h, m) = tcp::check(host, *port, timeout);
-            (h, m, None)
-        }
-        MonitorKind::Mysql {
-            port,
-            user,
-            password,
-            tls,
-        } => mysql::check(host, *port, user, password, tls.as_ref(), timeout),
-        MonitorKind::Redis(r) => redis::check(host, r, timeout),
+pub fn check(pool: &impl Watched, role: Role) -> Check {
+    let monitor = pool.monitor();
+    let server = Server {
+        host: pool.server(role),
+        pool: pool.pool_name(),
+        role,
+        timeout: monitor.timeout,
     };
+    let started = std::time::Instant::now();
+    let (health, message, facts) = monitor.kind.get().check(&server);
     Check {
         health,
         message: crate::text::one_line(&message),
@@ -59,7 +292,7 @@ pub fn check(pool: &Pool, role: Role) -> Check {
 }
 
 /// Checks both servers of a pool at once.
-pub fn check_both(pool: &Pool) -> [Check; 2] {
+pub fn check_both(pool: &impl Watched) -> [Check; 2] {
     std::thread::scope(|s| {
         let secondary = s.spawn(|| check(pool, Role::Secondary));
         let primary = check(pool, Role::Primary);
@@ -86,5 +319,148 @@ pub fn bounded_probe(
             format!("no answer within {}ms", timeout.as_millis()),
             None,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn unknown_keys_name_what_the_type_takes() {
+        let dir = Path::new("/nonexistent");
+        let e = load(dir, table("type = \"tcp\"\nport = 1\ncommand = \"x\"")).unwrap_err();
+        assert_eq!(
+            e,
+            "key `command` does not apply to a `tcp` monitor; a `tcp` monitor takes: port, timeout, confirm_from"
+        );
+        let e = load(
+            dir,
+            table("type = \"tcp\"\nport = 22\ntls = { ca_file = \"a\" }"),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("key `tls` does not apply to a `tcp` monitor"),
+            "{e}"
+        );
+        let e = load(dir, table("type = \"memcached\"")).unwrap_err();
+        assert_eq!(
+            e,
+            "key `type`: unknown monitor type `memcached`, expected one of mysql, redis, tcp, nagios"
+        );
+        let e = load(dir, table("port = 1")).unwrap_err();
+        assert!(e.contains("missing field `type`"), "{e}");
+    }
+
+    #[test]
+    fn every_shape_of_the_unknown_field_message() {
+        let words = |m: &str| unknown_key(m, "x").unwrap();
+        assert!(
+            words("unknown field `a`, expected `b`").ends_with("takes: b, timeout, confirm_from")
+        );
+        assert!(
+            words("unknown field `a`, expected `b` or `c`")
+                .ends_with("takes: b, c, timeout, confirm_from")
+        );
+        assert!(
+            words("unknown field `a`, expected one of `b`, `c`, `d`")
+                .ends_with("takes: b, c, d, timeout, confirm_from")
+        );
+        assert!(
+            words("unknown field `a`, there are no fields")
+                .ends_with("takes: timeout, confirm_from")
+        );
+        assert_eq!(unknown_key("invalid type: string", "x"), None);
+    }
+
+    #[test]
+    fn nested_tables_keep_their_own_message() {
+        let dir = Path::new("/nonexistent");
+        let e = load(
+            dir,
+            table("type = \"redis\"\ntls = { ca_file = \"a\", colour = 1 }"),
+        )
+        .unwrap_err();
+        assert!(!e.contains("does not apply"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn each_database_has_its_own_observer_probe() {
+        let server = Server {
+            host: "db1",
+            pool: "p",
+            role: Role::Primary,
+            timeout: Duration::from_secs(1),
+        };
+        let script = |kind: &dyn Kind| match kind.observer_probe(&server) {
+            ObserverProbe::Script(s) => s,
+            ObserverProbe::Plugin(argv) => panic!("a plugin: {argv:?}"),
+        };
+        let mysql = mysql::Mysql {
+            port: 3306,
+            user: "u".into(),
+            password: crate::settings::Secret::new("x".into()),
+            tls: None,
+        };
+        assert!(script(&mysql).contains("server greeting"));
+        let mut redis = redis::Redis {
+            access: RedisAccess {
+                port: 6379,
+                user: None,
+                password: None,
+                tls: None,
+            },
+        };
+        assert!(script(&redis).contains("PING"));
+        let tls = load(
+            Path::new("/nonexistent"),
+            table("type = \"redis\"\ntls = { verify = \"none\" }"),
+        )
+        .unwrap();
+        redis.access.tls = tls.tls().cloned();
+        assert!(script(&redis).contains("TLS alert"));
+        assert!(!script(&tcp::Tcp { port: 1 }).contains("greeting"));
+        let nagios = nagios::Nagios {
+            argv: vec![
+                "/p".into(),
+                "-H".into(),
+                "{host}:{port}".into(),
+                "{pool}/{role}".into(),
+            ],
+            port: Some(5),
+        };
+        assert_eq!(
+            nagios.observer_probe(&server),
+            ObserverProbe::Plugin(vec![
+                "/p".into(),
+                "-H".into(),
+                "db1:5".into(),
+                "p/primary".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn confirm_from_needs_a_port() {
+        let dir = Path::new("/nonexistent");
+        let e = load(
+            dir,
+            table("type = \"nagios\"\ncommand = \"/bin/true\"\nconfirm_from = [\"app1\"]"),
+        )
+        .unwrap_err();
+        assert!(e.contains("so this monitor needs `port`"), "{e}");
+        let m = load(
+            dir,
+            table("type = \"tcp\"\nport = 5\nconfirm_from = [\"app1\"]"),
+        )
+        .unwrap();
+        assert_eq!(m.port(), Some(5));
+        assert_eq!(m.kind.type_name(), "tcp");
+        assert!(m.mysql_defaults().is_none() && m.redis_access().is_none());
     }
 }
