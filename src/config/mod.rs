@@ -38,8 +38,8 @@ pub struct Config {
     /// The `[ssh]` defaults, used by `confirm_from` and by steps that do not override them.
     pub ssh: SshSettings,
     pub pools: Vec<Pool>,
-    /// `[cluster]`: several watcher hosts coordinated through etcd (see [`crate::cluster`]).
-    pub cluster: Option<crate::cluster::Settings>,
+    /// `[cluster]`: several watcher hosts coordinated through etcd (see `src/cluster/`).
+    pub cluster: Option<crate::cluster::settings::Settings>,
 }
 
 #[derive(Debug, Clone)]
@@ -568,9 +568,9 @@ impl Config {
         let cluster = match raw.cluster {
             None => None,
             Some(table) => Some(
-                crate::cluster::Settings::parse(dir, table, tick_interval).map_err(|e| {
-                    Error::Config(format!("{}: [cluster]: {e}", main_file.display()))
-                })?,
+                crate::cluster::settings::Settings::parse(dir, table, tick_interval).map_err(
+                    |e| Error::Config(format!("{}: [cluster]: {e}", main_file.display())),
+                )?,
             ),
         };
         let pools = load_pools(dir, &ssh)?;
@@ -2004,8 +2004,8 @@ mod tests {
 #[cfg(test)]
 mod fuzz_tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
     use crate::fuzz::{Rng, cases};
+    use std::os::unix::fs::PermissionsExt;
 
     const SEEDS: &[&str] = &[
         include_str!("../../config/deadpool.toml"),
