@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::config::{OnFailure, Pool};
+pub use crate::model::EventKind;
 use crate::model::Role;
 use crate::model::{PoolState, Status};
 use crate::protocol::{self, Action, Context, HostResult};
@@ -112,104 +113,13 @@ pub fn preflight_events(pool: &Pool, actor: &str, preflights: &Preflights) -> Ve
         for h in hosts.iter().filter(|h| h.status != Status::Ok) {
             events.push(
                 EventKind::Preflight
-                    .of(pool, actor)
+                    .of(&pool.name, actor)
                     .step(&pool.steps[*index].name)
                     .host_result(h),
             );
         }
     }
     events
-}
-
-/// Every kind of history event, so that a kind is a name the compiler checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Armed,
-    Blocked,
-    Interrupted,
-    FailoverStarted,
-    StepStarted,
-    Step,
-    Preflight,
-    Readiness,
-    PromoteRefused,
-    Reset,
-    /// A person paused the pool (or changed its pause).
-    Paused,
-    /// A person ended a pause early.
-    Resumed,
-    /// A pause reached its end; a tick records it.
-    PauseExpired,
-    /// The chain's end: `failed_over` or `failover_failed`.
-    End(PoolState),
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Armed => "armed",
-            EventKind::Blocked => "blocked",
-            EventKind::Interrupted => "interrupted",
-            EventKind::FailoverStarted => "failover_started",
-            EventKind::StepStarted => "step_started",
-            EventKind::Step => "step",
-            EventKind::Preflight => "preflight",
-            EventKind::Readiness => "readiness",
-            EventKind::PromoteRefused => "promote_refused",
-            EventKind::Reset => "reset",
-            EventKind::Paused => "paused",
-            EventKind::Resumed => "resumed",
-            EventKind::PauseExpired => "pause_expired",
-            EventKind::End(state) => state.as_str(),
-        }
-    }
-
-    /// A new event of this kind for `pool`, done by `actor`; the builder methods fill in
-    /// the rest.
-    pub fn of(self, pool: &Pool, actor: &str) -> Event {
-        Event {
-            at: now_ms(),
-            pool: Some(pool.name.clone()),
-            event: self.as_str().to_string(),
-            actor: actor.to_string(),
-            status: Status::Ok.as_str().to_string(),
-            ..Event::default()
-        }
-    }
-}
-
-impl Event {
-    pub fn step(mut self, step: &str) -> Event {
-        self.step = step.to_string();
-        self
-    }
-
-    pub fn host(mut self, host: &str) -> Event {
-        self.host = host.to_string();
-        self
-    }
-
-    pub fn status(mut self, status: Status) -> Event {
-        self.status = status.as_str().to_string();
-        self
-    }
-
-    pub fn message(mut self, message: impl Into<String>) -> Event {
-        self.message = message.into();
-        self
-    }
-
-    /// Host, status, message, output and duration from one host's result.
-    pub fn host_result(self, h: &HostResult) -> Event {
-        Event {
-            output: h.output.clone(),
-            duration_ms: Some(h.duration.as_millis() as i64),
-            ..self
-                .host(&h.host)
-                .status(h.status)
-                .message(h.message.clone())
-        }
-    }
 }
 
 /// Writes a running chain's history. A write that fails (a full disk, a damaged file) is
@@ -362,7 +272,7 @@ pub fn execute(
         run.why
     );
     let first = EventKind::FailoverStarted
-        .of(pool, actor)
+        .of(&pool.name, actor)
         .status(Status::Warning)
         .message(msg.clone());
     if let Some(guard) = run.guard {
@@ -393,7 +303,7 @@ pub fn execute(
         if let Some(failed) = aborted_by {
             recorder.add(vec![
                 EventKind::Step
-                    .of(pool, actor)
+                    .of(&pool.name, actor)
                     .step(&step.name)
                     .status(Status::Unknown)
                     .message(format!(
@@ -408,7 +318,7 @@ pub fn execute(
             crate::error!("pool {}: step `{}` {why}", pool.name, step.name);
             recorder.add(vec![
                 EventKind::Step
-                    .of(pool, actor)
+                    .of(&pool.name, actor)
                     .step(&step.name)
                     .status(Status::Critical)
                     .message(why),
@@ -420,7 +330,7 @@ pub fn execute(
         }
         recorder.add(vec![
             EventKind::StepStarted
-                .of(pool, actor)
+                .of(&pool.name, actor)
                 .step(&step.name)
                 .message("started"),
         ]);
@@ -444,7 +354,7 @@ pub fn execute(
             .iter()
             .map(|h| {
                 EventKind::Step
-                    .of(pool, actor)
+                    .of(&pool.name, actor)
                     .step(&step.name)
                     .host_result(h)
             })
@@ -453,7 +363,7 @@ pub fn execute(
             // The whole step's time beside each host's, when it acted on several hosts.
             events.push(
                 EventKind::Step
-                    .of(pool, actor)
+                    .of(&pool.name, actor)
                     .step(&step.name)
                     .status(protocol::worst(&hosts))
                     .message(format!("step done on {} host(s)", hosts.len())),
@@ -499,7 +409,7 @@ pub fn execute(
         Status::Critical
     };
     let mut end = EventKind::End(rec.state)
-        .of(pool, actor)
+        .of(&pool.name, actor)
         .status(status)
         .message(rec.reason.clone());
     end.duration_ms = Some(clock.elapsed().as_millis() as i64);

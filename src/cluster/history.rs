@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::client::{Kv, b64, b64_bytes, int, prefix_end};
 use super::member::Member;
-use crate::state::Event;
+use crate::state::{Event, EventText};
 
 /// How many chain events etcd keeps (all pools together): the oldest go first.
 pub const HISTORY_KEPT: usize = 1000;
@@ -54,7 +54,8 @@ impl Member {
         Ok(())
     }
 
-    /// The chain events other members kept in etcd, oldest first.
+    /// The chain events other members kept in etcd, oldest first. An entry that is not JSON
+    /// or holds a kind or status this build does not know (a newer member's) is left out.
     pub fn others_events(&self) -> Result<Vec<Event>> {
         let prefix = self.key("history/");
         let mine = format!("@{}", self.settings.name);
@@ -62,42 +63,9 @@ impl Member {
             .client
             .range_prefix(&prefix)?
             .into_iter()
-            .filter_map(|kv| serde_json::from_str::<EventJson>(&kv.value).ok())
-            .map(EventJson::into_event)
+            .filter_map(|kv| serde_json::from_str::<EventText>(&kv.value).ok())
+            .filter_map(|e| e.typed().ok())
             .filter(|e| !e.actor.ends_with(&mine))
             .collect())
-    }
-}
-
-/// An event as kept in etcd.
-#[derive(Debug, serde::Deserialize)]
-struct EventJson {
-    at: i64,
-    pool: Option<String>,
-    event: String,
-    actor: String,
-    step: String,
-    host: String,
-    status: String,
-    message: String,
-    output: String,
-    duration_ms: Option<i64>,
-}
-
-impl EventJson {
-    fn into_event(self) -> Event {
-        Event {
-            id: 0,
-            at: self.at,
-            pool: self.pool,
-            event: self.event,
-            actor: self.actor,
-            step: self.step,
-            host: self.host,
-            status: self.status,
-            message: self.message,
-            output: self.output,
-            duration_ms: self.duration_ms,
-        }
     }
 }

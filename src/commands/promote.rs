@@ -117,7 +117,7 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
     if let Some(reason) = failure {
         let mut events = vec![
             EventKind::PromoteRefused
-                .of(pool, &who)
+                .of(&pool.name, &who)
                 .status(Status::Critical)
                 .message(reason.text.clone()),
         ];
@@ -194,7 +194,12 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         } else {
             format!("{} @ {}", e.step, e.host)
         };
-        println!("{:<17} {:<8} {target} {}", e.event, e.status, e.message);
+        println!(
+            "{:<17} {:<8} {target} {}",
+            e.event,
+            e.status.map_or("", Status::as_str),
+            e.message
+        );
     }
     println!("pool {}: {}", pool.name, rec.reason);
     Ok(if end == PoolState::FailedOver {

@@ -273,7 +273,7 @@ impl Watch<'_> {
             ),
             Next::Rearm => {
                 let msg = format!("{} answers again: armed", pool.address(rec.active));
-                events.push(EventKind::Armed.of(pool, "tick").message(msg));
+                events.push(EventKind::Armed.of(&pool.name, "tick").message(msg));
                 set_state(&mut rec, PoolState::Armed, "");
             }
             Next::Block(reason) => events.extend(block(pool, &mut rec, reason, Vec::new())),
@@ -290,7 +290,7 @@ impl Watch<'_> {
                 crate::error!("pool {}: {reason}", pool.name);
                 events.push(
                     EventKind::Interrupted
-                        .of(pool, "tick")
+                        .of(&pool.name, "tick")
                         .status(Status::Critical)
                         .message(reason.clone()),
                 );
@@ -522,7 +522,7 @@ fn block(
         crate::error!("pool {}: failover blocked: {}", pool.name, reason.text);
         events.push(
             EventKind::Blocked
-                .of(pool, "tick")
+                .of(&pool.name, "tick")
                 .status(Status::Critical)
                 .message(reason.text.clone()),
         );
@@ -542,8 +542,8 @@ fn last_started_step(state: &State, pool: &Pool) -> Result<String> {
     let step = recent
         .iter()
         .rev()
-        .take_while(|e| e.event != EventKind::FailoverStarted.as_str())
-        .find(|e| e.event == EventKind::StepStarted.as_str());
+        .take_while(|e| e.event != EventKind::FailoverStarted)
+        .find(|e| e.event == EventKind::StepStarted);
     Ok(match step {
         Some(e) => format!(" during step `{}`", e.step),
         None => " before its first step".to_string(),
@@ -632,7 +632,7 @@ fn save_readiness(
             );
             events.push(
                 EventKind::Readiness
-                    .of(pool, "tick")
+                    .of(&pool.name, "tick")
                     .step(&row.step_name)
                     .host(&row.host)
                     .status(row.status)
