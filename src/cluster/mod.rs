@@ -15,9 +15,9 @@
 //! from any member), [`history`] (chain events kept in etcd) and [`status`] (heartbeats,
 //! `cluster.json` for `report`, `check-config`'s probe).
 
-pub mod client;
+mod client;
 pub mod history;
-pub mod http;
+mod http;
 pub mod member;
 pub mod person;
 pub mod pools;

@@ -5,11 +5,10 @@
 
 use anyhow::Result;
 
-use crate::chain::EventKind;
 use crate::cli::{PauseArgs, ResumeArgs};
 use crate::config::{Config, Pool, format_duration, parse_duration};
 use crate::error::{Error, Outcome};
-use crate::model::Status;
+use crate::model::{EventKind, Status};
 use crate::rules;
 use crate::state::{Event, Pause, PoolRecord, now_ms};
 use crate::text::format_time;
