@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::config::{OnFailure, Pool};
+pub use crate::model::EventKind;
 use crate::model::Role;
 use crate::model::{PoolState, Status};
 use crate::protocol::{self, Action, Context, HostResult};
@@ -136,109 +137,13 @@ pub fn preflight_events(pool: &Pool, actor: &str, preflights: &Preflights) -> Ve
         for h in hosts.iter().filter(|h| h.status != Status::Ok) {
             events.push(
                 EventKind::Preflight
-                    .of(pool, actor)
+                    .of(&pool.name, actor)
                     .step(&pool.steps[*index].name)
                     .host_result(h),
             );
         }
     }
     events
-}
-
-/// Every kind of history event, so that a kind is a name the compiler checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Armed,
-    Blocked,
-    Interrupted,
-    FailoverStarted,
-    StepStarted,
-    Step,
-    Preflight,
-    Readiness,
-    PromoteRefused,
-    Reset,
-    /// A person paused the pool (or changed its pause).
-    Paused,
-    /// A person ended a pause early.
-    Resumed,
-    /// A pause reached its end; a tick records it.
-    PauseExpired,
-    /// The chain's end: `failed_over` or `failover_failed`.
-    End(PoolState),
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Armed => "armed",
-            EventKind::Blocked => "blocked",
-            EventKind::Interrupted => "interrupted",
-            EventKind::FailoverStarted => "failover_started",
-            EventKind::StepStarted => "step_started",
-            EventKind::Step => "step",
-            EventKind::Preflight => "preflight",
-            EventKind::Readiness => "readiness",
-            EventKind::PromoteRefused => "promote_refused",
-            EventKind::Reset => "reset",
-            EventKind::Paused => "paused",
-            EventKind::Resumed => "resumed",
-            EventKind::PauseExpired => "pause_expired",
-            EventKind::End(state) => state.as_str(),
-        }
-    }
-
-    /// A new event of this kind for `pool`, done by `actor`; the builder methods fill in
-    /// the rest.
-    pub fn of(self, pool: &Pool, actor: &str) -> Event {
-        self.for_pool(&pool.name, actor)
-    }
-
-    /// A new event of this kind for the pool named `pool`, done by `actor`.
-    pub fn for_pool(self, pool: &str, actor: &str) -> Event {
-        Event {
-            at: now_ms(),
-            pool: Some(pool.to_string()),
-            event: self.as_str().to_string(),
-            actor: actor.to_string(),
-            status: Status::Ok.as_str().to_string(),
-            ..Event::default()
-        }
-    }
-}
-
-impl Event {
-    pub fn step(mut self, step: &str) -> Event {
-        self.step = step.to_string();
-        self
-    }
-
-    pub fn host(mut self, host: &str) -> Event {
-        self.host = host.to_string();
-        self
-    }
-
-    pub fn status(mut self, status: Status) -> Event {
-        self.status = status.as_str().to_string();
-        self
-    }
-
-    pub fn message(mut self, message: impl Into<String>) -> Event {
-        self.message = message.into();
-        self
-    }
-
-    /// Host, status, message, output and duration from one host's result.
-    pub fn host_result(self, h: &HostResult) -> Event {
-        Event {
-            output: h.output.clone(),
-            duration_ms: Some(h.duration.as_millis() as i64),
-            ..self
-                .host(&h.host)
-                .status(h.status)
-                .message(h.message.clone())
-        }
-    }
 }
 
 /// Writes a running chain's history. A write that fails (a full disk, a damaged file) is
@@ -410,7 +315,7 @@ fn commit(state: &State, pool: &Pool, rec: &mut PoolRecord, to: Role, run: &Run)
         run.why
     );
     let first = EventKind::FailoverStarted
-        .of(pool, run.actor)
+        .of(&pool.name, run.actor)
         .status(Status::Warning)
         .message(msg.clone());
     if let Some(guard) = run.guard {
@@ -447,7 +352,7 @@ fn run_step<'a>(
     recorder: &mut Recorder,
 ) {
     let step = &pool.steps[index];
-    let event = || EventKind::Step.of(pool, run.actor).step(&step.name);
+    let event = || EventKind::Step.of(&pool.name, run.actor).step(&step.name);
     if let Some(failed) = steps.aborted_by {
         recorder.add(vec![event().status(Status::Unknown).message(format!(
             "skipped: step `{failed}` failed and stopped the chain"
@@ -466,7 +371,7 @@ fn run_step<'a>(
     }
     recorder.add(vec![
         EventKind::StepStarted
-            .of(pool, run.actor)
+            .of(&pool.name, run.actor)
             .step(&step.name)
             .message("started"),
     ]);
@@ -543,7 +448,7 @@ fn finish(
         Status::Critical
     };
     let mut end = EventKind::End(rec.state)
-        .of(pool, run.actor)
+        .of(&pool.name, run.actor)
         .status(status)
         .message(rec.reason.clone());
     end.duration_ms = Some(clock.elapsed().as_millis() as i64);

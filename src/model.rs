@@ -1,5 +1,5 @@
 //! The shared vocabulary at the bottom of every layer: a server's role and health, a Nagios
-//! status and a pool's state. Plain data with their names; no module below this one.
+//! status, a pool's state and the kinds of history event. Plain data with their names; no module below this one.
 
 use serde::Serialize;
 
@@ -146,5 +146,123 @@ impl PoolState {
             self,
             PoolState::FailedOver | PoolState::FailoverFailed | PoolState::Interrupted
         )
+    }
+}
+
+/// Every kind of history event, so that a kind is a name the compiler checks. Its text is
+/// what the database row, etcd and `history` hold; events are built with [`EventKind::of`]
+/// (in `state`, beside the row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Armed,
+    Blocked,
+    Interrupted,
+    FailoverStarted,
+    StepStarted,
+    Step,
+    Preflight,
+    Readiness,
+    PromoteRefused,
+    Reset,
+    /// A person paused the pool (or changed its pause).
+    Paused,
+    /// A person ended a pause early.
+    Resumed,
+    /// A pause reached its end; a tick records it.
+    PauseExpired,
+    /// The chain's end: `failed_over` or `failover_failed`.
+    End(PoolState),
+}
+
+impl EventKind {
+    /// The kinds with a name of their own (every kind but [`EventKind::End`]).
+    const NAMED: [EventKind; 13] = [
+        EventKind::Armed,
+        EventKind::Blocked,
+        EventKind::Interrupted,
+        EventKind::FailoverStarted,
+        EventKind::StepStarted,
+        EventKind::Step,
+        EventKind::Preflight,
+        EventKind::Readiness,
+        EventKind::PromoteRefused,
+        EventKind::Reset,
+        EventKind::Paused,
+        EventKind::Resumed,
+        EventKind::PauseExpired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Armed => "armed",
+            EventKind::Blocked => "blocked",
+            EventKind::Interrupted => "interrupted",
+            EventKind::FailoverStarted => "failover_started",
+            EventKind::StepStarted => "step_started",
+            EventKind::Step => "step",
+            EventKind::Preflight => "preflight",
+            EventKind::Readiness => "readiness",
+            EventKind::PromoteRefused => "promote_refused",
+            EventKind::Reset => "reset",
+            EventKind::Paused => "paused",
+            EventKind::Resumed => "resumed",
+            EventKind::PauseExpired => "pause_expired",
+            EventKind::End(state) => state.as_str(),
+        }
+    }
+
+    /// The kind a text names; a pool state's name that no kind takes is a chain's end.
+    /// `as_str` of the result gives the same text back.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::NAMED
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .or_else(|| PoolState::parse(s).map(EventKind::End))
+    }
+}
+
+/// Its text, padded as asked (`history` aligns it in a column).
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Its text, as `history --json` and etcd hold it.
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_kinds_round_trip_through_their_text() {
+        let ends = [
+            PoolState::FailedOver,
+            PoolState::FailoverFailed,
+            PoolState::FailingOver,
+        ];
+        for kind in EventKind::NAMED
+            .into_iter()
+            .chain(ends.into_iter().map(EventKind::End))
+        {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind), "{kind}");
+        }
+        // A state whose name a kind takes reads as that kind, with the same text.
+        assert_eq!(
+            EventKind::parse("interrupted"),
+            Some(EventKind::Interrupted)
+        );
+        assert_eq!(
+            EventKind::parse("failed_over").unwrap().as_str(),
+            "failed_over"
+        );
+        assert_eq!(EventKind::parse("step_finished"), None);
+        assert_eq!(EventKind::parse(""), None);
+        assert_eq!(format!("[{:<8}]", EventKind::Reset), "[reset   ]");
     }
 }

@@ -72,7 +72,7 @@ pub fn save(
             );
             events.push(
                 EventKind::Readiness
-                    .of(pool, "tick")
+                    .of(&pool.name, "tick")
                     .step(&row.step_name)
                     .host(&row.host)
                     .status(row.status)

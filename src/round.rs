@@ -52,7 +52,7 @@ impl<'a> PoolSettings<'a> {
 
     /// A new history event of `kind` for this pool, by the tick.
     fn event(&self, kind: EventKind) -> Event {
-        kind.for_pool(self.name, ACTOR)
+        kind.of(self.name, ACTOR)
     }
 }
 

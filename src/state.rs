@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use crate::error::Error;
 use crate::model::Role;
 
-use crate::model::{Health, Status};
+use crate::model::{EventKind, Health, Status};
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.
@@ -93,8 +93,8 @@ INSERT INTO failovers (pool, started)
     WHERE event = 'failover_started' AND pool IS NOT NULL GROUP BY pool;
 ";
 
-/// The history event that starts a chain ([`crate::chain::EventKind::FailoverStarted`]):
-/// each one inserted adds one to the pool's count of failovers.
+/// The text of the history event that starts a chain ([`EventKind::FailoverStarted`]), for
+/// SQL: each one inserted adds one to the pool's count of failovers.
 pub const FAILOVER_STARTED: &str = "failover_started";
 
 /// Longest a history entry's captured output may be.
@@ -171,9 +171,36 @@ pub struct ReadinessRow {
     pub checked_at: i64,
 }
 
-/// One history entry. Empty strings mean "not applicable".
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// One history entry, built with [`EventKind::of`] and the methods below. Empty strings mean
+/// "not applicable". The kind and status are typed; they are text only in the row (SQLite,
+/// etcd) and in `history --json`, where a missing status is `""`.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Event {
+    pub id: i64,
+    pub at: i64,
+    pub pool: Option<String>,
+    pub event: EventKind,
+    pub actor: String,
+    pub step: String,
+    pub host: String,
+    /// `None` only in rows of old databases that recorded no status.
+    #[serde(serialize_with = "status_text")]
+    pub status: Option<Status>,
+    pub message: String,
+    pub output: String,
+    pub duration_ms: Option<i64>,
+}
+
+/// A status as the row holds it: its name, or `""` for none.
+fn status_text<S: serde::Serializer>(status: &Option<Status>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(status.map_or("", Status::as_str))
+}
+
+/// A history entry as text, as a SQLite row and etcd (its JSON) hold it.
+#[derive(Debug, serde::Deserialize)]
+pub struct EventText {
+    /// The row's id; etcd keeps none (0, as for an event not yet written).
+    #[serde(skip)]
     pub id: i64,
     pub at: i64,
     pub pool: Option<String>,
@@ -185,6 +212,97 @@ pub struct Event {
     pub message: String,
     pub output: String,
     pub duration_ms: Option<i64>,
+}
+
+impl EventText {
+    /// The entry with its kind and status read (a status `""`: none). A kind or status this
+    /// build does not know is an error naming it: every deadpool so far wrote only the kinds
+    /// of [`EventKind`], so only a newer one could.
+    pub fn typed(self) -> Result<Event, String> {
+        let Some(event) = EventKind::parse(&self.event) else {
+            return Err(format!("kind `{}`", self.event));
+        };
+        let status = match self.status.as_str() {
+            "" => None,
+            s => Some(Status::parse(s).ok_or_else(|| format!("status `{s}`"))?),
+        };
+        Ok(Event {
+            id: self.id,
+            at: self.at,
+            pool: self.pool,
+            event,
+            actor: self.actor,
+            step: self.step,
+            host: self.host,
+            status,
+            message: self.message,
+            output: self.output,
+            duration_ms: self.duration_ms,
+        })
+    }
+}
+
+impl EventKind {
+    /// A new event of this kind for the pool named `pool`, done by `actor`, status OK; the
+    /// builder methods of [`Event`] fill in the rest.
+    pub fn of(self, pool: &str, actor: &str) -> Event {
+        Event {
+            id: 0,
+            at: now_ms(),
+            pool: Some(pool.to_string()),
+            event: self,
+            actor: actor.to_string(),
+            step: String::new(),
+            host: String::new(),
+            status: Some(Status::Ok),
+            message: String::new(),
+            output: String::new(),
+            duration_ms: None,
+        }
+    }
+}
+
+/// What an event records of one host's result (a step's action or preflight): `protocol`'s
+/// `HostResult` converts into it, so that the state store needs no protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct HostOutcome<'a> {
+    pub host: &'a str,
+    pub status: Status,
+    pub message: &'a str,
+    pub output: &'a str,
+    pub duration: Duration,
+}
+
+impl Event {
+    pub fn step(mut self, step: &str) -> Event {
+        self.step = step.to_string();
+        self
+    }
+
+    pub fn host(mut self, host: &str) -> Event {
+        self.host = host.to_string();
+        self
+    }
+
+    pub fn status(mut self, status: Status) -> Event {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn message(mut self, message: impl Into<String>) -> Event {
+        self.message = message.into();
+        self
+    }
+
+    /// Host, status, message, output and duration from one host's result.
+    pub fn host_result<'a>(self, h: impl Into<HostOutcome<'a>>) -> Event {
+        let h = h.into();
+        Event {
+            output: h.output.to_string(),
+            duration_ms: Some(h.duration.as_millis() as i64),
+            ..self.host(h.host).status(h.status).message(h.message)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -647,7 +765,7 @@ impl State {
              WHERE ?1 IS NULL OR pool = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![pool, limit], |r| {
-            Ok(Event {
+            Ok(EventText {
                 id: r.get(0)?,
                 at: r.get(1)?,
                 pool: r.get(2)?,
@@ -661,7 +779,17 @@ impl State {
                 duration_ms: r.get(10)?,
             })
         })?;
-        let mut events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut events = Vec::new();
+        for row in rows {
+            let row = row?;
+            let id = row.id;
+            events.push(row.typed().map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: history event {id} has {e}, which this build does not know; was it written by a newer deadpool?",
+                    self.path.display()
+                )
+            })?);
+        }
         events.reverse();
         Ok(events)
     }
@@ -721,7 +849,7 @@ fn insert_monitor(conn: &Connection, pool: &str, rows: &[MonitorRow]) -> rusqlit
 
 fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<usize> {
     let output = crate::text::truncate(&e.output, HISTORY_OUTPUT_CAP);
-    if e.event == FAILOVER_STARTED
+    if e.event == EventKind::FailoverStarted
         && let Some(pool) = &e.pool
     {
         conn.execute(
@@ -733,7 +861,18 @@ fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<usize> {
     conn.execute(
         "INSERT INTO history (at, pool, event, actor, step, host, status, message, output, duration_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![e.at, e.pool, e.event, e.actor, e.step, e.host, e.status, e.message, output, e.duration_ms],
+        params![
+            e.at,
+            e.pool,
+            e.event.as_str(),
+            e.actor,
+            e.step,
+            e.host,
+            e.status.map_or("", Status::as_str),
+            e.message,
+            output,
+            e.duration_ms
+        ],
     )
 }
 
@@ -929,9 +1068,7 @@ mod tests {
         let state = State::open(dir.path()).unwrap();
         let started = |at| Event {
             at,
-            pool: Some("db".into()),
-            event: FAILOVER_STARTED.into(),
-            ..Event::default()
+            ..EventKind::FailoverStarted.of("db", "tick")
         };
         state.add_events(&[started(1), started(2)]).unwrap();
         state
@@ -939,10 +1076,7 @@ mod tests {
             .unwrap();
         assert!(state.history(None, 10).unwrap().is_empty(), "pruned");
         assert_eq!(state.failovers().unwrap().get("db"), Some(&2));
-        assert_eq!(
-            crate::chain::EventKind::FailoverStarted.as_str(),
-            FAILOVER_STARTED
-        );
+        assert_eq!(EventKind::FailoverStarted.as_str(), FAILOVER_STARTED);
     }
 
     #[test]

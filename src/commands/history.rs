@@ -49,8 +49,8 @@ pub fn run(config: &Config, args: &HistoryArgs) -> Result<Outcome> {
             e.pool.as_deref().unwrap_or("-"),
             e.event
         );
-        if !e.status.is_empty() {
-            line.push_str(&format!(" {:<8}", e.status));
+        if let Some(status) = e.status {
+            line.push_str(&format!(" {:<8}", status.as_str()));
         }
         if !e.step.is_empty() {
             line.push_str(&format!(

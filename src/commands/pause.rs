@@ -60,7 +60,7 @@ pub fn pause(config: &Config, args: &PauseArgs) -> Result<Outcome> {
         ));
     }
     let event = EventKind::Paused
-        .of(pool, &who)
+        .of(&pool.name, &who)
         .status(Status::Warning)
         .message(message.clone());
     rec.pause = Some(pause);
@@ -93,7 +93,9 @@ pub fn resume(config: &Config, args: &ResumeArgs) -> Result<Outcome> {
                 format_time(p.until),
                 in_parentheses(&p.reason)
             );
-            let event = EventKind::Resumed.of(pool, &who).message(message.clone());
+            let event = EventKind::Resumed
+                .of(&pool.name, &who)
+                .message(message.clone());
             if let Some(m) = &member {
                 m.write_pool_as_person(&rec)?;
             }

@@ -171,7 +171,7 @@ fn refuse(
 ) -> Result<Outcome> {
     let mut events = vec![
         EventKind::PromoteRefused
-            .of(pool, who)
+            .of(&pool.name, who)
             .status(Status::Critical)
             .message(reason.text.clone()),
     ];
@@ -221,7 +221,12 @@ fn print_events(state: &State, pool: &str, first_new: i64) -> Result<()> {
         } else {
             format!("{} @ {}", e.step, e.host)
         };
-        println!("{:<17} {:<8} {target} {}", e.event, e.status, e.message);
+        println!(
+            "{:<17} {:<8} {target} {}",
+            e.event,
+            e.status.map_or("", Status::as_str),
+            e.message
+        );
     }
     Ok(())
 }

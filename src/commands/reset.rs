@@ -86,7 +86,7 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
     }
     state.save_pool(
         &rec,
-        &[EventKind::Reset.of(pool, &who).message(msg.clone())],
+        &[EventKind::Reset.of(&pool.name, &who).message(msg.clone())],
     )?;
     state.readiness_checked(&pool.name, now)?;
     println!("pool {}: {msg}", pool.name);

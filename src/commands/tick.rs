@@ -433,8 +433,8 @@ fn last_started_step(state: &State, pool: &Pool) -> Result<String> {
     let step = recent
         .iter()
         .rev()
-        .take_while(|e| e.event != EventKind::FailoverStarted.as_str())
-        .find(|e| e.event == EventKind::StepStarted.as_str());
+        .take_while(|e| e.event != EventKind::FailoverStarted)
+        .find(|e| e.event == EventKind::StepStarted);
     Ok(match step {
         Some(e) => format!(" during step `{}`", e.step),
         None => " before its first step".to_string(),

@@ -37,8 +37,8 @@ pub struct Config {
     /// The `[ssh]` defaults, used by `confirm_from` and by steps that do not override them.
     pub ssh: SshSettings,
     pub pools: Vec<Pool>,
-    /// `[cluster]`: several watcher hosts coordinated through etcd (see [`crate::cluster`]).
-    pub cluster: Option<crate::cluster::Settings>,
+    /// `[cluster]`: several watcher hosts coordinated through etcd (see `src/cluster/`).
+    pub cluster: Option<crate::cluster::settings::Settings>,
 }
 
 #[derive(Debug, Clone)]
@@ -517,9 +517,9 @@ impl Config {
         let cluster = match raw.cluster {
             None => None,
             Some(table) => Some(
-                crate::cluster::Settings::parse(dir, table, tick_interval).map_err(|e| {
-                    Error::Config(format!("{}: [cluster]: {e}", main_file.display()))
-                })?,
+                crate::cluster::settings::Settings::parse(dir, table, tick_interval).map_err(
+                    |e| Error::Config(format!("{}: [cluster]: {e}", main_file.display())),
+                )?,
             ),
         };
         let pools = load_pools(dir, &ssh)?;

@@ -126,6 +126,19 @@ impl HostResult {
     }
 }
 
+/// What a history event records of it ([`crate::state::Event::host_result`]).
+impl<'a> From<&'a HostResult> for crate::state::HostOutcome<'a> {
+    fn from(h: &'a HostResult) -> Self {
+        crate::state::HostOutcome {
+            host: &h.host,
+            status: h.status,
+            message: &h.message,
+            output: &h.output,
+            duration: h.duration,
+        }
+    }
+}
+
 /// One step type. Implementations are chosen by a `match` on the configured type.
 pub trait Protocol {
     fn preflight(&self, ctx: &Context) -> Vec<HostResult>;

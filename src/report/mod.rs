@@ -219,51 +219,10 @@ fn pool_report(
     found.extend(classify::pause(&facts));
     found.extend(classify::pool_state(&facts));
 
-    let servers: Vec<ServerReport> = [Role::Primary, Role::Secondary]
-        .into_iter()
-        .map(|role| {
-            let row = monitor_rows.iter().find(|m| m.role == role);
-            ServerReport {
-                role: role.as_str().to_string(),
-                address: pool.address(role).to_string(),
-                active: role == active,
-                status: classify::server_status(
-                    row.map(|r| r.health),
-                    role == active,
-                    facts.locked(),
-                ),
-                health: row.map(|r| r.health.as_str().to_string()),
-                message: row.map(|r| r.message.clone()).unwrap_or_default(),
-                checked_at: row.map(|r| r.checked_at),
-                age_s: row.map(|r| age_s(now, r.checked_at)),
-            }
-        })
-        .collect();
+    let servers = server_reports(&facts, active);
     found.extend(classify::servers(&facts));
 
-    let mut steps = Vec::new();
-    for (index, step) in pool.steps.iter().enumerate() {
-        let (status, step_found) = classify::readiness(&facts, index);
-        found.extend(step_found);
-        let hosts = readiness
-            .iter()
-            .filter(|r| r.step_index == index)
-            .map(|r| HostReport {
-                host: r.host.clone(),
-                status: r.status,
-                message: r.message.clone(),
-                checked_at: r.checked_at,
-                age_s: age_s(now, r.checked_at),
-            })
-            .collect();
-        steps.push(StepReport {
-            index: index + 1,
-            name: step.name.clone(),
-            kind: step.type_name().to_string(),
-            status,
-            hosts,
-        });
-    }
+    let steps = step_reports(&facts, &mut found);
 
     let status = found.iter().map(|p| p.status).max().unwrap_or(Status::Ok);
     let name = &pool.name;
@@ -293,6 +252,61 @@ fn pool_report(
         },
         steps,
     })
+}
+
+/// Both servers of a pool, as their last check found them.
+fn server_reports(facts: &classify::PoolFacts, active: Role) -> Vec<ServerReport> {
+    let (pool, now) = (facts.pool, facts.now);
+    [Role::Primary, Role::Secondary]
+        .into_iter()
+        .map(|role| {
+            let row = facts.monitor.iter().find(|m| m.role == role);
+            ServerReport {
+                role: role.as_str().to_string(),
+                address: pool.address(role).to_string(),
+                active: role == active,
+                status: classify::server_status(
+                    row.map(|r| r.health),
+                    role == active,
+                    facts.locked(),
+                ),
+                health: row.map(|r| r.health.as_str().to_string()),
+                message: row.map(|r| r.message.clone()).unwrap_or_default(),
+                checked_at: row.map(|r| r.checked_at),
+                age_s: row.map(|r| age_s(now, r.checked_at)),
+            }
+        })
+        .collect()
+}
+
+/// Each step's readiness on each host; what it finds goes to `found`.
+fn step_reports(facts: &classify::PoolFacts, found: &mut Vec<classify::Found>) -> Vec<StepReport> {
+    let (pool, now) = (facts.pool, facts.now);
+    let mut steps = Vec::new();
+    for (index, step) in pool.steps.iter().enumerate() {
+        let (status, step_found) = classify::readiness(facts, index);
+        found.extend(step_found);
+        let hosts = facts
+            .readiness
+            .iter()
+            .filter(|r| r.step_index == index)
+            .map(|r| HostReport {
+                host: r.host.clone(),
+                status: r.status,
+                message: r.message.clone(),
+                checked_at: r.checked_at,
+                age_s: age_s(now, r.checked_at),
+            })
+            .collect();
+        steps.push(StepReport {
+            index: index + 1,
+            name: step.name.clone(),
+            kind: step.type_name().to_string(),
+            status,
+            hosts,
+        });
+    }
+    steps
 }
 
 mod classify;

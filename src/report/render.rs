@@ -127,65 +127,7 @@ fn pool_tag(p: &PoolReport) -> String {
 ///   1 KB), the pools with problems are kept first and a line says how many pools'
 ///   perfdata were left out: never half an item.
 pub fn nagios_compact(report: &Report) -> String {
-    let head = format!("DEADPOOL {} - ", report.status.as_str());
-    let perf = format!(" | {}", perf_head(report));
-    let mut summary = String::new();
-    if report.instance.status != Status::Ok {
-        summary.push_str(&one_line(&report.instance.message));
-        summary.push_str("; ");
-    }
-    let count = |s: Status| report.pools.iter().filter(|p| p.status == s).count();
-    let counts: Vec<String> = [
-        Status::Critical,
-        Status::Unknown,
-        Status::Warning,
-        Status::Ok,
-    ]
-    .into_iter()
-    .filter(|s| count(*s) > 0)
-    .map(|s| format!("{} {}", count(s), s.as_str()))
-    .collect();
-    let _ = write!(
-        summary,
-        "{} pools: {}",
-        report.pools.len(),
-        counts.join(", ")
-    );
-    let mut worst: Vec<&PoolReport> = report
-        .pools
-        .iter()
-        .filter(|p| p.status != Status::Ok)
-        .collect();
-    worst.sort_by(|a, b| b.status.cmp(&a.status).then_with(|| a.name.cmp(&b.name)));
-    let budget = NAGIOS_FIRST_LINE_MAX.saturating_sub(head.len() + perf.len());
-    let summary = truncate_bytes(&summary, budget);
-    let mut listed = String::new();
-    for (shown, p) in worst.iter().enumerate() {
-        let left = worst.len() - shown - 1;
-        let item = format!(
-            "{}{}",
-            if shown == 0 { "; worst: " } else { ", " },
-            pool_tag(p)
-        );
-        let more = if left > 0 {
-            format!(", and {left} more")
-        } else {
-            String::new()
-        };
-        // Room for this pool, and for the `and N more` that may follow it.
-        let after = format!(", and {} more", worst.len());
-        if summary.len() + listed.len() + item.len() + more.len().max(after.len()) > budget {
-            let left = worst.len() - shown;
-            let _ = write!(
-                listed,
-                "{}{left} more",
-                if shown == 0 { "; worst: " } else { ", and " }
-            );
-            break;
-        }
-        listed.push_str(&item);
-    }
-    let first = format!("{head}{summary}{listed}{perf}\n");
+    let first = compact_first_line(report);
 
     // The pools' perfdata, problem pools first, whole items within what is left once the
     // problems have had their first 2 KB.
@@ -199,35 +141,9 @@ pub fn nagios_compact(report: &Report) -> String {
         .map(String::len)
         .sum::<usize>()
         .min(DETAILS_KEPT);
-    let items = pool_perf(report);
-    let mut order: Vec<usize> = (0..report.pools.len()).collect();
-    order.sort_by_key(|i| std::cmp::Reverse(report.pools[*i].status));
     let reserve = 200; // for the lines saying what was left out
-    let mut room = NAGIOS_OUTPUT_MAX.saturating_sub(first.len() + reserve + details_first);
-    let mut kept = vec![false; items.len()];
-    for i in order {
-        let need = items[i].len() + 3;
-        if need <= room {
-            kept[i] = true;
-            room -= need;
-        }
-    }
-    let mut perf_lines = String::new();
-    let mut line = String::from("| ");
-    for (item, _) in items.iter().zip(&kept).filter(|(_, k)| **k) {
-        if line.len() > 2 && line.len() + item.len() + 1 > PERF_LINE {
-            perf_lines.push_str(line.trim_end());
-            perf_lines.push('\n');
-            line.clear();
-        }
-        line.push_str(item);
-        line.push(' ');
-    }
-    if line.trim() != "|" {
-        perf_lines.push_str(line.trim_end());
-        perf_lines.push('\n');
-    }
-    let left_out = kept.iter().filter(|k| !**k).count();
+    let room = NAGIOS_OUTPUT_MAX.saturating_sub(first.len() + reserve + details_first);
+    let (perf_lines, left_out) = compact_perf(report, room);
 
     let mut details = String::new();
     let limit = NAGIOS_OUTPUT_MAX.saturating_sub(first.len() + perf_lines.len() + reserve);
@@ -256,6 +172,113 @@ pub fn nagios_compact(report: &Report) -> String {
     }
     out.push_str(&perf_lines);
     out
+}
+
+/// The compact form's first line: status, summary, the worst pools, the instance's
+/// perfdata; under [`NAGIOS_FIRST_LINE_MAX`] bytes.
+fn compact_first_line(report: &Report) -> String {
+    let head = format!("DEADPOOL {} - ", report.status.as_str());
+    let perf = format!(" | {}", perf_head(report));
+    let budget = NAGIOS_FIRST_LINE_MAX.saturating_sub(head.len() + perf.len());
+    let summary = truncate_bytes(&compact_summary(report), budget);
+    let mut worst: Vec<&PoolReport> = report
+        .pools
+        .iter()
+        .filter(|p| p.status != Status::Ok)
+        .collect();
+    worst.sort_by(|a, b| b.status.cmp(&a.status).then_with(|| a.name.cmp(&b.name)));
+    let listed = worst_listed(&worst, budget.saturating_sub(summary.len()));
+    format!("{head}{summary}{listed}{perf}\n")
+}
+
+/// The instance's problem, if any, and the pools counted by status.
+fn compact_summary(report: &Report) -> String {
+    let mut summary = String::new();
+    if report.instance.status != Status::Ok {
+        summary.push_str(&one_line(&report.instance.message));
+        summary.push_str("; ");
+    }
+    let count = |s: Status| report.pools.iter().filter(|p| p.status == s).count();
+    let counts: Vec<String> = [
+        Status::Critical,
+        Status::Unknown,
+        Status::Warning,
+        Status::Ok,
+    ]
+    .into_iter()
+    .filter(|s| count(*s) > 0)
+    .map(|s| format!("{} {}", count(s), s.as_str()))
+    .collect();
+    let _ = write!(
+        summary,
+        "{} pools: {}",
+        report.pools.len(),
+        counts.join(", ")
+    );
+    summary
+}
+
+/// `; worst: a, b, and N more`: the worst pools by name while they fit in `budget` bytes.
+fn worst_listed(worst: &[&PoolReport], budget: usize) -> String {
+    let mut listed = String::new();
+    for (shown, p) in worst.iter().enumerate() {
+        let left = worst.len() - shown - 1;
+        let item = format!(
+            "{}{}",
+            if shown == 0 { "; worst: " } else { ", " },
+            pool_tag(p)
+        );
+        let more = if left > 0 {
+            format!(", and {left} more")
+        } else {
+            String::new()
+        };
+        // Room for this pool, and for the `and N more` that may follow it.
+        let after = format!(", and {} more", worst.len());
+        if listed.len() + item.len() + more.len().max(after.len()) > budget {
+            let left = worst.len() - shown;
+            let _ = write!(
+                listed,
+                "{}{left} more",
+                if shown == 0 { "; worst: " } else { ", and " }
+            );
+            break;
+        }
+        listed.push_str(&item);
+    }
+    listed
+}
+
+/// The pools' perfdata lines (after `| `), whole items within `room` bytes, problem pools
+/// first; and how many pools' items were left out.
+fn compact_perf(report: &Report, mut room: usize) -> (String, usize) {
+    let items = pool_perf(report);
+    let mut order: Vec<usize> = (0..report.pools.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(report.pools[*i].status));
+    let mut kept = vec![false; items.len()];
+    for i in order {
+        let need = items[i].len() + 3;
+        if need <= room {
+            kept[i] = true;
+            room -= need;
+        }
+    }
+    let mut perf_lines = String::new();
+    let mut line = String::from("| ");
+    for (item, _) in items.iter().zip(&kept).filter(|(_, k)| **k) {
+        if line.len() > 2 && line.len() + item.len() + 1 > PERF_LINE {
+            perf_lines.push_str(line.trim_end());
+            perf_lines.push('\n');
+            line.clear();
+        }
+        line.push_str(item);
+        line.push(' ');
+    }
+    if line.trim() != "|" {
+        perf_lines.push_str(line.trim_end());
+        perf_lines.push('\n');
+    }
+    (perf_lines, kept.iter().filter(|k| !**k).count())
 }
 
 /// Cuts `s` to at most `max` bytes at a character boundary.
@@ -391,21 +414,51 @@ pub enum Exposition {
 /// node_exporter's textfile collector reads. Statuses are numbers: 0 OK, 1 WARNING,
 /// 2 CRITICAL, 3 UNKNOWN.
 pub fn prometheus(report: &Report, exposition: Exposition) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    let mut out = Metrics(String::new());
+    instance_metrics(&mut out, report, exposition);
+    pool_metrics(&mut out, report);
+    pause_metrics(&mut out, report);
+    check_metrics(&mut out, report);
+    out.0
+}
+
+/// The exposition being written, one metric family at a time.
+struct Metrics(String);
+
+impl Metrics {
+    /// One family: its help and type lines, then each sample (labels and value).
+    fn metric(&mut self, name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
+            let _ = writeln!(self.0, "{name}{labels} {value}");
         }
-    };
+    }
+}
+
+/// A pool's label, `pool="NAME"`.
+fn pool_label(p: &PoolReport) -> String {
+    format!("pool=\"{}\"", label(&p.name))
+}
+
+/// One sample per pool, labelled with the pool alone.
+fn per_pool(report: &Report, value: impl Fn(&PoolReport) -> f64) -> Vec<(String, f64)> {
+    report
+        .pools
+        .iter()
+        .map(|p| (format!("{{{}}}", pool_label(p)), value(p)))
+        .collect()
+}
+
+/// The instance: its worst status, the last tick, the build.
+fn instance_metrics(out: &mut Metrics, report: &Report, exposition: Exposition) {
     let i = &report.instance;
-    metric(
+    out.metric(
         "deadpool_status",
         "gauge",
         "Worst status of the instance (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).",
         vec![(String::new(), f64::from(report.status.exit_code()))],
     );
-    metric(
+    out.metric(
         "deadpool_last_tick_timestamp_seconds",
         "gauge",
         "When the last tick started.",
@@ -414,7 +467,7 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
             .into_iter()
             .collect(),
     );
-    metric(
+    out.metric(
         "deadpool_build_info",
         "gauge",
         "The deadpool build that wrote these metrics (always 1).",
@@ -428,7 +481,7 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
         )],
     );
     if exposition == Exposition::Report {
-        metric(
+        out.metric(
             "deadpool_tick_age_seconds",
             "gauge",
             "Seconds since the last tick started, when the report ran.",
@@ -438,7 +491,7 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
                 .collect(),
         );
     }
-    metric(
+    out.metric(
         "deadpool_tick_duration_seconds",
         "gauge",
         "How long the last tick took.",
@@ -447,16 +500,15 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
             .into_iter()
             .collect(),
     );
-    let pool = |p: &PoolReport| format!("pool=\"{}\"", label(&p.name));
-    metric(
+}
+
+/// Each pool: its worst status, its state, its count and its chains.
+fn pool_metrics(out: &mut Metrics, report: &Report) {
+    out.metric(
         "deadpool_pool_status",
         "gauge",
         "Worst status of the pool.",
-        report
-            .pools
-            .iter()
-            .map(|p| (format!("{{{}}}", pool(p)), f64::from(p.status.exit_code())))
-            .collect(),
+        per_pool(report, |p| f64::from(p.status.exit_code())),
     );
     const STATES: [&str; 6] = [
         "armed",
@@ -466,7 +518,7 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
         "failover_failed",
         "interrupted",
     ];
-    metric(
+    out.metric(
         "deadpool_pool_state",
         "gauge",
         "1 for the pool's current state.",
@@ -476,49 +528,36 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
             .flat_map(|p| {
                 STATES.iter().map(move |s| {
                     (
-                        format!("{{{},state=\"{s}\"}}", pool(p)),
+                        format!("{{{},state=\"{s}\"}}", pool_label(p)),
                         f64::from(u8::from(p.state.as_deref() == Some(*s))),
                     )
                 })
             })
             .collect(),
     );
-    metric(
+    out.metric(
         "deadpool_pool_failures",
         "gauge",
         "Consecutive failed checks of the active server.",
-        report
-            .pools
-            .iter()
-            .map(|p| (format!("{{{}}}", pool(p)), f64::from(p.failures)))
-            .collect(),
+        per_pool(report, |p| f64::from(p.failures)),
     );
-    metric(
+    out.metric(
         "deadpool_failovers_total",
         "counter",
         "Chains started (automatic failovers and promotes).",
-        report
-            .pools
-            .iter()
-            .map(|p| (format!("{{{}}}", pool(p)), p.failovers as f64))
-            .collect(),
+        per_pool(report, |p| p.failovers as f64),
     );
-    metric(
+}
+
+/// Each pool's maintenance pause: whether, until when, by whom and why.
+fn pause_metrics(out: &mut Metrics, report: &Report) {
+    out.metric(
         "deadpool_pool_paused",
         "gauge",
         "1 while a maintenance pause is on: checked and reported, never failed over.",
-        report
-            .pools
-            .iter()
-            .map(|p| {
-                (
-                    format!("{{{}}}", pool(p)),
-                    f64::from(u8::from(p.pause.is_some())),
-                )
-            })
-            .collect(),
+        per_pool(report, |p| f64::from(u8::from(p.pause.is_some()))),
     );
-    metric(
+    out.metric(
         "deadpool_pool_paused_until_timestamp_seconds",
         "gauge",
         "When the pool's pause ends by itself.",
@@ -526,13 +565,16 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
             .pools
             .iter()
             .filter_map(|p| {
-                p.pause
-                    .as_ref()
-                    .map(|pause| (format!("{{{}}}", pool(p)), pause.until as f64 / 1000.0))
+                p.pause.as_ref().map(|pause| {
+                    (
+                        format!("{{{}}}", pool_label(p)),
+                        pause.until as f64 / 1000.0,
+                    )
+                })
             })
             .collect(),
     );
-    metric(
+    out.metric(
         "deadpool_pool_pause_info",
         "gauge",
         "Who paused the pool and why (always 1 while paused).",
@@ -544,7 +586,7 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
                     (
                         format!(
                             "{{{},by=\"{}\",reason=\"{}\"}}",
-                            pool(p),
+                            pool_label(p),
                             label(&pause.by),
                             label(&pause.reason)
                         ),
@@ -554,17 +596,18 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
             })
             .collect(),
     );
-    metric(
+}
+
+/// What the checks found: the threshold, each server's last check, each step's readiness
+/// on each host.
+fn check_metrics(out: &mut Metrics, report: &Report) {
+    out.metric(
         "deadpool_pool_max_failed_checks",
         "gauge",
         "The failover threshold.",
-        report
-            .pools
-            .iter()
-            .map(|p| (format!("{{{}}}", pool(p)), f64::from(p.max_failed_checks)))
-            .collect(),
+        per_pool(report, |p| f64::from(p.max_failed_checks)),
     );
-    metric(
+    out.metric(
         "deadpool_server_up",
         "gauge",
         "1 when the server answered its last check (also when alive with a problem).",
@@ -579,7 +622,7 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
                     .map(move |s| {
                         let labels = format!(
                             "{{{},role=\"{}\",address=\"{}\",active=\"{}\"}}",
-                            pool(p),
+                            pool_label(p),
                             s.role,
                             label(&s.address),
                             s.active
@@ -592,7 +635,7 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
             })
             .collect(),
     );
-    metric(
+    out.metric(
         "deadpool_readiness_status",
         "gauge",
         "Each step's readiness on each host.",
@@ -605,7 +648,7 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
                         (
                             format!(
                                 "{{{},step=\"{}\",host=\"{}\"}}",
-                                pool(p),
+                                pool_label(p),
                                 label(&st.name),
                                 label(&h.host)
                             ),
@@ -616,7 +659,6 @@ pub fn prometheus(report: &Report, exposition: Exposition) -> String {
             })
             .collect(),
     );
-    out
 }
 
 /// A Prometheus label value: backslash, double quote and newline escaped.
