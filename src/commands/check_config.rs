@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::chain;
 use crate::cli::{CheckConfigArgs, Role};
-use crate::config::{self, Config, Pool, StepKind, format_duration};
+use crate::config::{self, Config, Pool, format_duration};
 use crate::model::Status;
 use crate::monitor::{self, Health};
 
@@ -174,9 +174,9 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
 }
 
 /// Read-only probes of a pool's servers: each server through the monitor, and the preflight
-/// toward the standby of each `mysql_promote` and `redis_promote` step (logins, grants,
-/// replication), `dns` step (the zone's SOA, the TSIG key, the record) and `haproxy` step
-/// (each proxy's level, backend and servers).
+/// toward the standby of each step whose type asks for it (`mysql_promote` and
+/// `redis_promote`: logins, grants, replication; `dns`: the zone's SOA, the TSIG key, the
+/// record; `haproxy`: each proxy's level, backend and servers).
 fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
     for (role, check) in [Role::Primary, Role::Secondary]
         .into_iter()
@@ -197,13 +197,7 @@ fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
         });
     }
     for (index, step) in pool.steps.iter().enumerate() {
-        if !matches!(
-            step.kind,
-            StepKind::MysqlPromote(_)
-                | StepKind::RedisPromote(_)
-                | StepKind::Dns(_)
-                | StepKind::Haproxy(_)
-        ) {
+        if !step.kind.get().probed_by_check_config() {
             continue;
         }
         let ctx = chain::context(pool, index, active, active.other(), true);
@@ -234,12 +228,7 @@ fn tls_unverified(pool: &Pool) -> bool {
         config::MonitorKind::Redis(r) => r.tls.as_ref(),
         _ => None,
     };
-    unverified(monitor)
-        || pool.steps.iter().any(|s| match &s.kind {
-            StepKind::MysqlPromote(m) => unverified(m.tls.as_ref()),
-            StepKind::RedisPromote(r) => unverified(r.access.tls.as_ref()),
-            _ => false,
-        })
+    unverified(monitor) || pool.steps.iter().any(|s| unverified(s.kind.get().tls()))
 }
 
 /// `check-config --json` (schema in the README): the validated settings, each pool and its
@@ -309,78 +298,11 @@ fn json(
     })
 }
 
-/// What the `dns` and `haproxy` steps will reach, which a config alone does not show, and
-/// what is missing for them on this host.
+/// What the steps will reach, which a config alone does not show, and what is missing for
+/// them on this host.
 fn step_notes(pool: &Pool, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
     for step in &pool.steps {
         let at = format!("pool {}: step `{}`", pool.name, step.name);
-        match &step.kind {
-            StepKind::Dns(d) => {
-                let verify = if d.verify_servers.is_empty() {
-                    String::new()
-                } else {
-                    let servers: Vec<String> = d
-                        .verify_servers
-                        .iter()
-                        .map(|(h, p)| format!("{h}:{p}"))
-                        .collect();
-                    format!("; readiness also asks {}", servers.join(", "))
-                };
-                lines.push(format!(
-                    "{at} (dns): {} {} at {}:{} (zone {}), TSIG key {} ({}), TTL {}s (warning above {}s); primary -> {}, secondary -> {}{verify}",
-                    d.service_host_name,
-                    d.record.as_str(),
-                    d.server,
-                    d.port,
-                    d.zone,
-                    d.tsig.name,
-                    d.tsig.algorithm,
-                    d.ttl,
-                    d.max_ttl,
-                    d.values.primary,
-                    d.values.secondary,
-                ));
-                for tool in ["nsupdate", "dig"] {
-                    if !in_path(tool) {
-                        warnings.push(format!(
-                            "{at}: `{tool}` is not in $PATH; install bind9-dnsutils"
-                        ));
-                    }
-                }
-            }
-            StepKind::Haproxy(h) => {
-                let sockets: Vec<String> = h
-                    .sockets
-                    .iter()
-                    .map(|s| match s.ssh_host() {
-                        Some(host) => format!("{s} (through ssh {}@{host})", h.ssh.user),
-                        None => s.to_string(),
-                    })
-                    .collect();
-                lines.push(format!(
-                    "{at} (haproxy): backend {}, primary -> server {}, secondary -> server {}, the server left goes to {}; {}",
-                    h.backend,
-                    h.servers.primary,
-                    h.servers.secondary,
-                    h.standby_state.as_str(),
-                    sockets.join(", ")
-                ));
-                for socket in &h.sockets {
-                    if let config::HaproxySocket::Unix(path) = socket
-                        && !Path::new(path).exists()
-                    {
-                        warnings.push(format!(
-                            "{at}: the stats socket {path} does not exist on this host (is HAProxy running, with `stats socket {path} level admin`?)"
-                        ));
-                    }
-                }
-            }
-            _ => {}
-        }
+        step.kind.get().notes(&at, lines, warnings);
     }
-}
-
-fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
