@@ -57,44 +57,7 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         }
     }
 
-    // SSH files: errors where some step or observer logs in with them, notes otherwise.
-    let used = config.ssh_in_use();
-    let in_use = !used.is_empty();
-    let settings: Vec<(String, &config::SshSettings)> = if used.is_empty() {
-        vec![("[ssh]".to_string(), &config.ssh)]
-    } else {
-        used
-    };
-    for (who, ssh) in &settings {
-        let mut problems = Vec::new();
-        if let config::SshAuth::Key(key) = &ssh.auth {
-            if !key.exists() {
-                problems.push(format!(
-                    "{who}: identity_file {} does not exist; create it with `ssh-keygen -t ed25519 -N '' -f {}` and install its .pub on the clients",
-                    key.display(),
-                    key.display()
-                ));
-            } else if let Err(e) = config::check_secret_file(key) {
-                problems.push(format!("{who}: identity_file: {e}"));
-            }
-        }
-        if !ssh.known_hosts.exists() {
-            problems.push(format!(
-                "{who}: known_hosts {} does not exist; add each client's key with `ssh-keyscan -t ed25519 HOST >> {}` after checking it",
-                ssh.known_hosts.display(),
-                ssh.known_hosts.display()
-            ));
-        }
-        if !in_use {
-            warnings.extend(
-                problems
-                    .into_iter()
-                    .map(|p| format!("{p} (needed once a step uses SSH)")),
-            );
-        } else if let Some(first) = problems.into_iter().next() {
-            return Err(crate::error::Error::Config(first).into());
-        }
-    }
+    check_ssh(&config, &mut warnings)?;
     if let Some(parent) = config.state_dir.parent()
         && !config.state_dir.exists()
         && !parent.exists()
@@ -113,23 +76,7 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         ));
     }
     let watching = config.worst_case_watching();
-    for pool in &config.pools {
-        if tls_unverified(pool) {
-            warnings.push(format!(
-                "pool {}: tls verify = \"none\": the traffic is encrypted, but whoever answers is believed, and the passwords go to them; use verify = \"full\" with ca_file",
-                pool.name
-            ));
-        }
-        if pool.monitor.timeout > config.tick_interval {
-            warnings.push(format!(
-                "pool {}: the monitor timeout {} is longer than tick_interval {}: while its server hangs, its checks come every {} instead",
-                pool.name,
-                format_duration(pool.monitor.timeout),
-                format_duration(config.tick_interval),
-                format_duration(pool.monitor.timeout)
-            ));
-        }
-    }
+    pool_warnings(&config, &mut warnings);
 
     let mut notes = Vec::new();
     notes.extend(cluster_line);
@@ -171,6 +118,70 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         warnings.len()
     );
     Ok(Outcome::Done)
+}
+
+/// SSH files: errors where some step or observer logs in with them, warnings otherwise.
+fn check_ssh(config: &Config, warnings: &mut Vec<String>) -> Result<()> {
+    let used = config.ssh_in_use();
+    let in_use = !used.is_empty();
+    let settings: Vec<(String, &config::SshSettings)> = if used.is_empty() {
+        vec![("[ssh]".to_string(), &config.ssh)]
+    } else {
+        used
+    };
+    for (who, ssh) in &settings {
+        let mut problems = Vec::new();
+        if let config::SshAuth::Key(key) = &ssh.auth {
+            if !key.exists() {
+                problems.push(format!(
+                    "{who}: identity_file {} does not exist; create it with `ssh-keygen -t ed25519 -N '' -f {}` and install its .pub on the clients",
+                    key.display(),
+                    key.display()
+                ));
+            } else if let Err(e) = config::check_secret_file(key) {
+                problems.push(format!("{who}: identity_file: {e}"));
+            }
+        }
+        if !ssh.known_hosts.exists() {
+            problems.push(format!(
+                "{who}: known_hosts {} does not exist; add each client's key with `ssh-keyscan -t ed25519 HOST >> {}` after checking it",
+                ssh.known_hosts.display(),
+                ssh.known_hosts.display()
+            ));
+        }
+        if !in_use {
+            warnings.extend(
+                problems
+                    .into_iter()
+                    .map(|p| format!("{p} (needed once a step uses SSH)")),
+            );
+        } else if let Some(first) = problems.into_iter().next() {
+            return Err(crate::error::Error::Config(first).into());
+        }
+    }
+    Ok(())
+}
+
+/// Warnings about each pool's settings: TLS that checks no certificate, a monitor slower
+/// than the tick.
+fn pool_warnings(config: &Config, warnings: &mut Vec<String>) {
+    for pool in &config.pools {
+        if tls_unverified(pool) {
+            warnings.push(format!(
+                "pool {}: tls verify = \"none\": the traffic is encrypted, but whoever answers is believed, and the passwords go to them; use verify = \"full\" with ca_file",
+                pool.name
+            ));
+        }
+        if pool.monitor.timeout > config.tick_interval {
+            warnings.push(format!(
+                "pool {}: the monitor timeout {} is longer than tick_interval {}: while its server hangs, its checks come every {} instead",
+                pool.name,
+                format_duration(pool.monitor.timeout),
+                format_duration(config.tick_interval),
+                format_duration(pool.monitor.timeout)
+            ));
+        }
+    }
 }
 
 /// Read-only probes of a pool's servers: each server through the monitor, and the preflight

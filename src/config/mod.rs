@@ -422,7 +422,7 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
     let err =
         |key: &str, msg: String| Error::Config(format!("{}: key `{key}`: {msg}", file.display()));
 
-    let name = match raw.name {
+    let name = match raw.name.clone() {
         Some(n) => n,
         None => file
             .file_stem()
@@ -448,50 +448,8 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
             ),
         ));
     }
-    let max_failed_checks = match raw.max_failed_checks {
-        None => 3,
-        Some(n) if (1..=1_000_000).contains(&n) => n as u32,
-        Some(n) => {
-            return Err(err(
-                "max_failed_checks",
-                format!("got {n}, expected a whole number of at least 1"),
-            ));
-        }
-    };
-    if raw.down_for.is_some() && raw.max_failed_checks.is_some() {
-        return Err(err(
-            "down_for",
-            "set either `max_failed_checks` (a count of ticks) or `down_for` (a time), not both"
-                .to_string(),
-        ));
-    }
-    let down_for = match &raw.down_for {
-        None => None,
-        Some(d) => Some(parse_duration(d).map_err(|m| err("down_for", m))?),
-    };
-    if raw.recheck_interval.is_some() && down_for.is_none() {
-        return Err(err(
-            "recheck_interval",
-            "re-checks belong to `down_for`; set `down_for` too, or remove `recheck_interval`"
-                .to_string(),
-        ));
-    }
-    let recheck_interval = match &raw.recheck_interval {
-        None => Duration::from_millis(250),
-        Some(d) => parse_duration(d).map_err(|m| err("recheck_interval", m))?,
-    };
-    if let Some(d) = down_for
-        && (recheck_interval < Duration::from_millis(50) || recheck_interval > d)
-    {
-        return Err(err(
-            "recheck_interval",
-            format!(
-                "got {}, expected at least 50ms and at most `down_for` ({})",
-                format_duration(recheck_interval),
-                format_duration(d)
-            ),
-        ));
-    }
+    let (max_failed_checks, down_for, recheck_interval) =
+        failover_threshold(&raw).map_err(|(key, m)| err(key, m))?;
     let monitor_line = line_of(&text, |l| l == "[monitor]");
     let monitor = load_monitor(dir, raw.monitor).map_err(|m| {
         Error::Config(format!(
@@ -520,6 +478,58 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
         monitor,
         steps,
     })
+}
+
+/// When the pool fails over: after `max_failed_checks` failed checks, or once the active
+/// server is down for `down_for` (re-checked every `recheck_interval`). Errors name the key.
+fn failover_threshold(
+    raw: &RawPool,
+) -> Result<(u32, Option<Duration>, Duration), (&'static str, String)> {
+    let max_failed_checks = match raw.max_failed_checks {
+        None => 3,
+        Some(n) if (1..=1_000_000).contains(&n) => n as u32,
+        Some(n) => {
+            return Err((
+                "max_failed_checks",
+                format!("got {n}, expected a whole number of at least 1"),
+            ));
+        }
+    };
+    if raw.down_for.is_some() && raw.max_failed_checks.is_some() {
+        return Err((
+            "down_for",
+            "set either `max_failed_checks` (a count of ticks) or `down_for` (a time), not both"
+                .to_string(),
+        ));
+    }
+    let down_for = match &raw.down_for {
+        None => None,
+        Some(d) => Some(parse_duration(d).map_err(|m| ("down_for", m))?),
+    };
+    if raw.recheck_interval.is_some() && down_for.is_none() {
+        return Err((
+            "recheck_interval",
+            "re-checks belong to `down_for`; set `down_for` too, or remove `recheck_interval`"
+                .to_string(),
+        ));
+    }
+    let recheck_interval = match &raw.recheck_interval {
+        None => Duration::from_millis(250),
+        Some(d) => parse_duration(d).map_err(|m| ("recheck_interval", m))?,
+    };
+    if let Some(d) = down_for
+        && (recheck_interval < Duration::from_millis(50) || recheck_interval > d)
+    {
+        return Err((
+            "recheck_interval",
+            format!(
+                "got {}, expected at least 50ms and at most `down_for` ({})",
+                format_duration(recheck_interval),
+                format_duration(d)
+            ),
+        ));
+    }
+    Ok((max_failed_checks, down_for, recheck_interval))
 }
 
 fn load_monitor(dir: &Path, table: toml::Table) -> Result<Monitor, String> {

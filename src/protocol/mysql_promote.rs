@@ -395,13 +395,26 @@ fn promote(step: &MysqlPromote, ctx: &Context, deadline: Instant) -> HostResult 
         }
     }
 
-    if left().is_zero() {
+    make_writable(step, log, &mut standby, replica.is_some(), new, left())
+}
+
+/// The end of a promotion, once the old primary is fenced or gone: stop (and, where set,
+/// reset) replication on the new primary, make it writable, and verify.
+fn make_writable(
+    step: &MysqlPromote,
+    mut log: Log,
+    standby: &mut Client,
+    replicating: bool,
+    new: &str,
+    left: Duration,
+) -> HostResult {
+    if left.is_zero() {
         return log.done(
             Status::Critical,
             format!("the step's timeout ran out before {new} was promoted; {new} is unchanged"),
         );
     }
-    if replica.is_some() {
+    if replicating {
         if let Err(f) = standby.exec_either("STOP REPLICA", "STOP SLAVE") {
             return log.done(
                 Status::Critical,

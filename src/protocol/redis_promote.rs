@@ -99,6 +99,48 @@ impl RedisPromote {
         Ok(client)
     }
 
+    /// Pauses writes on the old primary and waits until the new one has its offset; on a
+    /// failure, writes resume and the error says so.
+    fn pause_and_catch_up(
+        &self,
+        oc: &mut Client,
+        standby: &mut Client,
+        ctx: &Context,
+        notes: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let (new, old) = (ctx.new_primary, ctx.old_primary);
+        let pause_ms = ctx.step.timeout.as_millis().max(1000).to_string();
+        if let Err(f) = oc.ok(&["CLIENT", "PAUSE", &pause_ms, "WRITE"]) {
+            return Err(format!(
+                "could not pause writes on the old primary {old}: {f}; nothing changed"
+            ));
+        }
+        notes.push(format!("writes paused on the old primary {old}"));
+        let target = match oc.replication() {
+            Ok(r) => r.offset.unwrap_or(0),
+            Err(f) => {
+                let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
+                return Err(format!(
+                    "cannot read the old primary's offset: {f}; writes resumed, nothing changed"
+                ));
+            }
+        };
+        let limit = self.catch_up_timeout.min(ctx.left());
+        let caught = crate::remote::poll(limit, || {
+            let r = standby.replication()?;
+            Ok::<_, Failure>((r.offset.unwrap_or(0) >= target).then_some(()))
+        });
+        if !matches!(caught, Ok(Some(()))) {
+            let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
+            return Err(format!(
+                "{new} did not reach the old primary's offset {target} within {}; writes resumed on {old}, nothing changed",
+                crate::settings::format_duration(limit)
+            ));
+        }
+        notes.push(format!("{new} reached offset {target}"));
+        Ok(())
+    }
+
     fn result(
         &self,
         host: &str,
@@ -186,7 +228,6 @@ impl Protocol for RedisPromote {
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
         let started = Instant::now();
-        let deadline = ctx.deadline;
         let (new, old) = (ctx.new_primary, ctx.old_primary);
         let mut notes = Vec::new();
         let fail = |notes: &[String], m: String| {
@@ -209,47 +250,10 @@ impl Protocol for RedisPromote {
                 Err(why) => return fail(&notes, why),
             },
         };
-        if let Some(oc) = old_client.as_mut() {
-            let pause_ms = ctx.step.timeout.as_millis().max(1000).to_string();
-            if let Err(f) = oc.ok(&["CLIENT", "PAUSE", &pause_ms, "WRITE"]) {
-                return fail(
-                    &notes,
-                    format!(
-                        "could not pause writes on the old primary {old}: {f}; nothing changed"
-                    ),
-                );
-            }
-            notes.push(format!("writes paused on the old primary {old}"));
-            let target = match oc.replication() {
-                Ok(r) => r.offset.unwrap_or(0),
-                Err(f) => {
-                    let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
-                    return fail(
-                        &notes,
-                        format!(
-                            "cannot read the old primary's offset: {f}; writes resumed, nothing changed"
-                        ),
-                    );
-                }
-            };
-            let limit = self
-                .catch_up_timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
-            let caught = crate::remote::poll(limit, || {
-                let r = standby.replication()?;
-                Ok::<_, Failure>((r.offset.unwrap_or(0) >= target).then_some(()))
-            });
-            if !matches!(caught, Ok(Some(()))) {
-                let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
-                return fail(
-                    &notes,
-                    format!(
-                        "{new} did not reach the old primary's offset {target} within {}; writes resumed on {old}, nothing changed",
-                        crate::settings::format_duration(limit)
-                    ),
-                );
-            }
-            notes.push(format!("{new} reached offset {target}"));
+        if let Some(oc) = old_client.as_mut()
+            && let Err(m) = self.pause_and_catch_up(oc, &mut standby, ctx, &mut notes)
+        {
+            return fail(&notes, m);
         }
         if let Err(f) = standby.ok(&["REPLICAOF", "NO", "ONE"]) {
             if let Some(oc) = old_client.as_mut() {
