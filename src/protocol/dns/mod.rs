@@ -25,8 +25,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 mod table;
 
 pub use table::{Dns, load};
-#[cfg(test)]
-use table::{DnsRecord, Tsig};
 
 /// The step's `type`.
 pub const TYPE: &str = "dns";
@@ -789,6 +787,7 @@ impl Protocol for Dns {
 
 #[cfg(test)]
 mod tests {
+    use super::table::{DnsRecord, Tsig};
     use super::*;
     use crate::protocol::PerServer;
 
