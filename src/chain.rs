@@ -101,7 +101,7 @@ pub fn preflight(
 
 pub fn context(pool: &Pool, index: usize, from: Role, to: Role, dry_run: bool) -> Context<'_> {
     Context {
-        pool,
+        pool: pool.view(),
         step: &pool.steps[index],
         old_primary: pool.address(from),
         new_primary: pool.address(to),

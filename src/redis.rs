@@ -10,6 +10,16 @@ use std::time::Duration;
 use crate::settings::Secret;
 use crate::tls::Tls;
 
+/// How to reach a Redis server.
+#[derive(Debug, Clone)]
+pub struct RedisAccess {
+    pub port: u16,
+    /// An ACL user (Redis 6+); without one, `AUTH password`.
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: Option<Tls>,
+}
+
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct Target<'a> {

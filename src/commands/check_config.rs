@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::chain;
 use crate::cli::{CheckConfigArgs, Role};
-use crate::config::{self, Config, Pool, StepKind, format_duration};
+use crate::config::{self, Config, Pool, format_duration};
 use crate::model::Status;
 use crate::monitor::{self, Health};
 
@@ -57,44 +57,7 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         }
     }
 
-    // SSH files: errors where some step or observer logs in with them, notes otherwise.
-    let used = config.ssh_in_use();
-    let in_use = !used.is_empty();
-    let settings: Vec<(String, &config::SshSettings)> = if used.is_empty() {
-        vec![("[ssh]".to_string(), &config.ssh)]
-    } else {
-        used
-    };
-    for (who, ssh) in &settings {
-        let mut problems = Vec::new();
-        if let config::SshAuth::Key(key) = &ssh.auth {
-            if !key.exists() {
-                problems.push(format!(
-                    "{who}: identity_file {} does not exist; create it with `ssh-keygen -t ed25519 -N '' -f {}` and install its .pub on the clients",
-                    key.display(),
-                    key.display()
-                ));
-            } else if let Err(e) = config::check_secret_file(key) {
-                problems.push(format!("{who}: identity_file: {e}"));
-            }
-        }
-        if !ssh.known_hosts.exists() {
-            problems.push(format!(
-                "{who}: known_hosts {} does not exist; add each client's key with `ssh-keyscan -t ed25519 HOST >> {}` after checking it",
-                ssh.known_hosts.display(),
-                ssh.known_hosts.display()
-            ));
-        }
-        if !in_use {
-            warnings.extend(
-                problems
-                    .into_iter()
-                    .map(|p| format!("{p} (needed once a step uses SSH)")),
-            );
-        } else if let Some(first) = problems.into_iter().next() {
-            return Err(crate::error::Error::Config(first).into());
-        }
-    }
+    check_ssh(&config, &mut warnings)?;
     if let Some(parent) = config.state_dir.parent()
         && !config.state_dir.exists()
         && !parent.exists()
@@ -113,23 +76,7 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         ));
     }
     let watching = config.worst_case_watching();
-    for pool in &config.pools {
-        if tls_unverified(pool) {
-            warnings.push(format!(
-                "pool {}: tls verify = \"none\": the traffic is encrypted, but whoever answers is believed, and the passwords go to them; use verify = \"full\" with ca_file",
-                pool.name
-            ));
-        }
-        if pool.monitor.timeout > config.tick_interval {
-            warnings.push(format!(
-                "pool {}: the monitor timeout {} is longer than tick_interval {}: while its server hangs, its checks come every {} instead",
-                pool.name,
-                format_duration(pool.monitor.timeout),
-                format_duration(config.tick_interval),
-                format_duration(pool.monitor.timeout)
-            ));
-        }
-    }
+    pool_warnings(&config, &mut warnings);
 
     let mut notes = Vec::new();
     notes.extend(cluster_line);
@@ -174,10 +121,74 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// SSH files: errors where some step or observer logs in with them, warnings otherwise.
+fn check_ssh(config: &Config, warnings: &mut Vec<String>) -> Result<()> {
+    let used = config.ssh_in_use();
+    let in_use = !used.is_empty();
+    let settings: Vec<(String, &config::SshSettings)> = if used.is_empty() {
+        vec![("[ssh]".to_string(), &config.ssh)]
+    } else {
+        used
+    };
+    for (who, ssh) in &settings {
+        let mut problems = Vec::new();
+        if let config::SshAuth::Key(key) = &ssh.auth {
+            if !key.exists() {
+                problems.push(format!(
+                    "{who}: identity_file {} does not exist; create it with `ssh-keygen -t ed25519 -N '' -f {}` and install its .pub on the clients",
+                    key.display(),
+                    key.display()
+                ));
+            } else if let Err(e) = config::check_secret_file(key) {
+                problems.push(format!("{who}: identity_file: {e}"));
+            }
+        }
+        if !ssh.known_hosts.exists() {
+            problems.push(format!(
+                "{who}: known_hosts {} does not exist; add each client's key with `ssh-keyscan -t ed25519 HOST >> {}` after checking it",
+                ssh.known_hosts.display(),
+                ssh.known_hosts.display()
+            ));
+        }
+        if !in_use {
+            warnings.extend(
+                problems
+                    .into_iter()
+                    .map(|p| format!("{p} (needed once a step uses SSH)")),
+            );
+        } else if let Some(first) = problems.into_iter().next() {
+            return Err(crate::error::Error::Config(first).into());
+        }
+    }
+    Ok(())
+}
+
+/// Warnings about each pool's settings: TLS that checks no certificate, a monitor slower
+/// than the tick.
+fn pool_warnings(config: &Config, warnings: &mut Vec<String>) {
+    for pool in &config.pools {
+        if tls_unverified(pool) {
+            warnings.push(format!(
+                "pool {}: tls verify = \"none\": the traffic is encrypted, but whoever answers is believed, and the passwords go to them; use verify = \"full\" with ca_file",
+                pool.name
+            ));
+        }
+        if pool.monitor.timeout > config.tick_interval {
+            warnings.push(format!(
+                "pool {}: the monitor timeout {} is longer than tick_interval {}: while its server hangs, its checks come every {} instead",
+                pool.name,
+                format_duration(pool.monitor.timeout),
+                format_duration(config.tick_interval),
+                format_duration(pool.monitor.timeout)
+            ));
+        }
+    }
+}
+
 /// Read-only probes of a pool's servers: each server through the monitor, and the preflight
-/// toward the standby of each `mysql_promote` and `redis_promote` step (logins, grants,
-/// replication), `dns` step (the zone's SOA, the TSIG key, the record) and `haproxy` step
-/// (each proxy's level, backend and servers).
+/// toward the standby of each step whose type asks for it (`mysql_promote` and
+/// `redis_promote`: logins, grants, replication; `dns`: the zone's SOA, the TSIG key, the
+/// record; `haproxy`: each proxy's level, backend and servers).
 fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
     for (role, check) in [Role::Primary, Role::Secondary]
         .into_iter()
@@ -198,13 +209,7 @@ fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
         });
     }
     for (index, step) in pool.steps.iter().enumerate() {
-        if !matches!(
-            step.kind,
-            StepKind::MysqlPromote(_)
-                | StepKind::RedisPromote(_)
-                | StepKind::Dns(_)
-                | StepKind::Haproxy(_)
-        ) {
+        if !step.kind.get().probed_by_check_config() {
             continue;
         }
         let ctx = chain::context(pool, index, active, active.other(), true);
@@ -238,12 +243,7 @@ fn monitor_notes(pool: &Pool, lines: &mut Vec<String>, warnings: &mut Vec<String
 fn tls_unverified(pool: &Pool) -> bool {
     let unverified =
         |tls: Option<&config::Tls>| tls.is_some_and(|t| t.verify == crate::tls::Verify::None);
-    unverified(pool.monitor.tls())
-        || pool.steps.iter().any(|s| match &s.kind {
-            StepKind::MysqlPromote(m) => unverified(m.tls.as_ref()),
-            StepKind::RedisPromote(r) => unverified(r.access.tls.as_ref()),
-            _ => false,
-        })
+    unverified(pool.monitor.tls()) || pool.steps.iter().any(|s| unverified(s.kind.get().tls()))
 }
 
 /// `check-config --json` (schema in the README): the validated settings, each pool and its
@@ -313,78 +313,11 @@ fn json(
     })
 }
 
-/// What the `dns` and `haproxy` steps will reach, which a config alone does not show, and
-/// what is missing for them on this host.
+/// What the steps will reach, which a config alone does not show, and what is missing for
+/// them on this host.
 fn step_notes(pool: &Pool, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
     for step in &pool.steps {
         let at = format!("pool {}: step `{}`", pool.name, step.name);
-        match &step.kind {
-            StepKind::Dns(d) => {
-                let verify = if d.verify_servers.is_empty() {
-                    String::new()
-                } else {
-                    let servers: Vec<String> = d
-                        .verify_servers
-                        .iter()
-                        .map(|(h, p)| format!("{h}:{p}"))
-                        .collect();
-                    format!("; readiness also asks {}", servers.join(", "))
-                };
-                lines.push(format!(
-                    "{at} (dns): {} {} at {}:{} (zone {}), TSIG key {} ({}), TTL {}s (warning above {}s); primary -> {}, secondary -> {}{verify}",
-                    d.service_host_name,
-                    d.record.as_str(),
-                    d.server,
-                    d.port,
-                    d.zone,
-                    d.tsig.name,
-                    d.tsig.algorithm,
-                    d.ttl,
-                    d.max_ttl,
-                    d.values.primary,
-                    d.values.secondary,
-                ));
-                for tool in ["nsupdate", "dig"] {
-                    if !in_path(tool) {
-                        warnings.push(format!(
-                            "{at}: `{tool}` is not in $PATH; install bind9-dnsutils"
-                        ));
-                    }
-                }
-            }
-            StepKind::Haproxy(h) => {
-                let sockets: Vec<String> = h
-                    .sockets
-                    .iter()
-                    .map(|s| match s.ssh_host() {
-                        Some(host) => format!("{s} (through ssh {}@{host})", h.ssh.user),
-                        None => s.to_string(),
-                    })
-                    .collect();
-                lines.push(format!(
-                    "{at} (haproxy): backend {}, primary -> server {}, secondary -> server {}, the server left goes to {}; {}",
-                    h.backend,
-                    h.servers.primary,
-                    h.servers.secondary,
-                    h.standby_state.as_str(),
-                    sockets.join(", ")
-                ));
-                for socket in &h.sockets {
-                    if let config::HaproxySocket::Unix(path) = socket
-                        && !Path::new(path).exists()
-                    {
-                        warnings.push(format!(
-                            "{at}: the stats socket {path} does not exist on this host (is HAProxy running, with `stats socket {path} level admin`?)"
-                        ));
-                    }
-                }
-            }
-            _ => {}
-        }
+        step.kind.get().notes(&at, lines, warnings);
     }
-}
-
-fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

@@ -12,14 +12,12 @@ use serde::Deserialize;
 
 use crate::error::Error;
 pub use crate::settings::{
-    Host, Secret, SshAuth, SshSettings, format_duration, is_safe_name, parse_duration,
-    validate_host,
+    SshAuth, SshSettings, format_duration, is_safe_name, parse_duration, validate_host,
 };
+pub use load::check_secret_file;
 use load::{
-    RawSsh, RawTls, check_placeholders, duration_or, host_list, line_of, line_suffix, lines_of,
-    load_tls, mysql_tls, read_file, resolve_program, scalar_text, ssh_settings, step_ssh, toml_msg,
+    RawSsh, duration_or, line_of, line_suffix, lines_of, read_file, ssh_settings, toml_msg,
 };
-pub use load::{check_secret_file, load_secret};
 
 pub const DEFAULT_DIR: &str = "/etc/deadpool";
 
@@ -37,7 +35,7 @@ pub struct Config {
     /// The `[ssh]` defaults, used by `confirm_from` and by steps that do not override them.
     pub ssh: SshSettings,
     pub pools: Vec<Pool>,
-    /// `[cluster]`: several watcher hosts coordinated through etcd (see `src/cluster/`).
+    /// `[cluster]`: several watcher hosts coordinated through etcd (see [`crate::cluster`]).
     pub cluster: Option<crate::cluster::settings::Settings>,
 }
 
@@ -57,309 +55,10 @@ pub struct Pool {
     pub steps: Vec<Step>,
 }
 
-pub use crate::monitor::{Monitor, RedisAccess};
+pub use crate::monitor::Monitor;
+
+pub use crate::protocol::{OnFailure, Step};
 pub use crate::tls::Tls;
-
-#[derive(Debug, Clone)]
-pub struct Step {
-    pub name: String,
-    pub timeout: Duration,
-    pub on_failure: OnFailure,
-    pub kind: StepKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFailure {
-    Abort,
-    Continue,
-}
-
-#[derive(Debug, Clone)]
-pub enum StepKind {
-    MysqlPromote(MysqlPromote),
-    Plugin {
-        program: PathBuf,
-        /// Every other key of the `[[protocol]]` table, as `DEADPOOL_OPT_<KEY>` values.
-        options: Vec<PluginOption>,
-    },
-    Exec {
-        hosts: Vec<Host>,
-        test_command: Option<String>,
-        exec_command: String,
-        shell: bool,
-        ssh: SshSettings,
-    },
-    EtcHosts(EtcHosts),
-    Vip(Vip),
-    RedisPromote(RedisPromote),
-    Dns(Dns),
-    Haproxy(Haproxy),
-}
-
-#[derive(Debug, Clone)]
-pub struct RedisPromote {
-    pub access: RedisAccess,
-    /// How long a manual promote waits for the replica to reach the old primary's offset.
-    pub catch_up_timeout: Duration,
-    /// Readiness: no replication I/O for longer than this is a warning.
-    pub max_lag: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct EtcHosts {
-    /// The name the applications use for the service.
-    pub service_host_name: String,
-    pub client_hosts: Vec<Host>,
-    pub hosts_file: String,
-    /// Path of `deadpool` on the clients.
-    pub helper: String,
-    pub ssh: SshSettings,
-}
-
-#[derive(Debug, Clone)]
-pub struct Vip {
-    pub address: std::net::IpAddr,
-    pub prefix: u8,
-    pub interface: String,
-    pub arping_count: u32,
-    /// How deadpool reaches the two servers.
-    pub ssh: SshSettings,
-}
-
-/// What each of a pool's two servers is called elsewhere: a DNS record's value, an HAProxy
-/// server's name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PerServer {
-    pub primary: String,
-    pub secondary: String,
-}
-
-impl PerServer {
-    /// The name for the pool server at `address` (the pool's `primary` or `secondary`).
-    pub fn of(&self, pool: &Pool, address: &str) -> &str {
-        if address == pool.primary {
-            &self.primary
-        } else {
-            &self.secondary
-        }
-    }
-}
-
-/// The `dns` step: an RFC 2136 dynamic update of one record at the zone's primary server,
-/// signed with TSIG.
-#[derive(Debug, Clone)]
-pub struct Dns {
-    /// The zone's primary server (host name or address), which accepts updates.
-    pub server: String,
-    pub port: u16,
-    /// Absolute, lower case, with the final dot.
-    pub zone: String,
-    /// The record's owner name: absolute, lower case, inside `zone`.
-    pub service_host_name: String,
-    pub record: DnsRecord,
-    /// The TTL written with the new record, in seconds.
-    pub ttl: u32,
-    /// Readiness: a record with a longer TTL is a warning, in seconds.
-    pub max_ttl: u32,
-    /// The record's value for each server: their addresses unless `values` is set.
-    pub values: PerServer,
-    pub tsig: Tsig,
-    /// Resolvers asked by the readiness check what they answer for the name.
-    pub verify_servers: Vec<(String, u16)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DnsRecord {
-    A,
-    Aaaa,
-    Cname,
-}
-
-impl DnsRecord {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DnsRecord::A => "A",
-            DnsRecord::Aaaa => "AAAA",
-            DnsRecord::Cname => "CNAME",
-        }
-    }
-}
-
-/// A TSIG key: its name and algorithm as the server knows them, and the secret.
-#[derive(Debug, Clone)]
-pub struct Tsig {
-    pub name: String,
-    pub algorithm: String,
-    /// Base64, as in the server's `key` statement.
-    pub secret: Secret,
-    pub secret_file: PathBuf,
-}
-
-/// TSIG algorithms that BIND's `nsupdate` signs with.
-pub const TSIG_ALGORITHMS: &[&str] = &[
-    "hmac-sha256",
-    "hmac-sha384",
-    "hmac-sha512",
-    "hmac-sha224",
-    "hmac-sha1",
-    "hmac-md5",
-];
-
-/// The `haproxy` step: switches a backend's servers through HAProxy's runtime API.
-#[derive(Debug, Clone)]
-pub struct Haproxy {
-    pub backend: String,
-    /// The HAProxy server name of each pool server.
-    pub servers: PerServer,
-    /// One HAProxy each; every one is switched.
-    pub sockets: Vec<HaproxySocket>,
-    /// What the server being left becomes.
-    pub standby_state: StandbyState,
-    /// For sockets reached through SSH.
-    pub ssh: SshSettings,
-}
-
-/// Where one HAProxy's stats socket is, and how deadpool reaches it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HaproxySocket {
-    /// `/run/haproxy/admin.sock`: a unix socket on the deadpool host.
-    Unix(String),
-    /// `10.0.0.9:9999`: a TCP socket, connected from the deadpool host.
-    Tcp { host: String, port: u16 },
-    /// `lb1:/run/haproxy/admin.sock`: a unix socket on `host`, through an SSH channel.
-    SshUnix { host: String, path: String },
-    /// `lb1:127.0.0.1:9999`: a TCP socket as `host` sees it, through an SSH channel.
-    SshTcp {
-        host: String,
-        target: String,
-        port: u16,
-    },
-}
-
-impl HaproxySocket {
-    /// Parses one `sockets` entry (the forms above; IPv6 addresses in brackets).
-    pub fn parse(s: &str) -> Result<HaproxySocket, String> {
-        let expected = || {
-            format!(
-                "`{s}`: expected a unix socket path (/run/haproxy/admin.sock), HOST:PORT, or through SSH HOST:/PATH or HOST:ADDRESS:PORT"
-            )
-        };
-        if s.starts_with('/') {
-            return unix_socket_path(s).map(|p| HaproxySocket::Unix(p.to_string()));
-        }
-        let (host, rest) = split_host(s).ok_or_else(expected)?;
-        validate_host(host).map_err(|e| format!("`{s}`: {e}"))?;
-        if rest.starts_with('/') {
-            let path = unix_socket_path(rest)?;
-            return Ok(HaproxySocket::SshUnix {
-                host: host.to_string(),
-                path: path.to_string(),
-            });
-        }
-        if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(HaproxySocket::Tcp {
-                host: host.to_string(),
-                port: port_number(rest).ok_or_else(expected)?,
-            });
-        }
-        let (target, port) = split_host(rest).ok_or_else(expected)?;
-        validate_host(target).map_err(|e| format!("`{s}`: {e}"))?;
-        Ok(HaproxySocket::SshTcp {
-            host: host.to_string(),
-            target: target.to_string(),
-            port: port_number(port).ok_or_else(expected)?,
-        })
-    }
-
-    /// The SSH host it is reached through, if any.
-    pub fn ssh_host(&self) -> Option<&str> {
-        match self {
-            HaproxySocket::SshUnix { host, .. } | HaproxySocket::SshTcp { host, .. } => Some(host),
-            HaproxySocket::Unix(_) | HaproxySocket::Tcp { .. } => None,
-        }
-    }
-}
-
-impl std::fmt::Display for HaproxySocket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bracket = |h: &str| {
-            if h.contains(':') {
-                format!("[{h}]")
-            } else {
-                h.to_string()
-            }
-        };
-        match self {
-            HaproxySocket::Unix(path) => f.write_str(path),
-            HaproxySocket::Tcp { host, port } => write!(f, "{}:{port}", bracket(host)),
-            HaproxySocket::SshUnix { host, path } => write!(f, "{}:{path}", bracket(host)),
-            HaproxySocket::SshTcp { host, target, port } => {
-                write!(f, "{}:{}:{port}", bracket(host), bracket(target))
-            }
-        }
-    }
-}
-
-/// `host:rest` or `[v6]:rest`: the host and what follows its colon.
-fn split_host(s: &str) -> Option<(&str, &str)> {
-    if let Some(inner) = s.strip_prefix('[') {
-        let (host, rest) = inner.split_once(']')?;
-        return Some((host, rest.strip_prefix(':')?));
-    }
-    s.split_once(':')
-}
-
-fn port_number(s: &str) -> Option<u16> {
-    s.parse().ok().filter(|p| *p > 0)
-}
-
-/// An absolute unix socket path that fits in `sun_path`.
-fn unix_socket_path(path: &str) -> Result<&str, String> {
-    if !path.starts_with('/') || path.len() > 107 || path.contains('\0') {
-        return Err(format!(
-            "`{path}`: expected an absolute unix socket path of at most 107 bytes"
-        ));
-    }
-    if path.contains(char::is_whitespace) || path.contains(';') {
-        return Err(format!(
-            "`{path}`: a socket path with spaces or `;` is not supported"
-        ));
-    }
-    Ok(path)
-}
-
-/// What the `haproxy` step makes of the server being left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StandbyState {
-    /// No new connections, and its sessions are shut down.
-    Maint,
-    /// No new connections; its sessions go on until they end.
-    Drain,
-}
-
-impl StandbyState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StandbyState::Maint => "maint",
-            StandbyState::Drain => "drain",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct MysqlPromote {
-    pub user: String,
-    pub password: Secret,
-    pub port: u16,
-    /// How long promotion waits for the replica to apply what it has received.
-    pub catch_up_timeout: Duration,
-    /// Readiness: replication lag above this is a warning.
-    pub max_lag: Duration,
-    /// `RESET REPLICA ALL` on the promoted server, so it forgets its old source.
-    pub reset_replica: bool,
-    /// TLS toward both servers: the step's own `tls` table, else the monitor's.
-    pub tls: Option<Tls>,
-}
 
 /// What a monitor's check needs of a pool.
 impl crate::monitor::Watched for Pool {
@@ -377,6 +76,16 @@ impl crate::monitor::Watched for Pool {
 }
 
 impl Pool {
+    /// What the pool's steps know of it.
+    pub fn view(&self) -> crate::protocol::PoolView<'_> {
+        crate::protocol::PoolView {
+            name: &self.name,
+            primary: &self.primary,
+            secondary: &self.secondary,
+            monitor_timeout: self.monitor.timeout,
+        }
+    }
+
     pub fn address(&self, role: crate::model::Role) -> &str {
         match role {
             crate::model::Role::Primary => &self.primary,
@@ -433,21 +142,6 @@ impl Pool {
 
     fn steps_timeout(&self) -> Duration {
         self.steps.iter().map(|s| s.timeout).sum()
-    }
-}
-
-impl Step {
-    pub fn type_name(&self) -> &'static str {
-        match self.kind {
-            StepKind::MysqlPromote(_) => "mysql_promote",
-            StepKind::Plugin { .. } => "plugin",
-            StepKind::Exec { .. } => "exec",
-            StepKind::EtcHosts(_) => "etc_hosts",
-            StepKind::Vip(_) => "vip",
-            StepKind::RedisPromote(_) => "redis_promote",
-            StepKind::Dns(_) => "dns",
-            StepKind::Haproxy(_) => "haproxy",
-        }
     }
 }
 
@@ -588,22 +282,9 @@ impl Config {
                 used.push((format!("pool {}: confirm_from", pool.name), &self.ssh));
             }
             for step in &pool.steps {
-                let ssh = match &step.kind {
-                    StepKind::Exec { hosts, ssh, .. }
-                        if hosts.iter().any(|h| *h != Host::Local) =>
-                    {
-                        ssh
-                    }
-                    StepKind::EtcHosts(e) if e.client_hosts.iter().any(|h| *h != Host::Local) => {
-                        &e.ssh
-                    }
-                    StepKind::Vip(v) => &v.ssh,
-                    StepKind::Haproxy(h) if h.sockets.iter().any(|s| s.ssh_host().is_some()) => {
-                        &h.ssh
-                    }
-                    _ => continue,
-                };
-                used.push((format!("pool {}: step `{}`", pool.name, step.name), ssh));
+                if let Some(ssh) = step.kind.get().ssh_in_use() {
+                    used.push((format!("pool {}: step `{}`", pool.name, step.name), ssh));
+                }
             }
         }
         used
@@ -641,94 +322,6 @@ struct RawPool {
     monitor: toml::Table,
     #[serde(default)]
     protocol: Vec<toml::Table>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMysqlPromote {
-    user: String,
-    password_file: String,
-    port: Option<u16>,
-    catch_up_timeout: Option<String>,
-    max_lag: Option<String>,
-    #[serde(default)]
-    reset_replica: bool,
-    tls: Option<RawTls>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawExec {
-    hosts: Vec<String>,
-    test_command: Option<String>,
-    exec_command: String,
-    #[serde(default)]
-    shell: bool,
-    ssh: Option<RawSsh>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRedisPromote {
-    port: Option<u16>,
-    user: Option<String>,
-    password_file: Option<String>,
-    catch_up_timeout: Option<String>,
-    max_lag: Option<String>,
-    tls: Option<RawTls>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEtcHosts {
-    service_host_name: String,
-    client_hosts: Vec<String>,
-    hosts_file: Option<String>,
-    helper: Option<String>,
-    ssh: Option<RawSsh>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVip {
-    address: String,
-    interface: String,
-    arping_count: Option<u32>,
-    ssh: Option<RawSsh>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDns {
-    server: String,
-    port: Option<u16>,
-    zone: String,
-    service_host_name: String,
-    record: Option<String>,
-    ttl: Option<String>,
-    max_ttl: Option<String>,
-    values: Option<RawPerServer>,
-    tsig_key: String,
-    tsig_algorithm: Option<String>,
-    tsig_secret_file: String,
-    verify_servers: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPerServer {
-    primary: String,
-    secondary: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHaproxy {
-    backend: String,
-    servers: RawPerServer,
-    sockets: Vec<String>,
-    standby_state: Option<String>,
-    ssh: Option<RawSsh>,
 }
 
 fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
@@ -772,7 +365,7 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
     let err =
         |key: &str, msg: String| Error::Config(format!("{}: key `{key}`: {msg}", file.display()));
 
-    let name = match raw.name {
+    let name = match raw.name.clone() {
         Some(n) => n,
         None => file
             .file_stem()
@@ -798,50 +391,8 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
             ),
         ));
     }
-    let max_failed_checks = match raw.max_failed_checks {
-        None => 3,
-        Some(n) if (1..=1_000_000).contains(&n) => n as u32,
-        Some(n) => {
-            return Err(err(
-                "max_failed_checks",
-                format!("got {n}, expected a whole number of at least 1"),
-            ));
-        }
-    };
-    if raw.down_for.is_some() && raw.max_failed_checks.is_some() {
-        return Err(err(
-            "down_for",
-            "set either `max_failed_checks` (a count of ticks) or `down_for` (a time), not both"
-                .to_string(),
-        ));
-    }
-    let down_for = match &raw.down_for {
-        None => None,
-        Some(d) => Some(parse_duration(d).map_err(|m| err("down_for", m))?),
-    };
-    if raw.recheck_interval.is_some() && down_for.is_none() {
-        return Err(err(
-            "recheck_interval",
-            "re-checks belong to `down_for`; set `down_for` too, or remove `recheck_interval`"
-                .to_string(),
-        ));
-    }
-    let recheck_interval = match &raw.recheck_interval {
-        None => Duration::from_millis(250),
-        Some(d) => parse_duration(d).map_err(|m| err("recheck_interval", m))?,
-    };
-    if let Some(d) = down_for
-        && (recheck_interval < Duration::from_millis(50) || recheck_interval > d)
-    {
-        return Err(err(
-            "recheck_interval",
-            format!(
-                "got {}, expected at least 50ms and at most `down_for` ({})",
-                format_duration(recheck_interval),
-                format_duration(d)
-            ),
-        ));
-    }
+    let (max_failed_checks, down_for, recheck_interval) =
+        failover_threshold(&raw).map_err(|(key, m)| err(key, m))?;
     let monitor_line = line_of(&text, |l| l == "[monitor]");
     let monitor = crate::monitor::load(dir, raw.monitor).map_err(|m| {
         Error::Config(format!(
@@ -850,35 +401,15 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
             line_suffix(monitor_line)
         ))
     })?;
-    let step_lines = lines_of(&text, |l| l.replace(' ', "") == "[[protocol]]");
-    let mut steps = Vec::new();
-    for (i, table) in raw.protocol.into_iter().enumerate() {
-        let servers = (raw.primary.as_str(), raw.secondary.as_str());
-        let step = load_step(dir, table, &monitor, ssh, servers).map_err(|m| {
-            Error::Config(format!(
-                "{}: [[protocol]] {}{}: {m}",
-                file.display(),
-                i + 1,
-                line_suffix(step_lines.get(i).copied())
-            ))
-        })?;
-        steps.push(step);
-    }
-    if steps
-        .iter()
-        .any(|s| matches!(s.kind, StepKind::EtcHosts(_)))
-    {
-        for (key, host) in [("primary", &raw.primary), ("secondary", &raw.secondary)] {
-            if host.parse::<std::net::IpAddr>().is_err() {
-                return Err(err(
-                    key,
-                    format!(
-                        "`{host}`: an `etc_hosts` step writes addresses into hosts files, so the servers must be given as IP addresses"
-                    ),
-                ));
-            }
-        }
-    }
+    let steps = load_steps(
+        dir,
+        file,
+        &text,
+        raw.protocol,
+        &monitor,
+        ssh,
+        (&raw.primary, &raw.secondary),
+    )?;
     Ok(Pool {
         name,
         file: file.to_path_buf(),
@@ -892,580 +423,110 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
     })
 }
 
-fn load_step(
+/// When the pool fails over: after `max_failed_checks` failed checks, or once the active
+/// server is down for `down_for` (re-checked every `recheck_interval`). Errors name the key.
+fn failover_threshold(
+    raw: &RawPool,
+) -> Result<(u32, Option<Duration>, Duration), (&'static str, String)> {
+    let max_failed_checks = match raw.max_failed_checks {
+        None => 3,
+        Some(n) if (1..=1_000_000).contains(&n) => n as u32,
+        Some(n) => {
+            return Err((
+                "max_failed_checks",
+                format!("got {n}, expected a whole number of at least 1"),
+            ));
+        }
+    };
+    if raw.down_for.is_some() && raw.max_failed_checks.is_some() {
+        return Err((
+            "down_for",
+            "set either `max_failed_checks` (a count of ticks) or `down_for` (a time), not both"
+                .to_string(),
+        ));
+    }
+    let down_for = match &raw.down_for {
+        None => None,
+        Some(d) => Some(parse_duration(d).map_err(|m| ("down_for", m))?),
+    };
+    if raw.recheck_interval.is_some() && down_for.is_none() {
+        return Err((
+            "recheck_interval",
+            "re-checks belong to `down_for`; set `down_for` too, or remove `recheck_interval`"
+                .to_string(),
+        ));
+    }
+    let recheck_interval = match &raw.recheck_interval {
+        None => Duration::from_millis(250),
+        Some(d) => parse_duration(d).map_err(|m| ("recheck_interval", m))?,
+    };
+    if let Some(d) = down_for
+        && (recheck_interval < Duration::from_millis(50) || recheck_interval > d)
+    {
+        return Err((
+            "recheck_interval",
+            format!(
+                "got {}, expected at least 50ms and at most `down_for` ({})",
+                format_duration(recheck_interval),
+                format_duration(d)
+            ),
+        ));
+    }
+    Ok((max_failed_checks, down_for, recheck_interval))
+}
+
+/// A pool's `[[protocol]]` tables, validated, each error naming the step and its line; and
+/// the servers given as IP addresses where a step needs that.
+fn load_steps(
     dir: &Path,
-    mut table: toml::Table,
+    file: &Path,
+    text: &str,
+    tables: Vec<toml::Table>,
     monitor: &Monitor,
     ssh: &SshSettings,
     servers: (&str, &str),
-) -> Result<Step, String> {
-    let kind = match table.remove("type") {
-        Some(toml::Value::String(s)) => s,
-        Some(_) => return Err("key `type`: expected a string".into()),
-        None => return Err("key `type` is missing: expected one of mysql_promote, etc_hosts, vip, dns, haproxy, exec, plugin, redis_promote".into()),
-    };
-    let name = match table.remove("name") {
-        Some(toml::Value::String(s)) if !s.trim().is_empty() => s,
-        Some(_) => return Err("key `name`: expected a non-empty string".into()),
-        None => kind.clone(),
-    };
-    let timeout = match table.remove("timeout") {
-        Some(toml::Value::String(s)) => {
-            parse_duration(&s).map_err(|e| format!("key `timeout`: {e}"))?
-        }
-        Some(_) => return Err("key `timeout`: expected a duration string like \"60s\"".into()),
-        None => Duration::from_secs(60),
-    };
-    let on_failure = match table.remove("on_failure") {
-        None => OnFailure::Abort,
-        Some(toml::Value::String(s)) if s == "abort" => OnFailure::Abort,
-        Some(toml::Value::String(s)) if s == "continue" => OnFailure::Continue,
-        Some(v) => {
-            let got = scalar_text(&v).unwrap_or_else(|| v.type_str().to_string());
-            return Err(format!(
-                "key `on_failure`: got {got}, expected \"abort\" or \"continue\""
-            ));
-        }
-    };
-    let kind = match kind.as_str() {
-        "plugin" => {
-            let command = match table.remove("command") {
-                Some(toml::Value::String(s)) if !s.is_empty() => s,
-                Some(_) => return Err("key `command`: expected the plugin's path".into()),
-                None => return Err("key `command`: a `plugin` step needs a command".into()),
-            };
-            let program =
-                resolve_program(dir, &command, &[]).map_err(|e| format!("key `command`: {e}"))?;
-            let mut options = Vec::new();
-            for (key, value) in table {
-                options.push(plugin_option(dir, &key, &value)?);
-            }
-            StepKind::Plugin { program, options }
-        }
-        "exec" => {
-            let raw: RawExec = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| toml_msg(&e))?;
-            let hosts = host_list(&raw.hosts, "hosts", true)?;
-            for (key, cmd) in [
-                ("exec_command", Some(&raw.exec_command)),
-                ("test_command", raw.test_command.as_ref()),
-            ] {
-                let Some(cmd) = cmd else { continue };
-                let words =
-                    crate::text::split_words(cmd).map_err(|e| format!("key `{key}`: {e}"))?;
-                if words.is_empty() {
-                    return Err(format!(
-                        "key `{key}`: expected a command, got an empty string"
-                    ));
-                }
-                check_placeholders(cmd, &["new_primary", "old_primary", "pool"])
-                    .map_err(|e| format!("key `{key}`: {e}"))?;
-            }
-            let ssh = step_ssh(dir, raw.ssh, ssh)?;
-            if raw.shell && ssh.sudo && hosts.iter().any(|h| *h != Host::Local) {
-                return Err("key `shell`: a shell under sudo is a root shell for whoever holds the SSH key; with `sudo = true` remote commands run as fixed words. Put shell logic in a script on the host and allow that script in sudoers".to_string());
-            }
-            StepKind::Exec {
-                hosts,
-                test_command: raw.test_command,
-                exec_command: raw.exec_command,
-                shell: raw.shell,
-                ssh,
-            }
-        }
-        "etc_hosts" => {
-            let raw: RawEtcHosts = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| toml_msg(&e))?;
-            crate::hostsfile::validate_name(&raw.service_host_name)
-                .map_err(|e| format!("key `service_host_name`: {e}"))?;
-            let hosts_file = raw.hosts_file.unwrap_or_else(|| "/etc/hosts".to_string());
-            if !hosts_file.starts_with('/') || hosts_file.contains('\0') {
-                return Err(format!(
-                    "key `hosts_file`: `{hosts_file}`: expected an absolute path"
-                ));
-            }
-            let helper = raw.helper.unwrap_or_else(|| "deadpool".to_string());
-            if helper.is_empty() || helper.contains(char::is_whitespace) {
-                return Err(format!(
-                    "key `helper`: `{helper}`: expected the path of deadpool on the clients"
-                ));
-            }
-            StepKind::EtcHosts(EtcHosts {
-                service_host_name: raw.service_host_name,
-                client_hosts: host_list(&raw.client_hosts, "client_hosts", true)?,
-                hosts_file,
-                helper,
-                ssh: step_ssh(dir, raw.ssh, ssh)?,
-            })
-        }
-        "vip" => {
-            let raw: RawVip = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| toml_msg(&e))?;
-            let (addr, prefix) = raw.address.split_once('/').ok_or_else(|| {
-                format!("key `address`: `{}`: expected an address with its prefix length, like \"10.0.0.100/24\"", raw.address)
-            })?;
-            let address: std::net::IpAddr = addr
-                .parse()
-                .map_err(|_| format!("key `address`: `{addr}` is not an IP address"))?;
-            let max = if address.is_ipv4() { 32 } else { 128 };
-            let prefix: u8 = prefix.parse().ok().filter(|p| *p <= max).ok_or_else(|| {
-                format!("key `address`: `/{prefix}`: expected a prefix length from 0 to {max}")
-            })?;
-            let iface_ok = !raw.interface.is_empty()
-                && raw.interface.len() <= 15
-                && raw
-                    .interface
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b));
-            if !iface_ok {
-                return Err(format!(
-                    "key `interface`: `{}` is not an interface name",
-                    raw.interface
-                ));
-            }
-            let arping_count = raw.arping_count.unwrap_or(3);
-            if !(1..=20).contains(&arping_count) {
-                return Err(format!(
-                    "key `arping_count`: got {arping_count}, expected 1 to 20"
-                ));
-            }
-            StepKind::Vip(Vip {
-                address,
-                prefix,
-                interface: raw.interface,
-                arping_count,
-                ssh: step_ssh(dir, raw.ssh, ssh)?,
-            })
-        }
-        "mysql_promote" => {
-            let raw: RawMysqlPromote = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| toml_msg(&e))?;
-            let password = load_secret(dir, &raw.password_file)
-                .map_err(|e| format!("key `password_file`: {e}"))?;
-            let (default_port, monitor_tls) = monitor.mysql_defaults().unwrap_or((3306, None));
-            // The step reaches the same servers: the monitor's TLS unless it has its own.
-            let tls = match raw.tls {
-                Some(t) => Some(mysql_tls(load_tls(dir, t)?)?),
-                None => monitor_tls,
-            };
-            StepKind::MysqlPromote(MysqlPromote {
-                user: raw.user,
-                password,
-                port: raw.port.unwrap_or(default_port),
-                catch_up_timeout: parse_duration(raw.catch_up_timeout.as_deref().unwrap_or("30s"))
-                    .map_err(|e| format!("key `catch_up_timeout`: {e}"))?,
-                max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("30s"))
-                    .map_err(|e| format!("key `max_lag`: {e}"))?,
-                reset_replica: raw.reset_replica,
-                tls,
-            })
-        }
-        "redis_promote" => {
-            let raw: RawRedisPromote = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| toml_msg(&e))?;
-            // By default the step logs in as the monitor does.
-            let monitor_access = monitor.redis_access().cloned();
-            let password = match raw.password_file.as_deref() {
-                Some(rel) => {
-                    Some(load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?)
-                }
-                None => monitor_access.as_ref().and_then(|m| m.password.clone()),
-            };
-            let tls = match raw.tls {
-                Some(t) => Some(load_tls(dir, t)?),
-                None => monitor_access.as_ref().and_then(|m| m.tls.clone()),
-            };
-            let access = RedisAccess {
-                port: raw
-                    .port
-                    .or(monitor_access.as_ref().map(|m| m.port))
-                    .unwrap_or(6379),
-                user: raw.user.or(monitor_access.and_then(|m| m.user)),
-                password,
-                tls,
-            };
-            StepKind::RedisPromote(RedisPromote {
-                access,
-                catch_up_timeout: parse_duration(raw.catch_up_timeout.as_deref().unwrap_or("10s"))
-                    .map_err(|e| format!("key `catch_up_timeout`: {e}"))?,
-                max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("10s"))
-                    .map_err(|e| format!("key `max_lag`: {e}"))?,
-            })
-        }
-        "dns" => {
-            let raw: RawDns = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| toml_msg(&e))?;
-            StepKind::Dns(dns_step(dir, raw, servers)?)
-        }
-        "haproxy" => {
-            let raw: RawHaproxy = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| toml_msg(&e))?;
-            StepKind::Haproxy(haproxy_step(dir, raw, ssh)?)
-        }
-        other => {
-            return Err(format!(
-                "key `type`: unknown step type `{other}`, expected one of mysql_promote, etc_hosts, vip, dns, haproxy, exec, plugin, redis_promote"
-            ));
-        }
-    };
-    Ok(Step {
-        name,
-        timeout,
-        on_failure,
-        kind,
-    })
-}
-
-/// The `dns` step's keys, validated: names absolute, values of the record's type, the TSIG
-/// secret from a private file.
-fn dns_step(dir: &Path, raw: RawDns, servers: (&str, &str)) -> Result<Dns, String> {
-    validate_host(&raw.server).map_err(|e| format!("key `server`: {e}"))?;
-    let zone = dns_name(&raw.zone).map_err(|e| format!("key `zone`: {e}"))?;
-    let service_host_name =
-        dns_name(&raw.service_host_name).map_err(|e| format!("key `service_host_name`: {e}"))?;
-    if service_host_name != zone && !service_host_name.ends_with(&format!(".{zone}")) {
-        return Err(format!(
-            "key `service_host_name`: `{service_host_name}` is not inside the zone `{zone}`"
-        ));
-    }
-    let record = match raw.record.as_deref().unwrap_or("A") {
-        r if r.eq_ignore_ascii_case("A") => DnsRecord::A,
-        r if r.eq_ignore_ascii_case("AAAA") => DnsRecord::Aaaa,
-        r if r.eq_ignore_ascii_case("CNAME") => DnsRecord::Cname,
-        other => {
-            return Err(format!(
-                "key `record`: got `{other}`, expected \"A\", \"AAAA\" or \"CNAME\""
-            ));
-        }
-    };
-    let (values, key) = match raw.values {
-        Some(v) => (
-            PerServer {
-                primary: v.primary,
-                secondary: v.secondary,
-            },
-            "values",
-        ),
-        None => (
-            PerServer {
-                primary: servers.0.to_string(),
-                secondary: servers.1.to_string(),
-            },
-            "record",
-        ),
-    };
-    let values = PerServer {
-        primary: record_value(record, &values.primary)
-            .map_err(|e| format!("key `{key}`: the primary's value {e}"))?,
-        secondary: record_value(record, &values.secondary)
-            .map_err(|e| format!("key `{key}`: the secondary's value {e}"))?,
-    };
-    if values.primary == values.secondary {
-        return Err(format!(
-            "key `{key}`: both servers would have the value `{}`; the record could not tell them apart",
-            values.primary
-        ));
-    }
-    let ttl =
-        ttl_seconds(raw.ttl.as_deref().unwrap_or("30s")).map_err(|e| format!("key `ttl`: {e}"))?;
-    let max_ttl = match raw.max_ttl.as_deref() {
-        Some(v) => ttl_seconds(v).map_err(|e| format!("key `max_ttl`: {e}"))?,
-        None => ttl,
-    };
-    if max_ttl < ttl {
-        return Err(format!(
-            "key `max_ttl`: {max_ttl}s is shorter than `ttl` ({ttl}s): the record deadpool writes would warn"
-        ));
-    }
-    let tsig_name = raw.tsig_key.trim_end_matches('.');
-    if tsig_name.is_empty() || dns_name(tsig_name).is_err() {
-        return Err(format!(
-            "key `tsig_key`: `{}`: expected the key's name as the server knows it, like \"deadpool-key\"",
-            raw.tsig_key
-        ));
-    }
-    let algorithm = raw
-        .tsig_algorithm
-        .unwrap_or_else(|| "hmac-sha256".to_string())
-        .to_ascii_lowercase();
-    if !TSIG_ALGORITHMS.contains(&algorithm.as_str()) {
-        return Err(format!(
-            "key `tsig_algorithm`: got `{algorithm}`, expected one of {}",
-            TSIG_ALGORITHMS.join(", ")
-        ));
-    }
-    let secret = load_secret(dir, &raw.tsig_secret_file)
-        .map_err(|e| format!("key `tsig_secret_file`: {e}"))?;
-    let base64 = |b: u8| b.is_ascii_alphanumeric() || b"+/=".contains(&b);
-    if !secret.expose().bytes().all(base64) {
-        return Err(format!(
-            "key `tsig_secret_file`: {}: expected the key's base64 secret on one line, as in the server's `key` statement",
-            dir.join(&raw.tsig_secret_file).display()
-        ));
-    }
-    let port = raw.port.filter(|p| *p > 0).unwrap_or(53);
-    let mut verify_servers = Vec::new();
-    for entry in raw.verify_servers.unwrap_or_default() {
-        let server = host_port(&entry, 53).map_err(|e| format!("key `verify_servers`: {e}"))?;
-        if server == (raw.server.clone(), port) {
-            return Err(format!(
-                "key `verify_servers`: `{entry}` is the primary server, which the check always asks"
-            ));
-        }
-        if verify_servers.contains(&server) {
-            return Err(format!("key `verify_servers`: `{entry}` is listed twice"));
-        }
-        verify_servers.push(server);
-    }
-    Ok(Dns {
-        server: raw.server,
-        port,
-        zone,
-        service_host_name,
-        record,
-        ttl,
-        max_ttl,
-        values,
-        tsig: Tsig {
-            name: tsig_name.to_string(),
-            algorithm,
-            secret,
-            secret_file: dir.join(&raw.tsig_secret_file),
-        },
-        verify_servers,
-    })
-}
-
-/// `HOST`, `HOST:PORT`, `[V6]`, `[V6]:PORT` or a bare IPv6 address, with `default` as the
-/// port when none is given.
-fn host_port(entry: &str, default: u16) -> Result<(String, u16), String> {
-    let expected = || format!("`{entry}`: expected HOST or HOST:PORT");
-    let (host, port) = if let Some(inner) = entry.strip_prefix('[') {
-        match inner.split_once(']') {
-            Some((host, "")) => (host, default),
-            Some((host, rest)) => (
-                host,
-                rest.strip_prefix(':')
-                    .and_then(port_number)
-                    .ok_or_else(expected)?,
-            ),
-            None => return Err(expected()),
-        }
-    } else if entry.matches(':').count() == 1 {
-        let (host, port) = entry.split_once(':').ok_or_else(expected)?;
-        (host, port_number(port).ok_or_else(expected)?)
-    } else {
-        (entry, default)
-    };
-    validate_host(host)?;
-    Ok((host.to_string(), port))
-}
-
-/// A domain name made absolute and lower case: labels of letters, digits, `-` and `_`.
-fn dns_name(name: &str) -> Result<String, String> {
-    let bare = name.strip_suffix('.').unwrap_or(name);
-    let ok = !bare.is_empty()
-        && bare.len() <= 253
-        && bare.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if ok {
-        Ok(format!("{}.", bare.to_ascii_lowercase()))
-    } else {
-        Err(format!("`{name}` is not a domain name"))
-    }
-}
-
-/// A record value in the form the record type needs, canonical for comparisons.
-fn record_value(record: DnsRecord, value: &str) -> Result<String, String> {
-    match record {
-        DnsRecord::A => value
-            .parse::<std::net::Ipv4Addr>()
-            .map(|a| a.to_string())
-            .map_err(|_| format!("`{value}` is not an IPv4 address (an A record holds one)")),
-        DnsRecord::Aaaa => value
-            .parse::<std::net::Ipv6Addr>()
-            .map(|a| a.to_string())
-            .map_err(|_| format!("`{value}` is not an IPv6 address (an AAAA record holds one)")),
-        DnsRecord::Cname => {
-            if value.parse::<std::net::IpAddr>().is_ok() {
-                return Err(format!(
-                    "`{value}` is an address; a CNAME record holds a host name"
-                ));
-            }
-            dns_name(value)
-        }
-    }
-}
-
-/// A TTL: whole seconds, at least 1, at most a week.
-fn ttl_seconds(value: &str) -> Result<u32, String> {
-    let d = parse_duration(value)?;
-    if d.subsec_millis() != 0 || d > Duration::from_secs(7 * 86_400) {
-        return Err(format!(
-            "got \"{value}\", expected whole seconds up to a week, like \"30s\""
-        ));
-    }
-    Ok(d.as_secs() as u32)
-}
-
-/// The `haproxy` step's keys, validated: names HAProxy accepts (and that cannot smuggle a
-/// second command into the runtime API line), each socket parsed.
-fn haproxy_step(dir: &Path, raw: RawHaproxy, ssh: &SshSettings) -> Result<Haproxy, String> {
-    let proxy_name = |key: &str, name: &str| {
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-        if ok {
-            Ok(name.to_string())
-        } else {
-            Err(format!(
-                "key `{key}`: `{name}`: expected an HAProxy name (letters, digits, `-`, `_`, `.`, `:`)"
+) -> Result<Vec<Step>, Error> {
+    let step_lines = lines_of(text, |l| l.replace(' ', "") == "[[protocol]]");
+    let cx = step_load_context(dir, ssh, servers, monitor);
+    let mut steps = Vec::new();
+    for (i, table) in tables.into_iter().enumerate() {
+        let step = crate::protocol::load(table, &cx).map_err(|m| {
+            Error::Config(format!(
+                "{}: [[protocol]] {}{}: {m}",
+                file.display(),
+                i + 1,
+                line_suffix(step_lines.get(i).copied())
             ))
-        }
-    };
-    let backend = proxy_name("backend", &raw.backend)?;
-    let servers = PerServer {
-        primary: proxy_name("servers.primary", &raw.servers.primary)?,
-        secondary: proxy_name("servers.secondary", &raw.servers.secondary)?,
-    };
-    if servers.primary == servers.secondary {
-        return Err(format!(
-            "key `servers`: both pool servers are `{}`; name the primary's and the secondary's HAProxy server",
-            servers.primary
-        ));
+        })?;
+        steps.push(step);
     }
-    if raw.sockets.is_empty() {
-        return Err("key `sockets`: expected at least one stats socket".into());
-    }
-    let mut sockets: Vec<HaproxySocket> = Vec::new();
-    for entry in &raw.sockets {
-        let socket = HaproxySocket::parse(entry).map_err(|e| format!("key `sockets`: {e}"))?;
-        if sockets.contains(&socket) {
-            return Err(format!("key `sockets`: `{entry}` is listed twice"));
-        }
-        sockets.push(socket);
-    }
-    let standby_state = match raw.standby_state.as_deref() {
-        None | Some("maint") => StandbyState::Maint,
-        Some("drain") => StandbyState::Drain,
-        Some(other) => {
-            return Err(format!(
-                "key `standby_state`: got `{other}`, expected \"maint\" or \"drain\""
-            ));
-        }
-    };
-    Ok(Haproxy {
-        backend,
-        servers,
-        sockets,
-        standby_state,
-        ssh: step_ssh(dir, raw.ssh, ssh)?,
-    })
-}
-
-/// One extra key of a plugin step, as the environment variable the plugin will see.
-/// Whether a plugin option's name says it holds a secret: a `_`-separated part such as
-/// `password`, `token` or `key` (`api_key`, `db_password`), or the whole name.
-pub fn is_secret_name(key: &str) -> bool {
-    const WORDS: &[&str] = &[
-        "password",
-        "passwd",
-        "pass",
-        "pw",
-        "secret",
-        "token",
-        "key",
-        "apikey",
-        "credential",
-        "credentials",
-        "auth",
-        "cookie",
-        "private",
-    ];
-    let key = key.to_ascii_lowercase();
-    key.split('_').any(|part| WORDS.contains(&part)) || key.ends_with("password")
-}
-
-/// A plugin option: `KEY = value` becomes `DEADPOOL_OPT_KEY`. `KEY_file = "path"` reads a
-/// secret file (the usual checks) into `DEADPOOL_OPT_KEY`. Secret values are masked in every
-/// output; the plugin gets the real value in its environment.
-fn plugin_option(dir: &Path, key: &str, value: &toml::Value) -> Result<PluginOption, String> {
-    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!(
-            "key `{key}`: plugin option names may hold only letters, digits and `_`"
-        ));
-    }
-    if let Some(name) = key.strip_suffix("_file").filter(|n| !n.is_empty()) {
-        let toml::Value::String(rel) = value else {
-            return Err(format!("key `{key}`: expected the path of a secret file"));
-        };
-        let secret = load_secret(dir, rel).map_err(|e| format!("key `{key}`: {e}"))?;
-        return Ok(PluginOption {
-            env: format!("DEADPOOL_OPT_{}", name.to_ascii_uppercase()),
-            value: secret.expose().to_string(),
-            secret: true,
-        });
-    }
-    let text = match value {
-        toml::Value::Array(items) => {
-            let mut parts = Vec::new();
-            for item in items {
-                let part = scalar_text(item).ok_or_else(|| {
-                    format!("key `{key}`: arrays passed to a plugin may hold only plain values")
-                })?;
-                parts.push(part);
+    if steps.iter().any(|s| s.kind.get().needs_ip_servers()) {
+        for (key, host) in [("primary", servers.0), ("secondary", servers.1)] {
+            if host.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::Config(format!(
+                    "{}: key `{key}`: `{host}`: an `etc_hosts` step writes addresses into hosts files, so the servers must be given as IP addresses",
+                    file.display()
+                )));
             }
-            parts.join(",")
         }
-        v => scalar_text(v)
-            .ok_or_else(|| format!("key `{key}`: tables and dates cannot be passed to a plugin"))?,
-    };
-    if text.contains('\0') {
-        return Err(format!(
-            "key `{key}`: NUL bytes cannot be passed to a plugin"
-        ));
     }
-    Ok(PluginOption {
-        env: format!("DEADPOOL_OPT_{}", key.to_ascii_uppercase()),
-        value: text,
-        secret: is_secret_name(key),
-    })
+    Ok(steps)
 }
 
-/// One option of a `plugin` step, as it reaches the plugin's environment.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PluginOption {
-    pub env: String,
-    pub value: String,
-    /// Masked in every output (plans, reports, history, logs).
-    pub secret: bool,
-}
-
-impl PluginOption {
-    /// The value as outputs may show it.
-    pub fn shown(&self) -> &str {
-        if self.secret { "<secret>" } else { &self.value }
-    }
-}
-
-impl std::fmt::Debug for PluginOption {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}={}", self.env, self.shown())
+/// What a step's loader may take from the pool: the servers, and the monitor's port, TLS
+/// and login.
+fn step_load_context<'a>(
+    dir: &'a Path,
+    ssh: &'a SshSettings,
+    servers: (&'a str, &'a str),
+    monitor: &Monitor,
+) -> crate::protocol::LoadContext<'a> {
+    crate::protocol::LoadContext {
+        dir,
+        ssh,
+        servers,
+        monitor_mysql: monitor.mysql_defaults(),
+        monitor_redis: monitor.redis_access().cloned(),
     }
 }
 
@@ -1511,11 +572,7 @@ pub fn summary(config: &Config) -> String {
             let _ = writeln!(out, "pool {}: monitor: {}", pool.name, tls.describe());
         }
         for step in &pool.steps {
-            let own = match &step.kind {
-                StepKind::MysqlPromote(m) => m.tls.as_ref(),
-                StepKind::RedisPromote(r) => r.access.tls.as_ref(),
-                _ => None,
-            };
+            let own = step.kind.get().tls();
             match (own, tls) {
                 (Some(own), Some(t)) if own.describe() == t.describe() => {}
                 (Some(own), _) => {
@@ -1537,6 +594,7 @@ pub fn summary(config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use load::check_placeholders;
 
     #[test]
     fn durations_parse_and_refuse() {
@@ -1654,150 +712,6 @@ mod tests {
         assert!(check_placeholders("x {pool} {new_primary}", &["pool", "new_primary"]).is_ok());
         assert!(check_placeholders("x {nwe_primary}", &["pool", "new_primary"]).is_err());
         assert!(check_placeholders("awk '{print $1}'", &["pool"]).is_ok());
-    }
-
-    #[test]
-    fn plugin_options_become_env() {
-        let v: toml::Value = toml::Value::Array(vec!["a".into(), 3.into()]);
-        let dir = Path::new("/nonexistent");
-        let o = plugin_option(dir, "url_list", &v).unwrap();
-        assert_eq!(
-            (o.env.as_str(), o.value.as_str(), o.secret),
-            ("DEADPOOL_OPT_URL_LIST", "a,3", false)
-        );
-        assert!(plugin_option(dir, "bad-key", &toml::Value::from("x")).is_err());
-        let token = plugin_option(dir, "api_token", &toml::Value::from("s3cr3t")).unwrap();
-        assert!(
-            token.secret && token.shown() == "<secret>" && !format!("{token:?}").contains("s3cr3t")
-        );
-        for (name, secret) in [
-            ("password", true),
-            ("db_password", true),
-            ("api_key", true),
-            ("key", true),
-            ("keyspace", false),
-            ("service_name", false),
-            ("token", true),
-            ("passwd", true),
-        ] {
-            assert_eq!(is_secret_name(name), secret, "{name}");
-        }
-    }
-
-    #[test]
-    fn haproxy_sockets_parse() {
-        use HaproxySocket::*;
-        let table: &[(&str, HaproxySocket)] = &[
-            (
-                "/run/haproxy/admin.sock",
-                Unix("/run/haproxy/admin.sock".into()),
-            ),
-            (
-                "10.0.0.9:9999",
-                Tcp {
-                    host: "10.0.0.9".into(),
-                    port: 9999,
-                },
-            ),
-            (
-                "[fd00::9]:9999",
-                Tcp {
-                    host: "fd00::9".into(),
-                    port: 9999,
-                },
-            ),
-            (
-                "lb1:/run/haproxy/admin.sock",
-                SshUnix {
-                    host: "lb1".into(),
-                    path: "/run/haproxy/admin.sock".into(),
-                },
-            ),
-            (
-                "lb1:127.0.0.1:9999",
-                SshTcp {
-                    host: "lb1".into(),
-                    target: "127.0.0.1".into(),
-                    port: 9999,
-                },
-            ),
-            (
-                "[fd00::9]:[::1]:9999",
-                SshTcp {
-                    host: "fd00::9".into(),
-                    target: "::1".into(),
-                    port: 9999,
-                },
-            ),
-        ];
-        for (text, socket) in table {
-            assert_eq!(HaproxySocket::parse(text).as_ref(), Ok(socket), "{text}");
-            assert_eq!(socket.to_string(), *text);
-        }
-        for bad in [
-            "",
-            "lb1",
-            "lb1:",
-            "lb1:0",
-            "lb1:99999",
-            "lb1:x",
-            "-oProxyCommand=x:/s",
-            "lb1:/a b",
-            "/run/x;show",
-            "lb1:127.0.0.1:",
-            "[fd00::9:9999",
-        ] {
-            assert!(
-                HaproxySocket::parse(bad).is_err(),
-                "{bad:?} should be refused"
-            );
-        }
-    }
-
-    #[test]
-    fn dns_values_are_checked() {
-        assert_eq!(
-            dns_name("Orders-DB.internal.example"),
-            Ok("orders-db.internal.example.".into())
-        );
-        assert_eq!(
-            dns_name("internal.example."),
-            Ok("internal.example.".into())
-        );
-        for bad in ["", ".", "a..b", "-a.b", "a b.c", "a;b.c", &"x".repeat(64)] {
-            assert!(dns_name(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(
-            record_value(DnsRecord::A, "10.0.0.1"),
-            Ok("10.0.0.1".into())
-        );
-        assert!(record_value(DnsRecord::A, "db1").is_err());
-        assert!(record_value(DnsRecord::A, "fd00::1").is_err());
-        assert_eq!(
-            record_value(DnsRecord::Aaaa, "FD00:0::1"),
-            Ok("fd00::1".into())
-        );
-        assert_eq!(
-            record_value(DnsRecord::Cname, "DB1.example"),
-            Ok("db1.example.".into())
-        );
-        assert!(record_value(DnsRecord::Cname, "10.0.0.1").is_err());
-        assert_eq!(ttl_seconds("30s"), Ok(30));
-        assert_eq!(ttl_seconds("5m"), Ok(300));
-        for bad in ["1500ms", "8d", "0s"] {
-            assert!(ttl_seconds(bad).is_err(), "{bad}");
-        }
-        assert_eq!(host_port("10.0.0.53", 53), Ok(("10.0.0.53".into(), 53)));
-        assert_eq!(host_port("ns1:5353", 53), Ok(("ns1".into(), 5353)));
-        assert_eq!(host_port("fd00::53", 53), Ok(("fd00::53".into(), 53)));
-        assert_eq!(
-            host_port("[fd00::53]:5353", 53),
-            Ok(("fd00::53".into(), 5353))
-        );
-        assert_eq!(host_port("[fd00::53]", 53), Ok(("fd00::53".into(), 53)));
-        for bad in ["ns1:", "ns1:x", "[fd00::53", "a b", "[::1]x"] {
-            assert!(host_port(bad, 53).is_err(), "{bad}");
-        }
     }
 
     #[test]

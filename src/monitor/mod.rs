@@ -25,7 +25,7 @@ use crate::tls::Tls;
 
 /// What one check of one server found.
 pub use crate::model::Health;
-pub use redis::RedisAccess;
+pub use crate::redis::RedisAccess;
 
 /// The monitor types, as the `type` key names them, for the unknown-type message.
 pub const TYPES: &[&str] = &[mysql::TYPE, redis::TYPE, tcp::TYPE, nagios::TYPE];

@@ -8,8 +8,7 @@ use serde::Deserialize;
 
 use super::{Facts, Health, Kind, ObserverProbe, Server};
 use crate::config::load::{RawTls, load_secret, load_tls};
-use crate::redis::{Client, Failure, Reply, Target, alive_error};
-use crate::settings::Secret;
+use crate::redis::{Client, Failure, RedisAccess, Reply, Target, alive_error};
 use crate::tls::Tls;
 
 pub const TYPE: &str = "redis";
@@ -33,17 +32,6 @@ printf '\026\003\001\000\005hello' >&3
 n=$(head -c 5 <&3 | wc -c)
 if [ "$n" -ge 5 ]; then echo "TLS alert"; exit 0; fi
 echo "connection closed without a TLS answer"; exit 4"#;
-
-/// How to reach a Redis server: the monitor's login, which a `redis_promote` step uses too
-/// unless it has its own.
-#[derive(Debug, Clone)]
-pub struct RedisAccess {
-    pub port: u16,
-    /// An ACL user (Redis 6+); without one, `AUTH password`.
-    pub user: Option<String>,
-    pub password: Option<Secret>,
-    pub tls: Option<Tls>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,14 +9,64 @@
 //!   all at the active server is OK; some unreachable or unwritable is a WARNING; a client
 //!   pointing at the standby or elsewhere is CRITICAL.
 
-use super::{Context, HostResult, Protocol};
-use crate::config::{EtcHosts, Host};
+use serde::Deserialize;
+
+use super::{Context, HostResult, LoadContext, Protocol};
+use crate::config::load::{RawSsh, host_list, step_ssh};
 use crate::model::Status;
 use crate::remote::{self, Exit, Output, argv_line};
+use crate::settings::{Host, SshSettings};
 
-#[derive(Debug)]
-pub struct EtcHostsStep<'a> {
-    pub cfg: &'a EtcHosts,
+/// The step's `type`.
+pub const TYPE: &str = "etc_hosts";
+
+/// The `etc_hosts` step's settings.
+#[derive(Debug, Clone)]
+pub struct EtcHosts {
+    /// The name the applications use for the service.
+    pub service_host_name: String,
+    pub client_hosts: Vec<Host>,
+    pub hosts_file: String,
+    /// Path of `deadpool` on the clients.
+    pub helper: String,
+    pub ssh: SshSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcHosts {
+    service_host_name: String,
+    client_hosts: Vec<String>,
+    hosts_file: Option<String>,
+    helper: Option<String>,
+    ssh: Option<RawSsh>,
+}
+
+/// The `etc_hosts` step's keys, validated: a name the helper accepts, an absolute hosts
+/// file, the helper's path.
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<EtcHosts, String> {
+    let raw: RawEtcHosts = super::raw(table)?;
+    crate::hostsfile::validate_name(&raw.service_host_name)
+        .map_err(|e| format!("key `service_host_name`: {e}"))?;
+    let hosts_file = raw.hosts_file.unwrap_or_else(|| "/etc/hosts".to_string());
+    if !hosts_file.starts_with('/') || hosts_file.contains('\0') {
+        return Err(format!(
+            "key `hosts_file`: `{hosts_file}`: expected an absolute path"
+        ));
+    }
+    let helper = raw.helper.unwrap_or_else(|| "deadpool".to_string());
+    if helper.is_empty() || helper.contains(char::is_whitespace) {
+        return Err(format!(
+            "key `helper`: `{helper}`: expected the path of deadpool on the clients"
+        ));
+    }
+    Ok(EtcHosts {
+        service_host_name: raw.service_host_name,
+        client_hosts: host_list(&raw.client_hosts, "client_hosts", true)?,
+        hosts_file,
+        helper,
+        ssh: step_ssh(cx.dir, raw.ssh, cx.ssh)?,
+    })
 }
 
 /// What a client said about itself.
@@ -33,41 +83,41 @@ enum Client {
     },
 }
 
-impl EtcHostsStep<'_> {
+impl EtcHosts {
     /// The helper's command line: `test` and `switch` through sudo when configured (they
     /// must act as the file's owner), `verify` as the login user (it only reads the file).
     fn helper_line(&self, action: &str, ip: Option<&str>) -> String {
         let mut words = vec![
-            self.cfg.helper.as_str(),
+            self.helper.as_str(),
             "hosts",
             action,
             "--name",
-            &self.cfg.service_host_name,
+            &self.service_host_name,
         ];
         if let Some(ip) = ip {
             words.extend(["--ip", ip]);
         }
-        words.extend(["--file", &self.cfg.hosts_file]);
+        words.extend(["--file", &self.hosts_file]);
         if action == "verify" {
             argv_line(&words)
         } else {
-            remote::privileged(&self.cfg.ssh, &words)
+            remote::privileged(&self.ssh, &words)
         }
     }
 
     fn run(&self, host: &Host, line: &str, ctx: &Context) -> Output {
-        ctx.shell(host, &self.cfg.ssh, line)
+        ctx.shell(host, &self.ssh, line)
     }
 
     /// One round trip per client: the helper's version, then `hosts test`.
     fn look(&self, host: &Host, ctx: &Context) -> (Client, Output) {
         let line = format!(
             "{} --version && {}",
-            argv_line(&[&self.cfg.helper]),
+            argv_line(&[&self.helper]),
             self.helper_line("test", None)
         );
         let out = self.run(host, &line, ctx);
-        (read_client(&out, &self.cfg.helper), out)
+        (read_client(&out, &self.helper), out)
     }
 }
 
@@ -127,9 +177,25 @@ fn result(host: &Host, status: Status, message: String, out: &Output) -> HostRes
     HostResult::of(host.name(), status, &message, out)
 }
 
-impl Protocol for EtcHostsStep<'_> {
+impl Protocol for EtcHosts {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn ssh_in_use(&self) -> Option<&SshSettings> {
+        self.client_hosts
+            .iter()
+            .any(|h| *h != Host::Local)
+            .then_some(&self.ssh)
+    }
+
+    /// The step writes the servers' addresses into hosts files.
+    fn needs_ip_servers(&self) -> bool {
+        true
+    }
+
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
-        remote::for_each_host(&self.cfg.client_hosts, |host| {
+        remote::for_each_host(&self.client_hosts, |host| {
             let (client, out) = self.look(host, ctx);
             match client {
                 Client::Unreachable(e) => {
@@ -155,10 +221,8 @@ impl Protocol for EtcHostsStep<'_> {
             self.helper_line("switch", Some(new)),
             self.helper_line("verify", Some(new))
         );
-        let outputs =
-            remote::for_each_host(&self.cfg.client_hosts, |host| self.run(host, &line, ctx));
-        self.cfg
-            .client_hosts
+        let outputs = remote::for_each_host(&self.client_hosts, |host| self.run(host, &line, ctx));
+        self.client_hosts
             .iter()
             .zip(&outputs)
             .map(|(host, out)| {
@@ -183,8 +247,8 @@ impl Protocol for EtcHostsStep<'_> {
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
         let (active, standby) = (ctx.active(), ctx.standby());
-        let name = &self.cfg.service_host_name;
-        remote::for_each_host(&self.cfg.client_hosts, |host| {
+        let name = &self.service_host_name;
+        remote::for_each_host(&self.client_hosts, |host| {
             let (client, out) = self.look(host, ctx);
             let (status, message) = match client {
                 Client::Unreachable(e) => (Status::Warning, format!("unreachable: {e}")),
@@ -217,7 +281,7 @@ impl Protocol for EtcHostsStep<'_> {
                         ),
                         None => (
                             Status::Critical,
-                            format!("{name} is not in {}{unwritable}", self.cfg.hosts_file),
+                            format!("{name} is not in {}{unwritable}", self.hosts_file),
                         ),
                     }
                 }
@@ -226,19 +290,17 @@ impl Protocol for EtcHostsStep<'_> {
         })
     }
 
-    fn logins(&self, _ctx: &Context) -> Vec<(String, crate::settings::SshSettings)> {
-        self.cfg
-            .client_hosts
+    fn logins(&self, _ctx: &Context) -> Vec<(String, SshSettings)> {
+        self.client_hosts
             .iter()
             .filter(|h| **h != Host::Local)
-            .map(|h| (h.name().to_string(), self.cfg.ssh.clone()))
+            .map(|h| (h.name().to_string(), self.ssh.clone()))
             .collect()
     }
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
         let line = self.helper_line("switch", Some(ctx.new_primary));
-        self.cfg
-            .client_hosts
+        self.client_hosts
             .iter()
             .map(|h| (h.name().to_string(), line.clone()))
             .collect()

@@ -3,19 +3,69 @@
 //! are substituted. Local commands run without a shell unless `shell = true`; remote
 //! commands always go through the remote user's shell, so there every value is shell-quoted.
 
-use super::{Context, HostResult, Protocol, host_result};
+use serde::Deserialize;
+
+use super::{Context, HostResult, LoadContext, Protocol, host_result};
+use crate::config::load::{RawSsh, check_placeholders, host_list, step_ssh};
 use crate::model::Status;
 use crate::remote;
 use crate::settings::{Host, SshSettings};
 use crate::text::shell_quote;
 
-#[derive(Debug)]
-pub struct ExecStep<'a> {
-    pub hosts: &'a [Host],
-    pub test_command: Option<&'a str>,
-    pub exec_command: &'a str,
+/// The step's `type`.
+pub const TYPE: &str = "exec";
+
+/// The `exec` step's settings.
+#[derive(Debug, Clone)]
+pub struct Exec {
+    pub hosts: Vec<Host>,
+    pub test_command: Option<String>,
+    pub exec_command: String,
     pub shell: bool,
-    pub ssh: &'a SshSettings,
+    pub ssh: SshSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExec {
+    hosts: Vec<String>,
+    test_command: Option<String>,
+    exec_command: String,
+    #[serde(default)]
+    shell: bool,
+    ssh: Option<RawSsh>,
+}
+
+/// The `exec` step's keys, validated: commands that split into words and use only the
+/// known placeholders, and no shell under sudo.
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Exec, String> {
+    let raw: RawExec = super::raw(table)?;
+    let hosts = host_list(&raw.hosts, "hosts", true)?;
+    for (key, cmd) in [
+        ("exec_command", Some(&raw.exec_command)),
+        ("test_command", raw.test_command.as_ref()),
+    ] {
+        let Some(cmd) = cmd else { continue };
+        let words = crate::text::split_words(cmd).map_err(|e| format!("key `{key}`: {e}"))?;
+        if words.is_empty() {
+            return Err(format!(
+                "key `{key}`: expected a command, got an empty string"
+            ));
+        }
+        check_placeholders(cmd, &["new_primary", "old_primary", "pool"])
+            .map_err(|e| format!("key `{key}`: {e}"))?;
+    }
+    let ssh = step_ssh(cx.dir, raw.ssh, cx.ssh)?;
+    if raw.shell && ssh.sudo && hosts.iter().any(|h| *h != Host::Local) {
+        return Err("key `shell`: a shell under sudo is a root shell for whoever holds the SSH key; with `sudo = true` remote commands run as fixed words. Put shell logic in a script on the host and allow that script in sudoers".to_string());
+    }
+    Ok(Exec {
+        hosts,
+        test_command: raw.test_command,
+        exec_command: raw.exec_command,
+        shell: raw.shell,
+        ssh,
+    })
 }
 
 /// How one host runs a command.
@@ -24,7 +74,7 @@ enum Invocation {
     Shell(String),
 }
 
-impl ExecStep<'_> {
+impl Exec {
     fn invocation(
         &self,
         host: &Host,
@@ -35,7 +85,7 @@ impl ExecStep<'_> {
         let values = [
             ("new_primary", ctx.new_primary),
             ("old_primary", ctx.old_primary),
-            ("pool", ctx.pool.name.as_str()),
+            ("pool", ctx.pool.name),
         ];
         match host {
             Host::Local if !self.shell => {
@@ -46,17 +96,17 @@ impl ExecStep<'_> {
             Host::Remote(_) if self.ssh.sudo && privileged => {
                 let words = remote::template_words(template, &values)?;
                 let words: Vec<&str> = words.iter().map(String::as_str).collect();
-                Ok(Invocation::Shell(remote::privileged(self.ssh, &words)))
+                Ok(Invocation::Shell(remote::privileged(&self.ssh, &words)))
             }
             Host::Remote(_) => Ok(Invocation::Shell(remote::render(template, &values))),
         }
     }
 
     fn run_on_hosts(&self, template: &str, ctx: &Context, privileged: bool) -> Vec<HostResult> {
-        remote::for_each_host(self.hosts, |host| {
+        remote::for_each_host(&self.hosts, |host| {
             let out = match self.invocation(host, template, ctx, privileged) {
                 Ok(Invocation::Argv(argv)) => remote::run_local(&argv, &[], ctx.left()),
-                Ok(Invocation::Shell(line)) => ctx.shell(host, self.ssh, &line),
+                Ok(Invocation::Shell(line)) => ctx.shell(host, &self.ssh, &line),
                 Err(e) => {
                     return HostResult::new(
                         host.name(),
@@ -72,7 +122,7 @@ impl ExecStep<'_> {
     }
 
     fn test(&self, ctx: &Context) -> Vec<HostResult> {
-        match self.test_command {
+        match self.test_command.as_deref() {
             Some(test) => self.run_on_hosts(test, ctx, true),
             // Without a test, readiness is "can we log in and run something there", as the
             // login user: it needs no sudo rule.
@@ -81,13 +131,24 @@ impl ExecStep<'_> {
     }
 }
 
-impl Protocol for ExecStep<'_> {
+impl Protocol for Exec {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn ssh_in_use(&self) -> Option<&SshSettings> {
+        self.hosts
+            .iter()
+            .any(|h| *h != Host::Local)
+            .then_some(&self.ssh)
+    }
+
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         self.test(ctx)
     }
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
-        self.run_on_hosts(self.exec_command, ctx, true)
+        self.run_on_hosts(&self.exec_command, ctx, true)
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
@@ -106,7 +167,7 @@ impl Protocol for ExecStep<'_> {
         self.hosts
             .iter()
             .map(|host| {
-                let line = match self.invocation(host, self.exec_command, ctx, true) {
+                let line = match self.invocation(host, &self.exec_command, ctx, true) {
                     Ok(Invocation::Argv(argv)) => argv
                         .iter()
                         .map(|a| shell_quote(a))

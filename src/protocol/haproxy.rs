@@ -15,13 +15,219 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use super::{Context, HostResult, Protocol};
-use crate::config::{Haproxy, HaproxySocket, StandbyState};
-use crate::model::Status;
+use serde::Deserialize;
 
-#[derive(Debug)]
-pub struct HaproxyStep<'a> {
-    pub cfg: &'a Haproxy,
+use super::{Context, HostResult, LoadContext, PerServer, Protocol, RawPerServer, port_number};
+use crate::config::load::{RawSsh, step_ssh};
+use crate::model::Status;
+use crate::settings::{SshSettings, validate_host};
+
+/// The step's `type`.
+pub const TYPE: &str = "haproxy";
+
+/// The `haproxy` step: switches a backend's servers through HAProxy's runtime API.
+#[derive(Debug, Clone)]
+pub struct Haproxy {
+    pub backend: String,
+    /// The HAProxy server name of each pool server.
+    pub servers: PerServer,
+    /// One HAProxy each; every one is switched.
+    pub sockets: Vec<HaproxySocket>,
+    /// What the server being left becomes.
+    pub standby_state: StandbyState,
+    /// For sockets reached through SSH.
+    pub ssh: SshSettings,
+}
+
+/// Where one HAProxy's stats socket is, and how deadpool reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaproxySocket {
+    /// `/run/haproxy/admin.sock`: a unix socket on the deadpool host.
+    Unix(String),
+    /// `10.0.0.9:9999`: a TCP socket, connected from the deadpool host.
+    Tcp { host: String, port: u16 },
+    /// `lb1:/run/haproxy/admin.sock`: a unix socket on `host`, through an SSH channel.
+    SshUnix { host: String, path: String },
+    /// `lb1:127.0.0.1:9999`: a TCP socket as `host` sees it, through an SSH channel.
+    SshTcp {
+        host: String,
+        target: String,
+        port: u16,
+    },
+}
+
+impl HaproxySocket {
+    /// Parses one `sockets` entry (the forms above; IPv6 addresses in brackets).
+    pub fn parse(s: &str) -> Result<HaproxySocket, String> {
+        let expected = || {
+            format!(
+                "`{s}`: expected a unix socket path (/run/haproxy/admin.sock), HOST:PORT, or through SSH HOST:/PATH or HOST:ADDRESS:PORT"
+            )
+        };
+        if s.starts_with('/') {
+            return unix_socket_path(s).map(|p| HaproxySocket::Unix(p.to_string()));
+        }
+        let (host, rest) = split_host(s).ok_or_else(expected)?;
+        validate_host(host).map_err(|e| format!("`{s}`: {e}"))?;
+        if rest.starts_with('/') {
+            let path = unix_socket_path(rest)?;
+            return Ok(HaproxySocket::SshUnix {
+                host: host.to_string(),
+                path: path.to_string(),
+            });
+        }
+        if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(HaproxySocket::Tcp {
+                host: host.to_string(),
+                port: port_number(rest).ok_or_else(expected)?,
+            });
+        }
+        let (target, port) = split_host(rest).ok_or_else(expected)?;
+        validate_host(target).map_err(|e| format!("`{s}`: {e}"))?;
+        Ok(HaproxySocket::SshTcp {
+            host: host.to_string(),
+            target: target.to_string(),
+            port: port_number(port).ok_or_else(expected)?,
+        })
+    }
+
+    /// The SSH host it is reached through, if any.
+    pub fn ssh_host(&self) -> Option<&str> {
+        match self {
+            HaproxySocket::SshUnix { host, .. } | HaproxySocket::SshTcp { host, .. } => Some(host),
+            HaproxySocket::Unix(_) | HaproxySocket::Tcp { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for HaproxySocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bracket = |h: &str| {
+            if h.contains(':') {
+                format!("[{h}]")
+            } else {
+                h.to_string()
+            }
+        };
+        match self {
+            HaproxySocket::Unix(path) => f.write_str(path),
+            HaproxySocket::Tcp { host, port } => write!(f, "{}:{port}", bracket(host)),
+            HaproxySocket::SshUnix { host, path } => write!(f, "{}:{path}", bracket(host)),
+            HaproxySocket::SshTcp { host, target, port } => {
+                write!(f, "{}:{}:{port}", bracket(host), bracket(target))
+            }
+        }
+    }
+}
+
+/// `host:rest` or `[v6]:rest`: the host and what follows its colon.
+fn split_host(s: &str) -> Option<(&str, &str)> {
+    if let Some(inner) = s.strip_prefix('[') {
+        let (host, rest) = inner.split_once(']')?;
+        return Some((host, rest.strip_prefix(':')?));
+    }
+    s.split_once(':')
+}
+
+/// An absolute unix socket path that fits in `sun_path`.
+fn unix_socket_path(path: &str) -> Result<&str, String> {
+    if !path.starts_with('/') || path.len() > 107 || path.contains('\0') {
+        return Err(format!(
+            "`{path}`: expected an absolute unix socket path of at most 107 bytes"
+        ));
+    }
+    if path.contains(char::is_whitespace) || path.contains(';') {
+        return Err(format!(
+            "`{path}`: a socket path with spaces or `;` is not supported"
+        ));
+    }
+    Ok(path)
+}
+
+/// What the `haproxy` step makes of the server being left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandbyState {
+    /// No new connections, and its sessions are shut down.
+    Maint,
+    /// No new connections; its sessions go on until they end.
+    Drain,
+}
+
+impl StandbyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StandbyState::Maint => "maint",
+            StandbyState::Drain => "drain",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHaproxy {
+    backend: String,
+    servers: RawPerServer,
+    sockets: Vec<String>,
+    standby_state: Option<String>,
+    ssh: Option<RawSsh>,
+}
+
+/// The `haproxy` step's keys, validated: names HAProxy accepts (and that cannot smuggle a
+/// second command into the runtime API line), each socket parsed.
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Haproxy, String> {
+    let raw: RawHaproxy = super::raw(table)?;
+    let proxy_name = |key: &str, name: &str| {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if ok {
+            Ok(name.to_string())
+        } else {
+            Err(format!(
+                "key `{key}`: `{name}`: expected an HAProxy name (letters, digits, `-`, `_`, `.`, `:`)"
+            ))
+        }
+    };
+    let backend = proxy_name("backend", &raw.backend)?;
+    let servers = PerServer {
+        primary: proxy_name("servers.primary", &raw.servers.primary)?,
+        secondary: proxy_name("servers.secondary", &raw.servers.secondary)?,
+    };
+    if servers.primary == servers.secondary {
+        return Err(format!(
+            "key `servers`: both pool servers are `{}`; name the primary's and the secondary's HAProxy server",
+            servers.primary
+        ));
+    }
+    if raw.sockets.is_empty() {
+        return Err("key `sockets`: expected at least one stats socket".into());
+    }
+    let mut sockets: Vec<HaproxySocket> = Vec::new();
+    for entry in &raw.sockets {
+        let socket = HaproxySocket::parse(entry).map_err(|e| format!("key `sockets`: {e}"))?;
+        if sockets.contains(&socket) {
+            return Err(format!("key `sockets`: `{entry}` is listed twice"));
+        }
+        sockets.push(socket);
+    }
+    let standby_state = match raw.standby_state.as_deref() {
+        None | Some("maint") => StandbyState::Maint,
+        Some("drain") => StandbyState::Drain,
+        Some(other) => {
+            return Err(format!(
+                "key `standby_state`: got `{other}`, expected \"maint\" or \"drain\""
+            ));
+        }
+    };
+    Ok(Haproxy {
+        backend,
+        servers,
+        sockets,
+        standby_state,
+        ssh: step_ssh(cx.dir, raw.ssh, cx.ssh)?,
+    })
 }
 
 /// The most of one answer that is kept: `show servers state` of one backend is small.
@@ -348,18 +554,18 @@ struct Asked {
     duration: Duration,
 }
 
-impl HaproxyStep<'_> {
+impl Haproxy {
     fn names<'c>(&'c self, ctx: &Context<'c>) -> (&'c str, &'c str) {
         (
-            self.cfg.servers.of(ctx.pool, ctx.old_primary),
-            self.cfg.servers.of(ctx.pool, ctx.new_primary),
+            self.servers.of(&ctx.pool, ctx.old_primary),
+            self.servers.of(&ctx.pool, ctx.new_primary),
         )
     }
 
     /// The command line that switches the backend, read back at the end.
     fn switch_line(&self, old: &str, new: &str) -> String {
-        let b = &self.cfg.backend;
-        match self.cfg.standby_state {
+        let b = &self.backend;
+        match self.standby_state {
             StandbyState::Maint => format!(
                 "set server {b}/{old} state maint; shutdown sessions server {b}/{old}; set server {b}/{new} state ready; show servers state {b}"
             ),
@@ -370,7 +576,7 @@ impl HaproxyStep<'_> {
     }
 
     fn state_line(&self) -> String {
-        format!("show servers state {}", self.cfg.backend)
+        format!("show servers state {}", self.backend)
     }
 
     /// Sends one command line to one HAProxy and reads its whole answer, within what is left
@@ -382,7 +588,7 @@ impl HaproxyStep<'_> {
         let answer = match socket {
             HaproxySocket::SshUnix { host, path } => crate::ssh::exchange(
                 host,
-                &self.cfg.ssh,
+                &self.ssh,
                 crate::ssh::Forward::Unix(path),
                 &request,
                 ANSWER_CAP,
@@ -391,7 +597,7 @@ impl HaproxyStep<'_> {
             .map_err(|e| describe_exit(e, limit)),
             HaproxySocket::SshTcp { host, target, port } => crate::ssh::exchange(
                 host,
-                &self.cfg.ssh,
+                &self.ssh,
                 crate::ssh::Forward::Tcp(target, *port),
                 &request,
                 ANSWER_CAP,
@@ -444,16 +650,10 @@ impl HaproxyStep<'_> {
                 let b = blocks(text);
                 let empty = Vec::new();
                 let state = match b.get(1) {
-                    Some(block) => parse_state(block, &self.cfg.backend),
+                    Some(block) => parse_state(block, &self.backend),
                     None => Err(format!("answer cut short: `{}`", said_first(text))),
                 };
-                preflight_verdict(
-                    b.first().unwrap_or(&empty),
-                    state,
-                    &self.cfg.backend,
-                    old,
-                    new,
-                )
+                preflight_verdict(b.first().unwrap_or(&empty), state, &self.backend, old, new)
             }
         };
         self.result(socket, status, message, &line, &asked)
@@ -474,7 +674,7 @@ impl HaproxyStep<'_> {
         let (sets, last) = b.split_at(b.len().saturating_sub(1));
         let mut state = match last.first() {
             Some(block) if sets.len() == line.matches(';').count() => {
-                parse_state(block, &self.cfg.backend)
+                parse_state(block, &self.backend)
             }
             _ => Err(format!("answer cut short: `{}`", said_first(&text))),
         };
@@ -490,14 +690,14 @@ impl HaproxyStep<'_> {
             let again = self.ask(socket, &self.state_line(), ctx);
             if let Ok(more) = &again.answer {
                 state = match blocks(more).first() {
-                    Some(block) => parse_state(block, &self.cfg.backend),
+                    Some(block) => parse_state(block, &self.backend),
                     None => Err(format!("answer cut short: `{}`", said_first(more))),
                 };
                 asked.answer = Ok(format!("{text}> {}\n{more}", self.state_line()));
             }
             asked.duration += again.duration;
         }
-        let (status, message) = switch_verdict(sets, state, old, new, self.cfg.standby_state);
+        let (status, message) = switch_verdict(sets, state, old, new, self.standby_state);
         self.result(socket, status, message, &line, &asked)
     }
 
@@ -507,13 +707,8 @@ impl HaproxyStep<'_> {
         let asked = self.ask(socket, &line, ctx);
         let (status, message) = match &asked.answer {
             Err(e) => (Status::Warning, format!("cannot ask HAProxy: {e}")),
-            Ok(text) => match blocks(text)
-                .first()
-                .map(|b| parse_state(b, &self.cfg.backend))
-            {
-                Some(Ok(servers)) => {
-                    check_verdict(&servers, active, standby, self.cfg.standby_state)
-                }
+            Ok(text) => match blocks(text).first().map(|b| parse_state(b, &self.backend)) {
+                Some(Ok(servers)) => check_verdict(&servers, active, standby, self.standby_state),
                 Some(Err(e)) => (Status::Critical, e),
                 None => (
                     Status::Warning,
@@ -528,7 +723,6 @@ impl HaproxyStep<'_> {
     fn each(&self, f: impl Fn(&HaproxySocket) -> HostResult + Sync) -> Vec<HostResult> {
         std::thread::scope(|s| {
             let handles: Vec<_> = self
-                .cfg
                 .sockets
                 .iter()
                 .map(|socket| s.spawn(|| f(socket)))
@@ -592,7 +786,52 @@ fn describe_exit(exit: crate::remote::Exit, limit: Duration) -> String {
     }
 }
 
-impl Protocol for HaproxyStep<'_> {
+impl Protocol for Haproxy {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn ssh_in_use(&self) -> Option<&SshSettings> {
+        self.sockets
+            .iter()
+            .any(|s| s.ssh_host().is_some())
+            .then_some(&self.ssh)
+    }
+
+    /// Each proxy's level, backend and servers.
+    fn probed_by_check_config(&self) -> bool {
+        true
+    }
+
+    /// Where the sockets are, and a local socket that is not there.
+    fn notes(&self, at: &str, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+        let sockets: Vec<String> = self
+            .sockets
+            .iter()
+            .map(|s| match s.ssh_host() {
+                Some(host) => format!("{s} (through ssh {}@{host})", self.ssh.user),
+                None => s.to_string(),
+            })
+            .collect();
+        lines.push(format!(
+            "{at} (haproxy): backend {}, primary -> server {}, secondary -> server {}, the server left goes to {}; {}",
+            self.backend,
+            self.servers.primary,
+            self.servers.secondary,
+            self.standby_state.as_str(),
+            sockets.join(", ")
+        ));
+        for socket in &self.sockets {
+            if let HaproxySocket::Unix(path) = socket
+                && !std::path::Path::new(path).exists()
+            {
+                warnings.push(format!(
+                    "{at}: the stats socket {path} does not exist on this host (is HAProxy running, with `stats socket {path} level admin`?)"
+                ));
+            }
+        }
+    }
+
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         self.each(|socket| self.preflight_one(socket, ctx))
     }
@@ -608,15 +847,14 @@ impl Protocol for HaproxyStep<'_> {
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
         let (old, new) = self.names(ctx);
         let line = self.switch_line(old, new);
-        self.cfg
-            .sockets
+        self.sockets
             .iter()
             .map(|socket| {
                 let how = match socket {
                     HaproxySocket::Unix(_) => "local unix socket".to_string(),
                     HaproxySocket::Tcp { .. } => "TCP".to_string(),
                     HaproxySocket::SshUnix { host, .. } | HaproxySocket::SshTcp { host, .. } => {
-                        format!("through ssh {}@{host}", self.cfg.ssh.user)
+                        format!("through ssh {}@{host}", self.ssh.user)
                     }
                 };
                 (socket.to_string(), format!("({how}) {line}"))
@@ -628,6 +866,76 @@ impl Protocol for HaproxyStep<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn haproxy_sockets_parse() {
+        use HaproxySocket::*;
+        let table: &[(&str, HaproxySocket)] = &[
+            (
+                "/run/haproxy/admin.sock",
+                Unix("/run/haproxy/admin.sock".into()),
+            ),
+            (
+                "10.0.0.9:9999",
+                Tcp {
+                    host: "10.0.0.9".into(),
+                    port: 9999,
+                },
+            ),
+            (
+                "[fd00::9]:9999",
+                Tcp {
+                    host: "fd00::9".into(),
+                    port: 9999,
+                },
+            ),
+            (
+                "lb1:/run/haproxy/admin.sock",
+                SshUnix {
+                    host: "lb1".into(),
+                    path: "/run/haproxy/admin.sock".into(),
+                },
+            ),
+            (
+                "lb1:127.0.0.1:9999",
+                SshTcp {
+                    host: "lb1".into(),
+                    target: "127.0.0.1".into(),
+                    port: 9999,
+                },
+            ),
+            (
+                "[fd00::9]:[::1]:9999",
+                SshTcp {
+                    host: "fd00::9".into(),
+                    target: "::1".into(),
+                    port: 9999,
+                },
+            ),
+        ];
+        for (text, socket) in table {
+            assert_eq!(HaproxySocket::parse(text).as_ref(), Ok(socket), "{text}");
+            assert_eq!(socket.to_string(), *text);
+        }
+        for bad in [
+            "",
+            "lb1",
+            "lb1:",
+            "lb1:0",
+            "lb1:99999",
+            "lb1:x",
+            "-oProxyCommand=x:/s",
+            "lb1:/a b",
+            "/run/x;show",
+            "lb1:127.0.0.1:",
+            "[fd00::9:9999",
+        ] {
+            assert!(
+                HaproxySocket::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
 
     const HEADER: &str = "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port";
 

@@ -1,6 +1,11 @@
 //! Steps: the links of a pool's failover chain. Each step type can check that it would work
 //! (`check`), make sure it can run now without changing anything (`preflight`), and do its
 //! part of the failover (`promote`).
+//!
+//! This module is the registry of step types: each type is one file (or folder) here that
+//! owns its TOML table, its validation (`load`), its type name, what it needs (SSH logins,
+//! TLS, `check-config` probes and notes) and its behaviour (the [`Protocol`] trait). The only
+//! `match`es over step types are [`load`] (from the `type` string) and [`StepKind::get`].
 
 mod dns;
 mod etc_hosts;
@@ -11,10 +16,201 @@ mod plugin;
 mod redis_promote;
 mod vip;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::config::{Pool, Step, StepKind};
+use crate::config::load::{scalar_text, toml_msg};
 use crate::model::Status;
+use crate::redis::RedisAccess;
+use crate::settings::{SshSettings, parse_duration};
+use crate::tls::Tls;
+
+/// One link of a pool's chain: the keys every step has, and its type's own settings.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub timeout: Duration,
+    pub on_failure: OnFailure,
+    pub kind: StepKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Abort,
+    Continue,
+}
+
+/// The step types, each the validated settings of one file of this module.
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    MysqlPromote(mysql_promote::MysqlPromote),
+    Plugin(plugin::Plugin),
+    Exec(exec::Exec),
+    EtcHosts(etc_hosts::EtcHosts),
+    Vip(vip::Vip),
+    RedisPromote(redis_promote::RedisPromote),
+    Dns(dns::Dns),
+    Haproxy(haproxy::Haproxy),
+}
+
+/// The step types, in the order messages list them.
+pub const TYPES: &[&str] = &[
+    mysql_promote::TYPE,
+    etc_hosts::TYPE,
+    vip::TYPE,
+    dns::TYPE,
+    haproxy::TYPE,
+    exec::TYPE,
+    plugin::TYPE,
+    redis_promote::TYPE,
+];
+
+impl StepKind {
+    /// The step type's behaviour and needs.
+    pub fn get(&self) -> &dyn Protocol {
+        match self {
+            StepKind::MysqlPromote(k) => k,
+            StepKind::Plugin(k) => k,
+            StepKind::Exec(k) => k,
+            StepKind::EtcHosts(k) => k,
+            StepKind::Vip(k) => k,
+            StepKind::RedisPromote(k) => k,
+            StepKind::Dns(k) => k,
+            StepKind::Haproxy(k) => k,
+        }
+    }
+}
+
+impl Step {
+    pub fn type_name(&self) -> &'static str {
+        self.kind.get().type_name()
+    }
+}
+
+/// What a step type's `load` may use besides its own table: the config dir, the `[ssh]`
+/// defaults, the pool's two servers, and what the pool's monitor says about reaching them.
+#[derive(Debug, Clone)]
+pub struct LoadContext<'a> {
+    pub dir: &'a Path,
+    pub ssh: &'a SshSettings,
+    /// The pool's primary and secondary.
+    pub servers: (&'a str, &'a str),
+    /// A `mysql` monitor's port and TLS, which `mysql_promote` defaults to.
+    pub monitor_mysql: Option<(u16, Option<Tls>)>,
+    /// A `redis` monitor's login, which `redis_promote` defaults to.
+    pub monitor_redis: Option<RedisAccess>,
+}
+
+/// Validates one `[[protocol]]` table: the keys every step has (`type`, `name`, `timeout`,
+/// `on_failure`), then the rest by its type's `load`.
+pub fn load(mut table: toml::Table, cx: &LoadContext) -> Result<Step, String> {
+    let kind = match table.remove("type") {
+        Some(toml::Value::String(s)) => s,
+        Some(_) => return Err("key `type`: expected a string".into()),
+        None => {
+            return Err(format!(
+                "key `type` is missing: expected one of {}",
+                TYPES.join(", ")
+            ));
+        }
+    };
+    let name = match table.remove("name") {
+        Some(toml::Value::String(s)) if !s.trim().is_empty() => s,
+        Some(_) => return Err("key `name`: expected a non-empty string".into()),
+        None => kind.clone(),
+    };
+    let timeout = match table.remove("timeout") {
+        Some(toml::Value::String(s)) => {
+            parse_duration(&s).map_err(|e| format!("key `timeout`: {e}"))?
+        }
+        Some(_) => return Err("key `timeout`: expected a duration string like \"60s\"".into()),
+        None => Duration::from_secs(60),
+    };
+    let on_failure = match table.remove("on_failure") {
+        None => OnFailure::Abort,
+        Some(toml::Value::String(s)) if s == "abort" => OnFailure::Abort,
+        Some(toml::Value::String(s)) if s == "continue" => OnFailure::Continue,
+        Some(v) => {
+            let got = scalar_text(&v).unwrap_or_else(|| v.type_str().to_string());
+            return Err(format!(
+                "key `on_failure`: got {got}, expected \"abort\" or \"continue\""
+            ));
+        }
+    };
+    let kind = match kind.as_str() {
+        mysql_promote::TYPE => StepKind::MysqlPromote(mysql_promote::load(table, cx)?),
+        plugin::TYPE => StepKind::Plugin(plugin::load(table, cx)?),
+        exec::TYPE => StepKind::Exec(exec::load(table, cx)?),
+        etc_hosts::TYPE => StepKind::EtcHosts(etc_hosts::load(table, cx)?),
+        vip::TYPE => StepKind::Vip(vip::load(table, cx)?),
+        redis_promote::TYPE => StepKind::RedisPromote(redis_promote::load(table, cx)?),
+        dns::TYPE => StepKind::Dns(dns::load(table, cx)?),
+        haproxy::TYPE => StepKind::Haproxy(haproxy::load(table, cx)?),
+        other => {
+            return Err(format!(
+                "key `type`: unknown step type `{other}`, expected one of {}",
+                TYPES.join(", ")
+            ));
+        }
+    };
+    Ok(Step {
+        name,
+        timeout,
+        on_failure,
+        kind,
+    })
+}
+
+/// A step's table (without the common keys) as its type's raw struct, which refuses keys
+/// it does not know.
+fn raw<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| toml_msg(&e))
+}
+
+/// A port number from text: 1 to 65535.
+fn port_number(s: &str) -> Option<u16> {
+    s.parse().ok().filter(|p| *p > 0)
+}
+
+/// What each of a pool's two servers is called elsewhere: a DNS record's value, an HAProxy
+/// server's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerServer {
+    pub primary: String,
+    pub secondary: String,
+}
+
+impl PerServer {
+    /// The name for the pool server at `address` (the pool's `primary` or `secondary`).
+    pub fn of(&self, pool: &PoolView, address: &str) -> &str {
+        if address == pool.primary {
+            &self.primary
+        } else {
+            &self.secondary
+        }
+    }
+}
+
+/// A `{ primary = "...", secondary = "..." }` table.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPerServer {
+    primary: String,
+    secondary: String,
+}
+
+/// What steps know of their pool: its name, its two servers and its monitor's timeout
+/// (built by `config::Pool::view`).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolView<'a> {
+    pub name: &'a str,
+    pub primary: &'a str,
+    pub secondary: &'a str,
+    /// The monitor's timeout, which bounds each database call of a promoting step.
+    pub monitor_timeout: Duration,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -37,7 +233,7 @@ impl Action {
 /// For `check` and `preflight` these describe the failover that would happen next.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
-    pub pool: &'a Pool,
+    pub pool: PoolView<'a>,
     pub step: &'a Step,
     pub old_primary: &'a str,
     pub new_primary: &'a str,
@@ -139,43 +335,44 @@ impl<'a> From<&'a HostResult> for crate::state::HostOutcome<'a> {
     }
 }
 
-/// One step type. Implementations are chosen by a `match` on the configured type.
+/// One step type: its behaviour, and what it needs. Implemented by each type's settings.
 pub trait Protocol {
+    /// The `type` of its `[[protocol]]` tables.
+    fn type_name(&self) -> &'static str;
     fn preflight(&self, ctx: &Context) -> Vec<HostResult>;
     fn promote(&self, ctx: &Context) -> Vec<HostResult>;
     fn check(&self, ctx: &Context) -> Vec<HostResult>;
     /// Each host and the exact command `promote` would run there, for `--dry-run`.
     fn plan(&self, ctx: &Context) -> Vec<(String, String)>;
     /// The SSH logins the step's actions will need, opened at once when a failover starts.
-    fn logins(&self, _ctx: &Context) -> Vec<(String, crate::settings::SshSettings)> {
+    fn logins(&self, _ctx: &Context) -> Vec<(String, SshSettings)> {
         Vec::new()
     }
+    /// The SSH settings the step logs in with, when it reaches some host through SSH (their
+    /// files are checked by `check-config`).
+    fn ssh_in_use(&self) -> Option<&SshSettings> {
+        None
+    }
+    /// The TLS the step talks to the servers with, if any.
+    fn tls(&self) -> Option<&Tls> {
+        None
+    }
+    /// Whether the pool's servers must be given as IP addresses.
+    fn needs_ip_servers(&self) -> bool {
+        false
+    }
+    /// Whether `check-config` runs the step's preflight as a read-only probe.
+    fn probed_by_check_config(&self) -> bool {
+        false
+    }
+    /// `check-config`'s notes about what the step will reach (`at` names the step), and
+    /// warnings about what is missing for it on this host.
+    fn notes(&self, _at: &str, _lines: &mut Vec<String>, _warnings: &mut Vec<String>) {}
 }
 
-pub fn protocol(step: &Step) -> Box<dyn Protocol + '_> {
-    match &step.kind {
-        StepKind::MysqlPromote(cfg) => Box::new(mysql_promote::MysqlPromoteStep { cfg }),
-
-        StepKind::Plugin { program, options } => Box::new(plugin::PluginStep { program, options }),
-        StepKind::Exec {
-            hosts,
-            test_command,
-            exec_command,
-            shell,
-            ssh,
-        } => Box::new(exec::ExecStep {
-            hosts,
-            test_command: test_command.as_deref(),
-            exec_command,
-            shell: *shell,
-            ssh,
-        }),
-        StepKind::EtcHosts(cfg) => Box::new(etc_hosts::EtcHostsStep { cfg }),
-        StepKind::Vip(cfg) => Box::new(vip::VipStep { cfg }),
-        StepKind::RedisPromote(cfg) => Box::new(redis_promote::RedisPromoteStep { cfg }),
-        StepKind::Dns(cfg) => Box::new(dns::DnsStep { cfg }),
-        StepKind::Haproxy(cfg) => Box::new(haproxy::HaproxyStep { cfg }),
-    }
+/// The behaviour of a step's type.
+pub fn protocol(step: &Step) -> &dyn Protocol {
+    step.kind.get()
 }
 
 /// Runs one action of a step. The step's deadline starts now: `timeout` bounds the action

@@ -19,14 +19,70 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Context, HostResult, Protocol};
-use crate::config::MysqlPromote;
+use serde::Deserialize;
+
+use super::{Context, HostResult, LoadContext, Protocol};
+use crate::config::load::{RawTls, load_secret, load_tls, mysql_tls};
 use crate::model::Status;
 use crate::mysql::{self, Client, Failure, ReplicaStatus, Target};
+use crate::settings::{Secret, parse_duration};
+use crate::tls::Tls;
 
-#[derive(Debug)]
-pub struct MysqlPromoteStep<'a> {
-    pub cfg: &'a MysqlPromote,
+/// The step's `type`.
+pub const TYPE: &str = "mysql_promote";
+
+/// The `mysql_promote` step's settings.
+#[derive(Debug, Clone)]
+pub struct MysqlPromote {
+    pub user: String,
+    pub password: Secret,
+    pub port: u16,
+    /// How long promotion waits for the replica to apply what it has received.
+    pub catch_up_timeout: Duration,
+    /// Readiness: replication lag above this is a warning.
+    pub max_lag: Duration,
+    /// `RESET REPLICA ALL` on the promoted server, so it forgets its old source.
+    pub reset_replica: bool,
+    /// TLS toward both servers: the step's own `tls` table, else the monitor's.
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMysqlPromote {
+    user: String,
+    password_file: String,
+    port: Option<u16>,
+    catch_up_timeout: Option<String>,
+    max_lag: Option<String>,
+    #[serde(default)]
+    reset_replica: bool,
+    tls: Option<RawTls>,
+}
+
+/// The `mysql_promote` step's keys, validated; the port and TLS default to a `mysql`
+/// monitor's, which reaches the same servers.
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<MysqlPromote, String> {
+    let raw: RawMysqlPromote = super::raw(table)?;
+    let password =
+        load_secret(cx.dir, &raw.password_file).map_err(|e| format!("key `password_file`: {e}"))?;
+    let (default_port, monitor_tls) = cx.monitor_mysql.clone().unwrap_or((3306, None));
+    // The step reaches the same servers: the monitor's TLS unless it has its own.
+    let tls = match raw.tls {
+        Some(t) => Some(mysql_tls(load_tls(cx.dir, t)?)?),
+        None => monitor_tls,
+    };
+    Ok(MysqlPromote {
+        user: raw.user,
+        password,
+        port: raw.port.unwrap_or(default_port),
+        catch_up_timeout: parse_duration(raw.catch_up_timeout.as_deref().unwrap_or("30s"))
+            .map_err(|e| format!("key `catch_up_timeout`: {e}"))?,
+        max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("30s"))
+            .map_err(|e| format!("key `max_lag`: {e}"))?,
+        reset_replica: raw.reset_replica,
+        tls,
+    })
 }
 
 /// Collects what happened for the history, and makes the result.
@@ -61,18 +117,18 @@ impl Log {
     }
 }
 
-impl MysqlPromoteStep<'_> {
+impl MysqlPromote {
     fn target<'b>(&'b self, host: &'b str, ctx: &Context) -> Target<'b> {
         Target {
             host,
-            port: self.cfg.port,
-            user: &self.cfg.user,
-            password: &self.cfg.password,
+            port: self.port,
+            user: &self.user,
+            password: &self.password,
             // One server call: the pool's monitor timeout says how long a server may take,
             // and never past the step's deadline.
-            timeout: ctx.bounded(ctx.pool.monitor.timeout),
+            timeout: ctx.bounded(ctx.pool.monitor_timeout),
             statement_timeout: None,
-            tls: self.cfg.tls.as_ref(),
+            tls: self.tls.as_ref(),
         }
     }
 
@@ -122,7 +178,20 @@ impl MysqlPromoteStep<'_> {
     }
 }
 
-impl Protocol for MysqlPromoteStep<'_> {
+impl Protocol for MysqlPromote {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// Logins, grants and replication toward the standby.
+    fn probed_by_check_config(&self) -> bool {
+        true
+    }
+
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         let new = ctx.new_primary;
         let mut log = Log::new(new);
@@ -131,10 +200,7 @@ impl Protocol for MysqlPromoteStep<'_> {
             Err(f) => {
                 return vec![log.done(
                     Status::Critical,
-                    format!(
-                        "cannot reach the new primary {new} as {}: {f}",
-                        self.cfg.user
-                    ),
+                    format!("cannot reach the new primary {new} as {}: {f}", self.user),
                 )];
             }
         };
@@ -162,7 +228,7 @@ impl Protocol for MysqlPromoteStep<'_> {
                 if !crate::net::same_host(
                     &r.source_host,
                     ctx.old_primary,
-                    ctx.pool.monitor.timeout,
+                    ctx.pool.monitor_timeout,
                 ) =>
             {
                 return vec![log.done(
@@ -218,7 +284,7 @@ impl Protocol for MysqlPromoteStep<'_> {
     }
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
-        let reset = if self.cfg.reset_replica {
+        let reset = if self.reset_replica {
             ", RESET REPLICA ALL"
         } else {
             ""
@@ -227,15 +293,15 @@ impl Protocol for MysqlPromoteStep<'_> {
             ctx.new_primary.to_string(),
             format!(
                 "as {}: if {} answers, SET GLOBAL read_only=ON (and super_read_only=ON where it exists) there, KILL its client sessions, and wait for its last GTID or binlog position; if it answers with an error, stop (unless forced); if it does not answer, wait up to {} for the relay log to be applied; then STOP REPLICA{reset}, SET GLOBAL read_only=OFF, verify",
-                self.cfg.user,
+                self.user,
                 ctx.old_primary,
-                crate::settings::format_duration(self.cfg.catch_up_timeout)
+                crate::settings::format_duration(self.catch_up_timeout)
             ),
         )]
     }
 }
 
-fn promote(step: &MysqlPromoteStep, ctx: &Context, deadline: Instant) -> HostResult {
+fn promote(step: &MysqlPromote, ctx: &Context, deadline: Instant) -> HostResult {
     let (new, old) = (ctx.new_primary, ctx.old_primary);
     let mut log = Log::new(new);
     let left = || deadline.saturating_duration_since(Instant::now());
@@ -260,7 +326,7 @@ fn promote(step: &MysqlPromoteStep, ctx: &Context, deadline: Instant) -> HostRes
     if replica.is_none() && matches!(standby.read_only(), Ok(false)) {
         return log.done(Status::Ok, format!("{new} is already a writable primary"));
     }
-    let catch_up = step.cfg.catch_up_timeout.min(left());
+    let catch_up = step.catch_up_timeout.min(left());
 
     match step.connect(old, ctx) {
         Ok(mut old_client) => {
@@ -329,13 +395,26 @@ fn promote(step: &MysqlPromoteStep, ctx: &Context, deadline: Instant) -> HostRes
         }
     }
 
-    if left().is_zero() {
+    make_writable(step, log, &mut standby, replica.is_some(), new, left())
+}
+
+/// The end of a promotion, once the old primary is fenced or gone: stop (and, where set,
+/// reset) replication on the new primary, make it writable, and verify.
+fn make_writable(
+    step: &MysqlPromote,
+    mut log: Log,
+    standby: &mut Client,
+    replicating: bool,
+    new: &str,
+    left: Duration,
+) -> HostResult {
+    if left.is_zero() {
         return log.done(
             Status::Critical,
             format!("the step's timeout ran out before {new} was promoted; {new} is unchanged"),
         );
     }
-    if replica.is_some() {
+    if replicating {
         if let Err(f) = standby.exec_either("STOP REPLICA", "STOP SLAVE") {
             return log.done(
                 Status::Critical,
@@ -343,7 +422,7 @@ fn promote(step: &MysqlPromoteStep, ctx: &Context, deadline: Instant) -> HostRes
             );
         }
         log.note("replication stopped");
-        if step.cfg.reset_replica {
+        if step.reset_replica {
             if let Err(f) = standby.exec_either("RESET REPLICA ALL", "RESET SLAVE ALL") {
                 return log.done(
                     Status::Critical,
@@ -561,7 +640,7 @@ fn undo(mut log: Log, old: &mut Client, before: &Before, why: String) -> HostRes
     log.done(Status::Critical, format!("{why}; {tail}"))
 }
 
-impl MysqlPromoteStep<'_> {
+impl MysqlPromote {
     fn check_standby(&self, standby: &str, active: &str, ctx: &Context) -> HostResult {
         let mut log = Log::new(standby);
         let mut client = match self.connect(standby, ctx) {
@@ -569,7 +648,7 @@ impl MysqlPromoteStep<'_> {
             Err(f) => {
                 return log.done(
                     Status::Critical,
-                    format!("standby: cannot connect as {}: {f}", self.cfg.user),
+                    format!("standby: cannot connect as {}: {f}", self.user),
                 );
             }
         };
@@ -589,8 +668,8 @@ impl MysqlPromoteStep<'_> {
             );
         };
         log.note(r.describe());
-        let verdict = standby_verdict(&r, read_only, active, self.cfg.max_lag, |a, b| {
-            crate::net::same_host(a, b, ctx.pool.monitor.timeout)
+        let verdict = standby_verdict(&r, read_only, active, self.max_lag, |a, b| {
+            crate::net::same_host(a, b, ctx.pool.monitor_timeout)
         });
         log.done(verdict.0, verdict.1)
     }

@@ -1,18 +1,130 @@
 //! The `plugin` step: a user executable run as `COMMAND preflight|promote|check` with the
 //! pool described in its environment (the contract in the README).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{Action, Context, HostResult, Protocol, host_result};
+use super::{Action, Context, HostResult, LoadContext, Protocol, host_result};
+use crate::config::load::{load_secret, resolve_program, scalar_text};
 use crate::remote;
 
-#[derive(Debug)]
-pub struct PluginStep<'a> {
-    pub program: &'a Path,
-    pub options: &'a [crate::config::PluginOption],
+/// The step's `type`.
+pub const TYPE: &str = "plugin";
+
+/// The `plugin` step's settings.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    pub program: PathBuf,
+    /// Every other key of the `[[protocol]]` table, as `DEADPOOL_OPT_<KEY>` values.
+    pub options: Vec<PluginOption>,
 }
 
-impl PluginStep<'_> {
+/// The `plugin` step's keys: `command`, the plugin's path, and any others as options.
+pub fn load(mut table: toml::Table, cx: &LoadContext) -> Result<Plugin, String> {
+    let command = match table.remove("command") {
+        Some(toml::Value::String(s)) if !s.is_empty() => s,
+        Some(_) => return Err("key `command`: expected the plugin's path".into()),
+        None => return Err("key `command`: a `plugin` step needs a command".into()),
+    };
+    let program =
+        resolve_program(cx.dir, &command, &[]).map_err(|e| format!("key `command`: {e}"))?;
+    let mut options = Vec::new();
+    for (key, value) in table {
+        options.push(option(cx.dir, &key, &value)?);
+    }
+    Ok(Plugin { program, options })
+}
+
+/// Whether a plugin option's name says it holds a secret: a `_`-separated part such as
+/// `password`, `token` or `key` (`api_key`, `db_password`), or the whole name.
+pub fn is_secret_name(key: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "password",
+        "passwd",
+        "pass",
+        "pw",
+        "secret",
+        "token",
+        "key",
+        "apikey",
+        "credential",
+        "credentials",
+        "auth",
+        "cookie",
+        "private",
+    ];
+    let key = key.to_ascii_lowercase();
+    key.split('_').any(|part| WORDS.contains(&part)) || key.ends_with("password")
+}
+
+/// A plugin option: `KEY = value` becomes `DEADPOOL_OPT_KEY`. `KEY_file = "path"` reads a
+/// secret file (the usual checks) into `DEADPOOL_OPT_KEY`. Secret values are masked in every
+/// output; the plugin gets the real value in its environment.
+fn option(dir: &Path, key: &str, value: &toml::Value) -> Result<PluginOption, String> {
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!(
+            "key `{key}`: plugin option names may hold only letters, digits and `_`"
+        ));
+    }
+    if let Some(name) = key.strip_suffix("_file").filter(|n| !n.is_empty()) {
+        let toml::Value::String(rel) = value else {
+            return Err(format!("key `{key}`: expected the path of a secret file"));
+        };
+        let secret = load_secret(dir, rel).map_err(|e| format!("key `{key}`: {e}"))?;
+        return Ok(PluginOption {
+            env: format!("DEADPOOL_OPT_{}", name.to_ascii_uppercase()),
+            value: secret.expose().to_string(),
+            secret: true,
+        });
+    }
+    let text = match value {
+        toml::Value::Array(items) => {
+            let mut parts = Vec::new();
+            for item in items {
+                let part = scalar_text(item).ok_or_else(|| {
+                    format!("key `{key}`: arrays passed to a plugin may hold only plain values")
+                })?;
+                parts.push(part);
+            }
+            parts.join(",")
+        }
+        v => scalar_text(v)
+            .ok_or_else(|| format!("key `{key}`: tables and dates cannot be passed to a plugin"))?,
+    };
+    if text.contains('\0') {
+        return Err(format!(
+            "key `{key}`: NUL bytes cannot be passed to a plugin"
+        ));
+    }
+    Ok(PluginOption {
+        env: format!("DEADPOOL_OPT_{}", key.to_ascii_uppercase()),
+        value: text,
+        secret: is_secret_name(key),
+    })
+}
+
+/// One option of a `plugin` step, as it reaches the plugin's environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PluginOption {
+    pub env: String,
+    pub value: String,
+    /// Masked in every output (plans, reports, history, logs).
+    pub secret: bool,
+}
+
+impl PluginOption {
+    /// The value as outputs may show it.
+    pub fn shown(&self) -> &str {
+        if self.secret { "<secret>" } else { &self.value }
+    }
+}
+
+impl std::fmt::Debug for PluginOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.env, self.shown())
+    }
+}
+
+impl Plugin {
     fn invoke(&self, action: Action, ctx: &Context) -> Vec<HostResult> {
         let argv = vec![
             self.program.to_string_lossy().into_owned(),
@@ -24,10 +136,13 @@ impl PluginStep<'_> {
 
     fn env(&self, action: Action, ctx: &Context) -> Vec<(String, String)> {
         let mut env = vec![
-            ("DEADPOOL_POOL".to_string(), ctx.pool.name.clone()),
+            ("DEADPOOL_POOL".to_string(), ctx.pool.name.to_string()),
             ("DEADPOOL_ACTION".to_string(), action.as_str().to_string()),
-            ("DEADPOOL_PRIMARY".to_string(), ctx.pool.primary.clone()),
-            ("DEADPOOL_SECONDARY".to_string(), ctx.pool.secondary.clone()),
+            ("DEADPOOL_PRIMARY".to_string(), ctx.pool.primary.to_string()),
+            (
+                "DEADPOOL_SECONDARY".to_string(),
+                ctx.pool.secondary.to_string(),
+            ),
             (
                 "DEADPOOL_OLD_PRIMARY".to_string(),
                 ctx.old_primary.to_string(),
@@ -51,7 +166,11 @@ impl PluginStep<'_> {
     }
 }
 
-impl Protocol for PluginStep<'_> {
+impl Protocol for Plugin {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         self.invoke(Action::Preflight, ctx)
     }
@@ -78,5 +197,38 @@ impl Protocol for PluginStep<'_> {
         words.push("promote".to_string());
         let line = words.join(" ");
         vec![("local".to_string(), line)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_options_become_env() {
+        let v: toml::Value = toml::Value::Array(vec!["a".into(), 3.into()]);
+        let dir = Path::new("/nonexistent");
+        let o = option(dir, "url_list", &v).unwrap();
+        assert_eq!(
+            (o.env.as_str(), o.value.as_str(), o.secret),
+            ("DEADPOOL_OPT_URL_LIST", "a,3", false)
+        );
+        assert!(option(dir, "bad-key", &toml::Value::from("x")).is_err());
+        let token = option(dir, "api_token", &toml::Value::from("s3cr3t")).unwrap();
+        assert!(
+            token.secret && token.shown() == "<secret>" && !format!("{token:?}").contains("s3cr3t")
+        );
+        for (name, secret) in [
+            ("password", true),
+            ("db_password", true),
+            ("api_key", true),
+            ("key", true),
+            ("keyspace", false),
+            ("service_name", false),
+            ("token", true),
+            ("passwd", true),
+        ] {
+            assert_eq!(is_secret_name(name), secret, "{name}");
+        }
     }
 }

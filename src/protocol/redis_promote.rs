@@ -16,25 +16,78 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Context, HostResult, Protocol};
-use crate::config::RedisPromote;
-use crate::model::Status;
-use crate::redis::{Client, Failure, Replication, Target};
+use serde::Deserialize;
 
-#[derive(Debug)]
-pub struct RedisPromoteStep<'a> {
-    pub cfg: &'a RedisPromote,
+use super::{Context, HostResult, LoadContext, Protocol};
+use crate::config::load::{RawTls, load_secret, load_tls};
+use crate::model::Status;
+use crate::redis::{Client, Failure, RedisAccess, Replication, Target};
+use crate::settings::parse_duration;
+use crate::tls::Tls;
+
+/// The step's `type`.
+pub const TYPE: &str = "redis_promote";
+
+/// The `redis_promote` step's settings.
+#[derive(Debug, Clone)]
+pub struct RedisPromote {
+    pub access: RedisAccess,
+    /// How long a manual promote waits for the replica to reach the old primary's offset.
+    pub catch_up_timeout: Duration,
+    /// Readiness: no replication I/O for longer than this is a warning.
+    pub max_lag: Duration,
 }
 
-impl RedisPromoteStep<'_> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedisPromote {
+    port: Option<u16>,
+    user: Option<String>,
+    password_file: Option<String>,
+    catch_up_timeout: Option<String>,
+    max_lag: Option<String>,
+    tls: Option<RawTls>,
+}
+
+/// The `redis_promote` step's keys, validated; by default the step logs in as a `redis`
+/// monitor does.
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<RedisPromote, String> {
+    let raw: RawRedisPromote = super::raw(table)?;
+    let monitor_access = cx.monitor_redis.as_ref();
+    let password = match raw.password_file.as_deref() {
+        Some(rel) => {
+            Some(load_secret(cx.dir, rel).map_err(|e| format!("key `password_file`: {e}"))?)
+        }
+        None => monitor_access.and_then(|m| m.password.clone()),
+    };
+    let tls = match raw.tls {
+        Some(t) => Some(load_tls(cx.dir, t)?),
+        None => monitor_access.and_then(|m| m.tls.clone()),
+    };
+    let access = RedisAccess {
+        port: raw.port.or(monitor_access.map(|m| m.port)).unwrap_or(6379),
+        user: raw.user.or(monitor_access.and_then(|m| m.user.clone())),
+        password,
+        tls,
+    };
+    Ok(RedisPromote {
+        access,
+        catch_up_timeout: parse_duration(raw.catch_up_timeout.as_deref().unwrap_or("10s"))
+            .map_err(|e| format!("key `catch_up_timeout`: {e}"))?,
+        max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("10s"))
+            .map_err(|e| format!("key `max_lag`: {e}"))?,
+    })
+}
+
+impl RedisPromote {
     fn connect(&self, host: &str, ctx: &Context) -> Result<Client, Failure> {
         Client::connect(&Target {
             host,
-            port: self.cfg.access.port,
-            user: self.cfg.access.user.as_deref(),
-            password: self.cfg.access.password.as_ref(),
-            timeout: ctx.bounded(ctx.pool.monitor.timeout),
-            tls: self.cfg.access.tls.as_ref(),
+            port: self.access.port,
+            user: self.access.user.as_deref(),
+            password: self.access.password.as_ref(),
+            timeout: ctx.bounded(ctx.pool.monitor_timeout),
+            tls: self.access.tls.as_ref(),
         })
     }
 
@@ -44,6 +97,48 @@ impl RedisPromoteStep<'_> {
         let mut client = self.connect(ctx.old_primary, ctx)?;
         client.ok(&["PING"])?;
         Ok(client)
+    }
+
+    /// Pauses writes on the old primary and waits until the new one has its offset; on a
+    /// failure, writes resume and the error says so.
+    fn pause_and_catch_up(
+        &self,
+        oc: &mut Client,
+        standby: &mut Client,
+        ctx: &Context,
+        notes: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let (new, old) = (ctx.new_primary, ctx.old_primary);
+        let pause_ms = ctx.step.timeout.as_millis().max(1000).to_string();
+        if let Err(f) = oc.ok(&["CLIENT", "PAUSE", &pause_ms, "WRITE"]) {
+            return Err(format!(
+                "could not pause writes on the old primary {old}: {f}; nothing changed"
+            ));
+        }
+        notes.push(format!("writes paused on the old primary {old}"));
+        let target = match oc.replication() {
+            Ok(r) => r.offset.unwrap_or(0),
+            Err(f) => {
+                let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
+                return Err(format!(
+                    "cannot read the old primary's offset: {f}; writes resumed, nothing changed"
+                ));
+            }
+        };
+        let limit = self.catch_up_timeout.min(ctx.left());
+        let caught = crate::remote::poll(limit, || {
+            let r = standby.replication()?;
+            Ok::<_, Failure>((r.offset.unwrap_or(0) >= target).then_some(()))
+        });
+        if !matches!(caught, Ok(Some(()))) {
+            let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
+            return Err(format!(
+                "{new} did not reach the old primary's offset {target} within {}; writes resumed on {old}, nothing changed",
+                crate::settings::format_duration(limit)
+            ));
+        }
+        notes.push(format!("{new} reached offset {target}"));
+        Ok(())
     }
 
     fn result(
@@ -79,7 +174,20 @@ fn follows(r: &Replication, host: &str, timeout: Duration) -> bool {
     crate::net::same_host(&r.master_host, host, timeout)
 }
 
-impl Protocol for RedisPromoteStep<'_> {
+impl Protocol for RedisPromote {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn tls(&self) -> Option<&Tls> {
+        self.access.tls.as_ref()
+    }
+
+    /// Logins and replication toward the standby.
+    fn probed_by_check_config(&self) -> bool {
+        true
+    }
+
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         let started = Instant::now();
         let new = ctx.new_primary;
@@ -89,7 +197,7 @@ impl Protocol for RedisPromoteStep<'_> {
                 format!("cannot reach the new primary {new}: {f}"),
             ),
             Ok(r) if !r.is_replica() => (Status::Ok, format!("{new} is already a primary")),
-            Ok(r) if !follows(&r, ctx.old_primary, ctx.pool.monitor.timeout) => (
+            Ok(r) if !follows(&r, ctx.old_primary, ctx.pool.monitor_timeout) => (
                 Status::Critical,
                 format!(
                     "{new} replicates from {}, not from {}",
@@ -120,7 +228,6 @@ impl Protocol for RedisPromoteStep<'_> {
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
         let started = Instant::now();
-        let deadline = ctx.deadline;
         let (new, old) = (ctx.new_primary, ctx.old_primary);
         let mut notes = Vec::new();
         let fail = |notes: &[String], m: String| {
@@ -143,48 +250,10 @@ impl Protocol for RedisPromoteStep<'_> {
                 Err(why) => return fail(&notes, why),
             },
         };
-        if let Some(oc) = old_client.as_mut() {
-            let pause_ms = ctx.step.timeout.as_millis().max(1000).to_string();
-            if let Err(f) = oc.ok(&["CLIENT", "PAUSE", &pause_ms, "WRITE"]) {
-                return fail(
-                    &notes,
-                    format!(
-                        "could not pause writes on the old primary {old}: {f}; nothing changed"
-                    ),
-                );
-            }
-            notes.push(format!("writes paused on the old primary {old}"));
-            let target = match oc.replication() {
-                Ok(r) => r.offset.unwrap_or(0),
-                Err(f) => {
-                    let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
-                    return fail(
-                        &notes,
-                        format!(
-                            "cannot read the old primary's offset: {f}; writes resumed, nothing changed"
-                        ),
-                    );
-                }
-            };
-            let limit = self
-                .cfg
-                .catch_up_timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
-            let caught = crate::remote::poll(limit, || {
-                let r = standby.replication()?;
-                Ok::<_, Failure>((r.offset.unwrap_or(0) >= target).then_some(()))
-            });
-            if !matches!(caught, Ok(Some(()))) {
-                let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
-                return fail(
-                    &notes,
-                    format!(
-                        "{new} did not reach the old primary's offset {target} within {}; writes resumed on {old}, nothing changed",
-                        crate::settings::format_duration(limit)
-                    ),
-                );
-            }
-            notes.push(format!("{new} reached offset {target}"));
+        if let Some(oc) = old_client.as_mut()
+            && let Err(m) = self.pause_and_catch_up(oc, &mut standby, ctx, &mut notes)
+        {
+            return fail(&notes, m);
         }
         if let Err(f) = standby.ok(&["REPLICAOF", "NO", "ONE"]) {
             if let Some(oc) = old_client.as_mut() {
@@ -215,13 +284,13 @@ impl Protocol for RedisPromoteStep<'_> {
             )];
         };
         // The old primary follows the new one, then may take (read-only) clients again.
-        let port = self.cfg.access.port.to_string();
+        let port = self.access.port.to_string();
         let demoted = oc
             .ok(&["REPLICAOF", new, &port])
             .and_then(|_| oc.replication());
         let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
         match demoted {
-            Ok(r) if r.is_replica() && follows(&r, new, ctx.pool.monitor.timeout) => {
+            Ok(r) if r.is_replica() && follows(&r, new, ctx.pool.monitor_timeout) => {
                 notes.push(format!("{old} now replicates from {new}"));
                 vec![self.result(
                     new,
@@ -250,8 +319,8 @@ impl Protocol for RedisPromoteStep<'_> {
         let (active, standby) = (ctx.active(), ctx.standby());
         let standby_verdict = match self.connect(standby, ctx).and_then(|mut c| c.replication()) {
             Err(f) => (Status::Critical, format!("standby: {f}")),
-            Ok(r) => standby_verdict(&r, active, self.cfg.max_lag, |h| {
-                follows(&r, h, ctx.pool.monitor.timeout)
+            Ok(r) => standby_verdict(&r, active, self.max_lag, |h| {
+                follows(&r, h, ctx.pool.monitor_timeout)
             }),
         };
         let active_verdict = match self.connect(active, ctx).and_then(|mut c| c.replication()) {
@@ -277,7 +346,7 @@ impl Protocol for RedisPromoteStep<'_> {
             ctx.new_primary.to_string(),
             format!(
                 "if {} answers: CLIENT PAUSE WRITE there and wait for its offset; REPLICAOF NO ONE; then REPLICAOF {} {} on the old primary",
-                ctx.old_primary, ctx.new_primary, self.cfg.access.port
+                ctx.old_primary, ctx.new_primary, self.access.port
             ),
         )]
     }

@@ -11,31 +11,93 @@
 //!   address, announces it with gratuitous ARP, and checks.
 //! - check: the address is on exactly the active server.
 
-use super::{Context, HostResult, Protocol};
-use crate::config::{Host, Vip};
+use serde::Deserialize;
+
+use super::{Context, HostResult, LoadContext, Protocol};
+use crate::config::load::{RawSsh, step_ssh};
 use crate::model::Status;
 use crate::remote::{self, Exit, Output};
+use crate::settings::{Host, SshSettings};
 use crate::text::shell_quote;
 
-#[derive(Debug)]
-pub struct VipStep<'a> {
-    pub cfg: &'a Vip,
+/// The step's `type`.
+pub const TYPE: &str = "vip";
+
+/// The `vip` step's settings.
+#[derive(Debug, Clone)]
+pub struct Vip {
+    pub address: std::net::IpAddr,
+    pub prefix: u8,
+    pub interface: String,
+    pub arping_count: u32,
+    /// How deadpool reaches the two servers.
+    pub ssh: SshSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVip {
+    address: String,
+    interface: String,
+    arping_count: Option<u32>,
+    ssh: Option<RawSsh>,
+}
+
+/// The `vip` step's keys, validated: an address with its prefix length, an interface name,
+/// a sensible ARP count.
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Vip, String> {
+    let raw: RawVip = super::raw(table)?;
+    let (addr, prefix) = raw.address.split_once('/').ok_or_else(|| {
+        format!("key `address`: `{}`: expected an address with its prefix length, like \"10.0.0.100/24\"", raw.address)
+    })?;
+    let address: std::net::IpAddr = addr
+        .parse()
+        .map_err(|_| format!("key `address`: `{addr}` is not an IP address"))?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= max).ok_or_else(|| {
+        format!("key `address`: `/{prefix}`: expected a prefix length from 0 to {max}")
+    })?;
+    let iface_ok = !raw.interface.is_empty()
+        && raw.interface.len() <= 15
+        && raw
+            .interface
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b));
+    if !iface_ok {
+        return Err(format!(
+            "key `interface`: `{}` is not an interface name",
+            raw.interface
+        ));
+    }
+    let arping_count = raw.arping_count.unwrap_or(3);
+    if !(1..=20).contains(&arping_count) {
+        return Err(format!(
+            "key `arping_count`: got {arping_count}, expected 1 to 20"
+        ));
+    }
+    Ok(Vip {
+        address,
+        prefix,
+        interface: raw.interface,
+        arping_count,
+        ssh: step_ssh(cx.dir, raw.ssh, cx.ssh)?,
+    })
 }
 
 /// Extracts the MAC address from arping's first reply line (`... [aa:bb:cc:dd:ee:ff] ...`).
 const MAC_OF_REPLY: &str = r"sed -n 's/.*\[\([0-9A-Fa-f:]*\)\].*/\1/p' | head -n 1";
 
-impl VipStep<'_> {
+impl Vip {
     fn iface(&self) -> String {
-        shell_quote(&self.cfg.interface)
+        shell_quote(&self.interface)
     }
 
     fn vip(&self) -> String {
-        self.cfg.address.to_string()
+        self.address.to_string()
     }
 
     fn cidr(&self) -> String {
-        format!("{}/{}", self.cfg.address, self.cfg.prefix)
+        format!("{}/{}", self.address, self.prefix)
     }
 
     /// Prints `present` or `absent`.
@@ -50,25 +112,25 @@ impl VipStep<'_> {
     /// A privileged command (through sudo when configured): a fixed argument vector that a
     /// sudoers rule can name exactly.
     fn root(&self, words: &[&str]) -> String {
-        remote::privileged(&self.cfg.ssh, words)
+        remote::privileged(&self.ssh, words)
     }
 
     /// `ip addr del|add CIDR dev IFACE`, privileged.
     fn ip_addr(&self, verb: &str) -> String {
-        self.root(&["ip", "addr", verb, &self.cidr(), "dev", &self.cfg.interface])
+        self.root(&["ip", "addr", verb, &self.cidr(), "dev", &self.interface])
     }
 
     /// `arping ... -I IFACE TARGET`, privileged (arping needs a raw socket).
     fn arping(&self, options: &[&str], target: &str) -> String {
         let mut words = vec!["arping"];
         words.extend(options);
-        words.extend(["-I", &self.cfg.interface, target]);
+        words.extend(["-I", &self.interface, target]);
         self.root(&words)
     }
 
     /// Runs a script as the login user; only its privileged commands go through sudo.
     fn run(&self, host: &str, line: &str, ctx: &Context) -> Output {
-        ctx.shell(&Host::Remote(host.to_string()), &self.cfg.ssh, line)
+        ctx.shell(&Host::Remote(host.to_string()), &self.ssh, line)
     }
 
     fn holds(&self, host: &str, ctx: &Context) -> (Result<bool, String>, Output) {
@@ -143,7 +205,15 @@ fn holder_verdict(said: &str, vip: &str, old: &str) -> (Status, String) {
     }
 }
 
-impl Protocol for VipStep<'_> {
+impl Protocol for Vip {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn ssh_in_use(&self) -> Option<&SshSettings> {
+        Some(&self.ssh)
+    }
+
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         let (new, old) = (ctx.new_primary, ctx.old_primary);
         let (i, v) = (self.iface(), self.vip());
@@ -201,7 +271,7 @@ echo \"holder=$holder old=$old\"",
 nohup {announce} >/dev/null 2>&1 &
 if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'ERROR - the address did not stay'; exit 2; fi",
             add = self.ip_addr("add"),
-            announce = self.arping(&["-U", "-c", &self.cfg.arping_count.to_string()], &v),
+            announce = self.arping(&["-U", "-c", &self.arping_count.to_string()], &v),
         );
         let taken = self.run(new, &take, ctx);
         let (status, message) = match (&taken.exit, taken.stdout.trim()) {
@@ -247,10 +317,10 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
         ]
     }
 
-    fn logins(&self, ctx: &Context) -> Vec<(String, crate::settings::SshSettings)> {
+    fn logins(&self, ctx: &Context) -> Vec<(String, SshSettings)> {
         [ctx.old_primary, ctx.new_primary]
             .iter()
-            .map(|h| (h.to_string(), self.cfg.ssh.clone()))
+            .map(|h| (h.to_string(), self.ssh.clone()))
             .collect()
     }
 
@@ -268,10 +338,7 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
                 format!(
                     "{}; {}",
                     self.ip_addr("add"),
-                    self.arping(
-                        &["-U", "-c", &self.cfg.arping_count.to_string()],
-                        &self.vip()
-                    )
+                    self.arping(&["-U", "-c", &self.arping_count.to_string()], &self.vip())
                 ),
             ),
         ]

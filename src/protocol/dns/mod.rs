@@ -22,15 +22,22 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+mod table;
+
+pub use table::{Dns, load};
+
+/// The step's `type`.
+pub const TYPE: &str = "dns";
+
+/// Whether `program` is a file in one of the `$PATH` directories.
+fn in_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
 use super::{Context, HostResult, Protocol};
-use crate::config::Dns;
 use crate::model::Status;
 use crate::remote::{self, Exit, Output};
-
-#[derive(Debug)]
-pub struct DnsStep<'a> {
-    pub cfg: &'a Dns,
-}
 
 /// What a query saw: the response code, whether the answer was authoritative, and the
 /// records of the asked name and type.
@@ -357,9 +364,9 @@ fn whole_secs(d: std::time::Duration) -> String {
     (d.as_secs_f64().ceil() as u64).max(1).to_string()
 }
 
-impl DnsStep<'_> {
+impl Dns {
     fn value_of(&self, ctx: &Context, server: &str) -> String {
-        self.cfg.values.of(ctx.pool, server).to_string()
+        self.values.of(&ctx.pool, server).to_string()
     }
 
     /// `dig` for one name and type at one server, within what is left of the step.
@@ -408,7 +415,7 @@ impl DnsStep<'_> {
 
     /// The record at the primary server.
     fn at_primary(&self, ctx: &Context) -> (Result<Answer, String>, Output) {
-        let c = self.cfg;
+        let c = self;
         self.dig(
             &c.server,
             c.port,
@@ -422,7 +429,7 @@ impl DnsStep<'_> {
     /// Sends one signed update made of `changes` (prerequisites and updates) and reads how
     /// it ended.
     fn update(&self, changes: &[String], ctx: &Context) -> (Update, Output) {
-        let c = self.cfg;
+        let c = self;
         let limit = ctx.left();
         let failed = |why: String| {
             let out = Output {
@@ -481,7 +488,7 @@ impl DnsStep<'_> {
     }
 
     fn prerequisite(&self, old_value: &str) -> String {
-        let c = self.cfg;
+        let c = self;
         format!(
             "prereq yxrrset {} IN {} {old_value}",
             c.service_host_name,
@@ -490,7 +497,7 @@ impl DnsStep<'_> {
     }
 
     fn switch_changes(&self, old_value: &str, new_value: &str) -> Vec<String> {
-        let c = self.cfg;
+        let c = self;
         let (name, rtype) = (&c.service_host_name, c.record.as_str());
         vec![
             self.prerequisite(old_value),
@@ -503,7 +510,7 @@ impl DnsStep<'_> {
     /// exactly `new_value` (a switch made before, by deadpool or by hand).
     fn already(&self, new_value: &str, ctx: &Context) -> (Result<(), String>, Output) {
         let (answer, out) = self.at_primary(ctx);
-        let rtype = self.cfg.record.as_str();
+        let rtype = self.record.as_str();
         let verdict = match answer {
             Ok(a) if a.values() == [new_value] => Ok(()),
             Ok(a) => Err(a.describe(rtype)),
@@ -529,7 +536,7 @@ impl DnsStep<'_> {
     }
 
     fn server_label(&self) -> String {
-        host_label(&self.cfg.server, self.cfg.port)
+        host_label(&self.server, self.port)
     }
 }
 
@@ -541,9 +548,53 @@ fn host_label(host: &str, port: u16) -> String {
     }
 }
 
-impl Protocol for DnsStep<'_> {
+impl Protocol for Dns {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    /// The zone's SOA, the TSIG key, the record.
+    fn probed_by_check_config(&self) -> bool {
+        true
+    }
+
+    /// What the update will reach, and the tools it needs on this host.
+    fn notes(&self, at: &str, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+        let verify = if self.verify_servers.is_empty() {
+            String::new()
+        } else {
+            let servers: Vec<String> = self
+                .verify_servers
+                .iter()
+                .map(|(h, p)| format!("{h}:{p}"))
+                .collect();
+            format!("; readiness also asks {}", servers.join(", "))
+        };
+        lines.push(format!(
+            "{at} (dns): {} {} at {}:{} (zone {}), TSIG key {} ({}), TTL {}s (warning above {}s); primary -> {}, secondary -> {}{verify}",
+            self.service_host_name,
+            self.record.as_str(),
+            self.server,
+            self.port,
+            self.zone,
+            self.tsig.name,
+            self.tsig.algorithm,
+            self.ttl,
+            self.max_ttl,
+            self.values.primary,
+            self.values.secondary,
+        ));
+        for tool in ["nsupdate", "dig"] {
+            if !in_path(tool) {
+                warnings.push(format!(
+                    "{at}: `{tool}` is not in $PATH; install bind9-dnsutils"
+                ));
+            }
+        }
+    }
+
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
-        let c = self.cfg;
+        let c = self;
         let host = self.server_label();
         let (old, new) = (
             self.value_of(ctx, ctx.old_primary),
@@ -622,7 +673,7 @@ impl Protocol for DnsStep<'_> {
     }
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
-        let c = self.cfg;
+        let c = self;
         let host = self.server_label();
         let (old, new) = (
             self.value_of(ctx, ctx.old_primary),
@@ -681,7 +732,7 @@ impl Protocol for DnsStep<'_> {
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
-        let c = self.cfg;
+        let c = self;
         let (active, standby) = (
             self.value_of(ctx, ctx.old_primary),
             self.value_of(ctx, ctx.new_primary),
@@ -716,7 +767,7 @@ impl Protocol for DnsStep<'_> {
     }
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
-        let c = self.cfg;
+        let c = self;
         let (old, new) = (
             self.value_of(ctx, ctx.old_primary),
             self.value_of(ctx, ctx.new_primary),
@@ -736,8 +787,9 @@ impl Protocol for DnsStep<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::table::{DnsRecord, Tsig};
     use super::*;
-    use crate::config::{DnsRecord, PerServer, Tsig};
+    use crate::protocol::PerServer;
 
     fn cfg() -> Dns {
         Dns {
