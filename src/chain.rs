@@ -29,29 +29,7 @@ pub struct Options<'a> {
     pub sessions: Option<&'a Sessions>,
 }
 
-/// Whether a person forces the chain past an old primary that answers with errors
-/// (`promote --force`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Force {
-    #[default]
-    No,
-    PastOldPrimaryErrors,
-}
-
-impl Force {
-    /// `PastOldPrimaryErrors` when `--force` was given.
-    pub fn when(forced: bool) -> Force {
-        if forced {
-            Force::PastOldPrimaryErrors
-        } else {
-            Force::No
-        }
-    }
-
-    fn is_on(self) -> bool {
-        self == Force::PastOldPrimaryErrors
-    }
-}
+pub use crate::protocol::Force;
 
 /// Runs every step's preflight, all at once and all of them even after a failure (the
 /// report shows every problem), all finished before anything changes. Returns the results
@@ -67,9 +45,10 @@ pub fn preflight(
             .map(|index| {
                 s.spawn(move || {
                     let ctx = Context {
-                        force: opts.force.is_on(),
+                        force: opts.force,
                         sessions: opts.sessions,
-                        ..context(pool, index, from, to, opts.dry_run)
+                        dry_run: opts.dry_run,
+                        ..context(pool, index, from, to)
                     };
                     protocol::run(Action::Preflight, &ctx)
                 })
@@ -99,14 +78,14 @@ pub fn preflight(
     (results, verdict)
 }
 
-pub fn context(pool: &Pool, index: usize, from: Role, to: Role, dry_run: bool) -> Context<'_> {
+pub fn context(pool: &Pool, index: usize, from: Role, to: Role) -> Context<'_> {
     Context {
         pool: pool.view(),
         step: &pool.steps[index],
         old_primary: pool.address(from),
         new_primary: pool.address(to),
-        dry_run,
-        force: false,
+        dry_run: false,
+        force: Force::No,
         sessions: None,
         deadline: Instant::now() + pool.steps[index].timeout,
     }
@@ -117,7 +96,7 @@ pub fn context(pool: &Pool, index: usize, from: Role, to: Role, dry_run: bool) -
 pub fn logins(pool: &Pool, from: Role, to: Role) -> Vec<(String, crate::settings::SshSettings)> {
     let mut all: Vec<(String, crate::settings::SshSettings)> = Vec::new();
     for index in 0..pool.steps.len() {
-        let ctx = context(pool, index, from, to, false);
+        let ctx = context(pool, index, from, to);
         for (host, ssh) in protocol::protocol(ctx.step).logins(&ctx) {
             if !all
                 .iter()
@@ -383,9 +362,9 @@ fn run_step<'a>(
     });
     let step_clock = Instant::now();
     let ctx = Context {
-        force: run.force.is_on(),
+        force: run.force,
         sessions: run.sessions,
-        ..context(pool, index, to.other(), to, false)
+        ..context(pool, index, to.other(), to)
     };
     let hosts = protocol::run(Action::Promote, &ctx);
     let took = step_clock.elapsed();

@@ -17,7 +17,7 @@ pub fn check(pool: &Pool, active: Role) -> Vec<Vec<protocol::HostResult>> {
         let handles: Vec<_> = (0..pool.steps.len())
             .map(|index| {
                 s.spawn(move || {
-                    let ctx = chain::context(pool, index, active, active.other(), false);
+                    let ctx = chain::context(pool, index, active, active.other());
                     protocol::run(Action::Check, &ctx)
                 })
             })

@@ -212,7 +212,10 @@ fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
         if !step.kind.get().probed_by_check_config() {
             continue;
         }
-        let ctx = chain::context(pool, index, active, active.other(), true);
+        let ctx = crate::protocol::Context {
+            dry_run: true,
+            ..chain::context(pool, index, active, active.other())
+        };
 
         for h in crate::protocol::run(crate::protocol::Action::Preflight, &ctx) {
             probes.push(Probe {

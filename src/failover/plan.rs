@@ -58,7 +58,10 @@ pub fn plan_steps(pool: &Pool, from: Role, to: Role) -> FailoverPlan {
         .into_iter()
         .map(|(index, hosts)| {
             let step = &pool.steps[index];
-            let ctx = chain::context(pool, index, from, to, true);
+            let ctx = crate::protocol::Context {
+                dry_run: true,
+                ..chain::context(pool, index, from, to)
+            };
             PlannedStep {
                 index: index + 1,
                 name: step.name.clone(),

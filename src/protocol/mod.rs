@@ -229,6 +229,31 @@ impl Action {
     }
 }
 
+/// Whether a person forces the chain past an old primary that answers with errors
+/// (`promote --force`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Force {
+    #[default]
+    No,
+    PastOldPrimaryErrors,
+}
+
+impl Force {
+    /// `PastOldPrimaryErrors` when `--force` was given.
+    pub fn when(forced: bool) -> Force {
+        if forced {
+            Force::PastOldPrimaryErrors
+        } else {
+            Force::No
+        }
+    }
+
+    /// Whether the step may go ahead around an old primary that answers with errors.
+    pub fn is_on(self) -> bool {
+        self == Force::PastOldPrimaryErrors
+    }
+}
+
 /// What a step acts on: the pool, and which server is being left and which is taking over.
 /// For `check` and `preflight` these describe the failover that would happen next.
 #[derive(Debug, Clone, Copy)]
@@ -240,7 +265,7 @@ pub struct Context<'a> {
     pub dry_run: bool,
     /// A person asked (`promote --force`) to go ahead around an old primary that answers
     /// with errors; without it such an old primary fails the step (SPEC 6.3).
-    pub force: bool,
+    pub force: Force,
     /// SSH sessions kept for a failover, reused by every step on the same host.
     pub sessions: Option<&'a crate::ssh::Sessions>,
     /// One deadline for the whole action of this step (SPEC 6, 2d): every call inside it,

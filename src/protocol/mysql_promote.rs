@@ -262,7 +262,7 @@ impl Protocol for MysqlPromote {
                     ctx.old_primary
                 ));
             }
-            Err(f) => match without_old_primary(&f, ctx.old_primary, ctx.force) {
+            Err(f) => match without_old_primary(&f, ctx.old_primary, ctx.force.is_on()) {
                 Ok(note) => log.note(format!("{note}; it will be left alone")),
                 Err(why) => return vec![log.done(Status::Critical, why)],
             },
@@ -358,7 +358,7 @@ fn promote(step: &MysqlPromote, ctx: &Context, deadline: Instant) -> HostResult 
             }
         }
         Err(f) => {
-            match without_old_primary(&f, old, ctx.force) {
+            match without_old_primary(&f, old, ctx.force.is_on()) {
                 Ok(note) => log.note(format!("{note}; promoting without it")),
                 Err(why) => return log.done(Status::Critical, why),
             }

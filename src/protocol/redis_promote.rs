@@ -215,7 +215,7 @@ impl Protocol for RedisPromote {
                 Status::Ok,
                 format!("old primary {old} answers; its writes will be paused first"),
             ),
-            Err(f) => match without_old_primary(&f, old, ctx.force) {
+            Err(f) => match without_old_primary(&f, old, ctx.force.is_on()) {
                 Ok(note) => (Status::Ok, format!("{note}; it will be left alone")),
                 Err(why) => (Status::Critical, why),
             },
@@ -241,7 +241,7 @@ impl Protocol for RedisPromote {
         let mut without = String::new();
         let mut old_client = match self.reach_old(ctx) {
             Ok(c) => Some(c),
-            Err(f) => match without_old_primary(&f, old, ctx.force) {
+            Err(f) => match without_old_primary(&f, old, ctx.force.is_on()) {
                 Ok(note) => {
                     notes.push(format!("{note}; promoting without it"));
                     without = note;

@@ -251,7 +251,7 @@ echo \"holder=$holder old=$old\"",
             released.stdout.trim(),
             old,
             &describe(&released),
-            ctx.force,
+            ctx.force.is_on(),
         ) {
             Ok(note) => note,
             Err(why) => {
