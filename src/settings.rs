@@ -1,6 +1,6 @@
-//! The shared vocabulary of the configuration: hosts, SSH settings, secrets and durations.
-//! Plain data and pure parsing, used by every kind of monitor and step; it imports nothing
-//! of deadpool's own, so any module may use it.
+//! The shared vocabulary of the configuration: hosts, SSH settings, secrets, durations and
+//! what a `tls` table says. Plain data and pure parsing, used by every kind of monitor and
+//! step; it imports nothing of deadpool's own, so any module may use it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -200,4 +200,14 @@ pub fn format_duration(d: Duration) -> String {
         }
     }
     format!("{us}us")
+}
+
+/// What a `tls` table says, paths already relative to the config dir.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    pub ca_file: Option<PathBuf>,
+    pub verify: Option<String>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
 }

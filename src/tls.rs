@@ -45,15 +45,7 @@ impl Verify {
     }
 }
 
-/// What a `tls` table says, paths already relative to the config dir.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    pub ca_file: Option<PathBuf>,
-    pub verify: Option<String>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub server_name: Option<String>,
-}
+use crate::settings::TlsSettings as Settings;
 
 /// A checked `tls` table: the CA certificates parsed, the client certificate and key
 /// matched and held in memory (never written to disk).

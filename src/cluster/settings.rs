@@ -102,7 +102,7 @@ fn tls(
         return Ok(None);
     }
     let path = |v: Option<String>| v.map(|v| dir.join(v));
-    crate::tls::Tls::load(crate::tls::Settings {
+    crate::tls::Tls::load(crate::settings::TlsSettings {
         ca_file: path(ca_file),
         verify: None,
         cert_file: path(cert_file),

@@ -78,7 +78,7 @@ pub fn load_tls(dir: &Path, raw: RawTls) -> Result<Tls, String> {
         Some(v) => Ok(Some(dir.join(v))),
         None => Ok(None),
     };
-    crate::tls::Tls::load(crate::tls::Settings {
+    crate::tls::Tls::load(crate::settings::TlsSettings {
         ca_file: path(raw.ca_file, "ca_file")?,
         verify: raw.verify,
         cert_file: path(raw.cert_file, "cert_file")?,
