@@ -157,7 +157,9 @@ fn check_ssh(config: &Config, warnings: &mut Vec<String>) -> Result<()> {
                     .map(|p| format!("{p} (needed once a step uses SSH)")),
             );
         } else if let Some(first) = problems.into_iter().next() {
-            return Err(crate::error::Error::Config(first).into());
+            return Err(
+                crate::error::Error::Config(crate::error::ConfigError::plain(first)).into(),
+            );
         }
     }
     Ok(())

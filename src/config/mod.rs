@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::Error;
+use crate::error::{ConfigError, Error, Problem};
 pub use crate::settings::{
     SshAuth, SshSettings, format_duration, is_safe_name, parse_duration, validate_host,
 };
 pub use load::check_secret_file;
-use load::{
-    RawSsh, duration_or, line_of, line_suffix, lines_of, read_file, ssh_settings, toml_msg,
-};
+use load::{RawSsh, duration_or, line_of, lines_of, read_file, ssh_settings, toml_error};
 
 pub const DEFAULT_DIR: &str = "/etc/deadpool";
 
@@ -165,55 +163,45 @@ impl Config {
             &main_file,
             "run `deadpool init` to write an example config dir",
         )?;
-        let raw: RawInstance = toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {}", main_file.display(), toml_msg(&e))))?;
-        let at = |key: &str| format!("{}: key `{key}`", main_file.display());
+        let raw: RawInstance = toml::from_str(&text).map_err(|e| toml_error(&main_file, &e))?;
+        let err = |p: Problem| Error::Config(ConfigError::in_file(&main_file, p));
 
         let state_dir = match raw.state_dir.as_deref() {
             None => PathBuf::from("/var/lib/deadpool"),
-            Some("") => {
-                return Err(Error::Config(format!(
-                    "{}: expected a directory path",
-                    at("state_dir")
-                )));
-            }
+            Some("") => return Err(err(Problem::at("state_dir", "expected a directory path"))),
             Some(p) => dir.join(p),
         };
-        let tick_interval = duration_or(&raw.tick_interval, "5s", &at("tick_interval"))?;
-        let system_check_interval = duration_or(
-            &raw.system_check_interval,
-            "30s",
-            &at("system_check_interval"),
-        )?;
+        let tick_interval = duration_or(&raw.tick_interval, "5s", "tick_interval").map_err(err)?;
+        let system_check_interval =
+            duration_or(&raw.system_check_interval, "30s", "system_check_interval").map_err(err)?;
         let stale_warning = match &raw.stale_warning {
-            Some(v) => parse_duration(v)
-                .map_err(|e| Error::Config(format!("{}: {e}", at("stale_warning"))))?,
+            Some(v) => parse_duration(v).map_err(|e| err(Problem::at("stale_warning", e)))?,
             None => tick_interval * 3,
         };
         let stale_critical = match &raw.stale_critical {
-            Some(v) => parse_duration(v)
-                .map_err(|e| Error::Config(format!("{}: {e}", at("stale_critical"))))?,
+            Some(v) => parse_duration(v).map_err(|e| err(Problem::at("stale_critical", e)))?,
             None => tick_interval * 10,
         };
         if stale_critical < stale_warning {
-            return Err(Error::Config(format!(
-                "{}: stale_critical ({}) must not be shorter than stale_warning ({})",
-                main_file.display(),
+            return Err(err(Problem::new(format!(
+                "stale_critical ({}) must not be shorter than stale_warning ({})",
                 format_duration(stale_critical),
                 format_duration(stale_warning)
-            )));
+            ))));
         }
         let history_retention =
-            duration_or(&raw.history_retention, "90d", &at("history_retention"))?;
+            duration_or(&raw.history_retention, "90d", "history_retention").map_err(err)?;
+        let in_table = |table: &str, p: Problem| {
+            Error::Config(ConfigError::in_file(&main_file, p).in_table(table, None))
+        };
         let ssh = ssh_settings(dir, raw.ssh.unwrap_or_default(), None)
-            .map_err(|e| Error::Config(format!("{}: [ssh]: {e}", main_file.display())))?;
+            .map_err(|p| in_table("[ssh]", p))?;
 
         let cluster = match raw.cluster {
             None => None,
             Some(table) => Some(
-                crate::cluster::settings::Settings::parse(dir, table, tick_interval).map_err(
-                    |e| Error::Config(format!("{}: [cluster]: {e}", main_file.display())),
-                )?,
+                crate::cluster::settings::Settings::parse(dir, table, tick_interval)
+                    .map_err(|p| in_table("[cluster]", p))?,
             ),
         };
         let pools = load_pools(dir, &ssh)?;
@@ -229,9 +217,9 @@ impl Config {
                 None => None,
                 Some(p) if p.ends_with(".prom") => Some(dir.join(p)),
                 Some(p) => {
-                    return Err(Error::Config(format!(
-                        "{}: key `prometheus_textfile`: `{p}`: node_exporter reads only files ending in .prom",
-                        main_file.display()
+                    return Err(err(Problem::at(
+                        "prometheus_textfile",
+                        format!("`{p}`: node_exporter reads only files ending in .prom"),
                     )));
                 }
             },
@@ -330,8 +318,8 @@ fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
     match std::fs::read_dir(&pools_dir) {
         Ok(entries) => {
             for entry in entries {
-                let entry =
-                    entry.map_err(|e| Error::Config(format!("{}: {e}", pools_dir.display())))?;
+                let entry = entry
+                    .map_err(|e| Error::Config(ConfigError::in_file(&pools_dir, e.to_string())))?;
                 let path = entry.path();
                 if path.extension().is_some_and(|e| e == "toml") {
                     files.push(path);
@@ -339,18 +327,25 @@ fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::Config(format!("{}: {e}", pools_dir.display()))),
+        Err(e) => {
+            return Err(Error::Config(ConfigError::in_file(
+                &pools_dir,
+                e.to_string(),
+            )));
+        }
     }
     files.sort();
     let mut pools: Vec<Pool> = Vec::new();
     for file in files {
         let pool = load_pool(dir, &file, ssh)?;
         if let Some(other) = pools.iter().find(|p| p.name == pool.name) {
-            return Err(Error::Config(format!(
-                "{}: pool name `{}` is already used by {}; pool names must be unique (set `name` in one of them)",
-                file.display(),
-                pool.name,
-                other.file.display()
+            return Err(Error::Config(ConfigError::in_file(
+                &file,
+                format!(
+                    "pool name `{}` is already used by {}; pool names must be unique (set `name` in one of them)",
+                    pool.name,
+                    other.file.display()
+                ),
             )));
         }
         pools.push(pool);
@@ -360,10 +355,9 @@ fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
 
 fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> {
     let text = read_file(file, "")?;
-    let raw: RawPool = toml::from_str(&text)
-        .map_err(|e| Error::Config(format!("{}: {}", file.display(), toml_msg(&e))))?;
+    let raw: RawPool = toml::from_str(&text).map_err(|e| toml_error(file, &e))?;
     let err =
-        |key: &str, msg: String| Error::Config(format!("{}: key `{key}`: {msg}", file.display()));
+        |key: &str, msg: String| Error::Config(ConfigError::in_file(file, Problem::at(key, msg)));
 
     let name = match raw.name.clone() {
         Some(n) => n,
@@ -394,12 +388,8 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
     let (max_failed_checks, down_for, recheck_interval) =
         failover_threshold(&raw).map_err(|(key, m)| err(key, m))?;
     let monitor_line = line_of(&text, |l| l == "[monitor]");
-    let monitor = crate::monitor::load(dir, raw.monitor).map_err(|m| {
-        Error::Config(format!(
-            "{}: [monitor]{}: {m}",
-            file.display(),
-            line_suffix(monitor_line)
-        ))
+    let monitor = crate::monitor::load(dir, raw.monitor).map_err(|p| {
+        Error::Config(ConfigError::in_file(file, p).in_table("[monitor]", monitor_line))
     })?;
     let steps = load_steps(
         dir,
@@ -490,22 +480,23 @@ fn load_steps(
     let cx = step_load_context(dir, ssh, servers, monitor);
     let mut steps = Vec::new();
     for (i, table) in tables.into_iter().enumerate() {
-        let step = crate::protocol::load(table, &cx).map_err(|m| {
-            Error::Config(format!(
-                "{}: [[protocol]] {}{}: {m}",
-                file.display(),
-                i + 1,
-                line_suffix(step_lines.get(i).copied())
-            ))
+        let step = crate::protocol::load(table, &cx).map_err(|p| {
+            let table = format!("[[protocol]] {}", i + 1);
+            Error::Config(ConfigError::in_file(file, p).in_table(table, step_lines.get(i).copied()))
         })?;
         steps.push(step);
     }
     if steps.iter().any(|s| s.kind.get().needs_ip_servers()) {
         for (key, host) in [("primary", servers.0), ("secondary", servers.1)] {
             if host.parse::<std::net::IpAddr>().is_err() {
-                return Err(Error::Config(format!(
-                    "{}: key `{key}`: `{host}`: an `etc_hosts` step writes addresses into hosts files, so the servers must be given as IP addresses",
-                    file.display()
+                return Err(Error::Config(ConfigError::in_file(
+                    file,
+                    Problem::at(
+                        key,
+                        format!(
+                            "`{host}`: an `etc_hosts` step writes addresses into hosts files, so the servers must be given as IP addresses"
+                        ),
+                    ),
                 )));
             }
         }
@@ -785,7 +776,8 @@ mod fuzz_tests {
             };
             match result {
                 Ok(()) => accepted += 1,
-                Err(Error::Config(m)) => {
+                Err(Error::Config(e)) => {
+                    let m = e.to_string();
                     assert!(
                         m.contains(&*file.to_string_lossy()),
                         "case {case}: the message must name the file: {m}"
