@@ -142,17 +142,6 @@ impl Problem {
             text: self.text,
         }
     }
-
-    /// The same problem with the key's leading `prefix.` taken off (`tls.ca_file` becomes
-    /// `ca_file` where the keys of a `tls` table sit at the top of their table).
-    pub fn lifted(mut self, prefix: &str) -> Problem {
-        if let Some(key) = &self.key
-            && let Some(rest) = key.strip_prefix(prefix).and_then(|r| r.strip_prefix('.'))
-        {
-            self.key = Some(rest.to_string());
-        }
-        self
-    }
 }
 
 impl From<String> for Problem {
@@ -233,4 +222,47 @@ pub fn usage_exit(err: clap::Error, nagios: bool) -> ExitCode {
     }
     crate::log::preformatted(crate::log::Level::Error, &err.render().to_string());
     ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_error_writes_each_part_only_when_present() {
+        let e = ConfigError::in_file(
+            Path::new("/etc/deadpool/pools/db.toml"),
+            Problem::at("hosts", "expected at least one host"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "/etc/deadpool/pools/db.toml: key `hosts`: expected at least one host"
+        );
+        let e = e.in_table("[[protocol]] 2", Some(12));
+        assert_eq!(
+            e.to_string(),
+            "/etc/deadpool/pools/db.toml: [[protocol]] 2 (line 12): key `hosts`: expected at least one host"
+        );
+        let e =
+            ConfigError::in_file(Path::new("/x.toml"), "cannot read: gone").in_table("[ssh]", None);
+        assert_eq!(e.to_string(), "/x.toml: [ssh]: cannot read: gone");
+        assert_eq!(
+            ConfigError::plain("[ssh]: no key").to_string(),
+            "[ssh]: no key"
+        );
+        assert_eq!(
+            Error::Config(ConfigError::plain("x")).to_string(),
+            "invalid configuration: x"
+        );
+    }
+
+    #[test]
+    fn problems_nest_under_their_table() {
+        let p = Problem::at("user", "bad").under("ssh");
+        assert_eq!(p.key.as_deref(), Some("ssh.user"));
+        assert_eq!(p.to_string(), "key `ssh.user`: bad");
+        let p = Problem::new("set only one").under("ssh");
+        assert_eq!(p.to_string(), "key `ssh`: set only one");
+        assert_eq!(Problem::from("plain").to_string(), "plain");
+    }
 }

@@ -115,7 +115,6 @@ fn tls(
         server_name: None,
     })
     .map(Some)
-    .map_err(|p| p.lifted("tls"))
 }
 
 /// `user` and `password_file`: both or neither.

@@ -73,20 +73,24 @@ pub fn step_ssh(
 /// key (`tls.ca_file`, ...).
 pub fn load_tls(dir: &Path, raw: RawTls) -> Result<Tls, Problem> {
     let path = |value: Option<String>, key: &str| match value {
-        Some(v) if v.trim().is_empty() || v.contains('\0') => Err(Problem::at(
-            format!("tls.{key}"),
-            "expected the path of a PEM file",
-        )),
+        Some(v) if v.trim().is_empty() || v.contains('\0') => {
+            Err(Problem::at(key, "expected the path of a PEM file"))
+        }
         Some(v) => Ok(Some(dir.join(v))),
         None => Ok(None),
     };
-    crate::tls::Tls::load(crate::tls::Settings {
-        ca_file: path(raw.ca_file, "ca_file")?,
-        verify: raw.verify,
-        cert_file: path(raw.cert_file, "cert_file")?,
-        key_file: path(raw.key_file, "key_file")?,
-        server_name: raw.server_name,
-    })
+    let settings = || {
+        Ok(crate::tls::Settings {
+            ca_file: path(raw.ca_file, "ca_file")?,
+            verify: raw.verify,
+            cert_file: path(raw.cert_file, "cert_file")?,
+            key_file: path(raw.key_file, "key_file")?,
+            server_name: raw.server_name,
+        })
+    };
+    settings()
+        .and_then(crate::tls::Tls::load)
+        .map_err(|p| p.under("tls"))
 }
 
 /// The MySQL client checks the name the server is written by: a `server_name` cannot apply.

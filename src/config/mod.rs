@@ -705,6 +705,75 @@ mod tests {
         assert!(check_placeholders("awk '{print $1}'", &["pool"]).is_ok());
     }
 
+    /// Loads `text` as a pool file and returns the error it is refused with.
+    fn pool_error(text: &str) -> (PathBuf, ConfigError) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pools/db.toml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, text).unwrap();
+        let ssh = ssh_settings(dir.path(), RawSsh::default(), None).unwrap();
+        match load_pool(dir.path(), &file, &ssh) {
+            Err(Error::Config(e)) => (file, e),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    const POOL: &str = "primary = \"db1\"\nsecondary = \"db2\"\n\n[monitor]\ntype = \"tcp\"\nport = 22\n\n[[protocol]]\ntype = \"exec\"\nhosts = [\"local\"]\nexec_command = \"true\"\n";
+
+    #[test]
+    fn a_bad_step_key_is_placed_by_file_table_line_and_key() {
+        let (file, e) = pool_error(&format!(
+            "{POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = []\nexec_command = \"true\"\n"
+        ));
+        assert_eq!(e.file.as_deref(), Some(file.as_path()));
+        assert_eq!(e.table.as_deref(), Some("[[protocol]] 2"));
+        assert_eq!(e.line, Some(13));
+        assert_eq!(e.key.as_deref(), Some("hosts"));
+        assert_eq!(e.problem, "expected at least one host");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: [[protocol]] 2 (line 13): key `hosts`: expected at least one host",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_step_ssh_key_is_one_dotted_key() {
+        let (_, e) = pool_error(&format!(
+            "{POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"app1\"]\nexec_command = \"true\"\nssh = {{ user = \"a b\" }}\n"
+        ));
+        assert_eq!(e.table.as_deref(), Some("[[protocol]] 2"));
+        assert_eq!(e.key.as_deref(), Some("ssh.user"));
+        assert!(e.problem.starts_with("`a b`: expected a user name"), "{e}");
+    }
+
+    #[test]
+    fn monitor_and_pool_keys_and_toml_errors() {
+        let (_, e) =
+            pool_error("primary = \"db1\"\nsecondary = \"db2\"\n\n[monitor]\ntype = \"tcp\"\n");
+        assert_eq!(
+            (e.table.as_deref(), e.line, e.key.as_deref()),
+            (Some("[monitor]"), Some(4), Some("port"))
+        );
+        assert_eq!(e.problem, "a `tcp` monitor needs a port");
+        let (_, e) = pool_error(
+            "primary = \"db1\"\nsecondary = \"db1\"\n[monitor]\ntype = \"tcp\"\nport = 1\n",
+        );
+        assert_eq!((e.table, e.line), (None, None));
+        assert_eq!(e.key.as_deref(), Some("secondary"));
+        // toml's own message carries its line and column: it is the problem, after the file.
+        let (file, e) = pool_error("primary = \"db1\"\ncolour = 1\n");
+        assert_eq!((e.table, e.line, e.key), (None, None, None));
+        assert!(
+            e.problem.starts_with("TOML parse error at line"),
+            "{}",
+            e.problem
+        );
+        assert_eq!(e.file.as_deref(), Some(file.as_path()));
+    }
+
     #[test]
     fn hosts_are_validated() {
         assert!(validate_host("10.0.0.1").is_ok());

@@ -337,7 +337,9 @@ mod tests {
     #[test]
     fn unknown_keys_name_what_the_type_takes() {
         let dir = Path::new("/nonexistent");
-        let e = load(dir, table("type = \"tcp\"\nport = 1\ncommand = \"x\"")).unwrap_err().to_string();
+        let e = load(dir, table("type = \"tcp\"\nport = 1\ncommand = \"x\""))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "key `command` does not apply to a `tcp` monitor; a `tcp` monitor takes: port, timeout, confirm_from"
@@ -346,12 +348,15 @@ mod tests {
             dir,
             table("type = \"tcp\"\nport = 22\ntls = { ca_file = \"a\" }"),
         )
-        .unwrap_err().to_string();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.starts_with("key `tls` does not apply to a `tcp` monitor"),
             "{e}"
         );
-        let e = load(dir, table("type = \"memcached\"")).unwrap_err().to_string();
+        let e = load(dir, table("type = \"memcached\""))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "key `type`: unknown monitor type `memcached`, expected one of mysql, redis, tcp, nagios"
@@ -388,7 +393,8 @@ mod tests {
             dir,
             table("type = \"redis\"\ntls = { ca_file = \"a\", colour = 1 }"),
         )
-        .unwrap_err().to_string();
+        .unwrap_err()
+        .to_string();
         assert!(!e.contains("does not apply"), "{e}");
         assert!(e.contains("colour"), "{e}");
     }
@@ -456,7 +462,8 @@ mod tests {
             dir,
             table("type = \"nagios\"\ncommand = \"/bin/true\"\nconfirm_from = [\"app1\"]"),
         )
-        .unwrap_err().to_string();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("so this monitor needs `port`"), "{e}");
         let m = load(
             dir,
