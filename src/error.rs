@@ -34,7 +34,8 @@ impl Error {
 pub struct ConfigError {
     /// The file (or directory) at fault; `None` when the message names its place itself.
     pub file: Option<PathBuf>,
-    /// The table within the file: `[monitor]`, `[[protocol]] 2`, `[ssh]`, `[cluster]`.
+    /// The table within the file: `[monitor]`, `[[protocol]] 2`, `[ssh]`, `[cluster]`; or,
+    /// without a file, the settings at fault (`pool db: step `vip``).
     pub table: Option<String>,
     /// The line the table starts on.
     pub line: Option<usize>,

@@ -356,8 +356,7 @@ fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
 fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> {
     let text = read_file(file, "")?;
     let raw: RawPool = toml::from_str(&text).map_err(|e| toml_error(file, &e))?;
-    let err =
-        |key: &str, msg: String| Error::Config(ConfigError::in_file(file, Problem::at(key, msg)));
+    let err = |p: Problem| Error::Config(ConfigError::in_file(file, p));
 
     let name = match raw.name.clone() {
         Some(n) => n,
@@ -368,25 +367,24 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
             .into_owned(),
     };
     if !is_safe_name(&name) {
-        return Err(err(
+        return Err(err(Problem::at(
             "name",
             format!("pool name `{name}`: expected letters, digits, `-`, `_`, `.`"),
-        ));
+        )));
     }
     for (key, host) in [("primary", &raw.primary), ("secondary", &raw.secondary)] {
-        validate_host(host).map_err(|m| err(key, m))?;
+        validate_host(host).map_err(|m| err(Problem::at(key, m)))?;
     }
     if raw.primary == raw.secondary {
-        return Err(err(
+        return Err(err(Problem::at(
             "secondary",
             format!(
                 "`{}` is also the primary; a pool needs two different servers",
                 raw.secondary
             ),
-        ));
+        )));
     }
-    let (max_failed_checks, down_for, recheck_interval) =
-        failover_threshold(&raw).map_err(|(key, m)| err(key, m))?;
+    let (max_failed_checks, down_for, recheck_interval) = failover_threshold(&raw).map_err(err)?;
     let monitor_line = line_of(&text, |l| l == "[monitor]");
     let monitor = crate::monitor::load(dir, raw.monitor).map_err(|p| {
         Error::Config(ConfigError::in_file(file, p).in_table("[monitor]", monitor_line))
@@ -415,45 +413,41 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
 
 /// When the pool fails over: after `max_failed_checks` failed checks, or once the active
 /// server is down for `down_for` (re-checked every `recheck_interval`). Errors name the key.
-fn failover_threshold(
-    raw: &RawPool,
-) -> Result<(u32, Option<Duration>, Duration), (&'static str, String)> {
+fn failover_threshold(raw: &RawPool) -> Result<(u32, Option<Duration>, Duration), Problem> {
     let max_failed_checks = match raw.max_failed_checks {
         None => 3,
         Some(n) if (1..=1_000_000).contains(&n) => n as u32,
         Some(n) => {
-            return Err((
+            return Err(Problem::at(
                 "max_failed_checks",
                 format!("got {n}, expected a whole number of at least 1"),
             ));
         }
     };
     if raw.down_for.is_some() && raw.max_failed_checks.is_some() {
-        return Err((
+        return Err(Problem::at(
             "down_for",
-            "set either `max_failed_checks` (a count of ticks) or `down_for` (a time), not both"
-                .to_string(),
+            "set either `max_failed_checks` (a count of ticks) or `down_for` (a time), not both",
         ));
     }
     let down_for = match &raw.down_for {
         None => None,
-        Some(d) => Some(parse_duration(d).map_err(|m| ("down_for", m))?),
+        Some(d) => Some(parse_duration(d).map_err(|m| Problem::at("down_for", m))?),
     };
     if raw.recheck_interval.is_some() && down_for.is_none() {
-        return Err((
+        return Err(Problem::at(
             "recheck_interval",
-            "re-checks belong to `down_for`; set `down_for` too, or remove `recheck_interval`"
-                .to_string(),
+            "re-checks belong to `down_for`; set `down_for` too, or remove `recheck_interval`",
         ));
     }
     let recheck_interval = match &raw.recheck_interval {
         None => Duration::from_millis(250),
-        Some(d) => parse_duration(d).map_err(|m| ("recheck_interval", m))?,
+        Some(d) => parse_duration(d).map_err(|m| Problem::at("recheck_interval", m))?,
     };
     if let Some(d) = down_for
         && (recheck_interval < Duration::from_millis(50) || recheck_interval > d)
     {
-        return Err((
+        return Err(Problem::at(
             "recheck_interval",
             format!(
                 "got {}, expected at least 50ms and at most `down_for` ({})",
