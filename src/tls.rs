@@ -5,6 +5,7 @@
 //! the server: a certificate that cannot be trusted, or an alert, came from a live server;
 //! silence or a closed connection did not.
 
+use crate::error::Problem;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -76,17 +77,16 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// Checks and loads a `tls` table. Errors name the key (`tls.ca_file`, ...) and say
-    /// what to do.
-    pub fn load(s: Settings) -> Result<Tls, String> {
+    /// Checks and loads a `tls` table. Errors name the key within the table (`ca_file`,
+    /// ...; the caller nests it: `tls.ca_file`) and say what to do.
+    pub fn load(s: Settings) -> Result<Tls, Problem> {
         let verify = match &s.verify {
-            Some(v) => Verify::parse(v).map_err(|e| format!("key `tls.verify`: {e}"))?,
+            Some(v) => Verify::parse(v).map_err(|e| Problem::at("verify", e))?,
             None => Verify::Full,
         };
         let roots = match &s.ca_file {
             Some(path) => {
-                let certs =
-                    read_certificates(path).map_err(|e| format!("key `tls.ca_file`: {e}"))?;
+                let certs = read_certificates(path).map_err(|e| Problem::at("ca_file", e))?;
                 certs
                     .iter()
                     .map(|c| {
@@ -94,9 +94,12 @@ impl Tls {
                             .ok()
                             .and_then(|der| Certificate::from_der(&der).ok())
                             .ok_or_else(|| {
-                                format!(
-                                    "key `tls.ca_file`: {}: a certificate in it cannot be used",
-                                    path.display()
+                                Problem::at(
+                                    "ca_file",
+                                    format!(
+                                        "{}: a certificate in it cannot be used",
+                                        path.display()
+                                    ),
                                 )
                             })
                     })
@@ -107,14 +110,16 @@ impl Tls {
         let identity = match (&s.cert_file, &s.key_file) {
             (None, None) => None,
             (Some(_), None) => {
-                return Err(
-                    "key `tls.key_file`: a client certificate (`cert_file`) needs its key: set `key_file` too".into(),
-                );
+                return Err(Problem::at(
+                    "key_file",
+                    "a client certificate (`cert_file`) needs its key: set `key_file` too",
+                ));
             }
             (None, Some(_)) => {
-                return Err(
-                    "key `tls.cert_file`: a client key (`key_file`) needs its certificate: set `cert_file` too".into(),
-                );
+                return Err(Problem::at(
+                    "cert_file",
+                    "a client key (`key_file`) needs its certificate: set `cert_file` too",
+                ));
             }
             (Some(cert), Some(key)) => Some(Arc::new(client_identity(cert, key)?)),
         };
@@ -125,14 +130,18 @@ impl Tls {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
             if !ok {
-                return Err(format!(
-                    "key `tls.server_name`: `{name}` is not a host name or IP address"
+                return Err(Problem::at(
+                    "server_name",
+                    format!("`{name}` is not a host name or IP address"),
                 ));
             }
             if verify != Verify::Full {
-                return Err(format!(
-                    "key `tls.server_name`: with verify = \"{}\" no name is checked; remove server_name or use verify = \"full\"",
-                    verify.as_str()
+                return Err(Problem::at(
+                    "server_name",
+                    format!(
+                        "with verify = \"{}\" no name is checked; remove server_name or use verify = \"full\"",
+                        verify.as_str()
+                    ),
                 ));
             }
         }
@@ -240,40 +249,41 @@ fn read_certificates(path: &Path) -> Result<Vec<openssl::x509::X509>, String> {
 }
 
 /// The client certificate and its key, checked to belong together, as a PKCS#12 archive.
-fn client_identity(cert: &Path, key: &Path) -> Result<Vec<u8>, String> {
+fn client_identity(cert: &Path, key: &Path) -> Result<Vec<u8>, Problem> {
     let mut chain = read_certificates(cert)
-        .map_err(|e| format!("key `tls.cert_file`: {e}"))?
+        .map_err(|e| Problem::at("cert_file", e))?
         .into_iter();
     let leaf = chain.next().expect("at least one certificate");
-    crate::strict::secret(key).map_err(|e| format!("key `tls.key_file`: {e}"))?;
-    let pem =
-        std::fs::read(key).map_err(|e| format!("key `tls.key_file`: {}: {e}", key.display()))?;
+    crate::strict::secret(key).map_err(|e| Problem::at("key_file", e))?;
+    let pem = std::fs::read(key)
+        .map_err(|e| Problem::at("key_file", format!("{}: {e}", key.display())))?;
     let pkey = openssl::pkey::PKey::private_key_from_pem(&pem).map_err(|_| {
-        format!(
-            "key `tls.key_file`: {}: not a PEM private key (an encrypted key cannot be used)",
-            key.display()
+        Problem::at(
+            "key_file",
+            format!(
+                "{}: not a PEM private key (an encrypted key cannot be used)",
+                key.display()
+            ),
         )
     })?;
     let mut builder = openssl::pkcs12::Pkcs12::builder();
     builder.name("deadpool").pkey(&pkey).cert(&leaf);
-    let mut stack =
-        openssl::stack::Stack::new().map_err(|e| format!("key `tls.cert_file`: {e}"))?;
+    let mut stack = openssl::stack::Stack::new().map_err(|e| Problem::at("cert_file", e))?;
     for c in chain {
-        stack
-            .push(c)
-            .map_err(|e| format!("key `tls.cert_file`: {e}"))?;
+        stack.push(c).map_err(|e| Problem::at("cert_file", e))?;
     }
     builder.ca(stack);
     let archive = builder.build2("").map_err(|_| {
-        format!(
-            "key `tls.key_file`: {} is not the key of the certificate in {}",
-            key.display(),
-            cert.display()
+        Problem::at(
+            "key_file",
+            format!(
+                "{} is not the key of the certificate in {}",
+                key.display(),
+                cert.display()
+            ),
         )
     })?;
-    archive
-        .to_der()
-        .map_err(|e| format!("key `tls.cert_file`: {e}"))
+    archive.to_der().map_err(|e| Problem::at("cert_file", e))
 }
 
 /// Why a handshake failed, sorted by what it says about the server.

@@ -1,6 +1,7 @@
 //! The `[cluster]` table of deadpool.toml, validated into [`Settings`]. `config` imports it,
 //! so it imports nothing above the shared vocabulary: `settings`, `config::load`, `tls`.
 
+use crate::error::Problem;
 use std::path::Path;
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ impl Settings {
         dir: &Path,
         table: toml::Table,
         tick_interval: Duration,
-    ) -> Result<Settings, String> {
+    ) -> Result<Settings, Problem> {
         let raw: RawCluster = table
             .try_into()
             .map_err(|e: toml::de::Error| e.message().to_string())?;
@@ -63,9 +64,9 @@ impl Settings {
 }
 
 /// The `etcd` endpoints as `host:port`, and whether they speak https (all or none do).
-fn endpoints(urls: &[String]) -> Result<(Vec<String>, bool), String> {
+fn endpoints(urls: &[String]) -> Result<(Vec<String>, bool), Problem> {
     if urls.is_empty() {
-        return Err("key `etcd`: expected at least one endpoint URL".to_string());
+        return Err(Problem::at("etcd", "expected at least one endpoint URL"));
     }
     let parsed = urls
         .iter()
@@ -73,7 +74,10 @@ fn endpoints(urls: &[String]) -> Result<(Vec<String>, bool), String> {
         .collect::<Result<Vec<_>, _>>()?;
     let https = parsed.iter().filter(|(tls, _)| *tls).count();
     if https != 0 && https != parsed.len() {
-        return Err("key `etcd`: mixes http:// and https:// endpoints; use one".to_string());
+        return Err(Problem::at(
+            "etcd",
+            "mixes http:// and https:// endpoints; use one",
+        ));
     }
     Ok((parsed.into_iter().map(|(_, ep)| ep).collect(), https > 0))
 }
@@ -86,7 +90,7 @@ fn tls(
     ca_file: Option<String>,
     cert_file: Option<String>,
     key_file: Option<String>,
-) -> Result<Option<crate::tls::Tls>, String> {
+) -> Result<Option<crate::tls::Tls>, Problem> {
     if !https {
         for (key, set) in [
             ("ca_file", ca_file.is_some()),
@@ -94,8 +98,9 @@ fn tls(
             ("key_file", key_file.is_some()),
         ] {
             if set {
-                return Err(format!(
-                    "key `{key}`: TLS settings need https:// endpoints in `etcd`"
+                return Err(Problem::at(
+                    key,
+                    "TLS settings need https:// endpoints in `etcd`",
                 ));
             }
         }
@@ -110,7 +115,6 @@ fn tls(
         server_name: None,
     })
     .map(Some)
-    .map_err(|e| e.replace("key `tls.", "key `"))
 }
 
 /// `user` and `password_file`: both or neither.
@@ -118,42 +122,48 @@ fn auth(
     dir: &Path,
     user: Option<String>,
     password_file: Option<String>,
-) -> Result<Option<(String, crate::settings::Secret)>, String> {
+) -> Result<Option<(String, crate::settings::Secret)>, Problem> {
     match (user, password_file) {
         (None, None) => Ok(None),
         (Some(user), Some(file)) => Ok(Some((
             user,
             crate::config::load::load_secret(dir, &file)
-                .map_err(|e| format!("key `password_file`: {e}"))?,
+                .map_err(|e| Problem::at("password_file", e))?,
         ))),
-        (Some(_), None) => Err("key `password_file`: `user` needs its password file".to_string()),
-        (None, Some(_)) => {
-            Err("key `user`: `password_file` needs the user it belongs to".to_string())
-        }
+        (Some(_), None) => Err(Problem::at(
+            "password_file",
+            "`user` needs its password file",
+        )),
+        (None, Some(_)) => Err(Problem::at(
+            "user",
+            "`password_file` needs the user it belongs to",
+        )),
     }
 }
 
 /// This member's name: `name`, or the host name.
-fn name(name: Option<String>) -> Result<String, String> {
+fn name(name: Option<String>) -> Result<String, Problem> {
     let name = name.unwrap_or_else(host_name);
     if name.is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
-        return Err(format!(
-            "key `name`: `{name}`: expected letters, digits, `-`, `_` or `.`"
+        return Err(Problem::at(
+            "name",
+            format!("`{name}`: expected letters, digits, `-`, `_` or `.`"),
         ));
     }
     Ok(name)
 }
 
 /// The key path every key of this instance lives under (default `/deadpool`).
-fn prefix(prefix: Option<String>) -> Result<String, String> {
+fn prefix(prefix: Option<String>) -> Result<String, Problem> {
     let prefix = prefix.unwrap_or_else(|| "/deadpool".to_string());
     if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains("//") {
-        return Err(format!(
-            "key `prefix`: `{prefix}`: expected a key path such as /deadpool/prod"
+        return Err(Problem::at(
+            "prefix",
+            format!("`{prefix}`: expected a key path such as /deadpool/prod"),
         ));
     }
     Ok(prefix)
@@ -161,29 +171,33 @@ fn prefix(prefix: Option<String>) -> Result<String, String> {
 
 /// `lease_ttl`: whole seconds, longer than two ticks (default: two ticks and a second, at
 /// least 10s).
-fn lease_ttl(value: Option<String>, tick_interval: Duration) -> Result<Duration, String> {
+fn lease_ttl(value: Option<String>, tick_interval: Duration) -> Result<Duration, Problem> {
     let lease_ttl = match value {
-        Some(v) => parse_duration(&v).map_err(|e| format!("key `lease_ttl`: {e}"))?,
+        Some(v) => parse_duration(&v).map_err(|e| Problem::at("lease_ttl", e))?,
         None => (tick_interval * 2 + Duration::from_secs(1)).max(Duration::from_secs(10)),
     };
     if lease_ttl <= tick_interval * 2 || lease_ttl.subsec_nanos() != 0 {
-        return Err(format!(
-            "key `lease_ttl`: {} must be whole seconds and longer than 2 x tick_interval ({})",
-            format_duration(lease_ttl),
-            format_duration(tick_interval * 2)
+        return Err(Problem::at(
+            "lease_ttl",
+            format!(
+                "{} must be whole seconds and longer than 2 x tick_interval ({})",
+                format_duration(lease_ttl),
+                format_duration(tick_interval * 2)
+            ),
         ));
     }
     Ok(lease_ttl)
 }
 
 /// `http://host:port` -> (false, `host:port`); `https://` -> (true, ...).
-fn endpoint(url: &str) -> Result<(bool, String), String> {
+fn endpoint(url: &str) -> Result<(bool, String), Problem> {
     let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
         (Some(rest), _) => (false, rest),
         (_, Some(rest)) => (true, rest),
         _ => {
-            return Err(format!(
-                "key `etcd`: `{url}`: expected http://HOST:PORT or https://HOST:PORT"
+            return Err(Problem::at(
+                "etcd",
+                format!("`{url}`: expected http://HOST:PORT or https://HOST:PORT"),
             ));
         }
     };
@@ -192,7 +206,10 @@ fn endpoint(url: &str) -> Result<(bool, String), String> {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
             Ok((tls, rest.to_string()))
         }
-        _ => Err(format!("key `etcd`: `{url}`: expected http://HOST:PORT")),
+        _ => Err(Problem::at(
+            "etcd",
+            format!("`{url}`: expected http://HOST:PORT"),
+        )),
     }
 }
 
@@ -258,7 +275,7 @@ mod tests {
                 "nope",
             ),
         ] {
-            let e = Settings::parse(dir, t(text), five).unwrap_err();
+            let e = Settings::parse(dir, t(text), five).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
         }
     }

@@ -11,7 +11,7 @@ use crate::config::{self, Config, Pool, format_duration};
 use crate::model::Status;
 use crate::monitor::{self, Health};
 
-use crate::error::Outcome;
+use crate::error::{ConfigError, Outcome};
 
 pub fn run(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     let result = check(dir, args);
@@ -135,28 +135,27 @@ fn check_ssh(config: &Config, warnings: &mut Vec<String>) -> Result<()> {
         if let config::SshAuth::Key(key) = &ssh.auth {
             if !key.exists() {
                 problems.push(format!(
-                    "{who}: identity_file {} does not exist; create it with `ssh-keygen -t ed25519 -N '' -f {}` and install its .pub on the clients",
+                    "identity_file {} does not exist; create it with `ssh-keygen -t ed25519 -N '' -f {}` and install its .pub on the clients",
                     key.display(),
                     key.display()
                 ));
             } else if let Err(e) = config::check_secret_file(key) {
-                problems.push(format!("{who}: identity_file: {e}"));
+                problems.push(format!("identity_file: {e}"));
             }
         }
         if !ssh.known_hosts.exists() {
             problems.push(format!(
-                "{who}: known_hosts {} does not exist; add each client's key with `ssh-keyscan -t ed25519 HOST >> {}` after checking it",
+                "known_hosts {} does not exist; add each client's key with `ssh-keyscan -t ed25519 HOST >> {}` after checking it",
                 ssh.known_hosts.display(),
                 ssh.known_hosts.display()
             ));
         }
+        let mut problems = problems
+            .into_iter()
+            .map(|p| ConfigError::plain(p).in_table(who.as_str(), None));
         if !in_use {
-            warnings.extend(
-                problems
-                    .into_iter()
-                    .map(|p| format!("{p} (needed once a step uses SSH)")),
-            );
-        } else if let Some(first) = problems.into_iter().next() {
+            warnings.extend(problems.map(|p| format!("{p} (needed once a step uses SSH)")));
+        } else if let Some(first) = problems.next() {
             return Err(crate::error::Error::Config(first).into());
         }
     }

@@ -1,14 +1,15 @@
 //! Loading helpers shared by the instance, the pools and every kind of monitor and step:
 //! secret files, `ssh` and `tls` tables, host lists, programs, and TOML messages. Errors are
-//! plain text naming the key; the caller adds the file and the table.
+//! [`Problem`]s naming the key; the caller adds the file and the table.
 
+use crate::error::Problem;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
 use crate::settings::{Host, Secret, SshAuth, SshSettings, is_safe_name, parse_duration};
 use crate::tls::Tls;
 
@@ -61,55 +62,63 @@ pub fn step_ssh(
     dir: &Path,
     raw: Option<RawSsh>,
     defaults: &SshSettings,
-) -> Result<SshSettings, String> {
+) -> Result<SshSettings, Problem> {
     match raw {
         None => Ok(defaults.clone()),
-        Some(raw) => ssh_settings(dir, raw, Some(defaults)).map_err(|e| format!("ssh: {e}")),
+        Some(raw) => ssh_settings(dir, raw, Some(defaults)).map_err(|e| e.under("ssh")),
     }
 }
 
 /// A `tls` table checked and loaded; paths are relative to the config dir. Errors name the
 /// key (`tls.ca_file`, ...).
-pub fn load_tls(dir: &Path, raw: RawTls) -> Result<Tls, String> {
+pub fn load_tls(dir: &Path, raw: RawTls) -> Result<Tls, Problem> {
     let path = |value: Option<String>, key: &str| match value {
         Some(v) if v.trim().is_empty() || v.contains('\0') => {
-            Err(format!("key `tls.{key}`: expected the path of a PEM file"))
+            Err(Problem::at(key, "expected the path of a PEM file"))
         }
         Some(v) => Ok(Some(dir.join(v))),
         None => Ok(None),
     };
-    crate::tls::Tls::load(crate::settings::TlsSettings {
-        ca_file: path(raw.ca_file, "ca_file")?,
-        verify: raw.verify,
-        cert_file: path(raw.cert_file, "cert_file")?,
-        key_file: path(raw.key_file, "key_file")?,
-        server_name: raw.server_name,
-    })
+    let settings = || {
+        Ok(crate::settings::TlsSettings {
+            ca_file: path(raw.ca_file, "ca_file")?,
+            verify: raw.verify,
+            cert_file: path(raw.cert_file, "cert_file")?,
+            key_file: path(raw.key_file, "key_file")?,
+            server_name: raw.server_name,
+        })
+    };
+    settings()
+        .and_then(crate::tls::Tls::load)
+        .map_err(|p| p.under("tls"))
 }
 
 /// The MySQL client checks the name the server is written by: a `server_name` cannot apply.
-pub fn mysql_tls(tls: Tls) -> Result<Tls, String> {
+pub fn mysql_tls(tls: Tls) -> Result<Tls, Problem> {
     if let Some(name) = &tls.server_name {
-        return Err(format!(
-            "key `tls.server_name`: the MySQL client checks the certificate against the server's name as written in `primary`/`secondary`, so `{name}` cannot be used: write the servers by the names their certificates carry, or use verify = \"ca\""
+        return Err(Problem::at(
+            "tls.server_name",
+            format!(
+                "the MySQL client checks the certificate against the server's name as written in `primary`/`secondary`, so `{name}` cannot be used: write the servers by the names their certificates carry, or use verify = \"ca\""
+            ),
         ));
     }
     Ok(tls)
 }
 
 /// A list of hosts: names or addresses, `local` for this host where `local_ok`.
-pub fn host_list(items: &[String], key: &str, local_ok: bool) -> Result<Vec<Host>, String> {
+pub fn host_list(items: &[String], key: &str, local_ok: bool) -> Result<Vec<Host>, Problem> {
     if items.is_empty() {
-        return Err(format!("key `{key}`: expected at least one host"));
+        return Err(Problem::at(key, "expected at least one host"));
     }
     let mut hosts = Vec::new();
     for item in items {
-        let host = Host::parse(item).map_err(|e| format!("key `{key}`: {e}"))?;
+        let host = Host::parse(item).map_err(|e| Problem::at(key, e))?;
         if host == Host::Local && !local_ok {
-            return Err(format!("key `{key}`: `local` cannot be used here"));
+            return Err(Problem::at(key, "`local` cannot be used here"));
         }
         if hosts.contains(&host) {
-            return Err(format!("key `{key}`: `{item}` is listed twice"));
+            return Err(Problem::at(key, format!("`{item}` is listed twice")));
         }
         hosts.push(host);
     }
@@ -122,14 +131,15 @@ pub fn ssh_settings(
     dir: &Path,
     raw: RawSsh,
     base: Option<&SshSettings>,
-) -> Result<SshSettings, String> {
+) -> Result<SshSettings, Problem> {
     let user = match raw.user {
         Some(u) => u,
         None => base.map_or_else(|| "deadpool".to_string(), |b| b.user.clone()),
     };
     if !is_safe_name(&user) {
-        return Err(format!(
-            "key `user`: `{user}`: expected a user name of letters, digits, `-`, `_`, `.`"
+        return Err(Problem::at(
+            "user",
+            format!("`{user}`: expected a user name of letters, digits, `-`, `_`, `.`"),
         ));
     }
     let methods = [
@@ -138,12 +148,14 @@ pub fn ssh_settings(
         raw.agent == Some(true),
     ];
     if methods.iter().filter(|m| **m).count() > 1 {
-        return Err("set only one of `identity_file`, `password_file`, `agent = true`".into());
+        return Err(Problem::new(
+            "set only one of `identity_file`, `password_file`, `agent = true`",
+        ));
     }
     let auth = match (raw.identity_file, raw.password_file, raw.agent) {
         (Some(f), _, _) => SshAuth::Key(dir.join(f)),
         (_, Some(f), _) => {
-            let password = load_secret(dir, &f).map_err(|e| format!("key `password_file`: {e}"))?;
+            let password = load_secret(dir, &f).map_err(|e| Problem::at("password_file", e))?;
             SshAuth::Password {
                 file: dir.join(f),
                 password,
@@ -154,7 +166,7 @@ pub fn ssh_settings(
     };
     let duration =
         |value: Option<String>, key: &str, fallback: Option<Duration>, default: &str| match value {
-            Some(v) => parse_duration(&v).map_err(|e| format!("key `{key}`: {e}")),
+            Some(v) => parse_duration(&v).map_err(|e| Problem::at(key, e)),
             None => Ok(fallback.unwrap_or_else(|| parse_duration(default).expect("valid default"))),
         };
     Ok(SshSettings {
@@ -269,8 +281,17 @@ pub fn read_file(path: &Path, hint: &str) -> Result<String, Error> {
         } else {
             format!("; {hint}")
         };
-        Error::Config(format!("{}: cannot read: {e}{hint}", path.display()))
+        Error::Config(ConfigError::in_file(
+            path,
+            format!("cannot read: {e}{hint}"),
+        ))
     })
+}
+
+/// A file toml could not parse: toml's own message (which carries the line and column)
+/// as the problem, after the file's name.
+pub fn toml_error(file: &Path, e: &toml::de::Error) -> Error {
+    Error::Config(ConfigError::in_file(file, toml_msg(e)))
 }
 
 /// toml's own message, which carries the line, column and key, made to fit one block.
@@ -290,13 +311,9 @@ pub fn lines_of(text: &str, pred: impl Fn(&str) -> bool) -> Vec<usize> {
         .collect()
 }
 
-pub fn line_suffix(line: Option<usize>) -> String {
-    line.map(|l| format!(" (line {l})")).unwrap_or_default()
-}
-
-pub fn duration_or(value: &Option<String>, default: &str, at: &str) -> Result<Duration, Error> {
-    parse_duration(value.as_deref().unwrap_or(default))
-        .map_err(|e| Error::Config(format!("{at}: {e}")))
+/// The duration set at `key`, or `default`.
+pub fn duration_or(value: &Option<String>, default: &str, key: &str) -> Result<Duration, Problem> {
+    parse_duration(value.as_deref().unwrap_or(default)).map_err(|e| Problem::at(key, e))
 }
 
 /// Checks that a secret file is a regular file (no link), owned by root or the running

@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::Error;
+use crate::error::{ConfigError, Error, Problem};
 pub use crate::settings::{
     SshAuth, SshSettings, format_duration, is_safe_name, parse_duration, validate_host,
 };
 pub use load::check_secret_file;
-use load::{
-    RawSsh, duration_or, line_of, line_suffix, lines_of, read_file, ssh_settings, toml_msg,
-};
+use load::{RawSsh, duration_or, line_of, lines_of, read_file, ssh_settings, toml_error};
 
 pub const DEFAULT_DIR: &str = "/etc/deadpool";
 
@@ -165,55 +163,45 @@ impl Config {
             &main_file,
             "run `deadpool init` to write an example config dir",
         )?;
-        let raw: RawInstance = toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {}", main_file.display(), toml_msg(&e))))?;
-        let at = |key: &str| format!("{}: key `{key}`", main_file.display());
+        let raw: RawInstance = toml::from_str(&text).map_err(|e| toml_error(&main_file, &e))?;
+        let err = |p: Problem| Error::Config(ConfigError::in_file(&main_file, p));
 
         let state_dir = match raw.state_dir.as_deref() {
             None => PathBuf::from("/var/lib/deadpool"),
-            Some("") => {
-                return Err(Error::Config(format!(
-                    "{}: expected a directory path",
-                    at("state_dir")
-                )));
-            }
+            Some("") => return Err(err(Problem::at("state_dir", "expected a directory path"))),
             Some(p) => dir.join(p),
         };
-        let tick_interval = duration_or(&raw.tick_interval, "5s", &at("tick_interval"))?;
-        let system_check_interval = duration_or(
-            &raw.system_check_interval,
-            "30s",
-            &at("system_check_interval"),
-        )?;
+        let tick_interval = duration_or(&raw.tick_interval, "5s", "tick_interval").map_err(err)?;
+        let system_check_interval =
+            duration_or(&raw.system_check_interval, "30s", "system_check_interval").map_err(err)?;
         let stale_warning = match &raw.stale_warning {
-            Some(v) => parse_duration(v)
-                .map_err(|e| Error::Config(format!("{}: {e}", at("stale_warning"))))?,
+            Some(v) => parse_duration(v).map_err(|e| err(Problem::at("stale_warning", e)))?,
             None => tick_interval * 3,
         };
         let stale_critical = match &raw.stale_critical {
-            Some(v) => parse_duration(v)
-                .map_err(|e| Error::Config(format!("{}: {e}", at("stale_critical"))))?,
+            Some(v) => parse_duration(v).map_err(|e| err(Problem::at("stale_critical", e)))?,
             None => tick_interval * 10,
         };
         if stale_critical < stale_warning {
-            return Err(Error::Config(format!(
-                "{}: stale_critical ({}) must not be shorter than stale_warning ({})",
-                main_file.display(),
+            return Err(err(Problem::new(format!(
+                "stale_critical ({}) must not be shorter than stale_warning ({})",
                 format_duration(stale_critical),
                 format_duration(stale_warning)
-            )));
+            ))));
         }
         let history_retention =
-            duration_or(&raw.history_retention, "90d", &at("history_retention"))?;
+            duration_or(&raw.history_retention, "90d", "history_retention").map_err(err)?;
+        let in_table = |table: &str, p: Problem| {
+            Error::Config(ConfigError::in_file(&main_file, p).in_table(table, None))
+        };
         let ssh = ssh_settings(dir, raw.ssh.unwrap_or_default(), None)
-            .map_err(|e| Error::Config(format!("{}: [ssh]: {e}", main_file.display())))?;
+            .map_err(|p| in_table("[ssh]", p))?;
 
         let cluster = match raw.cluster {
             None => None,
             Some(table) => Some(
-                crate::cluster::settings::Settings::parse(dir, table, tick_interval).map_err(
-                    |e| Error::Config(format!("{}: [cluster]: {e}", main_file.display())),
-                )?,
+                crate::cluster::settings::Settings::parse(dir, table, tick_interval)
+                    .map_err(|p| in_table("[cluster]", p))?,
             ),
         };
         let pools = load_pools(dir, &ssh)?;
@@ -229,9 +217,9 @@ impl Config {
                 None => None,
                 Some(p) if p.ends_with(".prom") => Some(dir.join(p)),
                 Some(p) => {
-                    return Err(Error::Config(format!(
-                        "{}: key `prometheus_textfile`: `{p}`: node_exporter reads only files ending in .prom",
-                        main_file.display()
+                    return Err(err(Problem::at(
+                        "prometheus_textfile",
+                        format!("`{p}`: node_exporter reads only files ending in .prom"),
                     )));
                 }
             },
@@ -330,8 +318,8 @@ fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
     match std::fs::read_dir(&pools_dir) {
         Ok(entries) => {
             for entry in entries {
-                let entry =
-                    entry.map_err(|e| Error::Config(format!("{}: {e}", pools_dir.display())))?;
+                let entry = entry
+                    .map_err(|e| Error::Config(ConfigError::in_file(&pools_dir, e.to_string())))?;
                 let path = entry.path();
                 if path.extension().is_some_and(|e| e == "toml") {
                     files.push(path);
@@ -339,18 +327,25 @@ fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::Config(format!("{}: {e}", pools_dir.display()))),
+        Err(e) => {
+            return Err(Error::Config(ConfigError::in_file(
+                &pools_dir,
+                e.to_string(),
+            )));
+        }
     }
     files.sort();
     let mut pools: Vec<Pool> = Vec::new();
     for file in files {
         let pool = load_pool(dir, &file, ssh)?;
         if let Some(other) = pools.iter().find(|p| p.name == pool.name) {
-            return Err(Error::Config(format!(
-                "{}: pool name `{}` is already used by {}; pool names must be unique (set `name` in one of them)",
-                file.display(),
-                pool.name,
-                other.file.display()
+            return Err(Error::Config(ConfigError::in_file(
+                &file,
+                format!(
+                    "pool name `{}` is already used by {}; pool names must be unique (set `name` in one of them)",
+                    pool.name,
+                    other.file.display()
+                ),
             )));
         }
         pools.push(pool);
@@ -360,10 +355,8 @@ fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
 
 fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> {
     let text = read_file(file, "")?;
-    let raw: RawPool = toml::from_str(&text)
-        .map_err(|e| Error::Config(format!("{}: {}", file.display(), toml_msg(&e))))?;
-    let err =
-        |key: &str, msg: String| Error::Config(format!("{}: key `{key}`: {msg}", file.display()));
+    let raw: RawPool = toml::from_str(&text).map_err(|e| toml_error(file, &e))?;
+    let err = |p: Problem| Error::Config(ConfigError::in_file(file, p));
 
     let name = match raw.name.clone() {
         Some(n) => n,
@@ -374,32 +367,27 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
             .into_owned(),
     };
     if !is_safe_name(&name) {
-        return Err(err(
+        return Err(err(Problem::at(
             "name",
             format!("pool name `{name}`: expected letters, digits, `-`, `_`, `.`"),
-        ));
+        )));
     }
     for (key, host) in [("primary", &raw.primary), ("secondary", &raw.secondary)] {
-        validate_host(host).map_err(|m| err(key, m))?;
+        validate_host(host).map_err(|m| err(Problem::at(key, m)))?;
     }
     if raw.primary == raw.secondary {
-        return Err(err(
+        return Err(err(Problem::at(
             "secondary",
             format!(
                 "`{}` is also the primary; a pool needs two different servers",
                 raw.secondary
             ),
-        ));
+        )));
     }
-    let (max_failed_checks, down_for, recheck_interval) =
-        failover_threshold(&raw).map_err(|(key, m)| err(key, m))?;
+    let (max_failed_checks, down_for, recheck_interval) = failover_threshold(&raw).map_err(err)?;
     let monitor_line = line_of(&text, |l| l == "[monitor]");
-    let monitor = crate::monitor::load(dir, raw.monitor).map_err(|m| {
-        Error::Config(format!(
-            "{}: [monitor]{}: {m}",
-            file.display(),
-            line_suffix(monitor_line)
-        ))
+    let monitor = crate::monitor::load(dir, raw.monitor).map_err(|p| {
+        Error::Config(ConfigError::in_file(file, p).in_table("[monitor]", monitor_line))
     })?;
     let steps = load_steps(
         dir,
@@ -425,45 +413,41 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
 
 /// When the pool fails over: after `max_failed_checks` failed checks, or once the active
 /// server is down for `down_for` (re-checked every `recheck_interval`). Errors name the key.
-fn failover_threshold(
-    raw: &RawPool,
-) -> Result<(u32, Option<Duration>, Duration), (&'static str, String)> {
+fn failover_threshold(raw: &RawPool) -> Result<(u32, Option<Duration>, Duration), Problem> {
     let max_failed_checks = match raw.max_failed_checks {
         None => 3,
         Some(n) if (1..=1_000_000).contains(&n) => n as u32,
         Some(n) => {
-            return Err((
+            return Err(Problem::at(
                 "max_failed_checks",
                 format!("got {n}, expected a whole number of at least 1"),
             ));
         }
     };
     if raw.down_for.is_some() && raw.max_failed_checks.is_some() {
-        return Err((
+        return Err(Problem::at(
             "down_for",
-            "set either `max_failed_checks` (a count of ticks) or `down_for` (a time), not both"
-                .to_string(),
+            "set either `max_failed_checks` (a count of ticks) or `down_for` (a time), not both",
         ));
     }
     let down_for = match &raw.down_for {
         None => None,
-        Some(d) => Some(parse_duration(d).map_err(|m| ("down_for", m))?),
+        Some(d) => Some(parse_duration(d).map_err(|m| Problem::at("down_for", m))?),
     };
     if raw.recheck_interval.is_some() && down_for.is_none() {
-        return Err((
+        return Err(Problem::at(
             "recheck_interval",
-            "re-checks belong to `down_for`; set `down_for` too, or remove `recheck_interval`"
-                .to_string(),
+            "re-checks belong to `down_for`; set `down_for` too, or remove `recheck_interval`",
         ));
     }
     let recheck_interval = match &raw.recheck_interval {
         None => Duration::from_millis(250),
-        Some(d) => parse_duration(d).map_err(|m| ("recheck_interval", m))?,
+        Some(d) => parse_duration(d).map_err(|m| Problem::at("recheck_interval", m))?,
     };
     if let Some(d) = down_for
         && (recheck_interval < Duration::from_millis(50) || recheck_interval > d)
     {
-        return Err((
+        return Err(Problem::at(
             "recheck_interval",
             format!(
                 "got {}, expected at least 50ms and at most `down_for` ({})",
@@ -490,22 +474,23 @@ fn load_steps(
     let cx = step_load_context(dir, ssh, servers, monitor);
     let mut steps = Vec::new();
     for (i, table) in tables.into_iter().enumerate() {
-        let step = crate::protocol::load(table, &cx).map_err(|m| {
-            Error::Config(format!(
-                "{}: [[protocol]] {}{}: {m}",
-                file.display(),
-                i + 1,
-                line_suffix(step_lines.get(i).copied())
-            ))
+        let step = crate::protocol::load(table, &cx).map_err(|p| {
+            let table = format!("[[protocol]] {}", i + 1);
+            Error::Config(ConfigError::in_file(file, p).in_table(table, step_lines.get(i).copied()))
         })?;
         steps.push(step);
     }
     if steps.iter().any(|s| s.kind.get().needs_ip_servers()) {
         for (key, host) in [("primary", servers.0), ("secondary", servers.1)] {
             if host.parse::<std::net::IpAddr>().is_err() {
-                return Err(Error::Config(format!(
-                    "{}: key `{key}`: `{host}`: an `etc_hosts` step writes addresses into hosts files, so the servers must be given as IP addresses",
-                    file.display()
+                return Err(Error::Config(ConfigError::in_file(
+                    file,
+                    Problem::at(
+                        key,
+                        format!(
+                            "`{host}`: an `etc_hosts` step writes addresses into hosts files, so the servers must be given as IP addresses"
+                        ),
+                    ),
                 )));
             }
         }
@@ -714,6 +699,75 @@ mod tests {
         assert!(check_placeholders("awk '{print $1}'", &["pool"]).is_ok());
     }
 
+    /// Loads `text` as a pool file and returns the error it is refused with.
+    fn pool_error(text: &str) -> (PathBuf, ConfigError) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pools/db.toml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, text).unwrap();
+        let ssh = ssh_settings(dir.path(), RawSsh::default(), None).unwrap();
+        match load_pool(dir.path(), &file, &ssh) {
+            Err(Error::Config(e)) => (file, e),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    const POOL: &str = "primary = \"db1\"\nsecondary = \"db2\"\n\n[monitor]\ntype = \"tcp\"\nport = 22\n\n[[protocol]]\ntype = \"exec\"\nhosts = [\"local\"]\nexec_command = \"true\"\n";
+
+    #[test]
+    fn a_bad_step_key_is_placed_by_file_table_line_and_key() {
+        let (file, e) = pool_error(&format!(
+            "{POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = []\nexec_command = \"true\"\n"
+        ));
+        assert_eq!(e.file.as_deref(), Some(file.as_path()));
+        assert_eq!(e.table.as_deref(), Some("[[protocol]] 2"));
+        assert_eq!(e.line, Some(13));
+        assert_eq!(e.key.as_deref(), Some("hosts"));
+        assert_eq!(e.problem, "expected at least one host");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: [[protocol]] 2 (line 13): key `hosts`: expected at least one host",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_step_ssh_key_is_one_dotted_key() {
+        let (_, e) = pool_error(&format!(
+            "{POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"app1\"]\nexec_command = \"true\"\nssh = {{ user = \"a b\" }}\n"
+        ));
+        assert_eq!(e.table.as_deref(), Some("[[protocol]] 2"));
+        assert_eq!(e.key.as_deref(), Some("ssh.user"));
+        assert!(e.problem.starts_with("`a b`: expected a user name"), "{e}");
+    }
+
+    #[test]
+    fn monitor_and_pool_keys_and_toml_errors() {
+        let (_, e) =
+            pool_error("primary = \"db1\"\nsecondary = \"db2\"\n\n[monitor]\ntype = \"tcp\"\n");
+        assert_eq!(
+            (e.table.as_deref(), e.line, e.key.as_deref()),
+            (Some("[monitor]"), Some(4), Some("port"))
+        );
+        assert_eq!(e.problem, "a `tcp` monitor needs a port");
+        let (_, e) = pool_error(
+            "primary = \"db1\"\nsecondary = \"db1\"\n[monitor]\ntype = \"tcp\"\nport = 1\n",
+        );
+        assert_eq!((e.table, e.line), (None, None));
+        assert_eq!(e.key.as_deref(), Some("secondary"));
+        // toml's own message carries its line and column: it is the problem, after the file.
+        let (file, e) = pool_error("primary = \"db1\"\ncolour = 1\n");
+        assert_eq!((e.table, e.line, e.key), (None, None, None));
+        assert!(
+            e.problem.starts_with("TOML parse error at line"),
+            "{}",
+            e.problem
+        );
+        assert_eq!(e.file.as_deref(), Some(file.as_path()));
+    }
+
     #[test]
     fn hosts_are_validated() {
         assert!(validate_host("10.0.0.1").is_ok());
@@ -785,7 +839,8 @@ mod fuzz_tests {
             };
             match result {
                 Ok(()) => accepted += 1,
-                Err(Error::Config(m)) => {
+                Err(Error::Config(e)) => {
+                    let m = e.to_string();
                     assert!(
                         m.contains(&*file.to_string_lossy()),
                         "case {case}: the message must name the file: {m}"

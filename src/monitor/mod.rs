@@ -12,6 +12,7 @@ pub mod nagios;
 pub mod redis;
 pub mod tcp;
 
+use crate::error::Problem;
 use std::path::Path;
 use std::time::Duration;
 
@@ -181,7 +182,7 @@ struct RawCommon {
 const COMMON_KEYS: &[&str] = &["timeout", "confirm_from"];
 
 /// Validates a pool's `[monitor]` table (`dir` is the config dir, for relative paths).
-pub fn load(dir: &Path, mut table: toml::Table) -> Result<Monitor, String> {
+pub fn load(dir: &Path, mut table: toml::Table) -> Result<Monitor, Problem> {
     let mut common = toml::Table::new();
     for key in ["type", "timeout", "confirm_from"] {
         if let Some(value) = table.remove(key) {
@@ -191,7 +192,7 @@ pub fn load(dir: &Path, mut table: toml::Table) -> Result<Monitor, String> {
     let raw: RawCommon = common
         .try_into()
         .map_err(|e: toml::de::Error| toml_msg(&e))?;
-    let timeout = duration_or(&raw.timeout, "2s", "key `timeout`").map_err(|e| e.to_string())?;
+    let timeout = duration_or(&raw.timeout, "2s", "timeout")?;
     let confirm_from = match &raw.confirm_from {
         None => Vec::new(),
         Some(hosts) => host_list(hosts, "confirm_from", false)?,
@@ -202,17 +203,20 @@ pub fn load(dir: &Path, mut table: toml::Table) -> Result<Monitor, String> {
         tcp::TYPE => MonitorKind::Tcp(tcp::load(table)?),
         nagios::TYPE => MonitorKind::Nagios(nagios::load(dir, table)?),
         other => {
-            return Err(format!(
-                "key `type`: unknown monitor type `{other}`, expected one of {}",
-                TYPES.join(", ")
+            return Err(Problem::at(
+                "type",
+                format!(
+                    "unknown monitor type `{other}`, expected one of {}",
+                    TYPES.join(", ")
+                ),
             ));
         }
     };
     if !confirm_from.is_empty() && kind.get().port().is_none() {
-        return Err(
-            "key `confirm_from`: observers check the primary's port, so this monitor needs `port`"
-                .into(),
-        );
+        return Err(Problem::at(
+            "confirm_from",
+            "observers check the primary's port, so this monitor needs `port`",
+        ));
     }
     Ok(Monitor {
         timeout,
@@ -333,7 +337,9 @@ mod tests {
     #[test]
     fn unknown_keys_name_what_the_type_takes() {
         let dir = Path::new("/nonexistent");
-        let e = load(dir, table("type = \"tcp\"\nport = 1\ncommand = \"x\"")).unwrap_err();
+        let e = load(dir, table("type = \"tcp\"\nport = 1\ncommand = \"x\""))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "key `command` does not apply to a `tcp` monitor; a `tcp` monitor takes: port, timeout, confirm_from"
@@ -342,17 +348,20 @@ mod tests {
             dir,
             table("type = \"tcp\"\nport = 22\ntls = { ca_file = \"a\" }"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.starts_with("key `tls` does not apply to a `tcp` monitor"),
             "{e}"
         );
-        let e = load(dir, table("type = \"memcached\"")).unwrap_err();
+        let e = load(dir, table("type = \"memcached\""))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "key `type`: unknown monitor type `memcached`, expected one of mysql, redis, tcp, nagios"
         );
-        let e = load(dir, table("port = 1")).unwrap_err();
+        let e = load(dir, table("port = 1")).unwrap_err().to_string();
         assert!(e.contains("missing field `type`"), "{e}");
     }
 
@@ -384,7 +393,8 @@ mod tests {
             dir,
             table("type = \"redis\"\ntls = { ca_file = \"a\", colour = 1 }"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(!e.contains("does not apply"), "{e}");
         assert!(e.contains("colour"), "{e}");
     }
@@ -452,7 +462,8 @@ mod tests {
             dir,
             table("type = \"nagios\"\ncommand = \"/bin/true\"\nconfirm_from = [\"app1\"]"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("so this monitor needs `port`"), "{e}");
         let m = load(
             dir,

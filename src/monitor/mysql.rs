@@ -2,6 +2,7 @@
 //! with an error (access denied, too many connections) is alive: a problem to report, never
 //! a reason to fail over.
 
+use crate::error::Problem;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -42,13 +43,14 @@ pub struct Mysql {
 }
 
 /// Validates the keys of a `mysql` monitor beyond the common ones.
-pub fn load(dir: &Path, table: toml::Table) -> Result<Mysql, String> {
+pub fn load(dir: &Path, table: toml::Table) -> Result<Mysql, Problem> {
     let raw: Raw = super::parse(table, TYPE)?;
     let tls = raw.tls.map(|t| load_tls(dir, t)).transpose()?;
-    let rel = raw.password_file.as_deref().ok_or(
-        "key `password_file`: a `mysql` monitor needs the monitoring account's password file",
-    )?;
-    let password = load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?;
+    let rel = raw.password_file.as_deref().ok_or(Problem::at(
+        "password_file",
+        "a `mysql` monitor needs the monitoring account's password file",
+    ))?;
+    let password = load_secret(dir, rel).map_err(|e| Problem::at("password_file", e))?;
     Ok(Mysql {
         port: raw.port.unwrap_or(3306),
         user: raw.user.unwrap_or_else(|| "deadpool".to_string()),

@@ -1,6 +1,7 @@
 //! The `nagios` monitor: any Nagios plugin, run without a shell. Exit 0 (OK) and 1 (WARNING)
 //! mean up; 2, 3, any other code, a signal or the timeout mean down.
 
+use crate::error::Problem;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -28,18 +29,21 @@ pub struct Nagios {
 }
 
 /// Validates the keys of a `nagios` monitor beyond the common ones.
-pub fn load(dir: &Path, table: toml::Table) -> Result<Nagios, String> {
+pub fn load(dir: &Path, table: toml::Table) -> Result<Nagios, Problem> {
     let raw: Raw = super::parse(table, TYPE)?;
     let command = raw
         .command
         .as_deref()
-        .ok_or("key `command`: a `nagios` monitor needs a command")?;
-    let mut argv = crate::text::split_words(command).map_err(|e| format!("key `command`: {e}"))?;
+        .ok_or(Problem::at("command", "a `nagios` monitor needs a command"))?;
+    let mut argv = crate::text::split_words(command).map_err(|e| Problem::at("command", e))?;
     let Some(program) = argv.first() else {
-        return Err("key `command`: expected a command, got an empty string".into());
+        return Err(Problem::at(
+            "command",
+            "expected a command, got an empty string",
+        ));
     };
-    let resolved = resolve_program(dir, program, NAGIOS_PLUGIN_DIRS)
-        .map_err(|e| format!("key `command`: {e}"))?;
+    let resolved =
+        resolve_program(dir, program, NAGIOS_PLUGIN_DIRS).map_err(|e| Problem::at("command", e))?;
     argv[0] = resolved.to_string_lossy().into_owned();
     Ok(Nagios {
         argv,

@@ -2,6 +2,7 @@
 //! (LOADING, BUSY, MASTERDOWN, an auth error), a TLS certificate deadpool does not trust, or
 //! a TLS-only server met without TLS means the server is alive with a problem, never down.
 
+use crate::error::Problem;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -48,11 +49,11 @@ pub struct Redis {
 }
 
 /// Validates the keys of a `redis` monitor beyond the common ones.
-pub fn load(dir: &Path, table: toml::Table) -> Result<Redis, String> {
+pub fn load(dir: &Path, table: toml::Table) -> Result<Redis, Problem> {
     let raw: Raw = super::parse(table, TYPE)?;
     let tls = raw.tls.map(|t| load_tls(dir, t)).transpose()?;
     let password = match raw.password_file.as_deref() {
-        Some(rel) => Some(load_secret(dir, rel).map_err(|e| format!("key `password_file`: {e}"))?),
+        Some(rel) => Some(load_secret(dir, rel).map_err(|e| Problem::at("password_file", e))?),
         None => None,
     };
     Ok(Redis {

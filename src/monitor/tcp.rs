@@ -1,5 +1,6 @@
 //! The `tcp` monitor: up when a TCP connection to the port opens within the timeout.
 
+use crate::error::Problem;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -26,9 +27,11 @@ pub struct Tcp {
 }
 
 /// Validates the keys of a `tcp` monitor beyond the common ones.
-pub fn load(table: toml::Table) -> Result<Tcp, String> {
+pub fn load(table: toml::Table) -> Result<Tcp, Problem> {
     let raw: Raw = super::parse(table, TYPE)?;
-    let port = raw.port.ok_or("key `port`: a `tcp` monitor needs a port")?;
+    let port = raw
+        .port
+        .ok_or(Problem::at("port", "a `tcp` monitor needs a port"))?;
     Ok(Tcp { port })
 }
 

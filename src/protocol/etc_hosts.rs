@@ -9,6 +9,7 @@
 //!   all at the active server is OK; some unreachable or unwritable is a WARNING; a client
 //!   pointing at the standby or elsewhere is CRITICAL.
 
+use crate::error::Problem;
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol};
@@ -44,20 +45,22 @@ struct RawEtcHosts {
 
 /// The `etc_hosts` step's keys, validated: a name the helper accepts, an absolute hosts
 /// file, the helper's path.
-pub fn load(table: toml::Table, cx: &LoadContext) -> Result<EtcHosts, String> {
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<EtcHosts, Problem> {
     let raw: RawEtcHosts = super::raw(table)?;
     crate::hostsfile::validate_name(&raw.service_host_name)
-        .map_err(|e| format!("key `service_host_name`: {e}"))?;
+        .map_err(|e| Problem::at("service_host_name", e))?;
     let hosts_file = raw.hosts_file.unwrap_or_else(|| "/etc/hosts".to_string());
     if !hosts_file.starts_with('/') || hosts_file.contains('\0') {
-        return Err(format!(
-            "key `hosts_file`: `{hosts_file}`: expected an absolute path"
+        return Err(Problem::at(
+            "hosts_file",
+            format!("`{hosts_file}`: expected an absolute path"),
         ));
     }
     let helper = raw.helper.unwrap_or_else(|| "deadpool".to_string());
     if helper.is_empty() || helper.contains(char::is_whitespace) {
-        return Err(format!(
-            "key `helper`: `{helper}`: expected the path of deadpool on the clients"
+        return Err(Problem::at(
+            "helper",
+            format!("`{helper}`: expected the path of deadpool on the clients"),
         ));
     }
     Ok(EtcHosts {

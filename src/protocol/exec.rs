@@ -3,6 +3,7 @@
 //! are substituted. Local commands run without a shell unless `shell = true`; remote
 //! commands always go through the remote user's shell, so there every value is shell-quoted.
 
+use crate::error::Problem;
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol, host_result};
@@ -38,7 +39,7 @@ struct RawExec {
 
 /// The `exec` step's keys, validated: commands that split into words and use only the
 /// known placeholders, and no shell under sudo.
-pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Exec, String> {
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Exec, Problem> {
     let raw: RawExec = super::raw(table)?;
     let hosts = host_list(&raw.hosts, "hosts", true)?;
     for (key, cmd) in [
@@ -46,18 +47,19 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Exec, String> {
         ("test_command", raw.test_command.as_ref()),
     ] {
         let Some(cmd) = cmd else { continue };
-        let words = crate::text::split_words(cmd).map_err(|e| format!("key `{key}`: {e}"))?;
+        let words = crate::text::split_words(cmd).map_err(|e| Problem::at(key, e))?;
         if words.is_empty() {
-            return Err(format!(
-                "key `{key}`: expected a command, got an empty string"
-            ));
+            return Err(Problem::at(key, "expected a command, got an empty string"));
         }
         check_placeholders(cmd, &["new_primary", "old_primary", "pool"])
-            .map_err(|e| format!("key `{key}`: {e}"))?;
+            .map_err(|e| Problem::at(key, e))?;
     }
     let ssh = step_ssh(cx.dir, raw.ssh, cx.ssh)?;
     if raw.shell && ssh.sudo && hosts.iter().any(|h| *h != Host::Local) {
-        return Err("key `shell`: a shell under sudo is a root shell for whoever holds the SSH key; with `sudo = true` remote commands run as fixed words. Put shell logic in a script on the host and allow that script in sudoers".to_string());
+        return Err(Problem::at(
+            "shell",
+            "a shell under sudo is a root shell for whoever holds the SSH key; with `sudo = true` remote commands run as fixed words. Put shell logic in a script on the host and allow that script in sudoers",
+        ));
     }
     Ok(Exec {
         hosts,

@@ -12,6 +12,7 @@
 //! - check: each HAProxy's backend has exactly the active server ready and UP, and the
 //!   standby in `maint` (or `drain` where that is the configured standby state).
 
+use crate::error::Problem;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -174,7 +175,7 @@ struct RawHaproxy {
 
 /// The `haproxy` step's keys, validated: names HAProxy accepts (and that cannot smuggle a
 /// second command into the runtime API line), each socket parsed.
-pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Haproxy, String> {
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Haproxy, Problem> {
     let raw: RawHaproxy = super::raw(table)?;
     let proxy_name = |key: &str, name: &str| {
         let ok = !name.is_empty()
@@ -185,8 +186,9 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Haproxy, String> {
         if ok {
             Ok(name.to_string())
         } else {
-            Err(format!(
-                "key `{key}`: `{name}`: expected an HAProxy name (letters, digits, `-`, `_`, `.`, `:`)"
+            Err(Problem::at(
+                key,
+                format!("`{name}`: expected an HAProxy name (letters, digits, `-`, `_`, `.`, `:`)"),
             ))
         }
     };
@@ -196,19 +198,22 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Haproxy, String> {
         secondary: proxy_name("servers.secondary", &raw.servers.secondary)?,
     };
     if servers.primary == servers.secondary {
-        return Err(format!(
-            "key `servers`: both pool servers are `{}`; name the primary's and the secondary's HAProxy server",
-            servers.primary
+        return Err(Problem::at(
+            "servers",
+            format!(
+                "both pool servers are `{}`; name the primary's and the secondary's HAProxy server",
+                servers.primary
+            ),
         ));
     }
     if raw.sockets.is_empty() {
-        return Err("key `sockets`: expected at least one stats socket".into());
+        return Err(Problem::at("sockets", "expected at least one stats socket"));
     }
     let mut sockets: Vec<HaproxySocket> = Vec::new();
     for entry in &raw.sockets {
-        let socket = HaproxySocket::parse(entry).map_err(|e| format!("key `sockets`: {e}"))?;
+        let socket = HaproxySocket::parse(entry).map_err(|e| Problem::at("sockets", e))?;
         if sockets.contains(&socket) {
-            return Err(format!("key `sockets`: `{entry}` is listed twice"));
+            return Err(Problem::at("sockets", format!("`{entry}` is listed twice")));
         }
         sockets.push(socket);
     }
@@ -216,8 +221,9 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Haproxy, String> {
         None | Some("maint") => StandbyState::Maint,
         Some("drain") => StandbyState::Drain,
         Some(other) => {
-            return Err(format!(
-                "key `standby_state`: got `{other}`, expected \"maint\" or \"drain\""
+            return Err(Problem::at(
+                "standby_state",
+                format!("got `{other}`, expected \"maint\" or \"drain\""),
             ));
         }
     };

@@ -16,6 +16,7 @@ mod plugin;
 mod redis_promote;
 mod vip;
 
+use crate::error::Problem;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -103,27 +104,32 @@ pub struct LoadContext<'a> {
 
 /// Validates one `[[protocol]]` table: the keys every step has (`type`, `name`, `timeout`,
 /// `on_failure`), then the rest by its type's `load`.
-pub fn load(mut table: toml::Table, cx: &LoadContext) -> Result<Step, String> {
+pub fn load(mut table: toml::Table, cx: &LoadContext) -> Result<Step, Problem> {
     let kind = match table.remove("type") {
         Some(toml::Value::String(s)) => s,
-        Some(_) => return Err("key `type`: expected a string".into()),
+        Some(_) => return Err(Problem::at("type", "expected a string")),
         None => {
-            return Err(format!(
+            return Err(Problem::new(format!(
                 "key `type` is missing: expected one of {}",
                 TYPES.join(", ")
-            ));
+            )));
         }
     };
     let name = match table.remove("name") {
         Some(toml::Value::String(s)) if !s.trim().is_empty() => s,
-        Some(_) => return Err("key `name`: expected a non-empty string".into()),
+        Some(_) => return Err(Problem::at("name", "expected a non-empty string")),
         None => kind.clone(),
     };
     let timeout = match table.remove("timeout") {
         Some(toml::Value::String(s)) => {
-            parse_duration(&s).map_err(|e| format!("key `timeout`: {e}"))?
+            parse_duration(&s).map_err(|e| Problem::at("timeout", e))?
         }
-        Some(_) => return Err("key `timeout`: expected a duration string like \"60s\"".into()),
+        Some(_) => {
+            return Err(Problem::at(
+                "timeout",
+                "expected a duration string like \"60s\"",
+            ));
+        }
         None => Duration::from_secs(60),
     };
     let on_failure = match table.remove("on_failure") {
@@ -132,8 +138,9 @@ pub fn load(mut table: toml::Table, cx: &LoadContext) -> Result<Step, String> {
         Some(toml::Value::String(s)) if s == "continue" => OnFailure::Continue,
         Some(v) => {
             let got = scalar_text(&v).unwrap_or_else(|| v.type_str().to_string());
-            return Err(format!(
-                "key `on_failure`: got {got}, expected \"abort\" or \"continue\""
+            return Err(Problem::at(
+                "on_failure",
+                format!("got {got}, expected \"abort\" or \"continue\""),
             ));
         }
     };
@@ -147,9 +154,12 @@ pub fn load(mut table: toml::Table, cx: &LoadContext) -> Result<Step, String> {
         dns::TYPE => StepKind::Dns(dns::load(table, cx)?),
         haproxy::TYPE => StepKind::Haproxy(haproxy::load(table, cx)?),
         other => {
-            return Err(format!(
-                "key `type`: unknown step type `{other}`, expected one of {}",
-                TYPES.join(", ")
+            return Err(Problem::at(
+                "type",
+                format!(
+                    "unknown step type `{other}`, expected one of {}",
+                    TYPES.join(", ")
+                ),
             ));
         }
     };

@@ -17,6 +17,7 @@
 //! - check: replica IO and SQL threads running, lag under `max_lag`, replicating from the
 //!   active server, standby read-only, active writable.
 
+use crate::error::Problem;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -62,10 +63,10 @@ struct RawMysqlPromote {
 
 /// The `mysql_promote` step's keys, validated; the port and TLS default to a `mysql`
 /// monitor's, which reaches the same servers.
-pub fn load(table: toml::Table, cx: &LoadContext) -> Result<MysqlPromote, String> {
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<MysqlPromote, Problem> {
     let raw: RawMysqlPromote = super::raw(table)?;
     let password =
-        load_secret(cx.dir, &raw.password_file).map_err(|e| format!("key `password_file`: {e}"))?;
+        load_secret(cx.dir, &raw.password_file).map_err(|e| Problem::at("password_file", e))?;
     let (default_port, monitor_tls) = cx.monitor_mysql.clone().unwrap_or((3306, None));
     // The step reaches the same servers: the monitor's TLS unless it has its own.
     let tls = match raw.tls {
@@ -77,9 +78,9 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<MysqlPromote, String
         password,
         port: raw.port.unwrap_or(default_port),
         catch_up_timeout: parse_duration(raw.catch_up_timeout.as_deref().unwrap_or("30s"))
-            .map_err(|e| format!("key `catch_up_timeout`: {e}"))?,
+            .map_err(|e| Problem::at("catch_up_timeout", e))?,
         max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("30s"))
-            .map_err(|e| format!("key `max_lag`: {e}"))?,
+            .map_err(|e| Problem::at("max_lag", e))?,
         reset_replica: raw.reset_replica,
         tls,
     })

@@ -1,6 +1,7 @@
 //! The `plugin` step: a user executable run as `COMMAND preflight|promote|check` with the
 //! pool described in its environment (the contract in the README).
 
+use crate::error::Problem;
 use std::path::{Path, PathBuf};
 
 use super::{Action, Context, HostResult, LoadContext, Protocol, host_result};
@@ -19,14 +20,13 @@ pub struct Plugin {
 }
 
 /// The `plugin` step's keys: `command`, the plugin's path, and any others as options.
-pub fn load(mut table: toml::Table, cx: &LoadContext) -> Result<Plugin, String> {
+pub fn load(mut table: toml::Table, cx: &LoadContext) -> Result<Plugin, Problem> {
     let command = match table.remove("command") {
         Some(toml::Value::String(s)) if !s.is_empty() => s,
-        Some(_) => return Err("key `command`: expected the plugin's path".into()),
-        None => return Err("key `command`: a `plugin` step needs a command".into()),
+        Some(_) => return Err(Problem::at("command", "expected the plugin's path")),
+        None => return Err(Problem::at("command", "a `plugin` step needs a command")),
     };
-    let program =
-        resolve_program(cx.dir, &command, &[]).map_err(|e| format!("key `command`: {e}"))?;
+    let program = resolve_program(cx.dir, &command, &[]).map_err(|e| Problem::at("command", e))?;
     let mut options = Vec::new();
     for (key, value) in table {
         options.push(option(cx.dir, &key, &value)?);
@@ -59,17 +59,18 @@ pub fn is_secret_name(key: &str) -> bool {
 /// A plugin option: `KEY = value` becomes `DEADPOOL_OPT_KEY`. `KEY_file = "path"` reads a
 /// secret file (the usual checks) into `DEADPOOL_OPT_KEY`. Secret values are masked in every
 /// output; the plugin gets the real value in its environment.
-fn option(dir: &Path, key: &str, value: &toml::Value) -> Result<PluginOption, String> {
+fn option(dir: &Path, key: &str, value: &toml::Value) -> Result<PluginOption, Problem> {
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!(
-            "key `{key}`: plugin option names may hold only letters, digits and `_`"
+        return Err(Problem::at(
+            key,
+            "plugin option names may hold only letters, digits and `_`",
         ));
     }
     if let Some(name) = key.strip_suffix("_file").filter(|n| !n.is_empty()) {
         let toml::Value::String(rel) = value else {
-            return Err(format!("key `{key}`: expected the path of a secret file"));
+            return Err(Problem::at(key, "expected the path of a secret file"));
         };
-        let secret = load_secret(dir, rel).map_err(|e| format!("key `{key}`: {e}"))?;
+        let secret = load_secret(dir, rel).map_err(|e| Problem::at(key, e))?;
         return Ok(PluginOption {
             env: format!("DEADPOOL_OPT_{}", name.to_ascii_uppercase()),
             value: secret.expose().to_string(),
@@ -81,19 +82,17 @@ fn option(dir: &Path, key: &str, value: &toml::Value) -> Result<PluginOption, St
             let mut parts = Vec::new();
             for item in items {
                 let part = scalar_text(item).ok_or_else(|| {
-                    format!("key `{key}`: arrays passed to a plugin may hold only plain values")
+                    Problem::at(key, "arrays passed to a plugin may hold only plain values")
                 })?;
                 parts.push(part);
             }
             parts.join(",")
         }
         v => scalar_text(v)
-            .ok_or_else(|| format!("key `{key}`: tables and dates cannot be passed to a plugin"))?,
+            .ok_or_else(|| Problem::at(key, "tables and dates cannot be passed to a plugin"))?,
     };
     if text.contains('\0') {
-        return Err(format!(
-            "key `{key}`: NUL bytes cannot be passed to a plugin"
-        ));
+        return Err(Problem::at(key, "NUL bytes cannot be passed to a plugin"));
     }
     Ok(PluginOption {
         env: format!("DEADPOOL_OPT_{}", key.to_ascii_uppercase()),

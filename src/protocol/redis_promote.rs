@@ -14,6 +14,7 @@
 //! - check: the standby is a replica of the active server with the link up and recent I/O;
 //!   the active server is a primary.
 
+use crate::error::Problem;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -51,13 +52,11 @@ struct RawRedisPromote {
 
 /// The `redis_promote` step's keys, validated; by default the step logs in as a `redis`
 /// monitor does.
-pub fn load(table: toml::Table, cx: &LoadContext) -> Result<RedisPromote, String> {
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<RedisPromote, Problem> {
     let raw: RawRedisPromote = super::raw(table)?;
     let monitor_access = cx.monitor_redis.as_ref();
     let password = match raw.password_file.as_deref() {
-        Some(rel) => {
-            Some(load_secret(cx.dir, rel).map_err(|e| format!("key `password_file`: {e}"))?)
-        }
+        Some(rel) => Some(load_secret(cx.dir, rel).map_err(|e| Problem::at("password_file", e))?),
         None => monitor_access.and_then(|m| m.password.clone()),
     };
     let tls = match raw.tls {
@@ -73,9 +72,9 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<RedisPromote, String
     Ok(RedisPromote {
         access,
         catch_up_timeout: parse_duration(raw.catch_up_timeout.as_deref().unwrap_or("10s"))
-            .map_err(|e| format!("key `catch_up_timeout`: {e}"))?,
+            .map_err(|e| Problem::at("catch_up_timeout", e))?,
         max_lag: parse_duration(raw.max_lag.as_deref().unwrap_or("10s"))
-            .map_err(|e| format!("key `max_lag`: {e}"))?,
+            .map_err(|e| Problem::at("max_lag", e))?,
     })
 }
 

@@ -11,6 +11,7 @@
 //!   address, announces it with gratuitous ARP, and checks.
 //! - check: the address is on exactly the active server.
 
+use crate::error::Problem;
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol};
@@ -45,17 +46,26 @@ struct RawVip {
 
 /// The `vip` step's keys, validated: an address with its prefix length, an interface name,
 /// a sensible ARP count.
-pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Vip, String> {
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Vip, Problem> {
     let raw: RawVip = super::raw(table)?;
     let (addr, prefix) = raw.address.split_once('/').ok_or_else(|| {
-        format!("key `address`: `{}`: expected an address with its prefix length, like \"10.0.0.100/24\"", raw.address)
+        Problem::at(
+            "address",
+            format!(
+                "`{}`: expected an address with its prefix length, like \"10.0.0.100/24\"",
+                raw.address
+            ),
+        )
     })?;
     let address: std::net::IpAddr = addr
         .parse()
-        .map_err(|_| format!("key `address`: `{addr}` is not an IP address"))?;
+        .map_err(|_| Problem::at("address", format!("`{addr}` is not an IP address")))?;
     let max = if address.is_ipv4() { 32 } else { 128 };
     let prefix: u8 = prefix.parse().ok().filter(|p| *p <= max).ok_or_else(|| {
-        format!("key `address`: `/{prefix}`: expected a prefix length from 0 to {max}")
+        Problem::at(
+            "address",
+            format!("`/{prefix}`: expected a prefix length from 0 to {max}"),
+        )
     })?;
     let iface_ok = !raw.interface.is_empty()
         && raw.interface.len() <= 15
@@ -64,15 +74,16 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Vip, String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b));
     if !iface_ok {
-        return Err(format!(
-            "key `interface`: `{}` is not an interface name",
-            raw.interface
+        return Err(Problem::at(
+            "interface",
+            format!("`{}` is not an interface name", raw.interface),
         ));
     }
     let arping_count = raw.arping_count.unwrap_or(3);
     if !(1..=20).contains(&arping_count) {
-        return Err(format!(
-            "key `arping_count`: got {arping_count}, expected 1 to 20"
+        return Err(Problem::at(
+            "arping_count",
+            format!("got {arping_count}, expected 1 to 20"),
         ));
     }
     Ok(Vip {

@@ -1,6 +1,7 @@
 //! The `dns` step's table: its keys, validated into [`Dns`] (names absolute, values of the
 //! record's type, the TSIG secret from a private file).
 
+use crate::error::Problem;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -89,16 +90,17 @@ struct RawDns {
 
 /// The `dns` step's keys, validated: names absolute, values of the record's type, the TSIG
 /// secret from a private file.
-pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Dns, String> {
+pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Dns, Problem> {
     let raw: RawDns = super::super::raw(table)?;
     let (dir, servers) = (cx.dir, cx.servers);
-    validate_host(&raw.server).map_err(|e| format!("key `server`: {e}"))?;
-    let zone = dns_name(&raw.zone).map_err(|e| format!("key `zone`: {e}"))?;
+    validate_host(&raw.server).map_err(|e| Problem::at("server", e))?;
+    let zone = dns_name(&raw.zone).map_err(|e| Problem::at("zone", e))?;
     let service_host_name =
-        dns_name(&raw.service_host_name).map_err(|e| format!("key `service_host_name`: {e}"))?;
+        dns_name(&raw.service_host_name).map_err(|e| Problem::at("service_host_name", e))?;
     if service_host_name != zone && !service_host_name.ends_with(&format!(".{zone}")) {
-        return Err(format!(
-            "key `service_host_name`: `{service_host_name}` is not inside the zone `{zone}`"
+        return Err(Problem::at(
+            "service_host_name",
+            format!("`{service_host_name}` is not inside the zone `{zone}`"),
         ));
     }
     let record = match raw.record.as_deref().unwrap_or("A") {
@@ -106,21 +108,25 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Dns, String> {
         r if r.eq_ignore_ascii_case("AAAA") => DnsRecord::Aaaa,
         r if r.eq_ignore_ascii_case("CNAME") => DnsRecord::Cname,
         other => {
-            return Err(format!(
-                "key `record`: got `{other}`, expected \"A\", \"AAAA\" or \"CNAME\""
+            return Err(Problem::at(
+                "record",
+                format!("got `{other}`, expected \"A\", \"AAAA\" or \"CNAME\""),
             ));
         }
     };
     let values = record_values(record, raw.values, servers)?;
     let ttl =
-        ttl_seconds(raw.ttl.as_deref().unwrap_or("30s")).map_err(|e| format!("key `ttl`: {e}"))?;
+        ttl_seconds(raw.ttl.as_deref().unwrap_or("30s")).map_err(|e| Problem::at("ttl", e))?;
     let max_ttl = match raw.max_ttl.as_deref() {
-        Some(v) => ttl_seconds(v).map_err(|e| format!("key `max_ttl`: {e}"))?,
+        Some(v) => ttl_seconds(v).map_err(|e| Problem::at("max_ttl", e))?,
         None => ttl,
     };
     if max_ttl < ttl {
-        return Err(format!(
-            "key `max_ttl`: {max_ttl}s is shorter than `ttl` ({ttl}s): the record deadpool writes would warn"
+        return Err(Problem::at(
+            "max_ttl",
+            format!(
+                "{max_ttl}s is shorter than `ttl` ({ttl}s): the record deadpool writes would warn"
+            ),
         ));
     }
     let tsig = tsig(
@@ -132,14 +138,18 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Dns, String> {
     let port = raw.port.filter(|p| *p > 0).unwrap_or(53);
     let mut verify_servers = Vec::new();
     for entry in raw.verify_servers.unwrap_or_default() {
-        let server = host_port(&entry, 53).map_err(|e| format!("key `verify_servers`: {e}"))?;
+        let server = host_port(&entry, 53).map_err(|e| Problem::at("verify_servers", e))?;
         if server == (raw.server.clone(), port) {
-            return Err(format!(
-                "key `verify_servers`: `{entry}` is the primary server, which the check always asks"
+            return Err(Problem::at(
+                "verify_servers",
+                format!("`{entry}` is the primary server, which the check always asks"),
             ));
         }
         if verify_servers.contains(&server) {
-            return Err(format!("key `verify_servers`: `{entry}` is listed twice"));
+            return Err(Problem::at(
+                "verify_servers",
+                format!("`{entry}` is listed twice"),
+            ));
         }
         verify_servers.push(server);
     }
@@ -163,7 +173,7 @@ fn record_values(
     record: DnsRecord,
     given: Option<RawPerServer>,
     servers: (&str, &str),
-) -> Result<PerServer, String> {
+) -> Result<PerServer, Problem> {
     let (values, key) = match given {
         Some(v) => (
             PerServer {
@@ -182,14 +192,17 @@ fn record_values(
     };
     let values = PerServer {
         primary: record_value(record, &values.primary)
-            .map_err(|e| format!("key `{key}`: the primary's value {e}"))?,
+            .map_err(|e| Problem::at(key, format!("the primary's value {e}")))?,
         secondary: record_value(record, &values.secondary)
-            .map_err(|e| format!("key `{key}`: the secondary's value {e}"))?,
+            .map_err(|e| Problem::at(key, format!("the secondary's value {e}")))?,
     };
     if values.primary == values.secondary {
-        return Err(format!(
-            "key `{key}`: both servers would have the value `{}`; the record could not tell them apart",
-            values.primary
+        return Err(Problem::at(
+            key,
+            format!(
+                "both servers would have the value `{}`; the record could not tell them apart",
+                values.primary
+            ),
         ));
     }
     Ok(values)
@@ -202,30 +215,38 @@ fn tsig(
     key: &str,
     algorithm: Option<String>,
     secret_file: &str,
-) -> Result<Tsig, String> {
+) -> Result<Tsig, Problem> {
     let tsig_name = key.trim_end_matches('.');
     if tsig_name.is_empty() || dns_name(tsig_name).is_err() {
-        return Err(format!(
-            "key `tsig_key`: `{}`: expected the key's name as the server knows it, like \"deadpool-key\"",
-            key
+        return Err(Problem::at(
+            "tsig_key",
+            format!(
+                "`{}`: expected the key's name as the server knows it, like \"deadpool-key\"",
+                key
+            ),
         ));
     }
     let algorithm = algorithm
         .unwrap_or_else(|| "hmac-sha256".to_string())
         .to_ascii_lowercase();
     if !TSIG_ALGORITHMS.contains(&algorithm.as_str()) {
-        return Err(format!(
-            "key `tsig_algorithm`: got `{algorithm}`, expected one of {}",
-            TSIG_ALGORITHMS.join(", ")
+        return Err(Problem::at(
+            "tsig_algorithm",
+            format!(
+                "got `{algorithm}`, expected one of {}",
+                TSIG_ALGORITHMS.join(", ")
+            ),
         ));
     }
-    let secret =
-        load_secret(dir, secret_file).map_err(|e| format!("key `tsig_secret_file`: {e}"))?;
+    let secret = load_secret(dir, secret_file).map_err(|e| Problem::at("tsig_secret_file", e))?;
     let base64 = |b: u8| b.is_ascii_alphanumeric() || b"+/=".contains(&b);
     if !secret.expose().bytes().all(base64) {
-        return Err(format!(
-            "key `tsig_secret_file`: {}: expected the key's base64 secret on one line, as in the server's `key` statement",
-            dir.join(secret_file).display()
+        return Err(Problem::at(
+            "tsig_secret_file",
+            format!(
+                "{}: expected the key's base64 secret on one line, as in the server's `key` statement",
+                dir.join(secret_file).display()
+            ),
         ));
     }
     Ok(Tsig {
