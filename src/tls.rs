@@ -5,7 +5,6 @@
 //! the server: a certificate that cannot be trusted, or an alert, came from a live server;
 //! silence or a closed connection did not.
 
-use crate::error::Problem;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,6 +45,7 @@ impl Verify {
     }
 }
 
+use crate::error::Problem;
 use crate::settings::TlsSettings as Settings;
 
 /// A checked `tls` table: the CA certificates parsed, the client certificate and key

@@ -1,10 +1,10 @@
 //! The `[cluster]` table of deadpool.toml, validated into [`Settings`]. `config` imports it,
 //! so it imports nothing above the shared vocabulary: `settings`, `config::load`, `tls`.
 
-use crate::error::Problem;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::error::Problem;
 use crate::settings::{format_duration, parse_duration};
 
 /// The `[cluster]` table, validated.

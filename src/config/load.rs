@@ -2,13 +2,13 @@
 //! secret files, `ssh` and `tls` tables, host lists, programs, and TOML messages. Errors are
 //! [`Problem`]s naming the key; the caller adds the file and the table.
 
-use crate::error::Problem;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::error::Problem;
 use crate::error::{ConfigError, Error};
 use crate::settings::{Host, Secret, SshAuth, SshSettings, is_safe_name, parse_duration};
 use crate::tls::Tls;

@@ -12,7 +12,6 @@ pub mod nagios;
 pub mod redis;
 pub mod tcp;
 
-use crate::error::Problem;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::load::{duration_or, host_list, toml_msg};
+use crate::error::Problem;
 use crate::model::Role;
 use crate::settings::{Host, SshSettings};
 use crate::tls::Tls;

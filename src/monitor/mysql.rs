@@ -2,13 +2,13 @@
 //! with an error (access denied, too many connections) is alive: a problem to report, never
 //! a reason to fail over.
 
-use crate::error::Problem;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::{Facts, Health, Kind, ObserverProbe, Server};
 use crate::config::load::{RawTls, load_secret, load_tls, mysql_tls};
+use crate::error::Problem;
 use crate::mysql::{Client, Failure, Target};
 use crate::settings::Secret;
 use crate::tls::Tls;

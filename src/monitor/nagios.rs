@@ -1,13 +1,13 @@
 //! The `nagios` monitor: any Nagios plugin, run without a shell. Exit 0 (OK) and 1 (WARNING)
 //! mean up; 2, 3, any other code, a signal or the timeout mean down.
 
-use crate::error::Problem;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::{Facts, Health, Kind, ObserverProbe, Server};
 use crate::config::load::{NAGIOS_PLUGIN_DIRS, resolve_program};
+use crate::error::Problem;
 use crate::remote::{self, Exit};
 
 pub const TYPE: &str = "nagios";

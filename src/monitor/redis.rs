@@ -2,13 +2,13 @@
 //! (LOADING, BUSY, MASTERDOWN, an auth error), a TLS certificate deadpool does not trust, or
 //! a TLS-only server met without TLS means the server is alive with a problem, never down.
 
-use crate::error::Problem;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::{Facts, Health, Kind, ObserverProbe, Server};
 use crate::config::load::{RawTls, load_secret, load_tls};
+use crate::error::Problem;
 use crate::redis::{Client, Failure, RedisAccess, Reply, Target, alive_error};
 use crate::tls::Tls;
 

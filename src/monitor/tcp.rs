@@ -1,12 +1,12 @@
 //! The `tcp` monitor: up when a TCP connection to the port opens within the timeout.
 
-use crate::error::Problem;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use super::{Facts, Health, Kind, ObserverProbe, Server};
+use crate::error::Problem;
 use crate::net::resolve;
 
 pub const TYPE: &str = "tcp";

@@ -9,11 +9,11 @@
 //!   all at the active server is OK; some unreachable or unwritable is a WARNING; a client
 //!   pointing at the standby or elsewhere is CRITICAL.
 
-use crate::error::Problem;
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol};
 use crate::config::load::{RawSsh, host_list, step_ssh};
+use crate::error::Problem;
 use crate::model::Status;
 use crate::remote::{self, Exit, Output, argv_line};
 use crate::settings::{Host, SshSettings};

@@ -3,11 +3,11 @@
 //! are substituted. Local commands run without a shell unless `shell = true`; remote
 //! commands always go through the remote user's shell, so there every value is shell-quoted.
 
-use crate::error::Problem;
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol, host_result};
 use crate::config::load::{RawSsh, check_placeholders, host_list, step_ssh};
+use crate::error::Problem;
 use crate::model::Status;
 use crate::remote;
 use crate::settings::{Host, SshSettings};

@@ -12,7 +12,6 @@
 //! - check: each HAProxy's backend has exactly the active server ready and UP, and the
 //!   standby in `maint` (or `drain` where that is the configured standby state).
 
-use crate::error::Problem;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, PerServer, Protocol, RawPerServer, port_number};
 use crate::config::load::{RawSsh, step_ssh};
+use crate::error::Problem;
 use crate::model::Status;
 use crate::settings::{SshSettings, validate_host};
 

@@ -16,11 +16,11 @@ mod plugin;
 mod redis_promote;
 mod vip;
 
-use crate::error::Problem;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::load::{scalar_text, toml_msg};
+use crate::error::Problem;
 use crate::model::Status;
 use crate::redis::RedisAccess;
 use crate::settings::{SshSettings, parse_duration};

@@ -17,13 +17,13 @@
 //! - check: replica IO and SQL threads running, lag under `max_lag`, replicating from the
 //!   active server, standby read-only, active writable.
 
-use crate::error::Problem;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol};
 use crate::config::load::{RawTls, load_secret, load_tls, mysql_tls};
+use crate::error::Problem;
 use crate::model::Status;
 use crate::mysql::{self, Client, Failure, ReplicaStatus, Target};
 use crate::settings::{Secret, parse_duration};

@@ -1,11 +1,11 @@
 //! The `plugin` step: a user executable run as `COMMAND preflight|promote|check` with the
 //! pool described in its environment (the contract in the README).
 
-use crate::error::Problem;
 use std::path::{Path, PathBuf};
 
 use super::{Action, Context, HostResult, LoadContext, Protocol, host_result};
 use crate::config::load::{load_secret, resolve_program, scalar_text};
+use crate::error::Problem;
 use crate::remote;
 
 /// The step's `type`.

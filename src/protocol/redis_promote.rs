@@ -14,13 +14,13 @@
 //! - check: the standby is a replica of the active server with the link up and recent I/O;
 //!   the active server is a primary.
 
-use crate::error::Problem;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol};
 use crate::config::load::{RawTls, load_secret, load_tls};
+use crate::error::Problem;
 use crate::model::Status;
 use crate::redis::{Client, Failure, RedisAccess, Replication, Target};
 use crate::settings::parse_duration;

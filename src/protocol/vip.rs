@@ -11,11 +11,11 @@
 //!   address, announces it with gratuitous ARP, and checks.
 //! - check: the address is on exactly the active server.
 
-use crate::error::Problem;
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol};
 use crate::config::load::{RawSsh, step_ssh};
+use crate::error::Problem;
 use crate::model::Status;
 use crate::remote::{self, Exit, Output};
 use crate::settings::{Host, SshSettings};

@@ -1,7 +1,6 @@
 //! The `dns` step's table: its keys, validated into [`Dns`] (names absolute, values of the
 //! record's type, the TSIG secret from a private file).
 
-use crate::error::Problem;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use serde::Deserialize;
 
 use super::super::{LoadContext, PerServer, RawPerServer, port_number};
 use crate::config::load::load_secret;
+use crate::error::Problem;
 use crate::settings::{Secret, parse_duration, validate_host};
 
 /// The `dns` step: an RFC 2136 dynamic update of one record at the zone's primary server,
