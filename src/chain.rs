@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::config::{OnFailure, Pool};
-pub use crate::model::EventKind;
+use crate::model::EventKind;
 use crate::model::Role;
 use crate::model::{PoolState, Status};
-use crate::protocol::{self, Action, Context, HostResult};
+use crate::protocol::{self, Action, Context, Force, HostResult};
 use crate::rules::{self, AfterStep, BlockReason, HostVerdict};
 use crate::ssh::Sessions;
 use crate::state::{Event, PoolRecord, State, now_ms};
@@ -28,8 +28,6 @@ pub struct Options<'a> {
     pub force: Force,
     pub sessions: Option<&'a Sessions>,
 }
-
-pub use crate::protocol::Force;
 
 /// Runs every step's preflight, all at once and all of them even after a failure (the
 /// report shows every problem), all finished before anything changes. Returns the results
@@ -97,7 +95,7 @@ pub fn logins(pool: &Pool, from: Role, to: Role) -> Vec<(String, crate::settings
     let mut all: Vec<(String, crate::settings::SshSettings)> = Vec::new();
     for index in 0..pool.steps.len() {
         let ctx = context(pool, index, from, to);
-        for (host, ssh) in protocol::protocol(ctx.step).logins(&ctx) {
+        for (host, ssh) in ctx.step.kind.get().logins(&ctx) {
             if !all
                 .iter()
                 .any(|(h, s)| *h == host && s.user == ssh.user && s.port == ssh.port)

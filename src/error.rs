@@ -7,7 +7,8 @@ use std::process::ExitCode;
 /// What went wrong, by the exit code it deserves (SPEC 5).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Bad usage or invalid configuration: nothing was changed (exit 2).
+    /// Bad usage (a command line, a pool or server that does not exist): nothing was
+    /// changed (exit 2).
     #[error("{0}")]
     Usage(String),
     /// The configuration is invalid: nothing was changed (exit 2).

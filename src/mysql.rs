@@ -10,8 +10,23 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Value};
 
+use crate::error::Problem;
 use crate::settings::Secret;
 use crate::tls::Tls;
+
+/// A `tls` table for this client: it checks the name the server is written by, so a
+/// `server_name` cannot apply.
+pub fn check_tls(tls: Tls) -> Result<Tls, Problem> {
+    if let Some(name) = &tls.server_name {
+        return Err(Problem::at(
+            "tls.server_name",
+            format!(
+                "the MySQL client checks the certificate against the server's name as written in `primary`/`secondary`, so `{name}` cannot be used: write the servers by the names their certificates carry, or use verify = \"ca\""
+            ),
+        ));
+    }
+    Ok(tls)
+}
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]

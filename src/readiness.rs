@@ -4,8 +4,9 @@
 
 use anyhow::Result;
 
-use crate::chain::{self, EventKind};
+use crate::chain;
 use crate::config::Pool;
+use crate::model::EventKind;
 use crate::model::{Role, Status};
 use crate::protocol::{self, Action};
 use crate::state::{Event, ReadinessRow, State};

@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::chain::EventKind;
 use crate::config::Pool;
 use crate::log::Level;
+use crate::model::EventKind;
 use crate::model::{Health, PoolState, Role, Status};
 use crate::monitor::Check;
 use crate::rules::{self, BlockReason, Decision, Input, Next};

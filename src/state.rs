@@ -216,8 +216,8 @@ pub struct EventText {
 
 impl EventText {
     /// The entry with its kind and status read (a status `""`: none). A kind or status this
-    /// build does not know is an error naming it: every deadpool so far wrote only the kinds
-    /// of [`EventKind`], so only a newer one could.
+    /// build does not know is an error naming it (every deadpool so far wrote only the kinds
+    /// of [`EventKind`], so only a newer one could); readers leave such an entry out.
     pub fn typed(self) -> Result<Event, String> {
         let Some(event) = EventKind::parse(&self.event) else {
             return Err(format!("kind `{}`", self.event));
@@ -783,12 +783,16 @@ impl State {
         for row in rows {
             let row = row?;
             let id = row.id;
-            events.push(row.typed().map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: history event {id} has {e}, which this build does not know; was it written by a newer deadpool?",
+            // An event of a kind or status this build does not know (only a newer deadpool
+            // could have written it) is left out with a warning, as in etcd's history: a
+            // tick that reads a pool's chain must not stop at it.
+            match row.typed() {
+                Ok(event) => events.push(event),
+                Err(e) => crate::warn!(
+                    "{}: history event {id} has {e}, which this build does not know (was it written by a newer deadpool?); left out",
                     self.path.display()
-                )
-            })?);
+                ),
+            }
         }
         events.reverse();
         Ok(events)

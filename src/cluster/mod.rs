@@ -8,12 +8,13 @@
 //! `/v3/lease/grant`, `/v3/lease/keepalive`) over a small blocking HTTP/1.1 client: deadpool
 //! stays a one-shot program without an async runtime, and every call has a deadline.
 //!
-//! From the bottom up: [`settings`] (the `[cluster]` table; what `config` imports, and it
+//! Below `config`: [`settings`] (the `[cluster]` table; what `config` imports, and it
 //! imports nothing above it), [`http`] (one bounded HTTP/1.1 request), [`client`] (the
-//! gateway's calls), [`member`] (the leader lease and the [`Member`]), [`pools`] (fenced
-//! pool-state writes, the leader's `chain::Guard`), [`person`] (a person's chain
-//! from any member), [`history`] (chain events kept in etcd) and [`status`] (heartbeats,
-//! `cluster.json` for `report`, `check-config`'s probe).
+//! gateway's calls), [`member`] (the leader lease and the [`Member`]), [`history`] (chain
+//! events kept in etcd) and [`status`] (heartbeats, `cluster.json` for `report`,
+//! `check-config`'s probe). Above `chain`, whose `Guard` they implement: [`pools`] (fenced
+//! pool-state writes, the leader's guard) and [`person`] (a person's chain from any
+//! member).
 
 mod client;
 pub mod history;

@@ -1,4 +1,5 @@
-//! One file per subcommand; this file dispatches and holds what several of them share.
+//! One file per subcommand; this file dispatches. What the commands that change a pool by
+//! hand share is in `shared`.
 
 mod check_config;
 mod completions;
@@ -10,15 +11,14 @@ mod pause;
 mod promote;
 mod report;
 mod reset;
+mod shared;
 mod tick;
-
-use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
-use crate::error::{Error, Outcome};
+use crate::error::Outcome;
 
 pub fn run(cli: Cli) -> Result<Outcome> {
     let dir = Config::locate(cli.config.as_deref());
@@ -36,105 +36,5 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::History(args) => history::run(&Config::load(&dir)?, &args),
         Command::Pause(args) => pause::pause(&Config::load(&dir)?, &args),
         Command::Resume(args) => pause::resume(&Config::load(&dir)?, &args),
-    }
-}
-
-/// Who asked for a change, for history: the real uid's user name, which no environment
-/// variable can change; "root via sudo by X" only when the real uid is root and the process
-/// was started by sudo (its parent is sudo), since anyone can set `SUDO_USER`.
-pub fn actor() -> String {
-    // SAFETY: getuid(2) and getppid(2) cannot fail and have no memory effects.
-    let (uid, ppid) = unsafe { (libc::getuid(), libc::getppid()) };
-    let name = user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
-    let parent = std::fs::read_to_string(format!("/proc/{ppid}/comm")).unwrap_or_default();
-    let sudo_user = std::env::var("SUDO_USER").ok().filter(|s| !s.is_empty());
-    actor_name(&name, uid, parent.trim(), sudo_user.as_deref())
-}
-
-/// The actor rule (pure, for tests).
-fn actor_name(name: &str, uid: u32, parent: &str, sudo_user: Option<&str>) -> String {
-    match sudo_user {
-        Some(by) if uid == 0 && parent == "sudo" => format!("{name} via sudo by {by}"),
-        _ => name.to_string(),
-    }
-}
-
-/// The user name of `uid` from the password database.
-fn user_name(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id: u32 = fields.nth(1)?.parse().ok()?;
-        (id == uid).then(|| name.to_string())
-    })
-}
-
-/// The start of every command that changes a pool by hand: the instance lock (waiting a
-/// bounded time for a running tick) and the database, both held for the whole command.
-pub fn lock_for_change(config: &Config) -> Result<(crate::state::Lock, crate::state::State)> {
-    use crate::state::{Lock, State};
-    let wait = config.lock_wait();
-    let Some(lock) = Lock::acquire(&config.state_dir, wait)? else {
-        return Err(Error::Failed(format!(
-            "{} still holds the instance lock after {:.0}s; nothing changed, try again",
-            Lock::holder(&config.state_dir),
-            wait.as_secs_f64()
-        ))
-        .into());
-    };
-    let state = State::open(&config.state_dir)?;
-    Ok((lock, state))
-}
-
-/// The pool's record for a command that changes it: etcd's with `[cluster]` (when it has
-/// one: the command then acts cluster-wide), else the local one.
-pub fn pool_record(
-    member: Option<&crate::cluster::Member>,
-    state: &crate::state::State,
-    pool: &str,
-) -> Result<Option<crate::state::PoolRecord>> {
-    let local = state.pool(pool)?;
-    Ok(match member {
-        Some(m) => m.read_pool(pool, local.as_ref())?.or(local),
-        None => local,
-    })
-}
-
-/// Asks on the terminal; without one, `--yes` is required.
-pub fn confirm(question: &str, yes: bool) -> Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(format!(
-            "{question}: there is no terminal to confirm on; add --yes"
-        ))
-        .into());
-    }
-    eprint!("{question} Type `yes` to go on: ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "yes" | "y"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn actor_table() {
-        // (name, real uid, parent process, SUDO_USER, recorded actor)
-        let rows = [
-            ("root", 0, "sudo", Some("alice"), "root via sudo by alice"),
-            ("root", 0, "bash", Some("alice"), "root"),
-            ("bob", 1000, "sudo", Some("alice"), "bob"),
-            ("bob", 1000, "bash", None, "bob"),
-            ("root", 0, "sudo", None, "root"),
-        ];
-        for (name, uid, parent, sudo_user, actor) in rows {
-            assert_eq!(actor_name(name, uid, parent, sudo_user), actor);
-        }
     }
 }

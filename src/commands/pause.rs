@@ -5,10 +5,10 @@
 
 use anyhow::Result;
 
-use crate::chain::EventKind;
 use crate::cli::{PauseArgs, ResumeArgs};
 use crate::config::{Config, format_duration, parse_duration};
 use crate::error::{Error, Outcome};
+use crate::model::EventKind;
 use crate::model::Status;
 use crate::rules;
 use crate::state::{Pause, PoolRecord, now_ms};
@@ -28,12 +28,12 @@ pub fn pause(config: &Config, args: &PauseArgs) -> Result<Outcome> {
     };
     let length = parse_duration(text).map_err(|e| Error::Usage(format!("--for: {e}")))?;
     let reason = check_reason(args.reason.as_deref().unwrap_or(""))?;
-    let who = super::actor();
-    let (_lock, state) = super::lock_for_change(config)?;
+    let who = super::shared::actor();
+    let (_lock, state) = super::shared::lock_for_change(config)?;
     let now = now_ms();
     // With [cluster], the pool's state is etcd's: the pause acts cluster-wide.
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
-    let mut rec = super::pool_record(member.as_ref(), &state, &pool.name)?
+    let mut rec = super::shared::pool_record(member.as_ref(), &state, &pool.name)?
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now));
     let until = now.saturating_add(i64::try_from(length.as_millis()).unwrap_or(i64::MAX));
     let before = rec
@@ -77,11 +77,11 @@ pub fn pause(config: &Config, args: &PauseArgs) -> Result<Outcome> {
 
 pub fn resume(config: &Config, args: &ResumeArgs) -> Result<Outcome> {
     let pool = config.pool(&args.pool)?;
-    let who = super::actor();
-    let (_lock, state) = super::lock_for_change(config)?;
+    let who = super::shared::actor();
+    let (_lock, state) = super::shared::lock_for_change(config)?;
     let now = now_ms();
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
-    let Some(mut rec) = super::pool_record(member.as_ref(), &state, &pool.name)? else {
+    let Some(mut rec) = super::shared::pool_record(member.as_ref(), &state, &pool.name)? else {
         println!("pool {}: not paused; nothing changed", pool.name);
         return Ok(Outcome::Done);
     };

@@ -4,14 +4,16 @@
 
 use anyhow::Result;
 
-use crate::chain::{self, EventKind, Force, Progress};
+use crate::chain::{self, Progress};
 use crate::cli::PromoteArgs;
 use crate::config::{Config, Pool};
 use crate::error::{Error, Outcome};
 use crate::failover::{self, Attempt, Ended, Fence, SecondOpinion};
+use crate::model::EventKind;
 use crate::model::{PoolState, Role, Status};
 use crate::monitor;
 use crate::protocol;
+use crate::protocol::Force;
 use crate::rules;
 use crate::state::{Event, PoolRecord, State, now_ms};
 
@@ -27,18 +29,18 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         pool.address(to),
         pool.name
     );
-    if !super::confirm(&question, args.yes)? {
+    if !super::shared::confirm(&question, args.yes)? {
         println!("nothing changed");
         return Ok(Outcome::NeedsAttention);
     }
-    let (_lock, state) = super::lock_for_change(config)?;
+    let (_lock, state) = super::shared::lock_for_change(config)?;
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
-    let mut rec = super::pool_record(member.as_ref(), &state, &pool.name)?
+    let mut rec = super::shared::pool_record(member.as_ref(), &state, &pool.name)?
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
     if guard(pool, &rec, to)? == Guarded::AlreadyActive {
         return Ok(Outcome::Done);
     }
-    let who = super::actor();
+    let who = super::shared::actor();
     let first_new = state
         .history(Some(&pool.name), 1)?
         .last()

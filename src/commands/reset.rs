@@ -3,10 +3,10 @@
 
 use anyhow::Result;
 
-use crate::chain::EventKind;
 use crate::cli::{ResetArgs, Role};
 use crate::config::Config;
 use crate::error::{Error, Outcome};
+use crate::model::EventKind;
 use crate::model::PoolState;
 use crate::monitor;
 use crate::rules;
@@ -14,15 +14,15 @@ use crate::state::{PoolRecord, now_ms};
 
 pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
     let pool = config.pool(&args.pool)?;
-    let who = super::actor();
+    let who = super::shared::actor();
     let question = format!("Re-arm pool {} so that it can fail over again?", pool.name);
-    if !super::confirm(&question, args.yes)? {
+    if !super::shared::confirm(&question, args.yes)? {
         println!("nothing changed");
         return Ok(Outcome::NeedsAttention);
     }
-    let (_lock, state) = super::lock_for_change(config)?;
+    let (_lock, state) = super::shared::lock_for_change(config)?;
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
-    let mut rec = super::pool_record(member.as_ref(), &state, &pool.name)?
+    let mut rec = super::shared::pool_record(member.as_ref(), &state, &pool.name)?
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
     let before = rec.state;
     let active = args.active.unwrap_or(rec.active);

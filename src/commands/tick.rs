@@ -11,14 +11,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::chain::{self, EventKind, Force};
+use crate::chain;
 use crate::cli::TickArgs;
 use crate::cluster_round;
 use crate::config::{Config, Pool};
 use crate::error::Outcome;
 use crate::failover::{self, Attempt, Ended, Fence, SecondOpinion};
+use crate::model::EventKind;
 use crate::model::PoolState;
 use crate::monitor;
+use crate::protocol::Force;
 use crate::round::{self, Effects, Facts, Plan, PoolSettings, Seen, Stage, Start};
 use crate::rules::{self, Round};
 use crate::state::{Event, Lock, MonitorRow, PoolRecord, State, now_ms};

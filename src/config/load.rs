@@ -93,19 +93,6 @@ pub fn load_tls(dir: &Path, raw: RawTls) -> Result<Tls, Problem> {
         .map_err(|p| p.under("tls"))
 }
 
-/// The MySQL client checks the name the server is written by: a `server_name` cannot apply.
-pub fn mysql_tls(tls: Tls) -> Result<Tls, Problem> {
-    if let Some(name) = &tls.server_name {
-        return Err(Problem::at(
-            "tls.server_name",
-            format!(
-                "the MySQL client checks the certificate against the server's name as written in `primary`/`secondary`, so `{name}` cannot be used: write the servers by the names their certificates carry, or use verify = \"ca\""
-            ),
-        ));
-    }
-    Ok(tls)
-}
-
 /// A list of hosts: names or addresses, `local` for this host where `local_ok`.
 pub fn host_list(items: &[String], key: &str, local_ok: bool) -> Result<Vec<Host>, Problem> {
     if items.is_empty() {

@@ -1,9 +1,11 @@
 //! Configuration: TOML files parsed and validated into a plain [`Config`] that cannot hold
-//! invalid values. Every check happens here, before any lock, database or network call.
+//! invalid values. This module reads the instance file and the pool files and hands each
+//! `[monitor]` and `[[protocol]]` table to its registry ([`crate::monitor`],
+//! [`crate::protocol`]), whose type files validate their own keys. Every check happens while
+//! loading, before any lock, database or network call.
 
 pub mod load;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -480,16 +482,14 @@ fn load_steps(
         })?;
         steps.push(step);
     }
-    if steps.iter().any(|s| s.kind.get().needs_ip_servers()) {
+    if let Some(why) = steps.iter().find_map(|s| s.kind.get().needs_ip_servers()) {
         for (key, host) in [("primary", servers.0), ("secondary", servers.1)] {
             if host.parse::<std::net::IpAddr>().is_err() {
                 return Err(Error::Config(ConfigError::in_file(
                     file,
                     Problem::at(
                         key,
-                        format!(
-                            "`{host}`: an `etc_hosts` step writes addresses into hosts files, so the servers must be given as IP addresses"
-                        ),
+                        format!("`{host}`: {why}, so the servers must be given as IP addresses"),
                     ),
                 )));
             }
@@ -498,20 +498,18 @@ fn load_steps(
     Ok(steps)
 }
 
-/// What a step's loader may take from the pool: the servers, and the monitor's port, TLS
-/// and login.
+/// What a step's loader may take from the pool: the servers, and its monitor.
 fn step_load_context<'a>(
     dir: &'a Path,
     ssh: &'a SshSettings,
     servers: (&'a str, &'a str),
-    monitor: &Monitor,
+    monitor: &'a Monitor,
 ) -> crate::protocol::LoadContext<'a> {
     crate::protocol::LoadContext {
         dir,
         ssh,
         servers,
-        monitor_mysql: monitor.mysql_defaults(),
-        monitor_redis: monitor.redis_access().cloned(),
+        monitor: &monitor.kind,
     }
 }
 
@@ -537,11 +535,7 @@ pub fn summary(config: &Config) -> String {
         format_duration(config.ssh.command_timeout),
         config.ssh.sudo
     );
-    let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
     for pool in &config.pools {
-        for step in &pool.steps {
-            *by_type.entry(step.type_name()).or_default() += 1;
-        }
         let _ = writeln!(
             out,
             "pool {}: {} monitor, primary {}, secondary {}, fail over {}, {} step(s)",

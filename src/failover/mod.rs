@@ -9,10 +9,11 @@ pub mod plan;
 
 use anyhow::Result;
 
-use crate::chain::{self, Force, Guard, Progress};
+use crate::chain::{self, Guard, Progress};
 use crate::cluster::Member;
 use crate::config::{Config, Pool};
 use crate::model::{PoolState, Role};
+use crate::protocol::Force;
 use crate::rules::BlockReason;
 use crate::ssh::Sessions;
 use crate::state::{Event, PoolRecord, State};

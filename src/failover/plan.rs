@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::chain;
 use crate::config::Pool;
 use crate::model::Role;
-use crate::protocol;
 
 /// A failover plan: the chain toward `to`, each step with each host's resolved command
 /// and its preflight's result.
@@ -72,7 +71,9 @@ pub fn plan_steps(pool: &Pool, from: Role, to: Role) -> FailoverPlan {
                     crate::config::OnFailure::Abort => "abort",
                     crate::config::OnFailure::Continue => "continue",
                 },
-                commands: protocol::protocol(step)
+                commands: step
+                    .kind
+                    .get()
                     .plan(&ctx)
                     .into_iter()
                     .map(|(host, command)| PlannedCommand {

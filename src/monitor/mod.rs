@@ -5,7 +5,8 @@
 //! opinion runs, and its `check`. The only code here that names the types is the closed
 //! [`MonitorKind`] enum, the one `match` from the `type` string to a file's `load` (in
 //! [`load`]), the one `match` from the enum to its [`Kind`] (in [`MonitorKind::get`]) and
-//! [`TYPES`]. Adding a type is one new file and one line in each of those.
+//! [`TYPES`]. Adding a type is one new file and one line in each of those four places (a
+//! unit test checks that every name in [`TYPES`] loads as its own type).
 
 pub mod mysql;
 pub mod nagios;
@@ -26,7 +27,6 @@ use crate::tls::Tls;
 
 /// What one check of one server found.
 pub use crate::model::Health;
-pub use crate::redis::RedisAccess;
 
 /// The monitor types, as the `type` key names them, for the unknown-type message.
 pub const TYPES: &[&str] = &[mysql::TYPE, redis::TYPE, tcp::TYPE, nagios::TYPE];
@@ -144,26 +144,6 @@ impl Monitor {
             Duration::ZERO
         } else {
             self.timeout + ssh.connect_timeout * 2 + Duration::from_secs(1)
-        }
-    }
-
-    /// For a `mysql_promote` step: the port and TLS of a `mysql` monitor, which the step
-    /// uses unless it has its own. `None` for other monitors.
-    pub fn mysql_defaults(&self) -> Option<(u16, Option<Tls>)> {
-        if let MonitorKind::Mysql(m) = &self.kind {
-            Some((m.port, m.tls.clone()))
-        } else {
-            None
-        }
-    }
-
-    /// For a `redis_promote` step: how a `redis` monitor logs in, which the step does too
-    /// unless it says otherwise. `None` for other monitors.
-    pub fn redis_access(&self) -> Option<&RedisAccess> {
-        if let MonitorKind::Redis(r) = &self.kind {
-            Some(&r.access)
-        } else {
-            None
         }
     }
 }
@@ -334,6 +314,22 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// Every name in `TYPES` reaches its own type's `load`: it is never "unknown", and a
+    /// table it accepts loads as that type.
+    #[test]
+    fn every_listed_type_loads_as_itself() {
+        let dir = Path::new("/nonexistent");
+        for name in TYPES {
+            match load(dir, table(&format!("type = \"{name}\"\nport = 1"))) {
+                Ok(m) => assert_eq!(m.kind.type_name(), *name),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!e.contains("unknown monitor type"), "{name}: {e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn unknown_keys_name_what_the_type_takes() {
         let dir = Path::new("/nonexistent");
@@ -419,7 +415,7 @@ mod tests {
         };
         assert!(script(&mysql).contains("server greeting"));
         let mut redis = redis::Redis {
-            access: RedisAccess {
+            access: crate::redis::RedisAccess {
                 port: 6379,
                 user: None,
                 password: None,
@@ -472,6 +468,5 @@ mod tests {
         .unwrap();
         assert_eq!(m.port(), Some(5));
         assert_eq!(m.kind.type_name(), "tcp");
-        assert!(m.mysql_defaults().is_none() && m.redis_access().is_none());
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{Facts, Health, Kind, ObserverProbe, Server};
-use crate::config::load::{RawTls, load_secret, load_tls, mysql_tls};
+use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::mysql::{Client, Failure, Target};
 use crate::settings::Secret;
@@ -55,7 +55,7 @@ pub fn load(dir: &Path, table: toml::Table) -> Result<Mysql, Problem> {
         port: raw.port.unwrap_or(3306),
         user: raw.user.unwrap_or_else(|| "deadpool".to_string()),
         password,
-        tls: tls.map(mysql_tls).transpose()?,
+        tls: tls.map(crate::mysql::check_tls).transpose()?,
     })
 }
 

@@ -193,8 +193,8 @@ impl Protocol for EtcHosts {
     }
 
     /// The step writes the servers' addresses into hosts files.
-    fn needs_ip_servers(&self) -> bool {
-        true
+    fn needs_ip_servers(&self) -> Option<&'static str> {
+        Some("an `etc_hosts` step writes addresses into hosts files")
     }
 
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::config::load::{scalar_text, toml_msg};
 use crate::error::Problem;
 use crate::model::Status;
-use crate::redis::RedisAccess;
+use crate::monitor::MonitorKind;
 use crate::settings::{SshSettings, parse_duration};
 use crate::tls::Tls;
 
@@ -96,10 +96,9 @@ pub struct LoadContext<'a> {
     pub ssh: &'a SshSettings,
     /// The pool's primary and secondary.
     pub servers: (&'a str, &'a str),
-    /// A `mysql` monitor's port and TLS, which `mysql_promote` defaults to.
-    pub monitor_mysql: Option<(u16, Option<Tls>)>,
-    /// A `redis` monitor's login, which `redis_promote` defaults to.
-    pub monitor_redis: Option<RedisAccess>,
+    /// The pool's monitor: a promoting step reaches the same servers, and may default to
+    /// how its monitor reaches them.
+    pub monitor: &'a MonitorKind,
 }
 
 /// Validates one `[[protocol]]` table: the keys every step has (`type`, `name`, `timeout`,
@@ -392,9 +391,9 @@ pub trait Protocol {
     fn tls(&self) -> Option<&Tls> {
         None
     }
-    /// Whether the pool's servers must be given as IP addresses.
-    fn needs_ip_servers(&self) -> bool {
-        false
+    /// Why the pool's servers must be given as IP addresses, when the step needs that.
+    fn needs_ip_servers(&self) -> Option<&'static str> {
+        None
     }
     /// Whether `check-config` runs the step's preflight as a read-only probe.
     fn probed_by_check_config(&self) -> bool {
@@ -405,11 +404,6 @@ pub trait Protocol {
     fn notes(&self, _at: &str, _lines: &mut Vec<String>, _warnings: &mut Vec<String>) {}
 }
 
-/// The behaviour of a step's type.
-pub fn protocol(step: &Step) -> &dyn Protocol {
-    step.kind.get()
-}
-
 /// Runs one action of a step. The step's deadline starts now: `timeout` bounds the action
 /// as a whole, whatever it does inside.
 pub fn run(action: Action, ctx: &Context) -> Vec<HostResult> {
@@ -417,7 +411,7 @@ pub fn run(action: Action, ctx: &Context) -> Vec<HostResult> {
         deadline: Instant::now() + ctx.step.timeout,
         ..*ctx
     };
-    let p = protocol(ctx.step);
+    let p = ctx.step.kind.get();
     match action {
         Action::Preflight => p.preflight(ctx),
         Action::Promote => p.promote(ctx),
@@ -451,4 +445,42 @@ fn host_result(host: &str, out: &crate::remote::Output, warning_allowed: bool) -
         (_, true) => out.describe_exit(),
     };
     HostResult::of(host, status, &message, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name in `TYPES` reaches its own type's `load`: it is never "unknown", and a
+    /// table it accepts loads as that type.
+    #[test]
+    fn every_listed_type_loads_as_itself() {
+        let ssh = SshSettings {
+            user: "deadpool".into(),
+            port: 22,
+            auth: crate::settings::SshAuth::Agent,
+            known_hosts: "/nonexistent/known_hosts".into(),
+            connect_timeout: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(30),
+            sudo: false,
+        };
+        let monitor = MonitorKind::Tcp(crate::monitor::tcp::Tcp { port: 1 });
+        let cx = LoadContext {
+            dir: Path::new("/nonexistent"),
+            ssh: &ssh,
+            servers: ("10.0.0.1", "10.0.0.2"),
+            monitor: &monitor,
+        };
+        for name in TYPES {
+            let table: toml::Table = format!("type = \"{name}\"").parse().unwrap();
+            match load(table, &cx) {
+                Ok(step) => assert_eq!(step.type_name(), *name),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!e.contains("unknown step type"), "{name}: {e}");
+                    assert!(!e.contains("key `type`"), "{name}: {e}");
+                }
+            }
+        }
+    }
 }

@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol};
-use crate::config::load::{RawTls, load_secret, load_tls, mysql_tls};
+use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::model::Status;
+use crate::monitor::MonitorKind;
 use crate::mysql::{self, Client, Failure, ReplicaStatus, Target};
 use crate::settings::{Secret, parse_duration};
 use crate::tls::Tls;
@@ -67,10 +68,14 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<MysqlPromote, Proble
     let raw: RawMysqlPromote = super::raw(table)?;
     let password =
         load_secret(cx.dir, &raw.password_file).map_err(|e| Problem::at("password_file", e))?;
-    let (default_port, monitor_tls) = cx.monitor_mysql.clone().unwrap_or((3306, None));
+    let (default_port, monitor_tls) = if let MonitorKind::Mysql(m) = cx.monitor {
+        (m.port, m.tls.clone())
+    } else {
+        (3306, None)
+    };
     // The step reaches the same servers: the monitor's TLS unless it has its own.
     let tls = match raw.tls {
-        Some(t) => Some(mysql_tls(load_tls(cx.dir, t)?)?),
+        Some(t) => Some(crate::mysql::check_tls(load_tls(cx.dir, t)?)?),
         None => monitor_tls,
     };
     Ok(MysqlPromote {

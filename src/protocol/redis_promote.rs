@@ -22,6 +22,7 @@ use super::{Context, HostResult, LoadContext, Protocol};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::model::Status;
+use crate::monitor::MonitorKind;
 use crate::redis::{Client, Failure, RedisAccess, Replication, Target};
 use crate::settings::parse_duration;
 use crate::tls::Tls;
@@ -54,7 +55,11 @@ struct RawRedisPromote {
 /// monitor does.
 pub fn load(table: toml::Table, cx: &LoadContext) -> Result<RedisPromote, Problem> {
     let raw: RawRedisPromote = super::raw(table)?;
-    let monitor_access = cx.monitor_redis.as_ref();
+    let monitor_access = if let MonitorKind::Redis(r) = cx.monitor {
+        Some(&r.access)
+    } else {
+        None
+    };
     let password = match raw.password_file.as_deref() {
         Some(rel) => Some(load_secret(cx.dir, rel).map_err(|e| Problem::at("password_file", e))?),
         None => monitor_access.and_then(|m| m.password.clone()),

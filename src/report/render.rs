@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::{PoolReport, Report, Status};
+use super::classify::describe_pause;
+use super::tree::{PoolReport, Report};
+use crate::model::Status;
 use crate::text::{human_secs, one_line};
 
 /// The longest first line (without its newline): NRPE v2 passes on 1,024 bytes with the
@@ -329,7 +331,7 @@ pub fn full(report: &Report, colour: bool) -> String {
             p.active_address,
             p.pause
                 .as_ref()
-                .map(|pause| format!(", {}", super::describe_pause(pause)))
+                .map(|pause| format!(", {}", describe_pause(pause)))
                 .unwrap_or_default(),
             if p.reason.is_empty() {
                 String::new()

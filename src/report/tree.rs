@@ -1,0 +1,102 @@
+//! The status tree's types: what `report` builds (in the parent module) and what
+//! [`super::render`] writes out in each format.
+
+use serde::Serialize;
+
+use crate::model::Status;
+use crate::state::Pause;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub status: Status,
+    pub generated_at: i64,
+    pub instance: Instance,
+    pub pools: Vec<PoolReport>,
+    /// Every problem, worst first.
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub status: Status,
+    pub pool: Option<String>,
+    pub message: String,
+    /// What to do next.
+    pub hint: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Instance {
+    pub status: Status,
+    pub config_dir: String,
+    pub state_dir: String,
+    pub last_tick_at: Option<i64>,
+    pub last_tick_age_s: Option<f64>,
+    pub last_tick_duration_s: Option<f64>,
+    pub stale_warning_s: f64,
+    pub stale_critical_s: f64,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolReport {
+    pub name: String,
+    pub status: Status,
+    /// `null` until the first tick has seen the pool.
+    pub state: Option<String>,
+    pub active: String,
+    pub active_address: String,
+    pub standby_address: String,
+    pub failures: u32,
+    pub max_failed_checks: u32,
+    /// Time-based mode: how long the active server must stay down; `null` when the pool
+    /// counts failed checks instead.
+    pub down_for_s: Option<f64>,
+    pub reason: String,
+    pub state_since: Option<i64>,
+    /// The maintenance pause that is on, `null` without one.
+    pub pause: Option<Pause>,
+    /// How many chains the pool has started (failovers and promotes).
+    pub failovers: u64,
+    pub monitor: MonitorReport,
+    pub steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MonitorReport {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub servers: Vec<ServerReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerReport {
+    pub role: String,
+    pub address: String,
+    pub active: bool,
+    pub status: Status,
+    /// up, degraded, down; `null` when never checked.
+    pub health: Option<String>,
+    pub message: String,
+    pub checked_at: Option<i64>,
+    pub age_s: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepReport {
+    pub index: usize,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: Status,
+    pub hosts: Vec<HostReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub status: Status,
+    pub message: String,
+    pub checked_at: i64,
+    pub age_s: f64,
+}
