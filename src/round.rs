@@ -213,6 +213,19 @@ pub fn round(facts: &Facts) -> Effects {
     }
 }
 
+/// What a detection round knows of the outage before it decides: whether the count
+/// restarts, and whether it was confirmed already. A check recorded in the future means
+/// the clock went back: the count restarts too. A blocked pool's outage was confirmed
+/// already (it stays down or it re-arms); after a gap nothing confirmed before counts, and
+/// it is confirmed anew, as a count restarts. `tick --dry-run` predicts with the same rule.
+pub fn detection_of(record: &PoolRecord, timer_gap: bool, now: i64) -> Detection {
+    let gap = timer_gap || record.last_check_at.is_some_and(|t| t > now);
+    Detection {
+        gap,
+        confirmed: record.state == PoolState::Blocked && !gap,
+    }
+}
+
 fn detection_round(
     facts: &Facts,
     standby: Seen,
@@ -222,17 +235,10 @@ fn detection_round(
 ) -> Effects {
     let (pool, now) = (&facts.pool, facts.now);
     let mut fx = Effects::new(facts.record.clone());
-    // A check recorded in the future: the clock went back, the count restarts too.
-    let gap = gap || fx.record.last_check_at.is_some_and(|t| t > now);
     if let Some(ended) = expire_pause(pool, &mut fx.record, now) {
         fx.events.push(ended);
     }
-    // A blocked pool's outage was confirmed already: it stays down or it re-arms. After a
-    // gap nothing confirmed before counts: it is confirmed anew, as a count restarts.
-    let detection = Detection {
-        gap,
-        confirmed: fx.record.state == PoolState::Blocked && !gap,
-    };
+    let detection = detection_of(&fx.record, gap, now);
     let decision = decide(
         pool,
         &fx.record,
@@ -551,6 +557,30 @@ mod tests {
         &'static str,
         &'static str,
     );
+
+    /// Whether the count restarts and whether a blocked pool's outage still counts as
+    /// confirmed, for a tick and for `tick --dry-run` alike.
+    #[test]
+    fn detection_before_a_round() {
+        let blocked = PoolRecord {
+            state: PoolState::Blocked,
+            last_check_at: Some(1_000),
+            ..PoolRecord::new("db", 0)
+        };
+        // (record, timer gap, now, gap, confirmed)
+        let rows = [
+            (&blocked, false, 2_000, false, true),
+            (&blocked, true, 2_000, true, false),
+            // The last check is in the future: the clock went back.
+            (&blocked, false, 500, true, false),
+        ];
+        for (rec, timer_gap, now, gap, confirmed) in rows {
+            let d = detection_of(rec, timer_gap, now);
+            assert_eq!((d.gap, d.confirmed), (gap, confirmed), "{timer_gap} {now}");
+        }
+        let armed = PoolRecord::new("db", 0);
+        assert!(!detection_of(&armed, false, 2_000).confirmed);
+    }
 
     #[test]
     fn detection_round_table() {

@@ -7,9 +7,9 @@ use anyhow::Result;
 use crate::config::{Config, Pool};
 use crate::error::Outcome;
 use crate::failover::{FailoverPlan, plan_steps};
-use crate::model::{PoolState, Role};
+use crate::model::Role;
 use crate::monitor::{self, Check};
-use crate::round::{self, Detection, PoolSettings};
+use crate::round::{self, PoolSettings};
 use crate::rules::{self, Decision, Next, Round};
 use crate::state::{Pause, PoolRecord, State, now_ms};
 
@@ -47,10 +47,7 @@ pub fn run(config: &Config, json: bool) -> Result<Outcome> {
 fn dry_pool(pool: &Pool, rec: &PoolRecord, gap: bool, now: i64) -> DryPool {
     let checks = monitor::check_both(pool);
     let (active, standby) = round::by_role(checks, rec.active);
-    let detection = Detection {
-        gap,
-        confirmed: rec.state == PoolState::Blocked,
-    };
+    let detection = round::detection_of(rec, gap, now);
     let d = round::decide(
         &PoolSettings::of(pool),
         rec,
