@@ -320,6 +320,9 @@ fn json(
 fn step_notes(pool: &Pool, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
     for step in &pool.steps {
         let at = format!("pool {}: step `{}`", pool.name, step.name);
-        step.kind.get().notes(&at, lines, warnings);
+        let notes = step.kind.get().notes();
+        let kind = step.type_name();
+        lines.extend(notes.lines.iter().map(|l| format!("{at} ({kind}): {l}")));
+        warnings.extend(notes.warnings.iter().map(|w| format!("{at}: {w}")));
     }
 }

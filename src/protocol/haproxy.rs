@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{Context, HostResult, LoadContext, PerServer, Protocol, RawPerServer, port_number};
+use super::{
+    Context, HostResult, LoadContext, Notes, PerServer, Protocol, RawPerServer, port_number,
+};
 use crate::config::load::{RawSsh, step_ssh};
 use crate::error::Problem;
 use crate::model::Status;
@@ -810,7 +812,8 @@ impl Protocol for Haproxy {
     }
 
     /// Where the sockets are, and a local socket that is not there.
-    fn notes(&self, at: &str, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+    fn notes(&self) -> Notes {
+        let mut notes = Notes::default();
         let sockets: Vec<String> = self
             .sockets
             .iter()
@@ -819,8 +822,8 @@ impl Protocol for Haproxy {
                 None => s.to_string(),
             })
             .collect();
-        lines.push(format!(
-            "{at} (haproxy): backend {}, primary -> server {}, secondary -> server {}, the server left goes to {}; {}",
+        notes.lines.push(format!(
+            "backend {}, primary -> server {}, secondary -> server {}, the server left goes to {}; {}",
             self.backend,
             self.servers.primary,
             self.servers.secondary,
@@ -831,11 +834,12 @@ impl Protocol for Haproxy {
             if let HaproxySocket::Unix(path) = socket
                 && !std::path::Path::new(path).exists()
             {
-                warnings.push(format!(
-                    "{at}: the stats socket {path} does not exist on this host (is HAProxy running, with `stats socket {path} level admin`?)"
+                notes.warnings.push(format!(
+                    "the stats socket {path} does not exist on this host (is HAProxy running, with `stats socket {path} level admin`?)"
                 ));
             }
         }
+        notes
     }
 
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {

@@ -23,6 +23,7 @@ use crate::config::load::{scalar_text, toml_msg};
 use crate::error::Problem;
 use crate::model::Status;
 use crate::monitor::MonitorKind;
+pub use crate::monitor::Notes;
 use crate::settings::{SshSettings, parse_duration};
 use crate::tls::Tls;
 
@@ -399,9 +400,11 @@ pub trait Protocol {
     fn probed_by_check_config(&self) -> bool {
         false
     }
-    /// `check-config`'s notes about what the step will reach (`at` names the step), and
-    /// warnings about what is missing for it on this host.
-    fn notes(&self, _at: &str, _lines: &mut Vec<String>, _warnings: &mut Vec<String>) {}
+    /// `check-config`'s notes about what the step will reach, and warnings about what is
+    /// missing for it on this host.
+    fn notes(&self) -> Notes {
+        Notes::default()
+    }
 }
 
 /// Runs one action of a step. The step's deadline starts now: `timeout` bounds the action

@@ -35,7 +35,7 @@ fn in_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-use super::{Context, HostResult, Protocol};
+use super::{Context, HostResult, Notes, Protocol};
 use crate::model::Status;
 use crate::remote::{self, Exit, Output};
 
@@ -559,7 +559,8 @@ impl Protocol for Dns {
     }
 
     /// What the update will reach, and the tools it needs on this host.
-    fn notes(&self, at: &str, lines: &mut Vec<String>, warnings: &mut Vec<String>) {
+    fn notes(&self) -> Notes {
+        let mut notes = Notes::default();
         let verify = if self.verify_servers.is_empty() {
             String::new()
         } else {
@@ -570,8 +571,8 @@ impl Protocol for Dns {
                 .collect();
             format!("; readiness also asks {}", servers.join(", "))
         };
-        lines.push(format!(
-            "{at} (dns): {} {} at {}:{} (zone {}), TSIG key {} ({}), TTL {}s (warning above {}s); primary -> {}, secondary -> {}{verify}",
+        notes.lines.push(format!(
+            "{} {} at {}:{} (zone {}), TSIG key {} ({}), TTL {}s (warning above {}s); primary -> {}, secondary -> {}{verify}",
             self.service_host_name,
             self.record.as_str(),
             self.server,
@@ -586,11 +587,12 @@ impl Protocol for Dns {
         ));
         for tool in ["nsupdate", "dig"] {
             if !in_path(tool) {
-                warnings.push(format!(
-                    "{at}: `{tool}` is not in $PATH; install bind9-dnsutils"
-                ));
+                notes
+                    .warnings
+                    .push(format!("`{tool}` is not in $PATH; install bind9-dnsutils"));
             }
         }
+        notes
     }
 
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
