@@ -132,15 +132,32 @@ fn init_writes_a_config_check_config_accepts_and_never_overwrites() {
     assert_ne!(std::fs::read_to_string(&pool).unwrap(), "changed");
 }
 
-/// Each bad config: (what to write where, words the error must contain).
-fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
-    let pool = |from: &str, to: &str| TWO_STEP_POOL.replacen(from, to, 1);
-    let main = "state_dir = \"state\"\ntick_interval = \"1s\"\n";
+/// One bad config: (what it is, the file written, its text, words the error must contain).
+type BadConfig = (&'static str, String, String, Vec<&'static str>);
+
+/// The test pool with its first `from` replaced by `to`.
+fn pool(from: &str, to: &str) -> String {
+    TWO_STEP_POOL.replacen(from, to, 1)
+}
+
+const MAIN: &str = "state_dir = \"state\"\ntick_interval = \"1s\"\n";
+
+/// Each bad config, and the words its error must contain.
+fn bad_configs() -> Vec<BadConfig> {
+    let mut all = instance_and_pool_cases();
+    all.extend(monitor_and_step_type_cases());
+    all.extend(step_key_cases());
+    all.extend(dns_and_haproxy_cases());
+    all
+}
+
+/// Bad configs in the instance file and a pool's own keys.
+fn instance_and_pool_cases() -> Vec<BadConfig> {
     vec![
         (
             "unknown key in deadpool.toml",
             "deadpool.toml".into(),
-            format!("{main}tick_intervall = \"1s\"\n"),
+            format!("{MAIN}tick_intervall = \"1s\"\n"),
             vec!["deadpool.toml", "tick_intervall", "line 3"],
         ),
         (
@@ -233,6 +250,12 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
                 "expected one of",
             ],
         ),
+    ]
+}
+
+/// Bad configs in the monitor, and a step's type and common keys.
+fn monitor_and_step_type_cases() -> Vec<BadConfig> {
+    vec![
         (
             "an unknown monitor type",
             "pools/db.toml".into(),
@@ -295,6 +318,12 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
                 "does not apply to a `tcp` monitor",
             ],
         ),
+    ]
+}
+
+/// Bad configs in steps' own keys.
+fn step_key_cases() -> Vec<BadConfig> {
+    vec![
         (
             "a host with shell metacharacters",
             "pools/db.toml".into(),
@@ -387,6 +416,12 @@ fn bad_configs() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
             pool("primary = \"db1\"", "primary = \"db1;reboot\""),
             vec!["pools/db.toml", "primary", "db1;reboot"],
         ),
+    ]
+}
+
+/// Bad configs in the dns and haproxy steps.
+fn dns_and_haproxy_cases() -> Vec<BadConfig> {
+    vec![
         (
             "unknown key in a dns step",
             "pools/db.toml".into(),
@@ -664,6 +699,24 @@ fn tls_pool(kind: &str, monitor_tls: &str, step_tls: &str) -> String {
 both_modes!(tls_tables_are_checked_with_every_error_naming_file_key_and_remedy);
 fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
     let inst = Instance::with("tick_interval = \"1s\"\n", &[]);
+    write_tls_files(&inst);
+    for (what, pool, words) in bad_tls_tables() {
+        inst.write("pools/db.toml", &pool);
+        let r = inst.run(&["check-config", "--offline"]);
+        assert_eq!(r.code, 2, "{what}: {r:?}");
+        for word in words.iter().chain(&["pools/db.toml"]) {
+            assert!(
+                r.stderr.contains(word),
+                "{what}: `{word}` missing from: {}",
+                r.stderr
+            );
+        }
+    }
+    valid_tls_tables_are_summarised(&inst);
+}
+
+/// The certificates, and files of each kind a `tls` table may name wrongly.
+fn write_tls_files(inst: &Instance) {
     make_certificates(inst.dir());
     inst.write("secret", "pw\n");
     std::fs::set_permissions(
@@ -690,9 +743,11 @@ fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .unwrap();
+}
 
-    let client = "cert_file = \"client.pem\", key_file = \"client.key\"";
-    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+/// Each bad `tls` table: (what it is, the pool file, words the error must contain).
+fn bad_tls_tables() -> Vec<(&'static str, String, Vec<&'static str>)> {
+    vec![
         (
             "unknown key",
             tls_pool("mysql", "tls = { ca_fle = \"ca.pem\" }", ""),
@@ -769,22 +824,13 @@ fn tls_tables_are_checked_with_every_error_naming_file_key_and_remedy() {
             "primary = \"a\"\nsecondary = \"b\"\n[monitor]\ntype = \"tcp\"\nport = 22\ntls = { ca_file = \"ca.pem\" }\n".into(),
             vec!["key `tls` does not apply to a `tcp` monitor"],
         ),
-    ];
-    for (what, pool, words) in cases {
-        inst.write("pools/db.toml", &pool);
-        let r = inst.run(&["check-config", "--offline"]);
-        assert_eq!(r.code, 2, "{what}: {r:?}");
-        for word in words.iter().chain(&["pools/db.toml"]) {
-            assert!(
-                r.stderr.contains(word),
-                "{what}: `{word}` missing from: {}",
-                r.stderr
-            );
-        }
-    }
+    ]
+}
 
-    // Valid tables: summarised, the step inherits the monitor's unless it has its own, and
-    // the key's contents appear nowhere.
+/// Valid tables: summarised, the step inherits the monitor's unless it has its own, and
+/// the key's contents appear nowhere.
+fn valid_tls_tables_are_summarised(inst: &Instance) {
+    let client = "cert_file = \"client.pem\", key_file = \"client.key\"";
     for kind in ["mysql", "redis"] {
         inst.write(
             "pools/db.toml",
