@@ -282,7 +282,13 @@ both_modes!(
 fn broken_setups_give_clear_messages_never_a_hang() {
     let lab = Lab::fresh();
     let good = lab.mysql_pool(3, "");
+    mysql_wrong_password_is_alive(&lab, &good);
+    mysql_unknown_host_and_closed_port_are_down(&lab, &good);
+    mysql_standby_not_a_replica_blocks(&lab, &good);
+}
 
+/// A wrong password: the server is alive, never counted as down.
+fn mysql_wrong_password_is_alive(lab: &Lab, good: &str) {
     // Wrong password: the server is alive, so it is a problem, not a failure count.
     let wrong = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(wrong.path(), "not-the-password\n").unwrap();
@@ -309,7 +315,10 @@ fn broken_setups_give_clear_messages_never_a_hang() {
         ),
         "{c:?}"
     );
+}
 
+/// An unknown host and a closed port: down, with the reason.
+fn mysql_unknown_host_and_closed_port_are_down(lab: &Lab, good: &str) {
     // Unknown host and closed port: down, with the reason. deadpool runs inside app1's
     // namespace here, whose resolver is the lab's own: no name query leaves the lab.
     let in_app1 = |inst: &Instance, args: &[&str]| {
@@ -367,11 +376,14 @@ fn broken_setups_give_clear_messages_never_a_hang() {
         let c = in_app1(&inst, &["check-config"]);
         assert!(c.stdout.to_lowercase().contains(words), "{to}: {c:?}");
     }
+}
 
+/// A standby that is not a replica: readiness says so, and a failover is blocked.
+fn mysql_standby_not_a_replica_blocks(lab: &Lab, good: &str) {
     // A standby that is not a replica: readiness says so, and a failover is blocked.
     lab.sql("db2", "STOP SLAVE");
     lab.sql("db2", "RESET SLAVE ALL");
-    let inst = Instance::with(SETTINGS, &[("db", &good)]);
+    let inst = Instance::with(SETTINGS, &[("db", good)]);
     inst.tick();
     let r = inst.run(&["report", "--nagios"]);
     assert_eq!(r.code, 2, "{r:?}");

@@ -244,7 +244,14 @@ both_modes!(
 fn broken_redis_setups_give_clear_messages_never_a_hang() {
     let lab = Lab::fresh();
     let good = lab.redis_pool(3);
+    redis_wrong_password_is_alive(&lab, &good);
+    redis_closed_port_is_down(&good);
+    redis_standby_no_longer_a_replica(&lab, &good);
+    redis_hung_primary_is_bounded(&lab, &good);
+}
 
+/// A wrong password: the server is alive, never counted as down.
+fn redis_wrong_password_is_alive(lab: &Lab, good: &str) {
     let wrong = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(wrong.path(), "not-the-password\n").unwrap();
     let pool = good.replacen(
@@ -266,7 +273,10 @@ fn broken_redis_setups_give_clear_messages_never_a_hang() {
         0,
         "an auth error is never counted as down"
     );
+}
 
+/// A closed port on both servers: down, with the reason.
+fn redis_closed_port_is_down(good: &str) {
     // A closed port on both servers: down, with the reason. Counting, one tick shows the
     // count and why; with `down_for` that tick confirms the outage and is blocked, since
     // the standby is down too.
@@ -288,9 +298,12 @@ fn broken_redis_setups_give_clear_messages_never_a_hang() {
             "{r:?}"
         ),
     }
+}
 
+/// A standby that is no longer a replica, then a replica again.
+fn redis_standby_no_longer_a_replica(lab: &Lab, good: &str) {
     // A standby that is no longer a replica.
-    let inst = Instance::with(SETTINGS, &[("cache", &good)]);
+    let inst = Instance::with(SETTINGS, &[("cache", good)]);
     inst.tick();
     lab.sh(&["redis", "db2", "REPLICAOF", "NO", "ONE"]);
     std::thread::sleep(Duration::from_millis(1100));
@@ -312,11 +325,14 @@ fn broken_redis_setups_give_clear_messages_never_a_hang() {
         assert!(Instant::now() < deadline, "db2 did not resync with db1");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
 
+/// A hung primary: every check ends at the timeout.
+fn redis_hung_primary_is_bounded(lab: &Lab, good: &str) {
     // A hung primary: every check ends at the timeout. Counting, one tick counts it once;
     // with `down_for`, that tick re-checks it for that long, plus the last re-check's
     // timeout, and fails over.
-    let inst = Instance::with(SETTINGS, &[("cache", &good)]);
+    let inst = Instance::with(SETTINGS, &[("cache", good)]);
     inst.tick();
     assert_eq!(
         inst.run(&["report", "--nagios"]).code,

@@ -42,34 +42,11 @@ both_modes!(
 );
 fn no_secret_appears_anywhere() {
     let lab = Lab::fresh();
-    let secrets: Vec<String> = [
-        "LAB_MONITOR_PASSWORD_FILE",
-        "LAB_ADMIN_PASSWORD_FILE",
-        "LAB_REDIS_PASSWORD_FILE",
-        "LAB_SSH_SUDO_USER_PASSWORD_FILE",
-    ]
-    .iter()
-    .map(|k| lab.secret(k))
-    .collect();
-    assert!(
-        secrets.iter().all(|s| s.len() >= 12),
-        "the lab's passwords should be long random strings"
-    );
+    let secrets = lab_passwords(&lab);
     // A wrong password too: error paths must not echo what was tried.
     let wrong = "Wr0ngButSecretPassw0rd";
     let tmp = tempfile::tempdir().unwrap();
-    let wrong_file = tmp.path().join("wrong");
-    std::fs::write(&wrong_file, format!("{wrong}\n")).unwrap();
-    std::fs::set_permissions(
-        &wrong_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let bad_pool = lab.mysql_pool(3, "").replacen(
-        lab.var("LAB_MONITOR_PASSWORD_FILE"),
-        &wrong_file.display().to_string(),
-        1,
-    );
+    let bad_pool = wrong_password_pool(&lab, wrong, tmp.path());
 
     // An SSH step that logs in with a password.
     let ssh_step = format!(
@@ -120,6 +97,55 @@ fn no_secret_appears_anywhere() {
         "the scenario should include failovers: {}",
         inst.history()
     );
+    let places = places_to_search(&inst, outputs, &argv.lock().unwrap());
+    for secret in secrets.iter().map(String::as_str).chain([wrong]) {
+        for (place, text) in &places {
+            assert!(!text.contains(secret), "a password appears in {place}");
+        }
+    }
+}
+
+/// The lab's passwords, each a long random string.
+fn lab_passwords(lab: &Lab) -> Vec<String> {
+    let secrets: Vec<String> = [
+        "LAB_MONITOR_PASSWORD_FILE",
+        "LAB_ADMIN_PASSWORD_FILE",
+        "LAB_REDIS_PASSWORD_FILE",
+        "LAB_SSH_SUDO_USER_PASSWORD_FILE",
+    ]
+    .iter()
+    .map(|k| lab.secret(k))
+    .collect();
+    assert!(
+        secrets.iter().all(|s| s.len() >= 12),
+        "the lab's passwords should be long random strings"
+    );
+    secrets
+}
+
+/// A MySQL pool whose monitor logs in with `wrong`, from a private file in `dir`.
+fn wrong_password_pool(lab: &Lab, wrong: &str, dir: &std::path::Path) -> String {
+    let wrong_file = dir.join("wrong");
+    std::fs::write(&wrong_file, format!("{wrong}\n")).unwrap();
+    std::fs::set_permissions(
+        &wrong_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    lab.mysql_pool(3, "").replacen(
+        lab.var("LAB_MONITOR_PASSWORD_FILE"),
+        &wrong_file.display().to_string(),
+        1,
+    )
+}
+
+/// Every place a password must not appear: the commands' outputs, the database files, and
+/// the argument lists of the processes the watcher sampled.
+fn places_to_search(
+    inst: &Instance,
+    outputs: Vec<String>,
+    sampled: &[String],
+) -> Vec<(String, String)> {
     let mut places: Vec<(String, String)> = outputs
         .into_iter()
         .map(|o| ("command output".to_string(), o))
@@ -136,15 +162,10 @@ fn no_secret_appears_anywhere() {
             ));
         }
     }
-    let sampled = argv.lock().unwrap();
     assert!(
         sampled.iter().any(|a| a.contains("deadpool")),
         "the argv watcher saw no deadpool process"
     );
     places.push(("process argument lists".to_string(), sampled.join("\n")));
-    for secret in secrets.iter().map(String::as_str).chain([wrong]) {
-        for (place, text) in &places {
-            assert!(!text.contains(secret), "a password appears in {place}");
-        }
-    }
+    places
 }

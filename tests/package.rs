@@ -207,7 +207,64 @@ fn run(program: &str, args: &[&str]) -> Run {
 #[test]
 #[ignore = "builds a release package; run by scripts/test"]
 fn debian_package_installs_runs_and_purges() {
-    // Never clobber a deadpool this machine really uses.
+    refuse_to_replace_a_real_deadpool();
+    let deb = build_package();
+    assert_lintian_clean(&deb);
+
+    let _guard = Installed;
+    let install = run("dpkg", &["-i", &deb]);
+    assert_eq!(install.code, 0, "{install:?}");
+    assert!(
+        install.stdout.contains("not enabled"),
+        "postinst says the timer waits for a pool: {install:?}"
+    );
+
+    let version = run("/usr/bin/deadpool", &["--version"]);
+    assert_eq!(version.code, 0, "{version:?}");
+    assert_version_line(version.stdout.trim_end());
+
+    assert_files_installed();
+
+    // The conffile: the example instance settings, registered so upgrades keep local edits.
+    assert!(Path::new("/etc/deadpool/deadpool.toml").is_file());
+    let conffiles = run("dpkg-query", &["-W", "-f=${Conffiles}", "deadpool"]);
+    assert!(
+        conffiles.stdout.contains("/etc/deadpool/deadpool.toml"),
+        "{conffiles:?}"
+    );
+
+    // It validates, and holds no pool: a tick does nothing until one is configured.
+    let check = run(
+        "/usr/bin/deadpool",
+        &["--config", "/etc/deadpool", "check-config", "--offline"],
+    );
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(check.stdout.contains("(0 pool(s)"), "{check:?}");
+
+    assert_notices(&std::fs::read_to_string("/usr/share/doc/deadpool/copyright").unwrap());
+
+    // A tick of the shipped instance makes its state dir; purge takes it away.
+    let tick = run("/usr/bin/deadpool", &["--config", "/etc/deadpool", "tick"]);
+    assert_eq!(tick.code, 0, "{tick:?}");
+    assert!(Path::new("/var/lib/deadpool/deadpool.db").is_file());
+    let remove = run("dpkg", &["--remove", "deadpool"]);
+    assert_eq!(remove.code, 0, "{remove:?}");
+    assert!(
+        Path::new("/var/lib/deadpool/deadpool.db").is_file(),
+        "remove keeps the state, as it keeps the config"
+    );
+    let purge = run("dpkg", &["--purge", "deadpool"]);
+    assert_eq!(purge.code, 0, "{purge:?}");
+    assert!(!Path::new("/usr/bin/deadpool").exists());
+    assert!(!Path::new("/etc/deadpool/deadpool.toml").exists());
+    assert!(
+        !Path::new("/var/lib/deadpool").exists(),
+        "purge removes the state"
+    );
+}
+
+/// Never clobber a deadpool this machine really uses.
+fn refuse_to_replace_a_real_deadpool() {
     let installed = run("dpkg-query", &["-W", "-f=${Status}", "deadpool"]);
     assert!(
         !installed.stdout.contains("installed"),
@@ -219,7 +276,10 @@ fn debian_package_installs_runs_and_purges() {
             "{path} exists; refusing to overwrite it"
         );
     }
+}
 
+/// Builds the package with the project's script; its path.
+fn build_package() -> String {
     let built = Run::from(
         Command::new("bash")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -240,11 +300,14 @@ fn debian_package_installs_runs_and_purges() {
             arch.stdout.trim()
         )
     );
+    deb
+}
 
-    // Lintian, Debian's package checker: not one error or warning.
+/// Lintian, Debian's package checker: not one error or warning.
+fn assert_lintian_clean(deb: &str) {
     let lintian = Command::new("lintian")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--no-cfg", "--fail-on", "error,warning", &deb])
+        .args(["--no-cfg", "--fail-on", "error,warning", deb])
         .output()
         .expect("lintian must be installed (Debian package lintian)");
     let said = String::from_utf8_lossy(&lintian.stdout);
@@ -256,19 +319,10 @@ fn debian_package_installs_runs_and_purges() {
         "lintian:\n{said}{}",
         String::from_utf8_lossy(&lintian.stderr)
     );
+}
 
-    let _guard = Installed;
-    let install = run("dpkg", &["-i", &deb]);
-    assert_eq!(install.code, 0, "{install:?}");
-    assert!(
-        install.stdout.contains("not enabled"),
-        "postinst says the timer waits for a pool: {install:?}"
-    );
-
-    let version = run("/usr/bin/deadpool", &["--version"]);
-    assert_eq!(version.code, 0, "{version:?}");
-    assert_version_line(version.stdout.trim_end());
-
+/// The units, completions, man page, docs and example plugins, where Debian puts them.
+fn assert_files_installed() {
     for path in [
         "/lib/systemd/system/deadpool.service",
         "/lib/systemd/system/deadpool.timer",
@@ -290,25 +344,10 @@ fn debian_package_installs_runs_and_purges() {
     let plugin = Path::new("/usr/share/doc/deadpool/examples/plugins/check_example");
     let mode = std::fs::metadata(plugin).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o755, "example plugins stay executable");
+}
 
-    // The conffile: the example instance settings, registered so upgrades keep local edits.
-    assert!(Path::new("/etc/deadpool/deadpool.toml").is_file());
-    let conffiles = run("dpkg-query", &["-W", "-f=${Conffiles}", "deadpool"]);
-    assert!(
-        conffiles.stdout.contains("/etc/deadpool/deadpool.toml"),
-        "{conffiles:?}"
-    );
-
-    // It validates, and holds no pool: a tick does nothing until one is configured.
-    let check = run(
-        "/usr/bin/deadpool",
-        &["--config", "/etc/deadpool", "check-config", "--offline"],
-    );
-    assert_eq!(check.code, 0, "{check:?}");
-    assert!(check.stdout.contains("(0 pool(s)"), "{check:?}");
-
-    // The notices of what is compiled in.
-    let copyright = std::fs::read_to_string("/usr/share/doc/deadpool/copyright").unwrap();
+/// The copyright notices of what is compiled in, and the changelog.
+fn assert_notices(copyright: &str) {
     for needed in [
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/",
         "License: Expat",
@@ -329,24 +368,5 @@ fn debian_package_installs_runs_and_purges() {
             .stdout
             .contains(" -- Deadpool Tester <deadpool-tester@example.org>  "),
         "{changelog:?}"
-    );
-
-    // A tick of the shipped instance makes its state dir; purge takes it away.
-    let tick = run("/usr/bin/deadpool", &["--config", "/etc/deadpool", "tick"]);
-    assert_eq!(tick.code, 0, "{tick:?}");
-    assert!(Path::new("/var/lib/deadpool/deadpool.db").is_file());
-    let remove = run("dpkg", &["--remove", "deadpool"]);
-    assert_eq!(remove.code, 0, "{remove:?}");
-    assert!(
-        Path::new("/var/lib/deadpool/deadpool.db").is_file(),
-        "remove keeps the state, as it keeps the config"
-    );
-    let purge = run("dpkg", &["--purge", "deadpool"]);
-    assert_eq!(purge.code, 0, "{purge:?}");
-    assert!(!Path::new("/usr/bin/deadpool").exists());
-    assert!(!Path::new("/etc/deadpool/deadpool.toml").exists());
-    assert!(
-        !Path::new("/var/lib/deadpool").exists(),
-        "purge removes the state"
     );
 }
