@@ -78,7 +78,8 @@ pub fn preflight(
 
 pub fn context(pool: &Pool, index: usize, from: Role, to: Role) -> Context<'_> {
     Context {
-        pool: pool.view(),
+        pool: pool.servers(),
+        monitor_timeout: pool.monitor.timeout,
         step: &pool.steps[index],
         old_primary: pool.address(from),
         new_primary: pool.address(to),

@@ -266,3 +266,22 @@ mod tests {
         assert_eq!(format!("[{:<8}]", EventKind::Reset), "[reset   ]");
     }
 }
+
+/// A pool's name and its servers, as every part that acts on a pool sees them: a monitor's
+/// check, a round, and each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolServers<'a> {
+    pub name: &'a str,
+    pub primary: &'a str,
+    pub secondary: &'a str,
+}
+
+impl<'a> PoolServers<'a> {
+    /// The server in `role`.
+    pub fn address(&self, role: Role) -> &'a str {
+        match role {
+            Role::Primary => self.primary,
+            Role::Secondary => self.secondary,
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::Pool;
 use crate::log::Level;
 use crate::model::EventKind;
-use crate::model::{Health, PoolState, Role, Status};
+use crate::model::{Health, PoolServers, PoolState, Role, Status};
 use crate::monitor::Check;
 use crate::rules::{self, BlockReason, Decision, Input, Next};
 use crate::state::{Event, MonitorRow, PoolRecord};
@@ -22,9 +22,7 @@ const ACTOR: &str = "tick";
 /// The settings of a pool that a round reads.
 #[derive(Debug, Clone)]
 pub struct PoolSettings<'a> {
-    pub name: &'a str,
-    pub primary: &'a str,
-    pub secondary: &'a str,
+    pub servers: PoolServers<'a>,
     pub max_failed_checks: u32,
     pub down_for: Option<Duration>,
     /// When the pool fails over, in words ([`Pool::threshold`]).
@@ -34,9 +32,7 @@ pub struct PoolSettings<'a> {
 impl<'a> PoolSettings<'a> {
     pub fn of(pool: &'a Pool) -> PoolSettings<'a> {
         PoolSettings {
-            name: &pool.name,
-            primary: &pool.primary,
-            secondary: &pool.secondary,
+            servers: pool.servers(),
             max_failed_checks: pool.max_failed_checks,
             down_for: pool.down_for,
             threshold: pool.threshold(),
@@ -44,15 +40,12 @@ impl<'a> PoolSettings<'a> {
     }
 
     pub fn address(&self, role: Role) -> &'a str {
-        match role {
-            Role::Primary => self.primary,
-            Role::Secondary => self.secondary,
-        }
+        self.servers.address(role)
     }
 
     /// A new history event of `kind` for this pool, by the tick.
     fn event(&self, kind: EventKind) -> Event {
-        kind.of(self.name, ACTOR)
+        kind.of(self.servers.name, ACTOR)
     }
 }
 
@@ -108,6 +101,20 @@ pub struct Facts<'a> {
     pub stage: Stage<'a>,
     /// When the checks ended (ms since the epoch).
     pub now: i64,
+}
+
+impl Facts<'_> {
+    /// The rules' decision for this round's active server, against the standby's health.
+    fn decide(&self, record: &PoolRecord, standby: Health, detection: Detection) -> Decision {
+        decide(
+            &self.pool,
+            record,
+            self.active.health,
+            standby,
+            detection,
+            self.now,
+        )
+    }
 }
 
 /// What a round starts in the background.
@@ -239,14 +246,7 @@ fn detection_round(
         fx.events.push(ended);
     }
     let detection = detection_of(&fx.record, gap, now);
-    let decision = decide(
-        pool,
-        &fx.record,
-        facts.active.health,
-        standby.health,
-        detection,
-        now,
-    );
+    let decision = facts.decide(&fx.record, standby.health, detection);
     fx.record.failures = decision.failures;
     fx.record.last_check_at = Some(now);
     let why = format!(
@@ -284,7 +284,7 @@ fn recheck(
             Level::Info,
             format!(
                 "pool {}: {} answers again after {checked_ms} ms: no failover",
-                pool.name,
+                pool.servers.name,
                 pool.address(role)
             ),
         );
@@ -299,14 +299,7 @@ fn recheck(
         gap: false,
         confirmed: true,
     };
-    let decision = decide(
-        pool,
-        &fx.record,
-        facts.active.health,
-        standby.health,
-        detection,
-        now,
-    );
+    let decision = facts.decide(&fx.record, standby.health, detection);
     let why = format!(
         "{} down for {:.1}s ({} checks): {}",
         pool.address(role),
@@ -334,7 +327,7 @@ fn follow_decision(
             Level::Info,
             format!(
                 "pool {}: {} failed check(s) in a row ({}), but the pool is paused: no failover",
-                pool.name, fx.record.failures, pool.threshold
+                pool.servers.name, fx.record.failures, pool.threshold
             ),
         ),
         Next::Rearm => {
@@ -349,7 +342,10 @@ fn follow_decision(
                 fx.record.active.as_str(),
                 pool.address(fx.record.active)
             );
-            fx.note(Level::Error, format!("pool {}: {reason}", pool.name));
+            fx.note(
+                Level::Error,
+                format!("pool {}: {reason}", pool.servers.name),
+            );
             fx.events.push(
                 pool.event(EventKind::Interrupted)
                     .status(Status::Critical)
@@ -400,7 +396,10 @@ fn block(
     if rules::block_is_news(rec.state, &rec.reason_kind, &reason) {
         fx.notes.push(Note {
             level: Level::Error,
-            text: format!("pool {}: failover blocked: {}", pool.name, reason.text),
+            text: format!(
+                "pool {}: failover blocked: {}",
+                pool.servers.name, reason.text
+            ),
         });
         fx.events.push(
             pool.event(EventKind::Blocked)
@@ -488,9 +487,11 @@ mod tests {
 
     fn settings(down_for: Option<Duration>) -> PoolSettings<'static> {
         PoolSettings {
-            name: "db",
-            primary: "10.0.0.1",
-            secondary: "10.0.0.2",
+            servers: PoolServers {
+                name: "db",
+                primary: "10.0.0.1",
+                secondary: "10.0.0.2",
+            },
             max_failed_checks: 3,
             down_for,
             threshold: "after 3 failed checks".to_string(),

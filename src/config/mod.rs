@@ -62,12 +62,8 @@ pub use crate::tls::Tls;
 
 /// What a monitor's check needs of a pool.
 impl crate::monitor::Watched for Pool {
-    fn pool_name(&self) -> &str {
-        &self.name
-    }
-
-    fn server(&self, role: crate::model::Role) -> &str {
-        self.address(role)
+    fn servers(&self) -> crate::model::PoolServers<'_> {
+        Pool::servers(self)
     }
 
     fn monitor(&self) -> &Monitor {
@@ -76,13 +72,12 @@ impl crate::monitor::Watched for Pool {
 }
 
 impl Pool {
-    /// What the pool's steps know of it.
-    pub fn view(&self) -> crate::protocol::PoolView<'_> {
-        crate::protocol::PoolView {
+    /// The pool's name and servers, as its monitor, its rounds and its steps see them.
+    pub fn servers(&self) -> crate::model::PoolServers<'_> {
+        crate::model::PoolServers {
             name: &self.name,
             primary: &self.primary,
             secondary: &self.secondary,
-            monitor_timeout: self.monitor.timeout,
         }
     }
 

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::load::{duration_or, host_list, toml_msg};
 use crate::error::Problem;
-use crate::model::Role;
+use crate::model::{PoolServers, Role};
 use crate::settings::{Host, SshSettings};
 use crate::tls::Tls;
 
@@ -251,17 +251,17 @@ pub struct Facts {
 
 /// What a check needs of a pool: its name, its servers and its monitor (`config::Pool`).
 pub trait Watched: Sync {
-    fn pool_name(&self) -> &str;
-    fn server(&self, role: Role) -> &str;
+    fn servers(&self) -> PoolServers<'_>;
     fn monitor(&self) -> &Monitor;
 }
 
 /// Checks one server of a pool, bounded by the monitor's timeout.
 pub fn check(pool: &impl Watched, role: Role) -> Check {
     let monitor = pool.monitor();
+    let servers = pool.servers();
     let server = Server {
-        host: pool.server(role),
-        pool: pool.pool_name(),
+        host: servers.address(role),
+        pool: servers.name,
         role,
         timeout: monitor.timeout,
     };

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::load::{scalar_text, toml_msg};
 use crate::error::Problem;
-use crate::model::Status;
+use crate::model::{PoolServers, Status};
 use crate::monitor::MonitorKind;
 pub use crate::monitor::Notes;
 use crate::settings::{SshSettings, parse_duration};
@@ -194,7 +194,7 @@ pub struct PerServer {
 
 impl PerServer {
     /// The name for the pool server at `address` (the pool's `primary` or `secondary`).
-    pub fn of(&self, pool: &PoolView, address: &str) -> &str {
+    pub fn of(&self, pool: &PoolServers, address: &str) -> &str {
         if address == pool.primary {
             &self.primary
         } else {
@@ -209,17 +209,6 @@ impl PerServer {
 struct RawPerServer {
     primary: String,
     secondary: String,
-}
-
-/// What steps know of their pool: its name, its two servers and its monitor's timeout
-/// (built by `config::Pool::view`).
-#[derive(Debug, Clone, Copy)]
-pub struct PoolView<'a> {
-    pub name: &'a str,
-    pub primary: &'a str,
-    pub secondary: &'a str,
-    /// The monitor's timeout, which bounds each database call of a promoting step.
-    pub monitor_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,7 +257,9 @@ impl Force {
 /// For `check` and `preflight` these describe the failover that would happen next.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
-    pub pool: PoolView<'a>,
+    pub pool: PoolServers<'a>,
+    /// The pool's monitor timeout, which bounds each database call of a promoting step.
+    pub monitor_timeout: Duration,
     pub step: &'a Step,
     pub old_primary: &'a str,
     pub new_primary: &'a str,

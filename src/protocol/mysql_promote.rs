@@ -132,7 +132,7 @@ impl MysqlPromote {
             password: &self.password,
             // One server call: the pool's monitor timeout says how long a server may take,
             // and never past the step's deadline.
-            timeout: ctx.bounded(ctx.pool.monitor_timeout),
+            timeout: ctx.bounded(ctx.monitor_timeout),
             statement_timeout: None,
             tls: self.tls.as_ref(),
         }
@@ -231,11 +231,7 @@ impl Protocol for MysqlPromote {
                 )];
             }
             (Some(r), _)
-                if !crate::net::same_host(
-                    &r.source_host,
-                    ctx.old_primary,
-                    ctx.pool.monitor_timeout,
-                ) =>
+                if !crate::net::same_host(&r.source_host, ctx.old_primary, ctx.monitor_timeout) =>
             {
                 return vec![log.done(
                     Status::Critical,
@@ -675,7 +671,7 @@ impl MysqlPromote {
         };
         log.note(r.describe());
         let verdict = standby_verdict(&r, read_only, active, self.max_lag, |a, b| {
-            crate::net::same_host(a, b, ctx.pool.monitor_timeout)
+            crate::net::same_host(a, b, ctx.monitor_timeout)
         });
         log.done(verdict.0, verdict.1)
     }

@@ -90,7 +90,7 @@ impl RedisPromote {
             port: self.access.port,
             user: self.access.user.as_deref(),
             password: self.access.password.as_ref(),
-            timeout: ctx.bounded(ctx.pool.monitor_timeout),
+            timeout: ctx.bounded(ctx.monitor_timeout),
             tls: self.access.tls.as_ref(),
         })
     }
@@ -201,7 +201,7 @@ impl Protocol for RedisPromote {
                 format!("cannot reach the new primary {new}: {f}"),
             ),
             Ok(r) if !r.is_replica() => (Status::Ok, format!("{new} is already a primary")),
-            Ok(r) if !follows(&r, ctx.old_primary, ctx.pool.monitor_timeout) => (
+            Ok(r) if !follows(&r, ctx.old_primary, ctx.monitor_timeout) => (
                 Status::Critical,
                 format!(
                     "{new} replicates from {}, not from {}",
@@ -294,7 +294,7 @@ impl Protocol for RedisPromote {
             .and_then(|_| oc.replication());
         let _ = oc.ok(&["CLIENT", "UNPAUSE"]);
         match demoted {
-            Ok(r) if r.is_replica() && follows(&r, new, ctx.pool.monitor_timeout) => {
+            Ok(r) if r.is_replica() && follows(&r, new, ctx.monitor_timeout) => {
                 notes.push(format!("{old} now replicates from {new}"));
                 vec![self.result(
                     new,
@@ -324,7 +324,7 @@ impl Protocol for RedisPromote {
         let standby_verdict = match self.connect(standby, ctx).and_then(|mut c| c.replication()) {
             Err(f) => (Status::Critical, format!("standby: {f}")),
             Ok(r) => standby_verdict(&r, active, self.max_lag, |h| {
-                follows(&r, h, ctx.pool.monitor_timeout)
+                follows(&r, h, ctx.monitor_timeout)
             }),
         };
         let active_verdict = match self.connect(active, ctx).and_then(|mut c| c.replication()) {
