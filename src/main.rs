@@ -21,6 +21,7 @@ mod monitor;
 mod mysql;
 mod net;
 mod opinion;
+mod position;
 mod output;
 mod protocol;
 mod readiness;

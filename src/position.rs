@@ -1,0 +1,177 @@
+//! How far a server's copy of the primary's stream goes: the primary's own position and each
+//! standby's received and applied positions, in the primary's coordinates, so that they
+//! compare (MySQL/MariaDB binary log file and offset, with the GTID position where there is
+//! one; Redis replication offset). Plain data with its order and its words; no I/O.
+
+use serde::{Deserialize, Serialize};
+
+/// One position in a primary's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The binary log file's number (`mysql-bin.000042` is 42); 0 for Redis.
+    pub file: u64,
+    /// The offset in that file (MySQL/MariaDB) or in the replication stream (Redis).
+    pub offset: u64,
+    /// How many transactions the GTID position holds, where it is known (MariaDB: the sum of
+    /// the sequence numbers of its domains), so a difference reads as transactions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<u64>,
+    /// As the server says it: `mysql-bin.000042:1234 (GTID 0-1-57)`, `offset 12345`.
+    pub text: String,
+}
+
+/// What kind of stream a position belongs to, for the words of a difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Binlog,
+    Redis,
+}
+
+impl Position {
+    /// A MySQL/MariaDB position: a binary log file name and offset, and the GTID position
+    /// when there is one (empty: none).
+    pub fn binlog(file_name: &str, offset: u64, gtid: &str) -> Position {
+        let gtid = gtid.trim();
+        let text = if gtid.is_empty() {
+            format!("{file_name}:{offset}")
+        } else {
+            format!("{file_name}:{offset} (GTID {gtid})")
+        };
+        Position {
+            file: binlog_number(file_name),
+            offset,
+            transactions: transactions_in(gtid),
+            text,
+        }
+    }
+
+    /// A Redis replication offset.
+    pub fn redis(offset: u64) -> Position {
+        Position {
+            file: 0,
+            offset,
+            transactions: None,
+            text: format!("offset {offset}"),
+        }
+    }
+
+    fn key(&self) -> (u64, u64) {
+        (self.file, self.offset)
+    }
+
+    /// Whether this position holds everything up to `other` (of the same primary).
+    pub fn has(&self, other: &Position) -> bool {
+        self.key() >= other.key()
+    }
+
+    /// How far this position is behind `ahead`, in words ("50 transactions", "1234 bytes",
+    /// "2 binary log files"); `None` when it is not behind.
+    pub fn behind(&self, ahead: &Position, unit: Unit) -> Option<String> {
+        if self.has(ahead) {
+            return None;
+        }
+        if let (Some(a), Some(b)) = (ahead.transactions, self.transactions)
+            && a > b
+        {
+            let n = a - b;
+            return Some(format!("{n} transaction{}", if n == 1 { "" } else { "s" }));
+        }
+        Some(match unit {
+            Unit::Redis => format!("{} bytes", ahead.offset.saturating_sub(self.offset)),
+            Unit::Binlog if ahead.file == self.file => {
+                format!("{} bytes of binary log", ahead.offset - self.offset)
+            }
+            Unit::Binlog => format!("{} binary log files", ahead.file - self.file),
+        })
+    }
+}
+
+/// The number at the end of a binary log file's name (`mysql-bin.000042` is 42); 0 when
+/// the name ends in none.
+pub fn binlog_number(name: &str) -> u64 {
+    name.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// How many transactions a GTID position holds: for MariaDB's `domain-server-seq` list, the
+/// sum of the sequence numbers; for MySQL's `uuid:1-57:60` sets, the number of transactions
+/// in the intervals. `None` when empty or not understood.
+pub fn transactions_in(gtid: &str) -> Option<u64> {
+    let gtid = gtid.trim();
+    if gtid.is_empty() {
+        return None;
+    }
+    let mut total = 0u64;
+    for part in gtid.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((_, intervals)) = part.split_once(':') {
+            for interval in intervals.split(':') {
+                let (a, b) = match interval.split_once('-') {
+                    Some((a, b)) => (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?),
+                    None => {
+                        let a = interval.parse::<u64>().ok()?;
+                        (a, a)
+                    }
+                };
+                total += b.checked_sub(a)? + 1;
+            }
+        } else {
+            let seq = part.rsplit('-').next()?.parse::<u64>().ok()?;
+            if part.split('-').count() != 3 {
+                return None;
+            }
+            total += seq;
+        }
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_order_and_say_how_far_behind() {
+        let primary = Position::binlog("mysql-bin.000003", 900, "0-1-57");
+        let standby = Position::binlog("mysql-bin.000003", 400, "0-1-7");
+        assert!(primary.has(&standby) && !standby.has(&primary));
+        assert!(primary.has(&primary));
+        assert_eq!(
+            standby.behind(&primary, Unit::Binlog).as_deref(),
+            Some("50 transactions")
+        );
+        assert_eq!(primary.behind(&standby, Unit::Binlog), None);
+        let older_file = Position::binlog("mysql-bin.000001", 5000, "");
+        assert!(standby.has(&older_file));
+        assert_eq!(
+            older_file.behind(&standby, Unit::Binlog).as_deref(),
+            Some("2 binary log files")
+        );
+        let same_file = Position::binlog("mysql-bin.000003", 100, "");
+        assert_eq!(
+            same_file.behind(&standby, Unit::Binlog).as_deref(),
+            Some("300 bytes of binary log")
+        );
+        assert_eq!(
+            Position::redis(10).behind(&Position::redis(1034), Unit::Redis).as_deref(),
+            Some("1024 bytes")
+        );
+        assert_eq!(primary.text, "mysql-bin.000003:900 (GTID 0-1-57)");
+    }
+
+    #[test]
+    fn gtid_positions_count_their_transactions() {
+        let rows: &[(&str, Option<u64>)] = &[
+            ("0-1-57", Some(57)),
+            ("0-1-57,1-2-3", Some(60)),
+            ("3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5", Some(5)),
+            ("3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7:9-10", Some(8)),
+            ("", None),
+            ("junk", None),
+            ("0-1", None),
+        ];
+        for (gtid, want) in rows {
+            assert_eq!(transactions_in(gtid), *want, "{gtid}");
+        }
+        assert_eq!(binlog_number("mysql-bin.000042"), 42);
+        assert_eq!(binlog_number("nodots"), 0);
+    }
+}
