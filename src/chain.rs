@@ -191,6 +191,8 @@ impl Recorder<'_> {
 /// How a chain is being run: who asked and why, whether a person forces it past an old
 /// primary that answers with errors, and where progress goes.
 pub struct Run<'a> {
+    /// The server being left (the active one when the attempt started).
+    pub from: Role,
     pub actor: &'a str,
     pub why: &'a str,
     pub force: Force,
@@ -274,7 +276,7 @@ pub fn execute(
 /// Commits `failing_over` (proved by the guard first) before the first change: a crash
 /// from here on is found as `interrupted`. Returns the chain's first event.
 fn commit(state: &State, pool: &Pool, rec: &mut PoolRecord, to: Role, run: &Run) -> Result<Event> {
-    let from = to.other();
+    let from = run.from;
     rec.state = PoolState::FailingOver;
     rec.active = to;
     rec.state_since = now_ms();
@@ -363,7 +365,7 @@ fn run_step<'a>(
     let ctx = Context {
         force: run.force,
         sessions: run.sessions,
-        ..context(pool, index, to.other(), to)
+        ..context(pool, index, run.from, to)
     };
     let hosts = protocol::run(Action::Promote, &ctx);
     let took = step_clock.elapsed();

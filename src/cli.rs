@@ -116,15 +116,14 @@ pub struct ReportArgs {
     pub pool: Option<String>,
 }
 
-pub use crate::model::Role;
-
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
     /// The pool to fail over
     pub pool: String,
-    /// The server that becomes active
-    #[arg(value_enum)]
-    pub target: Role,
+    /// The server that becomes active: as written in the pool, or `primary`, `secondary`,
+    /// `standby2`...
+    #[arg(value_name = "SERVER")]
+    pub target: String,
     /// Print the plan and run the preflights; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -142,9 +141,10 @@ pub struct PromoteArgs {
 pub struct ResetArgs {
     /// The pool to re-arm
     pub pool: String,
-    /// Record this server as active instead of the one the state records
-    #[arg(long, value_enum)]
-    pub active: Option<Role>,
+    /// Record this server as active instead of the one the state records (as written in
+    /// the pool, or `primary`, `secondary`, `standby2`...)
+    #[arg(long, value_name = "SERVER")]
+    pub active: Option<String>,
     /// Re-arm even when the active server is down
     #[arg(long)]
     pub force: bool,

@@ -48,10 +48,10 @@ pub fn sync(member: &Member, state: &State, pools: &[&Pool]) {
     }
 }
 
-/// A follower's round for one pool: both checks, recorded for this member's report; the
+/// A follower's round for one pool: every server's check, recorded for this member's report; the
 /// pool's state is the leader's (loaded by [`sync`]) and nothing is decided here.
 pub fn follow(state: &State, config: &Config, pool: &Pool) -> Result<Plan> {
-    let checks = monitor::check_both(pool);
+    let checks = monitor::check_all(pool);
     let at = now_ms();
     state.save_monitor(&pool.name, &monitor_rows(&checks, at))?;
     let last = state.pool(&pool.name)?.and_then(|r| r.last_system_check_at);

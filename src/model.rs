@@ -3,34 +3,58 @@
 
 use serde::Serialize;
 
-/// One of a pool's two servers, by its label; the state records which one is active.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Role {
-    Primary,
-    Secondary,
-}
+/// One of a pool's servers, by its place in the pool: the primary as configured first,
+/// then its standbys in config order. The state records which one is active. Its label is
+/// what the database and etcd hold: `primary`, `secondary` (the first standby, as a pair
+/// names it), then `standby2`, `standby3`, ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Role(u8);
+
+/// The most servers a pool may have.
+pub const MAX_SERVERS: usize = 16;
+
+const LABELS: [&str; MAX_SERVERS] = [
+    "primary",
+    "secondary",
+    "standby2",
+    "standby3",
+    "standby4",
+    "standby5",
+    "standby6",
+    "standby7",
+    "standby8",
+    "standby9",
+    "standby10",
+    "standby11",
+    "standby12",
+    "standby13",
+    "standby14",
+    "standby15",
+];
 
 impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Secondary => "secondary",
-        }
+    pub const PRIMARY: Role = Role(0);
+    pub const SECONDARY: Role = Role(1);
+
+    /// The server at `index` in the pool (0: the configured primary).
+    pub fn at(index: usize) -> Role {
+        assert!(
+            index < MAX_SERVERS,
+            "a pool has at most {MAX_SERVERS} servers"
+        );
+        Role(index as u8)
     }
 
-    pub fn other(self) -> Role {
-        match self {
-            Role::Primary => Role::Secondary,
-            Role::Secondary => Role::Primary,
-        }
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        LABELS[self.index()]
     }
 
     pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "primary" => Some(Role::Primary),
-            "secondary" => Some(Role::Secondary),
-            _ => None,
-        }
+        LABELS.iter().position(|l| *l == s).map(Role::at)
     }
 }
 
@@ -268,20 +292,49 @@ mod tests {
 }
 
 /// A pool's name and its servers, as every part that acts on a pool sees them: a monitor's
-/// check, a round, and each step.
+/// check, a round, and each step. The first server is the configured primary, the others
+/// its standbys in config order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolServers<'a> {
     pub name: &'a str,
-    pub primary: &'a str,
-    pub secondary: &'a str,
+    pub servers: &'a [String],
 }
 
 impl<'a> PoolServers<'a> {
     /// The server in `role`.
     pub fn address(&self, role: Role) -> &'a str {
-        match role {
-            Role::Primary => self.primary,
-            Role::Secondary => self.secondary,
-        }
+        &self.servers[role.index()]
+    }
+
+    /// The configured primary.
+    pub fn primary(&self) -> &'a str {
+        &self.servers[0]
+    }
+
+    /// Every server with its role, in config order.
+    pub fn roles(&self) -> impl Iterator<Item = (Role, &'a str)> + 'a {
+        self.servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Role::at(i), s.as_str()))
+    }
+
+    /// Every server but `active`, with its role: the standbys of that orientation.
+    pub fn others(&self, active: Role) -> impl Iterator<Item = (Role, &'a str)> + 'a {
+        self.roles().filter(move |(r, _)| *r != active)
+    }
+
+    /// The role of the server written `address` in the pool (compared as
+    /// [`crate::settings::host_key`] compares hosts).
+    pub fn role_of(&self, address: &str) -> Option<Role> {
+        let key = crate::settings::host_key(address);
+        self.roles()
+            .find(|(_, s)| crate::settings::host_key(s) == key)
+            .map(|(r, _)| r)
+    }
+
+    /// Whether the pool is a pair (a primary and one standby).
+    pub fn is_pair(&self) -> bool {
+        self.servers.len() == 2
     }
 }

@@ -89,7 +89,10 @@ impl Position {
 /// The number at the end of a binary log file's name (`mysql-bin.000042` is 42); 0 when
 /// the name ends in none.
 pub fn binlog_number(name: &str) -> u64 {
-    name.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    name.rsplit('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// How many transactions a GTID position holds: for MariaDB's `domain-server-seq` list, the
@@ -151,7 +154,9 @@ mod tests {
             Some("300 bytes of binary log")
         );
         assert_eq!(
-            Position::redis(10).behind(&Position::redis(1034), Unit::Redis).as_deref(),
+            Position::redis(10)
+                .behind(&Position::redis(1034), Unit::Redis)
+                .as_deref(),
             Some("1024 bytes")
         );
         assert_eq!(primary.text, "mysql-bin.000003:900 (GTID 0-1-57)");

@@ -18,7 +18,7 @@ pub fn check(pool: &Pool, active: Role) -> Vec<Vec<protocol::HostResult>> {
         let handles: Vec<_> = (0..pool.steps.len())
             .map(|index| {
                 s.spawn(move || {
-                    let ctx = chain::context(pool, index, active, active.other());
+                    let ctx = chain::context(pool, index, active, pool.next_standby(active));
                     protocol::run(Action::Check, &ctx)
                 })
             })

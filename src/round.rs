@@ -11,7 +11,7 @@ use crate::config::Pool;
 use crate::log::Level;
 use crate::model::EventKind;
 use crate::model::{Health, PoolServers, PoolState, Role, Status};
-use crate::monitor::Check;
+use crate::monitor::{Check, Facts as ServerFacts};
 use crate::rules::{self, BlockReason, Decision, Input, Next};
 use crate::state::{Event, MonitorRow, PoolRecord};
 use crate::text::format_time;
@@ -23,6 +23,7 @@ const ACTOR: &str = "tick";
 #[derive(Debug, Clone)]
 pub struct PoolSettings<'a> {
     pub servers: PoolServers<'a>,
+    pub never_promote: &'a [Role],
     pub max_failed_checks: u32,
     pub down_for: Option<Duration>,
     /// When the pool fails over, in words ([`Pool::threshold`]).
@@ -33,6 +34,7 @@ impl<'a> PoolSettings<'a> {
     pub fn of(pool: &'a Pool) -> PoolSettings<'a> {
         PoolSettings {
             servers: pool.servers(),
+            never_promote: &pool.never_promote,
             max_failed_checks: pool.max_failed_checks,
             down_for: pool.down_for,
             threshold: pool.threshold(),
@@ -52,16 +54,29 @@ impl<'a> PoolSettings<'a> {
 /// What one check of a server said, as a round reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct Seen<'a> {
+    pub role: Role,
     pub health: Health,
     pub message: &'a str,
+    /// What a database monitor learned beyond up or down.
+    pub facts: Option<&'a ServerFacts>,
 }
 
 impl<'a> Seen<'a> {
-    pub fn of(check: &'a Check) -> Seen<'a> {
+    pub fn of(role: Role, check: &'a Check) -> Seen<'a> {
         Seen {
+            role,
             health: check.health,
             message: &check.message,
+            facts: check.facts.as_ref(),
         }
+    }
+
+    /// Every check but the one of `active`, each with its role (`checks` in role order).
+    pub fn standbys(checks: &'a [Check], active: Role) -> Vec<Seen<'a>> {
+        (checks.iter().enumerate())
+            .map(|(i, c)| Seen::of(Role::at(i), c))
+            .filter(|s| s.role != active)
+            .collect()
     }
 }
 
@@ -70,7 +85,8 @@ impl<'a> Seen<'a> {
 pub enum Stage<'a> {
     /// A detection round: both servers were checked at once.
     Round {
-        standby: Seen<'a>,
+        /// Every standby's check, in role order.
+        standbys: &'a [Seen<'a>],
         /// The timer left a gap before this round ([`rules::timer_gap`]).
         gap: bool,
         /// When this round's checks started (the start of an outage to confirm).
@@ -87,8 +103,8 @@ pub enum Stage<'a> {
         down_ms: i64,
         /// Down time up to this re-check's end, for the log line when it answered.
         checked_ms: i64,
-        /// The standby's check, taken once the outage is confirmed ([`outage_confirmed`]).
-        standby: Option<Seen<'a>>,
+        /// The standbys' checks, taken once the outage is confirmed ([`outage_confirmed`]).
+        standbys: Option<&'a [Seen<'a>]>,
     },
 }
 
@@ -104,13 +120,19 @@ pub struct Facts<'a> {
 }
 
 impl Facts<'_> {
-    /// The rules' decision for this round's active server, against the standby's health.
-    fn decide(&self, record: &PoolRecord, standby: Health, detection: Detection) -> Decision {
+    /// The rules' decision for this round's active server, with the standby a failover
+    /// would promote (or why none may be).
+    fn decide(
+        &self,
+        record: &PoolRecord,
+        target: &Result<Role, BlockReason>,
+        detection: Detection,
+    ) -> Decision {
         decide(
             &self.pool,
             record,
             self.active.health,
-            standby,
+            target.as_ref().err().cloned(),
             detection,
             self.now,
         )
@@ -120,8 +142,8 @@ impl Facts<'_> {
 /// What a round starts in the background.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
-    /// A failover attempt (second opinion, preflights, chain), with why.
-    Failover { why: String },
+    /// A failover attempt (second opinion, preflights, chain) toward `to`, with why.
+    Failover { why: String, to: Role },
     /// Time-based mode: (go on) re-checking the active server, whose first failed check
     /// started at `since`. Down time is measured on the monotonic clock: a step of the wall
     /// clock during the re-checks (NTP, `date -s`) neither confirms an outage early nor
@@ -172,12 +194,13 @@ pub struct Detection {
     pub confirmed: bool,
 }
 
-/// The decision of [`rules::decide`] for a pool's record and the two servers' health.
+/// The decision of [`rules::decide`] for a pool's record, the active server's health and
+/// why no standby may be promoted (if so).
 pub fn decide(
     pool: &PoolSettings,
     rec: &PoolRecord,
     active: Health,
-    standby: Health,
+    standby_blocks: Option<BlockReason>,
     detection: Detection,
     now: i64,
 ) -> Decision {
@@ -187,7 +210,7 @@ pub fn decide(
         max_failed_checks: pool.max_failed_checks,
         gap: detection.gap,
         active,
-        standby,
+        standby_blocks,
         down_for: pool.down_for.map(|_| detection.confirmed),
         paused: rules::paused(rec.pause.as_ref().map(|p| p.until), now),
     })
@@ -206,17 +229,17 @@ pub fn outage_confirmed(pool: &PoolSettings, down_ms: i64) -> bool {
 pub fn round(facts: &Facts) -> Effects {
     match facts.stage {
         Stage::Round {
-            standby,
+            standbys,
             gap,
             check_started,
             interrupted,
-        } => detection_round(facts, standby, gap, check_started, interrupted),
+        } => detection_round(facts, standbys, gap, check_started, interrupted),
         Stage::Recheck {
             since,
             down_ms,
             checked_ms,
-            standby,
-        } => recheck(facts, since, down_ms, checked_ms, standby),
+            standbys,
+        } => recheck(facts, since, down_ms, checked_ms, standbys),
     }
 }
 
@@ -235,7 +258,7 @@ pub fn detection_of(record: &PoolRecord, timer_gap: bool, now: i64) -> Detection
 
 fn detection_round(
     facts: &Facts,
-    standby: Seen,
+    standbys: &[Seen],
     gap: bool,
     check_started: Instant,
     interrupted: &str,
@@ -246,7 +269,8 @@ fn detection_round(
         fx.events.push(ended);
     }
     let detection = detection_of(&fx.record, gap, now);
-    let decision = facts.decide(&fx.record, standby.health, detection);
+    let target = target(facts, standbys);
+    let decision = facts.decide(&fx.record, &target, detection);
     fx.record.failures = decision.failures;
     fx.record.last_check_at = Some(now);
     let why = format!(
@@ -259,7 +283,7 @@ fn detection_round(
         &mut fx,
         pool,
         decision.next,
-        why,
+        (why, target.ok()),
         check_started,
         interrupted,
         now,
@@ -272,7 +296,7 @@ fn recheck(
     since: Instant,
     down_ms: i64,
     checked_ms: i64,
-    standby: Option<Seen>,
+    standbys: Option<&[Seen]>,
 ) -> Effects {
     let (pool, now) = (&facts.pool, facts.now);
     let mut fx = Effects::new(facts.record.clone());
@@ -291,7 +315,7 @@ fn recheck(
         return fx;
     }
     fx.record.failures = fx.record.failures.saturating_add(1);
-    let Some(standby) = standby else {
+    let Some(standbys) = standbys else {
         fx.start = Some(Start::Confirm { since });
         return fx;
     };
@@ -299,7 +323,8 @@ fn recheck(
         gap: false,
         confirmed: true,
     };
-    let decision = facts.decide(&fx.record, standby.health, detection);
+    let target = target(facts, standbys);
+    let decision = facts.decide(&fx.record, &target, detection);
     let why = format!(
         "{} down for {:.1}s ({} checks): {}",
         pool.address(role),
@@ -307,16 +332,25 @@ fn recheck(
         fx.record.failures,
         facts.active.message
     );
-    follow_decision(&mut fx, pool, decision.next, why, since, "", now);
+    follow_decision(
+        &mut fx,
+        pool,
+        decision.next,
+        (why, target.ok()),
+        since,
+        "",
+        now,
+    );
     fx
 }
 
-/// The effects of what the rules said next.
+/// The effects of what the rules said next; `(why, to)`: why a failover would start, and
+/// toward which standby.
 fn follow_decision(
     fx: &mut Effects,
     pool: &PoolSettings,
     next: Next,
-    why: String,
+    (why, to): (String, Option<Role>),
     since: Instant,
     interrupted: &str,
     now: i64,
@@ -354,7 +388,11 @@ fn follow_decision(
             set_state(&mut fx.record, PoolState::Interrupted, &reason, now);
             fx.attention = true;
         }
-        Next::Failover => fx.start = Some(Start::Failover { why }),
+        Next::Failover => match to {
+            Some(to) => fx.start = Some(Start::Failover { why, to }),
+            // The rules block when no standby may be promoted; this keeps that true here.
+            None => block(fx, pool, no_standby(), Vec::new(), now),
+        },
         Next::Confirm => fx.start = Some(Start::Confirm { since }),
     }
 }
@@ -437,13 +475,9 @@ pub fn expire_pause(pool: &PoolSettings, rec: &mut PoolRecord, now: i64) -> Opti
     Some(pool.event(EventKind::PauseExpired).message(message))
 }
 
-/// The checks of both servers, ordered (active, standby).
-pub fn by_role(checks: [Check; 2], active: Role) -> (Check, Check) {
-    let [primary, secondary] = checks;
-    match active {
-        Role::Primary => (primary, secondary),
-        Role::Secondary => (secondary, primary),
-    }
+/// The check of the active server, from every server's checks in role order.
+pub fn active_check(checks: &[Check], active: Role) -> &Check {
+    &checks[active.index()]
 }
 
 /// Monitor rows for some servers' checks.
@@ -461,11 +495,57 @@ pub fn monitor_rows_for(checks: &[(Role, &Check)], at: i64) -> Vec<MonitorRow> {
         .collect()
 }
 
-/// Monitor rows for both servers' checks (primary, secondary).
-pub fn monitor_rows(checks: &[Check; 2], at: i64) -> Vec<MonitorRow> {
-    monitor_rows_for(
-        &[(Role::Primary, &checks[0]), (Role::Secondary, &checks[1])],
-        at,
+/// Monitor rows for every server's checks (in role order).
+pub fn monitor_rows(checks: &[Check], at: i64) -> Vec<MonitorRow> {
+    let with_roles: Vec<(Role, &Check)> = (checks.iter().enumerate())
+        .map(|(i, c)| (Role::at(i), c))
+        .collect();
+    monitor_rows_for(&with_roles, at)
+}
+
+/// The standby a failover would promote, or why none may be.
+fn target(facts: &Facts, standbys: &[Seen]) -> Result<Role, BlockReason> {
+    candidate(&facts.pool, facts.record, standbys)
+}
+
+/// The standby a failover of `rec`'s pool would promote, from the standbys' checks, or why
+/// none may be.
+pub fn candidate(
+    pool: &PoolSettings,
+    _rec: &PoolRecord,
+    standbys: &[Seen],
+) -> Result<Role, BlockReason> {
+    let eligible = standbys
+        .iter()
+        .find(|s| s.health.is_alive() && !pool.never_promote.contains(&s.role));
+    match eligible {
+        Some(s) => Ok(s.role),
+        None if standbys.len() == 1 => Err(no_standby()),
+        None => {
+            let why: Vec<String> = standbys
+                .iter()
+                .map(|s| {
+                    let address = pool.address(s.role);
+                    if pool.never_promote.contains(&s.role) {
+                        format!("{address} is in never_promote")
+                    } else {
+                        format!("{address} does not answer ({})", s.message)
+                    }
+                })
+                .collect();
+            Err(BlockReason::new(
+                "no_candidate",
+                format!("no standby may be promoted: {}", why.join("; ")),
+            ))
+        }
+    }
+}
+
+/// A pair's one standby is down too.
+fn no_standby() -> BlockReason {
+    BlockReason::new(
+        "standby_down",
+        "the active server is down and the standby is down too",
     )
 }
 
@@ -484,14 +564,15 @@ mod tests {
     use crate::state::Pause;
 
     const NOW: i64 = 1_000_000;
+    static SERVERS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
     fn settings(down_for: Option<Duration>) -> PoolSettings<'static> {
         PoolSettings {
             servers: PoolServers {
                 name: "db",
-                primary: "10.0.0.1",
-                secondary: "10.0.0.2",
+                servers: SERVERS.get_or_init(|| vec!["10.0.0.1".into(), "10.0.0.2".into()]),
             },
+            never_promote: &[],
             max_failed_checks: 3,
             down_for,
             threshold: "after 3 failed checks".to_string(),
@@ -514,19 +595,28 @@ mod tests {
 
     fn seen(health: Health) -> Seen<'static> {
         Seen {
+            role: Role::PRIMARY,
             health,
             message: "said so",
+            facts: None,
+        }
+    }
+
+    fn standby(health: Health) -> Seen<'static> {
+        Seen {
+            role: Role::SECONDARY,
+            ..seen(health)
         }
     }
 
     /// A detection round with these healths.
-    fn detect(rec: &PoolRecord, active: Health, standby: Health, gap: bool) -> Effects {
+    fn detect(rec: &PoolRecord, active: Health, standby_health: Health, gap: bool) -> Effects {
         let facts = Facts {
             pool: settings(None),
             record: rec,
             active: seen(active),
             stage: Stage::Round {
-                standby: seen(standby),
+                standbys: &[standby(standby_health)],
                 gap,
                 check_started: Instant::now(),
                 interrupted: " during step `vip`",
@@ -638,7 +728,13 @@ mod tests {
             false,
         );
         let why = "10.0.0.1 failed 3 consecutive checks: said so";
-        assert_eq!(failover.start, Some(Start::Failover { why: why.into() }));
+        assert_eq!(
+            failover.start,
+            Some(Start::Failover {
+                why: why.into(),
+                to: Role::SECONDARY
+            })
+        );
 
         let interrupted = detect(
             &record(PoolState::FailingOver, 0),
@@ -672,7 +768,7 @@ mod tests {
     #[test]
     fn recheck_table() {
         use Health::{Down, Up};
-        let (standby_up, standby_down) = (Some(seen(Up)), Some(seen(Down)));
+        let (standby_up, standby_down) = (Some(standby(Up)), Some(standby(Down)));
         // (active, standby once confirmed, state after, failures after, start, why)
         #[rustfmt::skip]
         let rows = [
@@ -691,7 +787,7 @@ mod tests {
                     since: Instant::now(),
                     down_ms: 10_000,
                     checked_ms: 10_100,
-                    standby,
+                    standbys: standby.as_ref().map(std::slice::from_ref),
                 },
                 now: NOW,
             };

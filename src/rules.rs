@@ -44,14 +44,16 @@ pub fn count(failures_before: u32, gap: bool, active: Health) -> u32 {
 }
 
 /// What one round knows about one pool before deciding.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Input {
     pub state: PoolState,
     pub failures: u32,
     pub max_failed_checks: u32,
     pub gap: bool,
     pub active: Health,
-    pub standby: Health,
+    /// Why no failover could start now, were the threshold reached: no standby may be
+    /// promoted ([`candidate`]), or the replicas say the primary is alive. `None`: one may.
+    pub standby_blocks: Option<BlockReason>,
     /// The time-based mode (`down_for`): `None` for a count of ticks; `Some(confirmed)`,
     /// whether the active server has been down for `down_for` (re-checked within the tick).
     pub down_for: Option<bool>,
@@ -68,7 +70,7 @@ pub enum Next {
     Rearm,
     /// The threshold is reached but the failover cannot happen now: blocked, nothing changed.
     Block(BlockReason),
-    /// The threshold is reached and the standby is up: ask the second opinion, run every
+    /// The threshold is reached and a standby may be promoted: ask the second opinion, run every
     /// preflight, then the chain.
     Failover,
     /// A chain was in progress and no process holds the lock any more: it was interrupted.
@@ -117,11 +119,10 @@ pub fn decide(input: Input) -> Decision {
             }
         }
         _ if input.paused => Next::Paused,
-        _ if !input.standby.is_alive() => Next::Block(BlockReason::new(
-            "standby_down",
-            "the active server is down and the standby is down too",
-        )),
-        _ => Next::Failover,
+        _ => match input.standby_blocks {
+            Some(reason) => Next::Block(reason),
+            None => Next::Failover,
+        },
     };
     Decision { failures, next }
 }
@@ -373,7 +374,12 @@ mod tests {
             max_failed_checks: 3,
             gap: false,
             active,
-            standby,
+            standby_blocks: (!standby.is_alive()).then(|| {
+                BlockReason::new(
+                    "standby_down",
+                    "the active server is down and the standby is down too",
+                )
+            }),
             down_for: None,
             paused: false,
         }
@@ -582,7 +588,7 @@ mod tests {
         for (state, before, active, standby, next, after, why) in rows {
             let mut i = input(*state, *before, *active, *standby);
             i.paused = true;
-            let d = decide(i);
+            let d = decide(i.clone());
             assert_eq!((&d.next, d.failures), (next, *after), "{why}");
             // The same facts without the pause: only `Paused` differs.
             i.paused = false;
@@ -598,13 +604,13 @@ mod tests {
         let mut timed = input(Armed, 0, Down, Up);
         timed.down_for = Some(false);
         timed.paused = true;
-        assert_eq!(decide(timed).next, Next::Paused);
+        assert_eq!(decide(timed.clone()).next, Next::Paused);
         timed.paused = false;
-        assert_eq!(decide(timed).next, Next::Confirm);
+        assert_eq!(decide(timed.clone()).next, Next::Confirm);
         let mut healthy = input(Armed, 0, Up, Up);
         healthy.down_for = Some(false);
         healthy.paused = true;
-        assert_eq!(decide(healthy).next, Next::Watch);
+        assert_eq!(decide(healthy.clone()).next, Next::Watch);
     }
 
     #[test]

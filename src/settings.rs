@@ -91,6 +91,16 @@ pub fn validate_host(host: &str) -> Result<(), String> {
     }
 }
 
+/// A host as two spellings of one server compare: host names without case or a trailing
+/// dot (`DB1.` is `db1`), IP addresses in their canonical form (`0:0:0:0:0:0:0:1` is `::1`).
+pub fn host_key(host: &str) -> String {
+    let trimmed = host.trim().trim_end_matches('.');
+    match trimmed.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => trimmed.to_ascii_lowercase(),
+    }
+}
+
 /// A name of letters, digits, `-`, `_`, `.` (pool names, users), at most 64 bytes.
 pub fn is_safe_name(s: &str) -> bool {
     !s.is_empty()

@@ -138,7 +138,7 @@ impl PoolRecord {
         PoolRecord {
             name: name.to_string(),
             state: PoolState::Armed,
-            active: Role::Primary,
+            active: Role::PRIMARY,
             failures: 0,
             last_check_at: None,
             last_system_check_at: None,

@@ -218,13 +218,13 @@ mod tests {
     fn pool_records_round_trip() {
         let mut rec = PoolRecord::new("db", 5);
         rec.state = PoolState::FailedOver;
-        rec.active = Role::Secondary;
+        rec.active = Role::SECONDARY;
         rec.failures = 3;
         rec.reason = "done".to_string();
         let text = pool_json(&rec, Some("vip")).to_string();
         let back = pool_from_json("db", &text, None).unwrap();
         assert_eq!(back.state, PoolState::FailedOver);
-        assert_eq!(back.active, Role::Secondary);
+        assert_eq!(back.active, Role::SECONDARY);
         assert_eq!(back.failures, 3);
         assert_eq!(back.reason, "done");
         assert!(pool_from_json("db", r#"{"state":"weird"}"#, None).is_err());

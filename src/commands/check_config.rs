@@ -6,8 +6,9 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::chain;
-use crate::cli::{CheckConfigArgs, Role};
+use crate::cli::CheckConfigArgs;
 use crate::config::{self, Config, Pool, format_duration};
+use crate::model::Role;
 use crate::model::Status;
 use crate::monitor::{self, Health};
 
@@ -46,7 +47,7 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
             let rec = state
                 .as_ref()
                 .and_then(|s| s.pool(&pool.name).ok().flatten());
-            let active = rec.map_or(Role::Primary, |r| r.active);
+            let active = rec.map_or(Role::PRIMARY, |r| r.active);
             probe(pool, active, &mut probes);
         }
         if let Some(cluster) = &config.cluster {
@@ -189,10 +190,7 @@ fn pool_warnings(config: &Config, warnings: &mut Vec<String>) {
 /// `redis_promote`: logins, grants, replication; `dns`: the zone's SOA, the TSIG key, the
 /// record; `haproxy`: each proxy's level, backend and servers).
 fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
-    for (role, check) in [Role::Primary, Role::Secondary]
-        .into_iter()
-        .zip(monitor::check_both(pool))
-    {
+    for ((role, _), check) in pool.servers().roles().zip(monitor::check_all(pool)) {
         probes.push(Probe {
             pool: pool.name.clone(),
             status: match check.health {
@@ -213,7 +211,7 @@ fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
         }
         let ctx = crate::protocol::Context {
             dry_run: true,
-            ..chain::context(pool, index, active, active.other())
+            ..chain::context(pool, index, active, pool.next_standby(active))
         };
 
         for h in crate::protocol::run(crate::protocol::Action::Preflight, &ctx) {
@@ -264,8 +262,12 @@ fn json(
         .map(|p| {
             json!({
                 "name": p.name,
-                "primary": p.primary,
-                "secondary": p.secondary,
+                "primary": p.primary(),
+                "secondary": p.servers[1],
+                "standbys": p.servers[1..],
+                "never_promote": p.never_promote.iter().map(|r| p.address(*r)).collect::<Vec<_>>(),
+                "max_promote_lag_s": secs(p.max_promote_lag),
+                "confirm_from_replicas": p.confirm_from_replicas,
                 "max_failed_checks": p.max_failed_checks,
                 "down_for_s": p.down_for.map(secs),
                 "recheck_interval_s": p.down_for.map(|_| secs(p.recheck_interval)),

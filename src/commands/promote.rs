@@ -22,7 +22,7 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
     if args.dry_run {
         return dry_run(config, pool, args);
     }
-    let to = args.target;
+    let to = pool.server(&args.target)?;
     let question = format!(
         "Promote {} ({}) in pool {}, run its failover chain, and lock the pool?",
         to.as_str(),
@@ -86,12 +86,13 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
 
 /// `promote --dry-run`: the plan with every preflight; nothing changes.
 fn dry_run(config: &Config, pool: &Pool, args: &PromoteArgs) -> Result<Outcome> {
-    let (to, from) = (args.target, args.target.other());
+    let to = pool.server(&args.target)?;
     let rec = State::open_read_only(&config.state_dir)?
         .map(|s| s.pool(&pool.name))
         .transpose()?
         .flatten()
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+    let from = rec.active;
     if rec.active == to {
         println!(
             "pool {}: {} ({}) is already active; promote would change nothing",

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::cli::{ResetArgs, Role};
+use crate::cli::ResetArgs;
 use crate::config::Config;
 use crate::error::{Error, Outcome};
 use crate::model::EventKind;
@@ -14,6 +14,7 @@ use crate::state::{PoolRecord, now_ms};
 
 pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
     let pool = config.pool(&args.pool)?;
+    let named = args.active.as_deref().map(|s| pool.server(s)).transpose()?;
     let who = super::shared::actor();
     let question = format!("Re-arm pool {} so that it can fail over again?", pool.name);
     if !super::shared::confirm(&question, args.yes)? {
@@ -25,21 +26,21 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
     let mut rec = super::shared::pool_record(member.as_ref(), &state, &pool.name)?
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
     let before = rec.state;
-    let active = args.active.unwrap_or(rec.active);
+    let active = named.unwrap_or(rec.active);
 
-    let checks = monitor::check_both(pool);
+    let checks = monitor::check_all(pool);
     let now = now_ms();
-    for (role, check) in [Role::Primary, Role::Secondary].iter().zip(&checks) {
-        let mark = if *role == active { " [active]" } else { "" };
+    for ((role, address), check) in pool.servers().roles().zip(&checks) {
+        let mark = if role == active { " [active]" } else { "" };
         println!(
             "{:<9} {:<16} {:<8} {}{mark}",
             role.as_str(),
-            pool.address(*role),
+            address,
             check.health.as_str(),
             check.message
         );
     }
-    let active_check = &checks[if active == Role::Primary { 0 } else { 1 }];
+    let active_check = &checks[active.index()];
     let events = crate::readiness::run(&state, pool, active, now)?;
     for row in state.readiness(&pool.name)? {
         println!(

@@ -18,7 +18,7 @@ use crate::config::{Config, Pool};
 use crate::error::Outcome;
 use crate::failover::{self, Attempt, Ended, Fence, SecondOpinion};
 use crate::model::EventKind;
-use crate::model::PoolState;
+use crate::model::{PoolState, Role};
 use crate::monitor;
 use crate::protocol::Force;
 use crate::round::{self, Effects, Facts, Plan, PoolSettings, Seen, Stage, Start};
@@ -128,7 +128,7 @@ impl Watch<'_> {
             busy.failover.store(true, Ordering::SeqCst);
             background.spawn(move || {
                 let outcome = match start {
-                    Start::Failover { why } => self.attempt(pool, rec, &why),
+                    Start::Failover { why, to } => self.attempt(pool, rec, &why, to),
                     Start::Confirm { since } => self.confirm_outage(pool, rec, since),
                 };
                 if outcome != Outcome::Done {
@@ -269,10 +269,11 @@ impl Watch<'_> {
             .pool(&pool.name)?
             .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
         let check_started = Instant::now();
-        let checks = monitor::check_both(pool);
+        let checks = monitor::check_all(pool);
         let checked_at = now_ms();
         let rows = round::monitor_rows(&checks, checked_at);
-        let (active, standby) = round::by_role(checks, rec.active);
+        let active = round::active_check(&checks, rec.active);
+        let standbys = Seen::standbys(&checks, rec.active);
         let interrupted = if rec.state == PoolState::FailingOver {
             self.interrupted_during(pool)?
         } else {
@@ -281,9 +282,9 @@ impl Watch<'_> {
         let effects = round::round(&Facts {
             pool: PoolSettings::of(pool),
             record: &rec,
-            active: Seen::of(&active),
+            active: Seen::of(rec.active, active),
             stage: Stage::Round {
-                standby: Seen::of(&standby),
+                standbys: &standbys,
                 gap,
                 check_started,
                 interrupted: &interrupted,
@@ -338,22 +339,27 @@ impl Watch<'_> {
             let mut rows = round::monitor_rows_for(&[(role, &check)], at);
             let down = down_ms(check_started);
             let confirmed = !check.health.is_alive() && round::outage_confirmed(&settings, down);
-            let standby = confirmed.then(|| monitor::check(pool, role.other()));
-            if let Some(standby) = &standby {
-                rows.extend(round::monitor_rows_for(
-                    &[(role.other(), standby)],
-                    now_ms(),
-                ));
+            let others: Vec<Role> = pool.servers().others(role).map(|(r, _)| r).collect();
+            let standby_checks = confirmed.then(|| monitor::check_some(pool, &others));
+            if let Some(checks) = &standby_checks {
+                let with_roles: Vec<(Role, &monitor::Check)> =
+                    others.iter().copied().zip(checks.iter()).collect();
+                rows.extend(round::monitor_rows_for(&with_roles, now_ms()));
             }
+            let standbys: Option<Vec<Seen>> = standby_checks.as_ref().map(|checks| {
+                (others.iter().zip(checks))
+                    .map(|(r, c)| Seen::of(*r, c))
+                    .collect()
+            });
             let effects = round::round(&Facts {
                 pool: settings.clone(),
                 record: &rec,
-                active: Seen::of(&check),
+                active: Seen::of(role, &check),
                 stage: Stage::Recheck {
                     since,
                     down_ms: down,
                     checked_ms,
-                    standby: standby.as_ref().map(Seen::of),
+                    standbys: standbys.as_deref(),
                 },
                 now: at,
             });
@@ -364,7 +370,7 @@ impl Watch<'_> {
             rec = effects.record;
             match effects.start {
                 Some(Start::Confirm { .. }) => {}
-                Some(Start::Failover { why }) => return self.attempt(pool, rec, &why),
+                Some(Start::Failover { why, to }) => return self.attempt(pool, rec, &why, to),
                 None => return Outcome::Done,
             }
         }
@@ -372,7 +378,7 @@ impl Watch<'_> {
 
     /// A failover attempt in the background ([`failover::run`]); a refusal blocks the pool.
     /// Right after a chain, the readiness checks of the new orientation.
-    fn attempt(&self, pool: &Pool, mut rec: PoolRecord, why: &str) -> Outcome {
+    fn attempt(&self, pool: &Pool, mut rec: PoolRecord, why: &str, to: Role) -> Outcome {
         let attempt = Attempt {
             config: self.config,
             pool,
@@ -383,7 +389,6 @@ impl Watch<'_> {
             fence: self.cluster.map_or(Fence::Local, Fence::Leader),
             progress: &chain::quiet,
         };
-        let to = rec.active.other();
         let outcome = match failover::run(self.state, &attempt, &mut rec, to) {
             Ok(Ended::Refused { reason, details }) => {
                 let settings = PoolSettings::of(pool);

@@ -13,8 +13,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, Error, Problem};
+use crate::model::{MAX_SERVERS, Role};
 pub use crate::settings::{
-    SshAuth, SshSettings, format_duration, is_safe_name, parse_duration, validate_host,
+    SshAuth, SshSettings, format_duration, host_key, is_safe_name, parse_duration, validate_host,
 };
 pub use load::check_secret_file;
 use load::{RawSsh, duration_or, line_of, lines_of, read_file, ssh_settings, toml_error};
@@ -43,8 +44,15 @@ pub struct Config {
 pub struct Pool {
     pub name: String,
     pub file: PathBuf,
-    pub primary: String,
-    pub secondary: String,
+    /// The configured primary, then its standbys in config order ([`crate::model::Role`]).
+    pub servers: Vec<String>,
+    /// Standbys that are kept replicating and never promoted.
+    pub never_promote: Vec<crate::model::Role>,
+    /// How long before the outage a standby may have been last seen caught up and still be
+    /// promoted by a tick ([`crate::rules::candidate`]).
+    pub max_promote_lag: Duration,
+    /// A standby still receiving from the primary is a vote that it is alive.
+    pub confirm_from_replicas: bool,
     pub max_failed_checks: u32,
     /// Time-based confirmation of an outage: how long the active server must stay down
     /// (re-checked every `recheck_interval` within one tick) before the failover starts.
@@ -76,16 +84,71 @@ impl Pool {
     pub fn servers(&self) -> crate::model::PoolServers<'_> {
         crate::model::PoolServers {
             name: &self.name,
-            primary: &self.primary,
-            secondary: &self.secondary,
+            servers: &self.servers,
         }
     }
 
     pub fn address(&self, role: crate::model::Role) -> &str {
-        match role {
-            crate::model::Role::Primary => &self.primary,
-            crate::model::Role::Secondary => &self.secondary,
+        &self.servers[role.index()]
+    }
+
+    /// The configured primary.
+    pub fn primary(&self) -> &str {
+        &self.servers[0]
+    }
+
+    /// The standbys in words: `secondary X` for a pair, else `standbys X, Y (Y never
+    /// promoted)`.
+    pub fn describe_standbys(&self) -> String {
+        if self.servers.len() == 2 && self.never_promote.is_empty() {
+            return format!("secondary {}", self.servers[1]);
         }
+        let never: Vec<&str> = self
+            .never_promote
+            .iter()
+            .map(|r| self.address(*r))
+            .collect();
+        let mut out = format!("standbys {}", self.servers[1..].join(", "));
+        if !never.is_empty() {
+            out.push_str(&format!(" ({} never promoted)", never.join(", ")));
+        }
+        out
+    }
+
+    /// The standby a failover from `active` would go to when nothing else is known: the
+    /// first server in config order, other than `active`, that may be promoted.
+    pub fn next_standby(&self, active: crate::model::Role) -> crate::model::Role {
+        let others = self.servers().others(active);
+        let mut others = others.peekable();
+        let first = others.peek().map(|(r, _)| *r).unwrap_or(active);
+        others
+            .map(|(r, _)| r)
+            .find(|r| self.promotable(*r))
+            .unwrap_or(first)
+    }
+
+    /// The server a person names (`promote POOL SERVER`, `reset --active SERVER`): its label
+    /// (`primary`, `secondary`, `standby2`...) or its address as written in the pool, in any
+    /// spelling of it ([`host_key`]).
+    pub fn server(&self, named: &str) -> Result<crate::model::Role, Error> {
+        let servers = self.servers();
+        let label = crate::model::Role::parse(named).filter(|r| r.index() < self.servers.len());
+        label.or_else(|| servers.role_of(named)).ok_or_else(|| {
+            let known: Vec<String> = servers
+                .roles()
+                .map(|(r, a)| format!("{} ({a})", r.as_str()))
+                .collect();
+            Error::Usage(format!(
+                "pool {} has no server `{named}`; name one as written in the pool, or by its role: {}",
+                self.name,
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// Whether the server in `role` may be promoted by a tick.
+    pub fn promotable(&self, role: crate::model::Role) -> bool {
+        !self.never_promote.contains(&role)
     }
 
     /// When the pool fails over, in words.
@@ -300,7 +363,11 @@ struct RawInstance {
 struct RawPool {
     name: Option<String>,
     primary: String,
-    secondary: String,
+    secondary: Option<String>,
+    standbys: Option<Vec<String>>,
+    never_promote: Option<Vec<String>>,
+    max_promote_lag: Option<String>,
+    confirm_from_replicas: Option<bool>,
     max_failed_checks: Option<i64>,
     down_for: Option<String>,
     recheck_interval: Option<String>,
@@ -369,43 +436,133 @@ fn load_pool(dir: &Path, file: &Path, ssh: &SshSettings) -> Result<Pool, Error> 
             format!("pool name `{name}`: expected letters, digits, `-`, `_`, `.`"),
         )));
     }
-    for (key, host) in [("primary", &raw.primary), ("secondary", &raw.secondary)] {
-        validate_host(host).map_err(|m| err(Problem::at(key, m)))?;
-    }
-    if raw.primary == raw.secondary {
-        return Err(err(Problem::at(
-            "secondary",
-            format!(
-                "`{}` is also the primary; a pool needs two different servers",
-                raw.secondary
-            ),
-        )));
-    }
+    let servers = pool_servers(&raw).map_err(err)?;
+    let never_promote = never_promote(&raw, &servers).map_err(err)?;
+    let max_promote_lag = promote_lag(raw.max_promote_lag.as_deref()).map_err(err)?;
     let (max_failed_checks, down_for, recheck_interval) = failover_threshold(&raw).map_err(err)?;
     let monitor_line = line_of(&text, |l| l == "[monitor]");
     let monitor = crate::monitor::load(dir, raw.monitor).map_err(|p| {
         Error::Config(ConfigError::in_file(file, p).in_table("[monitor]", monitor_line))
     })?;
-    let steps = load_steps(
-        dir,
-        file,
-        &text,
-        raw.protocol,
-        &monitor,
-        ssh,
-        (&raw.primary, &raw.secondary),
-    )?;
+    let steps = load_steps(dir, file, &text, raw.protocol, &monitor, ssh, &servers)?;
     Ok(Pool {
         name,
         file: file.to_path_buf(),
-        primary: raw.primary,
-        secondary: raw.secondary,
+        servers,
+        never_promote,
+        max_promote_lag,
+        confirm_from_replicas: raw.confirm_from_replicas.unwrap_or(false),
         max_failed_checks,
         down_for,
         recheck_interval,
         monitor,
         steps,
     })
+}
+
+/// The pool's servers: `primary`, then `secondary` (a pair) or `standbys`, each a valid
+/// host and each listed once, however it is spelled ([`host_key`]).
+fn pool_servers(raw: &RawPool) -> Result<Vec<String>, Problem> {
+    let (key, standbys) = match (&raw.secondary, &raw.standbys) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::at(
+                "standbys",
+                "set either `secondary` (one standby) or `standbys` (a list), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(Problem::at(
+                "secondary",
+                "missing: set `secondary = \"HOST\"` (one standby) or `standbys = [\"HOST\", ...]`",
+            ));
+        }
+        (Some(s), None) => ("secondary", vec![s.clone()]),
+        (None, Some(list)) => ("standbys", list.clone()),
+    };
+    if standbys.is_empty() || standbys.len() >= MAX_SERVERS {
+        return Err(Problem::at(
+            key,
+            format!(
+                "got {} standbys, expected 1 to {}",
+                standbys.len(),
+                MAX_SERVERS - 1
+            ),
+        ));
+    }
+    validate_host(&raw.primary).map_err(|m| Problem::at("primary", m))?;
+    let mut servers = vec![raw.primary.clone()];
+    for host in standbys {
+        validate_host(&host).map_err(|m| Problem::at(key, m))?;
+        if let Some(same) = servers.iter().find(|s| host_key(s) == host_key(&host)) {
+            const SPELLINGS: &str = "host names compare without case or a trailing dot, addresses in their canonical form";
+            let text = match (*same == raw.primary, *same == host) {
+                (true, true) => {
+                    format!("`{host}` is also the primary; a pool needs two different servers")
+                }
+                (true, false) => format!(
+                    "`{host}` is the primary `{same}` under another spelling ({SPELLINGS}); a pool needs different servers"
+                ),
+                (false, true) => format!("`{host}` is listed twice; list each server once"),
+                (false, false) => format!(
+                    "`{host}` and `{same}` are the same server ({SPELLINGS}); list each server once"
+                ),
+            };
+            return Err(Problem::at(key, text));
+        }
+        servers.push(host);
+    }
+    Ok(servers)
+}
+
+/// The key a server of a pool is written under: `primary`, `secondary` for a pair's
+/// standby, else `standbys`.
+fn server_key(index: usize, servers: usize) -> &'static str {
+    match index {
+        0 => "primary",
+        _ if servers == 2 => "secondary",
+        _ => "standbys",
+    }
+}
+
+/// `max_promote_lag`: by default (and written `"0s"`), a standby must hold everything the
+/// primary had at its last healthy check.
+fn promote_lag(value: Option<&str>) -> Result<Duration, Problem> {
+    match value.map(str::trim) {
+        None | Some("0" | "0s" | "0ms") => Ok(Duration::ZERO),
+        Some(v) => parse_duration(v).map_err(|m| Problem::at("max_promote_lag", m)),
+    }
+}
+
+/// The standbys that are never promoted (`never_promote`): each one of the pool's standbys,
+/// and at least one standby left that may be promoted.
+fn never_promote(raw: &RawPool, servers: &[String]) -> Result<Vec<Role>, Problem> {
+    let mut roles = Vec::new();
+    for host in raw.never_promote.iter().flatten() {
+        let role = servers
+            .iter()
+            .position(|s| host_key(s) == host_key(host))
+            .filter(|i| *i > 0)
+            .map(Role::at)
+            .ok_or_else(|| {
+                Problem::at(
+                    "never_promote",
+                    format!(
+                        "`{host}` is not one of this pool's standbys ({}); list standbys only",
+                        servers[1..].join(", ")
+                    ),
+                )
+            })?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    if roles.len() == servers.len() - 1 {
+        return Err(Problem::at(
+            "never_promote",
+            "no standby may be promoted in this pool: every standby is in `never_promote`; remove one from it",
+        ));
+    }
+    Ok(roles)
 }
 
 /// When the pool fails over: after `max_failed_checks` failed checks, or once the active
@@ -465,7 +622,7 @@ fn load_steps(
     tables: Vec<toml::Table>,
     monitor: &Monitor,
     ssh: &SshSettings,
-    servers: (&str, &str),
+    servers: &[String],
 ) -> Result<Vec<Step>, Error> {
     let step_lines = lines_of(text, |l| l.replace(' ', "") == "[[protocol]]");
     let cx = step_load_context(dir, ssh, servers, monitor);
@@ -478,7 +635,8 @@ fn load_steps(
         steps.push(step);
     }
     if let Some(why) = steps.iter().find_map(|s| s.kind.get().needs_ip_servers()) {
-        for (key, host) in [("primary", servers.0), ("secondary", servers.1)] {
+        for (i, host) in servers.iter().enumerate() {
+            let key = server_key(i, servers.len());
             if host.parse::<std::net::IpAddr>().is_err() {
                 return Err(Error::Config(ConfigError::in_file(
                     file,
@@ -497,7 +655,7 @@ fn load_steps(
 fn step_load_context<'a>(
     dir: &'a Path,
     ssh: &'a SshSettings,
-    servers: (&'a str, &'a str),
+    servers: &'a [String],
     monitor: &'a Monitor,
 ) -> crate::protocol::LoadContext<'a> {
     crate::protocol::LoadContext {
@@ -533,11 +691,11 @@ pub fn summary(config: &Config) -> String {
     for pool in &config.pools {
         let _ = writeln!(
             out,
-            "pool {}: {} monitor, primary {}, secondary {}, fail over {}, {} step(s)",
+            "pool {}: {} monitor, primary {}, {}, fail over {}, {} step(s)",
             pool.name,
             pool.monitor.kind.type_name(),
-            pool.primary,
-            pool.secondary,
+            pool.primary(),
+            pool.describe_standbys(),
             pool.threshold(),
             pool.steps.len()
         );

@@ -84,7 +84,7 @@ pub enum Ended {
 /// either the commit of `failing_over` that failed (then no step ran) or a person's fence
 /// that could not be taken (then nothing changed).
 pub fn run(state: &State, attempt: &Attempt, rec: &mut PoolRecord, to: Role) -> Result<Ended> {
-    let (pool, from) = (attempt.pool, to.other());
+    let (pool, from) = (attempt.pool, rec.active);
     // Every SSH login the chain needs is opened now, while the observers are asked.
     let sessions = Sessions::default();
     let logins = chain::logins(pool, from, to);
@@ -125,6 +125,7 @@ pub fn run(state: &State, attempt: &Attempt, rec: &mut PoolRecord, to: Role) -> 
         _ => None,
     };
     let run = chain::Run {
+        from: rec.active,
         actor: attempt.actor,
         why: &why,
         force: attempt.force,

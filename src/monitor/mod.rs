@@ -275,18 +275,30 @@ pub fn check(pool: &impl Watched, role: Role) -> Check {
     }
 }
 
-/// Checks both servers of a pool at once.
-pub fn check_both(pool: &impl Watched) -> [Check; 2] {
+/// Checks every server of a pool at once, each bounded by the monitor's timeout; the
+/// checks come back in role order (the configured primary's first).
+pub fn check_all(pool: &impl Watched) -> Vec<Check> {
+    let roles: Vec<Role> = pool.servers().roles().map(|(r, _)| r).collect();
+    check_some(pool, &roles)
+}
+
+/// Checks the servers in `roles` of a pool at once, in that order.
+pub fn check_some(pool: &impl Watched, roles: &[Role]) -> Vec<Check> {
     std::thread::scope(|s| {
-        let secondary = s.spawn(|| check(pool, Role::Secondary));
-        let primary = check(pool, Role::Primary);
-        let secondary = secondary.join().unwrap_or_else(|_| Check {
-            health: Health::Down,
-            message: "monitor thread panicked".into(),
-            duration: Duration::ZERO,
-            facts: None,
-        });
-        [primary, secondary]
+        let handles: Vec<_> = (roles.iter())
+            .map(|role| s.spawn(move || check(pool, *role)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| Check {
+                    health: Health::Down,
+                    message: "monitor thread panicked".into(),
+                    duration: Duration::ZERO,
+                    facts: None,
+                })
+            })
+            .collect()
     })
 }
 
@@ -400,7 +412,7 @@ mod tests {
         let server = Server {
             host: "db1",
             pool: "p",
-            role: Role::Primary,
+            role: Role::PRIMARY,
             timeout: Duration::from_secs(1),
         };
         let script = |kind: &dyn Kind| match kind.observer_probe(&server) {

@@ -195,19 +195,13 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Haproxy, Problem> {
         }
     };
     let backend = proxy_name("backend", &raw.backend)?;
-    let servers = PerServer {
-        primary: proxy_name("servers.primary", &raw.servers.primary)?,
-        secondary: proxy_name("servers.secondary", &raw.servers.secondary)?,
-    };
-    if servers.primary == servers.secondary {
-        return Err(Problem::at(
-            "servers",
-            format!(
-                "both pool servers are `{}`; name the primary's and the secondary's HAProxy server",
-                servers.primary
-            ),
-        ));
-    }
+    let servers = PerServer::load(
+        Some(raw.servers),
+        cx.servers,
+        "servers",
+        |name, role| proxy_name(&format!("servers.{}", role.as_str()), name),
+        "name each server's own HAProxy server",
+    )?;
     if raw.sockets.is_empty() {
         return Err(Problem::at("sockets", "expected at least one stats socket"));
     }
@@ -823,10 +817,9 @@ impl Protocol for Haproxy {
             })
             .collect();
         notes.lines.push(format!(
-            "backend {}, primary -> server {}, secondary -> server {}, the server left goes to {}; {}",
+            "backend {}, {}, the server left goes to {}; {}",
             self.backend,
-            self.servers.primary,
-            self.servers.secondary,
+            self.servers.describe(),
             self.standby_state.as_str(),
             sockets.join(", ")
         ));

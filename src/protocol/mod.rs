@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::load::{scalar_text, toml_msg};
 use crate::error::Problem;
-use crate::model::{PoolServers, Status};
+use crate::model::{PoolServers, Role, Status};
 use crate::monitor::MonitorKind;
 pub use crate::monitor::Notes;
 use crate::settings::{SshSettings, parse_duration};
@@ -95,8 +95,8 @@ impl Step {
 pub struct LoadContext<'a> {
     pub dir: &'a Path,
     pub ssh: &'a SshSettings,
-    /// The pool's primary and secondary.
-    pub servers: (&'a str, &'a str),
+    /// The pool's servers, the configured primary first.
+    pub servers: &'a [String],
     /// The pool's monitor: a promoting step reaches the same servers, and may default to
     /// how its monitor reaches them.
     pub monitor: &'a MonitorKind,
@@ -184,32 +184,97 @@ fn port_number(s: &str) -> Option<u16> {
     s.parse().ok().filter(|p| *p > 0)
 }
 
-/// What each of a pool's two servers is called elsewhere: a DNS record's value, an HAProxy
-/// server's name.
+/// What each of a pool's servers is called elsewhere: a DNS record's value, an HAProxy
+/// server's name. One name per server, by role.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PerServer {
-    pub primary: String,
-    pub secondary: String,
-}
+pub struct PerServer(Vec<String>);
 
 impl PerServer {
-    /// The name for the pool server at `address` (the pool's `primary` or `secondary`).
+    /// Names given in role order (the primary's first).
+    pub fn new(names: Vec<String>) -> PerServer {
+        PerServer(names)
+    }
+
+    /// The name for the pool server at `address`.
     pub fn of(&self, pool: &PoolServers, address: &str) -> &str {
-        if address == pool.primary {
-            &self.primary
-        } else {
-            &self.secondary
+        pool.role_of(address)
+            .and_then(|r| self.0.get(r.index()))
+            .map_or("", String::as_str)
+    }
+
+    /// The name for the server in `role`.
+    pub fn get(&self, role: Role) -> &str {
+        &self.0[role.index()]
+    }
+
+    /// `primary -> a, secondary -> b, ...`, for notes.
+    pub fn describe(&self) -> String {
+        let pairs: Vec<String> = (self.0.iter().enumerate())
+            .map(|(i, n)| format!("{} -> {n}", Role::at(i).as_str()))
+            .collect();
+        pairs.join(", ")
+    }
+
+    /// A `{ primary = "...", secondary = "...", standby2 = "..." }` table (`key`): a name for
+    /// each of the pool's servers by its role, each made by `value`, all different; without
+    /// a table (`None`), each server's address. `why_distinct` says why names must differ.
+    pub fn load(
+        raw: Option<RawPerServer>,
+        servers: &[String],
+        key: &str,
+        value: impl Fn(&str, Role) -> Result<String, Problem>,
+        why_distinct: &str,
+    ) -> Result<PerServer, Problem> {
+        let labels: Vec<&str> = (0..servers.len()).map(|i| Role::at(i).as_str()).collect();
+        let given = match raw {
+            Some(mut table) => {
+                if let Some(extra) = table.keys().find(|k| !labels.contains(&k.as_str())) {
+                    return Err(Problem::at(
+                        format!("{key}.{extra}"),
+                        format!(
+                            "not a server of this pool; expected one key per server: {}",
+                            labels.join(", ")
+                        ),
+                    ));
+                }
+                let mut names = Vec::new();
+                for label in &labels {
+                    let name = table.remove(*label).ok_or_else(|| {
+                        Problem::at(
+                            format!("{key}.{label}"),
+                            format!(
+                                "missing: give a name for each server: {}",
+                                labels.join(", ")
+                            ),
+                        )
+                    })?;
+                    names.push(name);
+                }
+                names
+            }
+            None => servers.to_vec(),
+        };
+        let mut names: Vec<String> = Vec::new();
+        for (i, name) in given.iter().enumerate() {
+            let name = value(name, Role::at(i))?;
+            if let Some(j) = names.iter().position(|n| *n == name) {
+                return Err(Problem::at(
+                    key,
+                    format!(
+                        "the {} and the {} would both be `{name}`; {why_distinct}",
+                        Role::at(j).as_str(),
+                        Role::at(i).as_str()
+                    ),
+                ));
+            }
+            names.push(name);
         }
+        Ok(PerServer(names))
     }
 }
 
-/// A `{ primary = "...", secondary = "..." }` table.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPerServer {
-    primary: String,
-    secondary: String,
-}
+/// A `{ primary = "...", secondary = "...", ... }` table, by server role.
+pub type RawPerServer = std::collections::BTreeMap<String, String>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -459,10 +524,11 @@ mod tests {
             sudo: false,
         };
         let monitor = MonitorKind::Tcp(crate::monitor::tcp::Tcp { port: 1 });
+        let servers = ["10.0.0.1".to_string(), "10.0.0.2".to_string()];
         let cx = LoadContext {
             dir: Path::new("/nonexistent"),
             ssh: &ssh,
-            servers: ("10.0.0.1", "10.0.0.2"),
+            servers: &servers,
             monitor: &monitor,
         };
         for name in TYPES {

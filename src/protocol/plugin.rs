@@ -137,10 +137,17 @@ impl Plugin {
         let mut env = vec![
             ("DEADPOOL_POOL".to_string(), ctx.pool.name.to_string()),
             ("DEADPOOL_ACTION".to_string(), action.as_str().to_string()),
-            ("DEADPOOL_PRIMARY".to_string(), ctx.pool.primary.to_string()),
+            (
+                "DEADPOOL_PRIMARY".to_string(),
+                ctx.pool.primary().to_string(),
+            ),
             (
                 "DEADPOOL_SECONDARY".to_string(),
-                ctx.pool.secondary.to_string(),
+                ctx.pool.servers[1].to_string(),
+            ),
+            (
+                "DEADPOOL_STANDBYS".to_string(),
+                ctx.pool.servers[1..].join(","),
             ),
             (
                 "DEADPOOL_OLD_PRIMARY".to_string(),

@@ -103,7 +103,7 @@ pub struct PoolFacts<'a> {
 
 impl PoolFacts<'_> {
     pub fn active(&self) -> Role {
-        self.rec.map_or(Role::Primary, |r| r.active)
+        self.rec.map_or(Role::PRIMARY, |r| r.active)
     }
 
     pub fn locked(&self) -> bool {
@@ -178,7 +178,7 @@ pub fn pool_state(f: &PoolFacts) -> Option<Found> {
             ),
             format!(
                 "find out why {} failed, repair or rebuild it as the new standby, then `deadpool reset {name}`",
-                pool.address(r.active.other())
+                former_primary(pool, r.active)
             ),
         ),
         PoolState::FailingOver => found(
@@ -269,33 +269,48 @@ pub fn server_status(health: Option<Health>, is_active: bool, locked: bool) -> S
     }
 }
 
-/// What the monitor's results say about the pair: both down, the standby down, a locked
+/// What the monitor's results say about the servers: all down, a standby down, a locked
 /// pool whose active server is down, a server alive with a problem, and split-brain.
 pub fn servers(f: &PoolFacts) -> Vec<Found> {
     let mut out = Vec::new();
     let pool = f.pool;
     let name = &pool.name;
     let active = f.active();
-    let standby_addr = pool.address(active.other());
-    let (active_h, standby_h) = (f.health(active), f.health(active.other()));
-    if active_h == Some(Health::Down) && standby_h == Some(Health::Down) {
+    let standbys: Vec<Role> = pool.servers().others(active).map(|(r, _)| r).collect();
+    let down = |role: Role| f.health(role) == Some(Health::Down);
+    let active_down = down(active);
+    let all_standbys_down = standbys.iter().all(|r| down(*r));
+    if active_down && all_standbys_down {
+        let what = if pool.servers().is_pair() {
+            "both servers are down"
+        } else {
+            "every server is down"
+        };
         out.push(found(
             Status::Critical,
-            "both servers are down",
+            what,
             "restore either server by hand; deadpool cannot fail over to a dead standby",
         ));
-    } else if standby_h == Some(Health::Down) {
-        let msg = f.row(active.other()).map_or("", |m| m.message.as_str());
-        out.push(found(
-            Status::Warning,
-            format!(
-                "standby {} ({standby_addr}) is down: {msg}",
-                active.other().as_str()
-            ),
-            "bring the standby back: until then a failover is not possible",
-        ));
+    } else {
+        for standby in standbys.iter().copied().filter(|r| down(*r)) {
+            let msg = f.row(standby).map_or("", |m| m.message.as_str());
+            let hint = if all_standbys_down {
+                "bring the standby back: until then a failover is not possible"
+            } else {
+                "bring the standby back: until then it is no candidate for a failover"
+            };
+            out.push(found(
+                Status::Warning,
+                format!(
+                    "standby {} ({}) is down: {msg}",
+                    standby.as_str(),
+                    pool.address(standby)
+                ),
+                hint,
+            ));
+        }
     }
-    if active_h == Some(Health::Down) && f.locked() && standby_h != Some(Health::Down) {
+    if active_down && f.locked() && !all_standbys_down {
         out.push(found(
             Status::Critical,
             format!(
@@ -308,43 +323,61 @@ pub fn servers(f: &PoolFacts) -> Vec<Found> {
             ),
         ));
     }
-    for role in [Role::Primary, Role::Secondary] {
+    for (role, address) in pool.servers().roles() {
         if let Some(m) = f.row(role).filter(|m| m.health == Health::Degraded) {
             out.push(found(
                 Status::Warning,
                 format!(
-                    "{} ({}) is alive with a problem: {}",
+                    "{} ({address}) is alive with a problem: {}",
                     role.as_str(),
-                    pool.address(role),
                     m.message
                 ),
                 degraded_hint(&m.message),
             ));
         }
     }
+    out.extend(split_brain(f, active, &standbys));
+    out
+}
+
+/// A standby that is writable while the pool is locked, or beside a writable active server.
+fn split_brain(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
     let writable = |role: Role| {
         f.row(role)
             .filter(|m| m.health.is_alive())
             .and_then(|m| m.read_only.map(|ro| !ro))
     };
-    if crate::rules::split_brain(f.locked(), writable(active), writable(active.other())) {
-        let why = if f.locked() {
-            "while the pool is failed over"
-        } else {
-            "as is the active server"
-        };
-        out.push(found(
-            Status::Critical,
-            format!(
-                "split-brain risk: standby {} ({standby_addr}) is writable {why}; make it read-only (SET GLOBAL read_only = ON)",
-                active.other().as_str()
-            ),
-            format!(
-                "make {standby_addr} read-only now (MySQL: SET GLOBAL read_only = ON; Redis: REPLICAOF the active server), then check which writes went where"
-            ),
-        ));
+    let why = if f.locked() {
+        "while the pool is failed over"
+    } else {
+        "as is the active server"
+    };
+    (standbys.iter().copied())
+        .filter(|s| crate::rules::split_brain(f.locked(), writable(active), writable(*s)))
+        .map(|s| {
+            let address = f.pool.address(s);
+            found(
+                Status::Critical,
+                format!(
+                    "split-brain risk: standby {} ({address}) is writable {why}; make it read-only (SET GLOBAL read_only = ON)",
+                    s.as_str()
+                ),
+                format!(
+                    "make {address} read-only now (MySQL: SET GLOBAL read_only = ON; Redis: REPLICAOF the active server), then check which writes went where"
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The server a failed-over pool left, in words: a pair's other server, else "the old
+/// primary" (history names it).
+fn former_primary(pool: &Pool, active: Role) -> String {
+    let servers = pool.servers();
+    match servers.others(active).collect::<Vec<_>>().as_slice() {
+        [(_, only)] => only.to_string(),
+        _ => "the old primary (`deadpool history` names it)".to_string(),
     }
-    out
 }
 
 /// What to look at for a server that is alive with a problem: its TLS set-up when the
@@ -524,34 +557,34 @@ mod tests {
         // (record, status or none, words)
         let rows: Vec<(Option<PoolRecord>, Option<Status>, &str)> = vec![
             (None, Some(Status::Warning), "not checked by a tick yet"),
-            (Some(rec(PoolState::Armed, 0, Role::Primary)), None, ""),
+            (Some(rec(PoolState::Armed, 0, Role::PRIMARY)), None, ""),
             (
-                Some(rec(PoolState::Armed, 2, Role::Primary)),
+                Some(rec(PoolState::Armed, 2, Role::PRIMARY)),
                 Some(Status::Warning),
                 "failed 2/3",
             ),
             (
-                Some(rec(PoolState::FailedOver, 0, Role::Secondary)),
+                Some(rec(PoolState::FailedOver, 0, Role::SECONDARY)),
                 Some(Status::Warning),
                 "deadpool reset db",
             ),
             (
-                Some(rec(PoolState::FailingOver, 0, Role::Secondary)),
+                Some(rec(PoolState::FailingOver, 0, Role::SECONDARY)),
                 Some(Status::Critical),
                 "in progress",
             ),
             (
-                Some(rec(PoolState::Blocked, 3, Role::Primary)),
+                Some(rec(PoolState::Blocked, 3, Role::PRIMARY)),
                 Some(Status::Critical),
                 "blocked: why",
             ),
             (
-                Some(rec(PoolState::FailoverFailed, 0, Role::Secondary)),
+                Some(rec(PoolState::FailoverFailed, 0, Role::SECONDARY)),
                 Some(Status::Critical),
                 "failover_failed",
             ),
             (
-                Some(rec(PoolState::Interrupted, 0, Role::Secondary)),
+                Some(rec(PoolState::Interrupted, 0, Role::SECONDARY)),
                 Some(Status::Critical),
                 "interrupted",
             ),
@@ -575,11 +608,11 @@ mod tests {
                 by: "alice".into(),
                 reason: "kernel upgrade".into(),
             }),
-            ..rec(state, failures, Role::Primary)
+            ..rec(state, failures, Role::PRIMARY)
         };
         // (record, status or none, words)
         let rows: Vec<(PoolRecord, Option<Status>, &str)> = vec![
-            (rec(PoolState::Armed, 0, Role::Primary), None, ""),
+            (rec(PoolState::Armed, 0, Role::PRIMARY), None, ""),
             (
                 paused(PoolState::Armed, 0, NOW + 60_000),
                 Some(Status::Warning),
@@ -682,63 +715,63 @@ mod tests {
     fn servers_table() {
         use Health::{Degraded, Down, Up};
         let p = pool();
-        let armed = rec(PoolState::Armed, 0, Role::Primary);
-        let locked = rec(PoolState::FailedOver, 0, Role::Secondary);
+        let armed = rec(PoolState::Armed, 0, Role::PRIMARY);
+        let locked = rec(PoolState::FailedOver, 0, Role::SECONDARY);
         // (record, primary, secondary, expected (status, words) in order)
         let rows: Vec<ServerRow> = vec![
             (
                 &armed,
                 [
-                    row(Role::Primary, Up, Some(false)),
-                    row(Role::Secondary, Up, Some(true)),
+                    row(Role::PRIMARY, Up, Some(false)),
+                    row(Role::SECONDARY, Up, Some(true)),
                 ],
                 vec![],
             ),
             (
                 &armed,
                 [
-                    row(Role::Primary, Down, None),
-                    row(Role::Secondary, Down, None),
+                    row(Role::PRIMARY, Down, None),
+                    row(Role::SECONDARY, Down, None),
                 ],
                 vec![(Status::Critical, "both servers are down")],
             ),
             (
                 &armed,
                 [
-                    row(Role::Primary, Up, None),
-                    row(Role::Secondary, Down, None),
+                    row(Role::PRIMARY, Up, None),
+                    row(Role::SECONDARY, Down, None),
                 ],
                 vec![(Status::Warning, "standby secondary (db2) is down")],
             ),
             (
                 &locked,
                 [
-                    row(Role::Primary, Up, Some(true)),
-                    row(Role::Secondary, Down, None),
+                    row(Role::PRIMARY, Up, Some(true)),
+                    row(Role::SECONDARY, Down, None),
                 ],
                 vec![(Status::Critical, "is down and the pool is locked")],
             ),
             (
                 &armed,
                 [
-                    row(Role::Primary, Degraded, None),
-                    row(Role::Secondary, Up, None),
+                    row(Role::PRIMARY, Degraded, None),
+                    row(Role::SECONDARY, Up, None),
                 ],
                 vec![(Status::Warning, "alive with a problem")],
             ),
             (
                 &armed,
                 [
-                    row(Role::Primary, Up, Some(false)),
-                    row(Role::Secondary, Up, Some(false)),
+                    row(Role::PRIMARY, Up, Some(false)),
+                    row(Role::SECONDARY, Up, Some(false)),
                 ],
                 vec![(Status::Critical, "writable as is the active server")],
             ),
             (
                 &locked,
                 [
-                    row(Role::Primary, Up, Some(false)),
-                    row(Role::Secondary, Up, Some(false)),
+                    row(Role::PRIMARY, Up, Some(false)),
+                    row(Role::SECONDARY, Up, Some(false)),
                 ],
                 vec![(Status::Critical, "writable while the pool is failed over")],
             ),
@@ -766,8 +799,8 @@ mod tests {
     #[test]
     fn readiness_table() {
         let p = pool();
-        let armed = rec(PoolState::Armed, 0, Role::Primary);
-        let locked = rec(PoolState::FailedOver, 0, Role::Secondary);
+        let armed = rec(PoolState::Armed, 0, Role::PRIMARY);
+        let locked = rec(PoolState::FailedOver, 0, Role::SECONDARY);
         let r = |status: Status, age_s: i64| ReadinessRow {
             step_index: 0,
             step_name: "x".into(),

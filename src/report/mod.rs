@@ -145,7 +145,7 @@ fn pool_report(
         state: rec.as_ref().map(|r| r.state.as_str().to_string()),
         active: active.as_str().to_string(),
         active_address: pool.address(active).to_string(),
-        standby_address: pool.address(active.other()).to_string(),
+        standby_address: pool.address(pool.next_standby(active)).to_string(),
         failures: rec.as_ref().map_or(0, |r| r.failures),
         max_failed_checks: pool.max_failed_checks,
         down_for_s: pool.down_for.map(|d| d.as_secs_f64()),
@@ -161,12 +161,12 @@ fn pool_report(
     })
 }
 
-/// Both servers of a pool, as their last check found them.
+/// Every server of a pool, as its last check found it.
 fn server_reports(facts: &classify::PoolFacts, active: Role) -> Vec<ServerReport> {
     let (pool, now) = (facts.pool, facts.now);
-    [Role::Primary, Role::Secondary]
-        .into_iter()
-        .map(|role| {
+    pool.servers()
+        .roles()
+        .map(|(role, _)| {
             let row = facts.monitor.iter().find(|m| m.role == role);
             ServerReport {
                 role: role.as_str().to_string(),

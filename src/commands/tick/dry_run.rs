@@ -9,7 +9,7 @@ use crate::error::Outcome;
 use crate::failover::{FailoverPlan, plan_steps};
 use crate::model::Role;
 use crate::monitor::{self, Check};
-use crate::round::{self, PoolSettings};
+use crate::round::{self, PoolSettings, Seen};
 use crate::rules::{self, Decision, Next, Round};
 use crate::state::{Pause, PoolRecord, State, now_ms};
 
@@ -45,22 +45,26 @@ pub fn run(config: &Config, json: bool) -> Result<Outcome> {
 
 /// Checks one pool and says what a tick would decide.
 fn dry_pool(pool: &Pool, rec: &PoolRecord, gap: bool, now: i64) -> DryPool {
-    let checks = monitor::check_both(pool);
-    let (active, standby) = round::by_role(checks, rec.active);
+    let checks = monitor::check_all(pool);
+    let active = round::active_check(&checks, rec.active);
+    let standbys = Seen::standbys(&checks, rec.active);
     let detection = round::detection_of(rec, gap, now);
+    let settings = PoolSettings::of(pool);
+    let target = round::candidate(&settings, rec, &standbys);
     let d = round::decide(
-        &PoolSettings::of(pool),
+        &settings,
         rec,
         active.health,
-        standby.health,
+        target.as_ref().err().cloned(),
         detection,
         now,
     );
+    let to = target.unwrap_or_else(|_| pool.next_standby(rec.active));
     let pause = rec
         .pause
         .as_ref()
         .filter(|p| rules::paused(Some(p.until), now));
-    let (decision, decision_text) = words(pool, rec, &d, pause, now);
+    let (decision, decision_text) = words(pool, rec, &d, to, pause, now);
     let server = |check: &Check, role: Role| DryServer {
         role: role.as_str(),
         address: pool.address(role).to_string(),
@@ -77,10 +81,13 @@ fn dry_pool(pool: &Pool, rec: &PoolRecord, gap: bool, now: i64) -> DryPool {
         down_for_s: pool.down_for.map(|d| d.as_secs_f64()),
         threshold: pool.threshold(),
         pause: pause.cloned(),
-        checks: [
-            server(&active, rec.active),
-            server(&standby, rec.active.other()),
-        ],
+        checks: std::iter::once(server(active, rec.active))
+            .chain(
+                standbys
+                    .iter()
+                    .map(|s| server(&checks[s.role.index()], s.role)),
+            )
+            .collect(),
         decision,
         decision_text,
         block_reason: match &d.next {
@@ -93,7 +100,7 @@ fn dry_pool(pool: &Pool, rec: &PoolRecord, gap: bool, now: i64) -> DryPool {
             .iter()
             .map(|h| h.name().to_string())
             .collect(),
-        plan: plan_steps(pool, rec.active, rec.active.other()),
+        plan: plan_steps(pool, rec.active, to),
     }
 }
 
@@ -102,6 +109,7 @@ fn words(
     pool: &Pool,
     rec: &PoolRecord,
     d: &Decision,
+    to: Role,
     pause: Option<&Pause>,
     now: i64,
 ) -> (&'static str, String) {
@@ -123,8 +131,8 @@ fn words(
             "failover",
             format!(
                 "fail over to {} ({}) if every preflight passes",
-                rec.active.other().as_str(),
-                pool.address(rec.active.other())
+                to.as_str(),
+                pool.address(to)
             ),
         ),
         Next::Confirm => (
@@ -149,7 +157,7 @@ fn words(
 fn text(pools: &[DryPool]) -> String {
     let mut out = String::new();
     for p in pools {
-        let [active, standby] = &p.checks;
+        let (active, standbys) = p.checks.split_first().expect("a pool has servers");
         let threshold = match p.down_for_s {
             Some(_) => format!(" (fails over {})", p.threshold),
             None => format!("/{}", p.max_failed_checks),
@@ -165,10 +173,12 @@ fn text(pools: &[DryPool]) -> String {
             "  active  {} {}: {}\n",
             active.address, active.health, active.message
         ));
-        out.push_str(&format!(
-            "  standby {} {}: {}\n",
-            standby.address, standby.health, standby.message
-        ));
+        for standby in standbys {
+            out.push_str(&format!(
+                "  standby {} {}: {}\n",
+                standby.address, standby.health, standby.message
+            ));
+        }
         out.push_str(&format!("  this tick would {}\n", p.decision_text));
         if !p.second_opinion_from.is_empty() {
             out.push_str(&format!(
@@ -197,7 +207,7 @@ struct DryPool {
     threshold: String,
     pause: Option<Pause>,
     /// The active server's check, then the standby's.
-    checks: [DryServer; 2],
+    checks: Vec<DryServer>,
     decision: &'static str,
     decision_text: String,
     block_reason: Option<String>,

@@ -572,7 +572,7 @@ impl Protocol for Dns {
             format!("; readiness also asks {}", servers.join(", "))
         };
         notes.lines.push(format!(
-            "{} {} at {}:{} (zone {}), TSIG key {} ({}), TTL {}s (warning above {}s); primary -> {}, secondary -> {}{verify}",
+            "{} {} at {}:{} (zone {}), TSIG key {} ({}), TTL {}s (warning above {}s); {}{verify}",
             self.service_host_name,
             self.record.as_str(),
             self.server,
@@ -582,8 +582,7 @@ impl Protocol for Dns {
             self.tsig.algorithm,
             self.ttl,
             self.max_ttl,
-            self.values.primary,
-            self.values.secondary,
+            self.values.describe(),
         ));
         for tool in ["nsupdate", "dig"] {
             if !in_path(tool) {
@@ -802,10 +801,7 @@ mod tests {
             record: DnsRecord::A,
             ttl: 30,
             max_ttl: 30,
-            values: PerServer {
-                primary: "10.0.0.11".into(),
-                secondary: "10.0.0.12".into(),
-            },
+            values: PerServer::new(vec!["10.0.0.11".into(), "10.0.0.12".into()]),
             tsig: Tsig {
                 name: "deadpool-key".into(),
                 algorithm: "hmac-sha256".into(),

@@ -168,44 +168,23 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Dns, Problem> {
 }
 
 /// The record's value for each server, `values` or else the servers' addresses, in the
-/// record type's form; the two must differ.
+/// record type's form; all must differ.
 fn record_values(
     record: DnsRecord,
     given: Option<RawPerServer>,
-    servers: (&str, &str),
+    servers: &[String],
 ) -> Result<PerServer, Problem> {
-    let (values, key) = match given {
-        Some(v) => (
-            PerServer {
-                primary: v.primary,
-                secondary: v.secondary,
-            },
-            "values",
-        ),
-        None => (
-            PerServer {
-                primary: servers.0.to_string(),
-                secondary: servers.1.to_string(),
-            },
-            "record",
-        ),
-    };
-    let values = PerServer {
-        primary: record_value(record, &values.primary)
-            .map_err(|e| Problem::at(key, format!("the primary's value {e}")))?,
-        secondary: record_value(record, &values.secondary)
-            .map_err(|e| Problem::at(key, format!("the secondary's value {e}")))?,
-    };
-    if values.primary == values.secondary {
-        return Err(Problem::at(
-            key,
-            format!(
-                "both servers would have the value `{}`; the record could not tell them apart",
-                values.primary
-            ),
-        ));
-    }
-    Ok(values)
+    let key = if given.is_some() { "values" } else { "record" };
+    PerServer::load(
+        given,
+        servers,
+        key,
+        |value, role| {
+            record_value(record, value)
+                .map_err(|e| Problem::at(key, format!("the {}'s value {e}", role.as_str())))
+        },
+        "the record could not tell them apart",
+    )
 }
 
 /// The TSIG key: a name as the server knows it, an algorithm `nsupdate` signs with, and a
