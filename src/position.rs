@@ -22,6 +22,7 @@ pub struct Position {
 
 /// What kind of stream a position belongs to, for the words of a difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // used by the standby choice
 pub enum Unit {
     Binlog,
     Redis,
@@ -60,12 +61,14 @@ impl Position {
     }
 
     /// Whether this position holds everything up to `other` (of the same primary).
+    #[allow(dead_code)] // used by the standby choice
     pub fn has(&self, other: &Position) -> bool {
         self.key() >= other.key()
     }
 
     /// How far this position is behind `ahead`, in words ("50 transactions", "1234 bytes",
     /// "2 binary log files"); `None` when it is not behind.
+    #[allow(dead_code)] // used by the standby choice
     pub fn behind(&self, ahead: &Position, unit: Unit) -> Option<String> {
         if self.has(ahead) {
             return None;
