@@ -344,12 +344,39 @@ impl Client {
 
     /// What this server has written to its binary log, as a GTID position or set.
     pub fn gtid_position(&mut self) -> Result<String, Failure> {
-        let sql = match self.flavor {
-            Flavor::MariaDb => "SELECT @@global.gtid_binlog_pos",
-            Flavor::MySql => "SELECT @@global.gtid_executed",
-        };
+        let sql = format!("SELECT @@global.{}", written_gtid_variable(self.flavor));
         let v: Option<String> = self.conn.query_first(sql).map_err(|e| self.fail(e))?;
         Ok(v.unwrap_or_default())
+    }
+
+    /// `read_only` and the GTID positions in one round trip, for the monitor. A server
+    /// without GTIDs (error 1193, unknown system variable: before MySQL 5.6 and MariaDB
+    /// 10.0) answers `read_only` alone.
+    pub fn state(&mut self) -> Result<ServerState, Failure> {
+        let applied = match self.flavor {
+            Flavor::MariaDb => "@@global.gtid_slave_pos",
+            Flavor::MySql => "''",
+        };
+        let sql = format!(
+            "SELECT @@global.read_only, @@global.{}, {applied}",
+            written_gtid_variable(self.flavor)
+        );
+        type Row = (Option<i64>, Option<String>, Option<String>);
+        match self.conn.query_first::<Row, _>(sql) {
+            Ok(row) => {
+                let (read_only, written, applied) = row.unwrap_or_default();
+                Ok(ServerState {
+                    read_only: read_only.unwrap_or(0) != 0,
+                    gtid_written: one_gtid_line(written),
+                    gtid_applied: one_gtid_line(applied),
+                })
+            }
+            Err(mysql::Error::MySqlError(e)) if e.code == 1193 => Ok(ServerState {
+                read_only: self.read_only()?,
+                ..ServerState::default()
+            }),
+            Err(e) => Err(self.fail(e)),
+        }
     }
 
     /// The end of this server's binary log as (file, position): `SHOW BINARY LOG STATUS`
@@ -372,6 +399,63 @@ impl Client {
         match position.trim().parse::<u64>() {
             Ok(pos) if !file.is_empty() => Ok(Some((file, pos))),
             _ => Ok(None),
+        }
+    }
+
+    /// Makes this replica replicate from another source: stops replication, changes the
+    /// source's host and port, and starts it again. The replication account, its password
+    /// and TLS settings stay as they are. With `use_gtid` the replica finds its place by GTID
+    /// (MariaDB `MASTER_USE_GTID=slave_pos`, MySQL auto-positioning); without, it keeps its
+    /// positioning mode, and the server starts a file-and-position replica at the first
+    /// binary log of the new source, so callers pass `false` only for a replica that already
+    /// replicates by GTID. A failed change leaves replication stopped: better than
+    /// following an old primary that comes back.
+    #[allow(dead_code)] // used by the promoting steps
+    pub fn repoint(
+        &mut self,
+        source_host: &str,
+        source_port: u16,
+        use_gtid: bool,
+    ) -> Result<(), Failure> {
+        let (modern, legacy) = change_source_sql(self.flavor, source_host, source_port, use_gtid);
+        self.exec_either("STOP REPLICA", "STOP SLAVE")?;
+        match modern {
+            Some(modern) => self.exec_either(&modern, &legacy)?,
+            None => self.exec(&legacy)?,
+        }
+        self.exec_either("START REPLICA", "START SLAVE")
+    }
+
+    /// Waits, at most `timeout`, until this replica's IO and SQL threads run with
+    /// `source_host` as their source (after [`Client::repoint`]). The error says why not,
+    /// in the server's words (the IO error of a replication account the new source
+    /// refuses, say).
+    #[allow(dead_code)] // used by the promoting steps
+    pub fn await_replicating(
+        &mut self,
+        source_host: &str,
+        timeout: Duration,
+    ) -> Result<ReplicaStatus, String> {
+        let mut last = None;
+        let waited = crate::remote::poll(timeout, || -> Result<_, String> {
+            let status = self.replica_status().map_err(|f| f.to_string())?;
+            if replicating_from(status.as_ref(), source_host)? {
+                return Ok(status);
+            }
+            last = status;
+            Ok(None)
+        });
+        let host = &self.host;
+        match waited {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) => Err(format!(
+                "{host} did not start replicating from {source_host} within {}: {}",
+                crate::settings::format_duration(timeout),
+                last.map_or("no replication status".to_string(), |s| s.describe())
+            )),
+            Err(why) => Err(format!(
+                "{host} does not replicate from {source_host}: {why}"
+            )),
         }
     }
 
@@ -495,10 +579,90 @@ fn value_text(v: &Value) -> Option<String> {
     }
 }
 
-/// A SQL string literal. Only deadpool's own values (GTID positions read from a server)
-/// pass through here; they are quoted all the same.
+/// A SQL string literal. Only deadpool's own values (GTID positions read from a server,
+/// host names from the configuration) pass through here; they are quoted all the same.
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The variable that holds what a server has written to its binary log, as a GTID position
+/// (MariaDB) or set (MySQL).
+fn written_gtid_variable(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::MariaDb => "gtid_binlog_pos",
+        Flavor::MySql => "gtid_executed",
+    }
+}
+
+/// A GTID position on one line: MySQL breaks a long set after its commas.
+fn one_gtid_line(gtid: Option<String>) -> String {
+    gtid.unwrap_or_default().replace(['\n', '\r'], "")
+}
+
+/// What the monitor reads in one query besides the replication status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerState {
+    pub read_only: bool,
+    /// What the server has written to its binary log (`gtid_binlog_pos`, `gtid_executed`);
+    /// empty without GTIDs.
+    pub gtid_written: String,
+    /// What its replication has applied, in its source's GTIDs (MariaDB `gtid_slave_pos`);
+    /// empty on MySQL, whose `gtid_executed` mixes in the replica's own transactions.
+    pub gtid_applied: String,
+}
+
+/// The statement that changes a replica's source (pure, for tests): the MySQL 8.0.23+
+/// spelling where there is one, and the older one (the only one MariaDB knows).
+fn change_source_sql(
+    flavor: Flavor,
+    host: &str,
+    port: u16,
+    use_gtid: bool,
+) -> (Option<String>, String) {
+    let host = quote_literal(host);
+    let gtid = |clause: &str| {
+        if use_gtid {
+            format!(", {clause}")
+        } else {
+            String::new()
+        }
+    };
+    let legacy = |clause: &str| {
+        format!(
+            "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}{}",
+            gtid(clause)
+        )
+    };
+    match flavor {
+        Flavor::MariaDb => (None, legacy("MASTER_USE_GTID=slave_pos")),
+        Flavor::MySql => (
+            Some(format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}{}",
+                gtid("SOURCE_AUTO_POSITION=1")
+            )),
+            legacy("MASTER_AUTO_POSITION=1"),
+        ),
+    }
+}
+
+/// Whether a replica runs with `source` as its source (pure, for tests): `Ok(true)` when
+/// both threads run, `Ok(false)` while it may still get there (the IO thread connecting),
+/// `Err` when it will not without help (no replication, another source, a thread stopped
+/// by an error).
+fn replicating_from(status: Option<&ReplicaStatus>, source: &str) -> Result<bool, String> {
+    let Some(s) = status else {
+        return Err("it has no replication configured".to_string());
+    };
+    if !s.source_host.eq_ignore_ascii_case(source) {
+        return Err(format!("it replicates from {}", s.source_host));
+    }
+    let no = |state: &str| state.eq_ignore_ascii_case("no");
+    if (no(&s.io_running) && !s.last_io_error.is_empty())
+        || (no(&s.sql_running) && !s.last_sql_error.is_empty())
+    {
+        return Err(s.describe());
+    }
+    Ok(s.io_ok() && s.sql_ok())
 }
 
 /// Where a primary stopped writing, in a form its replica can wait for.
@@ -599,6 +763,8 @@ pub struct ReplicaStatus {
     /// Whether it replicates by GTID (MariaDB `Using_Gtid`, MySQL `Auto_Position`); `None`
     /// when the server does not say.
     pub uses_gtid: Option<bool>,
+    /// The GTID position it has received (MariaDB `Gtid_IO_Pos`); empty elsewhere.
+    pub gtid_io_pos: String,
 }
 
 impl ReplicaStatus {
@@ -630,6 +796,7 @@ impl ReplicaStatus {
                 "" => None,
                 v => Some(!(v == "0" || v.eq_ignore_ascii_case("no"))),
             },
+            gtid_io_pos: get(&["Gtid_IO_Pos"]).trim().to_string(),
         }
     }
 
@@ -646,11 +813,36 @@ impl ReplicaStatus {
         self.received == self.executed
     }
 
-    /// One line for reports.
-    pub fn describe(&self) -> String {
+    /// Replication was stopped without an error: both threads `No`, nothing in the errors.
+    pub fn stopped(&self) -> bool {
         let errors = !self.last_io_error.is_empty() || !self.last_sql_error.is_empty();
         let no = |s: &str| s.eq_ignore_ascii_case("no");
-        if !errors && no(&self.io_running) && no(&self.sql_running) {
+        !errors && no(&self.io_running) && no(&self.sql_running)
+    }
+
+    /// What is wrong, in the server's words: its errors, else a thread that does not run.
+    pub fn problem(&self) -> Option<String> {
+        let mut problems = Vec::new();
+        if !self.last_io_error.is_empty() {
+            problems.push(format!("IO error: {}", self.last_io_error));
+        }
+        if !self.last_sql_error.is_empty() {
+            problems.push(format!("SQL error: {}", self.last_sql_error));
+        }
+        if problems.is_empty() && !self.io_ok() {
+            let io = or_dash(&self.io_running);
+            problems.push(format!("not receiving (IO thread {io})"));
+        }
+        if problems.is_empty() && !self.sql_ok() {
+            let sql = or_dash(&self.sql_running);
+            problems.push(format!("not applying (SQL thread {sql})"));
+        }
+        (!problems.is_empty()).then(|| crate::text::one_line(&problems.join("; ")))
+    }
+
+    /// One line for reports.
+    pub fn describe(&self) -> String {
+        if self.stopped() {
             return crate::text::one_line(&format!(
                 "replication stopped (source was {})",
                 self.source_host
@@ -822,10 +1014,160 @@ mod tests {
         assert_eq!(s.source_port, Some(3306));
         assert!(s.io_ok() && s.sql_ok() && s.caught_up());
         assert_eq!(s.seconds_behind, Some(0));
+        assert_eq!(s.gtid_io_pos, "0-1-42");
         assert_eq!(
             s.describe(),
             "replica of 10.213.0.11: IO Yes, SQL Yes, lag 0s"
         );
+        assert_eq!(s.problem(), None);
+    }
+
+    /// A replica's problem in the server's words: errors first, else the thread that does
+    /// not run; a cleanly stopped replica is `stopped`.
+    #[test]
+    fn replicas_say_what_is_wrong() {
+        // (IO thread, SQL thread, IO error, SQL error, problem, stopped)
+        type Row<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a str>, bool);
+        let table: &[Row] = &[
+            ("Yes", "Yes", "", "", None, false),
+            (
+                "Connecting",
+                "Yes",
+                "",
+                "",
+                Some("not receiving (IO thread Connecting)"),
+                false,
+            ),
+            (
+                "Yes",
+                "No",
+                "",
+                "",
+                Some("not applying (SQL thread No)"),
+                false,
+            ),
+            (
+                "No",
+                "No",
+                "",
+                "",
+                Some("not receiving (IO thread No)"),
+                true,
+            ),
+            ("", "", "", "", Some("not receiving (IO thread -)"), false),
+            (
+                "Connecting",
+                "Yes",
+                "error connecting to master 'repl@db2:3306' - Access denied",
+                "",
+                Some("IO error: error connecting to master 'repl@db2:3306' - Access denied"),
+                false,
+            ),
+            (
+                "No",
+                "No",
+                "fatal 1236",
+                "Duplicate entry\n'1'",
+                Some("IO error: fatal 1236; SQL error: Duplicate entry '1'"),
+                false,
+            ),
+        ];
+        for (io, sql, io_error, sql_error, problem, stopped) in table {
+            let s = ReplicaStatus {
+                io_running: io.to_string(),
+                sql_running: sql.to_string(),
+                last_io_error: io_error.to_string(),
+                last_sql_error: sql_error.to_string(),
+                ..ReplicaStatus::default()
+            };
+            assert_eq!(s.problem().as_deref(), *problem, "{io} {sql}");
+            assert_eq!(s.stopped(), *stopped, "{io} {sql}");
+        }
+    }
+
+    #[test]
+    fn repointing_statements() {
+        let mysql = change_source_sql(Flavor::MySql, "db2.example", 3307, true);
+        assert_eq!(
+            mysql,
+            (
+                Some(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='db2.example', SOURCE_PORT=3307, SOURCE_AUTO_POSITION=1"
+                        .to_string()
+                ),
+                "CHANGE MASTER TO MASTER_HOST='db2.example', MASTER_PORT=3307, MASTER_AUTO_POSITION=1"
+                    .to_string()
+            )
+        );
+        let maria = change_source_sql(Flavor::MariaDb, "10.0.0.12", 3306, true);
+        assert_eq!(
+            maria,
+            (
+                None,
+                "CHANGE MASTER TO MASTER_HOST='10.0.0.12', MASTER_PORT=3306, MASTER_USE_GTID=slave_pos"
+                    .to_string()
+            )
+        );
+        let (_, keep) = change_source_sql(Flavor::MariaDb, "10.0.0.12", 3306, false);
+        assert_eq!(
+            keep,
+            "CHANGE MASTER TO MASTER_HOST='10.0.0.12', MASTER_PORT=3306"
+        );
+        let (modern, _) = change_source_sql(Flavor::MySql, "a'b", 1, false);
+        assert_eq!(
+            modern.as_deref(),
+            Some("CHANGE REPLICATION SOURCE TO SOURCE_HOST='a''b', SOURCE_PORT=1")
+        );
+    }
+
+    /// After a repoint: running from the new source, not yet (connecting), or not without
+    /// help.
+    #[test]
+    fn replicating_from_the_new_source() {
+        let status =
+            |host: &str, io: &str, sql: &str, io_error: &str, sql_error: &str| ReplicaStatus {
+                source_host: host.into(),
+                io_running: io.into(),
+                sql_running: sql.into(),
+                last_io_error: io_error.into(),
+                last_sql_error: sql_error.into(),
+                ..ReplicaStatus::default()
+            };
+        let denied = "error connecting to master 'repl@db2:3306' - retry-time: 60 message: Access denied for user 'repl'";
+        // (status, verdict: Ok(running) or Err(words in it))
+        let table: Vec<(Option<ReplicaStatus>, Result<bool, &str>)> = vec![
+            (Some(status("db2", "Yes", "Yes", "", "")), Ok(true)),
+            (Some(status("DB2", "Yes", "Yes", "", "")), Ok(true)),
+            (Some(status("db2", "Connecting", "Yes", "", "")), Ok(false)),
+            (
+                Some(status("db2", "Connecting", "Yes", denied, "")),
+                Ok(false),
+            ),
+            (Some(status("db2", "No", "Yes", "", "")), Ok(false)),
+            (
+                Some(status("db2", "No", "Yes", "Got fatal error 1236", "")),
+                Err("fatal error 1236"),
+            ),
+            (
+                Some(status("db2", "Yes", "No", "", "Duplicate entry")),
+                Err("SQL error: Duplicate entry"),
+            ),
+            (
+                Some(status("db1", "Yes", "Yes", "", "")),
+                Err("it replicates from db1"),
+            ),
+            (None, Err("no replication configured")),
+        ];
+        for (s, want) in table {
+            let got = replicating_from(s.as_ref(), "db2");
+            match (&got, want) {
+                (Ok(a), Ok(b)) => assert_eq!(*a, b, "{s:?}"),
+                (Err(e), Err(words)) => assert!(e.contains(words), "{e}"),
+                _ => panic!("{s:?}: {got:?}"),
+            }
+        }
+        let waiting = status("db2", "Connecting", "Yes", denied, "");
+        assert!(waiting.describe().contains("Access denied for user 'repl'"));
     }
 
     /// Recorded from MySQL 8.4 (`Replica_*` / `Source_*`).
@@ -1032,6 +1374,11 @@ mod tests {
     fn literals_are_quoted() {
         assert_eq!(quote_literal("0-1-42,1-2-3"), "'0-1-42,1-2-3'");
         assert_eq!(quote_literal("a'b\\"), "'a''b\\\\'");
+        assert_eq!(
+            one_gtid_line(Some("3E11:1-5,\n4F22:1-3".into())),
+            "3E11:1-5,4F22:1-3"
+        );
+        assert_eq!(one_gtid_line(None), "");
     }
 }
 

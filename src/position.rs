@@ -22,13 +22,11 @@ pub struct Position {
 
 /// What kind of stream a position belongs to, for the words of a difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // used by the monitors once they read positions
 pub enum Unit {
     Binlog,
     Redis,
 }
 
-#[allow(dead_code)] // used by the monitors once they read positions
 impl Position {
     /// A MySQL/MariaDB position: a binary log file name and offset, and the GTID position
     /// when there is one (empty: none).
@@ -90,7 +88,6 @@ impl Position {
 
 /// The number at the end of a binary log file's name (`mysql-bin.000042` is 42); 0 when
 /// the name ends in none.
-#[allow(dead_code)] // used by the monitors once they read positions
 pub fn binlog_number(name: &str) -> u64 {
     name.rsplit('.')
         .next()
@@ -101,7 +98,6 @@ pub fn binlog_number(name: &str) -> u64 {
 /// How many transactions a GTID position holds: for MariaDB's `domain-server-seq` list, the
 /// sum of the sequence numbers; for MySQL's `uuid:1-57:60` sets, the number of transactions
 /// in the intervals. `None` when empty or not understood.
-#[allow(dead_code)] // used by the monitors once they read positions
 pub fn transactions_in(gtid: &str) -> Option<u64> {
     let gtid = gtid.trim();
     if gtid.is_empty() {

@@ -228,6 +228,44 @@ impl Client {
         Ok(Replication::parse(&text))
     }
 
+    /// `REPLICAOF host port`: this server drops what it is doing as a primary or replica
+    /// and follows `host` (its `masterauth` and TLS settings stay as they are).
+    #[allow(dead_code)] // used by the promoting step
+    pub fn replicate_from(&mut self, host: &str, port: u16) -> Result<(), Failure> {
+        self.ok(&["REPLICAOF", host, &port.to_string()]).map(|_| ())
+    }
+
+    /// Waits, at most `timeout`, until `INFO replication` says this server replicates from
+    /// `host:port` with its link up (after [`Client::replicate_from`]; a full sync takes
+    /// its time). The error says why not.
+    #[allow(dead_code)] // used by the promoting step
+    pub fn await_replicating(
+        &mut self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Replication, String> {
+        let mut last = None;
+        let waited = crate::remote::poll(timeout, || -> Result<_, String> {
+            let r = self.replication().map_err(|f| f.to_string())?;
+            if r.replicating_from(host, port)? {
+                return Ok(Some(r));
+            }
+            last = Some(r);
+            Ok(None)
+        });
+        let me = format!("{}:{}", self.host, self.port);
+        match waited {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(format!(
+                "{me} did not start replicating from {host}:{port} within {}: {}",
+                crate::settings::format_duration(timeout),
+                last.map_or("no answer".to_string(), |r| r.describe())
+            )),
+            Err(why) => Err(format!("{me} does not replicate from {host}:{port}: {why}")),
+        }
+    }
+
     pub fn version(&mut self) -> String {
         match self.ok(&["INFO", "server"]) {
             Ok(r) => r
@@ -363,6 +401,28 @@ impl Replication {
         self.role == "slave"
     }
 
+    /// Whether the link to `host:port` is up (pure, for tests): `Ok(false)` while it may
+    /// still come up (connecting, syncing), `Err` when this server follows no one or
+    /// someone else.
+    pub fn replicating_from(&self, host: &str, port: u16) -> Result<bool, String> {
+        if !self.is_replica() {
+            return Err(format!("it is no replica (role {})", or_dash(&self.role)));
+        }
+        if !self.master_host.eq_ignore_ascii_case(host) || self.master_port != Some(port) {
+            return Err(format!(
+                "it replicates from {}:{}",
+                self.master_host,
+                self.master_port.unwrap_or(0)
+            ));
+        }
+        Ok(self.link_up())
+    }
+
+    /// A replica's link to its primary is up.
+    pub fn link_up(&self) -> bool {
+        self.link_status == "up"
+    }
+
     pub fn describe(&self) -> String {
         if self.is_replica() {
             let io = self
@@ -372,11 +432,7 @@ impl Replication {
                 "replica of {}:{}, link {}, last I/O {io}, offset {}",
                 self.master_host,
                 self.master_port.unwrap_or(0),
-                if self.link_status.is_empty() {
-                    "-"
-                } else {
-                    &self.link_status
-                },
+                or_dash(&self.link_status),
                 self.offset.unwrap_or(0)
             )
         } else {
@@ -387,6 +443,10 @@ impl Replication {
             )
         }
     }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
 }
 
 /// Error replies that mean "alive, but not serving normally".
@@ -468,6 +528,54 @@ mod tests {
         assert!(!p.is_replica());
         assert_eq!((p.connected_replicas, p.offset), (1, Some(1205)));
         assert_eq!(p.describe(), "primary with 1 replica(s), offset 1205");
+    }
+
+    /// After `REPLICAOF`: linked to the new primary, not yet (connecting, syncing), or not
+    /// without help.
+    #[test]
+    fn replicating_from_the_new_primary() {
+        let linked = Replication {
+            role: "slave".into(),
+            master_host: "10.0.0.12".into(),
+            master_port: Some(6379),
+            link_status: "up".into(),
+            ..Replication::default()
+        };
+        let with = |f: fn(&mut Replication)| {
+            let mut r = linked.clone();
+            f(&mut r);
+            r
+        };
+        // (replication, verdict: Ok(linked) or Err(words))
+        let table: Vec<(Replication, Result<bool, &str>)> = vec![
+            (linked.clone(), Ok(true)),
+            (
+                with(|r| r.master_host = "10.0.0.12".to_uppercase()),
+                Ok(true),
+            ),
+            (with(|r| r.link_status = "down".into()), Ok(false)),
+            (with(|r| r.link_status.clear()), Ok(false)),
+            (
+                with(|r| r.master_port = Some(6380)),
+                Err("from 10.0.0.12:6380"),
+            ),
+            (
+                with(|r| r.master_host = "10.0.0.11".into()),
+                Err("from 10.0.0.11:6379"),
+            ),
+            (
+                with(|r| r.role = "master".into()),
+                Err("no replica (role master)"),
+            ),
+        ];
+        for (r, want) in table {
+            let got = r.replicating_from("10.0.0.12", 6379);
+            match (&got, want) {
+                (Ok(a), Ok(b)) => assert_eq!(*a, b, "{r:?}"),
+                (Err(e), Err(words)) => assert!(e.contains(words), "{e}"),
+                _ => panic!("{r:?}: {got:?}"),
+            }
+        }
     }
 
     #[test]

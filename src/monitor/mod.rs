@@ -243,10 +243,40 @@ pub struct Check {
     pub facts: Option<Facts>,
 }
 
-/// Server facts from a database monitor, for split-brain detection.
+/// Server facts from a database monitor: `read_only` for split-brain detection; where a
+/// server is in its primary's stream, for choosing a standby and for what a failover lost.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
     pub read_only: Option<bool>,
+    /// What a replica says of its replication; `None` for a server that is no replica.
+    #[allow(dead_code)] // read by the standby choice
+    pub replication: Option<Replica>,
+    /// The server's own position, read when it is not replicating (a primary, or a replica
+    /// whose replication was stopped cleanly). `None` also when the monitor account may not
+    /// read it: a missing privilege is no reason to call a server down.
+    #[allow(dead_code)] // read by the standby choice
+    pub position: Option<crate::position::Position>,
+}
+
+/// What a replica says of its replication. Positions are in its primary's coordinates
+/// (MySQL reports the primary's binary log file names), so they compare with the primary's
+/// own [`Facts::position`]. Plain data, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Replica {
+    /// The host it replicates from, as the replica names it.
+    pub source: String,
+    /// Whether it is connected to its source and receiving (MySQL: IO thread `Yes`; Redis:
+    /// `master_link_status:up`).
+    pub receiving: bool,
+    /// How far it has received.
+    pub received: Option<crate::position::Position>,
+    /// How far it has applied (Redis: as far as it received).
+    pub applied: Option<crate::position::Position>,
+    /// How far behind its source it says it is (MySQL's `Seconds_Behind_Master`); Redis has
+    /// no such figure.
+    pub lag_seconds: Option<u64>,
+    /// What is wrong, in the server's words: a replication error, a link that is down.
+    pub problem: Option<String>,
 }
 
 /// What a check needs of a pool: its name, its servers and its monitor (`config::Pool`).

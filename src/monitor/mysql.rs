@@ -6,10 +6,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Facts, Health, Kind, ObserverProbe, Server};
+use super::{Facts, Health, Kind, ObserverProbe, Replica, Server};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
-use crate::mysql::{Client, Failure, Target};
+use crate::mysql::{Client, Failure, ReplicaStatus, ServerState, Target};
+use crate::position::Position;
 use crate::settings::Secret;
 use crate::tls::Tls;
 
@@ -107,10 +108,11 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
         }
     };
     let product = product_name(&client);
-    let read_only = match client.read_only() {
-        Ok(r) => r,
+    let state = match client.state() {
+        Ok(s) => s,
         Err(f) => return failure_after_login(&product, "reading read_only", f),
     };
+    let read_only = state.read_only;
     let replica = match client.replica_status() {
         Ok(r) => r,
         Err(f) => return failure_after_login(&product, "reading the replication status", f),
@@ -124,13 +126,50 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
         Some(r) => message.push_str(&format!(", {}", r.describe())),
         None => message.push_str(", not a replica"),
     }
-    (
-        Health::Up,
-        message,
-        Some(Facts {
-            read_only: Some(read_only),
-        }),
-    )
+    let facts = facts(&mut client, &state, replica.as_ref());
+    (Health::Up, message, Some(facts))
+}
+
+/// What the check learned beyond up or down. The server's own position is asked only of a
+/// server that is not replicating (one query more); when that fails (the monitor account
+/// may lack `REPLICATION CLIENT`, MariaDB's `BINLOG MONITOR`) the position is unknown and
+/// the server still up.
+fn facts(client: &mut Client, state: &ServerState, replica: Option<&ReplicaStatus>) -> Facts {
+    let replicating = replica.is_some_and(|r| !r.stopped());
+    let position = if replicating {
+        None
+    } else {
+        let end = client.binlog_position().ok().flatten();
+        end.map(|(file, offset)| Position::binlog(&file, offset, &state.gtid_written))
+    };
+    Facts {
+        read_only: Some(state.read_only),
+        replication: replica.map(|r| replica_facts(r, &state.gtid_applied)),
+        position,
+    }
+}
+
+/// A replica's facts from its status row and what its replication applied by GTID (MariaDB
+/// `gtid_slave_pos`; empty: none) (pure, for tests). The file names are the primary's
+/// (`Master_Log_File`, `Relay_Master_Log_File`), so the positions compare with its own.
+fn replica_facts(r: &ReplicaStatus, gtid_applied: &str) -> Replica {
+    // The IO thread keeps `Gtid_IO_Pos` for GTID positioning: a replica on file and
+    // position may show an empty or an old one.
+    let gtid_received = match r.uses_gtid {
+        Some(false) => "",
+        Some(true) | None => r.gtid_io_pos.as_str(),
+    };
+    let at = |(file, offset): &(String, u64), gtid: &str| {
+        (!file.is_empty()).then(|| Position::binlog(file, *offset, gtid))
+    };
+    Replica {
+        source: r.source_host.clone(),
+        receiving: r.io_ok(),
+        received: at(&r.received, gtid_received),
+        applied: at(&r.executed, gtid_applied),
+        lag_seconds: r.seconds_behind,
+        problem: r.problem(),
+    }
 }
 
 fn failure_after_login(product: &str, what: &str, f: Failure) -> (Health, String, Option<Facts>) {
@@ -153,5 +192,152 @@ fn product_name(client: &Client) -> String {
     match client.flavor {
         crate::mysql::Flavor::MariaDb => format!("MariaDB {short}"),
         crate::mysql::Flavor::MySql => format!("MySQL {short}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn status(pairs: &[(&str, &str)]) -> ReplicaStatus {
+        let columns: HashMap<String, Option<String>> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v != "NULL").then(|| v.to_string())))
+            .collect();
+        ReplicaStatus::from_columns(&columns)
+    }
+
+    const MARIADB: &[(&str, &str)] = &[
+        ("Master_Host", "10.0.0.11"),
+        ("Master_Log_File", "mysql-bin.000003"),
+        ("Read_Master_Log_Pos", "900"),
+        ("Relay_Master_Log_File", "mysql-bin.000003"),
+        ("Exec_Master_Log_Pos", "400"),
+        ("Slave_IO_Running", "Yes"),
+        ("Slave_SQL_Running", "Yes"),
+        ("Seconds_Behind_Master", "3"),
+        ("Using_Gtid", "Slave_Pos"),
+        ("Gtid_IO_Pos", "0-1-57"),
+    ];
+
+    const MYSQL: &[(&str, &str)] = &[
+        ("Source_Host", "db1.example"),
+        ("Source_Log_File", "binlog.000007"),
+        ("Read_Source_Log_Pos", "900"),
+        ("Relay_Source_Log_File", "binlog.000006"),
+        ("Exec_Source_Log_Pos", "850"),
+        ("Replica_IO_Running", "Connecting"),
+        ("Replica_SQL_Running", "Yes"),
+        ("Seconds_Behind_Source", "NULL"),
+        (
+            "Last_IO_Error",
+            "error connecting to source 'repl@db1.example:3306'",
+        ),
+        ("Auto_Position", "1"),
+    ];
+
+    /// On file and position MariaDB's `Gtid_IO_Pos` is not trusted.
+    const BY_FILE: &[(&str, &str)] = &[
+        ("Master_Host", "10.0.0.11"),
+        ("Master_Log_File", "mysql-bin.000003"),
+        ("Read_Master_Log_Pos", "900"),
+        ("Using_Gtid", "No"),
+        ("Gtid_IO_Pos", "0-1-3"),
+        ("Slave_IO_Running", "Yes"),
+        ("Slave_SQL_Running", "No"),
+    ];
+
+    /// Never connected: no positions.
+    const NEVER_CONNECTED: &[(&str, &str)] = &[
+        ("Master_Host", "10.0.0.11"),
+        ("Master_Log_File", ""),
+        ("Read_Master_Log_Pos", "4"),
+        ("Slave_IO_Running", "Connecting"),
+        ("Slave_SQL_Running", "Yes"),
+    ];
+
+    /// Status rows as MariaDB 10.11 and MySQL 8.4 give them, into a replica's facts in the
+    /// primary's coordinates.
+    #[test]
+    fn replica_facts_from_status_rows() {
+        type Row<'a> = (
+            &'a [(&'a str, &'a str)],
+            &'a str,
+            (&'a str, bool, Option<u64>),
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        // (columns, gtid_slave_pos, (source, receiving, lag), received, applied, problem)
+        let table: &[Row] = &[
+            (
+                MARIADB,
+                "0-1-7",
+                ("10.0.0.11", true, Some(3)),
+                Some("mysql-bin.000003:900 (GTID 0-1-57)"),
+                Some("mysql-bin.000003:400 (GTID 0-1-7)"),
+                None,
+            ),
+            (
+                MYSQL,
+                "",
+                ("db1.example", false, None),
+                Some("binlog.000007:900"),
+                Some("binlog.000006:850"),
+                Some("IO error: error connecting to source 'repl@db1.example:3306'"),
+            ),
+            (
+                BY_FILE,
+                "",
+                ("10.0.0.11", true, None),
+                Some("mysql-bin.000003:900"),
+                None,
+                Some("not applying (SQL thread No)"),
+            ),
+            (
+                NEVER_CONNECTED,
+                "",
+                ("10.0.0.11", false, None),
+                None,
+                None,
+                Some("not receiving (IO thread Connecting)"),
+            ),
+        ];
+        for (columns, slave_pos, (source, receiving, lag), received, applied, problem) in table {
+            let r = replica_facts(&status(columns), slave_pos);
+            let text = |p: &Option<Position>| p.as_ref().map(|p| p.text.clone());
+            assert_eq!(
+                (r.source.as_str(), r.receiving, r.lag_seconds),
+                (*source, *receiving, *lag),
+                "{columns:?}"
+            );
+            assert_eq!(text(&r.received).as_deref(), *received, "{columns:?}");
+            assert_eq!(text(&r.applied).as_deref(), *applied, "{columns:?}");
+            assert_eq!(r.problem.as_deref(), *problem, "{columns:?}");
+        }
+    }
+
+    /// What a standby received and applied compares with its primary's own position.
+    #[test]
+    fn replica_positions_compare_with_the_primary() {
+        let r = replica_facts(&status(MARIADB), "0-1-7");
+        let (received, applied) = (r.received.unwrap(), r.applied.unwrap());
+        let primary = Position::binlog("mysql-bin.000003", 900, "0-1-57");
+        assert!(received.has(&primary) && !applied.has(&primary));
+        let unit = crate::position::Unit::Binlog;
+        assert_eq!(
+            applied.behind(&primary, unit).as_deref(),
+            Some("50 transactions")
+        );
+    }
+
+    /// The facts survive their JSON form.
+    #[test]
+    fn replica_facts_store_as_json() {
+        let r = replica_facts(&status(MYSQL), "");
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Replica>(&json).unwrap(), r);
     }
 }

@@ -6,10 +6,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Facts, Health, Kind, ObserverProbe, Server};
+use super::{Facts, Health, Kind, ObserverProbe, Replica, Server};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
-use crate::redis::{Client, Failure, RedisAccess, Reply, Target, alive_error};
+use crate::position::Position;
+use crate::redis::{Client, Failure, RedisAccess, Replication, Reply, Target, alive_error};
 use crate::tls::Tls;
 
 pub const TYPE: &str = "redis";
@@ -132,28 +133,137 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
     }
     let version = client.version();
     match client.replication() {
-        Ok(r) => {
-            let read_only = r.is_replica();
-            (
-                Health::Up,
-                format!(
-                    "Redis {version} up{}, {}",
-                    if target.tls.is_some() {
-                        " over TLS"
-                    } else {
-                        ""
-                    },
-                    r.describe()
-                ),
-                Some(Facts {
-                    read_only: Some(read_only),
-                }),
-            )
-        }
+        Ok(r) => (
+            Health::Up,
+            format!(
+                "Redis {version} up{}, {}",
+                if target.tls.is_some() {
+                    " over TLS"
+                } else {
+                    ""
+                },
+                r.describe()
+            ),
+            Some(facts(&r)),
+        ),
         Err(f) => (
             Health::Degraded,
             format!("Redis {version} up, but INFO replication failed: {f}"),
             None,
         ),
+    }
+}
+
+/// What `INFO replication` tells beyond up or down (pure, for tests): a replica's
+/// replication, or a primary's own offset.
+fn facts(r: &Replication) -> Facts {
+    let replica = r.is_replica();
+    Facts {
+        read_only: Some(replica),
+        replication: replica.then(|| replica_facts(r)),
+        position: if replica { None } else { offset(r) },
+    }
+}
+
+/// A replica's facts. Its offset (`slave_repl_offset`) counts in its primary's stream; it
+/// applies what it receives at once, and gives no lag in seconds (the seconds since the
+/// last I/O are not one).
+fn replica_facts(r: &Replication) -> Replica {
+    let link = if r.link_status.is_empty() {
+        "down"
+    } else {
+        r.link_status.as_str()
+    };
+    Replica {
+        source: r.master_host.clone(),
+        receiving: r.link_up(),
+        received: offset(r),
+        applied: offset(r),
+        lag_seconds: None,
+        problem: (!r.link_up()).then(|| {
+            format!(
+                "link to {}:{} {link}",
+                r.master_host,
+                r.master_port.unwrap_or(0)
+            )
+        }),
+    }
+}
+
+/// A replication offset; none when the server gives none, or a negative one (a replica
+/// that never synced).
+fn offset(r: &Replication) -> Option<Position> {
+    r.offset
+        .and_then(|o| u64::try_from(o).ok())
+        .map(Position::redis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPLICA: &str = "# Replication\r\nrole:slave\r\nmaster_host:10.213.0.11\r\nmaster_port:6379\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:1\r\nmaster_sync_in_progress:0\r\nslave_read_repl_offset:1205\r\nslave_repl_offset:1205\r\nconnected_slaves:0\r\nmaster_repl_offset:1205\r\n";
+    const LINK_DOWN: &str = "role:slave\r\nmaster_host:10.213.0.11\r\nmaster_port:6379\r\nmaster_link_status:down\r\nmaster_last_io_seconds_ago:-1\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:900\r\nmaster_link_down_since_seconds:12\r\nmaster_repl_offset:900\r\n";
+    const NEVER_SYNCED: &str = "role:slave\r\nmaster_host:10.213.0.11\r\nmaster_port:6379\r\nmaster_link_status:down\r\nslave_repl_offset:-1\r\nmaster_repl_offset:0\r\n";
+    const PRIMARY: &str = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nslave0:ip=10.213.0.12,port=6379,state=online,offset=1205,lag=0\r\nmaster_repl_offset:1205\r\n";
+
+    /// `INFO replication` as Redis 7.0 gives it, into facts: a replica's link and offset in
+    /// its primary's stream, or a primary's own offset.
+    #[test]
+    fn facts_from_info_replication() {
+        // (INFO text, read-only, replication (source, receiving, offset, problem), position)
+        type Row<'a> = (
+            &'a str,
+            bool,
+            Option<(&'a str, bool, Option<u64>, Option<&'a str>)>,
+            Option<u64>,
+        );
+        let table: &[Row] = &[
+            (
+                REPLICA,
+                true,
+                Some(("10.213.0.11", true, Some(1205), None)),
+                None,
+            ),
+            (
+                LINK_DOWN,
+                true,
+                Some((
+                    "10.213.0.11",
+                    false,
+                    Some(900),
+                    Some("link to 10.213.0.11:6379 down"),
+                )),
+                None,
+            ),
+            (
+                NEVER_SYNCED,
+                true,
+                Some((
+                    "10.213.0.11",
+                    false,
+                    None,
+                    Some("link to 10.213.0.11:6379 down"),
+                )),
+                None,
+            ),
+            (PRIMARY, false, None, Some(1205)),
+        ];
+        for (info, read_only, replication, position) in table {
+            let f = facts(&Replication::parse(info));
+            assert_eq!(f.read_only, Some(*read_only), "{info}");
+            assert_eq!(f.position, position.map(Position::redis), "{info}");
+            let got = f.replication.as_ref().map(|r| {
+                assert_eq!(r.received, r.applied, "{info}");
+                assert_eq!(r.lag_seconds, None, "{info}");
+                (
+                    r.source.as_str(),
+                    r.receiving,
+                    r.received.as_ref().map(|p| p.offset),
+                    r.problem.as_deref(),
+                )
+            });
+            assert_eq!(got, *replication, "{info}");
+        }
     }
 }
