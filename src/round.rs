@@ -11,7 +11,9 @@ use crate::config::Pool;
 use crate::log::Level;
 use crate::model::EventKind;
 use crate::model::{Health, PoolServers, PoolState, Role, Status};
-use crate::monitor::{Check, Facts as ServerFacts};
+use crate::monitor::{Check, Facts as ServerFacts, Replica};
+use crate::position::Unit;
+use crate::rules::Progress;
 use crate::rules::{self, BlockReason, Decision, Input, Next};
 use crate::state::{Event, MonitorRow, PoolRecord};
 use crate::text::format_time;
@@ -24,6 +26,10 @@ const ACTOR: &str = "tick";
 pub struct PoolSettings<'a> {
     pub servers: PoolServers<'a>,
     pub never_promote: &'a [Role],
+    pub max_promote_lag: Duration,
+    pub confirm_from_replicas: bool,
+    /// The kind of stream the monitor's positions belong to, for the words of a lag.
+    pub unit: Unit,
     pub max_failed_checks: u32,
     pub down_for: Option<Duration>,
     /// When the pool fails over, in words ([`Pool::threshold`]).
@@ -35,6 +41,9 @@ impl<'a> PoolSettings<'a> {
         PoolSettings {
             servers: pool.servers(),
             never_promote: &pool.never_promote,
+            max_promote_lag: pool.max_promote_lag,
+            confirm_from_replicas: pool.confirm_from_replicas,
+            unit: pool.monitor.kind.unit(),
             max_failed_checks: pool.max_failed_checks,
             down_for: pool.down_for,
             threshold: pool.threshold(),
@@ -69,6 +78,11 @@ impl<'a> Seen<'a> {
             message: &check.message,
             facts: check.facts.as_ref(),
         }
+    }
+
+    /// What the server replicates from and how far, when it is a replica.
+    pub fn replica(&self) -> Option<&'a Replica> {
+        self.facts.and_then(|f| f.replication.as_ref())
     }
 
     /// Every check but the one of `active`, each with its role (`checks` in role order).
@@ -109,7 +123,7 @@ pub enum Stage<'a> {
 }
 
 /// Everything a round decides from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Facts<'a> {
     pub pool: PoolSettings<'a>,
     pub record: &'a PoolRecord,
@@ -117,6 +131,9 @@ pub struct Facts<'a> {
     pub stage: Stage<'a>,
     /// When the checks ended (ms since the epoch).
     pub now: i64,
+    /// Whether two names or addresses are one server (a replica's source against a pool's
+    /// server; [`crate::net::same_host`] in a tick).
+    pub same_host: &'a (dyn Fn(&str, &str) -> bool + Sync),
 }
 
 impl Facts<'_> {
@@ -125,7 +142,7 @@ impl Facts<'_> {
     fn decide(
         &self,
         record: &PoolRecord,
-        target: &Result<Role, BlockReason>,
+        target: &Result<(Role, String), BlockReason>,
         detection: Detection,
     ) -> Decision {
         decide(
@@ -269,7 +286,8 @@ fn detection_round(
         fx.events.push(ended);
     }
     let detection = detection_of(&fx.record, gap, now);
-    let target = target(facts, standbys);
+    let (progress, target) = choice(facts, standbys);
+    fx.record.progress = progress;
     let decision = facts.decide(&fx.record, &target, detection);
     fx.record.failures = decision.failures;
     fx.record.last_check_at = Some(now);
@@ -283,7 +301,7 @@ fn detection_round(
         &mut fx,
         pool,
         decision.next,
-        (why, target.ok()),
+        with_choice(why, target.ok()),
         check_started,
         interrupted,
         now,
@@ -323,7 +341,8 @@ fn recheck(
         gap: false,
         confirmed: true,
     };
-    let target = target(facts, standbys);
+    let (progress, target) = choice(facts, standbys);
+    fx.record.progress = progress;
     let decision = facts.decide(&fx.record, &target, detection);
     let why = format!(
         "{} down for {:.1}s ({} checks): {}",
@@ -336,7 +355,7 @@ fn recheck(
         &mut fx,
         pool,
         decision.next,
-        (why, target.ok()),
+        with_choice(why, target.ok()),
         since,
         "",
         now,
@@ -491,6 +510,8 @@ pub fn monitor_rows_for(checks: &[(Role, &Check)], at: i64) -> Vec<MonitorRow> {
             checked_at: at,
             duration_ms: c.duration.as_millis() as i64,
             read_only: c.facts.as_ref().and_then(|f| f.read_only),
+            replica: c.facts.as_ref().and_then(|f| f.replication.clone()),
+            position: c.facts.as_ref().and_then(|f| f.position.clone()),
         })
         .collect()
 }
@@ -503,42 +524,109 @@ pub fn monitor_rows(checks: &[Check], at: i64) -> Vec<MonitorRow> {
     monitor_rows_for(&with_roles, at)
 }
 
-/// The standby a failover would promote, or why none may be.
-fn target(facts: &Facts, standbys: &[Seen]) -> Result<Role, BlockReason> {
-    candidate(&facts.pool, facts.record, standbys)
-}
-
-/// The standby a failover of `rec`'s pool would promote, from the standbys' checks, or why
-/// none may be.
-pub fn candidate(
-    pool: &PoolSettings,
-    _rec: &PoolRecord,
+/// The standby a failover would promote, or why none may be (the replicas' vote first,
+/// when `confirm_from_replicas` asks for it). `progress`: what the pool knows of the
+/// positions, this round's included. Ok carries why each other standby was passed over.
+fn target(
+    facts: &Facts,
+    progress: &Progress,
     standbys: &[Seen],
-) -> Result<Role, BlockReason> {
-    let eligible = standbys
-        .iter()
-        .find(|s| s.health.is_alive() && !pool.never_promote.contains(&s.role));
-    match eligible {
-        Some(s) => Ok(s.role),
-        None if standbys.len() == 1 => Err(no_standby()),
-        None => {
-            let why: Vec<String> = standbys
-                .iter()
-                .map(|s| {
-                    let address = pool.address(s.role);
-                    if pool.never_promote.contains(&s.role) {
-                        format!("{address} is in never_promote")
-                    } else {
-                        format!("{address} does not answer ({})", s.message)
-                    }
-                })
-                .collect();
-            Err(BlockReason::new(
-                "no_candidate",
-                format!("no standby may be promoted: {}", why.join("; ")),
-            ))
+) -> Result<(Role, String), BlockReason> {
+    let pool = &facts.pool;
+    let failed = pool.address(facts.record.active);
+    let same_host = |a: &str, b: &str| (facts.same_host)(a, b);
+    if pool.confirm_from_replicas {
+        let links: Vec<(&str, Option<&str>, Option<bool>)> = standbys
+            .iter()
+            .map(|s| {
+                let replica = s.replica();
+                (
+                    pool.address(s.role),
+                    replica.map(|r| r.source.as_str()),
+                    replica.map(|r| r.receiving),
+                )
+            })
+            .collect();
+        if let Some(vote) = rules::replicas_vote(&links, failed, same_host) {
+            return Err(vote);
         }
     }
+    let candidates: Vec<rules::Standby> = standbys
+        .iter()
+        .map(|s| {
+            let replica = s.replica();
+            rules::Standby {
+                label: pool.address(s.role),
+                address: pool.address(s.role),
+                answers: s.health.is_alive(),
+                down_message: s.message,
+                source: replica.map(|r| r.source.as_str()),
+                is_replica: s.facts.map(|f| f.replication.is_some()),
+                never_promote: pool.never_promote.contains(&s.role),
+                received: replica.and_then(|r| r.received.as_ref()),
+            }
+        })
+        .collect();
+    let lag_ms = pool.max_promote_lag.as_millis() as i64;
+    let choice = rules::candidate(&candidates, failed, same_host, progress, lag_ms, pool.unit)?;
+    let passed: Vec<&str> = choice.passed_over.iter().map(|(_, w)| w.as_str()).collect();
+    Ok((standbys[choice.index].role, passed.join("; ")))
+}
+
+/// This round's positions, and the standby a failover would promote (or why none may
+/// be). The choice is made only when the active server failed this round: only then can it
+/// start a failover.
+pub fn choice(facts: &Facts, standbys: &[Seen]) -> (Progress, Result<(Role, String), BlockReason>) {
+    let progress = progress_after(facts, standbys);
+    let target = if facts.active.health.is_alive() {
+        Err(BlockReason::new(
+            "active_answers",
+            "the active server answers",
+        ))
+    } else {
+        target(facts, &progress, standbys)
+    };
+    (progress, target)
+}
+
+/// Why a failover starts, with the standby chosen and why the others were passed over.
+fn with_choice(why: String, target: Option<(Role, String)>) -> (String, Option<Role>) {
+    match target {
+        Some((to, passed)) if !passed.is_empty() => {
+            (format!("{why}; passed over: {passed}"), Some(to))
+        }
+        Some((to, _)) => (why, Some(to)),
+        None => (why, None),
+    }
+}
+
+/// This round's positions added to what the pool knew: the active server's own position
+/// when it answers, each standby's received position and source.
+fn progress_after(facts: &Facts, standbys: &[Seen]) -> Progress {
+    let pool = &facts.pool;
+    let active = facts.record.active;
+    let primary_position = (facts.active.health.is_alive())
+        .then(|| facts.active.facts.and_then(|f| f.position.as_ref()))
+        .flatten();
+    let seen: Vec<rules::Seen> = standbys
+        .iter()
+        .map(|s| {
+            let replica = s.replica();
+            (
+                pool.address(s.role),
+                replica.map(|r| r.source.as_str()),
+                replica.and_then(|r| r.received.as_ref()),
+            )
+        })
+        .collect();
+    rules::track(
+        &facts.record.progress,
+        pool.address(active),
+        primary_position,
+        &seen,
+        facts.now,
+        |a, b| (facts.same_host)(a, b),
+    )
 }
 
 /// A pair's one standby is down too.
@@ -573,6 +661,9 @@ mod tests {
                 servers: SERVERS.get_or_init(|| vec!["10.0.0.1".into(), "10.0.0.2".into()]),
             },
             never_promote: &[],
+            max_promote_lag: Duration::ZERO,
+            confirm_from_replicas: false,
+            unit: Unit::Binlog,
             max_failed_checks: 3,
             down_for,
             threshold: "after 3 failed checks".to_string(),
@@ -622,6 +713,7 @@ mod tests {
                 interrupted: " during step `vip`",
             },
             now: NOW,
+            same_host: &|a, b| a == b,
         };
         round(&facts)
     }
@@ -790,6 +882,7 @@ mod tests {
                     standbys: standby.as_ref().map(std::slice::from_ref),
                 },
                 now: NOW,
+                same_host: &|a, b| a == b,
             };
             let fx = round(&facts);
             assert_eq!(fx.record.state, after, "{why}");

@@ -359,7 +359,6 @@ impl Progress {
     }
 
     /// The last healthy round's time: for a failed primary, when the outage began.
-    #[allow(dead_code)] // used by the round and the failover once pools have several standbys
     pub fn last_healthy(&self) -> Option<i64> {
         self.samples.last().map(|(at, _)| *at)
     }
@@ -398,7 +397,6 @@ pub type Seen<'a> = (&'a str, Option<&'a str>, Option<&'a Position>);
 /// positions after the crash still count against the samples stored. Positions of another
 /// primary's stream never compare, so a new primary, or a stream that went back (a reset
 /// log), starts the tracking afresh.
-#[allow(dead_code)] // used by the round and the failover once pools have several standbys
 pub fn track(
     before: &Progress,
     primary: &str,
@@ -599,7 +597,6 @@ fn outranked(s: &Standby, chosen: &Standby) -> String {
 /// eligible blocks the failover, naming each standby and why it was passed over; a pair
 /// whose standby is down keeps its reason of old. `progress` must already hold the
 /// standbys' positions after the crash ([`track`] with no primary position).
-#[allow(dead_code)] // used by the round and the failover once pools have several standbys
 pub fn candidate(
     standbys: &[Standby],
     failed_primary: &str,
@@ -684,7 +681,6 @@ fn no_candidate(standbys: &[Standby], verdicts: &[Option<Unfit>], failed: &str) 
 /// the failed primary is a vote that it is alive, cut off from deadpool only. Each standby
 /// is its address, whom it replicates from, and whether its replication link is up
 /// (`None`: not known, no vote).
-#[allow(dead_code)] // used by the round and the failover once pools have several standbys
 pub fn replicas_vote(
     standbys: &[(&str, Option<&str>, Option<bool>)],
     failed_primary: &str,

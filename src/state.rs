@@ -14,12 +14,15 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use crate::error::Error;
 use crate::model::Role;
+use crate::monitor::Replica;
+use crate::position::Position;
+use crate::rules::Progress;
 
 use crate::model::{EventKind, Health, Status};
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE pools (
@@ -93,6 +96,14 @@ INSERT INTO failovers (pool, started)
     WHERE event = 'failover_started' AND pool IS NOT NULL GROUP BY pool;
 ";
 
+/// Version 5: what each pool has learned of its servers' positions (the primary's, each
+/// standby's received and when it was last caught up, [`crate::rules::Progress`]), and
+/// each monitor row's replication facts, both as JSON.
+const SCHEMA_V5: &str = "
+ALTER TABLE pools ADD COLUMN progress TEXT NOT NULL DEFAULT '';
+ALTER TABLE monitor_results ADD COLUMN facts TEXT NOT NULL DEFAULT '';
+";
+
 /// The text of the history event that starts a chain ([`EventKind::FailoverStarted`]), for
 /// SQL: each one inserted adds one to the pool's count of failovers.
 pub const FAILOVER_STARTED: &str = "failover_started";
@@ -118,6 +129,8 @@ pub struct PoolRecord {
     pub reason_kind: String,
     /// A maintenance pause: no chain runs until it ends ([`crate::rules::paused`]).
     pub pause: Option<Pause>,
+    /// What the rounds learned of the servers' positions, for the choice of a standby.
+    pub progress: Progress,
 }
 
 /// A pool's maintenance pause, as `deadpool pause` records it (and as reports and
@@ -146,6 +159,7 @@ impl PoolRecord {
             reason: String::new(),
             reason_kind: String::new(),
             pause: None,
+            progress: Progress::default(),
         }
     }
 }
@@ -157,6 +171,10 @@ pub struct MonitorRow {
     pub message: String,
     pub checked_at: i64,
     pub duration_ms: i64,
+    /// For database monitors: whom the server replicates from and how far (a replica).
+    pub replica: Option<Replica>,
+    /// For database monitors: the server's own position (not a replica).
+    pub position: Option<Position>,
     /// For database monitors: whether the server is read-only; `None` when unknown.
     pub read_only: Option<bool>,
 }
@@ -489,6 +507,16 @@ impl State {
         } else {
             "NULL, NULL, '', ''"
         };
+        let progress = if self.version >= 5 {
+            conn.query_row("SELECT progress FROM pools WHERE name = ?1", [name], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let progress = progress_from_json(name, &progress);
         let pause = conn
             .query_row(
                 &format!("SELECT {pause_columns} FROM pools WHERE name = ?1"),
@@ -545,6 +573,7 @@ impl State {
                 reason,
                 reason_kind,
                 pause,
+                progress,
             })
         })
         .transpose()
@@ -621,8 +650,11 @@ impl State {
     pub fn monitor(&self, pool: &str) -> Result<Vec<MonitorRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT role, health, message, checked_at, duration_ms, read_only FROM monitor_results
-             WHERE pool = ?1 ORDER BY role",
+            &format!(
+                "SELECT role, health, message, checked_at, duration_ms, read_only, {} FROM monitor_results
+                 WHERE pool = ?1 ORDER BY role",
+                if self.version >= 5 { "facts" } else { "''" }
+            ),
         )?;
         let rows = stmt.query_map([pool], |r| {
             Ok((
@@ -632,11 +664,13 @@ impl State {
                 r.get(3)?,
                 r.get(4)?,
                 r.get::<_, Option<bool>>(5)?,
+                r.get::<_, String>(6)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (role, health, message, checked_at, duration_ms, read_only) = row?;
+            let (role, health, message, checked_at, duration_ms, read_only, facts) = row?;
+            let facts: RowFacts = serde_json::from_str(&facts).unwrap_or_default();
 
             let (Some(role), Some(health)) = (Role::parse(&role), Health::parse(&health)) else {
                 bail!(
@@ -651,6 +685,8 @@ impl State {
                 checked_at,
                 duration_ms,
                 read_only,
+                replica: facts.replica,
+                position: facts.position,
             });
         }
         Ok(out)
@@ -808,11 +844,11 @@ fn upsert_pool(conn: &Connection, rec: &PoolRecord) -> rusqlite::Result<usize> {
     let pause = rec.pause.as_ref();
     conn.execute(
         "INSERT INTO pools (name, state, active, failures, last_check_at, last_system_check_at, state_since, reason, reason_kind,
-                            paused_until, paused_since, paused_by, paused_reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                            paused_until, paused_since, paused_by, paused_reason, progress)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT(name) DO UPDATE SET state = ?2, active = ?3, failures = ?4, last_check_at = ?5,
            state_since = ?7, reason = ?8, reason_kind = ?9,
-           paused_until = ?10, paused_since = ?11, paused_by = ?12, paused_reason = ?13",
+           paused_until = ?10, paused_since = ?11, paused_by = ?12, paused_reason = ?13, progress = ?14",
         params![
             rec.name,
             rec.state.as_str(),
@@ -827,16 +863,40 @@ fn upsert_pool(conn: &Connection, rec: &PoolRecord) -> rusqlite::Result<usize> {
             pause.map(|p| p.since),
             pause.map_or("", |p| p.by.as_str()),
             pause.map_or("", |p| p.reason.as_str()),
+            progress_json(&rec.progress),
         ],
     )
+}
+
+/// A pool's progress as the database and etcd keep it: empty when nothing is known.
+pub fn progress_json(progress: &Progress) -> String {
+    if *progress == Progress::default() {
+        return String::new();
+    }
+    serde_json::to_string(progress).unwrap_or_default()
+}
+
+/// A pool's progress from its JSON. What cannot be read counts as nothing known (with a
+/// warning): positions are learned again within a round, and a choice made without them
+/// says so.
+pub fn progress_from_json(pool: &str, text: &str) -> Progress {
+    if text.trim().is_empty() {
+        return Progress::default();
+    }
+    serde_json::from_str(text).unwrap_or_else(|e| {
+        crate::warn!(
+            "pool {pool}: the recorded positions cannot be read ({e}); learning them anew"
+        );
+        Progress::default()
+    })
 }
 
 fn insert_monitor(conn: &Connection, pool: &str, rows: &[MonitorRow]) -> rusqlite::Result<()> {
     for row in rows {
         conn.execute(
             "INSERT OR REPLACE INTO monitor_results
-               (pool, role, health, message, checked_at, duration_ms, read_only)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+               (pool, role, health, message, checked_at, duration_ms, read_only, facts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 pool,
                 row.role.as_str(),
@@ -844,11 +904,33 @@ fn insert_monitor(conn: &Connection, pool: &str, rows: &[MonitorRow]) -> rusqlit
                 row.message,
                 row.checked_at,
                 row.duration_ms,
-                row.read_only
+                row.read_only,
+                row_facts_json(row)
             ],
         )?;
     }
     Ok(())
+}
+
+/// A monitor row's replication facts, as its `facts` column holds them.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+struct RowFacts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<Replica>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<Position>,
+}
+
+fn row_facts_json(row: &MonitorRow) -> String {
+    if row.replica.is_none() && row.position.is_none() {
+        return String::new();
+    }
+    let facts = RowFacts {
+        replica: row.replica.clone(),
+        position: row.position.clone(),
+    };
+    serde_json::to_string(&facts).unwrap_or_default()
 }
 
 fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<usize> {
@@ -932,7 +1014,12 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         ))
         .with_context(|| format!("{}: cannot create the schema", path.display()))?;
     }
-    for (to, sql) in [(2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)] {
+    for (to, sql) in [
+        (2, SCHEMA_V2),
+        (3, SCHEMA_V3),
+        (4, SCHEMA_V4),
+        (5, SCHEMA_V5),
+    ] {
         if version < to {
             conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {to}; COMMIT;"

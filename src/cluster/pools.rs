@@ -22,6 +22,7 @@ pub fn pool_json(rec: &PoolRecord, step: Option<&str>) -> Value {
         "reason": rec.reason,
         "reason_kind": rec.reason_kind,
         "pause": rec.pause,
+        "progress": rec.progress,
         "step": step,
     })
 }
@@ -61,6 +62,10 @@ pub fn pool_from_json(name: &str, text: &str, local: Option<&PoolRecord>) -> Res
                 by: p["by"].as_str().unwrap_or("").to_string(),
                 reason: p["reason"].as_str().unwrap_or("").to_string(),
             }),
+        },
+        progress: match &v["progress"] {
+            Value::Null => Default::default(),
+            p => crate::state::progress_from_json(name, &p.to_string()),
         },
     })
 }

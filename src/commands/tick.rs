@@ -290,6 +290,7 @@ impl Watch<'_> {
                 interrupted: &interrupted,
             },
             now: checked_at,
+            same_host: &|a, b| crate::net::same_host(a, b, pool.monitor.timeout),
         });
         let after = &effects.record;
         let counting = after.state == PoolState::Armed && after.failures > 0;
@@ -362,6 +363,7 @@ impl Watch<'_> {
                     standbys: standbys.as_deref(),
                 },
                 now: at,
+                same_host: &|a, b| crate::net::same_host(a, b, pool.monitor.timeout),
             });
             if let Err(e) = self.apply(&effects, &rows) {
                 crate::error!("pool {}: {e:#}", pool.name);

@@ -72,6 +72,11 @@ pub trait Kind: std::fmt::Debug + Send + Sync {
         Notes::default()
     }
 
+    /// The kind of stream its positions belong to, for the words of a lag.
+    fn unit(&self) -> crate::position::Unit {
+        crate::position::Unit::Binlog
+    }
+
     /// The probe an observer runs toward `server` for a second opinion: proof at this
     /// monitor's protocol level that the server answers.
     fn observer_probe(&self, server: &Server) -> ObserverProbe;
@@ -124,6 +129,10 @@ impl MonitorKind {
 
     pub fn type_name(&self) -> &'static str {
         self.get().type_name()
+    }
+
+    pub fn unit(&self) -> crate::position::Unit {
+        self.get().unit()
     }
 }
 
@@ -249,12 +258,10 @@ pub struct Check {
 pub struct Facts {
     pub read_only: Option<bool>,
     /// What a replica says of its replication; `None` for a server that is no replica.
-    #[allow(dead_code)] // read by the standby choice
     pub replication: Option<Replica>,
     /// The server's own position, read when it is not replicating (a primary, or a replica
     /// whose replication was stopped cleanly). `None` also when the monitor account may not
     /// read it: a missing privilege is no reason to call a server down.
-    #[allow(dead_code)] // read by the standby choice
     pub position: Option<crate::position::Position>,
 }
 

@@ -72,6 +72,10 @@ impl Kind for Redis {
         TYPE
     }
 
+    fn unit(&self) -> crate::position::Unit {
+        crate::position::Unit::Redis
+    }
+
     fn port(&self) -> Option<u16> {
         Some(self.access.port)
     }

@@ -503,6 +503,8 @@ mod tests {
             checked_at: NOW,
             duration_ms: 1,
             read_only,
+            replica: None,
+            position: None,
         }
     }
 

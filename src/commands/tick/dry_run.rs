@@ -9,7 +9,7 @@ use crate::error::Outcome;
 use crate::failover::{FailoverPlan, plan_steps};
 use crate::model::Role;
 use crate::monitor::{self, Check};
-use crate::round::{self, PoolSettings, Seen};
+use crate::round::{self, Facts, PoolSettings, Seen, Stage};
 use crate::rules::{self, Decision, Next, Round};
 use crate::state::{Pause, PoolRecord, State, now_ms};
 
@@ -50,7 +50,20 @@ fn dry_pool(pool: &Pool, rec: &PoolRecord, gap: bool, now: i64) -> DryPool {
     let standbys = Seen::standbys(&checks, rec.active);
     let detection = round::detection_of(rec, gap, now);
     let settings = PoolSettings::of(pool);
-    let target = round::candidate(&settings, rec, &standbys);
+    let facts = Facts {
+        pool: settings.clone(),
+        record: rec,
+        active: Seen::of(rec.active, active),
+        stage: Stage::Round {
+            standbys: &standbys,
+            gap,
+            check_started: std::time::Instant::now(),
+            interrupted: "",
+        },
+        now,
+        same_host: &|a, b| crate::net::same_host(a, b, pool.monitor.timeout),
+    };
+    let (_, target) = round::choice(&facts, &standbys);
     let d = round::decide(
         &settings,
         rec,
@@ -59,12 +72,16 @@ fn dry_pool(pool: &Pool, rec: &PoolRecord, gap: bool, now: i64) -> DryPool {
         detection,
         now,
     );
-    let to = target.unwrap_or_else(|_| pool.next_standby(rec.active));
+    let (to, passed_over) =
+        target.unwrap_or_else(|_| (pool.next_standby(rec.active), String::new()));
     let pause = rec
         .pause
         .as_ref()
         .filter(|p| rules::paused(Some(p.until), now));
-    let (decision, decision_text) = words(pool, rec, &d, to, pause, now);
+    let (decision, mut decision_text) = words(pool, rec, &d, to, pause, now);
+    if d.next == Next::Failover && !passed_over.is_empty() {
+        decision_text.push_str(&format!("; passed over: {passed_over}"));
+    }
     let server = |check: &Check, role: Role| DryServer {
         role: role.as_str(),
         address: pool.address(role).to_string(),
