@@ -388,6 +388,39 @@ impl Progress {
     }
 }
 
+/// Why a standby would not be promoted were the primary to fail now, from what the rounds
+/// recorded: it was last seen caught up more than `max_promote_lag_ms` before the round
+/// before the newest (one round of slack: a streaming standby trails the primary's newest
+/// position by what is in flight). `None`: it would be a candidate, or nothing is known.
+pub fn lagging_standby(
+    progress: &Progress,
+    address: &str,
+    max_promote_lag_ms: i64,
+    unit: Unit,
+) -> Option<String> {
+    let tracked = progress.standbys.get(address)?;
+    let n = progress.samples.len();
+    let (reference, _) = progress.samples.get(n.checked_sub(2).unwrap_or(0))?;
+    let (newest_at, newest) = progress.samples.last()?;
+    match tracked.caught_up_at {
+        Some(at) if at >= reference - max_promote_lag_ms => None,
+        caught => {
+            let when = match caught {
+                Some(at) => format!(
+                    "it was last seen caught up {} ago",
+                    crate::text::human_secs((newest_at - at).max(0) as f64 / 1000.0)
+                ),
+                None => "it was never seen caught up".to_string(),
+            };
+            let behind = (tracked.received.as_ref())
+                .and_then(|r| r.behind(newest, unit))
+                .map(|b| format!(" (at least {b} behind)"))
+                .unwrap_or_default();
+            Some(format!("{when}{behind}"))
+        }
+    }
+}
+
 /// One standby as one round saw it: its address, whom it replicates from (`None`: not
 /// known, or not a replica) and what it has received (`None`: not known, or it is down).
 pub type Seen<'a> = (&'a str, Option<&'a str>, Option<&'a Position>);

@@ -337,6 +337,61 @@ pub fn servers(f: &PoolFacts) -> Vec<Found> {
         }
     }
     out.extend(split_brain(f, active, &standbys));
+    out.extend(replication(f, active, &standbys));
+    out
+}
+
+/// What the standbys' replication says: one that replicates from another of the pool's
+/// servers than the active one (CRITICAL: it serves stale reads and is no standby), and
+/// one that could not be promoted were the active server to fail now (WARNING).
+fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
+    let pool = f.pool;
+    let servers = pool.servers();
+    let active_address = pool.address(active);
+    let mut out = Vec::new();
+    for role in standbys.iter().copied() {
+        let address = pool.address(role);
+        let Some(row) = f.row(role).filter(|m| m.health.is_alive()) else {
+            continue;
+        };
+        if let Some(source) = (row.replica.as_ref()).and_then(|r| servers.role_of(&r.source))
+            && source != active
+        {
+            out.push(found(
+                Status::Critical,
+                format!(
+                    "standby {} ({address}) replicates from {}, not from the active server {active_address}",
+                    role.as_str(),
+                    pool.address(source)
+                ),
+                format!(
+                    "repoint {address} to {active_address} (MySQL: CHANGE MASTER TO MASTER_HOST='{active_address}', MASTER_USE_GTID=slave_pos; Redis: REPLICAOF {active_address} PORT)"
+                ),
+            ));
+            continue;
+        }
+        let Some(rec) = f.rec.filter(|r| !r.state.is_locked()) else {
+            continue;
+        };
+        if !pool.promotable(role)
+            || !crate::settings::host_key(&rec.progress.primary)
+                .eq(&crate::settings::host_key(active_address))
+        {
+            continue;
+        }
+        let lag = pool.max_promote_lag.as_millis() as i64;
+        if let Some(why) =
+            crate::rules::lagging_standby(&rec.progress, address, lag, pool.monitor.kind.unit())
+        {
+            out.push(found(
+                Status::Warning,
+                format!("standby {} ({address}) is not a candidate: {why}", role.as_str()),
+                format!(
+                    "find out why {address} stopped receiving from {active_address} (SHOW REPLICA STATUS; INFO replication); a failover now would pass it over"
+                ),
+            ));
+        }
+    }
     out
 }
 

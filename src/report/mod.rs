@@ -161,6 +161,30 @@ fn pool_report(
     })
 }
 
+/// A replica's facts as its last check found them, with when it was last caught up.
+fn replication_report(
+    facts: &classify::PoolFacts,
+    role: Role,
+    r: &crate::monitor::Replica,
+) -> tree::ReplicationReport {
+    let progress = facts.rec.map(|rec| &rec.progress);
+    let newest = progress.and_then(|p| p.samples.last()).map(|(at, _)| *at);
+    let caught = progress
+        .and_then(|p| p.standbys.get(facts.pool.address(role)))
+        .and_then(|s| s.caught_up_at);
+    tree::ReplicationReport {
+        source: r.source.clone(),
+        receiving: r.receiving,
+        received: r.received.as_ref().map(|p| p.text.clone()),
+        applied: r.applied.as_ref().map(|p| p.text.clone()),
+        lag_s: r.lag_seconds,
+        problem: r.problem.clone(),
+        caught_up_age_s: newest
+            .zip(caught)
+            .map(|(n, c)| (n - c).max(0) as f64 / 1000.0),
+    }
+}
+
 /// Every server of a pool, as its last check found it.
 fn server_reports(facts: &classify::PoolFacts, active: Role) -> Vec<ServerReport> {
     let (pool, now) = (facts.pool, facts.now);
@@ -181,6 +205,12 @@ fn server_reports(facts: &classify::PoolFacts, active: Role) -> Vec<ServerReport
                 message: row.map(|r| r.message.clone()).unwrap_or_default(),
                 checked_at: row.map(|r| r.checked_at),
                 age_s: row.map(|r| age_s(now, r.checked_at)),
+                replication: row
+                    .and_then(|r| r.replica.as_ref())
+                    .map(|r| replication_report(facts, role, r)),
+                position: row
+                    .and_then(|r| r.position.as_ref())
+                    .map(|p| p.text.clone()),
             }
         })
         .collect()

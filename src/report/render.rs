@@ -84,21 +84,25 @@ fn perf_head(report: &Report) -> String {
     )
 }
 
-/// `'<pool>_failures'=<n>;;<max>;0` per pool, in the config's order.
+/// `'<pool>_failures'=<n>;;<max>;0` per pool, in the config's order, then each replica's
+/// lag, `'<pool>_<role>_lag'=<s>s;;;0`, where its monitor knows it.
 fn pool_perf(report: &Report) -> Vec<String> {
-    report
-        .pools
-        .iter()
-        .map(|p| {
-            let name: String = p.name.chars().filter(|c| *c != '\'' && *c != '=').collect();
-            // A pool that fails over by time (`down_for`) has no count threshold.
-            let crit = match p.down_for_s {
-                Some(_) => String::new(),
-                None => p.max_failed_checks.to_string(),
-            };
-            format!("'{name}_failures'={};;{crit};0", p.failures)
-        })
-        .collect()
+    let mut out = Vec::new();
+    for p in &report.pools {
+        let name: String = p.name.chars().filter(|c| *c != '\'' && *c != '=').collect();
+        // A pool that fails over by time (`down_for`) has no count threshold.
+        let crit = match p.down_for_s {
+            Some(_) => String::new(),
+            None => p.max_failed_checks.to_string(),
+        };
+        out.push(format!("'{name}_failures'={};;{crit};0", p.failures));
+        for s in &p.monitor.servers {
+            if let Some(lag) = s.replication.as_ref().and_then(|r| r.lag_s) {
+                out.push(format!("'{name}_{}_lag'={lag}s;;;0", s.role));
+            }
+        }
+    }
+    out
 }
 
 /// A pool in the first line's list of the worst: its name and, in a word, why.
@@ -354,6 +358,9 @@ pub fn full(report: &Report, colour: bool) -> String {
                 if s.active { "[active] " } else { "" },
                 s.message
             );
+            if let Some(line) = replication_line(s) {
+                let _ = writeln!(out, "               {line}");
+            }
         }
         if p.steps.is_empty() {
             let _ = writeln!(out, "  steps: none configured");
@@ -429,6 +436,14 @@ struct Metrics(String);
 
 impl Metrics {
     /// One family: its help and type lines, then each sample (labels and value).
+    /// A metric only where some server has a value (replication facts come from database
+    /// monitors only).
+    fn metric_if_any(&mut self, name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>) {
+        if !samples.is_empty() {
+            self.metric(name, kind, help, samples);
+        }
+    }
+
     fn metric(&mut self, name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>) {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, value) in samples {
@@ -440,6 +455,28 @@ impl Metrics {
 /// A pool's label, `pool="NAME"`.
 fn pool_label(p: &PoolReport) -> String {
     format!("pool=\"{}\"", label(&p.name))
+}
+
+/// One sample per server that has a value, labelled with its pool, role and address.
+fn per_server(
+    report: &Report,
+    value: impl Fn(&super::tree::ServerReport) -> Option<f64>,
+) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for p in &report.pools {
+        for s in &p.monitor.servers {
+            if let Some(v) = value(s) {
+                let labels = format!(
+                    "{{{},role=\"{}\",address=\"{}\"}}",
+                    pool_label(p),
+                    s.role,
+                    label(&s.address)
+                );
+                out.push((labels, v));
+            }
+        }
+    }
+    out
 }
 
 /// One sample per pool, labelled with the pool alone.
@@ -600,6 +637,39 @@ fn pause_metrics(out: &mut Metrics, report: &Report) {
     );
 }
 
+/// A server's replication in one line for the full report: whom it replicates from, its
+/// received and applied positions, its lag and when it was last caught up; or a
+/// primary's own position.
+fn replication_line(s: &super::tree::ServerReport) -> Option<String> {
+    if let Some(r) = &s.replication {
+        let mut line = format!(
+            "replicates from {} ({}), received {}, applied {}",
+            r.source,
+            if r.receiving {
+                "receiving"
+            } else {
+                "NOT receiving"
+            },
+            r.received.as_deref().unwrap_or("-"),
+            r.applied.as_deref().unwrap_or("-"),
+        );
+        if let Some(lag) = r.lag_s {
+            line.push_str(&format!(", lag {lag}s"));
+        }
+        if let Some(age) = r.caught_up_age_s {
+            line.push_str(&format!(
+                ", caught up {} before the primary's last position",
+                human_secs(age)
+            ));
+        }
+        if let Some(problem) = &r.problem {
+            line.push_str(&format!("; {problem}"));
+        }
+        return Some(line);
+    }
+    s.position.as_ref().map(|p| format!("position {p}"))
+}
+
 /// What the checks found: the threshold, each server's last check, each step's readiness
 /// on each host.
 fn check_metrics(out: &mut Metrics, report: &Report) {
@@ -608,6 +678,28 @@ fn check_metrics(out: &mut Metrics, report: &Report) {
         "gauge",
         "The failover threshold.",
         per_pool(report, |p| f64::from(p.max_failed_checks)),
+    );
+    out.metric_if_any(
+        "deadpool_server_lag_seconds",
+        "gauge",
+        "A replica's lag behind its source, as the server reports it.",
+        per_server(report, |s| s.replication.as_ref()?.lag_s.map(|l| l as f64)),
+    );
+    out.metric_if_any(
+        "deadpool_server_receiving",
+        "gauge",
+        "1 when a replica's link to its source is up.",
+        per_server(report, |s| {
+            s.replication
+                .as_ref()
+                .map(|r| f64::from(u8::from(r.receiving)))
+        }),
+    );
+    out.metric_if_any(
+        "deadpool_server_caught_up_age_seconds",
+        "gauge",
+        "How long before the primary's newest recorded position a standby was last seen caught up.",
+        per_server(report, |s| s.replication.as_ref()?.caught_up_age_s),
     );
     out.metric(
         "deadpool_server_up",

@@ -80,6 +80,27 @@ pub struct ServerReport {
     pub message: String,
     pub checked_at: Option<i64>,
     pub age_s: Option<f64>,
+    /// A replica's source and positions (database monitors only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationReport>,
+    /// A server's own position, when it is no replica (database monitors only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+}
+
+/// Whom a standby replicates from and how far it has got.
+#[derive(Debug, Serialize)]
+pub struct ReplicationReport {
+    pub source: String,
+    /// Its link to the source is up (MySQL: the IO thread runs; Redis: `master_link_status`).
+    pub receiving: bool,
+    pub received: Option<String>,
+    pub applied: Option<String>,
+    pub lag_s: Option<u64>,
+    pub problem: Option<String>,
+    /// How long before the primary's newest recorded position it was last seen caught up
+    /// with the primary (`null`: never, or nothing recorded).
+    pub caught_up_age_s: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
