@@ -8,10 +8,10 @@ mod common;
 
 use std::process::Command;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Instance;
-use common::lab::Lab;
+use common::lab::{Lab, wait};
 
 const PREFIX: &str = "/deadpool/lab";
 const TICK: Duration = Duration::from_secs(1);
@@ -154,15 +154,6 @@ impl Drop for Cluster {
                 .output();
         }
     }
-}
-
-fn wait(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
-        sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
 }
 
 both_modes!(

@@ -19,9 +19,15 @@ fn script() -> PathBuf {
 
 /// Runs `lab.sh ARGS` and returns stdout; panics with everything it said on failure.
 pub fn lab_sh(args: &[&str]) -> String {
+    lab_sh_with(args, &[])
+}
+
+/// [`lab_sh`] with these variables in lab.sh's environment.
+fn lab_sh_with(args: &[&str], vars: &[(&str, &str)]) -> String {
     let out = Command::new("bash")
         .arg(script())
         .args(args)
+        .envs(vars.iter().copied())
         .output()
         .expect("run lab.sh");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -37,10 +43,21 @@ pub fn lab_sh(args: &[&str]) -> String {
 }
 
 impl Lab {
-    /// A freshly built lab: whatever an earlier test did to it is gone.
+    /// A freshly built lab: whatever an earlier test did to it is gone. db2 is db1's one
+    /// standby.
     pub fn fresh() -> Lab {
+        Lab::fresh_with_standbys(1)
+    }
+
+    /// [`Lab::fresh`] with `standbys` standbys of db1: 1 (db2) or 2 (db2 and db3, a second
+    /// replica configured like db2, on [`Lab::db3_ip`]).
+    pub fn fresh_with_standbys(standbys: u32) -> Lab {
+        assert!(
+            (1..=2).contains(&standbys),
+            "the lab has one or two standbys"
+        );
         lab_sh(&["down"]);
-        lab_sh(&["up"]);
+        lab_sh_with(&["up"], &[("LAB_STANDBYS", &standbys.to_string())]);
         let mut env = HashMap::new();
         for line in lab_sh(&["env"]).lines() {
             if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
@@ -124,21 +141,64 @@ impl Lab {
 
     /// A Redis pool over db1 (primary) and db2 (replica) with a `redis_promote` step.
     pub fn redis_pool(&self, max_failed_checks: u32) -> String {
+        self.redis_pool_over(&self.pair(), max_failed_checks, "", "")
+    }
+
+    /// [`Lab::redis_pool`] over db1 (primary) and the standbys db2 and db3 (needs
+    /// [`Lab::fresh_with_standbys`]`(2)`), with `extra_keys` among the pool's own keys
+    /// (`never_promote = [..]`, `max_promote_lag = ".."`...) and `extra_steps` after the
+    /// `redis_promote` step.
+    pub fn redis_pool3(
+        &self,
+        max_failed_checks: u32,
+        extra_keys: &str,
+        extra_steps: &str,
+    ) -> String {
+        self.redis_pool_over(&self.trio(), max_failed_checks, extra_keys, extra_steps)
+    }
+
+    fn redis_pool_over(
+        &self,
+        servers: &str,
+        max_failed_checks: u32,
+        extra_keys: &str,
+        extra_steps: &str,
+    ) -> String {
         format!(
-            "primary = \"{}\"\nsecondary = \"{}\"\nmax_failed_checks = {max_failed_checks}\n\n[monitor]\ntype = \"redis\"\npassword_file = \"{}\"\ntimeout = \"1s\"\n\n[[protocol]]\ntype = \"redis_promote\"\ncatch_up_timeout = \"5s\"\ntimeout = \"15s\"\n",
-            self.var("LAB_DB1_IP"),
-            self.var("LAB_DB2_IP"),
+            "{servers}max_failed_checks = {max_failed_checks}\n{keys}\n[monitor]\ntype = \"redis\"\npassword_file = \"{}\"\ntimeout = \"1s\"\n\n[[protocol]]\ntype = \"redis_promote\"\ncatch_up_timeout = \"5s\"\ntimeout = \"15s\"\n{extra_steps}",
             self.var("LAB_REDIS_PASSWORD_FILE"),
+            keys = key_lines(extra_keys),
         )
     }
 
     /// A MySQL pool over db1 (primary) and db2 (replica) with a `mysql_promote` step.
     pub fn mysql_pool(&self, max_failed_checks: u32, extra_steps: &str) -> String {
-        format!(
-            r#"primary = "{db1}"
-secondary = "{db2}"
-max_failed_checks = {max_failed_checks}
+        self.mysql_pool_over(&self.pair(), max_failed_checks, "", extra_steps)
+    }
 
+    /// [`Lab::mysql_pool`] over db1 (primary) and the standbys db2 and db3 (needs
+    /// [`Lab::fresh_with_standbys`]`(2)`), with `extra_keys` among the pool's own keys
+    /// (`never_promote = [..]`, `max_promote_lag = ".."`, `confirm_from_replicas = true`)
+    /// and `extra_steps` after the `mysql_promote` step.
+    pub fn mysql_pool3(
+        &self,
+        max_failed_checks: u32,
+        extra_keys: &str,
+        extra_steps: &str,
+    ) -> String {
+        self.mysql_pool_over(&self.trio(), max_failed_checks, extra_keys, extra_steps)
+    }
+
+    fn mysql_pool_over(
+        &self,
+        servers: &str,
+        max_failed_checks: u32,
+        extra_keys: &str,
+        extra_steps: &str,
+    ) -> String {
+        format!(
+            r#"{servers}max_failed_checks = {max_failed_checks}
+{keys}
 [monitor]
 type = "mysql"
 user = "{mon}"
@@ -154,12 +214,38 @@ catch_up_timeout = "10s"
 max_lag = "5s"
 timeout = "20s"
 {extra_steps}"#,
-            db1 = self.var("LAB_DB1_IP"),
-            db2 = self.var("LAB_DB2_IP"),
+            keys = key_lines(extra_keys),
             mon = self.var("LAB_MONITOR_USER"),
             mon_pw = self.var("LAB_MONITOR_PASSWORD_FILE"),
             admin = self.var("LAB_ADMIN_USER"),
             admin_pw = self.var("LAB_ADMIN_PASSWORD_FILE"),
+        )
+    }
+
+    /// A pool's server lines for db1 and db2.
+    fn pair(&self) -> String {
+        format!(
+            "primary = \"{}\"\nsecondary = \"{}\"\n",
+            self.var("LAB_DB1_IP"),
+            self.var("LAB_DB2_IP")
+        )
+    }
+
+    /// A pool's server lines for db1 and its two standbys.
+    fn trio(&self) -> String {
+        format!(
+            "primary = \"{}\"\nstandbys = [\"{}\", \"{}\"]\n",
+            self.var("LAB_DB1_IP"),
+            self.var("LAB_DB2_IP"),
+            self.db3_ip()
+        )
+    }
+
+    /// db3's address, in a lab built by [`Lab::fresh_with_standbys`]`(2)`.
+    pub fn db3_ip(&self) -> &str {
+        self.env.get("LAB_DB3_IP").map_or_else(
+            || panic!("this lab has no db3: build it with Lab::fresh_with_standbys(2)"),
+            String::as_str,
         )
     }
 
@@ -214,6 +300,15 @@ impl Drop for Lab {
     fn drop(&mut self) {
         // Leave nothing behind, even after a failed assertion.
         let _ = Command::new("bash").arg(script()).arg("down").output();
+    }
+}
+
+/// Extra pool keys as whole lines: nothing, or the keys ending in a newline.
+fn key_lines(keys: &str) -> String {
+    if keys.is_empty() || keys.ends_with('\n') {
+        keys.to_string()
+    } else {
+        format!("{keys}\n")
     }
 }
 
@@ -340,4 +435,124 @@ impl Lab {
             "\n[[protocol]]\ntype = \"vip\"\naddress = \"{VIP}/24\"\ninterface = \"eth0\"\ntimeout = \"10s\"\n{extra}\n"
         )
     }
+}
+
+/// What `SHOW SLAVE STATUS` says of one server (empty strings on a primary), MariaDB's
+/// column names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub master_host: String,
+    pub slave_io_running: String,
+    pub slave_sql_running: String,
+    pub gtid_io_pos: String,
+    /// 0 when the IO thread had no error; 4151 when its source refuses a locked account.
+    pub last_io_errno: u32,
+}
+
+impl Lab {
+    /// The replication state of a database host, from one `SHOW SLAVE STATUS`.
+    pub fn replica_status(&self, host: &str) -> ReplicaStatus {
+        let out = lab_sh(&[
+            "replica-field",
+            host,
+            "Master_Host",
+            "Slave_IO_Running",
+            "Slave_SQL_Running",
+            "Gtid_IO_Pos",
+            "Last_IO_Errno",
+        ]);
+        let mut lines = out.lines().map(|l| l.trim().to_string());
+        let mut next = || {
+            lines
+                .next()
+                .unwrap_or_else(|| panic!("replica-field {host} said too little: {out:?}"))
+        };
+        ReplicaStatus {
+            master_host: next(),
+            slave_io_running: next(),
+            slave_sql_running: next(),
+            gtid_io_pos: next(),
+            last_io_errno: next().parse().unwrap_or(0),
+        }
+    }
+
+    /// `STOP SLAVE IO_THREAD` on a standby, once it has stopped: it receives nothing more
+    /// while its SQL thread runs on (a check of the SQL thread alone still passes).
+    pub fn stop_replica_io(&self, host: &str) {
+        lab_sh(&["replica-io", "stop", host]);
+    }
+
+    /// `START SLAVE IO_THREAD` on a standby, once the thread runs again.
+    pub fn start_replica_io(&self, host: &str) {
+        lab_sh(&["replica-io", "start", host]);
+    }
+
+    /// Locks the replication account on `host` alone (not binlogged, so no other server
+    /// sees it): a replica repointed to `host` is then refused (errno 4151) and keeps
+    /// retrying, while `host` and every other server go on replicating. The way to make
+    /// one standby's repoint fail without breaking its current replication.
+    pub fn lock_replication_account(&self, host: &str) {
+        lab_sh(&["repl-lock", host]);
+    }
+
+    /// Undoes [`Lab::lock_replication_account`].
+    pub fn unlock_replication_account(&self, host: &str) {
+        lab_sh(&["repl-unlock", host]);
+    }
+
+    /// `host` replicates from `source` from now on (same account, GTID `slave_pos`);
+    /// returns at once: read [`Lab::replica_status`] for the outcome.
+    pub fn repoint(&self, host: &str, source: &str) {
+        lab_sh(&["repoint", host, source]);
+    }
+
+    /// `INFO replication` of a host's Redis, as its `key:value` lines.
+    pub fn redis_replication(&self, host: &str) -> HashMap<String, String> {
+        lab_sh(&["redis", host, "INFO", "replication"])
+            .lines()
+            .filter_map(|l| l.trim().split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Runs `command` on `host_ip` over ssh as the lab's step user, with the lab's key and
+    /// its known_hosts only (an unknown or changed host key fails): (success, stdout).
+    pub fn ssh(&self, host_ip: &str, command: &str) -> (bool, String) {
+        let out = Command::new("timeout")
+            .arg("15")
+            .arg("ssh")
+            .args(["-i", self.var("LAB_SSH_KEY"), "-F", "/dev/null"])
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.var("LAB_SSH_KNOWN_HOSTS")
+            ))
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=3"])
+            .arg(format!("{}@{host_ip}", self.var("LAB_SSH_USER")))
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run ssh");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    }
+}
+
+/// Polls `ok` every 100 ms until it holds; panics naming `what` after `limit`. Returns how
+/// long it took.
+pub fn wait(
+    limit: std::time::Duration,
+    what: &str,
+    mut ok: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    start.elapsed()
 }

@@ -5,6 +5,7 @@
 #
 #   db1  10.213.0.11  MariaDB primary, Redis primary, sshd
 #   db2  10.213.0.12  MariaDB replica of db1, Redis replica of db1, sshd
+#   db3  10.213.0.13  only with LAB_STANDBYS=2: a second standby, configured like db2
 #   app1 10.213.0.21  sshd (a client host whose /etc/hosts deadpool rewrites)
 #   app2 10.213.0.22  sshd
 #   lb1  10.213.0.9   HAProxy in TCP mode before db1/db2 (stats socket, admin level, on a
@@ -21,7 +22,13 @@
 # Every file the lab uses lives under LAB_DIR (default /tmp/deadpool-lab);
 # `down` removes everything, whatever state the lab was left in.
 # Lab names are machine-wide: run one lab at a time. Needs root.
-# `lab.sh help` lists the commands. Environment: LAB_DIR, LAB_TIMEOUT.
+# `lab.sh help` lists the commands. Environment: LAB_DIR, LAB_TIMEOUT, LAB_APPS, and
+# LAB_STANDBYS (1 or 2, read by `up`): how many standbys replicate from db1. The default, 1,
+# builds db2 only; 2 adds db3 (10.213.0.13), a MariaDB and Redis replica of db1 with sshd,
+# the same accounts (carried by replication) and its own server_id 3. `up` records the
+# number in LAB_DIR, so every later command (kill, hang, sql, status...) knows db3 without
+# the variable; `down` removes db3 whatever the number. db3 costs `up` under a second (its
+# datadir is a copy of the template db1 and db2 start from; it starts beside them).
 
 set -euo pipefail
 
@@ -47,6 +54,27 @@ for ((i = 3; i <= LAB_APPS; i++)); do
     HOSTS+=("app$i")
     IP[app$i]=10.213.0.$((20 + i))
 done
+# The optional second standby: its address is fixed whether it is built or not, so `down`
+# can remove it from any lab. LAB_STANDBYS is read by `up`; later commands read what `up`
+# recorded (a different number asked of a built lab is refused: `down` first).
+EXTRA_STANDBY=db3
+EXTRA_STANDBY_IP=10.213.0.13
+STANDBYS_FILE=$LAB_DIR/standbys
+if [[ -s $STANDBYS_FILE ]]; then
+    LAB_STANDBYS_BUILT=$(<"$STANDBYS_FILE")
+else
+    LAB_STANDBYS_BUILT=
+fi
+LAB_STANDBYS=${LAB_STANDBYS:-${LAB_STANDBYS_BUILT:-1}}
+if [[ $LAB_STANDBYS != 1 && $LAB_STANDBYS != 2 ]]; then
+    printf 'lab: error: LAB_STANDBYS must be 1 or 2\n' >&2
+    exit 2
+fi
+if ((LAB_STANDBYS == 2)); then
+    HOSTS=("${HOSTS[@]:0:2}" "$EXTRA_STANDBY" "${HOSTS[@]:2}")
+    DB_HOSTS+=("$EXTRA_STANDBY")
+    IP[$EXTRA_STANDBY]=$EXTRA_STANDBY_IP
+fi
 # Several watcher hosts: built by `cluster-up` only, beside the hosts above.
 ETCD_HOSTS=(etcd1 etcd2 etcd3)
 DP_HOSTS=(dp1 dp2 dp3)
@@ -56,7 +84,10 @@ IP+=([etcd1]=10.213.0.71 [etcd2]=10.213.0.72 [etcd3]=10.213.0.73
 ETCD_CLIENT_PORT=2379
 ETCD_PEER_PORT=2380
 PRIMARY=db1
+# The first standby: the one HAProxy and `replica-filepos` know about.
 REPLICA=db2
+# Every standby replicating from the primary (db2, and db3 with LAB_STANDBYS=2).
+REPLICAS=("${DB_HOSTS[@]:1}")
 MYSQL_PORT=3306
 REDIS_PORT=6379
 SSH_PORT=22
@@ -132,7 +163,17 @@ usage: lab.sh install              install the Debian packages the lab needs
                                    a virtual address on the host's eth0
        lab.sh sudo-password HOST   sudo on HOST asks $SUDO_USER_NAME for a password (it may
                                    still log in; \`sudo -n\` fails there only)
-       lab.sh replica-filepos      the replica follows by binlog file/position, not GTID
+       lab.sh replica-filepos      the replica (db2) follows by binlog file/position, not GTID
+       lab.sh replica-io stop|start HOST
+                                   a standby's IO thread only: stopped, it receives nothing while
+                                   its SQL thread runs on
+       lab.sh replica-field HOST FIELD...
+                                   fields of HOST's SHOW SLAVE STATUS, one line each (Master_Host,
+                                   Slave_IO_Running, Gtid_IO_Pos...); empty lines on a primary
+       lab.sh repl-lock|repl-unlock HOST
+                                   the replication account locked on HOST alone (not binlogged):
+                                   a replica repointed to HOST is refused (error 4151)
+       lab.sh repoint HOST SOURCE  HOST replicates from SOURCE (same account, GTID slave_pos)
        lab.sh sudoers FILE         install FILE (checked by visudo) as the lab's sudoers rules
        lab.sh sshd-keys HOST PORT  a second sshd on HOST:PORT with RSA, ECDSA and Ed25519 keys
        lab.sh tls                  a CA and certificates; MariaDB with require_secure_transport
@@ -148,7 +189,7 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh ssh HOST [CMD...]    ssh to the host as root with the lab key
 
        lab.sh cluster-up           the etcd and deadpool member hosts, three etcd members
-                                   running (needs `up` first for the databases)
+                                   running (needs \`up\` first for the databases)
        lab.sh etcd-kill|etcd-start HOST   kill -9 / start again one etcd member
        lab.sh etcd-endpoints       the etcd client URLs, comma-separated
        lab.sh member-start HOST DEADPOOL CONFIG_DIR
@@ -156,6 +197,8 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh member-stop HOST     kill everything running on HOST (its host dies)
        lab.sh link-down|link-up HOST   the host's link to the bridge down / up again
 hosts: ${HOSTS[*]}; cluster hosts: ${CLUSTER_HOSTS[*]}
+LAB_STANDBYS=2 \$0 up adds $EXTRA_STANDBY ($EXTRA_STANDBY_IP), a second standby like db2; later
+commands know it from what \`up\` recorded.
 EOF
     exit "${1:-2}"
 }
@@ -166,10 +209,12 @@ ns_of() { printf 'dp-%s' "$1"; }
 host_dir() { printf '%s/%s' "$LAB_DIR" "$1"; }
 
 is_host() { [[ -n ${IP[$1]:-} ]]; }
-is_db_host() { [[ $1 == db1 || $1 == db2 ]]; }
+is_db_host() { [[ " ${DB_HOSTS[*]} " == *" ${1:-} "* ]]; }
+is_replica() { [[ " ${REPLICAS[*]} " == *" ${1:-} "* ]]; }
 is_lb_host() { [[ $1 == lb1 || $1 == lb2 ]]; }
 
 check_host() { is_host "${1:-}" || die "unknown host '${1:-}' (expected one of: ${HOSTS[*]})"; }
+check_replica() { is_replica "${1:-}" || die "'${1:-}' is not a standby (expected one of: ${REPLICAS[*]})"; }
 
 # Which services run where.
 host_services() {
@@ -502,7 +547,9 @@ relay_log_recovery    = ON
 slave_net_timeout     = 4
 # Semi-synchronous replication: a commit is acknowledged to the client only after the
 # replica has the transaction in its relay log, so a failover loses no acknowledged write.
-# After 2 s without a replica the primary goes on alone (asynchronous).
+# After 2 s without a replica the primary goes on alone (asynchronous). With two standbys
+# one acknowledgement is enough: a standby whose IO thread is stopped misses acknowledged
+# writes the other one has.
 rpl_semi_sync_slave_enabled     = ON
 rpl_semi_sync_master_wait_point = AFTER_SYNC
 rpl_semi_sync_master_timeout    = 2000
@@ -513,7 +560,7 @@ innodb_flush_log_at_trx_commit = 2
 sync_binlog                    = 0
 performance_schema             = OFF
 EOF
-    if [[ $host == "$REPLICA" ]]; then
+    if is_replica "$host"; then
         echo "read_only             = ON" >>"$dir/my.cnf"
     else
         echo "rpl_semi_sync_master_enabled = ON" >>"$dir/my.cnf"
@@ -540,7 +587,7 @@ repl-timeout 5
 # A primary waits 5 s by default before a full sync, for more replicas to join.
 repl-diskless-sync-delay 0
 EOF
-    if [[ $host == "$REPLICA" ]]; then
+    if is_replica "$host"; then
         echo "replicaof ${IP[$PRIMARY]} $REDIS_PORT" >>"$dir/redis.conf"
     fi
 }
@@ -732,14 +779,22 @@ redis_tls_args() {
 }
 
 # One field of SHOW SLAVE STATUS, read by name.
-replica_field() {
-    mariadb --no-defaults --socket="$(mysql_socket "$1")" --user=root --vertical \
-        --execute='SHOW SLAVE STATUS' | awk -v f="$2" '$1 == f ":" { sub(/^[^:]*: ?/, ""); print; exit }'
+replica_field() { replica_fields "$@"; }
+
+# replica_fields HOST FIELD...: those fields of one SHOW SLAVE STATUS, one line each, in
+# the order asked (an empty line for a field it lacks, all empty on a primary).
+replica_fields() {
+    local host=$1
+    shift
+    mariadb --no-defaults --socket="$(mysql_socket "$host")" --user=root --vertical \
+        --execute='SHOW SLAVE STATUS' | awk -v want="$*" '
+        { k = $1; sub(/:$/, "", k); v = $0; sub(/^[^:]*: ?/, "", v); got[k] = v }
+        END { n = split(want, w, " "); for (i = 1; i <= n; i++) print got[w[i]] }'
 }
 
 replication_running() {
-    [[ $(replica_field "$REPLICA" Slave_IO_Running) == Yes &&
-       $(replica_field "$REPLICA" Slave_SQL_Running) == Yes ]]
+    [[ $(replica_field "$1" Slave_IO_Running) == Yes &&
+       $(replica_field "$1" Slave_SQL_Running) == Yes ]]
 }
 
 redis_cli() {
@@ -780,7 +835,7 @@ dns_set() {
         "${IP[$DNS_HOST]}" "$ZONE" "$DNS_NAME" "$DNS_NAME" "$DNS_TTL" "$value" \
         | nsupdate -v -t 3 -k "$key"
 }
-redis_link_up() { redis_cli "$REPLICA" INFO replication | grep -q '^master_link_status:up'; }
+redis_link_up() { redis_cli "$1" INFO replication | grep -q '^master_link_status:up'; }
 
 ssh_login() { ssh "${SSH_OPTS[@]}" "$SSH_USER@${IP[$1]}" true </dev/null; }
 
@@ -804,16 +859,17 @@ bootstrap_primary() {
     touch "$marker"
 }
 
-# Points the replica at the primary unless it already replicates from
+# Points a replica at the primary unless it already replicates from
 # somewhere; START SLAVE is harmless when it already runs.
 configure_replica() {
-    if [[ -z $(replica_field "$REPLICA" Master_Host) ]]; then
-        sql_root "$REPLICA" "
+    local host=$1
+    if [[ -z $(replica_field "$host" Master_Host) ]]; then
+        sql_root "$host" "
             CHANGE MASTER TO MASTER_HOST='${IP[$PRIMARY]}', MASTER_PORT=$MYSQL_PORT,
                 MASTER_USER='$REPL_USER', MASTER_PASSWORD='$(secret repl)',
                 MASTER_USE_GTID=slave_pos, MASTER_HEARTBEAT_PERIOD=1, MASTER_CONNECT_RETRY=1;"
     fi
-    replication_running || sql_root "$REPLICA" "START SLAVE"
+    replication_running "$host" || sql_root "$host" "START SLAVE"
 }
 
 # Undoes the fault helpers, so `up` always ends with a working lab.
@@ -829,10 +885,12 @@ heal_faults() {
     done
 }
 
+# wait_replication HOST: until HOST's IO and SQL threads both run.
 wait_replication() {
-    wait_until "$LAB_TIMEOUT" "replication $PRIMARY -> $REPLICA" replication_running && return 0
-    log "replica IO error: $(replica_field "$REPLICA" Last_IO_Error)"
-    log "replica SQL error: $(replica_field "$REPLICA" Last_SQL_Error)"
+    local host=$1
+    wait_until "$LAB_TIMEOUT" "replication $PRIMARY -> $host" replication_running "$host" && return 0
+    log "$host IO error: $(replica_field "$host" Last_IO_Error)"
+    log "$host SQL error: $(replica_field "$host" Last_SQL_Error)"
     return 1
 }
 
@@ -850,11 +908,13 @@ wait_ready() {
             mysql_tcp_alive "$host" &
         pids+=($!)
     done
-    wait_replication &
-    pids+=($!)
-    wait_until "$LAB_TIMEOUT" "Redis replica link on $REPLICA (log: $(host_dir "$REPLICA")/redis/redis.log)" \
-        redis_link_up &
-    pids+=($!)
+    for host in "${REPLICAS[@]}"; do
+        wait_replication "$host" &
+        pids+=($!)
+        wait_until "$LAB_TIMEOUT" "Redis replica link on $host (log: $(host_dir "$host")/redis/redis.log)" \
+            redis_link_up "$host" &
+        pids+=($!)
+    done
     for host in "${LB_HOSTS[@]}"; do
         wait_until "$LAB_TIMEOUT" "HAProxy on $host to see $PRIMARY UP (log: $(host_dir "$host")/haproxy/stdout.log)" \
             haproxy_primary_up "$host" &
@@ -888,7 +948,11 @@ cmd_up() {
     need_root
     local t0=$EPOCHREALTIME host
     [[ -z $(missing_packages) ]] || die "packages missing, run: $0 install"
+    if [[ -n $LAB_STANDBYS_BUILT && $LAB_STANDBYS_BUILT != "$LAB_STANDBYS" ]]; then
+        die "the lab was built with LAB_STANDBYS=$LAB_STANDBYS_BUILT, not $LAB_STANDBYS (run: $0 down)"
+    fi
     make_lab_dir
+    echo "$LAB_STANDBYS" >"$STANDBYS_FILE"
     net_up
     write_hosts_files
     make_secrets
@@ -903,7 +967,8 @@ cmd_up() {
             mysql_alive "$host" || die "MariaDB on $host did not start"
     done
     bootstrap_primary
-    configure_replica
+    unlock_repl_accounts
+    for host in "${REPLICAS[@]}"; do configure_replica "$host"; done
     wait_ready || die "lab is not up"
     log "lab is up in $(elapsed_since "$t0")s (LAB_DIR=$LAB_DIR)"
 }
@@ -968,6 +1033,11 @@ cmd_down() {
     # Every lab namespace, however many client hosts the lab was built with.
     mapfile -t extra < <(ip netns list 2>/dev/null | awk '$1 ~ /^dp-/ { sub(/^dp-/, "", $1); print $1 }')
     HOSTS+=("${CLUSTER_HOSTS[@]}")
+    # db3 whatever LAB_STANDBYS says: a veth may outlive its namespace and the record.
+    if ! is_host "$EXTRA_STANDBY"; then
+        HOSTS+=("$EXTRA_STANDBY")
+        IP[$EXTRA_STANDBY]=$EXTRA_STANDBY_IP
+    fi
     for host in "${extra[@]}"; do
         is_host "$host" || { HOSTS+=("$host"); IP[$host]=0.0.0.0; }
     done
@@ -1111,8 +1181,59 @@ cmd_replica_filepos() {
     [[ -n $file && $pos =~ ^[0-9]+$ ]] || die "no applied position on $REPLICA ($file:$pos)"
     sql_root "$REPLICA" "CHANGE MASTER TO MASTER_USE_GTID=no, MASTER_LOG_FILE='$file', MASTER_LOG_POS=$pos;
         START SLAVE"
-    wait_replication || die "replication by file/position did not start"
+    wait_replication "$REPLICA" || die "replication by file/position did not start"
     [[ $(replica_field "$REPLICA" Using_Gtid) == No ]] || die "the replica still uses GTID"
+}
+
+# ---------------------------------------------------------------- standbys
+
+# replica-io stop|start HOST: the replica's IO thread only. Stopped, HOST receives nothing
+# more from its primary while its SQL thread still runs (a check that looks only at the SQL
+# thread still calls replication running): writes on the primary then miss HOST.
+cmd_replica_io() {
+    local action=$1 host=$2
+    case $action in
+        stop)
+            sql_root "$host" "STOP SLAVE IO_THREAD"
+            wait_until "$LAB_TIMEOUT" "the IO thread of $host to stop" replica_io_is "$host" No \
+                || die "the IO thread of $host still runs" ;;
+        start)
+            sql_root "$host" "START SLAVE IO_THREAD"
+            wait_until "$LAB_TIMEOUT" "the IO thread of $host to run" replica_io_is "$host" Yes \
+                || die "the IO thread of $host does not run: $(replica_field "$host" Last_IO_Error)" ;;
+        *) usage ;;
+    esac
+    [[ $(replica_field "$host" Slave_SQL_Running) == Yes ]] || die "the SQL thread of $host is not running"
+}
+
+replica_io_is() { [[ $(replica_field "$1" Slave_IO_Running) == "$2" ]]; }
+
+repl_lock_marker() { echo "$(host_dir "$1")/mysql/.repl-locked"; }
+
+# repl-lock|repl-unlock HOST: the replication account locked on HOST alone (sql_log_bin=0,
+# so no other server and no GTID sees the change). A replica repointed to HOST is refused
+# at login (error 4151, "this account is locked") and its IO thread keeps retrying, while
+# HOST goes on replicating from its own primary and every other server still serves the
+# account. `up` unlocks it again.
+cmd_repl_lock() {
+    local action=${1^^} host=$2
+    sql_root "$host" "SET SESSION sql_log_bin = 0; ALTER USER '$REPL_USER'@'%' ACCOUNT $action"
+    if [[ $action == LOCK ]]; then touch "$(repl_lock_marker "$host")"; else rm -f "$(repl_lock_marker "$host")"; fi
+}
+
+unlock_repl_accounts() {
+    local host
+    for host in "${DB_HOSTS[@]}"; do
+        if [[ -e $(repl_lock_marker "$host") ]]; then cmd_repl_lock UNLOCK "$host"; fi
+    done
+}
+
+# repoint HOST SOURCE: HOST replicates from SOURCE from now on (same account, GTID
+# slave_pos). Does not wait: read `replica-field HOST Slave_IO_Running` for the outcome.
+cmd_repoint() {
+    local host=$1 source=$2
+    [[ $host != "$source" ]] || die "$host cannot replicate from itself"
+    sql_root "$host" "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='${IP[$source]}'; START SLAVE"
 }
 
 # ---------------------------------------------------------------- TLS
@@ -1196,19 +1317,23 @@ cmd_tls() {
     done
     # Accounts come from the primary; replication carries the change.
     sql_root "$PRIMARY" "ALTER USER '$ADMIN_USER'@'%' REQUIRE X509"
-    sql_root "$REPLICA" "STOP SLAVE;
-        CHANGE MASTER TO MASTER_SSL=1, MASTER_SSL_CA='$(host_dir "$REPLICA")/mysql/tls/ca.pem',
-            MASTER_SSL_VERIFY_SERVER_CERT=1;
-        START SLAVE"
-    wait_replication || die "replication over TLS did not start"
-    for host in "$PRIMARY" "$REPLICA"; do
+    for host in "${REPLICAS[@]}"; do
+        sql_root "$host" "STOP SLAVE;
+            CHANGE MASTER TO MASTER_SSL=1, MASTER_SSL_CA='$(host_dir "$host")/mysql/tls/ca.pem',
+                MASTER_SSL_VERIFY_SERVER_CERT=1;
+            START SLAVE"
+        wait_replication "$host" || die "replication over TLS to $host did not start"
+    done
+    for host in "${DB_HOSTS[@]}"; do
         cmd_kill "$host" redis
         start_service "$host" redis
         wait_until "$LAB_TIMEOUT" "Redis on $host with TLS (log: $(host_dir "$host")/redis/redis.log)" \
             redis_alive "$host" || die "Redis on $host did not come back with TLS"
     done
-    wait_until "$LAB_TIMEOUT" "the Redis replica link over TLS (log: $(host_dir "$REPLICA")/redis/redis.log)" \
-        redis_link_up || die "Redis replication over TLS did not start"
+    for host in "${REPLICAS[@]}"; do
+        wait_until "$LAB_TIMEOUT" "the Redis replica link on $host over TLS (log: $(host_dir "$host")/redis/redis.log)" \
+            redis_link_up "$host" || die "Redis replication over TLS to $host did not start"
+    done
     # Proof: logins over TLS work, plain-text ones are refused.
     for host in "${DB_HOSTS[@]}"; do
         mysql_tcp_alive "$host" >/dev/null 2>&1 || die "no TLS login to MariaDB on $host"
@@ -1242,8 +1367,19 @@ old_secret_refused() {
     [[ $said == *BADSIG* ]]
 }
 
+# "running (pid N)", "stopped (pid N)" (SIGSTOP) or "not running".
+svc_state() {
+    local pids pid state=running
+    mapfile -t pids < <(svc_pids "$1" "$2")
+    if ((${#pids[@]} == 0)); then echo "not running"; return 0; fi
+    for pid in "${pids[@]}"; do
+        if pid_stopped "$pid"; then state=stopped; fi
+    done
+    echo "$state (pid ${pids[*]})"
+}
+
 cmd_status() {
-    local host svc pids state pid
+    local host svc state
     for host in "${HOSTS[@]}"; do
         if ! ns_exists "$host"; then
             state="absent"
@@ -1254,19 +1390,22 @@ cmd_status() {
         fi
         printf '%-5s %-6s %s\n' "$host" net "$state"
         for svc in $(host_services "$host"); do
-            mapfile -t pids < <(svc_pids "$host" "$svc")
-            if ((${#pids[@]} == 0)); then
-                state="not running"
-            else
-                state="running"
-                for pid in "${pids[@]}"; do
-                    if pid_stopped "$pid"; then state="stopped"; fi
-                done
-                state="$state (pid ${pids[*]})"
-            fi
-            printf '%-5s %-6s %s\n' "$host" "$svc" "$state"
+            printf '%-5s %-6s %s\n' "$host" "$svc" "$(svc_state "$host" "$svc")"
         done
+        # A SIGSTOPped server would hang the query, even over its unix socket.
+        if is_db_host "$host" && [[ $(svc_state "$host" mysql) == running* ]]; then
+            printf '%-5s %-6s %s\n' "$host" repl "$(replication_summary "$host")"
+        fi
     done
+}
+
+# Where a server replicates from and whether its threads run, in one line.
+replication_summary() {
+    local from
+    if ! from=$(replica_field "$1" Master_Host 2>/dev/null); then echo "no answer"; return 0; fi
+    if [[ -z $from ]]; then echo "not a replica"; return 0; fi
+    printf 'from %s, io %s, sql %s\n' "$from" "$(replica_field "$1" Slave_IO_Running)" \
+        "$(replica_field "$1" Slave_SQL_Running)"
 }
 
 cmd_env() {
@@ -1274,6 +1413,7 @@ cmd_env() {
     emit() { printf 'export %s=%q\n' "$1" "$2"; }
     emit LAB_DIR "$LAB_DIR"
     emit LAB_BRIDGE_IP "${BRIDGE_CIDR%/*}"
+    emit LAB_STANDBYS "$LAB_STANDBYS"
     for host in "${HOSTS[@]}"; do
         up=${host^^}
         emit "LAB_${up}_IP" "${IP[$host]}"
@@ -1479,6 +1619,25 @@ main() {
             (($# == 0)) || usage
             need_root
             cmd_replica_filepos ;;
+        replica-io)
+            (($# == 2)) || usage
+            need_root; check_replica "$2"
+            cmd_replica_io "$1" "$2" ;;
+        replica-field)
+            (($# >= 2)) || usage
+            need_root; check_host "$1"; is_db_host "$1" || die "$1 has no MariaDB"
+            replica_fields "$@" ;;
+        repl-lock|repl-unlock)
+            (($# == 1)) || usage
+            need_root; check_host "$1"; is_db_host "$1" || die "$1 has no MariaDB"
+            cmd_repl_lock "${cmd#repl-}" "$1" ;;
+        repoint)
+            (($# == 2)) || usage
+            need_root; check_host "$1"; check_host "$2"
+            if ! is_db_host "$1" || ! is_db_host "$2"; then
+                die "repoint needs two database hosts (${DB_HOSTS[*]})"
+            fi
+            cmd_repoint "$1" "$2" ;;
         dns-set)
             (($# == 1)) || usage
             need_root
