@@ -176,6 +176,9 @@ _deadpool_pools() {{
         // Pools where a pool goes: the POOL arguments and `--pool`.
         let line = if line.starts_with("':pool -- ") || line.starts_with("'--pool=[") {
             line.replace(":_default'", ":_deadpool_pools'")
+        } else if line.starts_with("':target -- ") {
+            // promote's SERVER: the roles every pool has (an address works too).
+            line.replace(":_default'", ":(primary secondary)'")
         } else {
             line.to_string()
         };

@@ -861,6 +861,56 @@ mod tests {
 
     const POOL: &str = "primary = \"db1\"\nsecondary = \"db2\"\n\n[monitor]\ntype = \"tcp\"\nport = 22\n\n[[protocol]]\ntype = \"exec\"\nhosts = [\"local\"]\nexec_command = \"true\"\n";
 
+    /// Several standbys: each server once in any spelling, `never_promote` among the
+    /// standbys with one left to promote, `secondary` or `standbys`, not both.
+    #[test]
+    fn standbys_keys_are_checked() {
+        let tail = "\n[monitor]\ntype = \"tcp\"\nport = 22\n";
+        #[rustfmt::skip]
+        let rows: &[(&str, &str, &str)] = &[
+            ("primary = \"db1\"\nsecondary = \"db2\"\nstandbys = [\"db3\"]", "standbys", "not both"),
+            ("primary = \"db1\"", "secondary", "standbys = ["),
+            ("primary = \"db1\"\nstandbys = []", "standbys", "expected 1 to 15"),
+            ("primary = \"db1\"\nstandbys = [\"db2\", \"DB2.\"]", "standbys", "are the same server"),
+            ("primary = \"::1\"\nstandbys = [\"0:0:0:0:0:0:0:1\"]", "standbys", "the primary `::1` under another spelling"),
+            ("primary = \"db1\"\nstandbys = [\"db2\", \"db2\"]", "standbys", "listed twice"),
+            ("primary = \"db1\"\nstandbys = [\"db2\"]\nnever_promote = [\"db3\"]", "never_promote", "not one of this pool's standbys"),
+            ("primary = \"db1\"\nstandbys = [\"db2\"]\nnever_promote = [\"db1\"]", "never_promote", "not one of this pool's standbys"),
+            ("primary = \"db1\"\nstandbys = [\"db2\", \"db3\"]\nnever_promote = [\"DB2\", \"db3\"]", "never_promote", "no standby may be promoted"),
+            ("primary = \"db1\"\nstandbys = [\"db2\"]\nmax_promote_lag = \"soon\"", "max_promote_lag", "expected a duration"),
+        ];
+        for (head, key, text) in rows {
+            let (_, e) = pool_error(&format!("{head}{tail}"));
+            assert_eq!(e.key.as_deref(), Some(*key), "{head}");
+            assert!(e.to_string().contains(text), "{head}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pools/db.toml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let text = format!(
+            "primary = \"db1\"\nstandbys = [\"db2\", \"db3\"]\nnever_promote = [\"DB3\"]\nmax_promote_lag = \"5s\"\nconfirm_from_replicas = true{tail}"
+        );
+        std::fs::write(&file, text).unwrap();
+        let ssh = ssh_settings(dir.path(), RawSsh::default(), None).unwrap();
+        let pool = load_pool(dir.path(), &file, &ssh).unwrap();
+        assert_eq!(pool.servers, ["db1", "db2", "db3"]);
+        assert_eq!(pool.never_promote, [Role::at(2)]);
+        assert_eq!(pool.max_promote_lag, Duration::from_secs(5));
+        assert!(pool.confirm_from_replicas);
+        assert_eq!(pool.next_standby(Role::PRIMARY), Role::SECONDARY);
+        assert_eq!(pool.next_standby(Role::SECONDARY), Role::PRIMARY);
+        assert_eq!(pool.server("db3").unwrap(), Role::at(2));
+        assert_eq!(pool.server("DB3.").unwrap(), Role::at(2));
+        assert_eq!(pool.server("standby2").unwrap(), Role::at(2));
+        assert_eq!(pool.server("secondary").unwrap(), Role::SECONDARY);
+        assert!(pool.server("standby3").is_err());
+        assert!(pool.server("db9").is_err());
+        assert_eq!(
+            pool.describe_standbys(),
+            "standbys db2, db3 (db3 never promoted)"
+        );
+    }
+
     #[test]
     fn a_bad_step_key_is_placed_by_file_table_line_and_key() {
         let (file, e) = pool_error(&format!(
