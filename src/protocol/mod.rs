@@ -202,11 +202,6 @@ impl PerServer {
             .map_or("", String::as_str)
     }
 
-    /// The name for the server in `role`.
-    pub fn get(&self, role: Role) -> &str {
-        &self.0[role.index()]
-    }
-
     /// `primary -> a, secondary -> b, ...`, for notes.
     pub fn describe(&self) -> String {
         let pairs: Vec<String> = (self.0.iter().enumerate())
@@ -269,7 +264,7 @@ impl PerServer {
             }
             names.push(name);
         }
-        Ok(PerServer(names))
+        Ok(PerServer::new(names))
     }
 }
 

@@ -143,7 +143,7 @@ impl Plugin {
             ),
             (
                 "DEADPOOL_SECONDARY".to_string(),
-                ctx.pool.servers[1].to_string(),
+                ctx.pool.address(crate::model::Role::SECONDARY).to_string(),
             ),
             (
                 "DEADPOOL_STANDBYS".to_string(),
