@@ -589,6 +589,47 @@ pub fn choice(facts: &Facts, standbys: &[Seen]) -> (Progress, Result<(Role, Stri
     (progress, target)
 }
 
+/// Whether a person's `promote` toward `to` keeps the data-safety rule while the active
+/// server is down: `to`, checked now (`check`), would be an eligible candidate. `Err`: why
+/// it is not (it is passed over for that; `promote --force` goes past it).
+pub fn promote_is_safe(
+    pool: &PoolSettings,
+    rec: &PoolRecord,
+    to: Role,
+    check: &Check,
+    same_host: &(dyn Fn(&str, &str) -> bool + Sync),
+) -> Result<(), BlockReason> {
+    let seen = Seen::of(to, check);
+    let replica = seen.replica();
+    let address = pool.address(to);
+    let tracked = [(
+        address,
+        replica.map(|r| r.source.as_str()),
+        replica.and_then(|r| r.received.as_ref()),
+    )];
+    let failed = pool.address(rec.active);
+    let progress = rules::track(
+        &rec.progress,
+        failed,
+        None,
+        &tracked,
+        rec.last_check_at.unwrap_or(0),
+        same_host,
+    );
+    let standby = rules::Standby {
+        label: address,
+        address,
+        answers: seen.health.is_alive(),
+        down_message: seen.message,
+        source: replica.map(|r| r.source.as_str()),
+        is_replica: seen.facts.map(|f| f.replication.is_some()),
+        never_promote: pool.never_promote.contains(&to),
+        received: replica.and_then(|r| r.received.as_ref()),
+    };
+    let lag_ms = pool.max_promote_lag.as_millis() as i64;
+    rules::candidate(&[standby], failed, same_host, &progress, lag_ms, pool.unit).map(|_| ())
+}
+
 /// Why a failover starts, with the standby chosen and why the others were passed over.
 fn with_choice(why: String, target: Option<(Role, String)>) -> (String, Option<Role>) {
     match target {

@@ -37,7 +37,7 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
     let mut rec = super::shared::pool_record(member.as_ref(), &state, &pool.name)?
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
-    if guard(pool, &rec, to)? == Guarded::AlreadyActive {
+    if guard(pool, &rec, to, args.force)? == Guarded::AlreadyActive {
         return Ok(Outcome::Done);
     }
     let who = super::shared::actor();
@@ -135,7 +135,7 @@ enum Guarded {
 
 /// The promote guard ([`rules::promote_guard`]) with the target's check; a refusal is an
 /// error that says why.
-fn guard(pool: &Pool, rec: &PoolRecord, to: Role) -> Result<Guarded> {
+fn guard(pool: &Pool, rec: &PoolRecord, to: Role, force: bool) -> Result<Guarded> {
     let target = monitor::check(pool, to);
     let refused = |why: String| Error::Failed(format!("cannot promote: {why}; nothing changed"));
     match rules::promote_guard(rec.state, rec.active == to, target.health.is_alive()) {
@@ -148,7 +148,17 @@ fn guard(pool: &Pool, rec: &PoolRecord, to: Role) -> Result<Guarded> {
             );
             Ok(Guarded::AlreadyActive)
         }
-        Ok(false) => Ok(Guarded::Go),
+        Ok(false) if force => Ok(Guarded::Go),
+        Ok(false) => match data_safety(pool, rec, to, &target) {
+            Ok(()) => Ok(Guarded::Go),
+            Err(why) => Err(refused(format!(
+                "{}; `deadpool promote --force {} {}` promotes it anyway, losing what it lacks",
+                why.text,
+                pool.name,
+                pool.address(to)
+            ))
+            .into()),
+        },
         Err(why) if rec.state == PoolState::FailingOver => Err(refused(format!(
             "pool {} has {why}; the next tick marks it, then look at `deadpool history --pool {}` and run `deadpool reset`",
             pool.name, pool.name
@@ -162,6 +172,30 @@ fn guard(pool: &Pool, rec: &PoolRecord, to: Role) -> Result<Guarded> {
         ))
         .into()),
     }
+}
+
+/// While the active server is down, the target must be a standby a tick could promote (it
+/// lacks nothing the old primary had when last seen, it is not `never_promote`): the rule
+/// that keeps acknowledged writes holds for a person too, unless forced.
+fn data_safety(
+    pool: &Pool,
+    rec: &PoolRecord,
+    to: Role,
+    target: &monitor::Check,
+) -> Result<(), rules::BlockReason> {
+    let active = monitor::check(pool, rec.active);
+    if active.health.is_alive() {
+        // The promoting step fences the old primary and waits for the target to catch up.
+        return Ok(());
+    }
+    let same_host = |a: &str, b: &str| crate::net::same_host(a, b, pool.monitor.timeout);
+    crate::round::promote_is_safe(
+        &crate::round::PoolSettings::of(pool),
+        rec,
+        to,
+        target,
+        &same_host,
+    )
 }
 
 /// A refused promote: recorded with the failed preflights, and an error.

@@ -914,9 +914,10 @@ mod tests {
     /// newest (one round of slack for what is in flight), or never.
     #[test]
     fn lagging_standby_table() {
+        type Row<'a> = (&'a [u64], &'a [Option<u64>], i64, Option<&'a str>);
+        // (primary per round, db2 per round, max_promote_lag ms, warning)
         #[rustfmt::skip]
-        let rows: &[(&[u64], &[Option<u64>], i64, Option<&str>)] = &[
-            // (primary per round, db2 per round, max_promote_lag ms, warning)
+        let rows: &[Row] = &[
             (&[1, 2, 3], &[Some(1), Some(2), Some(3)], 0, None),
             (&[1, 2, 3], &[Some(1), Some(2), Some(2)], 0, None),
             (&[1, 2, 3, 4], &[Some(1), Some(1), Some(1), Some(1)], 0,
