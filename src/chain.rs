@@ -370,7 +370,8 @@ fn run_step<'a>(
     let hosts = protocol::run(Action::Promote, &ctx);
     let took = step_clock.elapsed();
     (run.progress)(Progress::Finished { hosts: &hosts });
-    let ok = protocol::worst(&hosts) == Status::Ok;
+    // No result at all is the worst, a failure.
+    let ok = !rules::fails_step(protocol::worst(&hosts));
     let mut events: Vec<Event> = hosts.iter().map(|h| event().host_result(h)).collect();
     if hosts.len() != 1 {
         // The whole step's time beside each host's, when it acted on several hosts.

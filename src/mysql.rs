@@ -410,7 +410,6 @@ impl Client {
     /// binary log of the new source, so callers pass `false` only for a replica that already
     /// replicates by GTID. A failed change leaves replication stopped: better than
     /// following an old primary that comes back.
-    #[allow(dead_code)] // used by the promoting steps
     pub fn repoint(
         &mut self,
         source_host: &str,
@@ -430,7 +429,6 @@ impl Client {
     /// `source_host` as their source (after [`Client::repoint`]). The error says why not,
     /// in the server's words (the IO error of a replication account the new source
     /// refuses, say).
-    #[allow(dead_code)] // used by the promoting steps
     pub fn await_replicating(
         &mut self,
         source_host: &str,

@@ -230,7 +230,6 @@ impl Client {
 
     /// `REPLICAOF host port`: this server drops what it is doing as a primary or replica
     /// and follows `host` (its `masterauth` and TLS settings stay as they are).
-    #[allow(dead_code)] // used by the promoting step
     pub fn replicate_from(&mut self, host: &str, port: u16) -> Result<(), Failure> {
         self.ok(&["REPLICAOF", host, &port.to_string()]).map(|_| ())
     }
@@ -238,7 +237,6 @@ impl Client {
     /// Waits, at most `timeout`, until `INFO replication` says this server replicates from
     /// `host:port` with its link up (after [`Client::replicate_from`]; a full sync takes
     /// its time). The error says why not.
-    #[allow(dead_code)] // used by the promoting step
     pub fn await_replicating(
         &mut self,
         host: &str,

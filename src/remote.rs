@@ -147,8 +147,8 @@ pub fn run_shell_in(
 }
 
 /// Runs `f` for every host at once, at most [`PARALLEL_HOSTS`] at a time, and returns the
-/// results in the order of `hosts`.
-pub fn for_each_host<T: Send>(hosts: &[Host], f: impl Fn(&Host) -> T + Sync) -> Vec<T> {
+/// results in the order of `hosts` (SSH hosts, or servers by their address).
+pub fn for_each_host<H: Sync, T: Send>(hosts: &[H], f: impl Fn(&H) -> T + Sync) -> Vec<T> {
     let mut results = Vec::with_capacity(hosts.len());
     for chunk in hosts.chunks(PARALLEL_HOSTS) {
         std::thread::scope(|s| {

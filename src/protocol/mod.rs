@@ -24,7 +24,7 @@ use crate::error::Problem;
 use crate::model::{PoolServers, Role, Status};
 use crate::monitor::MonitorKind;
 pub use crate::monitor::Notes;
-use crate::settings::{SshSettings, parse_duration};
+use crate::settings::{SshSettings, host_key, parse_duration};
 use crate::tls::Tls;
 
 /// One link of a pool's chain: the keys every step has, and its type's own settings.
@@ -334,7 +334,7 @@ pub struct Context<'a> {
     pub deadline: Instant,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
     /// In a readiness check: the server serving now. A check describes the failover that
     /// would come next, so the active server is the one it would leave (`old_primary`).
     pub fn active(&self) -> &str {
@@ -344,6 +344,13 @@ impl Context<'_> {
     /// In a readiness check: the standby, the one a failover would promote.
     pub fn standby(&self) -> &str {
         self.new_primary
+    }
+
+    /// The standbys a promotion leaves behind: every server of the pool but the old and the
+    /// new primary, in config order (`never_promote` ones included). They follow the old
+    /// primary until the promoting step repoints them to the new one.
+    pub fn other_standbys(&self) -> Vec<&'a str> {
+        other_standbys(&self.pool, self.old_primary, self.new_primary)
     }
 
     /// Runs a shell command line on `host` within what is left of the step's deadline,
@@ -367,6 +374,112 @@ impl Context<'_> {
     pub fn bounded(&self, limit: Duration) -> Duration {
         limit.min(self.left())
     }
+}
+
+/// Every server of `pool` but `old` and `new`, in config order (hosts compared as
+/// [`PoolServers::role_of`] compares them).
+fn other_standbys<'a>(pool: &PoolServers<'a>, old: &str, new: &str) -> Vec<&'a str> {
+    let leaving = [host_key(old), host_key(new)];
+    pool.roles()
+        .map(|(_, server)| server)
+        .filter(|server| !leaving.contains(&host_key(server)))
+        .collect()
+}
+
+/// A promoting step's preflight: `candidate`'s results (about the new primary and the old
+/// one), then one result for each other standby, which `login` shows the step can reach to
+/// repoint after the failover. All at once; a standby it cannot reach is a warning, since it
+/// need not hold up the failover.
+pub fn preflight_with_standbys(
+    ctx: &Context,
+    candidate: impl FnOnce() -> Vec<HostResult> + Send,
+    login: impl Fn(&str) -> Result<String, String> + Sync,
+) -> Vec<HostResult> {
+    std::thread::scope(|s| {
+        let others = s.spawn(|| {
+            crate::remote::for_each_host(&ctx.other_standbys(), |host| {
+                let started = Instant::now();
+                let (status, message) = repointable_verdict(ctx.new_primary, login(host));
+                HostResult::new(host, status, &message, String::new(), started.elapsed())
+            })
+        });
+        let mut results = candidate();
+        results.extend(others.join().expect("a standby's preflight panicked"));
+        results
+    })
+}
+
+/// The preflight verdict on a standby the failover will repoint (pure, for tests).
+fn repointable_verdict(new: &str, login: Result<String, String>) -> (Status, String) {
+    match login {
+        Ok(seen) => (
+            Status::Ok,
+            format!("can be repointed to {new} after the failover: {seen}"),
+        ),
+        Err(why) => (
+            Status::Warning,
+            format!("cannot be repointed after the failover: {why}"),
+        ),
+    }
+}
+
+/// A promotion's results: the new primary's first (`promoted`); once that is OK, one for
+/// each other standby, all repointed at once by `repoint` (which notes what it did and says
+/// how the standby replicates now, or why not). A standby that could not be repointed is a
+/// warning: the service has moved, and a person repoints it by hand.
+pub fn then_repoint(
+    ctx: &Context,
+    promoted: HostResult,
+    repoint: impl Fn(&str, &mut Vec<String>) -> Result<String, String> + Sync,
+) -> Vec<HostResult> {
+    if promoted.status != Status::Ok {
+        return vec![promoted];
+    }
+    let mut results = vec![promoted];
+    results.extend(crate::remote::for_each_host(
+        &ctx.other_standbys(),
+        |host| {
+            let started = Instant::now();
+            let mut notes = Vec::new();
+            let (status, message) = repointed_verdict(ctx.new_primary, repoint(host, &mut notes));
+            HostResult::new(host, status, &message, notes.join("\n"), started.elapsed())
+        },
+    ));
+    results
+}
+
+/// The result of repointing a standby to the new primary (pure, for tests).
+fn repointed_verdict(new: &str, outcome: Result<String, String>) -> (Status, String) {
+    match outcome {
+        Ok(replicating) => (
+            Status::Ok,
+            format!("repointed to {new}: replicating ({replicating})"),
+        ),
+        Err(why) => (
+            Status::Warning,
+            format!(
+                "could not be repointed to {new}: {why}; it is not replicating from the primary: repoint it by hand"
+            ),
+        ),
+    }
+}
+
+/// A promoting step's readiness check: every standby by `standby` (the one a failover would
+/// promote first, then the others in config order) and the active server by `active`, all
+/// at once; the active server's result last.
+pub fn check_standbys(
+    ctx: &Context,
+    standby: impl Fn(&str) -> HostResult + Sync,
+    active: impl FnOnce() -> HostResult + Send,
+) -> Vec<HostResult> {
+    let mut standbys = vec![ctx.standby()];
+    standbys.extend(ctx.other_standbys());
+    std::thread::scope(|s| {
+        let active = s.spawn(active);
+        let mut results = crate::remote::for_each_host(&standbys, |host| standby(host));
+        results.push(active.join().expect("the active server's check panicked"));
+        results
+    })
 }
 
 /// The result of one action on one host.
@@ -504,6 +617,191 @@ fn host_result(host: &str, out: &crate::remote::Output, warning_allowed: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn servers(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A step that loads from its type alone, for contexts.
+    fn redis_step() -> Step {
+        let ssh = SshSettings {
+            user: "deadpool".into(),
+            port: 22,
+            auth: crate::settings::SshAuth::Agent,
+            known_hosts: "/nonexistent/known_hosts".into(),
+            connect_timeout: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(30),
+            sudo: false,
+        };
+        let monitor = MonitorKind::Tcp(crate::monitor::tcp::Tcp { port: 1 });
+        let cx = LoadContext {
+            dir: Path::new("/nonexistent"),
+            ssh: &ssh,
+            servers: &servers(&["10.0.0.1", "10.0.0.2"]),
+            monitor: &monitor,
+        };
+        load("type = \"redis_promote\"".parse().unwrap(), &cx).unwrap()
+    }
+
+    fn context<'a>(step: &'a Step, pool: &'a [String], old: &'a str, new: &'a str) -> Context<'a> {
+        Context {
+            pool: PoolServers {
+                name: "db",
+                servers: pool,
+            },
+            monitor_timeout: Duration::from_secs(1),
+            step,
+            old_primary: old,
+            new_primary: new,
+            dry_run: true,
+            force: Force::No,
+            sessions: None,
+            deadline: Instant::now() + Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn the_standbys_to_repoint_are_all_but_the_old_and_the_new_primary() {
+        let pair = servers(&["10.0.0.1", "10.0.0.2"]);
+        let three = servers(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        let named = servers(&["db1", "db2", "db3", "db4"]);
+        // (servers, old, new, the others)
+        let table: &[(&[String], &str, &str, &[&str])] = &[
+            (&pair, "10.0.0.1", "10.0.0.2", &[]),
+            (&pair, "10.0.0.2", "10.0.0.1", &[]),
+            (&three, "10.0.0.1", "10.0.0.2", &["10.0.0.3"]),
+            (&three, "10.0.0.1", "10.0.0.3", &["10.0.0.2"]),
+            (&three, "10.0.0.3", "10.0.0.1", &["10.0.0.2"]),
+            (&named, "DB1.", "db3", &["db2", "db4"]),
+        ];
+        for (pool, old, new, others) in table {
+            let pool = PoolServers {
+                name: "db",
+                servers: pool,
+            };
+            assert_eq!(other_standbys(&pool, old, new), *others, "{old} -> {new}");
+        }
+    }
+
+    #[test]
+    fn a_standby_that_cannot_be_repointed_is_a_warning() {
+        let new = "10.0.0.2";
+        let (status, message) =
+            repointed_verdict(new, Ok("replica of 10.0.0.2, IO Yes, SQL Yes".into()));
+        assert_eq!(status, Status::Ok);
+        assert_eq!(
+            message,
+            "repointed to 10.0.0.2: replicating (replica of 10.0.0.2, IO Yes, SQL Yes)"
+        );
+        let denied = "10.0.0.3 does not replicate from 10.0.0.2: Access denied for user 'repl'";
+        let (status, message) = repointed_verdict(new, Err(denied.into()));
+        assert_eq!(status, Status::Warning);
+        assert_eq!(
+            message,
+            format!(
+                "could not be repointed to 10.0.0.2: {denied}; it is not replicating from the primary: repoint it by hand"
+            )
+        );
+        assert_eq!(
+            repointable_verdict(new, Ok("replica of 10.0.0.1".into())),
+            (
+                Status::Ok,
+                "can be repointed to 10.0.0.2 after the failover: replica of 10.0.0.1".into()
+            )
+        );
+        assert_eq!(
+            repointable_verdict(new, Err("cannot connect as admin: Access denied".into())),
+            (
+                Status::Warning,
+                "cannot be repointed after the failover: cannot connect as admin: Access denied"
+                    .into()
+            )
+        );
+    }
+
+    /// The new primary's result comes first; the other standbys follow only once it is OK,
+    /// and a standby that could not be repointed leaves the step succeeded.
+    #[test]
+    fn promotion_results_then_each_repointed_standby() {
+        let step = redis_step();
+        let promoted = |status| {
+            HostResult::new(
+                "10.0.0.2",
+                status,
+                "promoted",
+                String::new(),
+                Duration::ZERO,
+            )
+        };
+        let repoint = |host: &str, notes: &mut Vec<String>| {
+            notes.push(format!("REPLICAOF on {host}"));
+            if host == "10.0.0.3" {
+                Ok("replica of 10.0.0.2".to_string())
+            } else {
+                Err("Connection refused".to_string())
+            }
+        };
+        let pair = servers(&["10.0.0.1", "10.0.0.2"]);
+        let ctx = context(&step, &pair, "10.0.0.1", "10.0.0.2");
+        let results = then_repoint(&ctx, promoted(Status::Ok), |_, _| unreachable!());
+        assert_eq!(results.len(), 1);
+
+        let four = servers(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]);
+        let ctx = context(&step, &four, "10.0.0.1", "10.0.0.2");
+        let results = then_repoint(&ctx, promoted(Status::Ok), repoint);
+        let seen: Vec<(&str, Status)> = results
+            .iter()
+            .map(|r| (r.host.as_str(), r.status))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("10.0.0.2", Status::Ok),
+                ("10.0.0.3", Status::Ok),
+                ("10.0.0.4", Status::Warning)
+            ]
+        );
+        assert_eq!(results[2].output, "REPLICAOF on 10.0.0.4");
+        assert!(!crate::rules::fails_step(worst(&results)));
+
+        let results = then_repoint(&ctx, promoted(Status::Critical), |_, _| unreachable!());
+        assert_eq!(results.len(), 1);
+        assert!(crate::rules::fails_step(worst(&results)));
+    }
+
+    #[test]
+    fn readiness_and_plan_cover_every_standby() {
+        let step = redis_step();
+        let result =
+            |host: &str| HostResult::new(host, Status::Ok, "", String::new(), Duration::ZERO);
+        let hosts = |results: Vec<HostResult>| -> Vec<String> {
+            results.into_iter().map(|r| r.host).collect()
+        };
+        let pair = servers(&["10.0.0.1", "10.0.0.2"]);
+        let ctx = context(&step, &pair, "10.0.0.1", "10.0.0.2");
+        assert_eq!(
+            hosts(check_standbys(&ctx, result, || result("10.0.0.1"))),
+            ["10.0.0.2", "10.0.0.1"]
+        );
+        assert_eq!(step.kind.get().plan(&ctx).len(), 1);
+        let three = servers(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        // Active standby2, a failover would promote the primary.
+        let ctx = context(&step, &three, "10.0.0.3", "10.0.0.1");
+        assert_eq!(
+            hosts(check_standbys(&ctx, result, || result("10.0.0.3"))),
+            ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+        );
+        let plan = step.kind.get().plan(&ctx);
+        assert_eq!(plan.len(), 2);
+        assert_eq!(
+            plan[1],
+            (
+                "10.0.0.2".to_string(),
+                "once 10.0.0.1 is a primary: REPLICAOF 10.0.0.1 6379; verify it replicates from 10.0.0.1"
+                    .to_string()
+            )
+        );
+    }
 
     /// Every name in `TYPES` reaches its own type's `load`: it is never "unknown", and a
     /// table it accepts loads as that type.

@@ -2,7 +2,8 @@
 //!
 //! - preflight: the standby answers the admin account, has the privileges promotion needs,
 //!   and is a replica of the current primary (or already promoted); a reachable old primary
-//!   must accept the admin account too, with what fencing it needs.
+//!   must accept the admin account too, with what fencing it needs. Each other standby of the
+//!   pool must accept the admin account, else a warning: it cannot be repointed.
 //! - promote, old primary does not answer at all: wait up to `catch_up_timeout` until the
 //!   replica has applied everything it received, stop replication, optionally reset it, turn
 //!   `read_only` off, read it back.
@@ -14,8 +15,11 @@
 //!   its last transaction (by GTID, or by binlog file and position for a replica without
 //!   GTID), then promote as above. If anything in between fails, the old primary is given
 //!   back the state it had.
-//! - check: replica IO and SQL threads running, lag under `max_lag`, replicating from the
-//!   active server, standby read-only, active writable.
+//! - promote, once the new primary is writable: every other standby is repointed to it by
+//!   GTID, all at once, and must be seen replicating from it; one that is not is a warning
+//!   for a person, never a failed step (the service has moved).
+//! - check: on every standby, replica IO and SQL threads running, lag under `max_lag`,
+//!   replicating from the active server, read-only; active writable.
 
 use std::time::{Duration, Instant};
 
@@ -184,6 +188,121 @@ impl MysqlPromote {
     }
 }
 
+impl MysqlPromote {
+    /// The preflight of the new primary (and of the old one it will fence).
+    fn preflight_candidate(&self, ctx: &Context) -> HostResult {
+        let new = ctx.new_primary;
+        let mut log = Log::new(new);
+        let mut standby = match self.connect(new, ctx) {
+            Ok(c) => c,
+            Err(f) => {
+                return log.done(
+                    Status::Critical,
+                    format!("cannot reach the new primary {new} as {}: {f}", self.user),
+                );
+            }
+        };
+        if let Err(e) = Self::privileges_ok(&mut standby, false) {
+            return log.done(Status::Critical, e);
+        }
+        let status = match (standby.replica_status(), standby.read_only()) {
+            (Ok(s), Ok(ro)) => (s, ro),
+            (Err(f), _) | (_, Err(f)) => {
+                return log.done(Status::Critical, format!("{new}: {f}"));
+            }
+        };
+        let message = match status {
+            (None, false) => format!("{new} is already a writable primary (not a replica)"),
+            (None, true) => {
+                return log.done(
+                    Status::Critical,
+                    format!(
+                        "{new} is not a replica of {}; promoting it could lose data",
+                        ctx.old_primary
+                    ),
+                );
+            }
+            (Some(r), _)
+                if !crate::net::same_host(&r.source_host, ctx.old_primary, ctx.monitor_timeout) =>
+            {
+                return log.done(
+                    Status::Critical,
+                    format!(
+                        "{new} replicates from {}, not from {}",
+                        r.source_host, ctx.old_primary
+                    ),
+                );
+            }
+            (Some(r), _) if !r.sql_ok() => {
+                return log.done(
+                    Status::Critical,
+                    format!(
+                        "{new}: the SQL thread is not running ({}); fix replication first",
+                        r.describe()
+                    ),
+                );
+            }
+            (Some(r), _) => format!("{new} can be promoted: {}", r.describe()),
+        };
+        log.note(&message);
+        // A reachable old primary will be fenced: the admin account must work there.
+        match self.connect(ctx.old_primary, ctx) {
+            Ok(mut old) => {
+                if let Err(e) = Self::privileges_ok(&mut old, true) {
+                    return log.done(Status::Critical, e);
+                }
+                log.note(format!(
+                    "old primary {} reachable; it will be fenced first (read-only, sessions ended)",
+                    ctx.old_primary
+                ));
+            }
+            Err(f) => match without_old_primary(&f, ctx.old_primary, ctx.force.is_on()) {
+                Ok(note) => log.note(format!("{note}; it will be left alone")),
+                Err(why) => return log.done(Status::Critical, why),
+            },
+        }
+        log.done(Status::Ok, message)
+    }
+
+    /// Whether the admin account can log in to a standby the failover will repoint, with
+    /// what the step needs there (read-only); what it replicates now.
+    fn repointable(&self, host: &str, ctx: &Context) -> Result<String, String> {
+        let mut client = self
+            .connect(host, ctx)
+            .map_err(|f| format!("cannot connect as {}: {f}", self.user))?;
+        Self::privileges_ok(&mut client, false)?;
+        match client.replica_status() {
+            Ok(Some(r)) => Ok(r.describe()),
+            Ok(None) => Ok("not a replica now".to_string()),
+            Err(f) => Err(f.to_string()),
+        }
+    }
+
+    /// Repoints a standby to the new primary by GTID and waits until it replicates from it
+    /// (at most `catch_up_timeout`, never past the step's deadline).
+    fn repoint(
+        &self,
+        host: &str,
+        ctx: &Context,
+        notes: &mut Vec<String>,
+    ) -> Result<String, String> {
+        let new = ctx.new_primary;
+        // STOP REPLICA waits for an IO thread stuck connecting to the dead old primary.
+        let mut client = self
+            .connect_until(host, ctx, ctx.deadline)
+            .map_err(|f| format!("cannot connect as {}: {f}", self.user))?;
+        client
+            .repoint(new, self.port, true)
+            .map_err(|f| format!("changing its source failed: {f}"))?;
+        notes.push(format!(
+            "replication changed to {new}:{} by GTID and started",
+            self.port
+        ));
+        let status = client.await_replicating(new, ctx.bounded(self.catch_up_timeout))?;
+        Ok(status.describe())
+    }
+}
+
 impl Protocol for MysqlPromote {
     fn type_name(&self) -> &'static str {
         TYPE
@@ -199,90 +318,25 @@ impl Protocol for MysqlPromote {
     }
 
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
-        let new = ctx.new_primary;
-        let mut log = Log::new(new);
-        let mut standby = match self.connect(new, ctx) {
-            Ok(c) => c,
-            Err(f) => {
-                return vec![log.done(
-                    Status::Critical,
-                    format!("cannot reach the new primary {new} as {}: {f}", self.user),
-                )];
-            }
-        };
-        if let Err(e) = Self::privileges_ok(&mut standby, false) {
-            return vec![log.done(Status::Critical, e)];
-        }
-        let status = match (standby.replica_status(), standby.read_only()) {
-            (Ok(s), Ok(ro)) => (s, ro),
-            (Err(f), _) | (_, Err(f)) => {
-                return vec![log.done(Status::Critical, format!("{new}: {f}"))];
-            }
-        };
-        let message = match status {
-            (None, false) => format!("{new} is already a writable primary (not a replica)"),
-            (None, true) => {
-                return vec![log.done(
-                    Status::Critical,
-                    format!(
-                        "{new} is not a replica of {}; promoting it could lose data",
-                        ctx.old_primary
-                    ),
-                )];
-            }
-            (Some(r), _)
-                if !crate::net::same_host(&r.source_host, ctx.old_primary, ctx.monitor_timeout) =>
-            {
-                return vec![log.done(
-                    Status::Critical,
-                    format!(
-                        "{new} replicates from {}, not from {}",
-                        r.source_host, ctx.old_primary
-                    ),
-                )];
-            }
-            (Some(r), _) if !r.sql_ok() => {
-                return vec![log.done(
-                    Status::Critical,
-                    format!(
-                        "{new}: the SQL thread is not running ({}); fix replication first",
-                        r.describe()
-                    ),
-                )];
-            }
-            (Some(r), _) => format!("{new} can be promoted: {}", r.describe()),
-        };
-        log.note(&message);
-        // A reachable old primary will be fenced: the admin account must work there.
-        match self.connect(ctx.old_primary, ctx) {
-            Ok(mut old) => {
-                if let Err(e) = Self::privileges_ok(&mut old, true) {
-                    return vec![log.done(Status::Critical, e)];
-                }
-                log.note(format!(
-                    "old primary {} reachable; it will be fenced first (read-only, sessions ended)",
-                    ctx.old_primary
-                ));
-            }
-            Err(f) => match without_old_primary(&f, ctx.old_primary, ctx.force.is_on()) {
-                Ok(note) => log.note(format!("{note}; it will be left alone")),
-                Err(why) => return vec![log.done(Status::Critical, why)],
-            },
-        }
-        vec![log.done(Status::Ok, message)]
+        super::preflight_with_standbys(
+            ctx,
+            || vec![self.preflight_candidate(ctx)],
+            |host| self.repointable(host, ctx),
+        )
     }
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
-        let deadline = ctx.deadline;
-        vec![promote(self, ctx, deadline)]
+        let promoted = promote(self, ctx, ctx.deadline);
+        super::then_repoint(ctx, promoted, |host, notes| self.repoint(host, ctx, notes))
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
-        let (active, standby) = (ctx.active(), ctx.standby());
-        vec![
-            self.check_standby(standby, active, ctx),
-            self.check_active(active, ctx),
-        ]
+        let active = ctx.active();
+        super::check_standbys(
+            ctx,
+            |standby| self.check_standby(standby, active, ctx),
+            || self.check_active(active, ctx),
+        )
     }
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
@@ -291,15 +345,26 @@ impl Protocol for MysqlPromote {
         } else {
             ""
         };
-        vec![(
-            ctx.new_primary.to_string(),
+        let new = ctx.new_primary;
+        let mut plan = vec![(
+            new.to_string(),
             format!(
                 "as {}: if {} answers, SET GLOBAL read_only=ON (and super_read_only=ON where it exists) there, KILL its client sessions, and wait for its last GTID or binlog position; if it answers with an error, stop (unless forced); if it does not answer, wait up to {} for the relay log to be applied; then STOP REPLICA{reset}, SET GLOBAL read_only=OFF, verify",
                 self.user,
                 ctx.old_primary,
                 crate::settings::format_duration(self.catch_up_timeout)
             ),
-        )]
+        )];
+        plan.extend(ctx.other_standbys().into_iter().map(|standby| {
+            (
+                standby.to_string(),
+                format!(
+                    "as {}, once {new} is writable: STOP REPLICA; CHANGE MASTER TO MASTER_HOST='{new}', MASTER_PORT={}, MASTER_USE_GTID=slave_pos (MySQL: SOURCE_AUTO_POSITION=1); START REPLICA; verify it replicates from {new}",
+                    self.user, self.port
+                ),
+            )
+        }));
+        plan
     }
 }
 

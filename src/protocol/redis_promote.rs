@@ -1,7 +1,8 @@
 //! The `redis_promote` step: makes the standby Redis a primary.
 //!
 //! - preflight: the standby answers, and is a replica of the current primary or already a
-//!   primary; the old primary either answers normally or does not answer at all.
+//!   primary; the old primary either answers normally or does not answer at all; each other
+//!   standby of the pool answers, else a warning: it cannot be repointed.
 //! - promote, old primary does not answer at all: `REPLICAOF NO ONE` on the standby, then its
 //!   role is read back.
 //! - promote, old primary answers with an error reply (NOAUTH, WRONGPASS, max number of
@@ -11,7 +12,10 @@
 //!   WRITE`), the replica's offset must reach the old primary's, the replica is promoted, the
 //!   old primary becomes a replica of the new one, and both roles are verified. If the replica
 //!   cannot catch up in time, the pause is lifted and nothing changes.
-//! - check: the standby is a replica of the active server with the link up and recent I/O;
+//! - promote, once the new primary is verified: every other standby gets `REPLICAOF` the new
+//!   primary, all at once, and must be seen with its link up; one that is not is a warning for
+//!   a person, never a failed step (the service has moved).
+//! - check: every standby is a replica of the active server with the link up and recent I/O;
 //!   the active server is a primary.
 
 use std::time::{Duration, Instant};
@@ -178,21 +182,9 @@ fn follows(r: &Replication, host: &str, timeout: Duration) -> bool {
     crate::net::same_host(&r.master_host, host, timeout)
 }
 
-impl Protocol for RedisPromote {
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-
-    fn tls(&self) -> Option<&Tls> {
-        self.access.tls.as_ref()
-    }
-
-    /// Logins and replication toward the standby.
-    fn probed_by_check_config(&self) -> bool {
-        true
-    }
-
-    fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
+impl RedisPromote {
+    /// The preflight of the new primary and of the old one.
+    fn preflight_candidate(&self, ctx: &Context) -> Vec<HostResult> {
         let started = Instant::now();
         let new = ctx.new_primary;
         let verdict = match self.connect(new, ctx).and_then(|mut c| c.replication()) {
@@ -230,13 +222,13 @@ impl Protocol for RedisPromote {
         ]
     }
 
-    fn promote(&self, ctx: &Context) -> Vec<HostResult> {
+    /// The promotion of the new primary (and the demotion of a live old one).
+    fn promote_new(&self, ctx: &Context) -> HostResult {
         let started = Instant::now();
         let (new, old) = (ctx.new_primary, ctx.old_primary);
         let mut notes = Vec::new();
-        let fail = |notes: &[String], m: String| {
-            vec![self.result(new, Status::Critical, m, notes, started)]
-        };
+        let fail =
+            |notes: &[String], m: String| self.result(new, Status::Critical, m, notes, started);
         let mut standby = match self.connect(new, ctx) {
             Ok(c) => c,
             Err(f) => return fail(&notes, format!("cannot reach {new}: {f}; nothing changed")),
@@ -279,13 +271,13 @@ impl Protocol for RedisPromote {
             Err(f) => return fail(&notes, format!("cannot verify {new}'s role: {f}")),
         }
         let Some(oc) = old_client.as_mut() else {
-            return vec![self.result(
+            return self.result(
                 new,
                 Status::Ok,
                 format!("{new} promoted; {without}"),
                 &notes,
                 started,
-            )];
+            );
         };
         // The old primary follows the new one, then may take (read-only) clients again.
         let port = self.access.port.to_string();
@@ -296,13 +288,13 @@ impl Protocol for RedisPromote {
         match demoted {
             Ok(r) if r.is_replica() && follows(&r, new, ctx.monitor_timeout) => {
                 notes.push(format!("{old} now replicates from {new}"));
-                vec![self.result(
+                self.result(
                     new,
                     Status::Ok,
                     format!("{new} promoted; {old} is its replica"),
                     &notes,
                     started,
-                )]
+                )
             }
             Ok(r) => fail(
                 &notes,
@@ -318,16 +310,20 @@ impl Protocol for RedisPromote {
         }
     }
 
-    fn check(&self, ctx: &Context) -> Vec<HostResult> {
+    fn check_standby(&self, standby: &str, active: &str, ctx: &Context) -> HostResult {
         let started = Instant::now();
-        let (active, standby) = (ctx.active(), ctx.standby());
-        let standby_verdict = match self.connect(standby, ctx).and_then(|mut c| c.replication()) {
+        let (status, message) = match self.connect(standby, ctx).and_then(|mut c| c.replication()) {
             Err(f) => (Status::Critical, format!("standby: {f}")),
             Ok(r) => standby_verdict(&r, active, self.max_lag, |h| {
                 follows(&r, h, ctx.monitor_timeout)
             }),
         };
-        let active_verdict = match self.connect(active, ctx).and_then(|mut c| c.replication()) {
+        self.result(standby, status, message, &[], started)
+    }
+
+    fn check_active(&self, active: &str, ctx: &Context) -> HostResult {
+        let started = Instant::now();
+        let (status, message) = match self.connect(active, ctx).and_then(|mut c| c.replication()) {
             Err(Failure::Down(f)) => (Status::Warning, format!("active: unreachable: {f}")),
             Err(f) => (Status::Critical, format!("active: {f}")),
             Ok(r) if r.is_replica() => (
@@ -339,20 +335,89 @@ impl Protocol for RedisPromote {
             ),
             Ok(r) => (Status::Ok, format!("active is a {}", r.describe())),
         };
-        vec![
-            self.result(standby, standby_verdict.0, standby_verdict.1, &[], started),
-            self.result(active, active_verdict.0, active_verdict.1, &[], started),
-        ]
+        self.result(active, status, message, &[], started)
+    }
+
+    /// Whether the step can log in to a standby the failover will repoint (read-only); what
+    /// it replicates now.
+    fn repointable(&self, host: &str, ctx: &Context) -> Result<String, String> {
+        match self.connect(host, ctx).and_then(|mut c| c.replication()) {
+            Ok(r) => Ok(r.describe()),
+            Err(f) => Err(f.to_string()),
+        }
+    }
+
+    /// Makes a standby replicate from the new primary and waits until its link is up (at
+    /// most `catch_up_timeout`, never past the step's deadline).
+    fn repoint(
+        &self,
+        host: &str,
+        ctx: &Context,
+        notes: &mut Vec<String>,
+    ) -> Result<String, String> {
+        let (new, port) = (ctx.new_primary, self.access.port);
+        let mut client = self.connect(host, ctx).map_err(|f| f.to_string())?;
+        client
+            .replicate_from(new, port)
+            .map_err(|f| format!("REPLICAOF {new} {port} failed: {f}"))?;
+        notes.push(format!("REPLICAOF {new} {port}"));
+        let r = client.await_replicating(new, port, ctx.bounded(self.catch_up_timeout))?;
+        Ok(r.describe())
+    }
+}
+
+impl Protocol for RedisPromote {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn tls(&self) -> Option<&Tls> {
+        self.access.tls.as_ref()
+    }
+
+    /// Logins and replication toward the standby.
+    fn probed_by_check_config(&self) -> bool {
+        true
+    }
+
+    fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
+        super::preflight_with_standbys(
+            ctx,
+            || self.preflight_candidate(ctx),
+            |host| self.repointable(host, ctx),
+        )
+    }
+
+    fn promote(&self, ctx: &Context) -> Vec<HostResult> {
+        let promoted = self.promote_new(ctx);
+        super::then_repoint(ctx, promoted, |host, notes| self.repoint(host, ctx, notes))
+    }
+
+    fn check(&self, ctx: &Context) -> Vec<HostResult> {
+        let active = ctx.active();
+        super::check_standbys(
+            ctx,
+            |standby| self.check_standby(standby, active, ctx),
+            || self.check_active(active, ctx),
+        )
     }
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
-        vec![(
-            ctx.new_primary.to_string(),
+        let (new, port) = (ctx.new_primary, self.access.port);
+        let mut plan = vec![(
+            new.to_string(),
             format!(
-                "if {} answers: CLIENT PAUSE WRITE there and wait for its offset; REPLICAOF NO ONE; then REPLICAOF {} {} on the old primary",
-                ctx.old_primary, ctx.new_primary, self.access.port
+                "if {} answers: CLIENT PAUSE WRITE there and wait for its offset; REPLICAOF NO ONE; then REPLICAOF {new} {port} on the old primary",
+                ctx.old_primary
             ),
-        )]
+        )];
+        plan.extend(ctx.other_standbys().into_iter().map(|standby| {
+            (
+                standby.to_string(),
+                format!("once {new} is a primary: REPLICAOF {new} {port}; verify it replicates from {new}"),
+            )
+        }));
+        plan
     }
 }
 

@@ -204,11 +204,20 @@ pub struct HostVerdict {
     pub message: String,
 }
 
+/// Whether a host's result fails its step, in a preflight or in the chain: only a status
+/// worse than WARNING does. A WARNING says the step did its part but left something beside
+/// it to a person (a standby the promotion could not repoint), which must not stop the
+/// service from moving.
+pub fn fails_step(status: Status) -> bool {
+    status > Status::Warning
+}
+
 /// The preflight verdict over every step (chain order, every step run): the first step
-/// whose hosts are not all OK blocks the failover; a step with no result at all fails.
+/// with a host result that [`fails_step`] blocks the failover; a step with no result at all
+/// fails.
 pub fn preflight(steps: &[(&str, Vec<HostVerdict>)]) -> Option<BlockReason> {
     for (index, (name, hosts)) in steps.iter().enumerate() {
-        let bad: Vec<&HostVerdict> = hosts.iter().filter(|h| h.status != Status::Ok).collect();
+        let bad: Vec<&HostVerdict> = hosts.iter().filter(|h| fails_step(h.status)).collect();
         if bad.is_empty() && !hosts.is_empty() {
             continue;
         }
@@ -727,6 +736,31 @@ mod tests {
         );
         let none = preflight(&[("promote", vec![])]).unwrap();
         assert_eq!(none.kind, "preflight:1:");
+        // A warning (a standby that cannot be repointed) does not block; worse does.
+        let warned = preflight(&[(
+            "promote",
+            vec![h("db2", Status::Ok), h("db3", Status::Warning)],
+        )]);
+        assert_eq!(warned, None);
+        let b = preflight(&[(
+            "promote",
+            vec![h("db2", Status::Unknown), h("db3", Status::Warning)],
+        )])
+        .unwrap();
+        assert_eq!(b.kind, "preflight:1:db2=UNKNOWN");
+    }
+
+    #[test]
+    fn only_worse_than_a_warning_fails_a_step() {
+        let table = [
+            (Status::Ok, false),
+            (Status::Warning, false),
+            (Status::Unknown, true),
+            (Status::Critical, true),
+        ];
+        for (status, fails) in table {
+            assert_eq!(fails_step(status), fails, "{status:?}");
+        }
     }
 
     #[test]
