@@ -728,3 +728,85 @@ fn a_readiness_check_slower_than_its_interval_does_not_keep_the_tick_running() {
     );
     assert_eq!(inst.state_of("db").0, "armed");
 }
+
+/// A pool of three servers with a plugin monitor (which knows no positions): the first
+/// standby that answers is promoted, in config order; `never_promote` is passed over; the
+/// reason names each standby when none may be promoted.
+const THREE_SERVERS: &str = r#"
+primary = "db1"
+standbys = ["db2", "db3"]
+max_failed_checks = 3
+
+[monitor]
+type = "nagios"
+command = "monitor {host}"
+timeout = "2s"
+
+[[protocol]]
+type = "plugin"
+name = "one"
+command = "step"
+"#;
+
+both_modes!(several_standbys_promote_the_first_that_may_be_promoted);
+fn several_standbys_promote_the_first_that_may_be_promoted() {
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", THREE_SERVERS)],
+    );
+    assert_eq!(inst.tick().code, 0);
+    inst.flag("down-db1");
+    inst.flag("down-db2");
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
+    assert_eq!(inst.state_of("db").0, "failed_over", "{}", inst.history());
+    assert_eq!(inst.state_of("db").1, "standby2");
+    let promotes = inst.calls("promote");
+    assert_eq!(promotes.len(), 1, "{promotes:#?}");
+    assert!(promotes[0].contains("old=db1 new=db3"), "{promotes:#?}");
+    let history = inst.history();
+    assert!(
+        history.contains("passed over: db2"),
+        "the failover says why db2 was passed over: {history}"
+    );
+}
+
+both_modes!(never_promote_and_no_candidate_block_naming_each_standby);
+fn never_promote_and_no_candidate_block_naming_each_standby() {
+    let pool = THREE_SERVERS.replace(
+        "max_failed_checks = 3",
+        "never_promote = [\"db3\"]\nmax_failed_checks = 3",
+    );
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", &pool)],
+    );
+    inst.flag("down-db1");
+    inst.flag("down-db2");
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
+    assert_eq!(inst.state_of("db").0, "blocked");
+    let reason = inst.pool_json("db")["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("no standby may be promoted"), "{reason}");
+    assert!(reason.contains("db2"), "{reason}");
+    assert!(
+        reason.contains("db3") && reason.contains("never_promote"),
+        "{reason}"
+    );
+    assert!(inst.calls("preflight").is_empty());
+
+    // A person may promote a never_promote standby only with --force; by address.
+    let r = inst.run(&["promote", "db", "db3", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("never_promote"), "{r:?}");
+    assert!(inst.calls("promote").is_empty());
+    let r = inst.run(&["promote", "db", "DB3.", "--yes", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), "standby2".into(), 0)
+    );
+    let r = inst.run(&["promote", "db", "db9", "--yes"]);
+    assert_eq!(r.code, 2, "an unknown server is a usage error: {r:?}");
+    assert!(r.stderr.contains("has no server `db9`"), "{r:?}");
+}
