@@ -654,9 +654,11 @@ fn replicating_from(status: Option<&ReplicaStatus>, source: &str) -> Result<bool
     if !s.source_host.eq_ignore_ascii_case(source) {
         return Err(format!("it replicates from {}", s.source_host));
     }
-    let no = |state: &str| state.eq_ignore_ascii_case("no");
-    if (no(&s.io_running) && !s.last_io_error.is_empty())
-        || (no(&s.sql_running) && !s.last_sql_error.is_empty())
+    // Errors from before the repoint were cleared by CHANGE MASTER: an error now is the
+    // new source's answer (a refused replication login while the IO thread is still
+    // `Connecting` and would retry only a minute later), so waiting longer would only hold
+    // the chain.
+    if (!s.io_ok() && !s.last_io_error.is_empty()) || (!s.sql_ok() && !s.last_sql_error.is_empty())
     {
         return Err(s.describe());
     }
@@ -1139,7 +1141,7 @@ mod tests {
             (Some(status("db2", "Connecting", "Yes", "", "")), Ok(false)),
             (
                 Some(status("db2", "Connecting", "Yes", denied, "")),
-                Ok(false),
+                Err("Access denied"),
             ),
             (Some(status("db2", "No", "Yes", "", "")), Ok(false)),
             (

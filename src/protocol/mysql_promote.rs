@@ -38,6 +38,11 @@ use crate::tls::Tls;
 pub const TYPE: &str = "mysql_promote";
 
 /// The `mysql_promote` step's settings.
+/// Longest a repointed standby may take to show its IO and SQL threads running from the new
+/// primary: a healthy one does within a second, and every second waited holds the chain's
+/// later steps (the service does not move until they run).
+const REPOINT_VERIFY: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub struct MysqlPromote {
     pub user: String,
@@ -298,7 +303,8 @@ impl MysqlPromote {
             "replication changed to {new}:{} by GTID and started",
             self.port
         ));
-        let status = client.await_replicating(new, ctx.bounded(self.catch_up_timeout))?;
+        let limit = self.catch_up_timeout.min(REPOINT_VERIFY);
+        let status = client.await_replicating(new, ctx.bounded(limit))?;
         Ok(status.describe())
     }
 }
