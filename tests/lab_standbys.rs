@@ -1,8 +1,10 @@
 //! The lab with two standbys (`Lab::fresh_with_standbys(2)`: db2 and db3 replicating from
 //! db1), and the helpers the standby tests build on, each proven with real queries: MariaDB
 //! and Redis replicate to both, db3 takes ssh logins, a stopped IO thread misses writes, a
-//! locked replication account refuses a repoint. Run by `scripts/test` (it needs root);
-//! `cargo test` lists it as ignored.
+//! locked replication account refuses a repoint. Then failovers on real servers: a standby
+//! that missed acknowledged writes is never promoted, the one that has them is and the
+//! others follow it, `never_promote`, a failed repoint, the replicas' second opinion, and
+//! Redis. Run by `scripts/test` (they need root); `cargo test` lists them as ignored.
 
 #[macro_use]
 mod common;
