@@ -342,8 +342,9 @@ pub fn servers(f: &PoolFacts) -> Vec<Found> {
 }
 
 /// What the standbys' replication says: one that replicates from another of the pool's
-/// servers than the active one (CRITICAL: it serves stale reads and is no standby), and
-/// one that could not be promoted were the active server to fail now (WARNING).
+/// servers than the active one, or does not receive from the active one (CRITICAL, in every
+/// state: it serves stale reads now and is no standby), and one that could not be promoted
+/// were the active server to fail now (WARNING).
 fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
     let pool = f.pool;
     let servers = pool.servers();
@@ -366,6 +367,22 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
                 ),
                 format!(
                     "repoint {address} to {active_address} (MySQL: CHANGE MASTER TO MASTER_HOST='{active_address}', MASTER_USE_GTID=slave_pos; Redis: REPLICAOF {active_address} PORT)"
+                ),
+            ));
+            continue;
+        }
+        if let Some(r) = row.replica.as_ref().filter(|r| !r.receiving)
+            && servers.role_of(&r.source) == Some(active)
+        {
+            out.push(found(
+                Status::Critical,
+                format!(
+                    "standby {} ({address}) does not receive from the active server {active_address}: {}",
+                    role.as_str(),
+                    r.problem.as_deref().unwrap_or("its replication link is down")
+                ),
+                format!(
+                    "fix {address}'s replication from {active_address} (SHOW REPLICA STATUS: the replication account, the network; Redis: masterauth): until then it serves stale reads and is no candidate"
                 ),
             ));
             continue;

@@ -224,6 +224,11 @@ impl Unfit {
             },
             Unfit::Behind { ago, behind } => {
                 let when = match ago {
+                    // Caught up at the round before the last healthy one: what it lacks was
+                    // written just before the outage.
+                    Some(ms) if *ms < 1000 => format!(
+                        "lacks writes {failed_primary} had acknowledged at its last healthy check"
+                    ),
                     Some(ms) => format!(
                         "was last seen caught up {} before the outage",
                         crate::text::human_secs(*ms as f64 / 1000.0)
