@@ -916,4 +916,103 @@ mod tests {
             );
         }
     }
+
+    /// Three servers: a standby that replicates from another server than the active one, or
+    /// does not receive from it, is CRITICAL in every state; one that could not be promoted
+    /// now is a WARNING in an armed pool.
+    #[test]
+    fn standbys_replication_table() {
+        use crate::monitor::Replica;
+        use crate::position::Position;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pools")).unwrap();
+        std::fs::write(dir.path().join("deadpool.toml"), "state_dir = \"state\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("pools/db.toml"),
+            "primary = \"db1\"\nstandbys = [\"db2\", \"db3\"]\n[monitor]\ntype = \"tcp\"\nport = 3306\n",
+        )
+        .unwrap();
+        let p = Config::load(dir.path()).unwrap().pools.remove(0);
+        let replica = |source: &str, receiving: bool| Replica {
+            source: source.into(),
+            receiving,
+            received: Some(Position::binlog("b.000001", 100, "")),
+            applied: None,
+            lag_seconds: Some(0),
+            problem: (!receiving).then(|| "IO error: Access denied".to_string()),
+        };
+        let with = |role: Role, r: Option<Replica>| MonitorRow {
+            replica: r,
+            ..row(role, Health::Up, Some(true))
+        };
+        let mut behind = rec(PoolState::Armed, 0, Role::PRIMARY);
+        behind.progress = crate::rules::track(
+            &Default::default(),
+            "db1",
+            Some(&Position::binlog("b.000001", 100, "")),
+            &[
+                (
+                    "db2",
+                    Some("db1"),
+                    Some(&Position::binlog("b.000001", 100, "")),
+                ),
+                (
+                    "db3",
+                    Some("db1"),
+                    Some(&Position::binlog("b.000001", 100, "")),
+                ),
+            ],
+            NOW - 3000,
+            |a, b| a == b,
+        );
+        for at in [NOW - 2000, NOW - 1000] {
+            let pos = Position::binlog("b.000001", (at - NOW + 4000) as u64 * 10, "");
+            behind.progress = crate::rules::track(
+                &behind.progress,
+                "db1",
+                Some(&pos),
+                &[("db2", Some("db1"), Some(&pos))],
+                at,
+                |a, b| a == b,
+            );
+        }
+        let armed = rec(PoolState::Armed, 0, Role::PRIMARY);
+        let locked = rec(PoolState::FailedOver, 0, Role::SECONDARY);
+        let primary = row(Role::PRIMARY, Health::Up, Some(false));
+        let new_primary = row(Role::SECONDARY, Health::Up, Some(false));
+        let standby2 = Role::at(2);
+        #[rustfmt::skip]
+        let rows: Vec<(&PoolRecord, Vec<MonitorRow>, Option<(Status, &str)>)> = vec![
+            (&armed, vec![primary.clone(), with(Role::SECONDARY, Some(replica("db1", true))), with(standby2, Some(replica("db1", true)))], None),
+            (&locked, vec![new_primary.clone(), with(standby2, Some(replica("db1", false)))],
+                Some((Status::Critical, "standby standby2 (db3) replicates from db1, not from the active server db2"))),
+            (&locked, vec![new_primary.clone(), with(standby2, Some(replica("db2", false)))],
+                Some((Status::Critical, "does not receive from the active server db2: IO error: Access denied"))),
+            (&locked, vec![new_primary, with(standby2, Some(replica("db2", true)))], None),
+            (&behind, vec![primary, with(Role::SECONDARY, Some(replica("db1", true))), with(standby2, Some(replica("db1", true)))],
+                Some((Status::Warning, "standby standby2 (db3) is not a candidate: it was last seen caught up 2.0s ago"))),
+        ];
+        for (r, monitor, want) in rows {
+            let f = facts(&p, Some(r), &monitor, &[]);
+            let found: Vec<(Status, String)> = replication(
+                &f,
+                f.active(),
+                &p.servers()
+                    .others(f.active())
+                    .map(|(r, _)| r)
+                    .collect::<Vec<_>>(),
+            )
+            .into_iter()
+            .map(|x| (x.status, x.message))
+            .collect();
+            match want {
+                None => assert!(found.is_empty(), "{found:?}"),
+                Some((status, words)) => {
+                    assert_eq!(found.len(), 1, "{found:?}");
+                    assert_eq!(found[0].0, status, "{found:?}");
+                    assert!(found[0].1.contains(words), "{found:?}");
+                }
+            }
+        }
+    }
 }
