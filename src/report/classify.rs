@@ -981,8 +981,9 @@ mod tests {
         let primary = row(Role::PRIMARY, Health::Up, Some(false));
         let new_primary = row(Role::SECONDARY, Health::Up, Some(false));
         let standby2 = Role::at(2);
+        type Row<'a> = (&'a PoolRecord, Vec<MonitorRow>, Option<(Status, &'a str)>);
         #[rustfmt::skip]
-        let rows: Vec<(&PoolRecord, Vec<MonitorRow>, Option<(Status, &str)>)> = vec![
+        let rows: Vec<Row> = vec![
             (&armed, vec![primary.clone(), with(Role::SECONDARY, Some(replica("db1", true))), with(standby2, Some(replica("db1", true)))], None),
             (&locked, vec![new_primary.clone(), with(standby2, Some(replica("db1", false)))],
                 Some((Status::Critical, "standby standby2 (db3) replicates from db1, not from the active server db2"))),
