@@ -618,13 +618,9 @@ fn host_result(host: &str, out: &crate::remote::Output, warning_allowed: bool) -
 mod tests {
     use super::*;
 
-    fn servers(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| s.to_string()).collect()
-    }
-
-    /// A step that loads from its type alone, for contexts.
-    fn redis_step() -> Step {
-        let ssh = SshSettings {
+    /// `[ssh]` defaults for loading steps in tests (nothing is read from them).
+    fn test_ssh() -> SshSettings {
+        SshSettings {
             user: "deadpool".into(),
             port: 22,
             auth: crate::settings::SshAuth::Agent,
@@ -632,7 +628,16 @@ mod tests {
             connect_timeout: Duration::from_secs(3),
             command_timeout: Duration::from_secs(30),
             sudo: false,
-        };
+        }
+    }
+
+    fn servers(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A step that loads from its type alone, for contexts.
+    fn redis_step() -> Step {
+        let ssh = test_ssh();
         let monitor = MonitorKind::Tcp(crate::monitor::tcp::Tcp { port: 1 });
         let cx = LoadContext {
             dir: Path::new("/nonexistent"),
@@ -807,15 +812,7 @@ mod tests {
     /// table it accepts loads as that type.
     #[test]
     fn every_listed_type_loads_as_itself() {
-        let ssh = SshSettings {
-            user: "deadpool".into(),
-            port: 22,
-            auth: crate::settings::SshAuth::Agent,
-            known_hosts: "/nonexistent/known_hosts".into(),
-            connect_timeout: Duration::from_secs(3),
-            command_timeout: Duration::from_secs(30),
-            sudo: false,
-        };
+        let ssh = test_ssh();
         let monitor = MonitorKind::Tcp(crate::monitor::tcp::Tcp { port: 1 });
         let servers = ["10.0.0.1".to_string(), "10.0.0.2".to_string()];
         let cx = LoadContext {

@@ -284,7 +284,7 @@ impl MysqlPromote {
     }
 
     /// Repoints a standby to the new primary by GTID and waits until it replicates from it
-    /// (at most `catch_up_timeout`, never past the step's deadline).
+    /// (at most [`REPOINT_VERIFY`] or `catch_up_timeout`, never past the step's deadline).
     fn repoint(
         &self,
         host: &str,
