@@ -319,6 +319,26 @@ fn wait_rows_on(lab: &Lab, host: &str, acked: &[u32]) {
     lab.assert_rows_on(host, acked);
 }
 
+/// 50 acknowledged rows on db1 that both standbys apply, a tick that records them, then
+/// db1's mysqld killed and the ticks up to the decision: the pool is failed over to the
+/// server in role `to`. Returns the rows.
+fn kill_after_acked_writes(lab: &Lab, inst: &Instance, to: &str) -> Vec<u32> {
+    let acked = write_acked(lab, 1, 50);
+    wait(LIMIT, "db2 and db3 to apply db1's rows", || {
+        caught_up(lab, "db2") && caught_up(lab, "db3")
+    });
+    tick_ok(inst);
+    lab.sh(&["kill", "db1", "mysql"]);
+    ticks_to_decide(inst);
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), to.into(), 0),
+        "{}",
+        inst.history()
+    );
+    acked
+}
+
 /// The pool's state and reason, as `report --json` gives them.
 fn state_and_reason(inst: &Instance) -> (String, String) {
     let p = inst.pool_json("db");
@@ -433,20 +453,7 @@ fn a_standby_in_never_promote_is_passed_over_and_follows_the_new_primary() {
     let keys = format!("never_promote = [\"{}\"]", ip(&lab, "db2"));
     let inst = Instance::with(SETTINGS, &[("db", &lab.mysql_pool3(3, &keys, ""))]);
     tick_ok(&inst);
-    let acked = write_acked(&lab, 1, 50);
-    wait(LIMIT, "db2 and db3 to apply db1's rows", || {
-        caught_up(&lab, "db2") && caught_up(&lab, "db3")
-    });
-    tick_ok(&inst);
-    lab.sh(&["kill", "db1", "mysql"]);
-    ticks_to_decide(&inst);
-
-    assert_eq!(
-        inst.state_of("db"),
-        ("failed_over".into(), "standby2".into(), 0),
-        "{}",
-        inst.history()
-    );
+    let acked = kill_after_acked_writes(&lab, &inst, "standby2");
     assert_eq!(read_only(&lab, "db3"), "0");
     assert_eq!(read_only(&lab, "db2"), "1");
     lab.assert_rows_on("db3", &acked);
@@ -491,20 +498,7 @@ fn a_repoint_that_fails_is_a_warning_and_the_failover_goes_on() {
     );
     tick_ok(&inst);
     lab.lock_replication_account("db2");
-    let acked = write_acked(&lab, 1, 50);
-    wait(LIMIT, "db2 and db3 to apply db1's rows", || {
-        caught_up(&lab, "db2") && caught_up(&lab, "db3")
-    });
-    tick_ok(&inst);
-    lab.sh(&["kill", "db1", "mysql"]);
-    ticks_to_decide(&inst);
-
-    assert_eq!(
-        inst.state_of("db"),
-        ("failed_over".into(), "secondary".into(), 0),
-        "{}",
-        inst.history()
-    );
+    let acked = kill_after_acked_writes(&lab, &inst, "secondary");
     assert_eq!(read_only(&lab, "db2"), "0");
     lab.assert_rows_on("db2", &acked);
     for ns in APPS {

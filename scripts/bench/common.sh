@@ -84,3 +84,46 @@ TOML
 
 # The history of an instance as "event at_ms" lines.
 events() { "$bin" --config "$1" history --json --limit 100000 | sed -n 's/.*"at":\([0-9]*\),.*"event":"\([a-z_]*\)".*/\2 \1/p'; }
+
+# A pool of db1 and the servers in line $1 (`secondary = ...` or `standbys = [...]`), with the
+# detection line $2 and the chain of the speed measurements: mysql_promote -> vip ->
+# etc_hosts on the first $3 app hosts (steps named promote, vip, clients).
+chain_pool() {
+    local servers=$1 detection=$2 clients=$3
+    cat <<TOML
+primary = "$LAB_DB1_IP"
+$servers
+$detection
+
+[monitor]
+type = "mysql"
+user = "$LAB_MONITOR_USER"
+password_file = "$LAB_MONITOR_PASSWORD_FILE"
+timeout = "1s"
+
+[[protocol]]
+type = "mysql_promote"
+name = "promote"
+user = "$LAB_ADMIN_USER"
+password_file = "$LAB_ADMIN_PASSWORD_FILE"
+catch_up_timeout = "10s"
+timeout = "20s"
+
+[[protocol]]
+type = "vip"
+name = "vip"
+address = "10.213.0.100/24"
+interface = "eth0"
+timeout = "10s"
+TOML
+    etc_hosts_step "$clients" | sed 's/^type = "etc_hosts"$/type = "etc_hosts"\nname = "clients"/'
+}
+
+# When a step ended (ms), from the history.
+step_end() {
+    "$bin" --config "$1" history --json --limit 100000 | grep '"event":"step"' \
+        | grep "\"step\":\"$2\"" | sed -n 's/.*"at":\([0-9]*\),.*/\1/p' | tail -n 1
+}
+
+# Ticks the way the systemd timer runs them (OnUnitInactiveSec=1s), until killed.
+ticker() { while :; do "$bin" --config "$1" tick 2>/dev/null || true; sleep 1; done; }

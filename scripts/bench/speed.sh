@@ -19,51 +19,7 @@ blips=${2:-10}
 prepare
 
 # The chain of the measurement, for a pool with the given detection line.
-speed_pool() {
-    local detection=$1 clients=$2
-    cat <<TOML
-primary = "$LAB_DB1_IP"
-secondary = "$LAB_DB2_IP"
-$detection
-
-[monitor]
-type = "mysql"
-user = "$LAB_MONITOR_USER"
-password_file = "$LAB_MONITOR_PASSWORD_FILE"
-timeout = "1s"
-
-[[protocol]]
-type = "mysql_promote"
-name = "promote"
-user = "$LAB_ADMIN_USER"
-password_file = "$LAB_ADMIN_PASSWORD_FILE"
-catch_up_timeout = "10s"
-timeout = "20s"
-
-[[protocol]]
-type = "vip"
-name = "vip"
-address = "10.213.0.100/24"
-interface = "eth0"
-timeout = "10s"
-TOML
-    etc_hosts_step "$clients" | sed 's/^type = "etc_hosts"$/type = "etc_hosts"\nname = "clients"/'
-}
-
-# When a step ended (ms), from the history.
-step_end() {
-    "$bin" --config "$1" history --json --limit 100000 | grep '"event":"step"' \
-        | grep "\"step\":\"$2\"" | sed -n 's/.*"at":\([0-9]*\),.*/\1/p' | tail -n 1
-}
-
-# A step's time on one host (ms), from the history.
-host_ms() {
-    "$bin" --config "$1" history --json --limit 100000 | grep '"event":"step"' \
-        | grep "\"step\":\"$2\"" | grep "\"host\":\"$3\"" \
-        | sed -n 's/.*"duration_ms":\([0-9]*\)[,}].*/\1/p' | tail -n 1
-}
-
-ticker() { while :; do "$bin" --config "$1" tick 2>/dev/null || true; sleep 1; done; }
+speed_pool() { chain_pool "secondary = \"$LAB_DB2_IP\"" "$1" "$2"; }
 
 fresh_lab() {
     bash "$lab" down >/dev/null 2>&1
