@@ -630,6 +630,16 @@ pub fn promote_is_safe(
     rules::candidate(&[standby], failed, same_host, &progress, lag_ms, pool.unit).map(|_| ())
 }
 
+/// The standby a failover would promote were the active server to fail now (for `tick
+/// --dry-run`'s plan of a healthy pool), or why none may be.
+pub fn would_choose(facts: &Facts, standbys: &[Seen]) -> Result<(Role, String), BlockReason> {
+    // As if the active server failed now: its position of this round is no sample, so a
+    // streaming standby is measured against the last round's, as at an outage.
+    let mut failed = facts.clone();
+    failed.active.health = Health::Down;
+    target(&failed, &progress_after(&failed, standbys), standbys)
+}
+
 /// Why a failover starts, with the standby chosen and why the others were passed over.
 fn with_choice(why: String, target: Option<(Role, String)>) -> (String, Option<Role>) {
     match target {

@@ -755,8 +755,14 @@ fn several_standbys_promote_the_first_that_may_be_promoted() {
         &[("db", THREE_SERVERS)],
     );
     assert_eq!(inst.tick().code, 0);
-    inst.flag("down-db1");
     inst.flag("down-db2");
+    let dry = inst.run(&["tick", "--dry-run"]);
+    assert!(
+        dry.stdout
+            .contains("a failover now would promote db3, passing over: db2 does not answer"),
+        "the dry run of a healthy pool names the standby a failover would promote: {dry:?}"
+    );
+    inst.flag("down-db1");
     inst.ticks_before_threshold("db", 2);
     inst.tick();
     assert_eq!(inst.state_of("db").0, "failed_over", "{}", inst.history());

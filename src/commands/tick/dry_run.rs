@@ -72,8 +72,16 @@ fn dry_pool(pool: &Pool, rec: &PoolRecord, gap: bool, now: i64) -> DryPool {
         detection,
         now,
     );
-    let (to, passed_over) =
-        target.unwrap_or_else(|_| (pool.next_standby(rec.active), String::new()));
+    // A healthy pool's plan: toward the standby the rule would choose were the active
+    // server to fail now.
+    let chosen = match target {
+        Err(_) if active.health.is_alive() => round::would_choose(&facts, &standbys),
+        other => other,
+    };
+    let (to, passed_over, no_candidate) = match chosen {
+        Ok((to, passed)) => (to, passed, None),
+        Err(why) => (pool.next_standby(rec.active), String::new(), Some(why.text)),
+    };
     let pause = rec
         .pause
         .as_ref()
@@ -81,6 +89,20 @@ fn dry_pool(pool: &Pool, rec: &PoolRecord, gap: bool, now: i64) -> DryPool {
     let (decision, mut decision_text) = words(pool, rec, &d, to, pause, now);
     if d.next == Next::Failover && !passed_over.is_empty() {
         decision_text.push_str(&format!("; passed over: {passed_over}"));
+    }
+    // A healthy pool of several standbys: which one a failover now would promote, and why
+    // not the others (a pair says nothing new: its one standby is in the plan).
+    if d.next != Next::Failover && !pool.servers().is_pair() {
+        match &no_candidate {
+            Some(why) if active.health.is_alive() => {
+                decision_text.push_str(&format!("; a failover now would be blocked: {why}"))
+            }
+            None if !passed_over.is_empty() => decision_text.push_str(&format!(
+                "; a failover now would promote {}, passing over: {passed_over}",
+                pool.address(to)
+            )),
+            _ => {}
+        }
     }
     let server = |check: &Check, role: Role| DryServer {
         role: role.as_str(),
