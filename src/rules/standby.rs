@@ -220,7 +220,7 @@ impl Unfit {
                 Some(source) => {
                     format!("{label} replicates from {source}, not from {failed_primary}")
                 }
-                None => format!("{label} does not replicate from {failed_primary}"),
+                None => format!("{label} is not a replica of {failed_primary}"),
             },
             Unfit::Behind { ago, behind } => {
                 let when = match ago {
