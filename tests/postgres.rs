@@ -148,8 +148,10 @@ impl Server {
             .success();
         assert!(copied);
         server.configure("primary");
+        server.tls();
         let hba = "local all all trust\n\
             host replication repl 127.0.0.1/32 scram-sha-256\n\
+            host all clearuser 127.0.0.1/32 password\n\
             host all md5user 127.0.0.1/32 md5\n\
             host all all 127.0.0.1/32 scram-sha-256\n";
         std::fs::write(server.dir.path().join("data/pg_hba.conf"), hba).unwrap();
@@ -158,7 +160,9 @@ impl Server {
             "CREATE ROLE deadpool LOGIN PASSWORD 'monitor-pw' IN ROLE pg_monitor; \
              CREATE ROLE repl LOGIN REPLICATION PASSWORD 'repl-pw'; \
              SET password_encryption = 'md5'; \
-             CREATE ROLE md5user LOGIN PASSWORD 'md5-pw' IN ROLE pg_monitor;",
+             CREATE ROLE md5user LOGIN PASSWORD 'md5-pw' IN ROLE pg_monitor; \
+             RESET password_encryption; \
+             CREATE ROLE clearuser LOGIN PASSWORD 'clear-pw' IN ROLE pg_monitor;",
         );
         server
     }
@@ -202,6 +206,42 @@ impl Server {
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str(&conf);
         std::fs::write(&path, text).unwrap();
+    }
+
+    /// TLS on: a CA (`ca.pem` in the server's directory) and a certificate for 127.0.0.1
+    /// signed by it.
+    fn tls(&self) {
+        let dir = self.dir.path();
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        for args in [
+            format!("req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca"),
+            format!("req {ec} -keyout data/server.key -out server.csr -subj /CN=127.0.0.1"),
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out data/server.crt".to_string(),
+        ] {
+            let out = Command::new("timeout")
+                .args(["30", "openssl"])
+                .args(args.split(' '))
+                .current_dir(dir)
+                .output()
+                .expect("run openssl");
+            assert!(out.status.success(), "openssl {args}: {out:?}");
+        }
+        for file in ["data/server.key", "data/server.crt"] {
+            let _ = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.join(file))
+                .status();
+        }
+        std::fs::set_permissions(
+            dir.join("data/server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let conf = dir.join("data/postgresql.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let ssl = "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+        std::fs::write(&conf, text + ssl).unwrap();
     }
 
     fn start(&self) {
@@ -291,6 +331,14 @@ fn pool(primary: &str, secondary: &str, port: u16, user: &str, password_file: &s
     )
 }
 
+/// A pool's monitor with TLS toward both servers, verified against the test's CA.
+fn with_tls(pool: String) -> String {
+    pool.replace(
+        "timeout = \"2s\"\n",
+        "timeout = \"2s\"\ntls = { ca_file = \"ca.pem\" }\n",
+    )
+}
+
 /// The servers of `pool` in the last report, by address.
 fn servers(inst: &Instance, pool: &str) -> serde_json::Map<String, serde_json::Value> {
     let run = inst.run(&["report", "--json"]);
@@ -354,12 +402,22 @@ fn postgres_monitor_sees_primary_standby_and_what_is_wrong() {
                 "wrong",
                 &pool("127.0.0.1", "127.0.0.2", p, "deadpool", "wrong.pw"),
             ),
+            (
+                "tls",
+                &with_tls(pool("127.0.0.1", "127.0.0.2", p, "clearuser", "clear.pw")),
+            ),
+            (
+                "clear",
+                &pool("127.0.0.1", "127.0.0.2", p, "clearuser", "clear.pw"),
+            ),
         ],
     );
+    std::fs::copy(primary.dir.path().join("ca.pem"), inst.path("ca.pem")).unwrap();
     for (file, password) in [
         ("monitor.pw", "monitor-pw"),
         ("md5.pw", "md5-pw"),
         ("wrong.pw", "not-the-password"),
+        ("clear.pw", "clear-pw"),
     ] {
         inst.write(file, password);
         std::fs::set_permissions(
@@ -418,6 +476,23 @@ fn postgres_monitor_sees_primary_standby_and_what_is_wrong() {
         "{message}"
     );
     assert!(!message.contains("not-the-password"), "{message}");
+
+    // A password asked for in clear text goes only over TLS (verified against the CA).
+    let tls = &servers(&inst, "tls")["127.0.0.1"];
+    assert_eq!(tls["health"], "up", "{tls}");
+    assert!(
+        tls["message"]
+            .as_str()
+            .unwrap()
+            .contains(" up over TLS, primary at "),
+        "{tls}"
+    );
+    let clear = &servers(&inst, "clear")["127.0.0.1"];
+    assert_eq!(clear["health"], "degraded", "{clear}");
+    assert!(
+        clear["message"].as_str().unwrap().contains("clear text"),
+        "{clear}"
+    );
 
     standby.stop();
     inst.tick();

@@ -124,10 +124,10 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
         }
     };
     let product = format!(
-        "PostgreSQL {}{}",
-        client.version.split_whitespace().next().unwrap_or("?"),
-        if client.tls { " over TLS" } else { "" }
+        "PostgreSQL {}",
+        client.version.split_whitespace().next().unwrap_or("?")
     );
+    let up = if client.tls { "up over TLS" } else { "up" };
     let recovery = match client.query("SELECT pg_is_in_recovery() AS recovery") {
         Ok(rows) => rows.first("recovery") == Some("t"),
         Err(f) => {
@@ -151,7 +151,8 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
             } else {
                 primary_facts(&rows)
             };
-            (Health::Up, describe(&product, &facts), Some(facts))
+            let message = describe(&format!("{product} {up}"), &facts);
+            (Health::Up, message, Some(facts))
         }
         Err(f @ Failure::Down(_)) => (
             Health::Down,
@@ -167,7 +168,7 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
             let role = if recovery { "standby" } else { "primary" };
             (
                 Health::Up,
-                format!("{product} up, {role}, but reading {what} failed: {f}"),
+                format!("{product} {up}, {role}, but reading {what} failed: {f}"),
                 Some(facts),
             )
         }
@@ -250,13 +251,13 @@ fn standby_facts(rows: &Rows) -> Facts {
     }
 }
 
-/// The check's message: `PostgreSQL 15.10 up, primary at 0/3000148 (timeline 1)`,
-/// `..., standby streaming from 10.0.0.11, lag 0s`.
+/// The check's message after `PostgreSQL 15.10 up`: `, primary at 0/3000148 (timeline 1)`,
+/// `, standby streaming from 10.0.0.11, lag 0s`.
 fn describe(product: &str, facts: &Facts) -> String {
     match &facts.replication {
         None => match &facts.position {
-            Some(p) => format!("{product} up, primary at {}", p.text),
-            None => format!("{product} up, primary"),
+            Some(p) => format!("{product}, primary at {}", p.text),
+            None => format!("{product}, primary"),
         },
         Some(r) if r.receiving => {
             let source = if r.source.is_empty() {
@@ -265,10 +266,10 @@ fn describe(product: &str, facts: &Facts) -> String {
                 r.source.as_str()
             };
             let lag = r.lag_seconds.map_or("-".to_string(), |s| format!("{s}s"));
-            format!("{product} up, standby streaming from {source}, lag {lag}")
+            format!("{product}, standby streaming from {source}, lag {lag}")
         }
         Some(r) => format!(
-            "{product} up, standby, {}",
+            "{product}, standby, {}",
             r.problem.as_deref().unwrap_or("not streaming")
         ),
     }
@@ -363,7 +364,7 @@ mod tests {
         assert_eq!((p.offset, p.timeline), (0x300_0148, Some(10)));
         assert_eq!(
             describe(
-                "PostgreSQL 15.10",
+                "PostgreSQL 15.10 up",
                 &primary_facts(&rows(&[
                     ("lsn", Some("0/5")),
                     ("timeline", Some("00000001"))
@@ -477,7 +478,7 @@ mod tests {
                 received.map(|_| Some(1))
             );
             assert_eq!(r.applied.as_ref().map(|p| p.text.as_str()), *applied);
-            let m = describe("PostgreSQL 15.10", &f);
+            let m = describe("PostgreSQL 15.10 up", &f);
             assert!(m.contains(words), "{m}");
         }
         // Without pg_read_all_stats the receiver's row hides its status and sender.
