@@ -23,6 +23,7 @@ mod net;
 mod opinion;
 mod output;
 mod position;
+mod postgres;
 mod protocol;
 mod readiness;
 mod redis;

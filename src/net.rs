@@ -46,3 +46,14 @@ pub fn same_host(a: &str, b: &str, timeout: Duration) -> bool {
     let (x, y) = (ips(a), ips(b));
     x.iter().any(|ip| y.contains(ip))
 }
+
+/// An I/O error in the words of a monitor's message: a read or write past its timeout says
+/// so, whatever the platform calls it.
+pub fn io_words(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "no answer in time (timed out)".to_string()
+        }
+        _ => e.to_string(),
+    }
+}

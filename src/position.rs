@@ -1,22 +1,30 @@
 //! How far a server's copy of the primary's stream goes: the primary's own position and each
 //! standby's received and applied positions, in the primary's coordinates, so that they
 //! compare (MySQL/MariaDB binary log file and offset, with the GTID position where there is
-//! one; Redis replication offset). Plain data with its order and its words; no I/O.
+//! one; Redis replication offset; PostgreSQL WAL location and timeline). Plain data with its
+//! order and its words; no I/O.
 
 use serde::{Deserialize, Serialize};
 
 /// One position in a primary's stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
-    /// The binary log file's number (`mysql-bin.000042` is 42); 0 for Redis.
+    /// The binary log file's number (`mysql-bin.000042` is 42); 0 for Redis and PostgreSQL.
     pub file: u64,
-    /// The offset in that file (MySQL/MariaDB) or in the replication stream (Redis).
+    /// The offset in that file (MySQL/MariaDB), in the replication stream (Redis), or the
+    /// WAL location as one number (PostgreSQL's `16/B374D848` is `0x16_B374D848`).
     pub offset: u64,
     /// How many transactions the GTID position holds, where it is known (MariaDB: the sum of
     /// the sequence numbers of its domains), so a difference reads as transactions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transactions: Option<u64>,
-    /// As the server says it: `mysql-bin.000042:1234 (GTID 0-1-57)`, `offset 12345`.
+    /// The PostgreSQL timeline the location was written on, where it is known. WAL
+    /// locations keep counting across a promotion, so they compare whatever the timeline;
+    /// the timeline tells a server that followed a promotion from one that did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
+    /// As the server says it: `mysql-bin.000042:1234 (GTID 0-1-57)`, `offset 12345`,
+    /// `0/3000148 (timeline 2)`.
     pub text: String,
 }
 
@@ -25,6 +33,7 @@ pub struct Position {
 pub enum Unit {
     Binlog,
     Redis,
+    Wal,
 }
 
 impl Position {
@@ -41,6 +50,7 @@ impl Position {
             file: binlog_number(file_name),
             offset,
             transactions: transactions_in(gtid),
+            timeline: None,
             text,
         }
     }
@@ -51,8 +61,35 @@ impl Position {
             file: 0,
             offset,
             transactions: None,
+            timeline: None,
             text: format!("offset {offset}"),
         }
+    }
+
+    /// A PostgreSQL WAL location as the server writes it (`16/B374D848`: two hexadecimal
+    /// halves of a 64-bit number), on `timeline` when it is known. `None` for text that is
+    /// no location.
+    pub fn lsn(text: &str, timeline: Option<u32>) -> Option<Position> {
+        let (high, low) = text.trim().split_once('/')?;
+        let ok =
+            |h: &str| !h.is_empty() && h.len() <= 8 && h.bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok(high) || !ok(low) {
+            return None;
+        }
+        let high = u64::from_str_radix(high, 16).ok()?;
+        let low = u64::from_str_radix(low, 16).ok()?;
+        let offset = (high << 32) | low;
+        let location = format!("{high:X}/{low:X}");
+        Some(Position {
+            file: 0,
+            offset,
+            transactions: None,
+            timeline,
+            text: match timeline {
+                Some(t) => format!("{location} (timeline {t})"),
+                None => location,
+            },
+        })
     }
 
     fn key(&self) -> (u64, u64) {
@@ -78,6 +115,7 @@ impl Position {
         }
         Some(match unit {
             Unit::Redis => format!("{} bytes", ahead.offset.saturating_sub(self.offset)),
+            Unit::Wal => format!("{} bytes of WAL", ahead.offset.saturating_sub(self.offset)),
             Unit::Binlog if ahead.file == self.file => {
                 format!("{} bytes of binary log", ahead.offset - self.offset)
             }
@@ -160,6 +198,55 @@ mod tests {
             Some("1024 bytes")
         );
         assert_eq!(primary.text, "mysql-bin.000003:900 (GTID 0-1-57)");
+    }
+
+    /// PostgreSQL locations as `pg_current_wal_lsn()` and `pg_last_wal_replay_lsn()` give
+    /// them: ordered as numbers (not as text: `0/A` is after `0/9000000`), across timelines.
+    #[test]
+    fn wal_locations_order_and_say_how_far_behind() {
+        // (text, timeline, (offset, text kept))
+        type Row<'a> = (&'a str, Option<u32>, Option<(u64, &'a str)>);
+        let rows: &[Row] = &[
+            (
+                "0/3000148",
+                Some(1),
+                Some((0x300_0148, "0/3000148 (timeline 1)")),
+            ),
+            ("16/B374D848", None, Some((0x16_B374_D848, "16/B374D848"))),
+            ("0/a", None, Some((10, "0/A"))),
+            (
+                "FFFFFFFF/FFFFFFFF",
+                Some(7),
+                Some((u64::MAX, "FFFFFFFF/FFFFFFFF (timeline 7)")),
+            ),
+            (" 0/0 ", None, Some((0, "0/0"))),
+            ("", None, None),
+            ("0/", None, None),
+            ("/5", None, None),
+            ("1/2/3", None, None),
+            ("0/G", None, None),
+            ("100000000/0", None, None),
+            ("+1/0", None, None),
+        ];
+        for (text, timeline, want) in rows {
+            let got = Position::lsn(text, *timeline).map(|p| (p.offset, p.text.clone()));
+            assert_eq!(got, want.map(|(o, t)| (o, t.to_string())), "{text}");
+        }
+        let primary = Position::lsn("1/0", Some(2)).unwrap();
+        let standby = Position::lsn("0/FFFFFF00", Some(1)).unwrap();
+        assert!(primary.has(&standby) && !standby.has(&primary));
+        assert_eq!(
+            standby.behind(&primary, Unit::Wal).as_deref(),
+            Some("256 bytes of WAL")
+        );
+        assert_eq!(primary.behind(&standby, Unit::Wal), None);
+        let json = serde_json::to_string(&primary).unwrap();
+        assert_eq!(serde_json::from_str::<Position>(&json).unwrap(), primary);
+        assert!(
+            !serde_json::to_string(&Position::redis(1))
+                .unwrap()
+                .contains("timeline")
+        );
     }
 
     #[test]

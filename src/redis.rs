@@ -3,12 +3,13 @@
 //! checks and the promotion need. A few commands is all deadpool sends, so a full client
 //! library would not earn its place.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use crate::net::io_words as plain_io;
 use crate::settings::Secret;
-use crate::tls::Tls;
+use crate::tls::{Stream, Tls};
 
 /// How to reach a Redis server.
 #[derive(Debug, Clone)]
@@ -75,38 +76,6 @@ impl Reply {
 
 /// Longest reply line or bulk string accepted; a peer that sends more is not Redis.
 const MAX_REPLY: usize = 4 * 1024 * 1024;
-
-/// What the client talks over: TCP, or TLS on TCP.
-#[derive(Debug)]
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<native_tls::TlsStream<TcpStream>>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct Client {
@@ -275,15 +244,6 @@ impl Client {
                 .to_string(),
             Err(_) => String::new(),
         }
-    }
-}
-
-fn plain_io(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            "no answer in time (timed out)".to_string()
-        }
-        _ => e.to_string(),
     }
 }
 

@@ -1,6 +1,6 @@
-//! TLS toward the database servers (MySQL/MariaDB and Redis), through the system's OpenSSL
+//! TLS toward the database servers (MySQL/MariaDB, PostgreSQL and Redis), through the system's OpenSSL
 //! (the `native-tls` and `openssl` crates; deadpool links OpenSSL for SSH already): a pool's
-//! `tls` table loaded and checked, the handshake for the Redis client, the options for the
+//! `tls` table loaded and checked, the handshake for the Redis and PostgreSQL clients, the options for the
 //! MySQL client, and a failed handshake said in plain words, sorted by what it says about
 //! the server: a certificate that cannot be trusted, or an alert, came from a live server;
 //! silence or a closed connection did not.
@@ -223,6 +223,38 @@ impl Tls {
             file = Some(mem);
         }
         Ok((opts, file))
+    }
+}
+
+/// What a database client talks over: TCP, or TLS on TCP.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
     }
 }
 

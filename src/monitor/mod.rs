@@ -10,6 +10,7 @@
 
 pub mod mysql;
 pub mod nagios;
+pub mod postgres;
 pub mod redis;
 pub mod tcp;
 
@@ -29,7 +30,13 @@ use crate::tls::Tls;
 pub use crate::model::Health;
 
 /// The monitor types, as the `type` key names them, for the unknown-type message.
-pub const TYPES: &[&str] = &[mysql::TYPE, redis::TYPE, tcp::TYPE, nagios::TYPE];
+pub const TYPES: &[&str] = &[
+    mysql::TYPE,
+    postgres::TYPE,
+    redis::TYPE,
+    tcp::TYPE,
+    nagios::TYPE,
+];
 
 /// A pool's `[monitor]`: the keys every type has, and the type's own settings.
 #[derive(Debug, Clone)]
@@ -45,6 +52,8 @@ pub struct Monitor {
 pub enum MonitorKind {
     /// A MySQL or MariaDB login and a few read-only queries.
     Mysql(mysql::Mysql),
+    /// A PostgreSQL login and a few read-only queries.
+    Postgres(postgres::Postgres),
     /// A Redis PING and `INFO replication`.
     Redis(redis::Redis),
     /// A TCP connect.
@@ -121,6 +130,7 @@ impl MonitorKind {
     pub fn get(&self) -> &dyn Kind {
         match self {
             MonitorKind::Mysql(k) => k,
+            MonitorKind::Postgres(k) => k,
             MonitorKind::Redis(k) => k,
             MonitorKind::Tcp(k) => k,
             MonitorKind::Nagios(k) => k,
@@ -188,6 +198,7 @@ pub fn load(dir: &Path, mut table: toml::Table) -> Result<Monitor, Problem> {
     };
     let kind = match raw.kind.as_str() {
         mysql::TYPE => MonitorKind::Mysql(mysql::load(dir, table)?),
+        postgres::TYPE => MonitorKind::Postgres(postgres::load(dir, table)?),
         redis::TYPE => MonitorKind::Redis(redis::load(dir, table)?),
         tcp::TYPE => MonitorKind::Tcp(tcp::load(table)?),
         nagios::TYPE => MonitorKind::Nagios(nagios::load(dir, table)?),
@@ -404,7 +415,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "key `type`: unknown monitor type `memcached`, expected one of mysql, redis, tcp, nagios"
+            "key `type`: unknown monitor type `memcached`, expected one of mysql, postgres, redis, tcp, nagios"
         );
         let e = load(dir, table("port = 1")).unwrap_err().to_string();
         assert!(e.contains("missing field `type`"), "{e}");
@@ -463,6 +474,8 @@ mod tests {
             tls: None,
         };
         assert!(script(&mysql).contains("server greeting"));
+        let postgres = postgres::load(Path::new("/nonexistent"), toml::Table::new()).unwrap();
+        assert!(script(&postgres).contains("SSLRequest"));
         let mut redis = redis::Redis {
             access: crate::redis::RedisAccess {
                 port: 6379,

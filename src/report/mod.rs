@@ -211,6 +211,7 @@ fn server_reports(facts: &classify::PoolFacts, active: Role) -> Vec<ServerReport
                 position: row
                     .and_then(|r| r.position.as_ref())
                     .map(|p| p.text.clone()),
+                read_only: row.and_then(|r| r.read_only),
             }
         })
         .collect()

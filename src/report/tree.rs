@@ -86,6 +86,9 @@ pub struct ServerReport {
     /// A server's own position, when it is no replica (database monitors only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<String>,
+    /// Whether the server refuses writes, as its last check found (database monitors only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
 }
 
 /// Whom a standby replicates from and how far it has got.
