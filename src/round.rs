@@ -542,7 +542,7 @@ fn target(
                 let replica = s.replica();
                 (
                     pool.address(s.role),
-                    replica.map(|r| r.source.as_str()),
+                    replica.and_then(|r| r.named_source()),
                     replica.map(|r| r.receiving),
                 )
             })
@@ -560,7 +560,7 @@ fn target(
                 address: pool.address(s.role),
                 answers: s.health.is_alive(),
                 down_message: s.message,
-                source: replica.map(|r| r.source.as_str()),
+                source: replica.and_then(|r| r.named_source()),
                 is_replica: s.facts.map(|f| f.replication.is_some()),
                 never_promote: pool.never_promote.contains(&s.role),
                 received: replica.and_then(|r| r.received.as_ref()),
@@ -604,7 +604,7 @@ pub fn promote_is_safe(
     let address = pool.address(to);
     let tracked = [(
         address,
-        replica.map(|r| r.source.as_str()),
+        replica.and_then(|r| r.named_source()),
         replica.and_then(|r| r.received.as_ref()),
     )];
     let failed = pool.address(rec.active);
@@ -621,7 +621,7 @@ pub fn promote_is_safe(
         address,
         answers: seen.health.is_alive(),
         down_message: seen.message,
-        source: replica.map(|r| r.source.as_str()),
+        source: replica.and_then(|r| r.named_source()),
         is_replica: seen.facts.map(|f| f.replication.is_some()),
         never_promote: pool.never_promote.contains(&to),
         received: replica.and_then(|r| r.received.as_ref()),
@@ -665,7 +665,7 @@ fn progress_after(facts: &Facts, standbys: &[Seen]) -> Progress {
             let replica = s.replica();
             (
                 pool.address(s.role),
-                replica.map(|r| r.source.as_str()),
+                replica.and_then(|r| r.named_source()),
                 replica.and_then(|r| r.received.as_ref()),
             )
         })

@@ -104,9 +104,10 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Two free ports from 55432 up, spread by process so parallel runs rarely meet.
-fn free_ports(n: usize) -> Vec<u16> {
-    let start = 55432 + (std::process::id() % 400) as u16 * 8;
+/// `n` free ports from `base` up, spread by process so parallel runs rarely meet; each test
+/// of this file has its own `base`, since they run at once in one process.
+fn free_ports(base: u16, n: usize) -> Vec<u16> {
+    let start = base + (std::process::id() % 400) as u16 * 8;
     (start..start + 2000)
         .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
         .take(n)
@@ -117,6 +118,8 @@ fn free_ports(n: usize) -> Vec<u16> {
 /// when dropped.
 struct Server {
     dir: tempfile::TempDir,
+    /// The loopback address it listens on: servers of one pool differ by address.
+    address: &'static str,
     port: u16,
 }
 
@@ -130,15 +133,20 @@ impl Server {
     }
 
     /// A directory the postgres user may use, without data yet.
-    fn empty(port: u16) -> Server {
+    fn empty(address: &'static str, port: u16) -> Server {
         let dir = tempfile::tempdir().unwrap();
         postgres_dir(dir.path());
-        Server { dir, port }
+        Server { dir, address, port }
+    }
+
+    /// A primary on 127.0.0.1.
+    fn primary(port: u16) -> Server {
+        Server::primary_at("127.0.0.1", port)
     }
 
     /// A primary: the template copied, replication allowed, logins by password over TCP.
-    fn primary(port: u16) -> Server {
-        let server = Server::empty(port);
+    fn primary_at(address: &'static str, port: u16) -> Server {
+        let server = Server::empty(address, port);
         let copied = Command::new("cp")
             .args(["-a"])
             .arg(template().join("data"))
@@ -153,7 +161,9 @@ impl Server {
             host replication repl 127.0.0.1/32 scram-sha-256\n\
             host all clearuser 127.0.0.1/32 password\n\
             host all md5user 127.0.0.1/32 md5\n\
-            host all all 127.0.0.1/32 scram-sha-256\n";
+            host all all 127.0.0.1/32 scram-sha-256\n\
+            host replication repl 127.0.0.0/8 scram-sha-256\n\
+            host all all 127.0.0.0/8 scram-sha-256\n";
         std::fs::write(server.dir.path().join("data/pg_hba.conf"), hba).unwrap();
         server.start();
         server.sql(
@@ -167,14 +177,20 @@ impl Server {
         server
     }
 
-    /// A standby of `primary`, streaming from it.
+    /// A standby of `primary` on 127.0.0.1, streaming from it.
     fn standby_of(primary: &Server, port: u16) -> Server {
-        let server = Server::empty(port);
+        Server::standby_at(primary, "127.0.0.1", port)
+    }
+
+    /// A standby of `primary` on `address`, streaming from it (its `primary_conninfo`
+    /// names the primary's address and port).
+    fn standby_at(primary: &Server, address: &'static str, port: u16) -> Server {
+        let server = Server::empty(address, port);
         as_postgres(
             &[
                 &bin("pg_basebackup"),
                 "-h",
-                "127.0.0.1",
+                primary.address,
                 "-p",
                 &primary.port.to_string(),
                 "-U",
@@ -198,7 +214,8 @@ impl Server {
     /// copied `postgresql.conf` is overridden by appending).
     fn configure(&self, name: &str) {
         let conf = format!(
-            "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\ncluster_name = '{name}'\nfsync = off\nmax_wal_senders = 4\nhot_standby = on\nwal_receiver_status_interval = 1s\n",
+            "\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\ncluster_name = '{name}'\nfsync = off\nmax_wal_senders = 4\nhot_standby = on\nwal_receiver_status_interval = 1s\n",
+            self.address,
             self.port,
             self.socket_dir()
         );
@@ -370,7 +387,7 @@ fn eventually(what: &str, until: impl Fn() -> bool) {
 /// one in the same pool (the monitor's port is the pool's, so each real server gets a pool).
 #[test]
 fn postgres_monitor_sees_primary_standby_and_what_is_wrong() {
-    let ports = free_ports(2);
+    let ports = free_ports(55432, 2);
     let primary = Server::primary(ports[0]);
     let standby = Server::standby_of(&primary, ports[1]);
     eventually("the standby streams", || {
@@ -507,4 +524,123 @@ fn postgres_monitor_sees_primary_standby_and_what_is_wrong() {
     );
     // The primary, its standby gone, still says it is the primary.
     assert_eq!(servers(&inst, "main")["127.0.0.1"]["health"], "up");
+}
+
+impl Server {
+    /// Kills the postmaster with SIGKILL: a crash, nothing shut down cleanly.
+    fn crash(&self) {
+        let pid_file = self.dir.path().join("data/postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = text.lines().next().unwrap().trim().to_string();
+        let ok = Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -9 {pid}");
+        eventually("the crashed server stops answering", || {
+            std::net::TcpStream::connect((self.address, self.port)).is_err()
+        });
+    }
+
+    /// The WAL sender this standby streams from, when it streams.
+    fn streams_from(&self) -> String {
+        self.sql("SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'")
+    }
+}
+
+/// Three servers on one port, told apart by their loopback address; a failover at the
+/// first failed check, promoted by `postgres_promote` as the superuser.
+fn promoting_pool(port: u16) -> String {
+    format!(
+        "primary = \"127.0.0.1\"\nstandbys = [\"127.0.0.2\", \"127.0.0.3\"]\nmax_failed_checks = 1\n\n\
+         [monitor]\ntype = \"postgres\"\nport = {port}\nuser = \"deadpool\"\n\
+         password_file = \"monitor.pw\"\ntimeout = \"2s\"\n\n\
+         [[protocol]]\ntype = \"postgres_promote\"\nuser = \"postgres\"\n\
+         password_file = \"admin.pw\"\ncatch_up_timeout = \"10s\"\ntimeout = \"40s\"\n"
+    )
+}
+
+/// A crashed primary: a standby is promoted and the other streams from it. Then a manual
+/// promote while that primary is alive: it is fenced read-only, the third server promoted,
+/// and nothing written before is lost.
+#[test]
+fn postgres_promote_fails_over_and_promotes_by_hand() {
+    let port = free_ports(58432, 1)[0];
+    let first = Server::primary_at("127.0.0.1", port);
+    first.sql("CREATE TABLE t (i int); INSERT INTO t VALUES (1);");
+    let second = Server::standby_at(&first, "127.0.0.2", port);
+    let third = Server::standby_at(&first, "127.0.0.3", port);
+    for s in [&second, &third] {
+        eventually("the standbys stream", || s.streams_from() == "127.0.0.1");
+    }
+    let inst = Instance::exact(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", &promoting_pool(port))],
+    );
+    for (file, password) in [
+        ("monitor.pw", "monitor-pw"),
+        ("admin.pw", SUPERUSER_PASSWORD),
+    ] {
+        inst.write(file, password);
+        std::fs::set_permissions(
+            inst.path(file),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    let tick = inst.tick();
+    assert_eq!(tick.code, 0, "{tick:?}");
+
+    first.crash();
+    let started = Instant::now();
+    while inst.state_of("db").0 != "failed_over" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no failover: {}\n{:?}",
+            inst.pool_json("db"),
+            inst.run(&["history"])
+        );
+        inst.tick();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let active = inst.pool_json("db")["active_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (new, other) = if active == "127.0.0.2" {
+        (&second, &third)
+    } else {
+        (&third, &second)
+    };
+    assert_eq!(new.address, active);
+    assert_eq!(new.sql("SELECT pg_is_in_recovery()"), "f");
+    new.sql("INSERT INTO t VALUES (2)");
+    eventually("the other standby streams from the new primary", || {
+        other.streams_from() == active
+    });
+    eventually("the other standby has the new row", || {
+        other.sql("SELECT count(*) FROM t") == "2"
+    });
+
+    // By hand, the primary alive: the soft fence, the catch-up, the promotion.
+    new.sql("INSERT INTO t VALUES (3)");
+    let run = inst.run(&["promote", "db", other.address, "--yes"]);
+    assert_eq!(
+        inst.pool_json("db")["active_address"],
+        other.address,
+        "{run:?}"
+    );
+    assert_eq!(
+        new.sql("SHOW default_transaction_read_only"),
+        "on",
+        "{run:?}"
+    );
+    assert_eq!(new.sql("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(other.sql("SELECT pg_is_in_recovery()"), "f", "{run:?}");
+    other.sql("INSERT INTO t VALUES (4)");
+    assert_eq!(
+        other.sql("SELECT string_agg(i::text, ',' ORDER BY i) FROM t"),
+        "1,2,3,4"
+    );
 }

@@ -297,6 +297,15 @@ pub struct Replica {
     pub problem: Option<String>,
 }
 
+impl Replica {
+    /// The host it replicates from, when it names one: a PostgreSQL standby whose WAL
+    /// receiver is gone (its primary crashed) names none, which says nothing of where it
+    /// replicated from until then.
+    pub fn named_source(&self) -> Option<&str> {
+        Some(self.source.as_str()).filter(|s| !s.is_empty())
+    }
+}
+
 /// What a check needs of a pool: its name, its servers and its monitor (`config::Pool`).
 pub trait Watched: Sync {
     fn servers(&self) -> PoolServers<'_>;
@@ -369,6 +378,21 @@ pub fn bounded_probe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A standby without a WAL receiver names no source: unknown, never "another server".
+    #[test]
+    fn an_empty_source_is_no_source() {
+        let replica = |source: &str| Replica {
+            source: source.to_string(),
+            receiving: false,
+            received: None,
+            applied: None,
+            lag_seconds: None,
+            problem: None,
+        };
+        assert_eq!(replica("").named_source(), None);
+        assert_eq!(replica("10.0.0.1").named_source(), Some("10.0.0.1"));
+    }
 
     fn table(text: &str) -> toml::Table {
         text.parse().unwrap()

@@ -13,6 +13,7 @@ mod exec;
 mod haproxy;
 mod mysql_promote;
 mod plugin;
+mod postgres_promote;
 mod redis_promote;
 mod vip;
 
@@ -51,6 +52,7 @@ pub enum StepKind {
     EtcHosts(etc_hosts::EtcHosts),
     Vip(vip::Vip),
     RedisPromote(redis_promote::RedisPromote),
+    PostgresPromote(postgres_promote::PostgresPromote),
     Dns(dns::Dns),
     Haproxy(haproxy::Haproxy),
 }
@@ -65,6 +67,7 @@ pub const TYPES: &[&str] = &[
     exec::TYPE,
     plugin::TYPE,
     redis_promote::TYPE,
+    postgres_promote::TYPE,
 ];
 
 impl StepKind {
@@ -77,6 +80,7 @@ impl StepKind {
             StepKind::EtcHosts(k) => k,
             StepKind::Vip(k) => k,
             StepKind::RedisPromote(k) => k,
+            StepKind::PostgresPromote(k) => k,
             StepKind::Dns(k) => k,
             StepKind::Haproxy(k) => k,
         }
@@ -151,6 +155,7 @@ pub fn load(mut table: toml::Table, cx: &LoadContext) -> Result<Step, Problem> {
         etc_hosts::TYPE => StepKind::EtcHosts(etc_hosts::load(table, cx)?),
         vip::TYPE => StepKind::Vip(vip::load(table, cx)?),
         redis_promote::TYPE => StepKind::RedisPromote(redis_promote::load(table, cx)?),
+        postgres_promote::TYPE => StepKind::PostgresPromote(postgres_promote::load(table, cx)?),
         dns::TYPE => StepKind::Dns(dns::load(table, cx)?),
         haproxy::TYPE => StepKind::Haproxy(haproxy::load(table, cx)?),
         other => {
@@ -518,6 +523,38 @@ impl HostResult {
         out: &crate::remote::Output,
     ) -> HostResult {
         HostResult::new(host, status, message, out.combined(), out.duration)
+    }
+}
+
+/// Collects what happened for the history, and makes the result.
+pub struct Log {
+    host: String,
+    lines: Vec<String>,
+    started: Instant,
+}
+
+impl Log {
+    pub fn new(host: &str) -> Log {
+        Log {
+            host: host.to_string(),
+            lines: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn note(&mut self, line: impl Into<String>) {
+        self.lines.push(line.into());
+    }
+
+    pub fn done(self, status: Status, message: impl Into<String>) -> HostResult {
+        let output = self.lines.join("\n");
+        HostResult::new(
+            &self.host,
+            status,
+            &message.into(),
+            output,
+            self.started.elapsed(),
+        )
     }
 }
 

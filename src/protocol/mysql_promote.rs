@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{Context, HostResult, LoadContext, Protocol};
+use super::{Context, HostResult, LoadContext, Log, Protocol};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::model::Status;
@@ -98,38 +98,6 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<MysqlPromote, Proble
         reset_replica: raw.reset_replica,
         tls,
     })
-}
-
-/// Collects what happened for the history, and makes the result.
-struct Log {
-    host: String,
-    lines: Vec<String>,
-    started: Instant,
-}
-
-impl Log {
-    fn new(host: &str) -> Log {
-        Log {
-            host: host.to_string(),
-            lines: Vec::new(),
-            started: Instant::now(),
-        }
-    }
-
-    fn note(&mut self, line: impl Into<String>) {
-        self.lines.push(line.into());
-    }
-
-    fn done(self, status: Status, message: impl Into<String>) -> HostResult {
-        let output = self.lines.join("\n");
-        HostResult::new(
-            &self.host,
-            status,
-            &message.into(),
-            output,
-            self.started.elapsed(),
-        )
-    }
 }
 
 impl MysqlPromote {
