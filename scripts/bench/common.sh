@@ -127,3 +127,24 @@ step_end() {
 
 # Ticks the way the systemd timer runs them (OnUnitInactiveSec=1s), until killed.
 ticker() { while :; do "$bin" --config "$1" tick 2>/dev/null || true; sleep 1; done; }
+
+# One tick, then ticks as the timer runs them while db1's mysqld is killed at a random point
+# of the cycle; waits (at most 15 s) for the pool to fail over. Prints when it was killed
+# (ms); without a failover it prints the history and exits.
+kill_and_fail_over() {
+    local dir=$1 pid killed
+    "$bin" --config "$dir" tick 2>/dev/null || true
+    ticker "$dir" >/dev/null &
+    pid=$!
+    sleep "1.$((RANDOM % 1000))"
+    killed=$(now_ms)
+    bash "$lab" kill db1 mysql >&2
+    for _ in $(seq 150); do
+        events "$dir" | grep -q '^failed_over ' && break
+        sleep 0.1
+    done
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    events "$dir" | grep -q '^failed_over ' \
+        || { echo "no failover:" >&2; "$bin" --config "$dir" history >&2; exit 1; }
+    echo "$killed"
+}

@@ -38,19 +38,7 @@ for clients in ${SPEED_CLIENTS:-2 50}; do
             fresh_lab "$clients"
             dir=$(new_instance)
             speed_pool "${modes[$m]}" "$clients" >"$dir/pools/db.toml"
-            "$bin" --config "$dir" tick 2>/dev/null || true
-            ticker "$dir" &
-            pid=$!
-            sleep "1.$((RANDOM % 1000))"
-            killed=$(now_ms)
-            bash "$lab" kill db1 mysql
-            for _ in $(seq 150); do
-                events "$dir" | grep -q '^failed_over ' && break
-                sleep 0.1
-            done
-            kill "$pid"; wait "$pid" 2>/dev/null || true
-            events "$dir" | grep -q '^failed_over ' \
-                || { echo "no failover:" >&2; "$bin" --config "$dir" history >&2; exit 1; }
+            killed=$(kill_and_fail_over "$dir")
             writable+=($(( $(step_end "$dir" promote) - killed )))
             vip+=($(( $(step_end "$dir" vip) - killed )))
             switched+=($(( $(step_end "$dir" clients) - killed )))

@@ -31,19 +31,7 @@ for standbys in 1 2; do
             servers="standbys = [\"$LAB_DB2_IP\", \"$LAB_DB3_IP\"]"
         fi
         chain_pool "$servers" "max_failed_checks = 3" 2 >"$dir/pools/db.toml"
-        "$bin" --config "$dir" tick 2>/dev/null || true
-        ticker "$dir" &
-        pid=$!
-        sleep "1.$((RANDOM % 1000))"
-        killed=$(now_ms)
-        bash "$lab" kill db1 mysql
-        for _ in $(seq 150); do
-            events "$dir" | grep -q '^failed_over ' && break
-            sleep 0.1
-        done
-        kill "$pid"; wait "$pid" 2>/dev/null || true
-        events "$dir" | grep -q '^failed_over ' \
-            || { echo "no failover:" >&2; "$bin" --config "$dir" history >&2; exit 1; }
+        killed=$(kill_and_fail_over "$dir")
         writable+=($(( $(step_end "$dir" promote) - killed )))
         switched+=($(( $(step_end "$dir" clients) - killed )))
         started=$(events "$dir" | awk '$1 == "failover_started" { print $2 }' | tail -n 1)
