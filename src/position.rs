@@ -19,8 +19,9 @@ pub struct Position {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transactions: Option<u64>,
     /// The PostgreSQL timeline the location was written on, where it is known. WAL
-    /// locations keep counting across a promotion, so they compare whatever the timeline;
-    /// the timeline tells a server that followed a promotion from one that did not.
+    /// locations keep counting across a promotion; the timeline tells a server that
+    /// followed a promotion from one that did not, whose further locations are of another
+    /// history ([`Position::has`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<u32>,
     /// As the server says it: `mysql-bin.000042:1234 (GTID 0-1-57)`, `offset 12345`,
@@ -96,9 +97,19 @@ impl Position {
         (self.file, self.offset)
     }
 
-    /// Whether this position holds everything up to `other` (of the same primary).
+    /// Whether this position holds everything up to `other` (of the same primary). One on
+    /// an older timeline than `other` never does: past the point where the newer timeline
+    /// began, its WAL is another history, whatever the locations say.
     pub fn has(&self, other: &Position) -> bool {
-        self.key() >= other.key()
+        self.older_timeline(other).is_none() && self.key() >= other.key()
+    }
+
+    /// Its timeline and `other`'s, when both are known and this one is the older.
+    pub fn older_timeline(&self, other: &Position) -> Option<(u32, u32)> {
+        match (self.timeline, other.timeline) {
+            (Some(mine), Some(theirs)) if mine < theirs => Some((mine, theirs)),
+            _ => None,
+        }
     }
 
     /// How far this position is behind `ahead`, in words ("50 transactions", "1234 bytes",
@@ -106,6 +117,13 @@ impl Position {
     pub fn behind(&self, ahead: &Position, unit: Unit) -> Option<String> {
         if self.has(ahead) {
             return None;
+        }
+        // Further along, but on an older timeline: the locations say nothing of the gap.
+        if let Some((mine, theirs)) = self.older_timeline(ahead)
+            && self.key() >= ahead.key()
+        {
+            let n = theirs - mine;
+            return Some(format!("{n} timeline{}", if n == 1 { "" } else { "s" }));
         }
         if let (Some(a), Some(b)) = (ahead.transactions, self.transactions)
             && a > b
@@ -240,6 +258,17 @@ mod tests {
             Some("256 bytes of WAL")
         );
         assert_eq!(primary.behind(&standby, Unit::Wal), None);
+        // Further on an older timeline: forked off, it holds none of the newer one.
+        let forked = Position::lsn("2/0", Some(1)).unwrap();
+        assert!(!forked.has(&primary) && primary.has(&standby));
+        assert_eq!(forked.older_timeline(&primary), Some((1, 2)));
+        assert_eq!(
+            forked.behind(&primary, Unit::Wal).as_deref(),
+            Some("1 timeline")
+        );
+        let unknown = Position::lsn("2/0", None).unwrap();
+        assert!(unknown.has(&primary), "no timeline: the locations decide");
+        assert_eq!(unknown.older_timeline(&primary), None);
         let json = serde_json::to_string(&primary).unwrap();
         assert_eq!(serde_json::from_str::<Position>(&json).unwrap(), primary);
         assert!(

@@ -192,6 +192,12 @@ enum Unfit {
     Down,
     /// Not a replica of the failed primary now, nor known to have been one until the outage.
     NotReplicating,
+    /// What it received is on an older timeline than the newest one seen: it did not follow
+    /// a promotion (it may have forked off before it), and holds none of the newer history.
+    OldTimeline {
+        mine: u32,
+        newest: u32,
+    },
     /// Not seen caught up recently enough: `ago` before the outage began (`None`: never),
     /// `behind` by at least this much against the last sample.
     Behind {
@@ -206,6 +212,7 @@ impl Unfit {
             Unfit::NeverPromote => "never_promote",
             Unfit::Down => "down",
             Unfit::NotReplicating => "not_replicating",
+            Unfit::OldTimeline { .. } => "old_timeline",
             Unfit::Behind { .. } => "behind",
         }
     }
@@ -222,6 +229,9 @@ impl Unfit {
                 }
                 None => format!("{label} is not a replica of {failed_primary}"),
             },
+            Unfit::OldTimeline { mine, newest } => {
+                format!("{label} is on timeline {mine}, behind timeline {newest}")
+            }
             Unfit::Behind { ago, behind } => {
                 let when = match ago {
                     // Caught up at the round before the last healthy one: what it lacks was
@@ -250,6 +260,29 @@ struct Known<'a> {
     progress: &'a Progress,
     max_promote_lag_ms: i64,
     unit: Unit,
+    /// The newest timeline among the standbys' received positions and the primary's last
+    /// sample (`None`: no position has one).
+    newest_timeline: Option<u32>,
+}
+
+/// What `s` received: as it says now, else as the rounds recorded it.
+fn received<'a>(s: &Standby<'a>, tracked: Option<&'a StandbyProgress>) -> Option<&'a Position> {
+    s.received.or(tracked.and_then(|t| t.received.as_ref()))
+}
+
+/// The timeline of what `s` received: as it says now, else as the rounds recorded it (a
+/// standby whose WAL receiver is gone names none).
+fn received_timeline(s: &Standby, tracked: Option<&StandbyProgress>) -> Option<u32> {
+    (s.received.and_then(|p| p.timeline)).or(tracked.and_then(|t| t.received.as_ref()?.timeline))
+}
+
+/// The newest timeline any of `standbys` received or the primary was last seen on.
+fn newest_timeline(standbys: &[Standby], progress: &Progress) -> Option<u32> {
+    let primary = progress.newest().and_then(|p| p.timeline);
+    (standbys.iter())
+        .filter_map(|s| received_timeline(s, progress.standbys.get(s.address)))
+        .chain(primary)
+        .max()
 }
 
 /// The first rule that keeps `s` from being promoted, if any.
@@ -268,6 +301,11 @@ fn unfit(s: &Standby, known: &Known, same_host: &impl Fn(&str, &str) -> bool) ->
         Some(Unfit::Down)
     } else if !replicates() {
         Some(Unfit::NotReplicating)
+    } else if let (Some(mine), Some(newest)) =
+        (received_timeline(s, tracked), known.newest_timeline)
+        && mine < newest
+    {
+        Some(Unfit::OldTimeline { mine, newest })
     } else {
         lagging(s, tracked, known)
     }
@@ -285,8 +323,7 @@ fn lagging(s: &Standby, tracked: Option<&StandbyProgress>, known: &Known) -> Opt
     if ago.is_some_and(|ago| ago <= known.max_promote_lag_ms) {
         return None;
     }
-    let received = s.received.or(tracked.and_then(|t| t.received.as_ref()));
-    let behind = received.and_then(|r| r.behind(newest, known.unit));
+    let behind = received(s, tracked).and_then(|r| r.behind(newest, known.unit));
     Some(Unfit::Behind { ago, behind })
 }
 
@@ -318,7 +355,9 @@ fn outranked(s: &Standby, chosen: &Standby) -> String {
 }
 
 /// Which standby a tick promotes when `failed_primary` fails (SPEC 6, step 2a): among the
-/// eligible ones, the one that received the most, then the first in config order. None
+/// eligible ones, the one that received the most, then the first in config order. A
+/// standby whose received timeline is older than the newest one seen is not eligible: the
+/// received locations compare only on one timeline (PostgreSQL; other positions have none). None
 /// eligible blocks the failover, naming each standby and why it was passed over; a pair
 /// whose standby is down keeps its reason of old. `progress` must already hold the
 /// standbys' positions after the crash ([`track`] with no primary position).
@@ -350,6 +389,7 @@ pub fn candidate(
         progress,
         max_promote_lag_ms,
         unit,
+        newest_timeline: newest_timeline(standbys, progress),
     };
     let verdicts: Vec<Option<Unfit>> = standbys
         .iter()
@@ -872,6 +912,129 @@ mod tests {
             tied.unwrap().passed_over,
             [(1, "db3 comes after db2 in the config".to_string())]
         );
+    }
+
+    /// PostgreSQL: received locations compare on the newest timeline only. A standby that
+    /// did not follow a promotion may have received further, of another history.
+    #[test]
+    fn candidate_on_the_newest_timeline() {
+        let wal = |lsn: &str, timeline: Option<u32>| Position::lsn(lsn, timeline).unwrap();
+        let end = 10 * MIN;
+        // Healthy rounds of a primary on `timeline`, each standby caught up at the end and
+        // recorded with what it received.
+        let rounds_on = |timeline: Option<u32>, tracked: &[(&str, &Position)]| {
+            let mut p = Progress::fresh(PRIMARY);
+            p.samples = vec![(end, wal("0/5000000", timeline))];
+            for (address, received) in tracked {
+                let s = StandbyProgress {
+                    received: Some((*received).clone()),
+                    source: PRIMARY.to_string(),
+                    seen_at: end,
+                    caught_up_at: Some(end),
+                };
+                p.standbys.insert(address.to_string(), s);
+            }
+            p
+        };
+        let choose_wal = |standbys: &[Standby], p: &Progress| {
+            candidate(standbys, PRIMARY, same, p, MIN, Unit::Wal)
+        };
+        let (forked, behind_on_2) = (wal("0/6000000", Some(1)), wal("0/5000000", Some(2)));
+        let (ahead_on_2, unknown) = (wal("0/5800000", Some(2)), wal("0/6000000", None));
+        // (why, standbys as (label, received now, recorded by the rounds when not the
+        // same), the primary's timeline, chosen or the block's kind, a passed-over reason)
+        type Row<'a> = (
+            &'a str,
+            &'a [(&'a str, Option<&'a Position>, Option<&'a Position>)],
+            Option<u32>,
+            Result<&'a str, &'a str>,
+            Option<&'a str>,
+        );
+        let rows: &[Row] = &[
+            (
+                "further on the old timeline loses to the newest",
+                &[
+                    ("db2", Some(&forked), None),
+                    ("db3", Some(&behind_on_2), None),
+                ],
+                Some(2),
+                Ok("db3"),
+                Some("db2 is on timeline 1, behind timeline 2"),
+            ),
+            (
+                "the newest timeline seen among the standbys alone",
+                &[
+                    ("db2", Some(&forked), None),
+                    ("db3", Some(&behind_on_2), None),
+                ],
+                None,
+                Ok("db3"),
+                Some("db2 is on timeline 1, behind timeline 2"),
+            ),
+            (
+                "on one timeline the received location decides",
+                &[
+                    ("db2", Some(&behind_on_2), None),
+                    ("db3", Some(&ahead_on_2), None),
+                ],
+                Some(2),
+                Ok("db3"),
+                Some(
+                    "db2 received less than db3 (0/5000000 (timeline 2) against 0/5800000 (timeline 2))",
+                ),
+            ),
+            (
+                "timeline unknown: compared as before",
+                &[
+                    ("db2", Some(&unknown), None),
+                    ("db3", Some(&ahead_on_2), None),
+                ],
+                Some(2),
+                Ok("db2"),
+                None,
+            ),
+            (
+                "no WAL receiver now: the timeline the rounds recorded",
+                &[
+                    ("db2", None, Some(&forked)),
+                    ("db3", Some(&behind_on_2), None),
+                ],
+                Some(2),
+                Ok("db3"),
+                Some("db2 is on timeline 1, behind timeline 2"),
+            ),
+            (
+                "every standby on an older timeline than the primary's",
+                &[("db2", Some(&forked), None)],
+                Some(2),
+                Err("no_candidate:db2=old_timeline"),
+                Some("no standby may be promoted: db2 is on timeline 1, behind timeline 2"),
+            ),
+        ];
+        for (why, seen, timeline, want, reason) in rows {
+            let tracked: Vec<(&str, &Position)> = seen
+                .iter()
+                .filter_map(|(label, now, t)| Some((*label, t.or(*now)?)))
+                .collect();
+            let p = rounds_on(*timeline, &tracked);
+            let standbys: Vec<Standby> = seen
+                .iter()
+                .map(|(label, now, _)| standby(label, *now))
+                .collect();
+            let got = choose_wal(&standbys, &p);
+            let texts: Vec<String> = match &got {
+                Ok(c) => c.passed_over.iter().map(|(_, w)| w.clone()).collect(),
+                Err(b) => vec![b.text.clone()],
+            };
+            let got = got
+                .as_ref()
+                .map(|c| standbys[c.index].label)
+                .map_err(|b| b.kind.as_str());
+            assert_eq!(got, *want, "{why}");
+            if let Some(reason) = reason {
+                assert!(texts.iter().any(|t| t == reason), "{why}: {texts:?}");
+            }
+        }
     }
 
     #[test]
