@@ -370,14 +370,26 @@ fn run_step<'a>(
     let hosts = protocol::run(Action::Promote, &ctx);
     let took = step_clock.elapsed();
     (run.progress)(Progress::Finished { hosts: &hosts });
-    // No result at all is the worst, a failure.
-    let ok = !rules::fails_step(protocol::worst(&hosts));
+    // No result at all is a failure; a result aside from the step's action is recorded
+    // with its status but does not fail it.
+    let ok = protocol::succeeded(&hosts);
     let mut events: Vec<Event> = hosts.iter().map(|h| event().host_result(h)).collect();
     if hosts.len() != 1 {
         // The whole step's time beside each host's, when it acted on several hosts.
-        let mut whole = event()
-            .status(protocol::worst(&hosts))
-            .message(format!("step done on {} host(s)", hosts.len()));
+        let beside: Vec<&str> = (hosts.iter())
+            .filter(|h| h.aside && rules::fails_step(h.status))
+            .map(|h| h.host.as_str())
+            .collect();
+        let message = if ok && !beside.is_empty() {
+            format!(
+                "step done on {} host(s): its own part succeeded; {} beside it needs a person",
+                hosts.len(),
+                beside.join(", ")
+            )
+        } else {
+            format!("step done on {} host(s)", hosts.len())
+        };
+        let mut whole = event().status(protocol::worst(&hosts)).message(message);
         whole.duration_ms = Some(took.as_millis() as i64);
         events.push(whole);
     }

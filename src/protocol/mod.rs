@@ -428,14 +428,26 @@ fn repointable_verdict(new: &str, login: Result<String, String>) -> (Status, Str
     }
 }
 
+/// Why a standby left behind by a promotion does not replicate from the new primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRepointed {
+    /// Repointing it failed (a login, a command, a replication link that does not come
+    /// up): a person repoints it by hand.
+    Failed(String),
+    /// It can never follow the new primary: it already holds changes the new primary does
+    /// not have, and serves them. A person rebuilds it.
+    Diverged(String),
+}
+
 /// A promotion's results: the new primary's first (`promoted`); once that is OK, one for
 /// each other standby, all repointed at once by `repoint` (which notes what it did and says
-/// how the standby replicates now, or why not). A standby that could not be repointed is a
-/// warning: the service has moved, and a person repoints it by hand.
+/// how the standby replicates now, or why not). The standbys' results are [`HostResult::aside`]:
+/// the service has moved whatever they say, so even a CRITICAL one (a diverged standby)
+/// leaves the step succeeded and the chain going on.
 pub fn then_repoint(
     ctx: &Context,
     promoted: HostResult,
-    repoint: impl Fn(&str, &mut Vec<String>) -> Result<String, String> + Sync,
+    repoint: impl Fn(&str, &mut Vec<String>) -> Result<String, NotRepointed> + Sync,
 ) -> Vec<HostResult> {
     if promoted.status != Status::Ok {
         return vec![promoted];
@@ -447,24 +459,29 @@ pub fn then_repoint(
             let started = Instant::now();
             let mut notes = Vec::new();
             let (status, message) = repointed_verdict(ctx.new_primary, repoint(host, &mut notes));
-            HostResult::new(host, status, &message, notes.join("\n"), started.elapsed())
+            HostResult::new(host, status, &message, notes.join("\n"), started.elapsed()).aside()
         },
     ));
     results
 }
 
-/// The result of repointing a standby to the new primary (pure, for tests).
-fn repointed_verdict(new: &str, outcome: Result<String, String>) -> (Status, String) {
+/// The result of repointing a standby to the new primary (pure, for tests): a standby
+/// that could not be repointed is a WARNING, one that diverged is CRITICAL.
+fn repointed_verdict(new: &str, outcome: Result<String, NotRepointed>) -> (Status, String) {
     match outcome {
         Ok(replicating) => (
             Status::Ok,
             format!("repointed to {new}: replicating ({replicating})"),
         ),
-        Err(why) => (
+        Err(NotRepointed::Failed(why)) => (
             Status::Warning,
             format!(
                 "could not be repointed to {new}: {why}; it is not replicating from the primary: repoint it by hand"
             ),
+        ),
+        Err(NotRepointed::Diverged(why)) => (
+            Status::Critical,
+            format!("FORKED OFF, it cannot follow {new}: {why}"),
         ),
     }
 }
@@ -495,6 +512,10 @@ pub struct HostResult {
     pub message: String,
     pub output: String,
     pub duration: Duration,
+    /// About a server beside the step's own action (a standby a promotion leaves behind),
+    /// not about the action: recorded with its status, it never fails the step
+    /// ([`crate::rules::step_succeeded`]).
+    pub aside: bool,
 }
 
 impl HostResult {
@@ -512,6 +533,15 @@ impl HostResult {
             message: crate::text::one_line(message),
             output,
             duration,
+            aside: false,
+        }
+    }
+
+    /// The same result, about a server beside the step's action ([`HostResult::aside`]).
+    pub fn aside(self) -> HostResult {
+        HostResult {
+            aside: true,
+            ..self
         }
     }
 
@@ -632,6 +662,11 @@ pub fn worst(results: &[HostResult]) -> Status {
         .unwrap_or(Status::Critical)
 }
 
+/// Whether a step's action did its part, by [`crate::rules::step_succeeded`].
+pub fn succeeded(results: &[HostResult]) -> bool {
+    crate::rules::step_succeeded(results.iter().map(|r| (r.status, r.aside)))
+}
+
 /// Turns a finished command into a host result: exit 0 is OK, exit 1 is a warning where
 /// `warning_allowed` (readiness checks), anything else is a failure.
 fn host_result(host: &str, out: &crate::remote::Output, warning_allowed: bool) -> HostResult {
@@ -736,12 +771,21 @@ mod tests {
             "repointed to 10.0.0.2: replicating (replica of 10.0.0.2, IO Yes, SQL Yes)"
         );
         let denied = "10.0.0.3 does not replicate from 10.0.0.2: Access denied for user 'repl'";
-        let (status, message) = repointed_verdict(new, Err(denied.into()));
+        let (status, message) = repointed_verdict(new, Err(NotRepointed::Failed(denied.into())));
         assert_eq!(status, Status::Warning);
         assert_eq!(
             message,
             format!(
                 "could not be repointed to 10.0.0.2: {denied}; it is not replicating from the primary: repoint it by hand"
+            )
+        );
+        let diverged = NotRepointed::Diverged("replayed to 0/5000000, past 0/4000000".into());
+        assert_eq!(
+            repointed_verdict(new, Err(diverged)),
+            (
+                Status::Critical,
+                "FORKED OFF, it cannot follow 10.0.0.2: replayed to 0/5000000, past 0/4000000"
+                    .into()
             )
         );
         assert_eq!(
@@ -762,7 +806,7 @@ mod tests {
     }
 
     /// The new primary's result comes first; the other standbys follow only once it is OK,
-    /// and a standby that could not be repointed leaves the step succeeded.
+    /// and a standby that could not be repointed, or diverged, leaves the step succeeded.
     #[test]
     fn promotion_results_then_each_repointed_standby() {
         let step = redis_step();
@@ -777,10 +821,10 @@ mod tests {
         };
         let repoint = |host: &str, notes: &mut Vec<String>| {
             notes.push(format!("REPLICAOF on {host}"));
-            if host == "10.0.0.3" {
-                Ok("replica of 10.0.0.2".to_string())
-            } else {
-                Err("Connection refused".to_string())
+            match host {
+                "10.0.0.3" => Ok("replica of 10.0.0.2".to_string()),
+                "10.0.0.4" => Err(NotRepointed::Failed("Connection refused".to_string())),
+                _ => Err(NotRepointed::Diverged("replayed past it".to_string())),
             }
         };
         let pair = servers(&["10.0.0.1", "10.0.0.2"]);
@@ -788,27 +832,32 @@ mod tests {
         let results = then_repoint(&ctx, promoted(Status::Ok), |_, _| unreachable!());
         assert_eq!(results.len(), 1);
 
-        let four = servers(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]);
-        let ctx = context(&step, &four, "10.0.0.1", "10.0.0.2");
+        let five = servers(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]);
+        let ctx = context(&step, &five, "10.0.0.1", "10.0.0.2");
         let results = then_repoint(&ctx, promoted(Status::Ok), repoint);
-        let seen: Vec<(&str, Status)> = results
+        let seen: Vec<(&str, Status, bool)> = results
             .iter()
-            .map(|r| (r.host.as_str(), r.status))
+            .map(|r| (r.host.as_str(), r.status, r.aside))
             .collect();
         assert_eq!(
             seen,
             [
-                ("10.0.0.2", Status::Ok),
-                ("10.0.0.3", Status::Ok),
-                ("10.0.0.4", Status::Warning)
+                ("10.0.0.2", Status::Ok, false),
+                ("10.0.0.3", Status::Ok, true),
+                ("10.0.0.4", Status::Warning, true),
+                ("10.0.0.5", Status::Critical, true)
             ]
         );
         assert_eq!(results[2].output, "REPLICAOF on 10.0.0.4");
-        assert!(!crate::rules::fails_step(worst(&results)));
+        assert_eq!(worst(&results), Status::Critical);
+        assert!(
+            succeeded(&results),
+            "a diverged standby does not fail the step"
+        );
 
         let results = then_repoint(&ctx, promoted(Status::Critical), |_, _| unreachable!());
         assert_eq!(results.len(), 1);
-        assert!(crate::rules::fails_step(worst(&results)));
+        assert!(!succeeded(&results));
     }
 
     #[test]

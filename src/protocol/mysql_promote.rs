@@ -301,7 +301,10 @@ impl Protocol for MysqlPromote {
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
         let promoted = promote(self, ctx, ctx.deadline);
-        super::then_repoint(ctx, promoted, |host, notes| self.repoint(host, ctx, notes))
+        super::then_repoint(ctx, promoted, |host, notes| {
+            self.repoint(host, ctx, notes)
+                .map_err(super::NotRepointed::Failed)
+        })
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {

@@ -15,7 +15,9 @@
 //!   a session may still `BEGIN READ WRITE`.
 //! - promote, once the new primary is out of recovery: every other standby gets a
 //!   `primary_conninfo` naming it (the rest of its conninfo kept) and must be seen streaming
-//!   from it; one that is not is a warning for a person, never a failed step.
+//!   from it; one that is not is a warning for a person. One that had replayed past the
+//!   point where the new timeline began cannot follow it ever: it is CRITICAL, named FORKED
+//!   OFF. Neither fails the step: the service has moved.
 //! - check: active not in recovery; every standby in recovery, streaming from the active
 //!   server, lag under `max_lag`.
 
@@ -23,11 +25,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Context, HostResult, LoadContext, Log, Protocol};
+use super::{Context, HostResult, LoadContext, Log, NotRepointed, Protocol};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::model::Status;
 use crate::monitor::MonitorKind;
+use crate::position::Position;
 use crate::postgres::{Client, Failure, Target};
 use crate::settings::{Secret, format_duration, parse_duration};
 use crate::tls::Tls;
@@ -39,11 +42,20 @@ pub const TYPE: &str = "postgres_promote";
 /// one does within a second, and every second waited holds the chain's later steps.
 const REPOINT_VERIFY: Duration = Duration::from_secs(5);
 
-/// A standby's recovery and WAL receiver, with its lag: 0 once it replayed all it received.
+/// A standby's recovery and WAL receiver, with its lag: 0 once it replayed all it received;
+/// how far it replayed, and the timeline its receiver is on.
 const STANDBY_SQL: &str = "SELECT pg_is_in_recovery() AS recovery, r.status, r.sender_host, \
     CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
-    ELSE floor(extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::bigint END AS lag \
+    ELSE floor(extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::bigint END AS lag, \
+    pg_last_wal_replay_lsn() AS replayed, r.received_tli \
     FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true";
+
+/// Where a promoted server's timeline began, and which it is: once recovery has ended, the
+/// last locations received and replayed stay where it ended, which is the point its
+/// timeline history file names.
+const PROMOTION_POINT_SQL: &str = "SELECT pg_last_wal_receive_lsn() AS received, \
+    pg_last_wal_replay_lsn() AS replayed, \
+    substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS timeline";
 
 /// Ends every client session but the step's own on the fenced old primary: a session opened
 /// before the fence keeps its writable default.
@@ -197,19 +209,42 @@ impl PostgresPromote {
             .map_err(|f| f.to_string())
     }
 
+    /// Where the new primary's timeline began (`None`: it could not be read; a standby
+    /// that does not follow is then only one not repointed).
+    fn promotion_point(&self, ctx: &Context) -> Option<PromotionPoint> {
+        let rows = self
+            .connect(ctx.new_primary, ctx)
+            .ok()?
+            .query(PROMOTION_POINT_SQL);
+        let rows = rows.ok()?;
+        let lsn = |c: &str| rows.first(c).and_then(|l| Position::lsn(l, None));
+        let at = match (lsn("received"), lsn("replayed")) {
+            (Some(r), Some(p)) => Some(if r.has(&p) { r } else { p }),
+            (r, p) => r.or(p),
+        }?;
+        let timeline = rows
+            .first("timeline")
+            .and_then(|t| u32::from_str_radix(t, 16).ok());
+        Some(PromotionPoint { at, timeline })
+    }
+
     /// Points a standby's `primary_conninfo` at the new primary and waits until it streams
-    /// from it (at most [`REPOINT_VERIFY`] or `catch_up_timeout`).
+    /// from it (at most [`REPOINT_VERIFY`] or `catch_up_timeout`). One that replayed past
+    /// the promotion point on the old timeline never will: it is named at once.
     fn repoint(
         &self,
         host: &str,
         ctx: &Context,
+        point: Option<&PromotionPoint>,
         notes: &mut Vec<String>,
-    ) -> Result<String, String> {
+    ) -> Result<String, NotRepointed> {
         let new = ctx.new_primary;
         let mut client = self
             .connect(host, ctx)
-            .map_err(|f| format!("cannot connect as {}: {f}", self.user))?;
-        let conninfo = conninfo_with(&show_conninfo(&mut client)?, new, self.port)?;
+            .map_err(|f| NotRepointed::Failed(format!("cannot connect as {}: {f}", self.user)))?;
+        let conninfo = show_conninfo(&mut client)
+            .and_then(|c| conninfo_with(&c, new, self.port))
+            .map_err(NotRepointed::Failed)?;
         for sql in [
             format!(
                 "ALTER SYSTEM SET primary_conninfo = {}",
@@ -217,32 +252,48 @@ impl PostgresPromote {
             ),
             "SELECT pg_reload_conf()".to_string(),
         ] {
-            client
-                .query(&sql)
-                .map_err(|f| format!("changing primary_conninfo failed: {f}"))?;
+            client.query(&sql).map_err(|f| {
+                NotRepointed::Failed(format!("changing primary_conninfo failed: {f}"))
+            })?;
         }
         notes.push(format!(
             "primary_conninfo set to host={new} port={}, configuration reloaded",
             self.port
         ));
         let limit = ctx.bounded(self.catch_up_timeout.min(REPOINT_VERIFY));
+        let forked =
+            |s: &StandbyState, settled: bool| point.and_then(|p| forked_off(s, p, settled));
         let mut last = None;
         let seen = crate::remote::poll(limit, || {
             let s = standby_state(&mut client)?;
             let streaming = s.status == "streaming"
                 && crate::net::same_host(&s.sender, new, ctx.monitor_timeout);
-            let described = s.describe();
+            let verdict = if streaming {
+                Some(Ok(s.describe()))
+            } else {
+                forked(&s, false).map(Err)
+            };
             last = Some(s);
-            Ok::<_, Failure>(streaming.then_some(described))
+            Ok::<_, Failure>(verdict)
         })
-        .map_err(|f| f.to_string())?;
-        seen.ok_or_else(|| {
-            let state = last.map_or("no answer".to_string(), |s| s.describe());
-            format!(
-                "{host} does not stream from {new} after {}: {state}",
-                format_duration(limit)
-            )
-        })
+        .map_err(|f| NotRepointed::Failed(f.to_string()))?;
+        if let Some(s) = &last {
+            notes.push(format!("last seen: {}", s.describe()));
+        }
+        match seen {
+            Some(Ok(streaming)) => Ok(streaming),
+            Some(Err(why)) => Err(NotRepointed::Diverged(why)),
+            None => match last.as_ref().and_then(|s| forked(s, true)) {
+                Some(why) => Err(NotRepointed::Diverged(why)),
+                None => {
+                    let state = last.map_or("no answer".to_string(), |s| s.describe());
+                    Err(NotRepointed::Failed(format!(
+                        "{host} does not stream from {new} after {}: {state}",
+                        format_duration(limit)
+                    )))
+                }
+            },
+        }
     }
 
     fn check_standby(&self, standby: &str, active: &str, ctx: &Context) -> HostResult {
@@ -310,8 +361,16 @@ impl Protocol for PostgresPromote {
     }
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
-        let promoted = promote(self, ctx);
-        super::then_repoint(ctx, promoted, |host, notes| self.repoint(host, ctx, notes))
+        let mut promoted = promote(self, ctx);
+        let point = (promoted.status == Status::Ok)
+            .then(|| self.promotion_point(ctx))
+            .flatten();
+        if let Some(p) = &point {
+            promoted.output.push_str(&format!("\n{}", p.describe()));
+        }
+        super::then_repoint(ctx, promoted, |host, notes| {
+            self.repoint(host, ctx, point.as_ref(), notes)
+        })
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
@@ -337,7 +396,7 @@ impl Protocol for PostgresPromote {
             (
                 standby.to_string(),
                 format!(
-                    "as {}, once {new} is a primary: ALTER SYSTEM SET primary_conninfo = its current one with host={new} port={}; SELECT pg_reload_conf(); verify it streams from {new}",
+                    "as {}, once {new} is a primary: ALTER SYSTEM SET primary_conninfo = its current one with host={new} port={}; SELECT pg_reload_conf(); verify it streams from {new} (one that replayed past the point where {new}'s timeline began is named FORKED OFF)",
                     self.user, self.port
                 ),
             )
@@ -515,6 +574,56 @@ struct StandbyState {
     status: String,
     sender: String,
     lag: Option<u64>,
+    /// How far it replayed.
+    replayed: Option<Position>,
+    /// The timeline its WAL receiver last received on (`None`: no receiver).
+    timeline: Option<u32>,
+}
+
+/// Where the new primary's timeline began: everything a standby replayed beyond it on an
+/// older timeline is history the new primary does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PromotionPoint {
+    at: Position,
+    /// The new primary's timeline, when it could be read.
+    timeline: Option<u32>,
+}
+
+impl PromotionPoint {
+    fn describe(&self) -> String {
+        match self.timeline {
+            Some(t) => format!("promotion point {}, where timeline {t} began", self.at.text),
+            None => format!("promotion point {}", self.at.text),
+        }
+    }
+}
+
+/// Whether a standby that does not stream from the new primary forked off it (pure, for
+/// tests): in recovery, it replayed past the promotion point, and not on the new timeline.
+/// Until the wait is over (`settled`) a standby whose receiver names no timeline may still
+/// be switching to the new one; afterwards what it replayed decides. The text names what it
+/// replayed, the point, and what to do.
+fn forked_off(s: &StandbyState, point: &PromotionPoint, settled: bool) -> Option<String> {
+    let replayed = s
+        .replayed
+        .as_ref()
+        .filter(|r| s.recovery && r.offset > point.at.offset)?;
+    let followed = match (s.timeline, point.timeline) {
+        (Some(mine), Some(new)) => mine >= new,
+        (None, _) => !settled,
+        (Some(_), None) => false,
+    };
+    if followed {
+        return None;
+    }
+    let began = match point.timeline {
+        Some(t) => format!(" where timeline {t} began"),
+        None => String::new(),
+    };
+    Some(format!(
+        "replayed to {}, past the promotion point {}{began}: it serves reads of data the new primary does not have; rebuild it (pg_basebackup, or pg_rewind with wal_log_hints/checksums)",
+        replayed.text, point.at.text
+    ))
 }
 
 impl StandbyState {
@@ -543,6 +652,8 @@ fn standby_state(client: &mut Client) -> Result<StandbyState, Failure> {
         status: text("status"),
         sender: text("sender_host"),
         lag: rows.first("lag").and_then(|l| l.parse().ok()),
+        replayed: rows.first("replayed").and_then(|l| Position::lsn(l, None)),
+        timeline: rows.first("received_tli").and_then(|t| t.parse().ok()),
     })
 }
 
@@ -757,6 +868,7 @@ mod tests {
             status: "streaming".into(),
             sender: "10.0.0.1".into(),
             lag: Some(0),
+            ..StandbyState::default()
         };
         let verdict = |s: StandbyState| {
             standby_verdict(&s, "10.0.0.1", Duration::from_secs(10), |a, b| a == b).0
@@ -803,6 +915,113 @@ mod tests {
         for (state, status) in table {
             assert_eq!(verdict(state.clone()), status, "{state:?}");
         }
+    }
+
+    /// A standby left behind that does not stream from the new primary: forked off when it
+    /// replayed past the promotion point on an older timeline.
+    #[test]
+    fn forked_off_past_the_promotion_point() {
+        let lsn = |l: &str| Position::lsn(l, None);
+        let point = PromotionPoint {
+            at: lsn("0/4000000").unwrap(),
+            timeline: Some(2),
+        };
+        let waiting = StandbyState {
+            recovery: true,
+            status: "waiting".into(),
+            sender: "10.0.0.2".into(),
+            lag: Some(0),
+            replayed: lsn("0/4025A70"),
+            timeline: Some(1),
+        };
+        // (state, settled, forked off)
+        let table = [
+            (waiting.clone(), false, true),
+            (waiting.clone(), true, true),
+            (
+                StandbyState {
+                    replayed: lsn("0/4000000"),
+                    ..waiting.clone()
+                },
+                true,
+                false,
+            ),
+            (
+                StandbyState {
+                    replayed: lsn("0/3FFFF00"),
+                    ..waiting.clone()
+                },
+                true,
+                false,
+            ),
+            (
+                StandbyState {
+                    timeline: Some(2),
+                    ..waiting.clone()
+                },
+                true,
+                false,
+            ),
+            (
+                StandbyState {
+                    status: String::new(),
+                    timeline: None,
+                    ..waiting.clone()
+                },
+                false,
+                false,
+            ),
+            (
+                StandbyState {
+                    status: String::new(),
+                    timeline: None,
+                    ..waiting.clone()
+                },
+                true,
+                true,
+            ),
+            (
+                StandbyState {
+                    recovery: false,
+                    ..waiting.clone()
+                },
+                true,
+                false,
+            ),
+            (
+                StandbyState {
+                    replayed: None,
+                    ..waiting.clone()
+                },
+                true,
+                false,
+            ),
+        ];
+        for (state, settled, forked) in table {
+            let got = forked_off(&state, &point, settled);
+            assert_eq!(
+                got.is_some(),
+                forked,
+                "{state:?} settled={settled}: {got:?}"
+            );
+        }
+        assert_eq!(
+            forked_off(&waiting, &point, false).unwrap(),
+            "replayed to 0/4025A70, past the promotion point 0/4000000 where timeline 2 began: it serves reads of data the new primary does not have; rebuild it (pg_basebackup, or pg_rewind with wal_log_hints/checksums)"
+        );
+        let unknown = PromotionPoint {
+            timeline: None,
+            ..point.clone()
+        };
+        let text = forked_off(&waiting, &unknown, false).unwrap();
+        assert!(
+            text.contains("past the promotion point 0/4000000: it serves"),
+            "{text}"
+        );
+        assert_eq!(
+            point.describe(),
+            "promotion point 0/4000000, where timeline 2 began"
+        );
     }
 
     #[test]

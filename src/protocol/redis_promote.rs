@@ -390,7 +390,10 @@ impl Protocol for RedisPromote {
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
         let promoted = self.promote_new(ctx);
-        super::then_repoint(ctx, promoted, |host, notes| self.repoint(host, ctx, notes))
+        super::then_repoint(ctx, promoted, |host, notes| {
+            self.repoint(host, ctx, notes)
+                .map_err(super::NotRepointed::Failed)
+        })
     }
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {

@@ -212,6 +212,15 @@ pub fn fails_step(status: Status) -> bool {
     status > Status::Warning
 }
 
+/// Whether a step's action did its part, from its host results as (status, aside): a
+/// result about the action itself that [`fails_step`] fails it; one aside from the action
+/// (a standby a promotion left behind: the service has moved whatever it says) never does;
+/// no result about the action at all fails.
+pub fn step_succeeded(results: impl IntoIterator<Item = (Status, bool)>) -> bool {
+    let mut own = results.into_iter().filter(|(_, aside)| !aside).peekable();
+    own.peek().is_some() && own.all(|(status, _)| !fails_step(status))
+}
+
 /// The preflight verdict over every step (chain order, every step run): the first step
 /// with a host result that [`fails_step`] blocks the failover; a step with no result at all
 /// fails.
@@ -760,6 +769,27 @@ mod tests {
         ];
         for (status, fails) in table {
             assert_eq!(fails_step(status), fails, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn a_step_succeeds_by_its_own_results() {
+        use Status::{Critical, Ok, Unknown, Warning};
+        // ((status, aside) per host, succeeded)
+        let table: &[(&[(Status, bool)], bool)] = &[
+            (&[], false),
+            (&[(Ok, false)], true),
+            (&[(Warning, false)], true),
+            (&[(Unknown, false)], false),
+            (&[(Critical, false), (Ok, true)], false),
+            (&[(Ok, false), (Warning, true)], true),
+            (&[(Ok, false), (Critical, true)], true),
+            (&[(Ok, false), (Critical, false)], false),
+            (&[(Ok, true)], false),
+        ];
+        for (results, succeeded) in table {
+            let got = step_succeeded(results.iter().copied());
+            assert_eq!(got, *succeeded, "{results:?}");
         }
     }
 
