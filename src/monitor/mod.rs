@@ -86,6 +86,18 @@ pub trait Kind: std::fmt::Debug + Send + Sync {
         crate::position::Unit::Binlog
     }
 
+    /// What the report says of a standby at `address` that is writable beside the active
+    /// server (split brain), in this server kind's terms.
+    fn split_brain(&self, address: &str) -> SplitBrain {
+        SplitBrain {
+            state: "is writable".to_string(),
+            fix: "make it read-only (SET GLOBAL read_only = ON)".to_string(),
+            hint: format!(
+                "make {address} read-only now (MySQL: SET GLOBAL read_only = ON; Redis: REPLICAOF the active server), then check which writes went where"
+            ),
+        }
+    }
+
     /// The probe an observer runs toward `server` for a second opinion: proof at this
     /// monitor's protocol level that the server answers.
     fn observer_probe(&self, server: &Server) -> ObserverProbe;
@@ -103,6 +115,15 @@ pub struct Server<'a> {
     pub role: Role,
     /// The monitor's timeout.
     pub timeout: Duration,
+}
+
+/// The words of a split-brain finding: what the writable standby is (`is writable`), what
+/// to do in the message, and the hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitBrain {
+    pub state: String,
+    pub fix: String,
+    pub hint: String,
 }
 
 /// A monitor's lines for `check-config`, without the pool's prefix.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Facts, Health, Kind, ObserverProbe, Replica, Server};
+use super::{Facts, Health, Kind, ObserverProbe, Replica, Server, SplitBrain};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::position::{Position, Unit};
@@ -95,6 +95,18 @@ impl Kind for Postgres {
 
     fn observer_probe(&self, _: &Server) -> ObserverProbe {
         ObserverProbe::Script(PROBE)
+    }
+
+    /// A second PostgreSQL server out of recovery cannot be made a standby again in place:
+    /// its WAL went its own way. Stopped, it takes no more writes; then it is rebuilt.
+    fn split_brain(&self, address: &str) -> SplitBrain {
+        SplitBrain {
+            state: "is out of recovery, writable".to_string(),
+            fix: "second server out of recovery (split brain): stop it (pg_ctl stop -m fast) and rebuild it as a standby".to_string(),
+            hint: format!(
+                "stop {address} now (pg_ctl stop -m fast), check which writes went where, then rebuild it as a standby of the active server (pg_basebackup, or pg_rewind with wal_log_hints/checksums)"
+            ),
+        }
     }
 
     fn check(&self, server: &Server) -> (Health, String, Option<Facts>) {

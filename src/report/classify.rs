@@ -355,6 +355,10 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
         let Some(row) = f.row(role).filter(|m| m.health.is_alive()) else {
             continue;
         };
+        if let Some(forked) = forked_off(f, active, role, row) {
+            out.push(forked);
+            continue;
+        }
         if let Some(source) = (row.replica.as_ref()).and_then(|r| servers.role_of(&r.source))
             && source != active
         {
@@ -412,6 +416,41 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
     out
 }
 
+/// A standby in recovery that does not stream and whose received timeline is older than the
+/// active server's (PostgreSQL): it did not follow the promotion. One that had replayed past
+/// the point where the new timeline began never can, and serves reads of what the active
+/// server does not have: CRITICAL, in every state. Timelines as the monitor saw them this
+/// round, else as the rounds recorded them for the active server's stream.
+fn forked_off(f: &PoolFacts, active: Role, role: Role, row: &MonitorRow) -> Option<Found> {
+    let pool = f.pool;
+    let (address, active_address) = (pool.address(role), pool.address(active));
+    let replica = row.replica.as_ref().filter(|r| !r.receiving)?;
+    if row.read_only != Some(true) {
+        return None;
+    }
+    let progress = (f.rec.map(|r| &r.progress)).filter(|p| {
+        crate::settings::host_key(&p.primary) == crate::settings::host_key(active_address)
+    });
+    let active_timeline = (f.row(active).and_then(|m| m.position.as_ref()?.timeline))
+        .or_else(|| progress?.samples.last()?.1.timeline)?;
+    let timeline = (replica.received.as_ref().and_then(|p| p.timeline))
+        .or_else(|| progress?.standbys.get(address)?.received.as_ref()?.timeline)?;
+    if timeline >= active_timeline {
+        return None;
+    }
+    let problem = replica.problem.as_deref().unwrap_or("not streaming");
+    Some(found(
+        Status::Critical,
+        format!(
+            "standby {} ({address}) forked off: on timeline {timeline} while the active server {active_address} is on timeline {active_timeline}, and it does not stream ({problem})",
+            role.as_str()
+        ),
+        format!(
+            "if its log says \"new timeline {active_timeline} forked off current database system timeline {timeline} before current recovery point\", it replayed WAL {active_address} does not have, serves reads of it and can never follow: rebuild it as a standby of {active_address} (pg_basebackup, or pg_rewind with wal_log_hints/checksums)"
+        ),
+    ))
+}
+
 /// A standby that is writable while the pool is locked, or beside a writable active server.
 fn split_brain(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
     let writable = |role: Role| {
@@ -428,15 +467,16 @@ fn split_brain(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
         .filter(|s| crate::rules::split_brain(f.locked(), writable(active), writable(*s)))
         .map(|s| {
             let address = f.pool.address(s);
+            let words = f.pool.monitor.kind.get().split_brain(address);
             found(
                 Status::Critical,
                 format!(
-                    "split-brain risk: standby {} ({address}) is writable {why}; make it read-only (SET GLOBAL read_only = ON)",
-                    s.as_str()
+                    "split-brain risk: standby {} ({address}) {} {why}; {}",
+                    s.as_str(),
+                    words.state,
+                    words.fix
                 ),
-                format!(
-                    "make {address} read-only now (MySQL: SET GLOBAL read_only = ON; Redis: REPLICAOF the active server), then check which writes went where"
-                ),
+                words.hint,
             )
         })
         .collect()
@@ -862,6 +902,49 @@ mod tests {
         }
     }
 
+    /// The split-brain finding in the server kind's own terms: PostgreSQL has no read-only
+    /// switch that makes a second primary a standby again.
+    #[test]
+    fn split_brain_words_by_server_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pools")).unwrap();
+        std::fs::write(dir.path().join("deadpool.toml"), "state_dir = \"state\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("pools/pg.toml"),
+            "primary = \"db1\"\nsecondary = \"db2\"\n[monitor]\ntype = \"postgres\"\n",
+        )
+        .unwrap();
+        let pg = Config::load(dir.path()).unwrap().pools.remove(0);
+        let locked = rec(PoolState::FailedOver, 0, Role::SECONDARY);
+        let both = [
+            row(Role::PRIMARY, Health::Up, Some(false)),
+            row(Role::SECONDARY, Health::Up, Some(false)),
+        ];
+        let one = |p: &Pool| {
+            let got = split_brain(
+                &facts(p, Some(&locked), &both, &[]),
+                Role::SECONDARY,
+                &[Role::PRIMARY],
+            );
+            assert_eq!(got.len(), 1, "{got:?}");
+            (got[0].message.clone(), got[0].hint.clone())
+        };
+        assert_eq!(
+            one(&pg),
+            (
+                "split-brain risk: standby primary (db1) is out of recovery, writable while the pool is failed over; second server out of recovery (split brain): stop it (pg_ctl stop -m fast) and rebuild it as a standby".to_string(),
+                "stop db1 now (pg_ctl stop -m fast), check which writes went where, then rebuild it as a standby of the active server (pg_basebackup, or pg_rewind with wal_log_hints/checksums)".to_string()
+            )
+        );
+        assert_eq!(
+            one(&pool()),
+            (
+                "split-brain risk: standby primary (db1) is writable while the pool is failed over; make it read-only (SET GLOBAL read_only = ON)".to_string(),
+                "make db1 read-only now (MySQL: SET GLOBAL read_only = ON; Redis: REPLICAOF the active server), then check which writes went where".to_string()
+            )
+        );
+    }
+
     #[test]
     fn degraded_hints_name_what_to_look_at() {
         let tls = "TLS: the server's certificate is not signed by ca.pem (unable to get local issuer certificate): put the CA that signed it in ca_file";
@@ -918,8 +1001,8 @@ mod tests {
     }
 
     /// Three servers: a standby that replicates from another server than the active one, or
-    /// does not receive from it, is CRITICAL in every state; one that could not be promoted
-    /// now is a WARNING in an armed pool.
+    /// does not receive from it, or forked off its timeline, is CRITICAL in every state; one
+    /// that could not be promoted now is a WARNING in an armed pool.
     #[test]
     fn standbys_replication_table() {
         use crate::monitor::Replica;
@@ -981,6 +1064,41 @@ mod tests {
         let primary = row(Role::PRIMARY, Health::Up, Some(false));
         let new_primary = row(Role::SECONDARY, Health::Up, Some(false));
         let standby2 = Role::at(2);
+        let armed_on_2 = rec(PoolState::Armed, 0, Role::SECONDARY);
+        // PostgreSQL after a failover: the new primary on timeline 2; a standby waiting on
+        // timeline 1 did not follow it.
+        let on_timeline_2 = MonitorRow {
+            position: Position::lsn("0/5000000", Some(2)),
+            ..new_primary.clone()
+        };
+        let wal = |timeline: Option<u32>, receiving: bool| Replica {
+            source: "db2".into(),
+            receiving,
+            received: Position::lsn("0/6000000", timeline),
+            applied: Position::lsn("0/6000000", None),
+            lag_seconds: None,
+            problem: (!receiving).then(|| "WAL receiver waiting, not streaming".to_string()),
+        };
+        // Its receiver gone: the timeline the rounds recorded for it.
+        let mut tracked = locked.clone();
+        tracked.progress = crate::rules::track(
+            &Default::default(),
+            "db2",
+            Position::lsn("0/5000000", Some(2)).as_ref(),
+            &[(
+                "db3",
+                Some("db2"),
+                Position::lsn("0/6000000", Some(1)).as_ref(),
+            )],
+            NOW - 1000,
+            |a, b| a == b,
+        );
+        let no_receiver = Replica {
+            source: String::new(),
+            received: Position::lsn("0/6000000", None),
+            problem: Some("no WAL receiver: not connected to a primary".into()),
+            ..wal(None, false)
+        };
         type Row<'a> = (&'a PoolRecord, Vec<MonitorRow>, Option<(Status, &'a str)>);
         #[rustfmt::skip]
         let rows: Vec<Row> = vec![
@@ -989,9 +1107,21 @@ mod tests {
                 Some((Status::Critical, "standby standby2 (db3) replicates from db1, not from the active server db2"))),
             (&locked, vec![new_primary.clone(), with(standby2, Some(replica("db2", false)))],
                 Some((Status::Critical, "does not receive from the active server db2: IO error: Access denied"))),
-            (&locked, vec![new_primary, with(standby2, Some(replica("db2", true)))], None),
+            (&locked, vec![new_primary.clone(), with(standby2, Some(replica("db2", true)))], None),
             (&behind, vec![primary, with(Role::SECONDARY, Some(replica("db1", true))), with(standby2, Some(replica("db1", true)))],
                 Some((Status::Warning, "standby standby2 (db3) is not a candidate: it was last seen caught up 2.0s ago"))),
+            (&locked, vec![on_timeline_2.clone(), with(standby2, Some(wal(Some(1), false)))],
+                Some((Status::Critical, "standby standby2 (db3) forked off: on timeline 1 while the active server db2 is on timeline 2, and it does not stream (WAL receiver waiting, not streaming)"))),
+            (&armed_on_2, vec![on_timeline_2.clone(), with(standby2, Some(wal(Some(1), false)))],
+                Some((Status::Critical, "forked off: on timeline 1"))),
+            (&locked, vec![on_timeline_2.clone(), with(standby2, Some(wal(Some(2), false)))],
+                Some((Status::Critical, "does not receive from the active server db2: WAL receiver waiting"))),
+            (&locked, vec![on_timeline_2.clone(), with(standby2, Some(wal(Some(1), true)))], None),
+            (&locked, vec![new_primary.clone(), with(standby2, Some(wal(Some(1), false)))],
+                Some((Status::Critical, "does not receive from the active server db2"))),
+            (&tracked, vec![on_timeline_2.clone(), with(standby2, Some(no_receiver.clone()))],
+                Some((Status::Critical, "forked off: on timeline 1 while the active server db2 is on timeline 2, and it does not stream (no WAL receiver"))),
+            (&locked, vec![on_timeline_2, with(standby2, Some(no_receiver))], None),
         ];
         for (r, monitor, want) in rows {
             let f = facts(&p, Some(r), &monitor, &[]);
