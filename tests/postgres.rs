@@ -18,6 +18,14 @@ const SUPERUSER_PASSWORD: &str = "super-secret";
 /// A command with a time limit, run as the `postgres` user; its output, or a panic that
 /// shows it.
 fn as_postgres(args: &[&str], env: &[(&str, &str)]) -> String {
+    let (ok, text) = try_as_postgres(args, env);
+    assert!(ok, "{args:?}: {text}");
+    text
+}
+
+/// A command with a time limit, run as the `postgres` user: whether it succeeded, and its
+/// output.
+fn try_as_postgres(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new("timeout");
     cmd.args(["60", "runuser", "-u", "postgres", "--", "env"]);
     for (k, v) in env {
@@ -29,8 +37,7 @@ fn as_postgres(args: &[&str], env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{args:?}: {text}");
-    text
+    (out.status.success(), text)
 }
 
 fn bin(name: &str) -> String {
@@ -263,7 +270,7 @@ impl Server {
 
     fn start(&self) {
         let log = self.dir.path().join("log").display().to_string();
-        as_postgres(
+        let (ok, text) = try_as_postgres(
             &[
                 &bin("pg_ctl"),
                 "-w",
@@ -277,6 +284,8 @@ impl Server {
             ],
             &[],
         );
+        let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(ok, "pg_ctl start: {text}\nits log:\n{server_log}");
     }
 
     fn stop(&self) {
@@ -541,6 +550,12 @@ impl Server {
         eventually("the crashed server stops answering", || {
             std::net::TcpStream::connect((self.address, self.port)).is_err()
         });
+        // Until its process is reaped, a new postmaster refuses the data directory.
+        let pid: i32 = pid.parse().unwrap();
+        eventually("the crashed postmaster is gone", || {
+            // SAFETY: kill(2) with signal 0 only checks that the process exists.
+            unsafe { libc::kill(pid, 0) != 0 }
+        });
     }
 
     /// The WAL sender this standby streams from, when it streams.
@@ -578,32 +593,12 @@ fn postgres_promote_fails_over_and_promotes_by_hand() {
         "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
         &[("db", &promoting_pool(port))],
     );
-    for (file, password) in [
-        ("monitor.pw", "monitor-pw"),
-        ("admin.pw", SUPERUSER_PASSWORD),
-    ] {
-        inst.write(file, password);
-        std::fs::set_permissions(
-            inst.path(file),
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
-    }
+    write_secrets(&inst);
     let tick = inst.tick();
     assert_eq!(tick.code, 0, "{tick:?}");
 
     first.crash();
-    let started = Instant::now();
-    while inst.state_of("db").0 != "failed_over" {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no failover: {}\n{:?}",
-            inst.pool_json("db"),
-            inst.run(&["history"])
-        );
-        inst.tick();
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    tick_until_failed_over(&inst);
     let active = inst.pool_json("db")["active_address"]
         .as_str()
         .unwrap()
@@ -642,5 +637,169 @@ fn postgres_promote_fails_over_and_promotes_by_hand() {
     assert_eq!(
         other.sql("SELECT string_agg(i::text, ',' ORDER BY i) FROM t"),
         "1,2,3,4"
+    );
+}
+
+/// The password files of [`promoting_pool`] in `inst`.
+fn write_secrets(inst: &Instance) {
+    for (file, password) in [
+        ("monitor.pw", "monitor-pw"),
+        ("admin.pw", SUPERUSER_PASSWORD),
+    ] {
+        inst.write(file, password);
+        std::fs::set_permissions(
+            inst.path(file),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
+}
+
+/// The report's problems (`report --json`) as `STATUS message` lines.
+fn problems(inst: &Instance) -> Vec<String> {
+    let run = inst.run(&["report", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("report --json");
+    json["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} (hint: {})",
+                p["status"].as_str().unwrap(),
+                p["message"].as_str().unwrap(),
+                p["hint"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Ticks until the pool is failed over (at most 30 s).
+fn tick_until_failed_over(inst: &Instance) {
+    let started = Instant::now();
+    while inst.state_of("db").0 != "failed_over" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no failover: {}\n{}",
+            inst.pool_json("db"),
+            inst.history()
+        );
+        inst.tick();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The standby that kept receiving (never_promote) has replayed past the promoted one when
+/// the primary crashes: after the promotion it cannot follow the new timeline. The step
+/// names it FORKED OFF, CRITICAL, and the chain goes on; the report names it forked off,
+/// the old primary restarted writable is a split brain in PostgreSQL's terms, and a
+/// failover would not promote the forked standby whatever it received.
+#[test]
+fn a_standby_past_the_promotion_point_forks_off() {
+    let port = free_ports(59432, 1)[0];
+    let first = Server::primary_at("127.0.0.1", port);
+    first.sql("CREATE TABLE t (i int); INSERT INTO t VALUES (1);");
+    let second = Server::standby_at(&first, "127.0.0.2", port);
+    let third = Server::standby_at(&first, "127.0.0.3", port);
+    for s in [&second, &third] {
+        eventually("the standbys stream", || s.streams_from() == "127.0.0.1");
+    }
+    let pool = promoting_pool(port).replace(
+        "max_failed_checks = 1\n",
+        "max_failed_checks = 1\nmax_promote_lag = \"1h\"\nnever_promote = [\"127.0.0.3\"]\n",
+    ) + "\n[[protocol]]\ntype = \"exec\"\nname = \"after\"\nhosts = [\"local\"]\nexec_command = \"true\"\n";
+    let inst = Instance::exact(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", &pool)],
+    );
+    write_secrets(&inst);
+    assert_eq!(inst.tick().code, 0);
+
+    // The second server stops receiving; the third gets 999 more rows.
+    second.sql("ALTER SYSTEM SET primary_conninfo = ''");
+    second.sql("SELECT pg_reload_conf()");
+    eventually("the second server's WAL receiver stops", || {
+        second.sql("SELECT count(*) FROM pg_stat_wal_receiver") == "0"
+    });
+    first.sql("INSERT INTO t SELECT generate_series(2, 1000)");
+    let lsn = first.sql("SELECT pg_current_wal_lsn()");
+    eventually("the third server replays the rows", || {
+        third.sql(&format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'")) == "t"
+    });
+    first.crash();
+    tick_until_failed_over(&inst);
+    assert_eq!(inst.pool_json("db")["active_address"], "127.0.0.2");
+    assert_eq!(second.sql("SELECT pg_is_in_recovery()"), "f");
+
+    let events = inst.events("db");
+    let step = |name: &str, host: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == "step" && e["step"] == name && e["host"] == host)
+            .unwrap_or_else(|| panic!("no step event of {name} on {host}: {}", inst.history()))
+    };
+    let forked = step("postgres_promote", "127.0.0.3");
+    assert_eq!(forked["status"], "CRITICAL", "{forked}");
+    let message = forked["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("FORKED OFF, it cannot follow 127.0.0.2: replayed to ")
+            && message.contains(", past the promotion point ")
+            && message.contains(" where timeline 2 began: it serves reads of data the new primary does not have; rebuild it (pg_basebackup"),
+        "{message}"
+    );
+    assert_eq!(step("postgres_promote", "127.0.0.2")["status"], "OK");
+    assert_eq!(step("after", "local")["status"], "OK", "the chain went on");
+    let whole = step("postgres_promote", "");
+    assert_eq!(
+        (whole["status"].as_str(), whole["message"].as_str()),
+        (
+            Some("CRITICAL"),
+            Some(
+                "step done on 2 host(s): its own part succeeded; 127.0.0.3 beside it needs a person"
+            )
+        )
+    );
+    // What it serves: rows the new primary never had.
+    assert_eq!(third.sql("SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(third.sql("SELECT count(*) FROM t"), "1000");
+    assert_eq!(second.sql("SELECT count(*) FROM t"), "1");
+
+    inst.tick();
+    let found = problems(&inst);
+    assert!(
+        found.iter().any(|p| p.starts_with(
+            "CRITICAL db: standby standby2 (127.0.0.3) forked off: on timeline 1 while the active server 127.0.0.2 is on timeline 2, and it does not stream"
+        ) && p.contains("rebuild it as a standby of 127.0.0.2")),
+        "{found:#?}"
+    );
+
+    // The old primary back after its crash: a writable primary on the old timeline.
+    first.start();
+    inst.tick();
+    let found = problems(&inst);
+    assert!(
+        found.iter().any(|p| p.starts_with(
+            "CRITICAL db: split-brain risk: standby primary (127.0.0.1) is out of recovery, writable while the pool is failed over; second server out of recovery (split brain): stop it (pg_ctl stop -m fast) and rebuild it as a standby"
+        )),
+        "{found:#?}"
+    );
+    assert!(
+        !found.iter().any(|p| p.contains("read_only")),
+        "no MySQL words for PostgreSQL: {found:#?}"
+    );
+
+    // Were the new primary to fail now, the forked standby would not be promoted, though
+    // it received further than anything on the new timeline.
+    first.stop();
+    inst.write(
+        "pools/db.toml",
+        &pool.replace("never_promote = [\"127.0.0.3\"]\n", ""),
+    );
+    inst.tick();
+    let dry = inst.run(&["tick", "--dry-run"]);
+    assert!(
+        dry.stdout
+            .contains("127.0.0.3 is on timeline 1, behind timeline 2"),
+        "{dry:?}"
     );
 }
