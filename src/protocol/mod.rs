@@ -632,6 +632,18 @@ pub fn worst(results: &[HostResult]) -> Status {
         .unwrap_or(Status::Critical)
 }
 
+/// A command's answer in one line for a message: the first line it printed (stdout, else
+/// stderr) and how it ended.
+fn describe_output(out: &crate::remote::Output) -> String {
+    let stdout = crate::text::first_line(&out.stdout);
+    let stderr = crate::text::first_line(&out.stderr);
+    match (stdout.is_empty(), stderr.is_empty()) {
+        (false, _) => format!("{stdout} ({})", out.describe_exit()),
+        (true, false) => format!("{stderr} ({})", out.describe_exit()),
+        (true, true) => out.describe_exit(),
+    }
+}
+
 /// Turns a finished command into a host result: exit 0 is OK, exit 1 is a warning where
 /// `warning_allowed` (readiness checks), anything else is a failure.
 fn host_result(host: &str, out: &crate::remote::Output, warning_allowed: bool) -> HostResult {
