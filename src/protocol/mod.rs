@@ -369,6 +369,15 @@ impl<'a> Context<'a> {
         crate::remote::run_shell_in(self.sessions, host, ssh, line, self.left())
     }
 
+    /// The same context with a nearer deadline: at most `limit` from now, for one bounded
+    /// call inside the step.
+    pub fn within(&self, limit: Duration) -> Context<'a> {
+        Context {
+            deadline: self.deadline.min(Instant::now() + limit),
+            ..*self
+        }
+    }
+
     /// What is left of the step's deadline (zero once it has passed).
     pub fn left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
