@@ -360,6 +360,27 @@ fn step_key_cases() -> Vec<BadConfig> {
             ],
         ),
         (
+            "a key of the postgres stop without fence = stop",
+            "pools/db.toml".into(),
+            format!(
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"postgres_promote\"\nuser = \"a\"\npassword_file = \"secret\"\ndata_dir = \"/var/lib/postgresql/15/main\"\n"
+            ),
+            vec![
+                "pools/db.toml",
+                "[[protocol]] 3",
+                "data_dir",
+                "set fence = \"stop\", or remove it",
+            ],
+        ),
+        (
+            "fence = stop without data_dir",
+            "pools/db.toml".into(),
+            format!(
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"postgres_promote\"\nuser = \"a\"\npassword_file = \"secret\"\nfence = \"stop\"\n"
+            ),
+            vec!["pools/db.toml", "[[protocol]] 3", "data_dir", "missing"],
+        ),
+        (
             "an unknown key in a step's ssh table",
             "pools/db.toml".into(),
             format!(

@@ -803,3 +803,97 @@ fn a_standby_past_the_promotion_point_forks_off() {
         "{dry:?}"
     );
 }
+
+/// `fence = "stop"` with SSH reaching nothing on the primary (a closed port): a manual
+/// promote while the primary answers is refused by the preflight with nothing changed,
+/// since the stop it needs cannot run. Once the primary has crashed, the failover goes
+/// around it and the stop it tried is a note in its history, not a reason to wait.
+#[test]
+fn postgres_promote_fence_stop_needs_ssh_only_while_the_old_primary_answers() {
+    let ports = free_ports(59232, 2);
+    let (port, closed) = (ports[0], ports[1]);
+    let first = Server::primary_at("127.0.0.1", port);
+    first.sql("CREATE TABLE t (i int); INSERT INTO t VALUES (1);");
+    let second = Server::standby_at(&first, "127.0.0.2", port);
+    eventually("the standby streams", || {
+        second.streams_from() == "127.0.0.1"
+    });
+    let pool = format!(
+        "primary = \"127.0.0.1\"\nsecondary = \"127.0.0.2\"\nmax_failed_checks = 1\n\n\
+         [monitor]\ntype = \"postgres\"\nport = {port}\nuser = \"deadpool\"\n\
+         password_file = \"monitor.pw\"\ntimeout = \"2s\"\n\n\
+         [[protocol]]\ntype = \"postgres_promote\"\nuser = \"postgres\"\n\
+         password_file = \"admin.pw\"\ncatch_up_timeout = \"10s\"\ntimeout = \"40s\"\n\
+         fence = \"stop\"\ndata_dir = \"{}\"\nssh = {{ port = {closed}, connect_timeout = \"1s\" }}\n",
+        first.data()
+    );
+    let inst = Instance::exact(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", &pool)],
+    );
+    for (file, password) in [
+        ("monitor.pw", "monitor-pw"),
+        ("admin.pw", SUPERUSER_PASSWORD),
+    ] {
+        inst.write(file, password);
+        std::fs::set_permissions(
+            inst.path(file),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    assert_eq!(inst.tick().code, 0);
+
+    let dry = inst.run(&["promote", "db", "127.0.0.2", "--dry-run"]);
+    let stop = format!(
+        "sudo -n -u postgres {} stop -D {} -m fast -w -t 10",
+        bin("pg_ctl"),
+        first.data()
+    );
+    assert!(dry.stdout.contains(&stop), "{dry:?}");
+
+    let run = inst.run(&["promote", "db", "127.0.0.2", "--yes"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    let said = format!("{}{}{}", run.stdout, run.stderr, inst.history());
+    assert!(
+        said.contains("answers and could not be stopped") && said.contains("over SSH"),
+        "{said}"
+    );
+    assert_eq!(
+        inst.pool_json("db")["active_address"],
+        "127.0.0.1",
+        "{run:?}"
+    );
+    assert_eq!(first.sql("SHOW default_transaction_read_only"), "off");
+    assert_eq!(second.sql("SELECT pg_is_in_recovery()"), "t");
+    first.sql("INSERT INTO t VALUES (2)");
+
+    eventually("the standby has the second row", || {
+        second.sql("SELECT count(*) FROM t") == "2"
+    });
+    first.crash();
+    let started = Instant::now();
+    while inst.state_of("db").0 != "failed_over" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no failover: {}\n{}",
+            inst.pool_json("db"),
+            inst.history()
+        );
+        inst.tick();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(inst.pool_json("db")["active_address"], "127.0.0.2");
+    assert_eq!(second.sql("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(second.sql("SELECT count(*) FROM t"), "2");
+    let outputs: String = inst
+        .events("db")
+        .iter()
+        .filter_map(|e| e["output"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        outputs.contains("old primary 127.0.0.1 not stopped over SSH (at most 3s)"),
+        "{outputs}\n{}",
+        inst.history()
+    );
+}

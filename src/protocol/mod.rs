@@ -369,6 +369,15 @@ impl<'a> Context<'a> {
         crate::remote::run_shell_in(self.sessions, host, ssh, line, self.left())
     }
 
+    /// The same context with a nearer deadline: at most `limit` from now, for one bounded
+    /// call inside the step.
+    pub fn within(&self, limit: Duration) -> Context<'a> {
+        Context {
+            deadline: self.deadline.min(Instant::now() + limit),
+            ..*self
+        }
+    }
+
     /// What is left of the step's deadline (zero once it has passed).
     pub fn left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
@@ -665,6 +674,18 @@ pub fn worst(results: &[HostResult]) -> Status {
 /// Whether a step's action did its part, by [`crate::rules::step_succeeded`].
 pub fn succeeded(results: &[HostResult]) -> bool {
     crate::rules::step_succeeded(results.iter().map(|r| (r.status, r.aside)))
+}
+
+/// A command's answer in one line for a message: the first line it printed (stdout, else
+/// stderr) and how it ended.
+fn describe_output(out: &crate::remote::Output) -> String {
+    let stdout = crate::text::first_line(&out.stdout);
+    let stderr = crate::text::first_line(&out.stderr);
+    match (stdout.is_empty(), stderr.is_empty()) {
+        (false, _) => format!("{stdout} ({})", out.describe_exit()),
+        (true, false) => format!("{stderr} ({})", out.describe_exit()),
+        (true, true) => out.describe_exit(),
+    }
 }
 
 /// Turns a finished command into a host result: exit 0 is OK, exit 1 is a warning where

@@ -13,7 +13,7 @@
 
 use serde::Deserialize;
 
-use super::{Context, HostResult, LoadContext, Protocol};
+use super::{Context, HostResult, LoadContext, Protocol, describe_output};
 use crate::config::load::{RawSsh, step_ssh};
 use crate::error::Problem;
 use crate::model::Status;
@@ -149,19 +149,9 @@ impl Vip {
         let verdict = match (&out.exit, out.stdout.trim()) {
             (Exit::Code(0), "present") => Ok(true),
             (Exit::Code(0), "absent") => Ok(false),
-            _ => Err(format!("cannot tell: {}", describe(&out))),
+            _ => Err(format!("cannot tell: {}", describe_output(&out))),
         };
         (verdict, out)
-    }
-}
-
-fn describe(out: &Output) -> String {
-    let said = crate::text::first_line(&out.stdout);
-    let err = crate::text::first_line(&out.stderr);
-    match (said.is_empty(), err.is_empty()) {
-        (false, _) => format!("{said} ({})", out.describe_exit()),
-        (true, false) => format!("{err} ({})", out.describe_exit()),
-        (true, true) => out.describe_exit(),
     }
 }
 
@@ -244,7 +234,10 @@ echo \"holder=$holder old=$old\"",
         let (status, message) = match &out.exit {
             Exit::Code(0) if said == "here" => (Status::Ok, format!("{v} is already on {new}")),
             Exit::Code(0) => holder_verdict(&said, &v, old),
-            _ => (Status::Critical, format!("{new}: {}", describe(&out))),
+            _ => (
+                Status::Critical,
+                format!("{new}: {}", describe_output(&out)),
+            ),
         };
         vec![HostResult::of(new, status, &message, &out)]
     }
@@ -261,7 +254,7 @@ echo \"holder=$holder old=$old\"",
             &released.exit,
             released.stdout.trim(),
             old,
-            &describe(&released),
+            &describe_output(&released),
             ctx.force.is_on(),
         ) {
             Ok(note) => note,
@@ -289,7 +282,7 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
             (Exit::Code(0), "present") => (Status::Ok, format!("{v} is on {new}")),
             _ => (
                 Status::Critical,
-                format!("could not put {v} on {new}: {}", describe(&taken)),
+                format!("could not put {v} on {new}: {}", describe_output(&taken)),
             ),
         };
         // Each host with its own call and time: the release (or why it was taken over

@@ -1,18 +1,28 @@
 //! The `postgres_promote` step: makes a streaming standby the PostgreSQL primary.
 //!
+//! Keys: `user` and `password_file` (the admin account), `port`, `database`, `catch_up_timeout`,
+//! `max_lag`, `fence` (`"read_only"` or `"stop"`), `tls`; with `fence = "stop"` only:
+//! `data_dir` (required), `pg_ctl`, `os_user`, `stop_timeout` and an `ssh` table.
+//!
 //! - preflight: the standby answers the admin account and is in recovery, streaming from the
 //!   current primary (or is already a primary); a reachable old primary must accept the
 //!   admin account too. Each other standby must accept it and have a `primary_conninfo` the
-//!   step can rewrite, else a warning: it cannot be repointed.
+//!   step can rewrite, else a warning: it cannot be repointed. With `fence = "stop"`, the old
+//!   primary must let the SSH user run the stop (`sudo -n -l` names its exact argv).
 //! - promote, old primary does not answer at all: `pg_promote(wait => true)` on the standby,
-//!   then `pg_is_in_recovery()` must be false.
+//!   then `pg_is_in_recovery()` must be false. With `fence = "stop"` the stop is tried over
+//!   SSH first, for a few seconds at most: a note, never a reason to wait or to fail.
 //! - promote, old primary answers with an error (a refused login, too many connections): the
 //!   step fails with nothing changed, unless a person forced it (SPEC 6.3).
 //! - promote, old primary alive (a manual promote): a soft fence first
 //!   (`default_transaction_read_only = on` by `ALTER SYSTEM`, every other client backend
 //!   ended), then a wait until the standby has replayed the old primary's WAL location, then
-//!   the promotion. If the standby does not catch up, the fence is undone. The fence is soft:
-//!   a session may still `BEGIN READ WRITE`.
+//!   the promotion. If the standby does not catch up, the fence is undone. The soft fence is
+//!   passed by `BEGIN READ WRITE`; `fence = "stop"` then stops the server over SSH
+//!   (`pg_ctl stop -m fast`, which sends the shutdown checkpoint to the standbys) and sees it
+//!   refuse connections before the wait, which covers what the standby received by then. A
+//!   stop that fails undoes the soft fence; a standby that does not catch up after the stop
+//!   leaves the old primary stopped, and the message says how to start it again.
 //! - promote, once the new primary is out of recovery: every other standby gets a
 //!   `primary_conninfo` naming it (the rest of its conninfo kept) and must be seen streaming
 //!   from it; one that is not is a warning for a person. One that had replayed past the
@@ -21,18 +31,26 @@
 //! - check: active not in recovery; every standby in recovery, streaming from the active
 //!   server, lag under `max_lag`.
 
+mod stop;
+
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Context, HostResult, LoadContext, Log, NotRepointed, Protocol};
-use crate::config::load::{RawTls, load_secret, load_tls};
+pub use self::stop::Stop;
+use self::stop::{
+    BEST_EFFORT_STOP, RawStop, STOP_SLACK, best_effort_note, stop_outcome, stop_preflight_verdict,
+    stopped_advice,
+};
+use super::{Context, HostResult, LoadContext, Log, NotRepointed, Protocol, describe_output};
+use crate::config::load::{RawSsh, RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::model::Status;
 use crate::monitor::MonitorKind;
 use crate::position::Position;
 use crate::postgres::{Client, Failure, Target};
-use crate::settings::{Secret, format_duration, parse_duration};
+use crate::settings::{Host, Secret, SshSettings, format_duration, parse_duration};
 use crate::tls::Tls;
 
 /// The step's `type`.
@@ -63,10 +81,12 @@ const END_SESSIONS_SQL: &str = "SELECT count(pg_terminate_backend(pid)) AS ended
     FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
 
 /// How a live old primary is kept from taking writes before the standby is promoted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Fence {
     /// `default_transaction_read_only = on` and its sessions ended.
     ReadOnly,
+    /// The soft fence, then the server stopped over SSH.
+    Stop(Box<Stop>),
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +114,11 @@ struct Raw {
     catch_up_timeout: Option<String>,
     max_lag: Option<String>,
     fence: Option<String>,
+    data_dir: Option<String>,
+    pg_ctl: Option<String>,
+    os_user: Option<String>,
+    stop_timeout: Option<String>,
+    ssh: Option<RawSsh>,
     tls: Option<RawTls>,
 }
 
@@ -114,6 +139,13 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<PostgresPromote, Pro
     let duration = |key: &str, value: Option<&str>, default: &str| {
         parse_duration(value.unwrap_or(default)).map_err(|e| Problem::at(key, e))
     };
+    let stop_keys = RawStop {
+        data_dir: raw.data_dir,
+        pg_ctl: raw.pg_ctl,
+        os_user: raw.os_user,
+        stop_timeout: raw.stop_timeout,
+        ssh: raw.ssh,
+    };
     Ok(PostgresPromote {
         user: raw.user,
         password,
@@ -121,20 +153,31 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<PostgresPromote, Pro
         database: raw.database.unwrap_or_else(|| "postgres".to_string()),
         catch_up_timeout: duration("catch_up_timeout", raw.catch_up_timeout.as_deref(), "30s")?,
         max_lag: duration("max_lag", raw.max_lag.as_deref(), "10s")?,
-        fence: fence(raw.fence.as_deref()).map_err(|e| Problem::at("fence", e))?,
+        fence: fence(raw.fence.as_deref(), stop_keys, cx.dir, cx.ssh)?,
         tls,
     })
 }
 
-/// The `fence` key (pure, for tests).
-fn fence(value: Option<&str>) -> Result<Fence, String> {
+/// The `fence` key with the keys of the stop.
+fn fence(
+    value: Option<&str>,
+    keys: RawStop,
+    dir: &Path,
+    ssh: &SshSettings,
+) -> Result<Fence, Problem> {
     match value {
-        None | Some("read_only") => Ok(Fence::ReadOnly),
-        Some("stop") => Err(
-            "\"stop\" is not supported yet: use \"read_only\", or a plugin step that stops the old primary"
-                .to_string(),
-        ),
-        Some(other) => Err(format!("got \"{other}\", expected \"read_only\"")),
+        None | Some("read_only") => match keys.first_given() {
+            Some(key) => Err(Problem::at(
+                key,
+                "applies only to fence = \"stop\": set fence = \"stop\", or remove it",
+            )),
+            None => Ok(Fence::ReadOnly),
+        },
+        Some("stop") => Ok(Fence::Stop(Box::new(stop::load(keys, dir, ssh)?))),
+        Some(other) => Err(Problem::at(
+            "fence",
+            format!("got \"{other}\", expected \"read_only\" or \"stop\""),
+        )),
     }
 }
 
@@ -156,8 +199,54 @@ impl PostgresPromote {
         })
     }
 
-    /// The new primary, and the old one the promotion will fence or go around.
-    fn preflight_candidate(&self, ctx: &Context) -> HostResult {
+    /// The old primary's answer to the admin account; with `fence = "stop"` its
+    /// `data_directory` too, when the account may read it.
+    fn old_primary_sql(&self, ctx: &Context) -> Result<Option<String>, Failure> {
+        let mut client = self.connect(ctx.old_primary, ctx)?;
+        if matches!(self.fence, Fence::ReadOnly) {
+            return Ok(None);
+        }
+        let rows = client.query("SHOW data_directory").ok();
+        Ok(rows.and_then(|r| r.first("data_directory").map(str::to_string)))
+    }
+
+    /// The preflight about the new and the old primary: the candidate's result, and with
+    /// `fence = "stop"` one about stopping the old primary, asked over SSH while the
+    /// databases are asked.
+    fn preflight_primaries(&self, ctx: &Context) -> Vec<HostResult> {
+        let old = ctx.old_primary;
+        let Fence::Stop(stop) = &self.fence else {
+            return vec![self.preflight_candidate(ctx, &self.old_primary_sql(ctx))];
+        };
+        std::thread::scope(|s| {
+            // A login and `sudo -l`: a host that hangs must not hold up the preflight.
+            let asked = s.spawn(|| {
+                ctx.within(stop.ssh.connect_timeout + STOP_SLACK).shell(
+                    &Host::Remote(old.to_string()),
+                    &stop.ssh,
+                    &stop.check_command(),
+                )
+            });
+            let old_sql = self.old_primary_sql(ctx);
+            let candidate = self.preflight_candidate(ctx, &old_sql);
+            let out = asked.join().expect("the old primary's SSH check panicked");
+            let needed = match &old_sql {
+                Ok(_) => true,
+                Err(f) => without_old_primary(f, old, ctx.force.is_on()).is_err(),
+            };
+            let data_directory = old_sql.as_ref().ok().and_then(|d| d.as_deref());
+            let (status, message) = stop_preflight_verdict(stop, old, needed, &out, data_directory);
+            vec![candidate, HostResult::of(old, status, &message, &out)]
+        })
+    }
+
+    /// The new primary, and the old one the promotion will fence or go around (`old_sql`:
+    /// how the old primary answered the admin account).
+    fn preflight_candidate(
+        &self,
+        ctx: &Context,
+        old_sql: &Result<Option<String>, Failure>,
+    ) -> HostResult {
         let (new, old) = (ctx.new_primary, ctx.old_primary);
         let mut log = Log::new(new);
         let mut client = match self.connect(new, ctx) {
@@ -184,12 +273,24 @@ impl PostgresPromote {
             Ok(s) => format!("{new} can be promoted: {}", s.describe()),
         };
         log.note(&message);
-        match self.connect(old, ctx) {
-            Ok(_) => log.note(format!(
-                "old primary {old} reachable; it will be fenced first (default_transaction_read_only, sessions ended)"
-            )),
-            Err(f) => match without_old_primary(&f, old, ctx.force.is_on()) {
-                Ok(note) => log.note(format!("{note}; it will be left alone")),
+        match old_sql {
+            Ok(_) => log.note(match &self.fence {
+                Fence::ReadOnly => format!(
+                    "old primary {old} reachable; it will be fenced first (default_transaction_read_only, sessions ended)"
+                ),
+                Fence::Stop(stop) => format!(
+                    "old primary {old} reachable; it will be fenced first (default_transaction_read_only, sessions ended), then stopped over SSH: {}",
+                    stop.command()
+                ),
+            }),
+            Err(f) => match without_old_primary(f, old, ctx.force.is_on()) {
+                Ok(note) => log.note(match (&self.fence, f) {
+                    (Fence::Stop(_), Failure::Down(_)) => format!(
+                        "{note}; the promotion goes around it, after trying the stop over SSH for at most {}",
+                        format_duration(BEST_EFFORT_STOP)
+                    ),
+                    _ => format!("{note}; it will be left alone"),
+                }),
                 Err(why) => return log.done(Status::Critical, why),
             },
         }
@@ -352,10 +453,25 @@ impl Protocol for PostgresPromote {
         true
     }
 
+    fn ssh_in_use(&self) -> Option<&SshSettings> {
+        match &self.fence {
+            Fence::ReadOnly => None,
+            Fence::Stop(stop) => Some(&stop.ssh),
+        }
+    }
+
+    /// The old primary, which `fence = "stop"` stops over SSH.
+    fn logins(&self, ctx: &Context) -> Vec<(String, SshSettings)> {
+        match &self.fence {
+            Fence::ReadOnly => Vec::new(),
+            Fence::Stop(stop) => vec![(ctx.old_primary.to_string(), stop.ssh.clone())],
+        }
+    }
+
     fn preflight(&self, ctx: &Context) -> Vec<HostResult> {
         super::preflight_with_standbys(
             ctx,
-            || vec![self.preflight_candidate(ctx)],
+            || self.preflight_primaries(ctx),
             |host| self.repointable(host, ctx),
         )
     }
@@ -384,14 +500,34 @@ impl Protocol for PostgresPromote {
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
         let (new, old) = (ctx.new_primary, ctx.old_primary);
+        let soft = "fence it softly (ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf(); pg_terminate_backend of its other client backends; BEGIN READ WRITE still passes)";
+        let catch_up = format_duration(self.catch_up_timeout);
+        let fence = match &self.fence {
+            Fence::ReadOnly => format!(
+                "if {old} answers, {soft}, read its pg_current_wal_lsn() and wait up to {catch_up} for {new} to replay it (else undo the fence)"
+            ),
+            Fence::Stop(_) => format!(
+                "if {old} answers, {soft}, read its pg_current_wal_lsn(), stop it over SSH (below), and wait up to {catch_up} for {new} to replay the later of that and its own pg_last_wal_receive_lsn() after the stop (else {old} stays stopped and nothing is promoted)"
+            ),
+        };
         let mut plan = vec![(
             new.to_string(),
             format!(
-                "as {}: if {old} answers, fence it softly (ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf(); pg_terminate_backend of its other client backends; BEGIN READ WRITE still passes), read its pg_current_wal_lsn() and wait up to {} for {new} to replay it (else undo the fence); if it answers with an error, stop (unless forced); then SELECT pg_promote(wait => true) and verify pg_is_in_recovery() is false",
-                self.user,
-                format_duration(self.catch_up_timeout)
+                "as {}: {fence}; if it answers with an error, stop (unless forced); then SELECT pg_promote(wait => true) and verify pg_is_in_recovery() is false",
+                self.user
             ),
         )];
+        if let Fence::Stop(stop) = &self.fence {
+            plan.push((
+                old.to_string(),
+                format!(
+                    "over SSH as {}, after the soft fence: {}; then it must refuse connections (else the soft fence is undone and nothing is promoted). If {old} does not answer SQL: the same command for at most {}, whatever it gives, then the promotion",
+                    stop.ssh.user,
+                    stop.command(),
+                    format_duration(BEST_EFFORT_STOP)
+                ),
+            ));
+        }
         plan.extend(ctx.other_standbys().into_iter().map(|standby| {
             (
                 standby.to_string(),
@@ -405,8 +541,26 @@ impl Protocol for PostgresPromote {
     }
 }
 
+/// What the promotion did to the old primary before `pg_promote()`.
+enum Fenced<'a> {
+    /// Nothing by SQL: it did not answer, or a person forced the promotion around it.
+    Around,
+    /// The soft fence, on this session, to undo should the promotion fail.
+    Soft(Client),
+    /// Stopped over SSH.
+    Stopped(&'a Stop),
+}
+
+/// Why the hard fence failed, and what it left of the old primary.
+enum NotFenced {
+    /// Still running: the soft fence is to be undone.
+    Running(String),
+    /// Stopped, and the standby did not catch up.
+    Stopped(String),
+}
+
 /// Promotes the new primary: around an old primary that does not answer, else after the
-/// soft fence and the catch-up.
+/// fence and the catch-up.
 fn promote(step: &PostgresPromote, ctx: &Context) -> HostResult {
     let (new, old) = (ctx.new_primary, ctx.old_primary);
     let mut log = Log::new(new);
@@ -426,15 +580,45 @@ fn promote(step: &PostgresPromote, ctx: &Context) -> HostResult {
         Ok(true) => {}
         Err(f) => return log.done(Status::Critical, format!("{new}: {f}; nothing changed")),
     }
-    let mut fenced = match step.connect(old, ctx) {
-        Ok(mut client) => match fence_and_catch_up(&mut log, &mut client, &mut standby, step) {
-            Ok(()) => Some(client),
-            Err(why) => return undo(log, &mut client, why),
+    let fenced = match step.connect(old, ctx) {
+        Ok(mut client) => match &step.fence {
+            Fence::ReadOnly => {
+                let caught = soft_fence(&mut log, &mut client).and_then(|lsn| {
+                    catch_up(&mut log, &mut standby, &lsn, step.catch_up_timeout, ctx)
+                });
+                if let Err(why) = caught {
+                    return undo(log, &mut client, why);
+                }
+                Fenced::Soft(client)
+            }
+            Fence::Stop(stop) => {
+                match hard_fence(step, stop, ctx, &mut log, &mut client, &mut standby) {
+                    Ok(()) => Fenced::Stopped(stop),
+                    Err(NotFenced::Running(why)) => {
+                        // The shutdown may have ended this session before it failed.
+                        let restored = restore(&mut client)
+                            .or_else(|_| step.connect(old, ctx).and_then(|mut c| restore(&mut c)));
+                        return undone(log, why, &restored, Some(&stop.start_command()));
+                    }
+                    Err(NotFenced::Stopped(why)) => {
+                        let advice = stopped_advice(stop, ctx);
+                        return log.done(Status::Critical, format!("{why}; {advice}"));
+                    }
+                }
+            }
         },
         Err(f) => match without_old_primary(&f, old, ctx.force.is_on()) {
             Ok(note) => {
                 log.note(note);
-                None
+                if let (Failure::Down(_), Fence::Stop(stop)) = (&f, &step.fence) {
+                    let out = ctx.within(BEST_EFFORT_STOP).shell(
+                        &Host::Remote(old.to_string()),
+                        &stop.ssh,
+                        &stop.command(),
+                    );
+                    log.note(best_effort_note(old, &stop.command(), &out));
+                }
+                Fenced::Around
             }
             Err(why) => return log.done(Status::Critical, why),
         },
@@ -448,29 +632,42 @@ fn promote(step: &PostgresPromote, ctx: &Context) -> HostResult {
     match standby.query(&sql) {
         Ok(rows) if rows.first("promoted") == Some("t") => {}
         Ok(_) => {
+            let stopped = match fenced {
+                Fenced::Stopped(_) => format!("; the old primary {old} is stopped"),
+                Fenced::Soft(_) | Fenced::Around => String::new(),
+            };
             return log.done(
                 Status::Critical,
-                format!("{new} did not finish its promotion within {wait}s; check it by hand"),
+                format!(
+                    "{new} did not finish its promotion within {wait}s; check it by hand{stopped}"
+                ),
             );
         }
         Err(f) => {
             let why = format!("pg_promote() on {new} failed: {f}");
-            return match fenced.as_mut() {
-                Some(client) => undo(log, client, why),
-                None => log.done(Status::Critical, why),
+            return match fenced {
+                Fenced::Soft(mut client) => undo(log, &mut client, why),
+                Fenced::Stopped(stop) => {
+                    let advice = stopped_advice(stop, ctx);
+                    log.done(Status::Critical, format!("{why}; {advice}"))
+                }
+                Fenced::Around => log.done(Status::Critical, why),
             };
         }
     }
     log.note("pg_promote() done");
-    let soft = if fenced.is_some() {
-        format!(
+    let fence = match fenced {
+        Fenced::Soft(_) => format!(
             "; {old} is fenced softly (default_transaction_read_only = on, BEGIN READ WRITE still passes)"
-        )
-    } else {
-        String::new()
+        ),
+        Fenced::Stopped(_) => format!("; {old} is stopped (pg_ctl stop -m fast: a real fence)"),
+        Fenced::Around => String::new(),
     };
     match in_recovery(&mut standby) {
-        Ok(false) => log.done(Status::Ok, format!("{new} promoted: out of recovery{soft}")),
+        Ok(false) => log.done(
+            Status::Ok,
+            format!("{new} promoted: out of recovery{fence}"),
+        ),
         Ok(true) => log.done(
             Status::Critical,
             format!("{new} is still in recovery after pg_promote()"),
@@ -482,17 +679,9 @@ fn promote(step: &PostgresPromote, ctx: &Context) -> HostResult {
     }
 }
 
-/// Fences a live old primary softly, ends its other sessions, and waits until the standby
-/// has replayed everything it wrote. `Err`: why, and the fence must be undone.
-fn fence_and_catch_up(
-    log: &mut Log,
-    old: &mut Client,
-    standby: &mut Client,
-    step: &PostgresPromote,
-) -> Result<(), String> {
-    match step.fence {
-        Fence::ReadOnly => {}
-    }
+/// Fences a live old primary softly and ends its other sessions. `Ok`: the WAL location it
+/// had written by then; `Err`: why, and the fence must be undone.
+fn soft_fence(log: &mut Log, old: &mut Client) -> Result<String, String> {
     let fail = |what: &str, f: Failure| format!("{what} on the old primary: {f}");
     old.query("ALTER SYSTEM SET default_transaction_read_only = on")
         .and_then(|_| old.query("SELECT pg_reload_conf()"))
@@ -509,41 +698,125 @@ fn fence_and_catch_up(
         .query("SELECT pg_current_wal_lsn() AS lsn")
         .map_err(|f| fail("cannot read pg_current_wal_lsn()", f))?;
     let lsn = lsn.first("lsn").filter(|l| is_lsn(l)).map(str::to_string);
-    let Some(lsn) = lsn else {
-        return Err("the old primary gave no WAL location".to_string());
-    };
+    lsn.ok_or_else(|| "the old primary gave no WAL location".to_string())
+}
+
+/// The hard fence: the soft one, then the server stopped over SSH and seen refusing
+/// connections, then the wait until the standby has replayed all the old primary wrote
+/// and sent: a fast shutdown sends its shutdown checkpoint to the standbys before the WAL
+/// senders exit, so what the standby received by then counts too.
+fn hard_fence(
+    step: &PostgresPromote,
+    stop: &Stop,
+    ctx: &Context,
+    log: &mut Log,
+    old: &mut Client,
+    standby: &mut Client,
+) -> Result<(), NotFenced> {
+    let host = ctx.old_primary;
+    let written = soft_fence(log, old).map_err(NotFenced::Running)?;
+    let command = stop.command();
+    log.note(format!(
+        "old primary: stopping it over SSH as {}: {command}",
+        stop.ssh.user
+    ));
+    let out = ctx.within(stop.timeout + STOP_SLACK).shell(
+        &Host::Remote(host.to_string()),
+        &stop.ssh,
+        &command,
+    );
+    log.note(format!("old primary: {}", describe_output(&out)));
+    stop_outcome(stop, host, &out, || step.connect(host, ctx).map(drop))
+        .map_err(NotFenced::Running)?;
+    log.note("old primary: stopped, it refuses connections");
+    let received = standby
+        .query("SELECT pg_last_wal_receive_lsn() AS lsn")
+        .map_err(|f| {
+            NotFenced::Stopped(format!(
+                "cannot read pg_last_wal_receive_lsn() on the standby: {f}"
+            ))
+        })?;
+    let received = received.first("lsn").filter(|l| is_lsn(l));
+    log.note(format!(
+        "the old primary had written {written}; the standby has received {}",
+        received.unwrap_or("nothing")
+    ));
+    let target = later_lsn(&written, received);
+    catch_up(log, standby, &target, step.catch_up_timeout, ctx).map_err(NotFenced::Stopped)
+}
+
+/// Waits until the standby has replayed `lsn`: at most `timeout`, and never past the step's
+/// deadline.
+fn catch_up(
+    log: &mut Log,
+    standby: &mut Client,
+    lsn: &str,
+    timeout: Duration,
+    ctx: &Context,
+) -> Result<(), String> {
     log.note(format!("waiting for the standby to replay {lsn}"));
+    let limit = ctx.bounded(timeout);
     let sql = format!("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '{lsn}') >= 0 AS caught");
-    let caught = crate::remote::poll(step.catch_up_timeout, || {
+    let caught = crate::remote::poll(limit, || {
         let rows = standby.query(&sql)?;
         Ok::<_, Failure>((rows.first("caught") == Some("t")).then_some(()))
     });
+    let waited = if limit < timeout {
+        format!(
+            "{} (what was left of the step's timeout)",
+            crate::text::human_secs(limit.as_secs_f64())
+        )
+    } else {
+        format_duration(timeout)
+    };
     match caught {
         Ok(Some(())) => {
             log.note(format!("the standby has replayed {lsn}"));
             Ok(())
         }
         Ok(None) => Err(format!(
-            "the standby did not replay the old primary's {lsn} within {}",
-            format_duration(step.catch_up_timeout)
+            "the standby did not replay the old primary's {lsn} within {waited}"
         )),
         Err(f) => Err(format!("waiting for the standby: {f}")),
     }
 }
 
-/// Gives the old primary back its writable default; the promotion did not happen.
-fn undo(mut log: Log, old: &mut Client, why: String) -> HostResult {
-    let restored = old
-        .query("ALTER SYSTEM RESET default_transaction_read_only")
-        .and_then(|_| old.query("SELECT pg_reload_conf()"));
-    let tail = match restored {
-        Ok(_) => "the old primary's fence undone; not promoted".to_string(),
-        Err(f) => format!(
-            "could NOT undo the fence ({f}): the old primary is left with default_transaction_read_only = on; not promoted"
-        ),
-    };
+/// Gives the old primary back its writable default.
+fn restore(old: &mut Client) -> Result<(), Failure> {
+    old.query("ALTER SYSTEM RESET default_transaction_read_only")?;
+    old.query("SELECT pg_reload_conf()")?;
+    Ok(())
+}
+
+/// Undoes the soft fence; the promotion did not happen.
+fn undo(log: Log, old: &mut Client, why: String) -> HostResult {
+    let restored = restore(old);
+    undone(log, why, &restored, None)
+}
+
+fn undone(
+    mut log: Log,
+    why: String,
+    restored: &Result<(), Failure>,
+    start: Option<&str>,
+) -> HostResult {
+    let tail = undo_tail(restored, start);
     log.note(&tail);
     log.done(Status::Critical, format!("{why}; {tail}"))
+}
+
+/// How the undo of the soft fence ended (pure, for tests). `start`: after a stop that
+/// failed, how to start the server should it have stopped after all.
+fn undo_tail(restored: &Result<(), Failure>, start: Option<&str>) -> String {
+    match (restored, start) {
+        (Ok(()), _) => "the old primary's fence undone; not promoted".to_string(),
+        (Err(f), Some(start)) => format!(
+            "could NOT undo the fence ({f}): the old primary may be stopping or stopped after all, if so start it again there with `{start}`, else it is left with default_transaction_read_only = on; not promoted"
+        ),
+        (Err(f), _) => format!(
+            "could NOT undo the fence ({f}): the old primary is left with default_transaction_read_only = on; not promoted"
+        ),
+    }
 }
 
 /// Whether the step may go on without an old primary the admin account cannot use (pure,
@@ -716,6 +989,26 @@ fn is_lsn(s: &str) -> bool {
             .iter()
             .all(|h| !h.is_empty() && h.len() <= 8 && h.chars().all(|c| c.is_ascii_hexdigit()))
     })
+}
+
+/// A WAL location as a number, for comparing two (`0/3016000` is 0x3016000).
+fn lsn_value(s: &str) -> Option<u64> {
+    if !is_lsn(s) {
+        return None;
+    }
+    let (high, low) = s.split_once('/')?;
+    let part = |h: &str| u64::from_str_radix(h, 16).ok();
+    Some((part(high)? << 32) | part(low)?)
+}
+
+/// What the standby must replay after the stop (pure, for tests): the later of what the old
+/// primary had written (`written`) and what the standby received (`received`, none when it
+/// has no WAL receiver nor ever had one).
+fn later_lsn(written: &str, received: Option<&str>) -> String {
+    match received {
+        Some(r) if lsn_value(r) > lsn_value(written) => r.to_string(),
+        _ => written.to_string(),
+    }
 }
 
 /// A string literal for SQL (standard_conforming_strings, on since PostgreSQL 9.1).
@@ -1025,15 +1318,7 @@ mod tests {
     }
 
     #[test]
-    fn fence_and_lsn_values() {
-        assert_eq!(fence(None), Ok(Fence::ReadOnly));
-        assert_eq!(fence(Some("read_only")), Ok(Fence::ReadOnly));
-        let stop = fence(Some("stop")).unwrap_err();
-        assert!(
-            stop.contains("not supported yet") && stop.contains("plugin"),
-            "{stop}"
-        );
-        assert!(fence(Some("off")).is_err());
+    fn lsn_values() {
         for (text, ok) in [
             ("0/3016000", true),
             ("1A/FF", true),
@@ -1042,6 +1327,237 @@ mod tests {
             ("3016000", false),
         ] {
             assert_eq!(is_lsn(text), ok, "{text}");
+            assert_eq!(lsn_value(text).is_some(), ok, "{text}");
         }
+        assert_eq!(lsn_value("1A/FF"), Some(0x1A_0000_00FF));
+        // (written, received, what the standby must replay)
+        let table = [
+            ("0/3016000", Some("0/3016100"), "0/3016100"),
+            ("0/3016100", Some("0/3016000"), "0/3016100"),
+            // As text "0/9000000" sorts after "0/10000000".
+            ("0/9000000", Some("0/10000000"), "0/10000000"),
+            ("1/0", Some("0/FFFFFFFF"), "1/0"),
+            ("0/5", None, "0/5"),
+            ("0/5", Some("junk"), "0/5"),
+        ];
+        for (written, received, target) in table {
+            assert_eq!(
+                later_lsn(written, received),
+                target,
+                "{written} {received:?}"
+            );
+        }
+    }
+
+    /// `[ssh]` defaults as a config would give them.
+    fn defaults() -> SshSettings {
+        SshSettings {
+            user: "deadpool".into(),
+            port: 22,
+            auth: crate::settings::SshAuth::Agent,
+            known_hosts: "/nonexistent/known_hosts".into(),
+            connect_timeout: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(30),
+            sudo: false,
+        }
+    }
+
+    /// The step loaded from `keys` after `user` and `password_file`.
+    fn load_keys(keys: &str) -> Result<PostgresPromote, Problem> {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("admin.pw");
+        std::fs::write(&secret, "pw\n").unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let monitor = MonitorKind::Tcp(crate::monitor::tcp::Tcp { port: 5432 });
+        let cx = LoadContext {
+            dir: dir.path(),
+            ssh: &defaults(),
+            servers: &["10.0.0.1".to_string(), "10.0.0.2".to_string()],
+            monitor: &monitor,
+        };
+        let table = format!("user = \"dpadmin\"\npassword_file = \"admin.pw\"\n{keys}")
+            .parse()
+            .unwrap();
+        load(table, &cx)
+    }
+
+    const STOP: &str = "fence = \"stop\"\ndata_dir = \"/var/lib/postgresql/15/main\"\n";
+
+    #[test]
+    fn the_stop_keys_come_only_with_fence_stop() {
+        // Without fence = "stop": (keys, the key at fault, words).
+        #[rustfmt::skip]
+        let alone: &[(&str, &str, &str)] = &[
+            ("fence = \"off\"", "fence", "expected \"read_only\" or \"stop\""),
+            ("fence = \"stop\"", "data_dir", "missing"),
+            ("data_dir = \"/var/lib/postgresql/15/main\"", "data_dir", "set fence = \"stop\", or remove it"),
+            ("fence = \"read_only\"\nstop_timeout = \"5s\"", "stop_timeout", "set fence = \"stop\""),
+            ("pg_ctl = \"/usr/bin/pg_ctl\"", "pg_ctl", "set fence = \"stop\""),
+            ("os_user = \"postgres\"", "os_user", "set fence = \"stop\""),
+            ("ssh = { user = \"postgres\" }", "ssh", "set fence = \"stop\""),
+        ];
+        // After fence = "stop" and a data_dir.
+        #[rustfmt::skip]
+        let with_stop: &[(&str, &str, &str)] = &[
+            ("data_dir = \"var/lib/pg\"", "data_dir", "absolute path"),
+            ("data_dir = \"/srv/pg data\"", "data_dir", "absolute path"),
+            ("data_dir = \"/srv/pg,main\"", "data_dir", "sudoers"),
+            ("data_dir = \"/\"", "data_dir", "absolute path"),
+            ("pg_ctl = \"pg_ctl\"", "pg_ctl", "absolute path"),
+            ("os_user = \"post gres\"", "os_user", "user name"),
+            ("stop_timeout = \"0s\"", "stop_timeout", "longer than zero"),
+            ("stop_timeout = \"121s\"", "stop_timeout", "from 1s to 120s"),
+            ("stop_timeout = \"1500ms\"", "stop_timeout", "whole seconds"),
+            ("stop_timeout = \"soon\"", "stop_timeout", "expected a duration"),
+            ("stop_timeout = \"30s\"", "stop_timeout", "command_timeout (30s)"),
+            ("ssh = { user = \"a b\" }", "ssh.user", "user name"),
+        ];
+        let rows = (alone.iter().map(|(k, key, w)| (k.to_string(), key, w))).chain(
+            with_stop.iter().map(|(k, key, w)| {
+                // A later data_dir replaces the one in STOP.
+                let stop = if k.starts_with("data_dir") {
+                    "fence = \"stop\"\n"
+                } else {
+                    STOP
+                };
+                (format!("{stop}{k}"), key, w)
+            }),
+        );
+        for (keys, key, words) in rows {
+            let e = load_keys(&keys).expect_err(&keys);
+            assert_eq!(e.key.as_deref(), Some(*key), "{keys}: {e}");
+            assert!(e.text.contains(*words), "{keys}: {e}");
+        }
+        // An unknown key in the ssh table is named by serde.
+        let e = load_keys(&format!("{STOP}ssh = {{ usr = \"x\" }}")).unwrap_err();
+        assert!(e.to_string().contains("usr"), "{e}");
+
+        for keys in ["", "fence = \"read_only\""] {
+            let step = load_keys(keys).unwrap();
+            assert!(matches!(step.fence, Fence::ReadOnly), "{keys}");
+        }
+        let Fence::Stop(stop) = load_keys(STOP).unwrap().fence else {
+            panic!("not a stop");
+        };
+        assert_eq!(stop.data_dir, "/var/lib/postgresql/15/main");
+        assert_eq!(stop.pg_ctl, stop::DEFAULT_PG_CTL);
+        assert_eq!(stop.os_user, "postgres");
+        assert_eq!(stop.timeout, Duration::from_secs(10));
+        assert_eq!(stop.ssh.user, "deadpool");
+        assert!(stop.through_sudo());
+        let keys = format!(
+            "{STOP}pg_ctl = \"/usr/local/pgsql/bin/pg_ctl\"\nos_user = \"pgsql\"\nstop_timeout = \"1min\"\nssh = {{ user = \"pgsql\", port = 2222, command_timeout = \"90s\" }}"
+        );
+        let Fence::Stop(stop) = load_keys(&keys).unwrap().fence else {
+            panic!("not a stop");
+        };
+        assert_eq!(
+            (stop.pg_ctl.as_str(), stop.os_user.as_str(), stop.timeout),
+            (
+                "/usr/local/pgsql/bin/pg_ctl",
+                "pgsql",
+                Duration::from_secs(60)
+            )
+        );
+        assert_eq!((stop.ssh.user.as_str(), stop.ssh.port), ("pgsql", 2222));
+        assert!(!stop.through_sudo());
+    }
+
+    #[test]
+    fn undoing_the_soft_fence_says_what_is_left() {
+        let start = "sudo -u postgres /usr/lib/postgresql/15/bin/pg_ctl start -D /d";
+        let down = Err(Failure::Down("connection refused".into()));
+        assert_eq!(
+            undo_tail(&Ok(()), Some(start)),
+            "the old primary's fence undone; not promoted"
+        );
+        let tail = undo_tail(&down, Some(start));
+        assert!(
+            tail.contains("stopped after all") && tail.contains(start),
+            "{tail}"
+        );
+        let tail = undo_tail(&down, None);
+        assert!(
+            tail.contains("left with default_transaction_read_only = on"),
+            "{tail}"
+        );
+        let shutting_down = Err(Failure::Server(crate::postgres::ServerError {
+            severity: "FATAL".into(),
+            code: "57P03".into(),
+            message: "the database system is shutting down".into(),
+        }));
+        let tail = undo_tail(&shutting_down, Some(start));
+        assert!(
+            tail.contains("stopping or stopped after all") && tail.contains(start),
+            "{tail}"
+        );
+    }
+
+    /// A context toward 10.0.0.2 from 10.0.0.1 for `step`, with a third server.
+    fn with_context<T>(step: PostgresPromote, f: impl FnOnce(&Context) -> T) -> T {
+        let step = super::super::Step {
+            name: "promote".into(),
+            timeout: Duration::from_secs(60),
+            on_failure: super::super::OnFailure::Abort,
+            kind: super::super::StepKind::PostgresPromote(step),
+        };
+        let servers = ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map(String::from);
+        let ctx = Context {
+            pool: crate::model::PoolServers {
+                name: "orders",
+                servers: &servers,
+            },
+            monitor_timeout: Duration::from_secs(1),
+            step: &step,
+            old_primary: "10.0.0.1",
+            new_primary: "10.0.0.2",
+            dry_run: true,
+            force: super::super::Force::No,
+            sessions: None,
+            deadline: std::time::Instant::now() + Duration::from_secs(60),
+        };
+        f(&ctx)
+    }
+
+    #[test]
+    fn the_plan_and_the_logins_show_the_stop() {
+        let stopping = load_keys(STOP).unwrap();
+        with_context(stopping.clone(), |ctx| {
+            let plan = stopping.plan(ctx);
+            let hosts: Vec<&str> = plan.iter().map(|(h, _)| h.as_str()).collect();
+            assert_eq!(hosts, ["10.0.0.2", "10.0.0.1", "10.0.0.3"]);
+            assert!(plan[0].1.contains("stop it over SSH"), "{}", plan[0].1);
+            assert!(
+                plan[1].1.contains(
+                    "sudo -n -u postgres /usr/lib/postgresql/15/bin/pg_ctl stop -D /var/lib/postgresql/15/main -m fast -w -t 10"
+                ),
+                "{}",
+                plan[1].1
+            );
+            let logins = stopping.logins(ctx);
+            assert_eq!(logins.len(), 1);
+            assert_eq!(
+                (logins[0].0.as_str(), logins[0].1.user.as_str()),
+                ("10.0.0.1", "deadpool")
+            );
+            assert!(stopping.ssh_in_use().is_some());
+            let Fence::Stop(stop) = &stopping.fence else {
+                panic!("not a stop");
+            };
+            let advice = stopped_advice(stop, ctx);
+            assert_eq!(
+                advice,
+                "the old primary 10.0.0.1 is STOPPED and 10.0.0.2 was NOT promoted: start 10.0.0.1 again there with `sudo -u postgres /usr/lib/postgresql/15/bin/pg_ctl start -D /var/lib/postgresql/15/main` (or through its service), or promote 10.0.0.2 as it is with `deadpool promote --force orders 10.0.0.2`"
+            );
+        });
+        let soft = load_keys("").unwrap();
+        with_context(soft.clone(), |ctx| {
+            let plan = soft.plan(ctx);
+            assert_eq!(plan.len(), 2);
+            assert!(plan[0].1.contains("else undo the fence"), "{}", plan[0].1);
+            assert!(soft.logins(ctx).is_empty());
+            assert!(soft.ssh_in_use().is_none());
+        });
     }
 }
