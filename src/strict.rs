@@ -1,8 +1,10 @@
 //! OpenSSH's StrictModes for the files deadpool trusts as root: the state dir, database and
-//! lock, plugins and their dir, and secret files must be owned by the running user (or
-//! root) and not writable by group or others; secrets are readable by their owner only;
-//! the lock, the database and secrets are never reached through a symbolic link. Each
-//! refusal names the path, what is wrong and the command that fixes it.
+//! lock, programs it runs (plugins, local `exec` commands), and secret files must be owned
+//! by the running user (or root) and not writable by group or others, and so must every
+//! directory above them (a root-owned directory with the sticky bit, such as `/tmp`, passes
+//! above the directory that holds the file, never as that directory); secrets are readable
+//! by their owner only; the lock, the database and secrets are never reached through a
+//! symbolic link. Each refusal names the path, what is wrong and the command that fixes it.
 
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -44,6 +46,9 @@ impl Unsafe {
                 "{p} is owned by uid {uid}, neither root nor the user deadpool runs as (uid {}); run `chown root {p}`",
                 euid()
             ),
+            Problem::Writable(mode) if mode & STICKY != 0 => format!(
+                "{p} is a shared directory (mode {mode:o}): anyone can add files to it; keep deadpool's files in a directory of their own that only root can write"
+            ),
             Problem::Writable(mode) => {
                 format!("{p} is writable by group or others (mode {mode:o}); run `chmod go-w {p}`")
             }
@@ -53,6 +58,10 @@ impl Unsafe {
         }
     }
 }
+
+/// The sticky bit: in such a directory only an entry's owner (or root) may rename or remove
+/// it.
+const STICKY: u32 = 0o1000;
 
 fn euid() -> u32 {
     // SAFETY: geteuid(2) cannot fail and has no memory effects.
@@ -78,6 +87,18 @@ pub fn owner_and_mode(uid: u32, mode: u32, euid: u32) -> Result<(), Problem> {
     Ok(())
 }
 
+/// The rule for a directory above the one that holds a trusted file (pure, for tests):
+/// [`owner_and_mode`], or owned by root with the sticky bit (`/tmp`). Nobody else can
+/// rename or remove a root-owned entry of such a directory, so the path below it stays as
+/// checked; the directory that holds the file itself must pass [`owner_and_mode`], since
+/// anyone could add a file to a shared one.
+pub fn above_owner_and_mode(uid: u32, mode: u32, euid: u32) -> Result<(), Problem> {
+    if uid == 0 && mode & STICKY != 0 {
+        return Ok(());
+    }
+    owner_and_mode(uid, mode, euid)
+}
+
 fn kind(meta: &Metadata) -> &'static str {
     let t = meta.file_type();
     if t.is_dir() {
@@ -97,14 +118,27 @@ fn lstat(path: &Path) -> Result<Metadata, Unsafe> {
     std::fs::symlink_metadata(path).map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))
 }
 
-/// A directory deadpool keeps trusted files in (the state dir, the plugins dir).
+/// A directory deadpool keeps trusted files in (the state dir, the plugins dir), and every
+/// directory above it up to `/` ([`above_owner_and_mode`]), on its real path.
 pub fn trusted_dir(path: &Path) -> Result<(), Unsafe> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))?;
-    if !meta.is_dir() {
-        return Err(unsafe_path(path, Problem::NotDirectory));
+    let real = std::fs::canonicalize(path)
+        .map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))?;
+    let mut holder = true;
+    for dir in real.ancestors() {
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| unsafe_path(dir, Problem::Missing(e.to_string())))?;
+        if !meta.is_dir() {
+            return Err(unsafe_path(dir, Problem::NotDirectory));
+        }
+        let rule = if holder {
+            owner_and_mode
+        } else {
+            above_owner_and_mode
+        };
+        rule(meta.uid(), meta.mode(), euid()).map_err(|p| unsafe_path(dir, p))?;
+        holder = false;
     }
-    owner_and_mode(meta.uid(), meta.mode(), euid()).map_err(|p| unsafe_path(path, p))
+    Ok(())
 }
 
 /// A file deadpool writes as root or runs: regular, not a link when `no_link`, trusted
@@ -130,7 +164,8 @@ pub fn trusted_file(path: &Path, no_link: bool) -> Result<bool, Unsafe> {
     Ok(true)
 }
 
-/// A program deadpool runs as root (a plugin): a trusted file in a trusted directory.
+/// A program deadpool runs as root (a plugin, a local `exec` command): a trusted file, on
+/// its real path, in a trusted directory ([`trusted_dir`]: every directory up to `/`).
 pub fn trusted_program(path: &Path) -> Result<(), Unsafe> {
     let real = std::fs::canonicalize(path)
         .map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))?;
@@ -185,6 +220,51 @@ mod tests {
                 "{uid} {mode:o} {euid}"
             );
         }
+    }
+
+    #[test]
+    fn above_the_holding_dir_a_root_owned_sticky_dir_passes() {
+        // (owner, mode, running as, verdict)
+        let rows = [
+            (0, 0o1777, 0, Ok(())),
+            (0, 0o1777, 1000, Ok(())),
+            (0, 0o755, 0, Ok(())),
+            (1000, 0o1777, 1000, Err(Problem::Writable(0o1777))),
+            (0, 0o777, 0, Err(Problem::Writable(0o777))),
+            (1000, 0o755, 0, Err(Problem::Owner(1000))),
+        ];
+        for (uid, mode, euid, verdict) in rows {
+            assert_eq!(
+                above_owner_and_mode(uid, mode, euid),
+                verdict,
+                "{uid} {mode:o} {euid}"
+            );
+        }
+
+        let top = tempfile::tempdir().unwrap();
+        let shared = top.path().join("shared");
+        std::fs::create_dir_all(shared.join("own")).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        for prog in [shared.join("own/prog"), shared.join("prog")] {
+            std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert_eq!(trusted_program(&shared.join("own/prog")), Ok(()));
+        assert_eq!(trusted_dir(&shared.join("own")), Ok(()));
+        let e = trusted_program(&shared.join("prog")).unwrap_err();
+        assert_eq!(e.problem, Problem::Writable(0o1777));
+        assert!(e.to_string().contains("a directory of their own"), "{e}");
+        assert_eq!(
+            trusted_dir(&shared).unwrap_err().problem,
+            Problem::Writable(0o1777)
+        );
+        // Above the sticky dir, an open one is refused.
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = trusted_program(&shared.join("own/prog")).unwrap_err();
+        assert_eq!(
+            (e.path.as_path(), e.problem),
+            (top.path(), Problem::Writable(0o777))
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::Instance;
+use common::{Instance, Run};
 
 fn chmod(path: &std::path::Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -153,4 +153,95 @@ fn plugin_secrets_are_masked_in_plans_and_reach_the_plugin() {
             "{text}"
         );
     }
+}
+
+fn chown_nobody(path: &std::path::Path) {
+    let status = std::process::Command::new("chown")
+        .arg("nobody")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A pool whose one step runs `test` on `local` as its readiness check.
+fn local_exec_pool(test: &str, shell: bool) -> String {
+    format!(
+        "primary = \"db1\"\nsecondary = \"db2\"\n[monitor]\ntype = \"nagios\"\ncommand = \"monitor {{host}}\"\n[[protocol]]\ntype = \"exec\"\nhosts = [\"local\"]\nshell = {shell}\ntest_command = {test:?}\nexec_command = \"true\"\n"
+    )
+}
+
+both_modes!(local_exec_programs_and_every_directory_above_them_must_be_trusted);
+fn local_exec_programs_and_every_directory_above_them_must_be_trusted() {
+    let inst = Instance::new();
+    std::fs::create_dir_all(inst.path("sub/bin")).unwrap();
+    let prog = inst.path("sub/bin/prog");
+    inst.script(
+        "sub/bin/prog",
+        &format!("#!/bin/sh\ntouch {}\n", inst.path("ran").display()),
+    );
+    let p = prog.display().to_string();
+    let path_var = format!("{}:/usr/bin:/bin", inst.path("sub/bin").display());
+    let refused = |test: &str, shell: bool, words: &[&str]| {
+        inst.write_pool("db", &local_exec_pool(test, shell));
+        for args in [
+            &["check-config", "--offline"][..],
+            &["tick"],
+            &["tick", "--dry-run"],
+        ] {
+            let r = Run::from(inst.command(args).env("PATH", &path_var).output().unwrap());
+            assert_eq!(r.code, 2, "{test} {args:?}: {r:?}");
+            for w in words {
+                assert!(r.stderr.contains(w), "{test} {args:?}: {w}: {r:?}");
+            }
+            assert!(!inst.path("ran").exists(), "{test} {args:?}: it ran");
+            assert!(!inst.path("state").exists(), "{test} {args:?}");
+        }
+    };
+
+    // A program others may change, by path, bare name (found through PATH) or first word of
+    // a shell line.
+    chmod(&prog, 0o777);
+    chown_nobody(&prog);
+    let owner = [p.as_str(), "owned by uid 65534", &format!("chown root {p}")];
+    refused(&p, false, &owner);
+    refused("prog --flag", false, &owner);
+    refused(&format!("LC_ALL=C {p} x && echo done"), true, &owner);
+    let root = std::process::Command::new("chown")
+        .args(["root"])
+        .arg(&prog)
+        .status()
+        .unwrap();
+    assert!(root.success());
+    refused(&p, false, &[p.as_str(), "mode 777", "chmod go-w"]);
+    chmod(&prog, 0o755);
+    // Its directory, and every directory above it.
+    let bin = inst.path("sub/bin").display().to_string();
+    chmod(&inst.path("sub/bin"), 0o777);
+    refused(&p, false, &[&format!("{bin} is writable"), "chmod go-w"]);
+    chmod(&inst.path("sub/bin"), 0o755);
+    let sub = inst.path("sub").display().to_string();
+    chmod(&inst.path("sub"), 0o757);
+    refused(&p, false, &[&format!("{sub} is writable"), "chmod go-w"]);
+    // A directory of PATH searched before the one that holds the program: whatever is
+    // planted there runs instead.
+    refused("true", false, &[&format!("{sub}/bin"), "$PATH", "`true`"]);
+    chmod(&inst.path("sub"), 0o755);
+
+    // All trusted: it runs.
+    for (test, shell) in [(p.as_str(), false), ("prog", false), ("cd / && prog", true)] {
+        std::fs::remove_file(inst.path("ran")).ok();
+        std::fs::remove_dir_all(inst.path("state")).ok();
+        inst.write_pool("db", &local_exec_pool(test, shell));
+        let r = Run::from(
+            inst.command(&["tick"])
+                .env("PATH", &path_var)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(r.code, 0, "{test}: {r:?}");
+        assert!(inst.path("ran").exists(), "{test}: {r:?}");
+    }
+    // A shell line's first word that no directory of PATH holds is the shell's own (`cd`).
+    assert!(!inst.path("sub/bin/cd").exists());
 }

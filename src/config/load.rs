@@ -223,9 +223,7 @@ pub fn resolve_program(dir: &Path, program: &str, extra: &[&str]) -> Result<Path
     } else {
         candidates.push(dir.join("plugins").join(path));
         if !program.contains('/') {
-            if let Some(paths) = std::env::var_os("PATH") {
-                candidates.extend(std::env::split_paths(&paths).map(|p| p.join(path)));
-            }
+            candidates.extend(path_dirs().iter().map(|d| d.join(path)));
             candidates.extend(extra.iter().map(|d| Path::new(d).join(path)));
         }
     }
@@ -259,6 +257,88 @@ pub fn resolve_program(dir: &Path, program: &str, extra: &[&str]) -> Result<Path
             }
         ))
     }
+}
+
+/// The directories of `$PATH` in order, as execvp(3) and the shell search them (glibc's
+/// default when it is unset).
+fn path_dirs() -> Vec<PathBuf> {
+    let paths = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+    std::env::split_paths(&paths)
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d
+            }
+        })
+        .collect()
+}
+
+/// Checks, as the plugins' rule ([`crate::strict::trusted_program`]) checks a plugin, the
+/// program a command on `local` starts: its first word, or with `shell` the first word
+/// after any `NAME=value` assignments (and `/bin/sh` itself). A word with a `/` is a path
+/// (relative to deadpool's working directory); a bare name is looked up in `$PATH` as the
+/// shell and execvp(3) look it up, and every directory searched up to the one that holds it
+/// must be trusted too, since a program planted in one of them would run instead. A shell
+/// line's first word that no directory of `$PATH` holds is a builtin or a keyword (`cd`,
+/// `if`) and is left to the shell; the line's later commands are not checked.
+pub fn check_local_command(command: &str, shell: bool) -> Result<(), String> {
+    let trusted = |p: &Path| crate::strict::trusted_program(p).map_err(|e| e.to_string());
+    let words = crate::text::split_words(command)?;
+    let program = if shell {
+        trusted(Path::new("/bin/sh"))?;
+        words.iter().find(|w| !is_assignment(w))
+    } else {
+        words.first()
+    };
+    let Some(program) = program else {
+        return Ok(());
+    };
+    if ["{new_primary}", "{old_primary}", "{pool}"]
+        .iter()
+        .any(|p| program.contains(p))
+    {
+        return Err(format!(
+            "the program `{program}` holds a placeholder; name the program itself, so that it can be checked when the config is loaded"
+        ));
+    }
+    if program.contains('/') {
+        return trusted(Path::new(program));
+    }
+    for dir in path_dirs() {
+        if !dir.is_dir() {
+            continue;
+        }
+        crate::strict::trusted_dir(&dir).map_err(|e| {
+            format!(
+                "{e} ({} is in $PATH, searched for `{program}`; or name the program by its full path)",
+                dir.display()
+            )
+        })?;
+        let candidate = dir.join(program);
+        if std::fs::metadata(&candidate)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        {
+            return trusted(&candidate);
+        }
+    }
+    if shell {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{program}` was not found in $PATH ({}); install it or name it by its full path",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+    }
+}
+
+/// A shell word that sets a variable for the command after it (`LC_ALL=C`).
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
 }
 
 pub fn read_file(path: &Path, hint: &str) -> Result<String, Error> {
