@@ -245,3 +245,50 @@ fn local_exec_programs_and_every_directory_above_them_must_be_trusted() {
     // A shell line's first word that no directory of PATH holds is the shell's own (`cd`).
     assert!(!inst.path("sub/bin/cd").exists());
 }
+
+both_modes!(an_identity_file_others_could_swap_is_refused_by_every_command);
+fn an_identity_file_others_could_swap_is_refused_by_every_command() {
+    let pool = format!(
+        "{}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"app1\"]\nexec_command = \"true\"\n",
+        common::TWO_STEP_POOL
+    );
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\n[ssh]\nidentity_file = \"key\"\nconnect_timeout = \"1s\"\n",
+        &[("db", &pool)],
+    );
+    inst.write("key", "not really a key\n");
+    let key = inst.path("key");
+    let k = key.display().to_string();
+    chmod(&key, 0o644);
+    chown_nobody(&key);
+    let refused = |words: &[&str]| {
+        for args in [
+            &["tick"][..],
+            &["tick", "--dry-run"],
+            &["promote", "db", "secondary", "--yes"],
+            &["reset", "db", "--yes"],
+            &["check-config", "--offline"],
+        ] {
+            let r = inst.run(args);
+            assert_eq!(r.code, 2, "{args:?}: {r:?}");
+            assert!(r.stderr.contains("identity_file"), "{args:?}: {r:?}");
+            for w in words {
+                assert!(r.stderr.contains(w), "{args:?}: {w}: {r:?}");
+            }
+            assert!(!inst.path("state").exists(), "{args:?}");
+            assert!(inst.calls("preflight").is_empty(), "{args:?}");
+        }
+    };
+    refused(&[&k, "owned by uid 65534", &format!("chown root {k}")]);
+    let root = std::process::Command::new("chown")
+        .arg("root")
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(root.success());
+    refused(&[&k, "readable by group or others (mode 644)", "chmod 600"]);
+    chmod(&key, 0o600);
+    inst.write("known_hosts", "");
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 0, "{r:?}");
+}

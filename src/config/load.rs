@@ -383,6 +383,18 @@ pub fn duration_or(value: &Option<String>, default: &str, key: &str) -> Result<D
     parse_duration(value.as_deref().unwrap_or(default)).map_err(|e| Problem::at(key, e))
 }
 
+/// The files an SSH login reads as root, by the rules `check-config` states: the
+/// `identity_file` is a secret ([`check_secret_file`]). A file that does not exist is left
+/// to `check-config` and to the login, which name it with the command that creates it.
+pub fn check_ssh_files(ssh: &SshSettings) -> Result<(), Problem> {
+    if let SshAuth::Key(key) = &ssh.auth
+        && key.exists()
+    {
+        check_secret_file(key).map_err(|e| Problem::at("identity_file", e))?;
+    }
+    Ok(())
+}
+
 /// Checks that a secret file is a regular file (no link), owned by root or the running
 /// user and readable by its owner only, as ssh insists for keys.
 pub fn check_secret_file(path: &Path) -> Result<(), String> {

@@ -17,7 +17,6 @@ use crate::model::{MAX_SERVERS, Role};
 pub use crate::settings::{
     SshAuth, SshSettings, format_duration, host_key, is_safe_name, parse_duration, validate_host,
 };
-pub use load::check_secret_file;
 use load::{RawSsh, duration_or, line_of, lines_of, read_file, ssh_settings, toml_error};
 
 pub const DEFAULT_DIR: &str = "/etc/deadpool";
@@ -265,7 +264,7 @@ impl Config {
             ),
         };
         let pools = load_pools(dir, &ssh)?;
-        Ok(Config {
+        let config = Config {
             dir: dir.to_path_buf(),
             state_dir,
             tick_interval,
@@ -286,7 +285,21 @@ impl Config {
             ssh,
             pools,
             cluster,
-        })
+        };
+        // Checked where some step or observer logs in, so that no command (tick, a dry
+        // run, promote, reset) logs in with a key others could have swapped.
+        for (who, ssh) in config.ssh_in_use() {
+            load::check_ssh_files(ssh).map_err(|Problem { key, text }| {
+                Error::Config(ConfigError {
+                    file: None,
+                    table: Some(who),
+                    line: None,
+                    key,
+                    problem: text,
+                })
+            })?;
+        }
+        Ok(config)
     }
 
     pub fn pool(&self, name: &str) -> Result<&Pool, Error> {
