@@ -1,5 +1,6 @@
 //! OpenSSH's StrictModes for the files deadpool trusts as root: the state dir, database and
-//! lock, programs it runs (plugins, local `exec` commands), and secret files must be owned
+//! lock, programs it runs (plugins, local `exec` commands), its configuration files and
+//! directories, and secret files must be owned
 //! by the running user (or root) and not writable by group or others, and so must every
 //! directory above them (a root-owned directory with the sticky bit, such as `/tmp`, passes
 //! above the directory that holds the file, never as that directory); secrets are readable
@@ -164,6 +165,48 @@ pub fn trusted_file(path: &Path, no_link: bool) -> Result<bool, Unsafe> {
     Ok(true)
 }
 
+/// The directory that holds `path` (`.` for a bare name).
+fn holder(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// A file deadpool reads as its configuration (`deadpool.toml`, pool files, `known_hosts`,
+/// CA certificates): a regular file of a trusted owner and mode on its real path (links
+/// followed), in a trusted directory ([`trusted_dir`]), and the directory that holds the
+/// name too when it is a link. `Ok(false)` when it does not exist.
+pub fn trusted_config(path: &Path) -> Result<bool, Unsafe> {
+    let meta = match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(unsafe_path(path, Problem::Missing(e.to_string()))),
+        Ok(m) => m,
+    };
+    if !meta.is_file() {
+        return Err(unsafe_path(path, Problem::NotRegular(kind(&meta))));
+    }
+    owner_and_mode(meta.uid(), meta.mode(), euid()).map_err(|p| unsafe_path(path, p))?;
+    let real = std::fs::canonicalize(path)
+        .map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))?;
+    trusted_dir(holder(&real))?;
+    if lstat(path)?.file_type().is_symlink() {
+        trusted_dir(holder(path))?;
+    }
+    Ok(true)
+}
+
+/// Reads a file deadpool trusts as its configuration ([`trusted_config`]); `Ok(None)` when
+/// it does not exist.
+pub fn read_config(path: &Path) -> Result<Option<Vec<u8>>, Unsafe> {
+    if !trusted_config(path)? {
+        return Ok(None);
+    }
+    std::fs::read(path)
+        .map(Some)
+        .map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))
+}
+
 /// A program deadpool runs as root (a plugin, a local `exec` command): a trusted file, on
 /// its real path, in a trusted directory ([`trusted_dir`]: every directory up to `/`).
 pub fn trusted_program(path: &Path) -> Result<(), Unsafe> {
@@ -177,7 +220,7 @@ pub fn trusted_program(path: &Path) -> Result<(), Unsafe> {
 }
 
 /// A secret (password, key): a regular file, not a link, owned by root or the running user,
-/// readable by its owner only.
+/// readable by its owner only, in a trusted directory ([`trusted_dir`]).
 pub fn secret(path: &Path) -> Result<(), Unsafe> {
     let meta = lstat(path)?;
     if meta.file_type().is_symlink() {
@@ -192,7 +235,7 @@ pub fn secret(path: &Path) -> Result<(), Unsafe> {
     if meta.mode() & 0o077 != 0 {
         return Err(unsafe_path(path, Problem::Readable(meta.mode() & 0o777)));
     }
-    Ok(())
+    trusted_dir(holder(path))
 }
 
 #[cfg(test)]

@@ -292,3 +292,74 @@ fn an_identity_file_others_could_swap_is_refused_by_every_command() {
     let r = inst.run(&["check-config", "--offline"]);
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+both_modes!(config_files_and_dirs_others_could_change_are_refused);
+fn config_files_and_dirs_others_could_change_are_refused() {
+    let inst = Instance::new();
+    let refused = |what: &str, words: &[&str]| {
+        for args in [&["check-config", "--offline"][..], &["tick"], &["report"]] {
+            let r = inst.run(args);
+            assert_eq!(r.code, 2, "{what} {args:?}: {r:?}");
+            for w in words {
+                assert!(r.stderr.contains(w), "{what} {args:?}: {w}: {r:?}");
+            }
+            assert!(!inst.path("state").exists(), "{what} {args:?}");
+        }
+        assert!(inst.calls("preflight").is_empty(), "{what}");
+    };
+    let show = |rel: &str| inst.path(rel).display().to_string();
+    for (rel, mode) in [
+        ("", 0o777),
+        ("pools", 0o777),
+        ("pools/db.toml", 0o666),
+        ("deadpool.toml", 0o646),
+    ] {
+        let path = if rel.is_empty() {
+            inst.dir().to_path_buf()
+        } else {
+            inst.path(rel)
+        };
+        let old = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        chmod(&path, mode);
+        let p = path.display().to_string();
+        refused(
+            rel,
+            &[&format!("{p} is writable"), &format!("chmod go-w {p}")],
+        );
+        chmod(&path, old);
+    }
+    chown_nobody(&inst.path("pools/db.toml"));
+    refused(
+        "owner",
+        &[&show("pools/db.toml"), "owned by uid 65534", "chown root"],
+    );
+    std::fs::remove_file(inst.path("pools/db.toml")).unwrap();
+
+    // A pool file that is a link: the file it leads to, and the directory that holds it.
+    std::fs::create_dir(inst.path("elsewhere")).unwrap();
+    inst.write_pool("../elsewhere/db", common::TWO_STEP_POOL);
+    std::os::unix::fs::symlink(inst.path("elsewhere/db.toml"), inst.path("pools/db.toml")).unwrap();
+    assert_eq!(inst.run(&["check-config", "--offline"]).code, 0);
+    chmod(&inst.path("elsewhere"), 0o777);
+    refused(
+        "link",
+        &[
+            &show("pools/db.toml"),
+            &format!("{} is writable", show("elsewhere")),
+        ],
+    );
+    chmod(&inst.path("elsewhere"), 0o755);
+
+    // Secrets: the same rule for the directory that holds them.
+    let pool = "primary = \"db1\"\nsecondary = \"db2\"\n[monitor]\ntype = \"redis\"\npassword_file = \"secrets/pw\"\n";
+    inst.write_pool("db", pool);
+    std::fs::create_dir(inst.path("secrets")).unwrap();
+    inst.write("secrets/pw", "hunter2\n");
+    chmod(&inst.path("secrets/pw"), 0o600);
+    assert_eq!(inst.run(&["check-config", "--offline"]).code, 0);
+    chmod(&inst.path("secrets"), 0o733);
+    refused(
+        "secrets dir",
+        &[&format!("{} is writable", show("secrets")), "chmod go-w"],
+    );
+}

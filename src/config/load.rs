@@ -341,8 +341,10 @@ fn is_assignment(word: &str) -> bool {
     })
 }
 
+/// Reads a config file (`deadpool.toml`, a pool file) that only root can change
+/// ([`crate::strict::read_config`]): nothing in it is used before that is checked.
 pub fn read_file(path: &Path, hint: &str) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| {
+    let cannot = |what: String| {
         let hint = if hint.is_empty() {
             String::new()
         } else {
@@ -350,9 +352,30 @@ pub fn read_file(path: &Path, hint: &str) -> Result<String, Error> {
         };
         Error::Config(ConfigError::in_file(
             path,
-            format!("cannot read: {e}{hint}"),
+            format!("cannot read: {what}{hint}"),
+        ))
+    };
+    let bytes = match crate::strict::read_config(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(cannot("No such file or directory".to_string())),
+        Err(e) => return Err(untrusted(path, &e)),
+    };
+    String::from_utf8(bytes).map_err(|_| {
+        Error::Config(ConfigError::in_file(
+            path,
+            "not UTF-8 text; a config file is TOML",
         ))
     })
+}
+
+/// A config file or directory refused by [`crate::strict`], placed at `file`; the message
+/// names the path at fault (`file` itself, or a directory above it) and the fix.
+pub fn untrusted(file: &Path, e: &crate::strict::Unsafe) -> Error {
+    if e.path == file {
+        Error::Config(ConfigError::plain(e.to_string()))
+    } else {
+        Error::Config(ConfigError::in_file(file, e.to_string()))
+    }
 }
 
 /// A file toml could not parse: toml's own message (which carries the line and column)

@@ -217,6 +217,10 @@ impl Config {
     /// Reads and validates the whole config dir. Errors name the file, the key and what was
     /// expected.
     pub fn load(dir: &Path) -> Result<Config, Error> {
+        // Whoever can write the config dir can name any program as a monitor.
+        if dir.is_dir() {
+            crate::strict::trusted_dir(dir).map_err(|e| load::untrusted(dir, &e))?;
+        }
         let main_file = dir.join("deadpool.toml");
         let text = read_file(
             &main_file,
@@ -394,6 +398,7 @@ fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
     let mut files = Vec::new();
     match std::fs::read_dir(&pools_dir) {
         Ok(entries) => {
+            crate::strict::trusted_dir(&pools_dir).map_err(|e| load::untrusted(&pools_dir, &e))?;
             for entry in entries {
                 let entry = entry
                     .map_err(|e| Error::Config(ConfigError::in_file(&pools_dir, e.to_string())))?;
