@@ -363,3 +363,64 @@ fn config_files_and_dirs_others_could_change_are_refused() {
         &[&format!("{} is writable", show("secrets")), "chmod go-w"],
     );
 }
+
+both_modes!(a_known_hosts_file_others_could_change_is_refused_by_every_command);
+fn a_known_hosts_file_others_could_change_is_refused_by_every_command() {
+    let pool = format!(
+        "{}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"app1\"]\nexec_command = \"true\"\n",
+        common::TWO_STEP_POOL
+    );
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\n[ssh]\nidentity_file = \"key\"\nknown_hosts = \"ssh/known_hosts\"\nconnect_timeout = \"1s\"\n",
+        &[("db", &pool)],
+    );
+    inst.write("key", "not really a key\n");
+    chmod(&inst.path("key"), 0o600);
+    std::fs::create_dir(inst.path("ssh")).unwrap();
+    inst.write(
+        "ssh/known_hosts",
+        "app1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n",
+    );
+    let file = inst.path("ssh/known_hosts");
+    let f = file.display().to_string();
+    let refused = |words: &[&str]| {
+        for args in [
+            &["tick"][..],
+            &["tick", "--dry-run"],
+            &["promote", "db", "secondary", "--yes"],
+            &["reset", "db", "--yes"],
+            &["check-config", "--offline"],
+        ] {
+            let r = inst.run(args);
+            assert_eq!(r.code, 2, "{args:?}: {r:?}");
+            assert!(r.stderr.contains("known_hosts"), "{args:?}: {r:?}");
+            for w in words {
+                assert!(r.stderr.contains(w), "{args:?}: {w}: {r:?}");
+            }
+            assert!(!inst.path("state").exists(), "{args:?}");
+            assert!(inst.calls("preflight").is_empty(), "{args:?}");
+        }
+    };
+    chmod(&file, 0o664);
+    refused(&[
+        &f,
+        "writable by group or others (mode 664)",
+        &format!("chmod go-w {f}"),
+    ]);
+    chmod(&file, 0o644);
+    chown_nobody(&file);
+    refused(&[&f, "owned by uid 65534", &format!("chown root {f}")]);
+    let root = std::process::Command::new("chown")
+        .arg("root")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(root.success());
+    // The directories above it count too.
+    chmod(&inst.path("ssh"), 0o777);
+    let dir = inst.path("ssh").display().to_string();
+    refused(&[&format!("{dir} is writable"), &format!("chmod go-w {dir}")]);
+    chmod(&inst.path("ssh"), 0o755);
+    let r = inst.run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 0, "{r:?}");
+}

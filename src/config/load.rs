@@ -407,14 +407,17 @@ pub fn duration_or(value: &Option<String>, default: &str, key: &str) -> Result<D
 }
 
 /// The files an SSH login reads as root, by the rules `check-config` states: the
-/// `identity_file` is a secret ([`check_secret_file`]). A file that does not exist is left
-/// to `check-config` and to the login, which name it with the command that creates it.
+/// `identity_file` is a secret ([`check_secret_file`]); `known_hosts` decides which servers
+/// are believed, so it is a config file only root can change
+/// ([`crate::strict::trusted_config`]). A file that does not exist is left to
+/// `check-config` and to the login, which name it with the command that creates it.
 pub fn check_ssh_files(ssh: &SshSettings) -> Result<(), Problem> {
     if let SshAuth::Key(key) = &ssh.auth
         && key.exists()
     {
         check_secret_file(key).map_err(|e| Problem::at("identity_file", e))?;
     }
+    crate::strict::trusted_config(&ssh.known_hosts).map_err(|e| Problem::at("known_hosts", e))?;
     Ok(())
 }
 
