@@ -21,6 +21,8 @@ pub enum Problem {
     Owner(u32),
     Writable(u32),
     Readable(u32),
+    /// A file deadpool writes that has other names: writing it changes them too.
+    HardLinks(u64),
 }
 
 /// A path deadpool refuses to trust, and why.
@@ -53,6 +55,9 @@ impl Unsafe {
             Problem::Writable(mode) => {
                 format!("{p} is writable by group or others (mode {mode:o}); run `chmod go-w {p}`")
             }
+            Problem::HardLinks(n) => format!(
+                "{p} has {n} hard links: writing it would change the same file under its other names; find them with `find / -xdev -samefile {p}` and remove them, or remove {p}"
+            ),
             Problem::Readable(mode) => {
                 format!("{p} is readable by group or others (mode {mode:o}); run `chmod 600 {p}`")
             }
@@ -142,8 +147,21 @@ pub fn trusted_dir(path: &Path) -> Result<(), Unsafe> {
     Ok(())
 }
 
-/// A file deadpool writes as root or runs: regular, not a link when `no_link`, trusted
-/// owner and mode. `Ok(false)` when it does not exist yet.
+/// A file deadpool writes as root, as `fstat` shows it once open: a regular file with no
+/// other name (a hard link would be written too).
+pub fn single_file(path: &Path, meta: &Metadata) -> Result<(), Unsafe> {
+    if !meta.is_file() {
+        return Err(unsafe_path(path, Problem::NotRegular(kind(meta))));
+    }
+    if meta.nlink() > 1 {
+        return Err(unsafe_path(path, Problem::HardLinks(meta.nlink())));
+    }
+    Ok(())
+}
+
+/// A file deadpool runs, or with `no_link` one it writes as root (or reads where it writes
+/// it: the database): regular, trusted owner and mode; with `no_link` neither a symbolic
+/// link nor a file with other hard links. `Ok(false)` when it does not exist yet.
 pub fn trusted_file(path: &Path, no_link: bool) -> Result<bool, Unsafe> {
     let meta = match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -158,7 +176,9 @@ pub fn trusted_file(path: &Path, no_link: bool) -> Result<bool, Unsafe> {
     } else {
         meta
     };
-    if !meta.is_file() {
+    if no_link {
+        single_file(path, &meta)?;
+    } else if !meta.is_file() {
         return Err(unsafe_path(path, Problem::NotRegular(kind(&meta))));
     }
     owner_and_mode(meta.uid(), meta.mode(), euid()).map_err(|p| unsafe_path(path, p))?;
@@ -343,6 +363,13 @@ mod tests {
             Problem::NotRegular("a FIFO")
         );
         assert_eq!(trusted_file(&dir.path().join("none"), true), Ok(false));
+        // A second name: refused for a file deadpool writes, not for a program it runs.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::hard_link(&file, dir.path().join("second")).unwrap();
+        let e = trusted_file(&file, true).unwrap_err();
+        assert_eq!(e.problem, Problem::HardLinks(2));
+        assert!(e.to_string().contains("-samefile"), "{e}");
+        assert_eq!(trusted_file(&file, false), Ok(true));
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         assert_eq!(
             trusted_dir(dir.path()).unwrap_err().problem,

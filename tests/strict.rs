@@ -424,3 +424,62 @@ fn a_known_hosts_file_others_could_change_is_refused_by_every_command() {
     let r = inst.run(&["check-config", "--offline"]);
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+both_modes!(a_lock_or_database_with_other_hard_links_is_never_written);
+fn a_lock_or_database_with_other_hard_links_is_never_written() {
+    for name in ["deadpool.lock", "deadpool.db"] {
+        let inst = Instance::new();
+        assert_eq!(inst.tick().code, 0);
+        let planted = inst.path(&format!("state/{name}"));
+        // Another name of the same file, elsewhere: a copy of it, so that a database write
+        // would succeed.
+        let victim = inst.path("victim");
+        std::fs::copy(&planted, &victim).unwrap();
+        let before = std::fs::read(&victim).unwrap();
+        std::fs::remove_file(&planted).unwrap();
+        std::fs::hard_link(&victim, &planted).unwrap();
+        inst.flag("down-db1");
+        let r = inst.tick();
+        assert_eq!(r.code, 1, "{name}: {r:?}");
+        let p = planted.display().to_string();
+        assert!(
+            r.stderr.contains(&format!("{p} has 2 hard links"))
+                && r.stderr.contains("find / -xdev -samefile"),
+            "{name}: {r:?}"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), before, "{name}");
+    }
+}
+
+both_modes!(reports_and_dry_runs_never_read_a_database_through_a_link);
+fn reports_and_dry_runs_never_read_a_database_through_a_link() {
+    let other = Instance::new();
+    other.flag("down-db1");
+    for _ in 0..4 {
+        assert_eq!(other.tick().code, 0);
+    }
+    assert_eq!(other.state_of("db").0, "failed_over");
+    let inst = Instance::new();
+    assert_eq!(inst.tick().code, 0);
+    let db = inst.path("state/deadpool.db");
+    for (symbolic, words) in [(true, "is a symbolic link"), (false, "has 2 hard links")] {
+        std::fs::remove_file(&db).unwrap();
+        let target = other.path("state/deadpool.db");
+        if symbolic {
+            std::os::unix::fs::symlink(&target, &db).unwrap();
+        } else {
+            std::fs::hard_link(&target, &db).unwrap();
+        }
+        for args in [
+            &["report"][..],
+            &["report", "--json"],
+            &["history"],
+            &["tick", "--dry-run"],
+        ] {
+            let r = inst.run(args);
+            assert_eq!(r.code, 1, "{words} {args:?}: {r:?}");
+            assert!(r.stderr.contains(words), "{words} {args:?}: {r:?}");
+            assert!(!r.stdout.contains("failed_over"), "{words} {args:?}: {r:?}");
+        }
+    }
+}
