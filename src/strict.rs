@@ -1,11 +1,13 @@
 //! OpenSSH's StrictModes for the files deadpool trusts as root: the state dir, database and
 //! lock, programs it runs (plugins, local `exec` commands), its configuration files and
-//! directories, and secret files must be owned
-//! by the running user (or root) and not writable by group or others, and so must every
-//! directory above them (a root-owned directory with the sticky bit, such as `/tmp`, passes
-//! above the directory that holds the file, never as that directory); secrets are readable
-//! by their owner only; the lock, the database and secrets are never reached through a
-//! symbolic link. Each refusal names the path, what is wrong and the command that fixes it.
+//! directories, and secret files must be owned by the running user (or root) and not
+//! writable by group or others, and so must every directory above them (a root-owned
+//! directory with the sticky bit, such as `/tmp`, passes above the directory that holds the
+//! file, never as that directory); secrets are readable by their owner only; the lock, the
+//! database and secrets are never reached through a symbolic link, and nothing deadpool
+//! writes has other hard links; config files and secrets are regular files of at most
+//! [`MAX_FILE_BYTES`], checked before they are opened and opened without waiting. Each
+//! refusal names the path, what is wrong and the command that fixes it.
 
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -23,7 +25,14 @@ pub enum Problem {
     Readable(u32),
     /// A file deadpool writes that has other names: writing it changes them too.
     HardLinks(u64),
+    /// A config or secret file larger than [`MAX_FILE_BYTES`] (its size).
+    TooLarge(u64),
 }
+
+/// The most deadpool reads of a config file (`deadpool.toml`, a pool file, `known_hosts`, a
+/// certificate) or a secret: far more than any real one holds, and a file that is larger is
+/// not one of them.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// A path deadpool refuses to trust, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,9 +50,12 @@ impl Unsafe {
             Problem::Symlink => format!(
                 "{p} is a symbolic link, which deadpool does not follow here; replace it with the file itself"
             ),
-            Problem::NotRegular(what) => {
-                format!("{p} is {what}, not a regular file; remove it and let deadpool create it")
-            }
+            Problem::NotRegular(what) => format!(
+                "{p} is {what}, not a regular file; replace it with a regular file (deadpool creates its own state files)"
+            ),
+            Problem::TooLarge(size) => format!(
+                "{p} is {size} bytes, more than the {MAX_FILE_BYTES} bytes (1 MiB) deadpool reads from a config or secret file; is it the right file?"
+            ),
             Problem::NotDirectory => format!("{p} is not a directory"),
             Problem::Owner(uid) => format!(
                 "{p} is owned by uid {uid}, neither root nor the user deadpool runs as (uid {}); run `chown root {p}`",
@@ -194,19 +206,18 @@ fn holder(path: &Path) -> &Path {
 }
 
 /// A file deadpool reads as its configuration (`deadpool.toml`, pool files, `known_hosts`,
-/// CA certificates): a regular file of a trusted owner and mode on its real path (links
-/// followed), in a trusted directory ([`trusted_dir`]), and the directory that holds the
-/// name too when it is a link. `Ok(false)` when it does not exist.
+/// CA certificates): a regular file of a trusted owner and mode, at most
+/// [`MAX_FILE_BYTES`], on its real path (links followed), in a trusted directory
+/// ([`trusted_dir`]), and the directory that holds the name too when it is a link. Checked
+/// with `stat`, so a FIFO or a device is refused without being opened. `Ok(false)` when it
+/// does not exist.
 pub fn trusted_config(path: &Path) -> Result<bool, Unsafe> {
     let meta = match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(unsafe_path(path, Problem::Missing(e.to_string()))),
         Ok(m) => m,
     };
-    if !meta.is_file() {
-        return Err(unsafe_path(path, Problem::NotRegular(kind(&meta))));
-    }
-    owner_and_mode(meta.uid(), meta.mode(), euid()).map_err(|p| unsafe_path(path, p))?;
+    config_meta(path, &meta)?;
     let real = std::fs::canonicalize(path)
         .map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))?;
     trusted_dir(holder(&real))?;
@@ -216,15 +227,51 @@ pub fn trusted_config(path: &Path) -> Result<bool, Unsafe> {
     Ok(true)
 }
 
+/// What [`trusted_config`] asks of the file itself, from `stat` or `fstat`.
+fn config_meta(path: &Path, meta: &Metadata) -> Result<(), Unsafe> {
+    if !meta.is_file() {
+        return Err(unsafe_path(path, Problem::NotRegular(kind(meta))));
+    }
+    owner_and_mode(meta.uid(), meta.mode(), euid()).map_err(|p| unsafe_path(path, p))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(unsafe_path(path, Problem::TooLarge(meta.len())));
+    }
+    Ok(())
+}
+
 /// Reads a file deadpool trusts as its configuration ([`trusted_config`]); `Ok(None)` when
 /// it does not exist.
 pub fn read_config(path: &Path) -> Result<Option<Vec<u8>>, Unsafe> {
     if !trusted_config(path)? {
         return Ok(None);
     }
-    std::fs::read(path)
-        .map(Some)
-        .map_err(|e| unsafe_path(path, Problem::Missing(e.to_string())))
+    read_bounded(path, 0, config_meta).map(Some)
+}
+
+/// Opens `path` without waiting (`O_NONBLOCK`: a FIFO swapped in after the check opens at
+/// once), checks what `fstat` shows with `check`, and reads at most [`MAX_FILE_BYTES`].
+fn read_bounded(
+    path: &Path,
+    flags: i32,
+    check: fn(&Path, &Metadata) -> Result<(), Unsafe>,
+) -> Result<Vec<u8>, Unsafe> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let missing = |e: std::io::Error| unsafe_path(path, Problem::Missing(e.to_string()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | flags)
+        .open(path)
+        .map_err(missing)?;
+    check(path, &file.metadata().map_err(missing)?)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(missing)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(unsafe_path(path, Problem::TooLarge(bytes.len() as u64)));
+    }
+    Ok(bytes)
 }
 
 /// A program deadpool runs as root (a plugin, a local `exec` command): a trusted file, on
@@ -240,14 +287,21 @@ pub fn trusted_program(path: &Path) -> Result<(), Unsafe> {
 }
 
 /// A secret (password, key): a regular file, not a link, owned by root or the running user,
-/// readable by its owner only, in a trusted directory ([`trusted_dir`]).
+/// readable by its owner only, at most [`MAX_FILE_BYTES`], in a trusted directory
+/// ([`trusted_dir`]).
 pub fn secret(path: &Path) -> Result<(), Unsafe> {
     let meta = lstat(path)?;
     if meta.file_type().is_symlink() {
         return Err(unsafe_path(path, Problem::Symlink));
     }
+    secret_meta(path, &meta)?;
+    trusted_dir(holder(path))
+}
+
+/// What [`secret`] asks of the file itself, from `lstat` or `fstat`.
+fn secret_meta(path: &Path, meta: &Metadata) -> Result<(), Unsafe> {
     if !meta.is_file() {
-        return Err(unsafe_path(path, Problem::NotRegular(kind(&meta))));
+        return Err(unsafe_path(path, Problem::NotRegular(kind(meta))));
     }
     if meta.uid() != 0 && meta.uid() != euid() {
         return Err(unsafe_path(path, Problem::Owner(meta.uid())));
@@ -255,7 +309,16 @@ pub fn secret(path: &Path) -> Result<(), Unsafe> {
     if meta.mode() & 0o077 != 0 {
         return Err(unsafe_path(path, Problem::Readable(meta.mode() & 0o777)));
     }
-    trusted_dir(holder(path))
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(unsafe_path(path, Problem::TooLarge(meta.len())));
+    }
+    Ok(())
+}
+
+/// Reads a secret ([`secret`]), never through a link (`O_NOFOLLOW`).
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, Unsafe> {
+    secret(path)?;
+    read_bounded(path, libc::O_NOFOLLOW, secret_meta)
 }
 
 #[cfg(test)]

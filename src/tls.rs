@@ -285,9 +285,7 @@ fn client_identity(cert: &Path, key: &Path) -> Result<Vec<u8>, Problem> {
         .map_err(|e| Problem::at("cert_file", e))?
         .into_iter();
     let leaf = chain.next().expect("at least one certificate");
-    crate::strict::secret(key).map_err(|e| Problem::at("key_file", e))?;
-    let pem = std::fs::read(key)
-        .map_err(|e| Problem::at("key_file", format!("{}: {e}", key.display())))?;
+    let pem = crate::strict::read_secret(key).map_err(|e| Problem::at("key_file", e))?;
     let pkey = openssl::pkey::PKey::private_key_from_pem(&pem).map_err(|_| {
         Problem::at(
             "key_file",

@@ -483,3 +483,89 @@ fn reports_and_dry_runs_never_read_a_database_through_a_link() {
         }
     }
 }
+
+/// Runs deadpool with `args`, killing it after 10 s: `None` when it had to be killed.
+fn run_within(inst: &Instance, args: &[&str]) -> Option<Run> {
+    let mut child = inst.command(args).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(Run::from(child.wait_with_output().unwrap()))
+}
+
+both_modes!(a_fifo_a_device_or_a_huge_file_as_config_is_refused_at_once);
+fn a_fifo_a_device_or_a_huge_file_as_config_is_refused_at_once() {
+    let inst = Instance::new();
+    let refused = |what: &str, words: &[&str]| {
+        for args in [&["tick"][..], &["report"], &["check-config", "--offline"]] {
+            let r = run_within(&inst, args)
+                .unwrap_or_else(|| panic!("{what} {args:?}: still running after 10 s"));
+            assert_eq!(r.code, 2, "{what} {args:?}: {r:?}");
+            for w in words {
+                assert!(r.stderr.contains(w), "{what} {args:?}: {w}: {r:?}");
+            }
+            assert!(!inst.path("state").exists(), "{what} {args:?}");
+        }
+    };
+    let mkfifo = |path: &std::path::Path| {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    };
+    let pool = inst.path("pools/db.toml");
+    let p = pool.display().to_string();
+    let text = std::fs::read_to_string(&pool).unwrap();
+
+    std::fs::remove_file(&pool).unwrap();
+    mkfifo(&pool);
+    refused("fifo", &[&format!("{p} is a FIFO, not a regular file")]);
+    std::fs::remove_file(&pool).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &pool).unwrap();
+    refused(
+        "/dev/zero",
+        &[&format!("{p} is a device, not a regular file")],
+    );
+    std::fs::remove_file(&pool).unwrap();
+
+    // A regular file is read up to 1 MiB: a comment makes this one a byte longer.
+    let padding = (1 << 20) + 1 - text.len() - 2;
+    inst.write(
+        "pools/db.toml",
+        &format!("{text}#{}\n", "x".repeat(padding)),
+    );
+    assert_eq!(std::fs::metadata(&pool).unwrap().len(), (1 << 20) + 1);
+    refused(
+        "huge",
+        &[&format!(
+            "{p} is 1048577 bytes, more than the 1048576 bytes (1 MiB)"
+        )],
+    );
+    inst.write(
+        "pools/db.toml",
+        &format!("{text}#{}\n", "x".repeat(padding - 1)),
+    );
+    assert_eq!(inst.run(&["check-config", "--offline"]).code, 0);
+
+    let main = inst.path("deadpool.toml");
+    let m = main.display().to_string();
+    std::fs::rename(&main, inst.path("saved.toml")).unwrap();
+    mkfifo(&main);
+    refused("fifo", &[&format!("{m} is a FIFO")]);
+    std::fs::remove_file(&main).unwrap();
+    std::fs::rename(inst.path("saved.toml"), &main).unwrap();
+
+    // A secret is held to the same limit.
+    inst.write_pool(
+        "db",
+        "primary = \"db1\"\nsecondary = \"db2\"\n[monitor]\ntype = \"redis\"\npassword_file = \"pw\"\n",
+    );
+    inst.write("pw", &"x".repeat((1 << 20) + 1));
+    chmod(&inst.path("pw"), 0o600);
+    refused("huge secret", &["pw is 1048577 bytes"]);
+}

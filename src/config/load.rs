@@ -19,8 +19,9 @@ pub const NAGIOS_PLUGIN_DIRS: &[&str] = &["/usr/lib/nagios/plugins", "/usr/lib64
 /// Reads a secret file: readable by its owner only (as ssh insists for keys), one line.
 pub fn load_secret(dir: &Path, rel: &str) -> Result<Secret, String> {
     let path = dir.join(rel);
-    check_secret_file(&path)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = crate::strict::read_secret(&path).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("{}: expected the password as text (UTF-8)", path.display()))?;
     let line = text.strip_suffix('\n').unwrap_or(&text);
     let line = line.strip_suffix('\r').unwrap_or(line);
     if line.is_empty() || line.contains('\n') || line.contains('\0') {
