@@ -199,21 +199,23 @@ fn session(host: &str, ssh: &SshSettings, deadline: Instant) -> Result<Session, 
     Ok(sess)
 }
 
-/// Reads and parses the configured known_hosts file.
+/// Reads and parses the configured known_hosts file, which only root may be able to change
+/// ([`crate::strict::read_config`]): whoever can write it decides which servers are
+/// believed.
 fn known_hosts(host: &str, ssh: &SshSettings) -> Result<Vec<known_hosts::Entry>, Exit> {
-    std::fs::read_to_string(&ssh.known_hosts)
-        .map(|text| known_hosts::parse(&text))
-        .map_err(|e| {
-            refused(
-                host,
-                format_args!(
-                    "cannot read known_hosts {}: {e}; create it with the clients' keys (ssh-keyscan -p {} {host} >> {}) after checking them",
-                    ssh.known_hosts.display(),
-                    ssh.port,
-                    ssh.known_hosts.display()
-                ),
-            )
-        })
+    match crate::strict::read_config(&ssh.known_hosts) {
+        Ok(Some(bytes)) => Ok(known_hosts::parse(&String::from_utf8_lossy(&bytes))),
+        Ok(None) => Err(refused(
+            host,
+            format_args!(
+                "cannot read known_hosts {}: it does not exist; create it with the clients' keys (ssh-keyscan -p {} {host} >> {}) after checking them",
+                ssh.known_hosts.display(),
+                ssh.port,
+                ssh.known_hosts.display()
+            ),
+        )),
+        Err(e) => Err(refused(host, format_args!("known_hosts: {e}"))),
+    }
 }
 
 fn check_host_key(

@@ -406,7 +406,8 @@ fn ensure_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The database and its WAL files: never through a link, never another kind of file.
+/// The database and its WAL files: never through a link (symbolic or hard), never another
+/// kind of file.
 fn check_db_files(path: &Path) -> Result<()> {
     for p in [
         path.to_path_buf(),
@@ -457,6 +458,8 @@ impl State {
     /// Opens the database read-only, for reports and dry runs. `Ok(None)`: no database yet.
     pub fn open_read_only(state_dir: &Path) -> Result<Option<State>> {
         let path = state_dir.join("deadpool.db");
+        // The files `open` refuses are refused here too: a report never reads through a link.
+        check_db_files(&path)?;
         match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
@@ -465,6 +468,8 @@ impl State {
             }
             Ok(_) => {}
         }
+        crate::strict::trusted_dir(state_dir)
+            .map_err(|e| Error::Failed(format!("state dir: {e}")))?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags)
             .with_context(|| format!("cannot open the database {}", path.display()))?;

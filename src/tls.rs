@@ -262,13 +262,12 @@ const TIMED_OUT: &str = "no answer in time during the TLS handshake (timed out)"
 
 /// Reads the PEM certificates of a file: trusted by root, at least one certificate.
 fn read_certificates(path: &Path) -> Result<Vec<openssl::x509::X509>, String> {
-    match crate::strict::trusted_file(path, false) {
-        Ok(true) => {}
-        Ok(false) => return Err(format!("{} does not exist", path.display())),
+    let pem = match crate::strict::read_config(path) {
+        Ok(Some(pem)) => pem,
+        Ok(None) => return Err(format!("{} does not exist", path.display())),
         // Whoever may write a CA file decides whom deadpool trusts.
         Err(e) => return Err(e.to_string()),
-    }
-    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    };
     let certs = openssl::x509::X509::stack_from_pem(&pem)
         .map_err(|_| format!("{}: not a PEM certificate file", path.display()))?;
     if certs.is_empty() {
@@ -286,9 +285,7 @@ fn client_identity(cert: &Path, key: &Path) -> Result<Vec<u8>, Problem> {
         .map_err(|e| Problem::at("cert_file", e))?
         .into_iter();
     let leaf = chain.next().expect("at least one certificate");
-    crate::strict::secret(key).map_err(|e| Problem::at("key_file", e))?;
-    let pem = std::fs::read(key)
-        .map_err(|e| Problem::at("key_file", format!("{}: {e}", key.display())))?;
+    let pem = crate::strict::read_secret(key).map_err(|e| Problem::at("key_file", e))?;
     let pkey = openssl::pkey::PKey::private_key_from_pem(&pem).map_err(|_| {
         Problem::at(
             "key_file",

@@ -130,6 +130,27 @@ fn init_writes_a_config_check_config_accepts_and_never_overwrites() {
     let r = run(&["init", "--force"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_ne!(std::fs::read_to_string(&pool).unwrap(), "changed");
+
+    // --force overwrites a file, never another file through a link to it.
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    for symbolic in [true, false] {
+        std::fs::remove_file(&pool).unwrap();
+        if symbolic {
+            std::os::unix::fs::symlink(&victim, &pool).unwrap();
+        } else {
+            std::fs::hard_link(&victim, &pool).unwrap();
+        }
+        let r = run(&["init", "--force"]);
+        assert_eq!(r.code, 1, "{r:?}");
+        let words = if symbolic {
+            "symbolic link"
+        } else {
+            "2 hard links"
+        };
+        assert!(r.stderr.contains(words), "{r:?}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
 }
 
 /// One bad config: (what it is, the file written, its text, words the error must contain).

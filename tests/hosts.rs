@@ -187,3 +187,43 @@ fn a_planted_backup_link_or_a_fifo_is_refused_and_nothing_blocks() {
         );
     }
 }
+
+#[test]
+fn a_hard_link_as_the_backup_or_the_hosts_file_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hosts");
+    let original = "127.0.0.1\tlocalhost\n10.0.0.1\tdb\n";
+    std::fs::write(&file, original).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let path = file.to_str().unwrap();
+    let backup = dir.path().join("hosts.deadpool-backup");
+    std::fs::hard_link(&victim, &backup).unwrap();
+    let r = hosts(&["switch", "--name", "db", "--ip", "10.0.0.2", "--file", path]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.starts_with("ERROR - ")
+            && r.stdout
+                .contains(&format!("{} has 2 hard links", backup.display())),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    std::fs::remove_file(&backup).unwrap();
+
+    // The hosts file itself with another name: `test` says so, `switch` changes nothing.
+    let other = dir.path().join("other-name");
+    std::fs::hard_link(&file, &other).unwrap();
+    for action in [
+        &["test", "--name", "db"][..],
+        &["switch", "--name", "db", "--ip", "10.0.0.2"],
+    ] {
+        let mut args = action.to_vec();
+        args.extend(["--file", path]);
+        let r = hosts(&args);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(r.stdout.contains("has 2 hard links"), "{r:?}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+        assert!(!backup.exists(), "{r:?}");
+    }
+}

@@ -133,16 +133,17 @@ fn check_ssh(config: &Config, warnings: &mut Vec<String>) -> Result<()> {
     };
     for (who, ssh) in &settings {
         let mut problems = Vec::new();
-        if let config::SshAuth::Key(key) = &ssh.auth {
-            if !key.exists() {
-                problems.push(format!(
-                    "identity_file {} does not exist; create it with `ssh-keygen -t ed25519 -N '' -f {}` and install its .pub on the clients",
-                    key.display(),
-                    key.display()
-                ));
-            } else if let Err(e) = config::check_secret_file(key) {
-                problems.push(format!("identity_file: {e}"));
-            }
+        if let config::SshAuth::Key(key) = &ssh.auth
+            && !key.exists()
+        {
+            problems.push(format!(
+                "identity_file {} does not exist; create it with `ssh-keygen -t ed25519 -N '' -f {}` and install its .pub on the clients",
+                key.display(),
+                key.display()
+            ));
+        }
+        if let Err(p) = config::load::check_ssh_files(ssh) {
+            problems.push(format!("{}: {}", p.key.unwrap_or_default(), p.text));
         }
         if !ssh.known_hosts.exists() {
             problems.push(format!(

@@ -36,7 +36,8 @@ pub fn run(args: &HostsArgs) -> Result<Outcome> {
 }
 
 /// Opens without blocking (a FIFO planted as the file must not hang the helper) and
-/// refuses anything but a regular file.
+/// refuses anything but a regular file; for writing, also one with other hard links, whose
+/// other names would change too.
 fn open_regular(path: &Path, write: bool) -> Result<std::fs::File, String> {
     let file = OpenOptions::new()
         .read(!write)
@@ -55,6 +56,9 @@ fn open_regular(path: &Path, write: bool) -> Result<std::fs::File, String> {
             "{} is not a regular file; not touched",
             path.display()
         ));
+    }
+    if write {
+        crate::strict::single_file(path, &meta).map_err(|e| format!("{e}; not touched"))?;
     }
     Ok(file)
 }
@@ -150,6 +154,9 @@ fn switch(args: &HostsArgs) -> Result<String, String> {
             path.display()
         ));
     }
+    // Opened for writing before the backup is written, so that a file that cannot be
+    // written (a hard link) is refused with nothing changed.
+    let target = open_regular(path, true)?;
     let backup = backup_path(path);
     write_backup(&backup, before.as_bytes()).map_err(|e| {
         format!(
@@ -157,7 +164,7 @@ fn switch(args: &HostsArgs) -> Result<String, String> {
             backup.display()
         )
     })?;
-    write_in_place(path, after.as_bytes()).map_err(|e| {
+    write_in_place(target, after.as_bytes()).map_err(|e| {
         format!(
             "writing {} failed: {e}; the previous content is in {}",
             path.display(),
@@ -211,12 +218,8 @@ fn write_backup(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .mode(0o644)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "it is not a regular file; remove it",
-        ));
-    }
+    crate::strict::single_file(path, &file.metadata()?)
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?;
     file.set_len(0)?;
     file.write_all(bytes)?;
     file.sync_all()
@@ -224,8 +227,7 @@ fn write_backup(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Overwrites the file's bytes without replacing the file (its inode, owner, mode and any
 /// bind mount stay), then flushes it to disk.
-fn write_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = OpenOptions::new().write(true).open(path)?;
+fn write_in_place(mut file: std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(0))?;
     file.write_all(bytes)?;
     file.set_len(bytes.len() as u64)?;

@@ -75,13 +75,23 @@ pub fn run(config_dir: &Path, args: &InitArgs) -> Result<Outcome> {
     }
     for (path, contents, mode) in FILES {
         let target = dir.join(path);
+        // With --force, an existing file is overwritten, never written through: not a link
+        // (O_NOFOLLOW), not a file with other hard links, not a FIFO (no wait on it).
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(*mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&target)
-            .with_context(|| format!("cannot write {}", target.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot write {} (a symbolic link is refused)",
+                    target.display()
+                )
+            })?;
+        crate::strict::single_file(&target, &file.metadata()?)?;
+        file.set_len(0)?;
         file.write_all(contents.as_bytes())?;
         println!("wrote {}", target.display());
     }

@@ -19,8 +19,9 @@ pub const NAGIOS_PLUGIN_DIRS: &[&str] = &["/usr/lib/nagios/plugins", "/usr/lib64
 /// Reads a secret file: readable by its owner only (as ssh insists for keys), one line.
 pub fn load_secret(dir: &Path, rel: &str) -> Result<Secret, String> {
     let path = dir.join(rel);
-    check_secret_file(&path)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = crate::strict::read_secret(&path).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("{}: expected the password as text (UTF-8)", path.display()))?;
     let line = text.strip_suffix('\n').unwrap_or(&text);
     let line = line.strip_suffix('\r').unwrap_or(line);
     if line.is_empty() || line.contains('\n') || line.contains('\0') {
@@ -223,9 +224,7 @@ pub fn resolve_program(dir: &Path, program: &str, extra: &[&str]) -> Result<Path
     } else {
         candidates.push(dir.join("plugins").join(path));
         if !program.contains('/') {
-            if let Some(paths) = std::env::var_os("PATH") {
-                candidates.extend(std::env::split_paths(&paths).map(|p| p.join(path)));
-            }
+            candidates.extend(path_dirs().iter().map(|d| d.join(path)));
             candidates.extend(extra.iter().map(|d| Path::new(d).join(path)));
         }
     }
@@ -261,8 +260,92 @@ pub fn resolve_program(dir: &Path, program: &str, extra: &[&str]) -> Result<Path
     }
 }
 
+/// The directories of `$PATH` in order, as execvp(3) and the shell search them (glibc's
+/// default when it is unset).
+fn path_dirs() -> Vec<PathBuf> {
+    let paths = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+    std::env::split_paths(&paths)
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d
+            }
+        })
+        .collect()
+}
+
+/// Checks, as the plugins' rule ([`crate::strict::trusted_program`]) checks a plugin, the
+/// program a command on `local` starts: its first word, or with `shell` the first word
+/// after any `NAME=value` assignments (and `/bin/sh` itself). A word with a `/` is a path
+/// (relative to deadpool's working directory); a bare name is looked up in `$PATH` as the
+/// shell and execvp(3) look it up, and every directory searched up to the one that holds it
+/// must be trusted too, since a program planted in one of them would run instead. A shell
+/// line's first word that no directory of `$PATH` holds is a builtin or a keyword (`cd`,
+/// `if`) and is left to the shell; the line's later commands are not checked.
+pub fn check_local_command(command: &str, shell: bool) -> Result<(), String> {
+    let trusted = |p: &Path| crate::strict::trusted_program(p).map_err(|e| e.to_string());
+    let words = crate::text::split_words(command)?;
+    let program = if shell {
+        trusted(Path::new("/bin/sh"))?;
+        words.iter().find(|w| !is_assignment(w))
+    } else {
+        words.first()
+    };
+    let Some(program) = program else {
+        return Ok(());
+    };
+    if ["{new_primary}", "{old_primary}", "{pool}"]
+        .iter()
+        .any(|p| program.contains(p))
+    {
+        return Err(format!(
+            "the program `{program}` holds a placeholder; name the program itself, so that it can be checked when the config is loaded"
+        ));
+    }
+    if program.contains('/') {
+        return trusted(Path::new(program));
+    }
+    for dir in path_dirs() {
+        if !dir.is_dir() {
+            continue;
+        }
+        crate::strict::trusted_dir(&dir).map_err(|e| {
+            format!(
+                "{e} ({} is in $PATH, searched for `{program}`; or name the program by its full path)",
+                dir.display()
+            )
+        })?;
+        let candidate = dir.join(program);
+        if std::fs::metadata(&candidate)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        {
+            return trusted(&candidate);
+        }
+    }
+    if shell {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{program}` was not found in $PATH ({}); install it or name it by its full path",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+    }
+}
+
+/// A shell word that sets a variable for the command after it (`LC_ALL=C`).
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+/// Reads a config file (`deadpool.toml`, a pool file) that only root can change
+/// ([`crate::strict::read_config`]): nothing in it is used before that is checked.
 pub fn read_file(path: &Path, hint: &str) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| {
+    let cannot = |what: String| {
         let hint = if hint.is_empty() {
             String::new()
         } else {
@@ -270,9 +353,30 @@ pub fn read_file(path: &Path, hint: &str) -> Result<String, Error> {
         };
         Error::Config(ConfigError::in_file(
             path,
-            format!("cannot read: {e}{hint}"),
+            format!("cannot read: {what}{hint}"),
+        ))
+    };
+    let bytes = match crate::strict::read_config(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(cannot("No such file or directory".to_string())),
+        Err(e) => return Err(untrusted(path, &e)),
+    };
+    String::from_utf8(bytes).map_err(|_| {
+        Error::Config(ConfigError::in_file(
+            path,
+            "not UTF-8 text; a config file is TOML",
         ))
     })
+}
+
+/// A config file or directory refused by [`crate::strict`], placed at `file`; the message
+/// names the path at fault (`file` itself, or a directory above it) and the fix.
+pub fn untrusted(file: &Path, e: &crate::strict::Unsafe) -> Error {
+    if e.path == file {
+        Error::Config(ConfigError::plain(e.to_string()))
+    } else {
+        Error::Config(ConfigError::in_file(file, e.to_string()))
+    }
 }
 
 /// A file toml could not parse: toml's own message (which carries the line and column)
@@ -301,6 +405,21 @@ pub fn lines_of(text: &str, pred: impl Fn(&str) -> bool) -> Vec<usize> {
 /// The duration set at `key`, or `default`.
 pub fn duration_or(value: &Option<String>, default: &str, key: &str) -> Result<Duration, Problem> {
     parse_duration(value.as_deref().unwrap_or(default)).map_err(|e| Problem::at(key, e))
+}
+
+/// The files an SSH login reads as root, by the rules `check-config` states: the
+/// `identity_file` is a secret ([`check_secret_file`]); `known_hosts` decides which servers
+/// are believed, so it is a config file only root can change
+/// ([`crate::strict::trusted_config`]). A file that does not exist is left to
+/// `check-config` and to the login, which name it with the command that creates it.
+pub fn check_ssh_files(ssh: &SshSettings) -> Result<(), Problem> {
+    if let SshAuth::Key(key) = &ssh.auth
+        && key.exists()
+    {
+        check_secret_file(key).map_err(|e| Problem::at("identity_file", e))?;
+    }
+    crate::strict::trusted_config(&ssh.known_hosts).map_err(|e| Problem::at("known_hosts", e))?;
+    Ok(())
 }
 
 /// Checks that a secret file is a regular file (no link), owned by root or the running

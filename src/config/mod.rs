@@ -17,7 +17,6 @@ use crate::model::{MAX_SERVERS, Role};
 pub use crate::settings::{
     SshAuth, SshSettings, format_duration, host_key, is_safe_name, parse_duration, validate_host,
 };
-pub use load::check_secret_file;
 use load::{RawSsh, duration_or, line_of, lines_of, read_file, ssh_settings, toml_error};
 
 pub const DEFAULT_DIR: &str = "/etc/deadpool";
@@ -218,6 +217,10 @@ impl Config {
     /// Reads and validates the whole config dir. Errors name the file, the key and what was
     /// expected.
     pub fn load(dir: &Path) -> Result<Config, Error> {
+        // Whoever can write the config dir can name any program as a monitor.
+        if dir.is_dir() {
+            crate::strict::trusted_dir(dir).map_err(|e| load::untrusted(dir, &e))?;
+        }
         let main_file = dir.join("deadpool.toml");
         let text = read_file(
             &main_file,
@@ -265,7 +268,7 @@ impl Config {
             ),
         };
         let pools = load_pools(dir, &ssh)?;
-        Ok(Config {
+        let config = Config {
             dir: dir.to_path_buf(),
             state_dir,
             tick_interval,
@@ -286,7 +289,21 @@ impl Config {
             ssh,
             pools,
             cluster,
-        })
+        };
+        // Checked where some step or observer logs in, so that no command (tick, a dry
+        // run, promote, reset) logs in with a key others could have swapped.
+        for (who, ssh) in config.ssh_in_use() {
+            load::check_ssh_files(ssh).map_err(|Problem { key, text }| {
+                Error::Config(ConfigError {
+                    file: None,
+                    table: Some(who),
+                    line: None,
+                    key,
+                    problem: text,
+                })
+            })?;
+        }
+        Ok(config)
     }
 
     pub fn pool(&self, name: &str) -> Result<&Pool, Error> {
@@ -381,6 +398,7 @@ fn load_pools(dir: &Path, ssh: &SshSettings) -> Result<Vec<Pool>, Error> {
     let mut files = Vec::new();
     match std::fs::read_dir(&pools_dir) {
         Ok(entries) => {
+            crate::strict::trusted_dir(&pools_dir).map_err(|e| load::untrusted(&pools_dir, &e))?;
             for entry in entries {
                 let entry = entry
                     .map_err(|e| Error::Config(ConfigError::in_file(&pools_dir, e.to_string())))?;

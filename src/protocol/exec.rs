@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol, host_result};
-use crate::config::load::{RawSsh, check_placeholders, host_list, step_ssh};
+use crate::config::load::{RawSsh, check_local_command, check_placeholders, host_list, step_ssh};
 use crate::error::Problem;
 use crate::model::Status;
 use crate::remote;
@@ -38,7 +38,8 @@ struct RawExec {
 }
 
 /// The `exec` step's keys, validated: commands that split into words and use only the
-/// known placeholders, and no shell under sudo.
+/// known placeholders, programs on `local` that only root can change
+/// ([`check_local_command`]), and no shell under sudo.
 pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Exec, Problem> {
     let raw: RawExec = super::raw(table)?;
     let hosts = host_list(&raw.hosts, "hosts", true)?;
@@ -53,6 +54,16 @@ pub fn load(table: toml::Table, cx: &LoadContext) -> Result<Exec, Problem> {
         }
         check_placeholders(cmd, &["new_primary", "old_primary", "pool"])
             .map_err(|e| Problem::at(key, e))?;
+    }
+    if hosts.contains(&Host::Local) {
+        // Without a test, readiness runs `true` the same way.
+        let test = raw.test_command.as_deref().unwrap_or("true");
+        for (key, cmd) in [
+            ("exec_command", raw.exec_command.as_str()),
+            ("test_command", test),
+        ] {
+            check_local_command(cmd, raw.shell).map_err(|e| Problem::at(key, e))?;
+        }
     }
     let ssh = step_ssh(cx.dir, raw.ssh, cx.ssh)?;
     if raw.shell && ssh.sudo && hosts.iter().any(|h| *h != Host::Local) {

@@ -477,8 +477,12 @@ client_cnf() {
 }
 
 make_ssh_keys() {
+    # deadpool refuses a key, a known_hosts file or a directory above them that others
+    # could change, whatever the umask: set the modes it checks.
     mkdir -p "$SSH_DIR"
+    chmod 755 "$SSH_DIR"
     [[ -s $SSH_KEY ]] || ssh-keygen -q -t ed25519 -N '' -C deadpool-lab -f "$SSH_KEY"
+    chmod 600 "$SSH_KEY"
     cp "$SSH_KEY.pub" "$SSH_DIR/authorized_keys"
     local host key
     for host in "${HOSTS[@]}"; do
@@ -491,6 +495,7 @@ make_ssh_keys() {
         key=$(host_dir "$host")/sshd/ssh_host_ed25519_key.pub
         printf '%s,%s %s\n' "${IP[$host]}" "$host" "$(cut -d' ' -f1,2 "$key")"
     done >"$KNOWN_HOSTS"
+    chmod 644 "$KNOWN_HOSTS"
 }
 
 write_sshd_config() {
@@ -1254,6 +1259,7 @@ make_cert() {
         -CAcreateserial -days 2 -extfile "$TLS_DIR/$name.ext" -out "$TLS_DIR/$name.pem" 2>/dev/null \
         || die "openssl cannot sign the certificate of $name"
     chmod 600 "$TLS_DIR/$name.key"
+    chmod 644 "$TLS_DIR/$name.pem"
 }
 
 # The CA, each database host's server certificate (naming its address, its name and
