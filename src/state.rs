@@ -430,21 +430,23 @@ pub struct State {
 }
 
 impl State {
-    /// Opens (creating if needed) the database for writing. Call with the lock held.
+    /// Opens the database for writing; call with the lock held. Only a state dir without
+    /// any `deadpool.db` is a new install, whose database is created here; an existing
+    /// file without deadpool's schema (empty, truncated to nothing) is refused.
     pub fn open(state_dir: &Path) -> Result<State> {
         ensure_dir(state_dir)?;
         let path = state_dir.join("deadpool.db");
         check_db_files(&path)?;
         if !path.exists() {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("cannot create the database {}", path.display()))?;
+            create_database(&path)?;
         }
         let conn = Connection::open(&path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
+        // Read before anything is written: switching an empty file to WAL would give it a
+        // header, and it would look like a database from then on.
+        if schema_version(&conn, &path)? == 0 {
+            return Err(no_state(&path));
+        }
         configure(&conn, &path)?;
         migrate(&conn, &path)?;
         Ok(State {
@@ -454,7 +456,8 @@ impl State {
         })
     }
 
-    /// Opens the database read-only, for reports and dry runs. `Ok(None)`: no database yet.
+    /// Opens the database read-only, for reports and dry runs. `Ok(None)`: no database yet
+    /// (a new install); a file without deadpool's schema is refused, as by [`State::open`].
     pub fn open_read_only(state_dir: &Path) -> Result<Option<State>> {
         let path = state_dir.join("deadpool.db");
         match std::fs::metadata(&path) {
@@ -485,7 +488,7 @@ impl State {
         };
         let version = schema_version(&conn, &path)?;
         if version == 0 {
-            return Ok(None);
+            return Err(no_state(&path));
         }
         check_version(version, &path)?;
         Ok(Some(State {
@@ -1004,15 +1007,88 @@ fn check_version(version: i64, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A new install's database, created whole under a temporary name and linked into place:
+/// `deadpool.db` exists only with its schema, so a crash while creating it leaves no empty
+/// file that a later command would have to refuse.
+fn create_database(path: &Path) -> Result<()> {
+    let tmp = path.with_extension("db.new");
+    // What a crash during an earlier creation left behind.
+    for p in [
+        tmp.clone(),
+        tmp.with_extension("new-wal"),
+        tmp.with_extension("new-shm"),
+        tmp.with_extension("new-journal"),
+    ] {
+        if crate::strict::trusted_file(&p, true)
+            .map_err(|e| Error::Failed(format!("database: {e}")))?
+        {
+            std::fs::remove_file(&p)
+                .with_context(|| format!("cannot remove the leftover {}", p.display()))?;
+        }
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .with_context(|| format!("cannot create the database {}", tmp.display()))?;
+    {
+        let conn = Connection::open(&tmp)
+            .with_context(|| format!("cannot open the database {}", tmp.display()))?;
+        configure(&conn, &tmp)?;
+        create_schema(&conn, &tmp)?;
+        migrate(&conn, &tmp)?;
+        // Closing checkpoints the WAL into the file, which keeps WAL mode in its header.
+    }
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write the database {}", tmp.display()))?;
+    // A link, not a rename: it never replaces a file that appeared meanwhile.
+    std::fs::hard_link(&tmp, path)
+        .with_context(|| format!("cannot create the database {}", path.display()))?;
+    std::fs::remove_file(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync the state dir {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The refusal of a `deadpool.db` without deadpool's schema. Only a missing file is a new
+/// install: an existing one lost what it held (truncated, emptied, replaced), and taking it
+/// for new would arm every locked pool again on the server it failed away from.
+fn no_state(path: &Path) -> anyhow::Error {
+    let what = match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => "is empty (0 bytes)",
+        _ => "holds no deadpool state (no schema)",
+    };
+    let p = path.display();
+    Error::Failed(format!(
+        "{p} {what}: the state of this instance is lost or damaged, and nothing was done (a new install has no such file at all). Restore it from a backup. To start afresh instead, every pool armed on its configured primary and the history gone, move it away yourself (`mv {p} {p}.lost`) and run the command again"
+    ))
+    .into()
+}
+
+/// The first version of the schema, in a new database (version 0: nothing in it yet).
+fn create_schema(conn: &Connection, path: &Path) -> Result<()> {
+    if schema_version(conn, path)? != 0 {
+        bail!("{}: not a new database", path.display());
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+    ))
+    .with_context(|| format!("{}: cannot create the schema", path.display()))
+}
+
 /// Brings the schema up to [`SCHEMA_VERSION`], one version at a time, each in a transaction.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version = schema_version(conn, path)?;
     check_version(version, path)?;
     if version < 1 {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
-        ))
-        .with_context(|| format!("{}: cannot create the schema", path.display()))?;
+        // Only a new database starts at 0 ([`create_schema`]); callers refuse others.
+        bail!("{}: no schema to upgrade", path.display());
     }
     for (to, sql) in [
         (2, SCHEMA_V2),
@@ -1082,6 +1158,54 @@ mod tests {
         assert!(err.contains("newer deadpool"), "{err}");
         let err = State::open_read_only(dir.path()).unwrap_err().to_string();
         assert!(err.contains("newer deadpool"), "{err}");
+    }
+
+    /// Only a missing file is a new install: an empty `deadpool.db`, or a SQLite file
+    /// without deadpool's schema, is refused by writers and readers and left as it is.
+    #[test]
+    fn a_database_file_without_the_schema_is_refused_never_taken_for_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deadpool.db");
+        std::fs::write(&path, b"").unwrap();
+        let err = State::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("deadpool.db is empty (0 bytes)")
+                && err.contains("backup")
+                && err.contains("mv "),
+            "{err}"
+        );
+        let err = State::open_read_only(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is empty (0 bytes)"), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it is");
+
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        drop(conn);
+        for err in [
+            State::open(dir.path()).unwrap_err().to_string(),
+            State::open_read_only(dir.path()).unwrap_err().to_string(),
+        ] {
+            assert!(err.contains("holds no deadpool state"), "{err}");
+        }
+    }
+
+    /// A new database appears whole: what a crash during an earlier creation left under the
+    /// temporary name is removed, and the database has the current schema.
+    #[test]
+    fn a_new_database_is_created_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(State::open_read_only(dir.path()).unwrap().is_none());
+        std::fs::write(dir.path().join("deadpool.db.new"), b"").unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let version: i64 = state
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert!(!dir.path().join("deadpool.db.new").exists());
+        drop(state);
+        assert!(State::open_read_only(dir.path()).unwrap().is_some());
+        assert!(State::open(dir.path()).is_ok(), "opened again as it is");
     }
 
     #[test]

@@ -368,6 +368,51 @@ fn truncated_and_garbage_databases_are_refused_not_misread() {
     }
 }
 
+both_modes!(an_emptied_database_is_refused_and_the_locked_pool_stays_locked);
+/// A `deadpool.db` truncated to nothing is, to SQLite, an empty database: it must be refused
+/// like any damaged one by every command, never taken for a new install that would arm the
+/// failed-over pool again on its dead primary. Only a missing file is a new install.
+fn an_emptied_database_is_refused_and_the_locked_pool_stays_locked() {
+    let inst = Instance::new();
+    inst.flag("down-db1");
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    let db = inst.path("state/deadpool.db");
+    std::fs::write(&db, b"").unwrap();
+    let commands: [&[&str]; 6] = [
+        &["tick"],
+        &["tick", "--dry-run"],
+        &["report"],
+        &["history"],
+        &["promote", "db", "primary", "--yes"],
+        &["reset", "db", "--yes"],
+    ];
+    for args in commands {
+        let r = inst.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("deadpool.db is empty (0 bytes)")
+                && r.stderr.contains("from a backup"),
+            "{args:?}: {r:?}"
+        );
+    }
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stdout.starts_with("DEADPOOL UNKNOWN - ") && r.stdout.contains("is empty"),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "nothing written");
+    assert_eq!(inst.calls("promote").len(), 2, "the chain never ran again");
+    // Moved away on purpose, the file is gone: the next tick is a new install's.
+    std::fs::rename(&db, inst.path("state/deadpool.db.lost")).unwrap();
+    inst.unflag("down-db1");
+    let r = inst.tick();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
+}
+
 both_modes!(a_config_broken_while_failed_over_is_unknown_and_the_pool_stays_locked);
 fn a_config_broken_while_failed_over_is_unknown_and_the_pool_stays_locked() {
     let inst = Instance::new();
