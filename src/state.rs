@@ -22,7 +22,7 @@ use crate::model::{EventKind, Health, Status};
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE pools (
@@ -103,6 +103,16 @@ const SCHEMA_V5: &str = "
 ALTER TABLE pools ADD COLUMN progress TEXT NOT NULL DEFAULT '';
 ALTER TABLE monitor_results ADD COLUMN facts TEXT NOT NULL DEFAULT '';
 ";
+
+/// Version 6: how far history has been pruned (the horizon of [`prune_horizon`]), so that
+/// one round's wall clock never prunes more than a few intervals' worth.
+const SCHEMA_V6: &str = "
+CREATE TABLE pruning (id INTEGER PRIMARY KEY CHECK (id = 1), horizon INTEGER NOT NULL);
+";
+
+/// The most tick intervals one round may move the pruning horizon forward: history that a
+/// clock jump makes look old goes at ten times the pace of real time, not all at once.
+pub const PRUNE_STEP_INTERVALS: u32 = 10;
 
 /// The text of the history event that starts a chain ([`EventKind::FailoverStarted`]), for
 /// SQL: each one inserted adds one to the pool's count of failovers.
@@ -321,6 +331,43 @@ impl Event {
             ..self.host(h.host).status(h.status).message(h.message)
         }
     }
+}
+
+/// How history is pruned: `history_retention`, with a wall clock that may jump.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Events older than this go.
+    pub keep: Duration,
+    /// The most one round may move the pruning horizon forward ([`prune_horizon`]).
+    pub step: Duration,
+}
+
+impl Retention {
+    /// `keep`, at most [`PRUNE_STEP_INTERVALS`] tick intervals' worth per round.
+    pub fn per_round(keep: Duration, tick_interval: Duration) -> Retention {
+        Retention {
+            keep,
+            step: tick_interval.saturating_mul(PRUNE_STEP_INTERVALS),
+        }
+    }
+}
+
+/// Where history is pruned up to after a round (events older go): toward `target` (the
+/// round's start less the retention), but at most `step` past the `last` horizon and never
+/// back, so that no single round's wall clock decides that months have passed. Before any
+/// horizon it starts at the `oldest` event; with neither there is nothing to prune.
+pub fn prune_horizon(
+    last: Option<i64>,
+    oldest: Option<i64>,
+    target: i64,
+    step: i64,
+) -> Option<i64> {
+    let from = last.or(oldest)?;
+    Some(target.clamp(from, from.saturating_add(step)))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -759,12 +806,14 @@ impl State {
         Ok(out)
     }
 
-    /// Records a finished tick and prunes history older than `retention`.
+    /// Records a finished round and prunes history ([`Retention`]): events older than the
+    /// horizon go, but never those of a locked pool's current episode, from the start of the
+    /// chain that locked it on: what a person needs to see before `reset`.
     pub fn record_tick(
         &self,
         started_at: i64,
         duration: Duration,
-        retention: Duration,
+        retention: Retention,
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -772,10 +821,39 @@ impl State {
             "INSERT OR REPLACE INTO ticks (id, started_at, duration_ms) VALUES (1, ?1, ?2)",
             params![started_at, duration.as_millis() as i64],
         )?;
-        tx.execute(
-            "DELETE FROM history WHERE at < ?1",
-            [started_at - retention.as_millis() as i64],
-        )?;
+        let last: Option<i64> = tx
+            .query_row("SELECT horizon FROM pruning WHERE id = 1", [], |r| r.get(0))
+            .optional()?;
+        let oldest: Option<i64> = match last {
+            Some(_) => None,
+            None => tx.query_row("SELECT MIN(at) FROM history", [], |r| r.get(0))?,
+        };
+        let target = started_at.saturating_sub(millis(retention.keep));
+        if let Some(horizon) = prune_horizon(last, oldest, target, millis(retention.step)) {
+            tx.execute(
+                "INSERT OR REPLACE INTO pruning (id, horizon) VALUES (1, ?1)",
+                [horizon],
+            )?;
+            let locked = [
+                PoolState::FailingOver,
+                PoolState::FailedOver,
+                PoolState::FailoverFailed,
+                PoolState::Interrupted,
+            ]
+            .map(|s| format!("'{}'", s.as_str()))
+            .join(", ");
+            tx.execute(
+                &format!(
+                    "WITH episode (pool, first) AS MATERIALIZED (
+                       SELECT p.name, (SELECT MAX(s.id) FROM history s
+                                       WHERE s.pool = p.name AND s.event = '{FAILOVER_STARTED}')
+                       FROM pools p WHERE p.state IN ({locked}))
+                     DELETE FROM history WHERE at < ?1 AND NOT EXISTS
+                       (SELECT 1 FROM episode e WHERE e.pool = history.pool AND history.id >= e.first)"
+                ),
+                [horizon],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -1095,6 +1173,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         (3, SCHEMA_V3),
         (4, SCHEMA_V4),
         (5, SCHEMA_V5),
+        (6, SCHEMA_V6),
     ] {
         if version < to {
             conn.execute_batch(&format!(
@@ -1286,12 +1365,94 @@ mod tests {
             ..EventKind::FailoverStarted.of("db", "tick")
         };
         state.add_events(&[started(1), started(2)]).unwrap();
+        let retention = Retention {
+            keep: Duration::from_secs(10),
+            step: Duration::from_secs(1000),
+        };
         state
-            .record_tick(100_000, Duration::ZERO, Duration::from_secs(10))
+            .record_tick(100_000, Duration::ZERO, retention)
             .unwrap();
         assert!(state.history(None, 10).unwrap().is_empty(), "pruned");
         assert_eq!(state.failovers().unwrap().get("db"), Some(&2));
         assert_eq!(EventKind::FailoverStarted.as_str(), FAILOVER_STARTED);
+    }
+
+    #[test]
+    fn prune_horizon_table() {
+        // (last horizon, oldest event, target, step, new horizon)
+        let rows = [
+            (None, None, 500, 10, None),
+            (None, Some(100), 500, 10, Some(110)),
+            (None, Some(100), 105, 10, Some(105)),
+            (None, Some(100), 50, 10, Some(100)),
+            (Some(200), Some(100), 500, 10, Some(210)),
+            (Some(200), None, 205, 10, Some(205)),
+            // A clock that went back never moves the horizon back.
+            (Some(200), None, 20, 10, Some(200)),
+            (Some(i64::MAX - 1), None, i64::MAX, 10, Some(i64::MAX)),
+        ];
+        for (last, oldest, target, step, horizon) in rows {
+            assert_eq!(
+                prune_horizon(last, oldest, target, step),
+                horizon,
+                "{last:?} {oldest:?} {target} {step}"
+            );
+        }
+    }
+
+    /// A round whose clock is far ahead prunes one step's worth, and a locked pool's
+    /// current episode (from its last `failover_started`) is never pruned; once the pool is
+    /// re-armed, its episode ages out like the rest.
+    #[test]
+    fn pruning_goes_by_steps_and_keeps_a_locked_pools_episode() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let at = |at, kind: EventKind, pool: &str| Event {
+            at,
+            ..kind.of(pool, "tick")
+        };
+        state
+            .add_events(&[
+                at(1_000, EventKind::Readiness, "db"),
+                at(2_000, EventKind::FailoverStarted, "db"),
+                at(2_500, EventKind::Readiness, "other"),
+                at(3_000, EventKind::Step, "db"),
+                at(4_000, EventKind::End(PoolState::FailedOver), "db"),
+                at(9_000, EventKind::Readiness, "other"),
+            ])
+            .unwrap();
+        let mut rec = PoolRecord::new("db", 4_000);
+        rec.state = PoolState::FailedOver;
+        state.save_pool(&rec, &[]).unwrap();
+        let kinds = |state: &State| -> Vec<(i64, String)> {
+            let events = state.history(None, 100).unwrap();
+            events.iter().map(|e| (e.at, e.event.to_string())).collect()
+        };
+        let retention = Retention {
+            keep: Duration::from_secs(1),
+            step: Duration::from_millis(2_000),
+        };
+        // 90 days ahead: the horizon moves from the oldest event (1 s) by 2 s, to 3 s.
+        let far = 90 * 86_400_000;
+        state.record_tick(far, Duration::ZERO, retention).unwrap();
+        assert_eq!(
+            kinds(&state),
+            [
+                (2_000, "failover_started".to_string()),
+                (3_000, "step".to_string()),
+                (4_000, "failed_over".to_string()),
+                (9_000, "readiness".to_string()),
+            ],
+            "db's episode kept, other's event at 2.5 s pruned, db's older one too"
+        );
+        for _ in 0..10 {
+            state.record_tick(far, Duration::ZERO, retention).unwrap();
+        }
+        assert_eq!(kinds(&state).len(), 3, "only db's episode is left");
+        rec.state = PoolState::Armed;
+        state.save_pool(&rec, &[]).unwrap();
+        state.record_tick(far, Duration::ZERO, retention).unwrap();
+        assert!(kinds(&state).is_empty(), "{:?}", kinds(&state));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::monitor;
 use crate::protocol::Force;
 use crate::round::{self, Effects, Facts, Plan, PoolSettings, Seen, Stage, Start};
 use crate::rules::{self, Round};
-use crate::state::{Event, Lock, MonitorRow, PoolRecord, State, now_ms};
+use crate::state::{Event, Lock, MonitorRow, PoolRecord, Retention, State, now_ms};
 
 pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
     if args.dry_run {
@@ -149,10 +149,9 @@ impl Watch<'_> {
 
     /// After each round: the tick recorded, the cluster told, the metrics written.
     fn after_round(&self, started_at: i64, took: Duration) {
-        if let Err(e) = self
-            .state
-            .record_tick(started_at, took, self.config.history_retention)
-        {
+        let retention =
+            Retention::per_round(self.config.history_retention, self.config.tick_interval);
+        if let Err(e) = self.state.record_tick(started_at, took, retention) {
             crate::warn!("cannot record the tick: {e:#}");
         }
         if let Some(member) = self.cluster {
