@@ -143,6 +143,45 @@ pub struct PoolRecord {
     pub progress: Progress,
 }
 
+/// What a person's change to a pool is checked against: its state, its active server and
+/// when that state began, which a new chain begins again even toward the same server.
+/// `since` is `None` for a pool without a record (armed on its primary, as a tick would
+/// make it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: PoolState,
+    pub active: Role,
+    pub since: Option<i64>,
+}
+
+impl Snapshot {
+    /// The snapshot of a record, or of none.
+    pub fn of(rec: Option<&PoolRecord>) -> Snapshot {
+        match rec {
+            Some(r) => Snapshot {
+                state: r.state,
+                active: r.active,
+                since: r.state_since.into(),
+            },
+            None => Snapshot {
+                state: PoolState::Armed,
+                active: Role::PRIMARY,
+                since: None,
+            },
+        }
+    }
+
+    /// Whether `now` is still what this snapshot saw: a record that appeared meanwhile
+    /// counts as unchanged when it is what a tick makes of a new pool.
+    pub fn still(&self, now: &Snapshot) -> bool {
+        let since = match (self.since, now.since) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.state == now.state && self.active == now.active && since
+    }
+}
+
 /// A pool's maintenance pause, as `deadpool pause` records it (and as reports and
 /// `tick --dry-run --json` show it).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -1375,6 +1414,36 @@ mod tests {
         assert!(state.history(None, 10).unwrap().is_empty(), "pruned");
         assert_eq!(state.failovers().unwrap().get("db"), Some(&2));
         assert_eq!(EventKind::FailoverStarted.as_str(), FAILOVER_STARTED);
+    }
+
+    #[test]
+    fn snapshot_table() {
+        let at = |state, active, since| Snapshot {
+            state,
+            active,
+            since,
+        };
+        let (armed, failing, failed) = (
+            PoolState::Armed,
+            PoolState::FailingOver,
+            PoolState::FailoverFailed,
+        );
+        let (p, s) = (Role::PRIMARY, Role::SECONDARY);
+        // (seen when confirmed, seen after the lock, unchanged)
+        let rows = [
+            (at(armed, p, Some(1)), at(armed, p, Some(1)), true),
+            (at(failing, s, Some(1)), at(failed, s, Some(2)), false),
+            (at(armed, p, Some(1)), at(armed, s, Some(1)), false),
+            // A new episode toward the same server.
+            (at(failed, s, Some(1)), at(failed, s, Some(5)), false),
+            // No record yet, then a tick's new record.
+            (Snapshot::of(None), at(armed, p, Some(3)), true),
+            (Snapshot::of(None), at(failed, s, Some(3)), false),
+            (at(failed, s, Some(1)), Snapshot::of(None), false),
+        ];
+        for (seen, now, same) in rows {
+            assert_eq!(seen.still(&now), same, "{seen:?} -> {now:?}");
+        }
     }
 
     #[test]

@@ -816,3 +816,80 @@ fn never_promote_and_no_candidate_block_naming_each_standby() {
     assert_eq!(r.code, 2, "an unknown server is a usage error: {r:?}");
     assert!(r.stderr.contains("has no server `db9`"), "{r:?}");
 }
+
+/// The step plugin of `inst`, made to hold the chain of pool `db` in its first step for
+/// 2.5 s (`in-chain` appears when it starts), so that other commands meet it running.
+fn slow_first_step(inst: &Instance) {
+    let step = std::fs::read_to_string(inst.path("plugins/step")).unwrap();
+    inst.script(
+        "plugins/step",
+        &step.replace(
+            "echo \"$1 of $DEADPOOL_STEP ok\"",
+            "if [ \"$1\" = promote ] && [ \"$DEADPOOL_POOL\" = db ] && [ \"$DEADPOOL_STEP\" = one ]; then touch \"$top/in-chain\"; sleep 2.5; fi\necho \"$1 of $DEADPOOL_STEP ok\"",
+        ),
+    );
+}
+
+both_modes!(reset_and_promote_refuse_when_the_pool_changed_while_they_waited_for_the_lock);
+/// A person confirms a reset or a promote against the pool as it is; a command that then
+/// waits for the instance lock must not act on what the pool has become meanwhile. A reset
+/// issued during a chain must not clear the `failover_failed` the chain ends in, and
+/// promotes queued behind a running promote must not run chains of their own.
+fn reset_and_promote_refuse_when_the_pool_changed_while_they_waited_for_the_lock() {
+    let pool = common::TWO_STEP_POOL.replace("max_failed_checks = 3", "max_failed_checks = 1");
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", &pool)]);
+    assert_eq!(inst.tick().code, 0);
+    slow_first_step(&inst);
+    inst.flag("fail-promote-two");
+    inst.flag("down-db1");
+    let tick = inst.command(&["tick"]).spawn().unwrap();
+    assert!(wait_for(&inst.path("in-chain"), Duration::from_secs(10)));
+    let reset = inst.run(&["reset", "db", "--yes"]);
+    tick.wait_with_output().unwrap();
+    assert_eq!(reset.code, 1, "{reset:?}");
+    assert!(
+        reset.stderr.contains("changed while this command waited")
+            && reset.stderr.contains("it was failing_over since")
+            && reset.stderr.contains("it is now failover_failed since"),
+        "{reset:?}"
+    );
+    assert_eq!(inst.state_of("db").0, "failover_failed");
+    assert!(!inst.history().contains("re-armed"), "{}", inst.history());
+
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", THREE_SERVERS)]);
+    assert_eq!(inst.tick().code, 0);
+    slow_first_step(&inst);
+    let first = inst
+        .command(&["promote", "db", "secondary", "--yes"])
+        .spawn()
+        .unwrap();
+    assert!(wait_for(&inst.path("in-chain"), Duration::from_secs(10)));
+    let queued: Vec<_> = ["standby2", "primary"]
+        .iter()
+        .map(|to| {
+            inst.command(&["promote", "db", to, "--yes"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let first = common::Run::from(first.wait_with_output().unwrap());
+    assert_eq!(first.code, 0, "{first:?}");
+    for promote in queued {
+        let r = common::Run::from(promote.wait_with_output().unwrap());
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stderr.contains("changed while this command waited")
+                && r.stderr.contains("it is now failed_over since"),
+            "{r:?}"
+        );
+    }
+    let started = inst
+        .events("db")
+        .iter()
+        .filter(|e| e["event"] == "failover_started")
+        .count();
+    assert_eq!(started, 1, "one chain: {}", inst.history());
+    assert_eq!(inst.calls("promote").len(), 1);
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    assert_eq!(inst.state_of("db").1, "secondary");
+}

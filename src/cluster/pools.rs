@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::client::{b64, int};
 use super::member::{Member, Standing, lease_valid};
 use crate::model::{PoolState, Role};
-use crate::state::{Event, Pause, PoolRecord};
+use crate::state::{Event, Pause, PoolRecord, Snapshot};
 
 /// A pool's record as kept in etcd, with the chain step in progress.
 pub fn pool_json(rec: &PoolRecord, step: Option<&str>) -> Value {
@@ -154,14 +154,29 @@ impl Member {
         )
     }
 
-    /// A person's change from any member (reset, promote, pause): guarded by whoever holds
+    /// A person's change from any member (reset, pause, resume): guarded by whoever holds
     /// the leader key now and by the pool's own revision, so it never overwrites a leader's
-    /// write it did not see.
-    pub fn write_pool_as_person(&self, rec: &PoolRecord) -> Result<()> {
+    /// write it did not see; and refused when the pool in etcd is no longer as the person
+    /// saw it (`seen`: its state, active server and episode), as when the leader's chain
+    /// ended meanwhile. A leader's routine writes (failure counts, check times) pass.
+    pub fn write_pool_as_person(&self, rec: &PoolRecord, seen: &Snapshot) -> Result<()> {
         let leader_key = self.leader_key();
         let leader = self.client.range(&leader_key)?;
         let pool_key = self.pool_key(&rec.name);
         let pool = self.client.range(&pool_key)?;
+        let now = pool
+            .as_ref()
+            .map(|kv| pool_from_json(&rec.name, &kv.value, None))
+            .transpose()?;
+        let now = Snapshot::of(now.as_ref());
+        if !seen.still(&now) {
+            bail!(
+                "pool {} changed in etcd meanwhile (it is {}, active {}); nothing changed: look at `deadpool report`, then try again",
+                rec.name,
+                now.state.as_str(),
+                now.active.as_str()
+            );
+        }
         let (ok, _) = self.client.txn(&json!({
             "compare": [
                 { "key": b64(&leader_key), "target": "CREATE", "result": "EQUAL",

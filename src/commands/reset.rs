@@ -10,21 +10,38 @@ use crate::model::EventKind;
 use crate::model::PoolState;
 use crate::monitor;
 use crate::rules;
-use crate::state::{PoolRecord, now_ms};
+use crate::state::{PoolRecord, Snapshot, now_ms};
 
 pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
     let pool = config.pool(&args.pool)?;
     let named = args.active.as_deref().map(|s| pool.server(s)).transpose()?;
     let who = super::shared::actor();
-    let question = format!("Re-arm pool {} so that it can fail over again?", pool.name);
+    let member = config.cluster.as_ref().map(crate::cluster::Member::new);
+    let confirmed = super::shared::before_confirm(config, member.as_ref(), &pool.name)?;
+    let question = format!(
+        "Re-arm pool {} ({}) so that it can fail over again?",
+        pool.name,
+        super::shared::describe(pool, confirmed.as_ref())
+    );
     if !super::shared::confirm(&question, args.yes)? {
         println!("nothing changed");
         return Ok(Outcome::NeedsAttention);
     }
     let (_lock, state) = super::shared::lock_for_change(config)?;
-    let member = config.cluster.as_ref().map(crate::cluster::Member::new);
-    let mut rec = super::shared::pool_record(member.as_ref(), &state, &pool.name)?
-        .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+    let current = super::shared::pool_record(member.as_ref(), &state, &pool.name)?;
+    super::shared::unchanged_since_confirmed(pool, confirmed.as_ref(), current.as_ref())?;
+    let seen = Snapshot::of(current.as_ref());
+    // Here the instance lock proves no chain runs; with [cluster] it is this member's
+    // only, and `failing_over` in etcd may be the leader's chain (or a person's promote
+    // on another member) running now.
+    if member.is_some() && current.as_ref().map(|r| r.state) == Some(PoolState::FailingOver) {
+        return Err(Error::Failed(format!(
+            "pool {name} is failing_over in etcd: its chain may be running on another member; nothing changed. Once it ends (or the leader marks it interrupted), look at `deadpool history --pool {name}` and reset then",
+            name = pool.name
+        ))
+        .into());
+    }
+    let mut rec = current.unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
     let before = rec.state;
     let active = named.unwrap_or(rec.active);
 
@@ -83,7 +100,7 @@ pub fn run(config: &Config, args: &ResetArgs) -> Result<Outcome> {
         }
     );
     if let Some(m) = &member {
-        m.write_pool_as_person(&rec)?;
+        m.write_pool_as_person(&rec, &seen)?;
     }
     state.save_pool(
         &rec,
