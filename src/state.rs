@@ -13,8 +13,9 @@ use anyhow::{Context as _, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::Error;
-use crate::model::Role;
+use crate::model::{PoolServers, Role};
 use crate::monitor::Replica;
+use crate::orphans::Recorded;
 use crate::position::Position;
 use crate::rules::Progress;
 
@@ -22,7 +23,7 @@ use crate::model::{EventKind, Health, Status};
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE pools (
@@ -108,6 +109,13 @@ ALTER TABLE monitor_results ADD COLUMN facts TEXT NOT NULL DEFAULT '';
 /// one round's wall clock never prunes more than a few intervals' worth.
 const SCHEMA_V6: &str = "
 CREATE TABLE pruning (id INTEGER PRIMARY KEY CHECK (id = 1), horizon INTEGER NOT NULL);
+";
+
+/// Version 7: each pool's servers as the config last named them (a JSON list of addresses,
+/// in role order), so that a locked pool renamed or removed from the config is recognised
+/// by its servers ([`crate::orphans`]).
+const SCHEMA_V7: &str = "
+CREATE TABLE pool_servers (pool TEXT PRIMARY KEY, servers TEXT NOT NULL);
 ";
 
 /// The most tick intervals one round may move the pruning horizon forward: history that a
@@ -689,6 +697,126 @@ impl State {
         Ok(out)
     }
 
+    /// Records each configured pool's servers (only where they changed): what recognises
+    /// a locked pool once its name is no longer configured.
+    pub fn note_servers(&self, pools: &[PoolServers]) -> Result<()> {
+        let known = self.recorded_servers()?;
+        let changed: Vec<(&str, String)> = pools
+            .iter()
+            .filter(|p| known.get(p.name).is_none_or(|s| s.as_slice() != p.servers))
+            .map(|p| {
+                let json = serde_json::to_string(p.servers).unwrap_or_default();
+                (p.name, json)
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (pool, servers) in changed {
+            tx.execute(
+                "INSERT OR REPLACE INTO pool_servers (pool, servers) VALUES (?1, ?2)",
+                params![pool, servers],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Each pool's servers as last recorded; before version 7, none.
+    fn recorded_servers(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        let mut out = BTreeMap::new();
+        if self.version < 7 {
+            return Ok(out);
+        }
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT pool, servers FROM pool_servers")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (pool, servers) = row?;
+            // An unreadable list counts as unknown servers: the safer side of the rule.
+            if let Ok(servers) = serde_json::from_str(&servers) {
+                out.insert(pool, servers);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every pool row, with its servers where recorded: what [`crate::orphans::find`] reads.
+    pub fn records(&self) -> Result<Vec<Recorded>> {
+        let mut servers = self.recorded_servers()?;
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, state, active, state_since FROM pools ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, state, active, since) = row?;
+            let (Some(state), Some(active)) = (PoolState::parse(&state), Role::parse(&active))
+            else {
+                bail!(
+                    "{}: pool `{name}` has state `{state}`, active `{active}`, which this build does not know; was it written by a newer deadpool?",
+                    self.path.display()
+                );
+            };
+            out.push(Recorded {
+                servers: servers.remove(&name),
+                name,
+                state,
+                active,
+                since,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The locks of pools no longer configured, and the `configured` pools they hold back.
+    pub fn orphans(&self, configured: &[PoolServers]) -> Result<Vec<crate::orphans::Orphan>> {
+        Ok(crate::orphans::find(configured, &self.records()?))
+    }
+
+    /// Drops what is recorded of a pool no longer configured (`reset --forget`): its row,
+    /// servers, checks and readiness; its history stays, with `event` saying who dropped it.
+    pub fn forget_pool(&self, name: &str, event: &Event) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        delete_pool_rows(&tx, name)?;
+        insert_event(&tx, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A renamed pool takes over its old name's record (`reset NEW --adopt OLD`): `rec` is
+    /// written under its new name, the old rows go, and the old name's history and chain
+    /// count move to the new name, so that the locked episode stays with the pool.
+    pub fn adopt_pool(&self, old: &str, rec: &PoolRecord, event: &Event) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        delete_pool_rows(&tx, old)?;
+        upsert_pool(&tx, rec)?;
+        tx.execute(
+            "UPDATE history SET pool = ?2 WHERE pool = ?1",
+            params![old, rec.name],
+        )?;
+        tx.execute(
+            "INSERT INTO failovers (pool, started) SELECT ?2, started FROM failovers WHERE pool = ?1
+             ON CONFLICT(pool) DO UPDATE SET started = started + excluded.started",
+            params![old, rec.name],
+        )?;
+        tx.execute("DELETE FROM failovers WHERE pool = ?1", [old])?;
+        insert_event(&tx, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Writes a pool's row and, in the same immediate transaction, its history events.
     pub fn save_pool(&self, rec: &PoolRecord, events: &[Event]) -> Result<()> {
         let mut conn = self.conn();
@@ -988,6 +1116,16 @@ fn upsert_pool(conn: &Connection, rec: &PoolRecord) -> rusqlite::Result<usize> {
     )
 }
 
+/// Every row of one pool but its history and chain count.
+fn delete_pool_rows(conn: &Connection, name: &str) -> rusqlite::Result<()> {
+    for table in ["monitor_results", "readiness"] {
+        conn.execute(&format!("DELETE FROM {table} WHERE pool = ?1"), [name])?;
+    }
+    conn.execute("DELETE FROM pool_servers WHERE pool = ?1", [name])?;
+    conn.execute("DELETE FROM pools WHERE name = ?1", [name])?;
+    Ok(())
+}
+
 /// A pool's progress as the database and etcd keep it: empty when nothing is known.
 pub fn progress_json(progress: &Progress) -> String {
     if *progress == Progress::default() {
@@ -1213,6 +1351,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         (4, SCHEMA_V4),
         (5, SCHEMA_V5),
         (6, SCHEMA_V6),
+        (7, SCHEMA_V7),
     ] {
         if version < to {
             conn.execute_batch(&format!(
@@ -1522,6 +1661,63 @@ mod tests {
         state.save_pool(&rec, &[]).unwrap();
         state.record_tick(far, Duration::ZERO, retention).unwrap();
         assert!(kinds(&state).is_empty(), "{:?}", kinds(&state));
+    }
+
+    /// A renamed pool's record, history and chain count move to its new name; a dropped
+    /// one leaves its history; the servers recorded for each are what orphans are found by.
+    #[test]
+    fn adopting_and_forgetting_a_pool_no_longer_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let servers = vec!["db1".to_string(), "DB2.".to_string()];
+        let old = PoolServers {
+            name: "db",
+            servers: &servers,
+        };
+        state.note_servers(&[old]).unwrap();
+        let mut rec = PoolRecord::new("db", 1);
+        rec.state = PoolState::FailedOver;
+        rec.active = Role::SECONDARY;
+        state
+            .save_pool(&rec, &[EventKind::FailoverStarted.of("db", "tick")])
+            .unwrap();
+        let new_servers = vec!["db2".to_string(), "db1".to_string()];
+        let new = PoolServers {
+            name: "orders",
+            servers: &new_servers,
+        };
+        let orphans = state.orphans(&[new]).unwrap();
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].record.servers.as_deref(), Some(&servers[..]));
+        assert_eq!(orphans[0].holds, ["orders"]);
+
+        let adopted = PoolRecord {
+            name: "orders".to_string(),
+            active: Role::PRIMARY,
+            ..rec.clone()
+        };
+        let event = EventKind::Adopted.of("orders", "alice");
+        state.adopt_pool("db", &adopted, &event).unwrap();
+        assert!(state.pool("db").unwrap().is_none());
+        let back = state.pool("orders").unwrap().unwrap();
+        assert_eq!(
+            (back.state, back.active),
+            (PoolState::FailedOver, Role::PRIMARY)
+        );
+        let kinds: Vec<String> = (state.history(Some("orders"), 10).unwrap())
+            .iter()
+            .map(|e| e.event.to_string())
+            .collect();
+        assert_eq!(kinds, ["failover_started", "adopted"]);
+        assert_eq!(state.failovers().unwrap().get("orders"), Some(&1));
+        assert_eq!(state.failovers().unwrap().get("db"), None);
+        assert!(state.orphans(&[new]).unwrap().is_empty());
+
+        let event = EventKind::Forgotten.of("orders", "alice");
+        state.forget_pool("orders", &event).unwrap();
+        assert!(state.pool("orders").unwrap().is_none());
+        assert!(state.records().unwrap().is_empty());
+        assert_eq!(state.history(Some("orders"), 10).unwrap().len(), 3);
     }
 
     #[test]

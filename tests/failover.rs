@@ -893,3 +893,117 @@ fn reset_and_promote_refuse_when_the_pool_changed_while_they_waited_for_the_lock
     assert_eq!(inst.state_of("db").0, "failed_over");
     assert_eq!(inst.state_of("db").1, "secondary");
 }
+
+both_modes!(a_locked_pool_renamed_keeps_its_lock_until_adopted_or_forgotten);
+/// Renaming a locked pool's file must not forget its lock. The pool under its new name has
+/// the servers of a locked pool that is no longer configured: it is held back (checked,
+/// never failed over, by a tick or by hand), and every report says what happened and what
+/// to do; `reset NEW --adopt OLD` carries the lock over. A locked pool removed for good is
+/// reported until `reset OLD --forget` drops it.
+fn a_locked_pool_renamed_keeps_its_lock_until_adopted_or_forgotten() {
+    let inst = Instance::new();
+    inst.flag("down-db1");
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+
+    std::fs::rename(inst.path("pools/db.toml"), inst.path("pools/orders.toml")).unwrap();
+    for _ in 0..4 {
+        let r = inst.tick();
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stderr
+                .contains("pool orders: not armed: it has the servers of pool db"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(inst.calls("promote").len(), 2, "the chain never ran again");
+    let pool = inst.pool_json("orders");
+    assert_eq!(pool["held_by"], "db", "{pool}");
+    assert_eq!(pool["status"], "CRITICAL", "{pool}");
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout.contains("orders held on primary")
+            && r.stdout.contains(
+                "pool db is failed_over, active secondary (db2), but no longer configured: its lock is kept and holds back orders"
+            ),
+        "{r:?}"
+    );
+    let r = inst.run(&["report"]);
+    assert!(
+        r.stdout.contains("held back by the lock of pool db")
+            && r.stdout
+                .contains("`deadpool reset orders --adopt db` carries its lock over")
+            && r.stdout.contains("`deadpool reset db --forget` drops it"),
+        "{r:?}"
+    );
+    let r = inst.run(&["tick", "--dry-run"]);
+    assert!(
+        r.stdout
+            .contains("this tick would not fail over, only check: not armed"),
+        "{r:?}"
+    );
+    for args in [
+        &["promote", "orders", "secondary", "--yes"][..],
+        &["reset", "orders", "--yes"],
+        &["pause", "orders", "--for", "1h"],
+    ] {
+        let r = inst.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("not armed"), "{args:?}: {r:?}");
+    }
+    assert_eq!(inst.calls("promote").len(), 2);
+
+    // Carried over: orders is db renamed, locked as db was, with db's history.
+    let r = inst.run(&["reset", "orders", "--adopt", "db", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        inst.state_of("orders"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+    let events = inst.events("orders");
+    assert!(
+        events.iter().any(|e| e["event"] == "failover_started")
+            && events
+                .iter()
+                .any(|e| e["event"] == "adopted" && e["actor"] == "root"),
+        "{events:#?}"
+    );
+    assert_eq!(inst.tick().code, 0);
+    assert_eq!(inst.state_of("orders").0, "failed_over");
+    assert!(
+        !inst
+            .run(&["report"])
+            .stdout
+            .contains("no longer configured")
+    );
+
+    // Removed for good: reported, not forgotten, until a person drops it.
+    inst.write_pool(
+        "other",
+        &common::TWO_STEP_POOL
+            .replace("db1", "db3")
+            .replace("db2", "db4"),
+    );
+    std::fs::remove_file(inst.path("pools/orders.toml")).unwrap();
+    assert_eq!(inst.tick().code, 0);
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains(
+            "pool orders is failed_over, active secondary (db2), but no longer configured"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(inst.run(&["reset", "other", "--forget", "--yes"]).code, 2);
+    assert_eq!(inst.run(&["reset", "nosuch", "--forget", "--yes"]).code, 2);
+    let r = inst.run(&["reset", "--forget", "orders", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(inst.history().contains("forgotten"), "{}", inst.history());
+}

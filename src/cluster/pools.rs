@@ -192,6 +192,55 @@ impl Member {
         Ok(())
     }
 
+    /// A person's `reset OLD --forget` or `reset NEW --adopt OLD` from any member: `old`'s
+    /// key deleted and, when adopting, `new` written under its own name, in one transaction
+    /// guarded by both keys' revisions as read here; refused when etcd's record of `old` is
+    /// no longer as the person saw it (`seen`). Without a key for `old`, there is nothing in
+    /// etcd to drop: only this member's database held it.
+    pub fn move_pool_as_person(
+        &self,
+        old: &str,
+        seen: &Snapshot,
+        new: Option<&PoolRecord>,
+    ) -> Result<()> {
+        let old_key = self.pool_key(old);
+        let old_kv = self.client.range(&old_key)?;
+        if let Some(kv) = &old_kv {
+            let now = Snapshot::of(Some(&pool_from_json(old, &kv.value, None)?));
+            if !seen.still(&now) {
+                bail!(
+                    "pool {old} changed in etcd meanwhile (it is {}, active {}); nothing changed: look at `deadpool report`, then try again",
+                    now.state.as_str(),
+                    now.active.as_str()
+                );
+            }
+        }
+        let revision = |kv: &Option<super::client::Kv>| kv.as_ref().map_or(0, |k| k.mod_revision);
+        let mut compare = vec![json!({
+            "key": b64(&old_key), "target": "MOD", "result": "EQUAL",
+            "mod_revision": revision(&old_kv).to_string(),
+        })];
+        let mut success = vec![json!({ "request_delete_range": { "key": b64(&old_key) } })];
+        if let Some(rec) = new {
+            let new_key = self.pool_key(&rec.name);
+            let new_kv = self.client.range(&new_key)?;
+            compare.push(json!({
+                "key": b64(&new_key), "target": "MOD", "result": "EQUAL",
+                "mod_revision": revision(&new_kv).to_string(),
+            }));
+            success.push(json!({ "request_put": {
+                "key": b64(&new_key), "value": b64(&pool_json(rec, None).to_string()),
+            } }));
+        }
+        let (ok, _) = self
+            .client
+            .txn(&json!({ "compare": compare, "success": success }))?;
+        if !ok {
+            bail!("pool {old} changed in etcd meanwhile; nothing changed: try again");
+        }
+        Ok(())
+    }
+
     /// A pool's record in etcd, if any.
     pub fn read_pool(&self, name: &str, local: Option<&PoolRecord>) -> Result<Option<PoolRecord>> {
         let kv = self.client.range(&self.pool_key(name))?;

@@ -33,6 +33,7 @@ pub fn pause(config: &Config, args: &PauseArgs) -> Result<Outcome> {
     let now = now_ms();
     // With [cluster], the pool's state is etcd's: the pause acts cluster-wide.
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
+    super::shared::refuse_if_held(config, &state, pool)?;
     let current = super::shared::pool_record(member.as_ref(), &state, &pool.name)?;
     let seen = Snapshot::of(current.as_ref());
     let mut rec = current.unwrap_or_else(|| PoolRecord::new(&pool.name, now));

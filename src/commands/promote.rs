@@ -30,7 +30,7 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         to.as_str(),
         pool.address(to),
         pool.name,
-        super::shared::describe(pool, confirmed.as_ref())
+        super::shared::describe(pool.servers().servers, confirmed.as_ref())
     );
     if !super::shared::confirm(&question, args.yes)? {
         println!("nothing changed");
@@ -38,7 +38,13 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
     }
     let (_lock, state) = super::shared::lock_for_change(config)?;
     let current = super::shared::pool_record(member.as_ref(), &state, &pool.name)?;
-    super::shared::unchanged_since_confirmed(pool, confirmed.as_ref(), current.as_ref())?;
+    super::shared::unchanged_since_confirmed(
+        &pool.name,
+        pool.servers().servers,
+        confirmed.as_ref(),
+        current.as_ref(),
+    )?;
+    super::shared::refuse_if_held(config, &state, pool)?;
     let mut rec = current.unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
     if guard(pool, &rec, to, args.force)? == Guarded::AlreadyActive {
         return Ok(Outcome::Done);

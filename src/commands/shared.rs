@@ -54,7 +54,27 @@ pub fn lock_for_change(config: &Config) -> Result<(crate::state::Lock, crate::st
         .into());
     };
     let state = State::open(&config.state_dir)?;
+    let configured: Vec<_> = config.pools.iter().map(Pool::servers).collect();
+    state.note_servers(&configured)?;
     Ok((lock, state))
+}
+
+/// A pool held back by the lock of a pool no longer configured ([`crate::orphans`]) is
+/// changed by nobody's hand either (promote, reset, pause) until that lock is carried over
+/// or dropped: a new record would arm it on its configured primary.
+pub fn refuse_if_held(config: &Config, state: &crate::state::State, pool: &Pool) -> Result<()> {
+    let configured: Vec<_> = config.pools.iter().map(Pool::servers).collect();
+    let orphans = state.orphans(&configured)?;
+    match crate::orphans::holding(&orphans, &pool.name) {
+        Some(orphan) => Err(Error::Failed(format!(
+            "pool {}: {}; nothing changed. {}",
+            pool.name,
+            orphan.held_message(&pool.name),
+            orphan.hint()
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// The pool's record for a command that changes it: etcd's with `[cluster]` (when it has
@@ -89,16 +109,20 @@ pub fn before_confirm(
     })
 }
 
-/// A pool's record in the words of a confirmation question.
-pub fn describe(pool: &Pool, rec: Option<&crate::state::PoolRecord>) -> String {
+/// A pool's record in the words of a confirmation question; `servers` are the pool's, in
+/// role order (those last recorded, for a pool no longer configured).
+pub fn describe(servers: &[String], rec: Option<&crate::state::PoolRecord>) -> String {
     match rec {
         None => "not checked yet, active primary".to_string(),
         Some(r) => format!(
-            "{} since {}, active {} ({})",
+            "{} since {}, active {}{}",
             r.state.as_str(),
             crate::text::format_time(r.state_since),
             r.active.as_str(),
-            pool.address(r.active)
+            servers
+                .get(r.active.index())
+                .map(|a| format!(" ({a})"))
+                .unwrap_or_default()
         ),
     }
 }
@@ -107,7 +131,8 @@ pub fn describe(pool: &Pool, rec: Option<&crate::state::PoolRecord>) -> String {
 /// server, the episode: when its state began). A tick's chain that ended meanwhile, or
 /// another person's promote or reset, refuses the command with what changed.
 pub fn unchanged_since_confirmed(
-    pool: &Pool,
+    name: &str,
+    servers: &[String],
     confirmed: Option<&crate::state::PoolRecord>,
     now: Option<&crate::state::PoolRecord>,
 ) -> Result<()> {
@@ -116,10 +141,9 @@ pub fn unchanged_since_confirmed(
         return Ok(());
     }
     Err(Error::Failed(format!(
-        "pool {name} changed while this command waited for the instance lock: it was {was}, it is now {is}; nothing changed. Look at `deadpool report --pool {name}` and `deadpool history --pool {name}`, then run the command again if it still applies",
-        name = pool.name,
-        was = describe(pool, confirmed),
-        is = describe(pool, now),
+        "pool {name} changed while this command waited for the instance lock: it was {was}, it is now {is}; nothing changed. Look at `deadpool report` and `deadpool history --pool {name}`, then run the command again if it still applies",
+        was = describe(servers, confirmed),
+        is = describe(servers, now),
     ))
     .into())
 }
