@@ -139,7 +139,7 @@ pub struct PromoteArgs {
 
 #[derive(Debug, Args)]
 pub struct ResetArgs {
-    /// The pool to re-arm
+    /// The pool to re-arm (with --forget: the pool no longer configured)
     pub pool: String,
     /// Record this server as active instead of the one the state records (as written in
     /// the pool, or `primary`, `secondary`, `standby2`...)
@@ -148,6 +148,14 @@ pub struct ResetArgs {
     /// Re-arm even when the active server is down
     #[arg(long)]
     pub force: bool,
+    /// POOL was configured as OLD (renamed): carry OLD's recorded state and lock over to
+    /// POOL, without re-arming it (a later `reset POOL` does that)
+    #[arg(long, value_name = "OLD", conflicts_with_all = ["active", "force", "forget"])]
+    pub adopt: Option<String>,
+    /// POOL is no longer configured: drop its recorded state and lock (its history stays);
+    /// a configured pool with its servers then arms on its own
+    #[arg(long, conflicts_with_all = ["active", "force"])]
+    pub forget: bool,
     /// Do not ask for confirmation (needed without a terminal)
     #[arg(long, short)]
     pub yes: bool,

@@ -21,6 +21,7 @@ mod monitor;
 mod mysql;
 mod net;
 mod opinion;
+mod orphans;
 mod output;
 mod position;
 mod postgres;

@@ -194,13 +194,18 @@ pub enum EventKind {
     Resumed,
     /// A pause reached its end; a tick records it.
     PauseExpired,
+    /// A person carried the record of a pool no longer configured over to this one, its
+    /// new name (`reset NEW --adopt OLD`).
+    Adopted,
+    /// A person dropped the record of a pool no longer configured (`reset OLD --forget`).
+    Forgotten,
     /// The chain's end: `failed_over` or `failover_failed`.
     End(PoolState),
 }
 
 impl EventKind {
     /// The kinds with a name of their own (every kind but [`EventKind::End`]).
-    const NAMED: [EventKind; 13] = [
+    const NAMED: [EventKind; 15] = [
         EventKind::Armed,
         EventKind::Blocked,
         EventKind::Interrupted,
@@ -214,6 +219,8 @@ impl EventKind {
         EventKind::Paused,
         EventKind::Resumed,
         EventKind::PauseExpired,
+        EventKind::Adopted,
+        EventKind::Forgotten,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -231,6 +238,8 @@ impl EventKind {
             EventKind::Paused => "paused",
             EventKind::Resumed => "resumed",
             EventKind::PauseExpired => "pause_expired",
+            EventKind::Adopted => "adopted",
+            EventKind::Forgotten => "forgotten",
             EventKind::End(state) => state.as_str(),
         }
     }

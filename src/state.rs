@@ -13,8 +13,9 @@ use anyhow::{Context as _, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::Error;
-use crate::model::Role;
+use crate::model::{PoolServers, Role};
 use crate::monitor::Replica;
+use crate::orphans::Recorded;
 use crate::position::Position;
 use crate::rules::Progress;
 
@@ -22,7 +23,7 @@ use crate::model::{EventKind, Health, Status};
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE pools (
@@ -104,6 +105,23 @@ ALTER TABLE pools ADD COLUMN progress TEXT NOT NULL DEFAULT '';
 ALTER TABLE monitor_results ADD COLUMN facts TEXT NOT NULL DEFAULT '';
 ";
 
+/// Version 6: how far history has been pruned (the horizon of [`prune_horizon`]), so that
+/// one round's wall clock never prunes more than a few intervals' worth.
+const SCHEMA_V6: &str = "
+CREATE TABLE pruning (id INTEGER PRIMARY KEY CHECK (id = 1), horizon INTEGER NOT NULL);
+";
+
+/// Version 7: each pool's servers as the config last named them (a JSON list of addresses,
+/// in role order), so that a locked pool renamed or removed from the config is recognised
+/// by its servers ([`crate::orphans`]).
+const SCHEMA_V7: &str = "
+CREATE TABLE pool_servers (pool TEXT PRIMARY KEY, servers TEXT NOT NULL);
+";
+
+/// The most tick intervals one round may move the pruning horizon forward: history that a
+/// clock jump makes look old goes at ten times the pace of real time, not all at once.
+pub const PRUNE_STEP_INTERVALS: u32 = 10;
+
 /// The text of the history event that starts a chain ([`EventKind::FailoverStarted`]), for
 /// SQL: each one inserted adds one to the pool's count of failovers.
 pub const FAILOVER_STARTED: &str = "failover_started";
@@ -131,6 +149,45 @@ pub struct PoolRecord {
     pub pause: Option<Pause>,
     /// What the rounds learned of the servers' positions, for the choice of a standby.
     pub progress: Progress,
+}
+
+/// What a person's change to a pool is checked against: its state, its active server and
+/// when that state began, which a new chain begins again even toward the same server.
+/// `since` is `None` for a pool without a record (armed on its primary, as a tick would
+/// make it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: PoolState,
+    pub active: Role,
+    pub since: Option<i64>,
+}
+
+impl Snapshot {
+    /// The snapshot of a record, or of none.
+    pub fn of(rec: Option<&PoolRecord>) -> Snapshot {
+        match rec {
+            Some(r) => Snapshot {
+                state: r.state,
+                active: r.active,
+                since: r.state_since.into(),
+            },
+            None => Snapshot {
+                state: PoolState::Armed,
+                active: Role::PRIMARY,
+                since: None,
+            },
+        }
+    }
+
+    /// Whether `now` is still what this snapshot saw: a record that appeared meanwhile
+    /// counts as unchanged when it is what a tick makes of a new pool.
+    pub fn still(&self, now: &Snapshot) -> bool {
+        let since = match (self.since, now.since) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.state == now.state && self.active == now.active && since
+    }
 }
 
 /// A pool's maintenance pause, as `deadpool pause` records it (and as reports and
@@ -323,6 +380,43 @@ impl Event {
     }
 }
 
+/// How history is pruned: `history_retention`, with a wall clock that may jump.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Events older than this go.
+    pub keep: Duration,
+    /// The most one round may move the pruning horizon forward ([`prune_horizon`]).
+    pub step: Duration,
+}
+
+impl Retention {
+    /// `keep`, at most [`PRUNE_STEP_INTERVALS`] tick intervals' worth per round.
+    pub fn per_round(keep: Duration, tick_interval: Duration) -> Retention {
+        Retention {
+            keep,
+            step: tick_interval.saturating_mul(PRUNE_STEP_INTERVALS),
+        }
+    }
+}
+
+/// Where history is pruned up to after a round (events older go): toward `target` (the
+/// round's start less the retention), but at most `step` past the `last` horizon and never
+/// back, so that no single round's wall clock decides that months have passed. Before any
+/// horizon it starts at the `oldest` event; with neither there is nothing to prune.
+pub fn prune_horizon(
+    last: Option<i64>,
+    oldest: Option<i64>,
+    target: i64,
+    step: i64,
+) -> Option<i64> {
+    let from = last.or(oldest)?;
+    Some(target.clamp(from, from.saturating_add(step)))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct TickRecord {
     pub started_at: i64,
@@ -431,21 +525,23 @@ pub struct State {
 }
 
 impl State {
-    /// Opens (creating if needed) the database for writing. Call with the lock held.
+    /// Opens the database for writing; call with the lock held. Only a state dir without
+    /// any `deadpool.db` is a new install, whose database is created here; an existing
+    /// file without deadpool's schema (empty, truncated to nothing) is refused.
     pub fn open(state_dir: &Path) -> Result<State> {
         ensure_dir(state_dir)?;
         let path = state_dir.join("deadpool.db");
         check_db_files(&path)?;
         if !path.exists() {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("cannot create the database {}", path.display()))?;
+            create_database(&path)?;
         }
         let conn = Connection::open(&path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
+        // Read before anything is written: switching an empty file to WAL would give it a
+        // header, and it would look like a database from then on.
+        if schema_version(&conn, &path)? == 0 {
+            return Err(no_state(&path));
+        }
         configure(&conn, &path)?;
         migrate(&conn, &path)?;
         Ok(State {
@@ -455,7 +551,8 @@ impl State {
         })
     }
 
-    /// Opens the database read-only, for reports and dry runs. `Ok(None)`: no database yet.
+    /// Opens the database read-only, for reports and dry runs. `Ok(None)`: no database yet
+    /// (a new install); a file without deadpool's schema is refused, as by [`State::open`].
     pub fn open_read_only(state_dir: &Path) -> Result<Option<State>> {
         let path = state_dir.join("deadpool.db");
         // The files `open` refuses are refused here too: a report never reads through a link.
@@ -490,7 +587,7 @@ impl State {
         };
         let version = schema_version(&conn, &path)?;
         if version == 0 {
-            return Ok(None);
+            return Err(no_state(&path));
         }
         check_version(version, &path)?;
         Ok(Some(State {
@@ -603,6 +700,126 @@ impl State {
             out.insert(pool, u64::try_from(n).unwrap_or(0));
         }
         Ok(out)
+    }
+
+    /// Records each configured pool's servers (only where they changed): what recognises
+    /// a locked pool once its name is no longer configured.
+    pub fn note_servers(&self, pools: &[PoolServers]) -> Result<()> {
+        let known = self.recorded_servers()?;
+        let changed: Vec<(&str, String)> = pools
+            .iter()
+            .filter(|p| known.get(p.name).is_none_or(|s| s.as_slice() != p.servers))
+            .map(|p| {
+                let json = serde_json::to_string(p.servers).unwrap_or_default();
+                (p.name, json)
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (pool, servers) in changed {
+            tx.execute(
+                "INSERT OR REPLACE INTO pool_servers (pool, servers) VALUES (?1, ?2)",
+                params![pool, servers],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Each pool's servers as last recorded; before version 7, none.
+    fn recorded_servers(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        let mut out = BTreeMap::new();
+        if self.version < 7 {
+            return Ok(out);
+        }
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT pool, servers FROM pool_servers")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (pool, servers) = row?;
+            // An unreadable list counts as unknown servers: the safer side of the rule.
+            if let Ok(servers) = serde_json::from_str(&servers) {
+                out.insert(pool, servers);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every pool row, with its servers where recorded: what [`crate::orphans::find`] reads.
+    pub fn records(&self) -> Result<Vec<Recorded>> {
+        let mut servers = self.recorded_servers()?;
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, state, active, state_since FROM pools ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, state, active, since) = row?;
+            let (Some(state), Some(active)) = (PoolState::parse(&state), Role::parse(&active))
+            else {
+                bail!(
+                    "{}: pool `{name}` has state `{state}`, active `{active}`, which this build does not know; was it written by a newer deadpool?",
+                    self.path.display()
+                );
+            };
+            out.push(Recorded {
+                servers: servers.remove(&name),
+                name,
+                state,
+                active,
+                since,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The locks of pools no longer configured, and the `configured` pools they hold back.
+    pub fn orphans(&self, configured: &[PoolServers]) -> Result<Vec<crate::orphans::Orphan>> {
+        Ok(crate::orphans::find(configured, &self.records()?))
+    }
+
+    /// Drops what is recorded of a pool no longer configured (`reset --forget`): its row,
+    /// servers, checks and readiness; its history stays, with `event` saying who dropped it.
+    pub fn forget_pool(&self, name: &str, event: &Event) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        delete_pool_rows(&tx, name)?;
+        insert_event(&tx, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A renamed pool takes over its old name's record (`reset NEW --adopt OLD`): `rec` is
+    /// written under its new name, the old rows go, and the old name's history and chain
+    /// count move to the new name, so that the locked episode stays with the pool.
+    pub fn adopt_pool(&self, old: &str, rec: &PoolRecord, event: &Event) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        delete_pool_rows(&tx, old)?;
+        upsert_pool(&tx, rec)?;
+        tx.execute(
+            "UPDATE history SET pool = ?2 WHERE pool = ?1",
+            params![old, rec.name],
+        )?;
+        tx.execute(
+            "INSERT INTO failovers (pool, started) SELECT ?2, started FROM failovers WHERE pool = ?1
+             ON CONFLICT(pool) DO UPDATE SET started = started + excluded.started",
+            params![old, rec.name],
+        )?;
+        tx.execute("DELETE FROM failovers WHERE pool = ?1", [old])?;
+        insert_event(&tx, event)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Writes a pool's row and, in the same immediate transaction, its history events.
@@ -761,12 +978,14 @@ impl State {
         Ok(out)
     }
 
-    /// Records a finished tick and prunes history older than `retention`.
+    /// Records a finished round and prunes history ([`Retention`]): events older than the
+    /// horizon go, but never those of a locked pool's current episode, from the start of the
+    /// chain that locked it on: what a person needs to see before `reset`.
     pub fn record_tick(
         &self,
         started_at: i64,
         duration: Duration,
-        retention: Duration,
+        retention: Retention,
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -774,10 +993,39 @@ impl State {
             "INSERT OR REPLACE INTO ticks (id, started_at, duration_ms) VALUES (1, ?1, ?2)",
             params![started_at, duration.as_millis() as i64],
         )?;
-        tx.execute(
-            "DELETE FROM history WHERE at < ?1",
-            [started_at - retention.as_millis() as i64],
-        )?;
+        let last: Option<i64> = tx
+            .query_row("SELECT horizon FROM pruning WHERE id = 1", [], |r| r.get(0))
+            .optional()?;
+        let oldest: Option<i64> = match last {
+            Some(_) => None,
+            None => tx.query_row("SELECT MIN(at) FROM history", [], |r| r.get(0))?,
+        };
+        let target = started_at.saturating_sub(millis(retention.keep));
+        if let Some(horizon) = prune_horizon(last, oldest, target, millis(retention.step)) {
+            tx.execute(
+                "INSERT OR REPLACE INTO pruning (id, horizon) VALUES (1, ?1)",
+                [horizon],
+            )?;
+            let locked = [
+                PoolState::FailingOver,
+                PoolState::FailedOver,
+                PoolState::FailoverFailed,
+                PoolState::Interrupted,
+            ]
+            .map(|s| format!("'{}'", s.as_str()))
+            .join(", ");
+            tx.execute(
+                &format!(
+                    "WITH episode (pool, first) AS MATERIALIZED (
+                       SELECT p.name, (SELECT MAX(s.id) FROM history s
+                                       WHERE s.pool = p.name AND s.event = '{FAILOVER_STARTED}')
+                       FROM pools p WHERE p.state IN ({locked}))
+                     DELETE FROM history WHERE at < ?1 AND NOT EXISTS
+                       (SELECT 1 FROM episode e WHERE e.pool = history.pool AND history.id >= e.first)"
+                ),
+                [horizon],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -871,6 +1119,16 @@ fn upsert_pool(conn: &Connection, rec: &PoolRecord) -> rusqlite::Result<usize> {
             progress_json(&rec.progress),
         ],
     )
+}
+
+/// Every row of one pool but its history and chain count.
+fn delete_pool_rows(conn: &Connection, name: &str) -> rusqlite::Result<()> {
+    for table in ["monitor_results", "readiness"] {
+        conn.execute(&format!("DELETE FROM {table} WHERE pool = ?1"), [name])?;
+    }
+    conn.execute("DELETE FROM pool_servers WHERE pool = ?1", [name])?;
+    conn.execute("DELETE FROM pools WHERE name = ?1", [name])?;
+    Ok(())
 }
 
 /// A pool's progress as the database and etcd keep it: empty when nothing is known.
@@ -1009,21 +1267,96 @@ fn check_version(version: i64, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A new install's database, created whole under a temporary name and linked into place:
+/// `deadpool.db` exists only with its schema, so a crash while creating it leaves no empty
+/// file that a later command would have to refuse.
+fn create_database(path: &Path) -> Result<()> {
+    let tmp = path.with_extension("db.new");
+    // What a crash during an earlier creation left behind.
+    for p in [
+        tmp.clone(),
+        tmp.with_extension("new-wal"),
+        tmp.with_extension("new-shm"),
+        tmp.with_extension("new-journal"),
+    ] {
+        if crate::strict::trusted_file(&p, true)
+            .map_err(|e| Error::Failed(format!("database: {e}")))?
+        {
+            std::fs::remove_file(&p)
+                .with_context(|| format!("cannot remove the leftover {}", p.display()))?;
+        }
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .with_context(|| format!("cannot create the database {}", tmp.display()))?;
+    {
+        let conn = Connection::open(&tmp)
+            .with_context(|| format!("cannot open the database {}", tmp.display()))?;
+        configure(&conn, &tmp)?;
+        create_schema(&conn, &tmp)?;
+        migrate(&conn, &tmp)?;
+        // Closing checkpoints the WAL into the file, which keeps WAL mode in its header.
+    }
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write the database {}", tmp.display()))?;
+    // A link, not a rename: it never replaces a file that appeared meanwhile.
+    std::fs::hard_link(&tmp, path)
+        .with_context(|| format!("cannot create the database {}", path.display()))?;
+    std::fs::remove_file(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync the state dir {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The refusal of a `deadpool.db` without deadpool's schema. Only a missing file is a new
+/// install: an existing one lost what it held (truncated, emptied, replaced), and taking it
+/// for new would arm every locked pool again on the server it failed away from.
+fn no_state(path: &Path) -> anyhow::Error {
+    let what = match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => "is empty (0 bytes)",
+        _ => "holds no deadpool state (no schema)",
+    };
+    let p = path.display();
+    Error::Failed(format!(
+        "{p} {what}: the state of this instance is lost or damaged, and nothing was done (a new install has no such file at all). Restore it from a backup. To start afresh instead, every pool armed on its configured primary and the history gone, move it away yourself (`mv {p} {p}.lost`) and run the command again"
+    ))
+    .into()
+}
+
+/// The first version of the schema, in a new database (version 0: nothing in it yet).
+fn create_schema(conn: &Connection, path: &Path) -> Result<()> {
+    if schema_version(conn, path)? != 0 {
+        bail!("{}: not a new database", path.display());
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+    ))
+    .with_context(|| format!("{}: cannot create the schema", path.display()))
+}
+
 /// Brings the schema up to [`SCHEMA_VERSION`], one version at a time, each in a transaction.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version = schema_version(conn, path)?;
     check_version(version, path)?;
     if version < 1 {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
-        ))
-        .with_context(|| format!("{}: cannot create the schema", path.display()))?;
+        // Only a new database starts at 0 ([`create_schema`]); callers refuse others.
+        bail!("{}: no schema to upgrade", path.display());
     }
     for (to, sql) in [
         (2, SCHEMA_V2),
         (3, SCHEMA_V3),
         (4, SCHEMA_V4),
         (5, SCHEMA_V5),
+        (6, SCHEMA_V6),
+        (7, SCHEMA_V7),
     ] {
         if version < to {
             conn.execute_batch(&format!(
@@ -1087,6 +1420,54 @@ mod tests {
         assert!(err.contains("newer deadpool"), "{err}");
         let err = State::open_read_only(dir.path()).unwrap_err().to_string();
         assert!(err.contains("newer deadpool"), "{err}");
+    }
+
+    /// Only a missing file is a new install: an empty `deadpool.db`, or a SQLite file
+    /// without deadpool's schema, is refused by writers and readers and left as it is.
+    #[test]
+    fn a_database_file_without_the_schema_is_refused_never_taken_for_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deadpool.db");
+        std::fs::write(&path, b"").unwrap();
+        let err = State::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("deadpool.db is empty (0 bytes)")
+                && err.contains("backup")
+                && err.contains("mv "),
+            "{err}"
+        );
+        let err = State::open_read_only(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is empty (0 bytes)"), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it is");
+
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        drop(conn);
+        for err in [
+            State::open(dir.path()).unwrap_err().to_string(),
+            State::open_read_only(dir.path()).unwrap_err().to_string(),
+        ] {
+            assert!(err.contains("holds no deadpool state"), "{err}");
+        }
+    }
+
+    /// A new database appears whole: what a crash during an earlier creation left under the
+    /// temporary name is removed, and the database has the current schema.
+    #[test]
+    fn a_new_database_is_created_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(State::open_read_only(dir.path()).unwrap().is_none());
+        std::fs::write(dir.path().join("deadpool.db.new"), b"").unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let version: i64 = state
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert!(!dir.path().join("deadpool.db.new").exists());
+        drop(state);
+        assert!(State::open_read_only(dir.path()).unwrap().is_some());
+        assert!(State::open(dir.path()).is_ok(), "opened again as it is");
     }
 
     #[test]
@@ -1167,12 +1548,181 @@ mod tests {
             ..EventKind::FailoverStarted.of("db", "tick")
         };
         state.add_events(&[started(1), started(2)]).unwrap();
+        let retention = Retention {
+            keep: Duration::from_secs(10),
+            step: Duration::from_secs(1000),
+        };
         state
-            .record_tick(100_000, Duration::ZERO, Duration::from_secs(10))
+            .record_tick(100_000, Duration::ZERO, retention)
             .unwrap();
         assert!(state.history(None, 10).unwrap().is_empty(), "pruned");
         assert_eq!(state.failovers().unwrap().get("db"), Some(&2));
         assert_eq!(EventKind::FailoverStarted.as_str(), FAILOVER_STARTED);
+    }
+
+    #[test]
+    fn snapshot_table() {
+        let at = |state, active, since| Snapshot {
+            state,
+            active,
+            since,
+        };
+        let (armed, failing, failed) = (
+            PoolState::Armed,
+            PoolState::FailingOver,
+            PoolState::FailoverFailed,
+        );
+        let (p, s) = (Role::PRIMARY, Role::SECONDARY);
+        // (seen when confirmed, seen after the lock, unchanged)
+        let rows = [
+            (at(armed, p, Some(1)), at(armed, p, Some(1)), true),
+            (at(failing, s, Some(1)), at(failed, s, Some(2)), false),
+            (at(armed, p, Some(1)), at(armed, s, Some(1)), false),
+            // A new episode toward the same server.
+            (at(failed, s, Some(1)), at(failed, s, Some(5)), false),
+            // No record yet, then a tick's new record.
+            (Snapshot::of(None), at(armed, p, Some(3)), true),
+            (Snapshot::of(None), at(failed, s, Some(3)), false),
+            (at(failed, s, Some(1)), Snapshot::of(None), false),
+        ];
+        for (seen, now, same) in rows {
+            assert_eq!(seen.still(&now), same, "{seen:?} -> {now:?}");
+        }
+    }
+
+    #[test]
+    fn prune_horizon_table() {
+        // (last horizon, oldest event, target, step, new horizon)
+        let rows = [
+            (None, None, 500, 10, None),
+            (None, Some(100), 500, 10, Some(110)),
+            (None, Some(100), 105, 10, Some(105)),
+            (None, Some(100), 50, 10, Some(100)),
+            (Some(200), Some(100), 500, 10, Some(210)),
+            (Some(200), None, 205, 10, Some(205)),
+            // A clock that went back never moves the horizon back.
+            (Some(200), None, 20, 10, Some(200)),
+            (Some(i64::MAX - 1), None, i64::MAX, 10, Some(i64::MAX)),
+        ];
+        for (last, oldest, target, step, horizon) in rows {
+            assert_eq!(
+                prune_horizon(last, oldest, target, step),
+                horizon,
+                "{last:?} {oldest:?} {target} {step}"
+            );
+        }
+    }
+
+    /// A round whose clock is far ahead prunes one step's worth, and a locked pool's
+    /// current episode (from its last `failover_started`) is never pruned; once the pool is
+    /// re-armed, its episode ages out like the rest.
+    #[test]
+    fn pruning_goes_by_steps_and_keeps_a_locked_pools_episode() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let at = |at, kind: EventKind, pool: &str| Event {
+            at,
+            ..kind.of(pool, "tick")
+        };
+        state
+            .add_events(&[
+                at(1_000, EventKind::Readiness, "db"),
+                at(2_000, EventKind::FailoverStarted, "db"),
+                at(2_500, EventKind::Readiness, "other"),
+                at(3_000, EventKind::Step, "db"),
+                at(4_000, EventKind::End(PoolState::FailedOver), "db"),
+                at(9_000, EventKind::Readiness, "other"),
+            ])
+            .unwrap();
+        let mut rec = PoolRecord::new("db", 4_000);
+        rec.state = PoolState::FailedOver;
+        state.save_pool(&rec, &[]).unwrap();
+        let kinds = |state: &State| -> Vec<(i64, String)> {
+            let events = state.history(None, 100).unwrap();
+            events.iter().map(|e| (e.at, e.event.to_string())).collect()
+        };
+        let retention = Retention {
+            keep: Duration::from_secs(1),
+            step: Duration::from_millis(2_000),
+        };
+        // 90 days ahead: the horizon moves from the oldest event (1 s) by 2 s, to 3 s.
+        let far = 90 * 86_400_000;
+        state.record_tick(far, Duration::ZERO, retention).unwrap();
+        assert_eq!(
+            kinds(&state),
+            [
+                (2_000, "failover_started".to_string()),
+                (3_000, "step".to_string()),
+                (4_000, "failed_over".to_string()),
+                (9_000, "readiness".to_string()),
+            ],
+            "db's episode kept, other's event at 2.5 s pruned, db's older one too"
+        );
+        for _ in 0..10 {
+            state.record_tick(far, Duration::ZERO, retention).unwrap();
+        }
+        assert_eq!(kinds(&state).len(), 3, "only db's episode is left");
+        rec.state = PoolState::Armed;
+        state.save_pool(&rec, &[]).unwrap();
+        state.record_tick(far, Duration::ZERO, retention).unwrap();
+        assert!(kinds(&state).is_empty(), "{:?}", kinds(&state));
+    }
+
+    /// A renamed pool's record, history and chain count move to its new name; a dropped
+    /// one leaves its history; the servers recorded for each are what orphans are found by.
+    #[test]
+    fn adopting_and_forgetting_a_pool_no_longer_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let servers = vec!["db1".to_string(), "DB2.".to_string()];
+        let old = PoolServers {
+            name: "db",
+            servers: &servers,
+        };
+        state.note_servers(&[old]).unwrap();
+        let mut rec = PoolRecord::new("db", 1);
+        rec.state = PoolState::FailedOver;
+        rec.active = Role::SECONDARY;
+        state
+            .save_pool(&rec, &[EventKind::FailoverStarted.of("db", "tick")])
+            .unwrap();
+        let new_servers = vec!["db2".to_string(), "db1".to_string()];
+        let new = PoolServers {
+            name: "orders",
+            servers: &new_servers,
+        };
+        let orphans = state.orphans(&[new]).unwrap();
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].record.servers.as_deref(), Some(&servers[..]));
+        assert_eq!(orphans[0].holds, ["orders"]);
+
+        let adopted = PoolRecord {
+            name: "orders".to_string(),
+            active: Role::PRIMARY,
+            ..rec.clone()
+        };
+        let event = EventKind::Adopted.of("orders", "alice");
+        state.adopt_pool("db", &adopted, &event).unwrap();
+        assert!(state.pool("db").unwrap().is_none());
+        let back = state.pool("orders").unwrap().unwrap();
+        assert_eq!(
+            (back.state, back.active),
+            (PoolState::FailedOver, Role::PRIMARY)
+        );
+        let kinds: Vec<String> = (state.history(Some("orders"), 10).unwrap())
+            .iter()
+            .map(|e| e.event.to_string())
+            .collect();
+        assert_eq!(kinds, ["failover_started", "adopted"]);
+        assert_eq!(state.failovers().unwrap().get("orders"), Some(&1));
+        assert_eq!(state.failovers().unwrap().get("db"), None);
+        assert!(state.orphans(&[new]).unwrap().is_empty());
+
+        let event = EventKind::Forgotten.of("orders", "alice");
+        state.forget_pool("orders", &event).unwrap();
+        assert!(state.pool("orders").unwrap().is_none());
+        assert!(state.records().unwrap().is_empty());
+        assert_eq!(state.history(Some("orders"), 10).unwrap().len(), 3);
     }
 
     #[test]

@@ -440,6 +440,89 @@ fn a_promote_on_a_follower_acts_cluster_wide_and_the_leader_leaves_its_chain_alo
     assert!(etcd.ctl(&["get", "/t/five/chains/db"]).unwrap().is_empty());
 }
 
+both_modes!(a_reset_on_a_follower_during_the_leaders_chain_is_refused);
+/// The instance lock is each member's own: a reset on a follower while the leader's chain
+/// runs must not re-arm the pool under it (its next step would then be fenced off, the
+/// chain left half done).
+fn a_reset_on_a_follower_during_the_leaders_chain_is_refused() {
+    let (etcd, dp1, dp2) = two_members("/t/seven");
+    tick_rounds(&[&dp1, &dp2], 1);
+    assert!(report(&dp2).contains("dp2 is follower, leader dp1"));
+    both(&[&dp1, &dp2], "down-db1");
+    dp1.ticks_before_threshold("db", 2);
+    dp1.flag("hold-one");
+    let tick = dp1.command(&["tick"]).spawn().unwrap();
+    assert!(common::wait_for(
+        &dp1.path("holding"),
+        Duration::from_secs(10)
+    ));
+    let r = dp2.run(&["reset", "db", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("failing_over in etcd") && r.stderr.contains("nothing changed"),
+        "{r:?}"
+    );
+    let kv = etcd.value("/t/seven/pools/db");
+    assert!(kv.contains("\"failing_over\""), "{kv}");
+    dp1.unflag("hold-one");
+    let out = tick.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(dp1.state_of("db").0, "failed_over");
+    assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
+    assert_eq!(runs(&[&dp1, &dp2], "two"), 1);
+}
+
+both_modes!(a_renamed_locked_pool_is_adopted_cluster_wide);
+/// A locked pool renamed on every member: held back everywhere; `reset NEW --adopt OLD` on
+/// a follower moves the record in etcd (the old key gone, the new one locked); a member
+/// that still holds the old record reports it until it is dropped there too.
+fn a_renamed_locked_pool_is_adopted_cluster_wide() {
+    let (etcd, dp1, dp2) = two_members("/t/eight");
+    both(&[&dp1, &dp2], "down-db1");
+    tick_rounds(&[&dp1, &dp2], 3);
+    assert_eq!(dp2.state_of("db").0, "failed_over");
+    for m in [&dp1, &dp2] {
+        std::fs::rename(m.path("pools/db.toml"), m.path("pools/orders.toml")).unwrap();
+        m.tick();
+        let r = report(m);
+        assert!(r.contains("held back by the lock of pool db"), "{r}");
+    }
+    assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
+    let r = dp2.run(&["reset", "orders", "--adopt", "db", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(etcd.ctl(&["get", "/t/eight/pools/db"]).unwrap().is_empty());
+    let kv = etcd.value("/t/eight/pools/orders");
+    assert!(
+        kv.contains("\"failed_over\"") && kv.contains("\"secondary\""),
+        "{kv}"
+    );
+    dp2.tick();
+    assert!(!report(&dp2).contains("held back"), "{}", report(&dp2));
+    dp1.tick();
+    let r = report(&dp1);
+    assert!(
+        r.contains("held back by the lock of pool db"),
+        "dp1 still holds db's record: {r}"
+    );
+    let r = dp1.run(&["reset", "db", "--forget", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    dp1.tick();
+    assert!(
+        !report(&dp1).contains("no longer configured"),
+        "{}",
+        report(&dp1)
+    );
+    assert_eq!(
+        dp1.state_of("orders"),
+        ("failed_over".to_string(), "secondary".to_string(), 0)
+    );
+    assert_eq!(runs(&[&dp1, &dp2], "one"), 1);
+}
+
 both_modes!(https_endpoints_with_a_ca_file_and_etcd_authentication);
 fn https_endpoints_with_a_ca_file_and_etcd_authentication() {
     let etcd = Etcd::start_tls();

@@ -816,3 +816,194 @@ fn never_promote_and_no_candidate_block_naming_each_standby() {
     assert_eq!(r.code, 2, "an unknown server is a usage error: {r:?}");
     assert!(r.stderr.contains("has no server `db9`"), "{r:?}");
 }
+
+/// The step plugin of `inst`, made to hold the chain of pool `db` in its first step for
+/// 2.5 s (`in-chain` appears when it starts), so that other commands meet it running.
+fn slow_first_step(inst: &Instance) {
+    let step = std::fs::read_to_string(inst.path("plugins/step")).unwrap();
+    inst.script(
+        "plugins/step",
+        &step.replace(
+            "echo \"$1 of $DEADPOOL_STEP ok\"",
+            "if [ \"$1\" = promote ] && [ \"$DEADPOOL_POOL\" = db ] && [ \"$DEADPOOL_STEP\" = one ]; then touch \"$top/in-chain\"; sleep 2.5; fi\necho \"$1 of $DEADPOOL_STEP ok\"",
+        ),
+    );
+}
+
+both_modes!(reset_and_promote_refuse_when_the_pool_changed_while_they_waited_for_the_lock);
+/// A person confirms a reset or a promote against the pool as it is; a command that then
+/// waits for the instance lock must not act on what the pool has become meanwhile. A reset
+/// issued during a chain must not clear the `failover_failed` the chain ends in, and
+/// promotes queued behind a running promote must not run chains of their own.
+fn reset_and_promote_refuse_when_the_pool_changed_while_they_waited_for_the_lock() {
+    let pool = common::TWO_STEP_POOL.replace("max_failed_checks = 3", "max_failed_checks = 1");
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", &pool)]);
+    assert_eq!(inst.tick().code, 0);
+    slow_first_step(&inst);
+    inst.flag("fail-promote-two");
+    inst.flag("down-db1");
+    let tick = inst.command(&["tick"]).spawn().unwrap();
+    assert!(wait_for(&inst.path("in-chain"), Duration::from_secs(10)));
+    let reset = inst.run(&["reset", "db", "--yes"]);
+    tick.wait_with_output().unwrap();
+    assert_eq!(reset.code, 1, "{reset:?}");
+    assert!(
+        reset.stderr.contains("changed while this command waited")
+            && reset.stderr.contains("it was failing_over since")
+            && reset.stderr.contains("it is now failover_failed since"),
+        "{reset:?}"
+    );
+    assert_eq!(inst.state_of("db").0, "failover_failed");
+    assert!(!inst.history().contains("re-armed"), "{}", inst.history());
+
+    let inst = Instance::with("tick_interval = \"1s\"\n", &[("db", THREE_SERVERS)]);
+    assert_eq!(inst.tick().code, 0);
+    slow_first_step(&inst);
+    let first = inst
+        .command(&["promote", "db", "secondary", "--yes"])
+        .spawn()
+        .unwrap();
+    assert!(wait_for(&inst.path("in-chain"), Duration::from_secs(10)));
+    let queued: Vec<_> = ["standby2", "primary"]
+        .iter()
+        .map(|to| {
+            inst.command(&["promote", "db", to, "--yes"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let first = common::Run::from(first.wait_with_output().unwrap());
+    assert_eq!(first.code, 0, "{first:?}");
+    for promote in queued {
+        let r = common::Run::from(promote.wait_with_output().unwrap());
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stderr.contains("changed while this command waited")
+                && r.stderr.contains("it is now failed_over since"),
+            "{r:?}"
+        );
+    }
+    let started = inst
+        .events("db")
+        .iter()
+        .filter(|e| e["event"] == "failover_started")
+        .count();
+    assert_eq!(started, 1, "one chain: {}", inst.history());
+    assert_eq!(inst.calls("promote").len(), 1);
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    assert_eq!(inst.state_of("db").1, "secondary");
+}
+
+both_modes!(a_locked_pool_renamed_keeps_its_lock_until_adopted_or_forgotten);
+/// Renaming a locked pool's file must not forget its lock. The pool under its new name has
+/// the servers of a locked pool that is no longer configured: it is held back (checked,
+/// never failed over, by a tick or by hand), and every report says what happened and what
+/// to do; `reset NEW --adopt OLD` carries the lock over. A locked pool removed for good is
+/// reported until `reset OLD --forget` drops it.
+fn a_locked_pool_renamed_keeps_its_lock_until_adopted_or_forgotten() {
+    let inst = Instance::new();
+    inst.flag("down-db1");
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+
+    std::fs::rename(inst.path("pools/db.toml"), inst.path("pools/orders.toml")).unwrap();
+    for _ in 0..4 {
+        let r = inst.tick();
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stderr
+                .contains("pool orders: not armed: it has the servers of pool db"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(inst.calls("promote").len(), 2, "the chain never ran again");
+    let pool = inst.pool_json("orders");
+    assert_eq!(pool["held_by"], "db", "{pool}");
+    assert_eq!(pool["status"], "CRITICAL", "{pool}");
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout.contains("orders held on primary")
+            && r.stdout.contains(
+                "pool db is failed_over, active secondary (db2), but no longer configured: its lock is kept and holds back orders"
+            ),
+        "{r:?}"
+    );
+    let r = inst.run(&["report"]);
+    assert!(
+        r.stdout.contains("held back by the lock of pool db")
+            && r.stdout
+                .contains("`deadpool reset orders --adopt db` carries its lock over")
+            && r.stdout.contains("`deadpool reset db --forget` drops it"),
+        "{r:?}"
+    );
+    let r = inst.run(&["tick", "--dry-run"]);
+    assert!(
+        r.stdout
+            .contains("this tick would not fail over, only check: not armed"),
+        "{r:?}"
+    );
+    for args in [
+        &["promote", "orders", "secondary", "--yes"][..],
+        &["reset", "orders", "--yes"],
+        &["pause", "orders", "--for", "1h"],
+    ] {
+        let r = inst.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("not armed"), "{args:?}: {r:?}");
+    }
+    assert_eq!(inst.calls("promote").len(), 2);
+
+    // Carried over: orders is db renamed, locked as db was, with db's history.
+    let r = inst.run(&["reset", "orders", "--adopt", "db", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        inst.state_of("orders"),
+        ("failed_over".into(), "secondary".into(), 0)
+    );
+    let events = inst.events("orders");
+    assert!(
+        events.iter().any(|e| e["event"] == "failover_started")
+            && events
+                .iter()
+                .any(|e| e["event"] == "adopted" && e["actor"] == "root"),
+        "{events:#?}"
+    );
+    assert_eq!(inst.tick().code, 0);
+    assert_eq!(inst.state_of("orders").0, "failed_over");
+    assert!(
+        !inst
+            .run(&["report"])
+            .stdout
+            .contains("no longer configured")
+    );
+
+    // Removed for good: reported, not forgotten, until a person drops it.
+    inst.write_pool(
+        "other",
+        &common::TWO_STEP_POOL
+            .replace("db1", "db3")
+            .replace("db2", "db4"),
+    );
+    std::fs::remove_file(inst.path("pools/orders.toml")).unwrap();
+    assert_eq!(inst.tick().code, 0);
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains(
+            "pool orders is failed_over, active secondary (db2), but no longer configured"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(inst.run(&["reset", "other", "--forget", "--yes"]).code, 2);
+    assert_eq!(inst.run(&["reset", "nosuch", "--forget", "--yes"]).code, 2);
+    let r = inst.run(&["reset", "--forget", "orders", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(inst.history().contains("forgotten"), "{}", inst.history());
+}

@@ -233,6 +233,77 @@ fn clock_jumps_restart_the_count_and_show_in_the_report() {
     assert!(r.stdout.contains("the timer seems stopped"), "{r:?}");
 }
 
+both_modes!(a_clock_jump_past_the_retention_never_prunes_a_locked_pools_failover);
+/// A wall clock 100 days ahead, past the 90-day `history_retention`: each round moves the
+/// pruning horizon by at most ten tick intervals, not to where that clock says; and the
+/// chain that locked a pool, its steps' output included, stays whole whatever the clock
+/// says, for as long as the pool is locked.
+fn a_clock_jump_past_the_retention_never_prunes_a_locked_pools_failover() {
+    let other = common::TWO_STEP_POOL
+        .replace("db1", "db3")
+        .replace("db2", "db4");
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", common::TWO_STEP_POOL), ("other", &other)],
+    );
+    assert_eq!(inst.tick().code, 0);
+    inst.flag("down-db1");
+    inst.ticks_before_threshold("db", 2);
+    assert_eq!(inst.tick().code, 0);
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    let all = |inst: &Instance| -> Vec<serde_json::Value> {
+        let r = inst.run(&["history", "--limit", "100000", "--json"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let before = all(&inst);
+    let started = before
+        .iter()
+        .position(|e| e["pool"] == "db" && e["event"] == "failover_started")
+        .expect("the chain's start is recorded");
+    let episode: Vec<&serde_json::Value> = before[started..]
+        .iter()
+        .filter(|e| e["pool"] == "db")
+        .collect();
+    assert!(
+        episode.iter().any(|e| e["output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("promote of one ok")),
+        "{episode:#?}"
+    );
+    let oldest = before
+        .iter()
+        .map(|e| e["at"].as_i64().unwrap())
+        .min()
+        .unwrap();
+    for _ in 0..3 {
+        let r = faked(&inst, "+100 days", &["tick"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let after = all(&inst);
+    for e in &episode {
+        assert!(after.contains(e), "pruned from the locked episode: {e}");
+    }
+    // The clock says 100 days: pruning by it would put the horizon 10 days past the oldest
+    // event; a few rounds moved it by a few times ten seconds.
+    let out = Command::new("sqlite3")
+        .arg(inst.path("state/deadpool.db"))
+        .arg("SELECT horizon FROM pruning;")
+        .output()
+        .expect("sqlite3 must be installed");
+    let horizon: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(
+        (oldest..oldest + 3_600_000).contains(&horizon),
+        "horizon {horizon}, oldest event {oldest}"
+    );
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    assert_eq!(inst.calls("promote").len(), 2);
+}
+
 /// `chattr +i` for the life of the guard: even root cannot change the file or directory.
 struct Immutable(std::path::PathBuf);
 
@@ -366,6 +437,51 @@ fn truncated_and_garbage_databases_are_refused_not_misread() {
         );
         assert!(inst.calls("promote").is_empty());
     }
+}
+
+both_modes!(an_emptied_database_is_refused_and_the_locked_pool_stays_locked);
+/// A `deadpool.db` truncated to nothing is, to SQLite, an empty database: it must be refused
+/// like any damaged one by every command, never taken for a new install that would arm the
+/// failed-over pool again on its dead primary. Only a missing file is a new install.
+fn an_emptied_database_is_refused_and_the_locked_pool_stays_locked() {
+    let inst = Instance::new();
+    inst.flag("down-db1");
+    inst.ticks_before_threshold("db", 2);
+    inst.tick();
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    let db = inst.path("state/deadpool.db");
+    std::fs::write(&db, b"").unwrap();
+    let commands: [&[&str]; 6] = [
+        &["tick"],
+        &["tick", "--dry-run"],
+        &["report"],
+        &["history"],
+        &["promote", "db", "primary", "--yes"],
+        &["reset", "db", "--yes"],
+    ];
+    for args in commands {
+        let r = inst.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("deadpool.db is empty (0 bytes)")
+                && r.stderr.contains("from a backup"),
+            "{args:?}: {r:?}"
+        );
+    }
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stdout.starts_with("DEADPOOL UNKNOWN - ") && r.stdout.contains("is empty"),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "nothing written");
+    assert_eq!(inst.calls("promote").len(), 2, "the chain never ran again");
+    // Moved away on purpose, the file is gone: the next tick is a new install's.
+    std::fs::rename(&db, inst.path("state/deadpool.db.lost")).unwrap();
+    inst.unflag("down-db1");
+    let r = inst.tick();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(inst.state_of("db"), ("armed".into(), "primary".into(), 0));
 }
 
 both_modes!(a_config_broken_while_failed_over_is_unknown_and_the_pool_stays_locked);

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::client::{b64, int};
 use super::member::{Member, Standing, lease_valid};
 use crate::model::{PoolState, Role};
-use crate::state::{Event, Pause, PoolRecord};
+use crate::state::{Event, Pause, PoolRecord, Snapshot};
 
 /// A pool's record as kept in etcd, with the chain step in progress.
 pub fn pool_json(rec: &PoolRecord, step: Option<&str>) -> Value {
@@ -154,14 +154,29 @@ impl Member {
         )
     }
 
-    /// A person's change from any member (reset, promote, pause): guarded by whoever holds
+    /// A person's change from any member (reset, pause, resume): guarded by whoever holds
     /// the leader key now and by the pool's own revision, so it never overwrites a leader's
-    /// write it did not see.
-    pub fn write_pool_as_person(&self, rec: &PoolRecord) -> Result<()> {
+    /// write it did not see; and refused when the pool in etcd is no longer as the person
+    /// saw it (`seen`: its state, active server and episode), as when the leader's chain
+    /// ended meanwhile. A leader's routine writes (failure counts, check times) pass.
+    pub fn write_pool_as_person(&self, rec: &PoolRecord, seen: &Snapshot) -> Result<()> {
         let leader_key = self.leader_key();
         let leader = self.client.range(&leader_key)?;
         let pool_key = self.pool_key(&rec.name);
         let pool = self.client.range(&pool_key)?;
+        let now = pool
+            .as_ref()
+            .map(|kv| pool_from_json(&rec.name, &kv.value, None))
+            .transpose()?;
+        let now = Snapshot::of(now.as_ref());
+        if !seen.still(&now) {
+            bail!(
+                "pool {} changed in etcd meanwhile (it is {}, active {}); nothing changed: look at `deadpool report`, then try again",
+                rec.name,
+                now.state.as_str(),
+                now.active.as_str()
+            );
+        }
         let (ok, _) = self.client.txn(&json!({
             "compare": [
                 { "key": b64(&leader_key), "target": "CREATE", "result": "EQUAL",
@@ -173,6 +188,55 @@ impl Member {
         }))?;
         if !ok {
             bail!("pool {} changed in etcd meanwhile; try again", rec.name);
+        }
+        Ok(())
+    }
+
+    /// A person's `reset OLD --forget` or `reset NEW --adopt OLD` from any member: `old`'s
+    /// key deleted and, when adopting, `new` written under its own name, in one transaction
+    /// guarded by both keys' revisions as read here; refused when etcd's record of `old` is
+    /// no longer as the person saw it (`seen`). Without a key for `old`, there is nothing in
+    /// etcd to drop: only this member's database held it.
+    pub fn move_pool_as_person(
+        &self,
+        old: &str,
+        seen: &Snapshot,
+        new: Option<&PoolRecord>,
+    ) -> Result<()> {
+        let old_key = self.pool_key(old);
+        let old_kv = self.client.range(&old_key)?;
+        if let Some(kv) = &old_kv {
+            let now = Snapshot::of(Some(&pool_from_json(old, &kv.value, None)?));
+            if !seen.still(&now) {
+                bail!(
+                    "pool {old} changed in etcd meanwhile (it is {}, active {}); nothing changed: look at `deadpool report`, then try again",
+                    now.state.as_str(),
+                    now.active.as_str()
+                );
+            }
+        }
+        let revision = |kv: &Option<super::client::Kv>| kv.as_ref().map_or(0, |k| k.mod_revision);
+        let mut compare = vec![json!({
+            "key": b64(&old_key), "target": "MOD", "result": "EQUAL",
+            "mod_revision": revision(&old_kv).to_string(),
+        })];
+        let mut success = vec![json!({ "request_delete_range": { "key": b64(&old_key) } })];
+        if let Some(rec) = new {
+            let new_key = self.pool_key(&rec.name);
+            let new_kv = self.client.range(&new_key)?;
+            compare.push(json!({
+                "key": b64(&new_key), "target": "MOD", "result": "EQUAL",
+                "mod_revision": revision(&new_kv).to_string(),
+            }));
+            success.push(json!({ "request_put": {
+                "key": b64(&new_key), "value": b64(&pool_json(rec, None).to_string()),
+            } }));
+        }
+        let (ok, _) = self
+            .client
+            .txn(&json!({ "compare": compare, "success": success }))?;
+        if !ok {
+            bail!("pool {old} changed in etcd meanwhile; nothing changed: try again");
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::error::{Error, Outcome};
 use crate::model::EventKind;
 use crate::model::Status;
 use crate::rules;
-use crate::state::{Pause, PoolRecord, now_ms};
+use crate::state::{Pause, PoolRecord, Snapshot, now_ms};
 use crate::text::format_time;
 
 /// The longest reason kept, in characters: it is shown on Nagios's one line.
@@ -33,8 +33,10 @@ pub fn pause(config: &Config, args: &PauseArgs) -> Result<Outcome> {
     let now = now_ms();
     // With [cluster], the pool's state is etcd's: the pause acts cluster-wide.
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
-    let mut rec = super::shared::pool_record(member.as_ref(), &state, &pool.name)?
-        .unwrap_or_else(|| PoolRecord::new(&pool.name, now));
+    super::shared::refuse_if_held(config, &state, pool)?;
+    let current = super::shared::pool_record(member.as_ref(), &state, &pool.name)?;
+    let seen = Snapshot::of(current.as_ref());
+    let mut rec = current.unwrap_or_else(|| PoolRecord::new(&pool.name, now));
     let until = now.saturating_add(i64::try_from(length.as_millis()).unwrap_or(i64::MAX));
     let before = rec
         .pause
@@ -65,7 +67,7 @@ pub fn pause(config: &Config, args: &PauseArgs) -> Result<Outcome> {
         .message(message.clone());
     rec.pause = Some(pause);
     if let Some(m) = &member {
-        m.write_pool_as_person(&rec)?;
+        m.write_pool_as_person(&rec, &seen)?;
     }
     state.save_pool(&rec, &[event])?;
     println!(
@@ -97,7 +99,7 @@ pub fn resume(config: &Config, args: &ResumeArgs) -> Result<Outcome> {
                 .of(&pool.name, &who)
                 .message(message.clone());
             if let Some(m) = &member {
-                m.write_pool_as_person(&rec)?;
+                m.write_pool_as_person(&rec, &Snapshot::of(Some(&rec)))?;
             }
             state.save_pool(&rec, &[event])?;
             println!(

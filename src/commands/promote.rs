@@ -23,20 +23,29 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
         return dry_run(config, pool, args);
     }
     let to = pool.server(&args.target)?;
+    let member = config.cluster.as_ref().map(crate::cluster::Member::new);
+    let confirmed = super::shared::before_confirm(config, member.as_ref(), &pool.name)?;
     let question = format!(
-        "Promote {} ({}) in pool {}, run its failover chain, and lock the pool?",
+        "Promote {} ({}) in pool {} ({}), run its failover chain, and lock the pool?",
         to.as_str(),
         pool.address(to),
-        pool.name
+        pool.name,
+        super::shared::describe(pool.servers().servers, confirmed.as_ref())
     );
     if !super::shared::confirm(&question, args.yes)? {
         println!("nothing changed");
         return Ok(Outcome::NeedsAttention);
     }
     let (_lock, state) = super::shared::lock_for_change(config)?;
-    let member = config.cluster.as_ref().map(crate::cluster::Member::new);
-    let mut rec = super::shared::pool_record(member.as_ref(), &state, &pool.name)?
-        .unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
+    let current = super::shared::pool_record(member.as_ref(), &state, &pool.name)?;
+    super::shared::unchanged_since_confirmed(
+        &pool.name,
+        pool.servers().servers,
+        confirmed.as_ref(),
+        current.as_ref(),
+    )?;
+    super::shared::refuse_if_held(config, &state, pool)?;
+    let mut rec = current.unwrap_or_else(|| PoolRecord::new(&pool.name, now_ms()));
     if guard(pool, &rec, to, args.force)? == Guarded::AlreadyActive {
         return Ok(Outcome::Done);
     }

@@ -5,8 +5,9 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Result;
 
-use crate::config::Config;
+use crate::config::{Config, Pool};
 use crate::error::Error;
+use crate::state::Snapshot;
 
 /// Who asked for a change, for history: the real uid's user name, which no environment
 /// variable can change; "root via sudo by X" only when the real uid is root and the process
@@ -53,7 +54,27 @@ pub fn lock_for_change(config: &Config) -> Result<(crate::state::Lock, crate::st
         .into());
     };
     let state = State::open(&config.state_dir)?;
+    let configured: Vec<_> = config.pools.iter().map(Pool::servers).collect();
+    state.note_servers(&configured)?;
     Ok((lock, state))
+}
+
+/// A pool held back by the lock of a pool no longer configured ([`crate::orphans`]) is
+/// changed by nobody's hand either (promote, reset, pause) until that lock is carried over
+/// or dropped: a new record would arm it on its configured primary.
+pub fn refuse_if_held(config: &Config, state: &crate::state::State, pool: &Pool) -> Result<()> {
+    let configured: Vec<_> = config.pools.iter().map(Pool::servers).collect();
+    let orphans = state.orphans(&configured)?;
+    match crate::orphans::holding(&orphans, &pool.name) {
+        Some(orphan) => Err(Error::Failed(format!(
+            "pool {}: {}; nothing changed. {}",
+            pool.name,
+            orphan.held_message(&pool.name),
+            orphan.hint()
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// The pool's record for a command that changes it: etcd's with `[cluster]` (when it has
@@ -68,6 +89,63 @@ pub fn pool_record(
         Some(m) => m.read_pool(pool, local.as_ref())?.or(local),
         None => local,
     })
+}
+
+/// The pool's record as the person is asked about it, before the instance lock is taken
+/// (read-only; etcd's with `[cluster]`, as [`pool_record`]). What the command does after the
+/// lock is checked against it ([`unchanged_since_confirmed`]).
+pub fn before_confirm(
+    config: &Config,
+    member: Option<&crate::cluster::Member>,
+    pool: &str,
+) -> Result<Option<crate::state::PoolRecord>> {
+    let local = match crate::state::State::open_read_only(&config.state_dir)? {
+        Some(state) => state.pool(pool)?,
+        None => None,
+    };
+    Ok(match member {
+        Some(m) => m.read_pool(pool, local.as_ref())?.or(local),
+        None => local,
+    })
+}
+
+/// A pool's record in the words of a confirmation question; `servers` are the pool's, in
+/// role order (those last recorded, for a pool no longer configured).
+pub fn describe(servers: &[String], rec: Option<&crate::state::PoolRecord>) -> String {
+    match rec {
+        None => "not checked yet, active primary".to_string(),
+        Some(r) => format!(
+            "{} since {}, active {}{}",
+            r.state.as_str(),
+            crate::text::format_time(r.state_since),
+            r.active.as_str(),
+            servers
+                .get(r.active.index())
+                .map(|a| format!(" ({a})"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// After the lock: the pool must still be as the person confirmed it (state, active
+/// server, the episode: when its state began). A tick's chain that ended meanwhile, or
+/// another person's promote or reset, refuses the command with what changed.
+pub fn unchanged_since_confirmed(
+    name: &str,
+    servers: &[String],
+    confirmed: Option<&crate::state::PoolRecord>,
+    now: Option<&crate::state::PoolRecord>,
+) -> Result<()> {
+    let (seen, current) = (Snapshot::of(confirmed), Snapshot::of(now));
+    if seen.still(&current) {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "pool {name} changed while this command waited for the instance lock: it was {was}, it is now {is}; nothing changed. Look at `deadpool report` and `deadpool history --pool {name}`, then run the command again if it still applies",
+        was = describe(servers, confirmed),
+        is = describe(servers, now),
+    ))
+    .into())
 }
 
 /// Asks on the terminal; without one, `--yes` is required.

@@ -20,10 +20,11 @@ use crate::failover::{self, Attempt, Ended, Fence, SecondOpinion};
 use crate::model::EventKind;
 use crate::model::{PoolState, Role};
 use crate::monitor;
+use crate::orphans;
 use crate::protocol::Force;
 use crate::round::{self, Effects, Facts, Plan, PoolSettings, Seen, Stage, Start};
 use crate::rules::{self, Round};
-use crate::state::{Event, Lock, MonitorRow, PoolRecord, State, now_ms};
+use crate::state::{Event, Lock, MonitorRow, PoolRecord, Retention, State, now_ms};
 
 pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
     if args.dry_run {
@@ -37,12 +38,21 @@ pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
         return Ok(Outcome::Done);
     };
     let state = State::open(&config.state_dir)?;
+    let configured: Vec<_> = config.pools.iter().map(Pool::servers).collect();
+    state.note_servers(&configured)?;
+    let orphans = state.orphans(&configured)?;
+    for orphan in &orphans {
+        crate::warn!("{}", orphan.message());
+    }
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
     let watch = Watch {
         config,
         state: &state,
         cluster: member.as_ref(),
         busy: config.pools.iter().map(|_| Busy::default()).collect(),
+        held: (config.pools.iter())
+            .map(|p| orphans::holding(&orphans, &p.name).map(|o| o.held_message(&p.name)))
+            .collect(),
         attention: AtomicBool::new(false),
     };
     watch.run(state.last_tick()?.map(|t| Round {
@@ -78,6 +88,9 @@ struct Watch<'a> {
     /// With `[cluster]`: this member; only the leader decides and runs chains.
     cluster: Option<&'a crate::cluster::Member>,
     busy: Vec<Busy>,
+    /// Per pool, in config order: why it is held back by the lock of a pool no longer
+    /// configured ([`orphans`]), if it is.
+    held: Vec<Option<String>>,
     attention: AtomicBool,
 }
 
@@ -149,10 +162,9 @@ impl Watch<'_> {
 
     /// After each round: the tick recorded, the cluster told, the metrics written.
     fn after_round(&self, started_at: i64, took: Duration) {
-        if let Err(e) = self
-            .state
-            .record_tick(started_at, took, self.config.history_retention)
-        {
+        let retention =
+            Retention::per_round(self.config.history_retention, self.config.tick_interval);
+        if let Err(e) = self.state.record_tick(started_at, took, retention) {
             crate::warn!("cannot record the tick: {e:#}");
         }
         if let Some(member) = self.cluster {
@@ -236,7 +248,10 @@ impl Watch<'_> {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| !self.busy[*i].failover.load(Ordering::SeqCst))
-                .map(|(i, pool)| (i, s.spawn(move || self.check_pool(pool, gap))))
+                .map(|(i, pool)| {
+                    let held = self.held[i].as_deref();
+                    (i, s.spawn(move || self.check_pool(pool, held, gap)))
+                })
                 .collect();
             let mut plans = Vec::new();
             for (index, handle) in handles {
@@ -256,13 +271,22 @@ impl Watch<'_> {
         })
     }
 
-    /// One pool in one round: check both servers, decide ([`round::round`]), record.
-    fn check_pool(&self, pool: &Pool, gap: bool) -> Result<Plan> {
+    /// One pool in one round: check both servers, decide ([`round::round`]), record. A
+    /// pool `held` back by an orphaned lock is checked and recorded, never decided on.
+    fn check_pool(&self, pool: &Pool, held: Option<&str>, gap: bool) -> Result<Plan> {
         if self
             .cluster
             .is_some_and(|m| !m.is_leader() || m.chain_elsewhere(&pool.name))
         {
             return cluster_round::follow(self.state, self.config, pool);
+        }
+        if let Some(why) = held {
+            let checks = monitor::check_all(pool);
+            self.state
+                .save_monitor(&pool.name, &round::monitor_rows(&checks, now_ms()))?;
+            crate::error!("pool {}: {why}", pool.name);
+            self.attention.store(true, Ordering::SeqCst);
+            return Ok(Plan::default());
         }
         let rec = self
             .state

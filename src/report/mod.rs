@@ -71,15 +71,34 @@ pub fn build(
         Some(s) => s.failovers()?,
         None => Default::default(),
     };
+    let configured: Vec<_> = config.pools.iter().map(Pool::servers).collect();
+    let orphans = match state {
+        Some(s) => s.orphans(&configured)?,
+        None => Vec::new(),
+    };
     let mut pools = Vec::new();
     for pool in config
         .pools
         .iter()
         .filter(|p| only.is_none_or(|o| o == p.name))
     {
-        let mut report = pool_report(config, pool, state, now, &mut problems)?;
+        let held = crate::orphans::holding(&orphans, &pool.name);
+        let mut report = pool_report(config, pool, state, held, now, &mut problems)?;
         report.failovers = failovers.get(&pool.name).copied().unwrap_or(0);
         pools.push(report);
+    }
+    // A locked pool no longer configured is reported, not forgotten (with `--pool`, with
+    // the pool it holds back).
+    for orphan in orphans
+        .iter()
+        .filter(|o| only.is_none_or(|name| o.holds.iter().any(|h| h == name)))
+    {
+        problems.push(Problem {
+            status: orphan.status(),
+            pool: Some(orphan.record.name.clone()),
+            message: orphan.message(),
+            hint: orphan.hint(),
+        });
     }
     problems.sort_by_key(|p| std::cmp::Reverse(p.status));
     let status = problems
@@ -97,10 +116,14 @@ pub fn build(
 }
 
 /// One pool's branch of the tree: its rows read from the database, classified, assembled.
+///
+/// A pool `held` back by the lock of a pool no longer configured has that for its state's
+/// finding: what its own record says (if it has one) does not decide what it does.
 fn pool_report(
     config: &Config,
     pool: &Pool,
     state: Option<&State>,
+    held: Option<&crate::orphans::Orphan>,
     now: i64,
     problems: &mut Vec<Problem>,
 ) -> Result<PoolReport> {
@@ -124,7 +147,14 @@ fn pool_report(
     let pause = facts.pause().cloned();
     let mut found: Vec<classify::Found> = Vec::new();
     found.extend(classify::pause(&facts));
-    found.extend(classify::pool_state(&facts));
+    match held {
+        Some(orphan) => found.push(classify::Found {
+            status: Status::Critical,
+            message: orphan.held_message(&pool.name),
+            hint: orphan.hint(),
+        }),
+        None => found.extend(classify::pool_state(&facts)),
+    }
 
     let servers = server_reports(&facts, active);
     found.extend(classify::servers(&facts));
@@ -153,6 +183,7 @@ fn pool_report(
         state_since: rec.as_ref().map(|r| r.state_since),
         pause,
         failovers: 0,
+        held_by: held.map(|o| o.record.name.clone()),
         monitor: MonitorReport {
             kind: pool.monitor.kind.type_name().to_string(),
             servers,

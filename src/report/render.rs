@@ -33,14 +33,7 @@ pub fn nagios(report: &Report) -> String {
         let pools: Vec<String> = report
             .pools
             .iter()
-            .map(|p| {
-                format!(
-                    "{} {} on {}",
-                    p.name,
-                    p.state.as_deref().unwrap_or("unchecked"),
-                    p.active
-                )
-            })
+            .map(|p| format!("{} {} on {}", p.name, state_word(p, "unchecked"), p.active))
             .collect();
         pools.join(", ")
     };
@@ -105,13 +98,23 @@ fn pool_perf(report: &Report) -> Vec<String> {
     out
 }
 
+/// A pool's state in a word: `held` while an orphaned lock holds it back, whatever its own
+/// record says; `none` without a record.
+fn state_word<'a>(p: &'a PoolReport, none: &'a str) -> &'a str {
+    if p.held_by.is_some() {
+        "held"
+    } else {
+        p.state.as_deref().unwrap_or(none)
+    }
+}
+
 /// A pool in the first line's list of the worst: its name and, in a word, why.
 fn pool_tag(p: &PoolReport) -> String {
     let mut tag = format!("{} ", p.name);
     if p.pause.is_some() {
         tag.push_str("paused");
     } else {
-        tag.push_str(p.state.as_deref().unwrap_or("unchecked"));
+        tag.push_str(state_word(p, "unchecked"));
     }
     if p.failures > 0 && p.down_for_s.is_none() {
         let _ = write!(tag, " {}/{}", p.failures, p.max_failed_checks);
@@ -321,7 +324,10 @@ pub fn full(report: &Report, colour: bool) -> String {
     let _ = writeln!(out, "  {} {}", paint(i.status), i.message);
     for p in &report.pools {
         let _ = writeln!(out, "pool {}", p.name);
-        let state = p.state.as_deref().unwrap_or("not checked yet");
+        let state = match &p.held_by {
+            Some(old) => format!("held back by the lock of pool {old}"),
+            None => p.state.as_deref().unwrap_or("not checked yet").to_string(),
+        };
         // A pool that fails over by time (`down_for`) has no count threshold.
         let failures = match p.down_for_s {
             Some(_) => p.failures.to_string(),

@@ -12,7 +12,8 @@ pub struct Report {
     pub generated_at: i64,
     pub instance: Instance,
     pub pools: Vec<PoolReport>,
-    /// Every problem, worst first.
+    /// Every problem, worst first; those of a locked pool no longer configured name it in
+    /// `pool`.
     pub problems: Vec<Problem>,
 }
 
@@ -58,6 +59,10 @@ pub struct PoolReport {
     pub pause: Option<Pause>,
     /// How many chains the pool has started (failovers and promotes).
     pub failovers: u64,
+    /// The pool no longer configured whose lock holds this one back (it has its servers):
+    /// it does not fail over until that lock is carried over or dropped. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
     pub monitor: MonitorReport,
     pub steps: Vec<StepReport>,
 }

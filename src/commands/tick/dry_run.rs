@@ -25,6 +25,11 @@ pub fn run(config: &Config, json: bool) -> Result<Outcome> {
     });
     let now = now_ms();
     let gap = rules::timer_gap(previous, now, config.tick_interval.as_millis() as i64);
+    let configured: Vec<_> = config.pools.iter().map(Pool::servers).collect();
+    let orphans = match &state {
+        Some(s) => s.orphans(&configured)?,
+        None => Vec::new(),
+    };
     let mut pools = Vec::new();
     for pool in &config.pools {
         let rec = match &state {
@@ -32,7 +37,15 @@ pub fn run(config: &Config, json: bool) -> Result<Outcome> {
             None => None,
         }
         .unwrap_or_else(|| PoolRecord::new(&pool.name, now));
-        pools.push(dry_pool(pool, &rec, gap, now));
+        let mut dry = dry_pool(pool, &rec, gap, now);
+        if let Some(orphan) = crate::orphans::holding(&orphans, &pool.name) {
+            dry.decision = "held";
+            dry.decision_text = format!(
+                "not fail over, only check: {}",
+                orphan.held_message(&pool.name)
+            );
+        }
+        pools.push(dry);
     }
     if json {
         let doc = serde_json::json!({ "generated_at": now, "gap": gap, "pools": pools });
