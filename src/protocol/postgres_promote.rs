@@ -10,7 +10,7 @@
 //!   step fails with nothing changed, unless a person forced it (SPEC 6.3).
 //! - promote, old primary alive (a manual promote): a soft fence first
 //!   (`default_transaction_read_only = on` by `ALTER SYSTEM`, every other client backend
-//!   ended), then a wait until the standby has replayed the old primary's WAL location, then
+//!   ended but superusers', which the admin account cannot end), then a wait until the standby has replayed the old primary's WAL location, then
 //!   the promotion. If the standby does not catch up, the fence is undone. The fence is soft:
 //!   a session may still `BEGIN READ WRITE`.
 //! - promote, once the new primary is out of recovery: every other standby gets a
@@ -46,9 +46,15 @@ const STANDBY_SQL: &str = "SELECT pg_is_in_recovery() AS recovery, r.status, r.s
     FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true";
 
 /// Ends every client session but the step's own on the fenced old primary: a session opened
-/// before the fence keeps its writable default.
-const END_SESSIONS_SQL: &str = "SELECT count(pg_terminate_backend(pid)) AS ended \
-    FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+/// before the fence keeps its writable default. A superuser's session is out of the admin
+/// account's reach (pg_signal_backend does not cover it, and trying is an error that would
+/// end the whole query): it is counted and left. CASE keeps pg_terminate_backend() from
+/// being called for it.
+const END_SESSIONS_SQL: &str = "SELECT \
+    count(CASE WHEN coalesce(r.rolsuper, false) THEN NULL WHEN pg_terminate_backend(a.pid) THEN 1 END) AS ended, \
+    count(*) FILTER (WHERE coalesce(r.rolsuper, false)) AS superusers \
+    FROM pg_stat_activity AS a LEFT JOIN pg_roles AS r ON r.oid = a.usesysid \
+    WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()";
 
 /// How a live old primary is kept from taking writes before the standby is promoted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,7 +334,7 @@ impl Protocol for PostgresPromote {
         let mut plan = vec![(
             new.to_string(),
             format!(
-                "as {}: if {old} answers, fence it softly (ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf(); pg_terminate_backend of its other client backends; BEGIN READ WRITE still passes), read its pg_current_wal_lsn() and wait up to {} for {new} to replay it (else undo the fence); if it answers with an error, stop (unless forced); then SELECT pg_promote(wait => true) and verify pg_is_in_recovery() is false",
+                "as {}: if {old} answers, fence it softly (ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf(); pg_terminate_backend of its other client backends but superusers'; BEGIN READ WRITE still passes), read its pg_current_wal_lsn() and wait up to {} for {new} to replay it (else undo the fence); if it answers with an error, stop (unless forced); then SELECT pg_promote(wait => true) and verify pg_is_in_recovery() is false",
                 self.user,
                 format_duration(self.catch_up_timeout)
             ),
@@ -367,9 +373,13 @@ fn promote(step: &PostgresPromote, ctx: &Context) -> HostResult {
         Ok(true) => {}
         Err(f) => return log.done(Status::Critical, format!("{new}: {f}; nothing changed")),
     }
+    let mut superusers_left = 0;
     let mut fenced = match step.connect(old, ctx) {
         Ok(mut client) => match fence_and_catch_up(&mut log, &mut client, &mut standby, step) {
-            Ok(()) => Some(client),
+            Ok(left) => {
+                superusers_left = left;
+                Some(client)
+            }
             Err(why) => return undo(log, &mut client, why),
         },
         Err(f) => match without_old_primary(&f, old, ctx.force.is_on()) {
@@ -403,12 +413,14 @@ fn promote(step: &PostgresPromote, ctx: &Context) -> HostResult {
         }
     }
     log.note("pg_promote() done");
-    let soft = if fenced.is_some() {
-        format!(
+    let soft = match (fenced.is_some(), superusers_left) {
+        (false, _) => String::new(),
+        (true, 0) => format!(
             "; {old} is fenced softly (default_transaction_read_only = on, BEGIN READ WRITE still passes)"
-        )
-    } else {
-        String::new()
+        ),
+        (true, n) => format!(
+            "; {old} is fenced softly (default_transaction_read_only = on, BEGIN READ WRITE still passes; {n} superuser session(s) left open on it)"
+        ),
     };
     match in_recovery(&mut standby) {
         Ok(false) => log.done(Status::Ok, format!("{new} promoted: out of recovery{soft}")),
@@ -424,13 +436,14 @@ fn promote(step: &PostgresPromote, ctx: &Context) -> HostResult {
 }
 
 /// Fences a live old primary softly, ends its other sessions, and waits until the standby
-/// has replayed everything it wrote. `Err`: why, and the fence must be undone.
+/// has replayed everything it wrote. `Ok`: how many superusers' sessions were left open;
+/// `Err`: why, and the fence must be undone.
 fn fence_and_catch_up(
     log: &mut Log,
     old: &mut Client,
     standby: &mut Client,
     step: &PostgresPromote,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     match step.fence {
         Fence::ReadOnly => {}
     }
@@ -442,9 +455,13 @@ fn fence_and_catch_up(
     let ended = old
         .query(END_SESSIONS_SQL)
         .map_err(|f| fail("could not end the client sessions", f))?;
-    log.note(format!(
-        "old primary: {} client session(s) ended",
-        ended.first("ended").unwrap_or("?")
+    let superusers = ended
+        .first("superusers")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    log.note(sessions_note(
+        ended.first("ended").unwrap_or("?"),
+        superusers,
     ));
     let lsn = old
         .query("SELECT pg_current_wal_lsn() AS lsn")
@@ -462,13 +479,23 @@ fn fence_and_catch_up(
     match caught {
         Ok(Some(())) => {
             log.note(format!("the standby has replayed {lsn}"));
-            Ok(())
+            Ok(superusers)
         }
         Ok(None) => Err(format!(
             "the standby did not replay the old primary's {lsn} within {}",
             format_duration(step.catch_up_timeout)
         )),
         Err(f) => Err(format!("waiting for the standby: {f}")),
+    }
+}
+
+/// What the fence did to the old primary's sessions (pure, for tests).
+fn sessions_note(ended: &str, superusers: u64) -> String {
+    match superusers {
+        0 => format!("old primary: {ended} client session(s) ended"),
+        n => format!(
+            "old primary: {ended} client session(s) ended; {n} superuser session(s) left open (the admin account cannot end them: a transaction open in one may still write)"
+        ),
     }
 }
 
@@ -803,6 +830,21 @@ mod tests {
         for (state, status) in table {
             assert_eq!(verdict(state.clone()), status, "{state:?}");
         }
+    }
+
+    #[test]
+    fn superuser_sessions_left_open_are_said() {
+        assert_eq!(
+            sessions_note("3", 0),
+            "old primary: 3 client session(s) ended"
+        );
+        let left = sessions_note("0", 2);
+        assert!(
+            left.starts_with(
+                "old primary: 0 client session(s) ended; 2 superuser session(s) left open"
+            ),
+            "{left}"
+        );
     }
 
     #[test]
