@@ -1388,6 +1388,16 @@ pg_tls() {
     done
     touch "$PG_TLS_ON"
     local t0=$EPOCHREALTIME
+    # Replication connections made before TLS are plain: the WAL senders are ended, and the
+    # standbys connect again (within wal_retrieve_retry_interval) over TLS.
+    for host in "${DB_HOSTS[@]}"; do
+        pg_psql "$host" "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_replication" >/dev/null \
+            || die "could not end the WAL senders on $host"
+    done
+    for host in "${REPLICAS[@]}"; do
+        wait_until "$LAB_TIMEOUT" "$host to stream over TLS (log: $(pg_dir "$host")/stdout.log)" \
+            pg_streaming_over_tls "$host" || die "$host does not stream over TLS"
+    done
     # Proof: a login verified against the CA works, one without TLS is refused.
     for host in "${DB_HOSTS[@]}"; do
         wait_until "$LAB_TIMEOUT" "a TLS login to PostgreSQL on $host (log: $(pg_dir "$host")/stdout.log)" \
@@ -1397,6 +1407,12 @@ pg_tls() {
         fi
     done
     log "PostgreSQL speaks TLS only, verified in $(elapsed_since "$t0")s (CA: $TLS_DIR/ca.pem)"
+}
+
+# The standby streams, and its primary sees that connection encrypted.
+pg_streaming_over_tls() {
+    pg_streaming "$1" || return 1
+    [[ $(pg_psql "$PRIMARY" "SELECT s.ssl FROM pg_stat_replication AS r JOIN pg_stat_ssl AS s USING (pid) WHERE r.application_name = '$1'") == t ]]
 }
 
 # A login over TCP as the monitor, with this sslmode.
