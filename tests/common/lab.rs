@@ -556,3 +556,305 @@ pub fn wait(
     }
     start.elapsed()
 }
+
+// ------------------------------------------------------------ PostgreSQL (`lab.sh pg-up`)
+
+impl Lab {
+    /// [`Lab::fresh_with_standbys`] with PostgreSQL 15 on the database hosts as well: db1 the
+    /// primary, the other database hosts standbys streaming from it (`lab.sh pg-up`).
+    pub fn fresh_postgres(standbys: u32) -> Lab {
+        let started = std::time::Instant::now();
+        let lab = Lab::fresh_with_standbys(standbys);
+        let up = started.elapsed();
+        lab_sh(&["pg-up"]);
+        eprintln!(
+            "lab up in {up:?}, PostgreSQL up {:?} later",
+            started.elapsed() - up
+        );
+        lab
+    }
+
+    /// SQL as the superuser over `host`'s own unix socket, in database `postgres`; the
+    /// unaligned rows (`|` between columns), trimmed.
+    pub fn psql(&self, host: &str, sql: &str) -> String {
+        lab_sh(&["psql", host, sql]).trim().to_string()
+    }
+
+    /// [`Lab::psql`] in the application's database.
+    pub fn psql_app(&self, host: &str, sql: &str) -> String {
+        lab_sh(&["psql", host, sql, self.var("LAB_APP_DB")])
+            .trim()
+            .to_string()
+    }
+
+    /// SQL over TCP to `address` as `user` (password from the file `password_var` names),
+    /// in database `db`, as an application would send it (`sslmode=prefer`, the lab's CA for
+    /// `verify-full`): the rows, or what psql said when it failed.
+    pub fn psql_as(
+        &self,
+        address: &str,
+        user: &str,
+        password_var: &str,
+        db: &str,
+        sql: &str,
+    ) -> Result<String, String> {
+        let out = Command::new("timeout")
+            .arg("20")
+            .arg(format!("{}/psql", self.var("LAB_PG_BIN")))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", address, "-p", self.var("LAB_PG_PORT")])
+            .args(["-U", user, "-d", db, "-c", sql])
+            .env("PGPASSWORD", self.secret(password_var))
+            .env("PGCONNECT_TIMEOUT", "3")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// What `host`'s WAL receiver says (`status`, `sender_host`, `received_tli`; empty
+    /// strings without one) and whether the server is in recovery.
+    pub fn pg_receiver(&self, host: &str) -> PgReceiver {
+        let row = self.psql(
+            host,
+            "SELECT pg_is_in_recovery(), coalesce(r.status, ''), coalesce(r.sender_host, ''), coalesce(r.received_tli::text, '') \
+             FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true",
+        );
+        let f: Vec<&str> = row.split('|').collect();
+        assert_eq!(f.len(), 4, "pg_stat_wal_receiver of {host}: {row:?}");
+        PgReceiver {
+            in_recovery: f[0] == "t",
+            status: f[1].to_string(),
+            sender: f[2].to_string(),
+            timeline: f[3].parse().ok(),
+        }
+    }
+
+    /// Waits until `host` streams from `source_ip`; returns the timeline it receives.
+    pub fn wait_pg_streaming_from(&self, host: &str, source_ip: &str) -> u32 {
+        let limit = std::time::Duration::from_secs(15);
+        let started = std::time::Instant::now();
+        loop {
+            let r = self.pg_receiver(host);
+            if r.in_recovery && r.status == "streaming" && r.sender == source_ip {
+                return r.timeline.expect("a streaming receiver names its timeline");
+            }
+            assert!(
+                started.elapsed() < limit,
+                "timed out after {limit:?}: {host} to stream from {source_ip}: {r:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The primary's current WAL location (`pg_current_wal_lsn()`).
+    pub fn pg_wal_lsn(&self, host: &str) -> String {
+        self.psql(host, "SELECT pg_current_wal_lsn()")
+    }
+
+    /// Whether `host` has replayed the WAL up to `lsn`.
+    pub fn pg_replayed(&self, host: &str, lsn: &str) -> bool {
+        self.psql(
+            host,
+            &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"),
+        ) == "t"
+    }
+
+    /// A pool over db1 (primary) and the standbys db2 and db3 (needs
+    /// [`Lab::fresh_postgres`]`(2)`) with a `postgres` monitor and a `postgres_promote` step,
+    /// `extra_keys` among the pool's own keys and `extra_steps` after the promoting step.
+    pub fn postgres_pool3(
+        &self,
+        max_failed_checks: u32,
+        extra_keys: &str,
+        extra_steps: &str,
+    ) -> String {
+        format!(
+            r#"{servers}max_failed_checks = {max_failed_checks}
+{keys}
+[monitor]
+type = "postgres"
+user = "{mon}"
+password_file = "{mon_pw}"
+timeout = "1s"
+
+[[protocol]]
+type = "postgres_promote"
+name = "promote standby"
+user = "{admin}"
+password_file = "{admin_pw}"
+catch_up_timeout = "10s"
+max_lag = "5s"
+timeout = "20s"
+{extra_steps}"#,
+            servers = self.trio(),
+            keys = key_lines(extra_keys),
+            mon = self.var("LAB_MONITOR_USER"),
+            mon_pw = self.var("LAB_MONITOR_PASSWORD_FILE"),
+            admin = self.var("LAB_ADMIN_USER"),
+            admin_pw = self.var("LAB_ADMIN_PASSWORD_FILE"),
+        )
+    }
+
+    /// Inserts rows `ids` into `acked` on `host` as the application (one statement each,
+    /// over TCP), creating the table first; panics on the first refused row.
+    pub fn pg_insert(&self, host: &str, ids: std::ops::Range<u32>) -> Vec<u32> {
+        let values: Vec<String> = ids.clone().map(|id| format!("({id})")).collect();
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS acked (id int PRIMARY KEY); INSERT INTO acked (id) VALUES {}",
+            values.join(", ")
+        );
+        let address = self.var(&format!("LAB_{}_IP", host.to_uppercase()));
+        self.psql_as(
+            address,
+            self.var("LAB_WRITER_USER"),
+            "LAB_WRITER_PASSWORD_FILE",
+            self.var("LAB_APP_DB"),
+            &sql,
+        )
+        .unwrap_or_else(|e| panic!("insert {ids:?} on {host}: {e}"));
+        ids.collect()
+    }
+
+    /// Asserts that every acknowledged id is in `acked` on `host` (read as the superuser).
+    pub fn assert_pg_rows_on(&self, host: &str, acked: &[u32]) {
+        assert!(
+            acked.len() > 10,
+            "the writer wrote too little to mean anything: {}",
+            acked.len()
+        );
+        let have: std::collections::HashSet<u32> = self
+            .psql_app(host, "SELECT id FROM acked")
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect();
+        let lost: Vec<&u32> = acked.iter().filter(|id| !have.contains(id)).collect();
+        assert!(
+            lost.is_empty(),
+            "{} of {} acknowledged rows missing on {host}, the first: {:?}",
+            lost.len(),
+            acked.len(),
+            &lost[..lost.len().min(10)]
+        );
+    }
+}
+
+/// One PostgreSQL server's WAL receiver, from `pg_stat_wal_receiver`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgReceiver {
+    pub in_recovery: bool,
+    /// `streaming`, `waiting`...; empty without a receiver.
+    pub status: String,
+    pub sender: String,
+    pub timeline: Option<u32>,
+}
+
+/// An application writing to PostgreSQL: one psql session as the lab's `writer` inserting
+/// rows into `acked` one statement at a time (autocommit), each acknowledged when psql prints
+/// the id `RETURNING` gave back, that is once the commit was confirmed. It stops at its first
+/// error (the server went away, the session was ended, the insert was refused).
+#[derive(Debug)]
+pub struct PgWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+    thread: Option<std::thread::JoinHandle<String>>,
+}
+
+impl PgWriter {
+    pub fn start(lab: &Lab, address: &str) -> PgWriter {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        use std::sync::atomic::Ordering;
+        use std::time::Duration;
+        lab.psql_as(
+            address,
+            lab.var("LAB_WRITER_USER"),
+            "LAB_WRITER_PASSWORD_FILE",
+            lab.var("LAB_APP_DB"),
+            "CREATE TABLE IF NOT EXISTS acked (id int PRIMARY KEY)",
+        )
+        .expect("the writer creates its table");
+        let mut child = Command::new(format!("{}/psql", lab.var("LAB_PG_BIN")))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", address, "-p", lab.var("LAB_PG_PORT")])
+            .args([
+                "-U",
+                lab.var("LAB_WRITER_USER"),
+                "-d",
+                lab.var("LAB_APP_DB"),
+            ])
+            .env("PGPASSWORD", lab.secret("LAB_WRITER_PASSWORD_FILE"))
+            .env("PGCONNECT_TIMEOUT", "3")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start psql");
+        let mut stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut stderr = child.stderr.take().unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acked.clone());
+        let thread = std::thread::spawn(move || {
+            let mut id = 0u32;
+            let why = loop {
+                if s.load(Ordering::Relaxed) {
+                    break "stopped".to_string();
+                }
+                id += 1;
+                let sql = format!("INSERT INTO acked (id) VALUES ({id}) RETURNING id;\n");
+                if stdin.write_all(sql.as_bytes()).is_err() {
+                    break "psql ended".to_string();
+                }
+                match lines.recv_timeout(Duration::from_secs(10)) {
+                    Ok(line) if line.trim() == id.to_string() => a.lock().unwrap().push(id),
+                    Ok(line) => break format!("unexpected answer {line:?}"),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        break "psql ended".to_string();
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        break "no answer within 10s".to_string();
+                    }
+                }
+            };
+            drop(stdin);
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut said = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+            format!("{why}: {}", said.trim())
+        });
+        PgWriter {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many inserts were acknowledged so far.
+    pub fn acked_so_far(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Stops the writer; returns the acknowledged ids and why it ended (`stopped: ` when it
+    /// was still writing, else what psql said).
+    pub fn finish(mut self) -> (Vec<u32>, String) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let why = self.thread.take().unwrap().join().unwrap();
+        let ids = self.acked.lock().unwrap().clone();
+        (ids, why)
+    }
+}

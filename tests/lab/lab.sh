@@ -13,6 +13,10 @@
 #   lb2  10.213.0.10  the same, a second HAProxy
 #   ns1  10.213.0.153 named: primary of the dynamic zone lab.internal (TSIG key), sshd
 #
+# and, after `lab.sh pg-up`, PostgreSQL 15 on the database hosts: db1 the primary, db2 (and
+# db3) standbys streaming from it, each server in its host's namespace on the host's address,
+# port 5432, with its own data and socket directories under LAB_DIR.
+#
 # and, for several watcher hosts (`lab.sh cluster-up`), six more:
 #
 #   etcd1..etcd3  10.213.0.71-73  one etcd member each (a three-member cluster)
@@ -38,6 +42,7 @@ LAB_TIMEOUT=${LAB_TIMEOUT:-30}     # seconds allowed for each wait in `up`/`star
 BRIDGE=dpbr0
 BRIDGE_CIDR=10.213.0.1/24
 PREFIX_LEN=24
+SUBNET=10.213.0.0/$PREFIX_LEN
 HOSTS=(db1 db2 app1 app2 lb1 lb2 ns1)
 DB_HOSTS=(db1 db2)
 LB_HOSTS=(lb1 lb2)
@@ -119,12 +124,30 @@ APP_DB=app
 ADMIN_GRANTS="SUPER, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, BINLOG ADMIN, BINLOG MONITOR, SLAVE MONITOR, REPLICATION CLIENT, REPLICATION SLAVE, RELOAD, PROCESS, CONNECTION ADMIN"
 MONITOR_GRANTS="REPLICATION CLIENT, SLAVE MONITOR"
 
+# PostgreSQL 15 (`pg-up`): Debian's binaries, run as the postgres user; Debian's own
+# `main` cluster is left alone.
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_PORT=5432
+PG_SUPERUSER=postgres
+PG_USER=postgres
+# The roles (none a superuser) and exactly what each is granted. The monitor reads the WAL
+# receiver's status and sender (pg_read_all_stats, in pg_monitor). The admin account of
+# postgres_promote: SHOW primary_conninfo (pg_read_all_settings), the WAL receiver's status
+# and sender (pg_read_all_stats), pg_promote() and pg_reload_conf() (not executable by
+# PUBLIC), ALTER SYSTEM of the two settings the step changes, and pg_terminate_backend() of
+# other roles' sessions (pg_signal_backend; superusers' sessions stay out of its reach).
+PG_MONITOR_GRANTS="GRANT pg_monitor TO $MONITOR_USER;"
+PG_ADMIN_GRANTS="GRANT pg_read_all_settings, pg_read_all_stats, pg_signal_backend TO $ADMIN_USER;
+    GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO $ADMIN_USER;
+    GRANT EXECUTE ON FUNCTION pg_reload_conf() TO $ADMIN_USER;
+    GRANT ALTER SYSTEM ON PARAMETER primary_conninfo, default_transaction_read_only TO $ADMIN_USER;"
+
 # check_mysql is in monitoring-plugins-standard, not -basic.
 # bind9 (named) and bind9-dnsutils (nsupdate, dig) for the dns step, haproxy for the
-# haproxy step.
+# haproxy step, postgresql-15 for `pg-up`.
 PACKAGES=(mariadb-server openssh-server iproute2 iputils-arping iptables
           monitoring-plugins-basic monitoring-plugins-standard redis-server sudo openssl
-          bind9 bind9-dnsutils haproxy etcd-server etcd-client)
+          bind9 bind9-dnsutils haproxy etcd-server etcd-client postgresql-15)
 
 MARKER=$LAB_DIR/.deadpool-lab      # proves LAB_DIR is ours before `down` deletes it
 SECRETS=$LAB_DIR/secrets
@@ -132,10 +155,14 @@ SSH_DIR=$LAB_DIR/ssh
 SSH_KEY=$SSH_DIR/id_ed25519
 KNOWN_HOSTS=$SSH_DIR/known_hosts
 MYSQL_TEMPLATE=$LAB_DIR/mysql-template
+PG_TEMPLATE=$LAB_DIR/pg-template
+# `lab.sh pg-up` ran: the database hosts run PostgreSQL too.
+PG_ON=$LAB_DIR/.pg-on
 # `lab.sh tls`: the lab's CA, a client certificate, and the marker that the servers
 # speak TLS (the lab's own clients then use it too).
 TLS_DIR=$LAB_DIR/tls
 TLS_ON=$TLS_DIR/.on
+PG_TLS_ON=$TLS_DIR/.pg-on
 # Host keys are always checked against the lab's own known_hosts; curve25519
 # makes each login noticeably faster than the default key exchange.
 SSH_OPTS=(-i "$SSH_KEY" -F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes
@@ -155,8 +182,10 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh down                 remove everything the lab made
        lab.sh status               one line per host and service
        lab.sh env                  shell export lines describing the lab
-       lab.sh kill|start HOST SVC  kill -9 / start again a service (mysql|redis|sshd)
+       lab.sh kill|start HOST SVC  kill -9 / start again a service (mysql|redis|sshd|postgres...)
        lab.sh stop|cont HOST SVC   SIGSTOP / SIGCONT a service
+       lab.sh freeze|thaw HOST     SIGSTOP / SIGCONT every process of the host: a hung machine
+                                   (connections are accepted by the kernel, nothing answers)
        lab.sh hang|unhang HOST     drop / restore all traffic on the host's eth0
        lab.sh cutoff HOST PEER_IP  drop traffic between the host and one peer only
        lab.sh vip add|del HOST CIDR, lab.sh vip show HOST
@@ -183,6 +212,13 @@ usage: lab.sh install              install the Debian packages the lab needs
        lab.sh dns-rekey            give the lab's TSIG key a new secret on $DNS_HOST only
        lab.sh dig [NAME [TYPE]]    what $DNS_HOST answers (default: $DNS_NAME A)
        lab.sh haproxy HOST CMD...  a runtime API command to HOST's HAProxy (lb1, lb2)
+
+       lab.sh pg-up                PostgreSQL 15 on the database hosts (after \`up\`): db1 primary,
+                                   the other database hosts standbys streaming from it; roles
+                                   $MONITOR_USER, $ADMIN_USER, $WRITER_USER, $REPL_USER (none a superuser)
+       lab.sh pg-tls               PostgreSQL with ssl = on (certificates from the lab's CA) and
+                                   logins over TLS only (pg_hba.conf hostssl); \`tls\` does it too
+       lab.sh psql HOST "SQL" [DB] run SQL as the superuser over the host's own unix socket
 
        lab.sh sql HOST "SQL"       run SQL as root over the unix socket
        lab.sh redis HOST ARGS...   redis-cli on the host, authenticated
@@ -218,7 +254,8 @@ check_replica() { is_replica "${1:-}" || die "'${1:-}' is not a standby (expecte
 
 # Which services run where.
 host_services() {
-    if is_db_host "$1"; then echo "mysql redis sshd"
+    if is_db_host "$1" && pg_on; then echo "mysql redis sshd postgres"
+    elif is_db_host "$1"; then echo "mysql redis sshd"
     elif is_lb_host "$1"; then echo "haproxy sshd"
     elif [[ $1 == "$DNS_HOST" ]]; then echo "named sshd"
     else echo "sshd"; fi
@@ -226,6 +263,9 @@ host_services() {
 
 check_service() {
     local host=$1 svc=${2:-}
+    if [[ $svc == postgres ]] && is_db_host "$host" && ! pg_on; then
+        die "PostgreSQL is not set up on $host (run: $0 pg-up)"
+    fi
     [[ " $(host_services "$host") " == *" $svc "* ]] \
         || die "no service '$svc' on $host (has: $(host_services "$host"))"
 }
@@ -238,6 +278,7 @@ svc_comm() {
         sshd)  echo sshd ;;
         haproxy) echo haproxy ;;
         named) echo named ;;
+        postgres) echo postgres ;;
     esac
 }
 
@@ -330,7 +371,7 @@ system_daemon_pids() {
     for pid in /proc/[0-9]*; do
         pid=${pid#/proc/}
         case $(cat "/proc/$pid/comm" 2>/dev/null) in
-            mariadbd|mysqld|mysqld_safe|mariadbd-safe|redis-server|sshd|named|haproxy|etcd)
+            mariadbd|mysqld|mysqld_safe|mariadbd-safe|redis-server|sshd|named|haproxy|etcd|postgres)
                 if [[ $(readlink "/proc/$pid/ns/net" 2>/dev/null) == "$root_net" ]]; then
                     echo "$pid"
                 fi ;;
@@ -744,6 +785,13 @@ start_service() {
         named)
             # -g: in the foreground, logging to stderr (stdout.log); runs as root.
             start_in_host "$host" "$dir/stdout.log" named -g -4 -c "$dir/named.conf" ;;
+        postgres)
+            pg_remove_stale_locks "$host"
+            # setpriv execs: the launcher's pid is the postmaster's. Logs go to stderr. The
+            # environment is the postgres user's own: with root's HOME, libpq in the WAL
+            # receiver cannot read ~/.postgresql and a TLS connection falls back to plain text.
+            start_in_host "$host" "$dir/stdout.log" setpriv --reuid="$PG_USER" --regid="$PG_USER" \
+                --init-groups --reset-env "$PG_BIN/postgres" -D "$dir/data" ;;
     esac
 }
 
@@ -882,6 +930,7 @@ heal_faults() {
     local host svc pid
     for host in "${HOSTS[@]}"; do
         net_unhang "$host"
+        if ns_exists "$host"; then freeze_host CONT "$host"; fi
         for svc in $(host_services "$host"); do
             for pid in $(svc_pids "$host" "$svc"); do
                 kill -CONT "$pid" 2>/dev/null || true
@@ -944,6 +993,8 @@ wait_service_ready() {
         sshd)  wait_until "$LAB_TIMEOUT" "ssh login to $host" ssh_login "$host" ;;
         haproxy) wait_until "$LAB_TIMEOUT" "HAProxy on $host" haproxy_alive "$host" ;;
         named) wait_until "$LAB_TIMEOUT" "named on $host" named_alive ;;
+        postgres) wait_until "$LAB_TIMEOUT" "PostgreSQL on $host (log: $(pg_dir "$host")/stdout.log)" \
+            pg_alive "$host" ;;
     esac
 }
 
@@ -975,6 +1026,11 @@ cmd_up() {
     unlock_repl_accounts
     for host in "${REPLICAS[@]}"; do configure_replica "$host"; done
     wait_ready || die "lab is not up"
+    if pg_on; then
+        for host in "${DB_HOSTS[@]}"; do
+            wait_service_ready "$host" postgres || die "PostgreSQL on $host did not start"
+        done
+    fi
     log "lab is up in $(elapsed_since "$t0")s (LAB_DIR=$LAB_DIR)"
 }
 
@@ -1108,6 +1164,275 @@ cmd_signal() {
     mapfile -t pids < <(svc_pids "$host" "$svc")
     ((${#pids[@]} > 0)) || die "$svc on $host is not running"
     kill "-$sig" "${pids[@]}"
+}
+
+# freeze_host STOP|CONT HOST: every process of the host's namespace stopped or resumed. A
+# PostgreSQL server is only hung when all of it is: a SIGSTOPped postmaster alone leaves
+# its sessions and WAL senders running (a standby stays streaming).
+freeze_host() {
+    local sig=$1 host=$2 pids
+    mapfile -t pids < <(ip netns pids "$(ns_of "$host")" 2>/dev/null)
+    ((${#pids[@]} > 0)) || return 0
+    kill "-$sig" "${pids[@]}" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+pg_on() { [[ -e $PG_ON ]]; }
+pg_dir() { echo "$(host_dir "$1")/postgres"; }
+pg_data() { echo "$(pg_dir "$1")/data"; }
+pg_socket_dir() { echo "$(pg_dir "$1")/run"; }
+
+# pg_psql HOST SQL [DB]: SQL as the superuser over the host's own unix socket; unaligned
+# tuples only. SQL "-" reads it from stdin (for statements holding passwords).
+pg_psql() {
+    local host=$1 sql=$2 db=${3:-postgres} args
+    args=(-X -q -A -t -v ON_ERROR_STOP=1 -h "$(pg_socket_dir "$host")" -p "$PG_PORT"
+          -U "$PG_SUPERUSER" -d "$db")
+    if [[ $sql == - ]]; then
+        PGCONNECT_TIMEOUT=3 timeout 20 "$PG_BIN/psql" "${args[@]}" -f -
+    else
+        PGCONNECT_TIMEOUT=3 timeout 20 "$PG_BIN/psql" "${args[@]}" -c "$sql" </dev/null
+    fi
+}
+
+# A killed postmaster stays a zombie until PID 1 reaps it, which here can take seconds: its
+# pid still "exists", and a new postmaster refuses to start over its lock files. Called
+# only when no postgres process runs on the host, so whatever locks are left are stale.
+pg_remove_stale_locks() {
+    local host=$1
+    svc_running "$host" postgres && return 0
+    rm -f "$(pg_data "$host")/postmaster.pid" "$(pg_socket_dir "$host")/.s.PGSQL.$PG_PORT.lock"
+}
+
+pg_alive() { [[ $(pg_psql "$1" 'SELECT 1' 2>/dev/null) == 1 ]]; }
+
+# The WAL receiver streams (from whatever primary its primary_conninfo names).
+pg_streaming() {
+    [[ $(pg_psql "$1" "SELECT status FROM pg_stat_wal_receiver" 2>/dev/null) == streaming ]]
+}
+
+# initdb runs once per lab, into a template the primary is copied from (initdb ~0.8 s).
+# Everything every server shares goes in the template's files, which pg_basebackup copies
+# to the standbys: the settings, pg_hba.conf, and an include of the host's own settings
+# (../host.conf: address, socket directory, name, TLS), so a copy needs no editing.
+prepare_pg_template() {
+    [[ -e $PG_TEMPLATE/.complete ]] && return 0
+    rm -rf "$PG_TEMPLATE"
+    mkdir -p "$PG_TEMPLATE"
+    chown "$PG_USER:$PG_USER" "$PG_TEMPLATE"
+    log "creating the PostgreSQL template cluster"
+    # In db1's namespace, so that `down` also kills it if `pg-up` is interrupted.
+    ip netns exec "$(ns_of "$PRIMARY")" setpriv --reuid="$PG_USER" --regid="$PG_USER" \
+        --init-groups --reset-env "$PG_BIN/initdb" -D "$PG_TEMPLATE/data" -U "$PG_SUPERUSER" \
+        --auth-local=trust --auth-host=reject -E UTF8 --locale=C --no-sync --no-instructions \
+        </dev/null >"$LAB_DIR/pg-template.log" 2>&1 \
+        || die "initdb failed, see $LAB_DIR/pg-template.log"
+    cat >>"$PG_TEMPLATE/data/postgresql.conf" <<EOC
+
+# ---- lab.sh: every lab server
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+hot_standby = on
+# Enough for a standby that missed a test's writes to catch up from the primary's pg_wal.
+wal_keep_size = '256MB'
+# A standby notices a hung primary in seconds (the default is a minute), retries a gone one
+# every second (default 5 s), and tells its primary what it has every second.
+wal_receiver_timeout = '5s'
+wal_retrieve_retry_interval = '1s'
+wal_receiver_status_interval = '1s'
+# A test lab: small, and no fsync (a killed server loses nothing; only a machine crash would).
+shared_buffers = '16MB'
+max_connections = 50
+fsync = off
+# Only root and postgres may use the unix socket, where the superuser logs in without a
+# password.
+unix_socket_permissions = 0700
+log_line_prefix = '%m [%p] %q%u@%d '
+log_connections = on
+log_disconnections = on
+# The host's own settings: listen_addresses, unix_socket_directories, cluster_name, TLS.
+include '../host.conf'
+EOC
+    cat >"$PG_TEMPLATE/data/pg_hba.conf" <<EOC
+# lab.sh: the superuser over the unix socket only; every other login by SCRAM password
+# from the lab's subnet (\`pg-tls\` makes the host lines hostssl).
+local  all          $PG_SUPERUSER                                  trust
+host   replication  $REPL_USER                     $SUBNET  scram-sha-256
+host   all          $MONITOR_USER,$ADMIN_USER,$WRITER_USER  $SUBNET  scram-sha-256
+EOC
+    touch "$PG_TEMPLATE/.complete"
+}
+
+# The host's own settings, included by the shared postgresql.conf.
+write_pg_host_conf() {
+    local host=$1
+    cat >"$(pg_dir "$host")/host.conf" <<EOC
+# lab.sh: PostgreSQL on lab host $host
+listen_addresses = '${IP[$host]}'
+port = $PG_PORT
+unix_socket_directories = '$(pg_socket_dir "$host")'
+cluster_name = '$host'
+EOC
+    if [[ -e $PG_TLS_ON ]]; then pg_host_tls_conf "$host" >>"$(pg_dir "$host")/host.conf"; fi
+}
+
+pg_prepare_host() {
+    local host=$1 dir
+    dir=$(pg_dir "$host")
+    mkdir -p "$dir/run"
+    chown "$PG_USER:$PG_USER" "$dir" "$dir/run"
+    chmod 700 "$dir/run"
+    [[ -s $dir/host.conf ]] || write_pg_host_conf "$host"
+}
+
+# Roles are created on the primary only; the standbys get them by replication.
+pg_bootstrap_primary() {
+    local marker
+    marker=$(pg_dir "$PRIMARY")/.bootstrapped
+    [[ -e $marker ]] && return 0
+    pg_psql "$PRIMARY" - <<EOS || die "creating the PostgreSQL roles on $PRIMARY failed"
+CREATE ROLE $REPL_USER LOGIN REPLICATION PASSWORD '$(secret repl)';
+CREATE ROLE $MONITOR_USER LOGIN PASSWORD '$(secret monitor)';
+$PG_MONITOR_GRANTS
+CREATE ROLE $ADMIN_USER LOGIN PASSWORD '$(secret admin)';
+$PG_ADMIN_GRANTS
+CREATE ROLE $WRITER_USER LOGIN PASSWORD '$(secret writer)';
+CREATE DATABASE $APP_DB OWNER $WRITER_USER;
+EOS
+    touch "$marker"
+}
+
+# A standby: a base backup of the primary, taken from inside the standby's host (so the
+# primary sees it come from the standby's address) as the replication role. -R writes
+# standby.signal and primary_conninfo (with connect_timeout=3 and the password read from
+# the passfile) into postgresql.auto.conf.
+pg_make_standby() {
+    local host=$1 data
+    data=$(pg_data "$host")
+    [[ -e $data/PG_VERSION ]] && return 0
+    rm -rf "$data"
+    # The password from a file of the postgres user's, never on a command line.
+    printf '*:*:*:%s:%s\n' "$REPL_USER" "$(secret repl)" | write_private "$(pg_dir "$host")/repl.pgpass"
+    chown "$PG_USER:$PG_USER" "$(pg_dir "$host")/repl.pgpass"
+    ip netns exec "$(ns_of "$host")" timeout "$LAB_TIMEOUT" \
+        setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups --reset-env \
+        env PGPASSFILE="$(pg_dir "$host")/repl.pgpass" PGCONNECT_TIMEOUT=3 "$PG_BIN/pg_basebackup" -h "${IP[$PRIMARY]}" -p "$PG_PORT" -U "$REPL_USER" \
+        -D "$data" -R -X stream -c fast --no-sync \
+        </dev/null >"$(pg_dir "$host")/basebackup.log" 2>&1 \
+        || { rm -rf "$data"; log "pg_basebackup for $host failed: $(cat "$(pg_dir "$host")/basebackup.log")"; return 1; }
+}
+
+pg_start() {
+    local host=$1
+    svc_running "$host" postgres && return 0
+    start_service "$host" postgres
+}
+
+# pg-up: the primary from the template, roles, then the standbys by base backup; waits
+# until every standby streams. Idempotent, like `up`.
+cmd_pg_up() {
+    need_root
+    local t0=$EPOCHREALTIME host data pids=()
+    [[ -x $PG_BIN/postgres ]] || die "PostgreSQL 15 is not installed, run: $0 install"
+    [[ -e $MARKER ]] && ns_exists "$PRIMARY" || die "the lab is not up (run: $0 up)"
+    for host in "${DB_HOSTS[@]}"; do pg_prepare_host "$host"; done
+    prepare_pg_template
+    data=$(pg_data "$PRIMARY")
+    if [[ ! -e $data ]]; then
+        rm -rf "$data.tmp"
+        cp -a "$PG_TEMPLATE/data" "$data.tmp"
+        mv "$data.tmp" "$data"
+    fi
+    pg_start "$PRIMARY"
+    wait_service_ready "$PRIMARY" postgres || die "PostgreSQL on $PRIMARY did not start"
+    pg_bootstrap_primary
+    for host in "${REPLICAS[@]}"; do
+        pg_make_standby "$host" &
+        pids+=($!)
+    done
+    wait_all "${pids[@]}" || die "a PostgreSQL standby could not be made"
+    for host in "${REPLICAS[@]}"; do pg_start "$host"; done
+    pids=()
+    for host in "${REPLICAS[@]}"; do
+        wait_until "$LAB_TIMEOUT" "PostgreSQL standby $host to stream (log: $(pg_dir "$host")/stdout.log)" \
+            pg_streaming "$host" &
+        pids+=($!)
+    done
+    wait_all "${pids[@]}" || die "PostgreSQL replication is not up"
+    touch "$PG_ON"
+    if [[ -e $TLS_ON ]]; then pg_tls; fi
+    log "PostgreSQL is up in $(elapsed_since "$t0")s ($PRIMARY primary; standbys: ${REPLICAS[*]})"
+}
+
+# host.conf lines for TLS with the host's certificate from the lab's CA.
+pg_host_tls_conf() {
+    local dir
+    dir=$(pg_dir "$1")/tls
+    printf '%s\n' "# lab.sh pg-tls" "ssl = on" \
+        "ssl_cert_file = '$dir/$1.pem'" "ssl_key_file = '$dir/$1.key'"
+}
+
+# ssl = on (a reload applies it) and every TCP login over TLS only; the standbys'
+# primary_conninfo (sslmode=prefer from pg_basebackup) then connects over TLS too.
+pg_tls() {
+    local host dir
+    pg_on || die "PostgreSQL is not up (run: $0 pg-up)"
+    if [[ -e $PG_TLS_ON ]]; then log "PostgreSQL already speaks TLS"; return 0; fi
+    make_tls_files
+    for host in "${DB_HOSTS[@]}"; do
+        dir=$(pg_dir "$host")/tls
+        mkdir -p "$dir"
+        cp "$TLS_DIR/ca.pem" "$TLS_DIR/$host.pem" "$TLS_DIR/$host.key" "$dir/"
+        chown -R "$PG_USER:$PG_USER" "$dir"
+        chmod 600 "$dir/$host.key"
+        pg_host_tls_conf "$host" >>"$(pg_dir "$host")/host.conf"
+        sed -i 's/^host\([[:space:]]\)/hostssl\1/' "$(pg_data "$host")/pg_hba.conf"
+        pg_psql "$host" "SELECT pg_reload_conf()" >/dev/null || die "PostgreSQL on $host did not reload"
+    done
+    touch "$PG_TLS_ON"
+    local t0=$EPOCHREALTIME
+    # Replication connections made before TLS are plain: the WAL senders are ended, and the
+    # standbys connect again (within wal_retrieve_retry_interval) over TLS.
+    for host in "${DB_HOSTS[@]}"; do
+        pg_psql "$host" "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_replication" >/dev/null \
+            || die "could not end the WAL senders on $host"
+    done
+    for host in "${REPLICAS[@]}"; do
+        wait_until "$LAB_TIMEOUT" "$host to stream over TLS (log: $(pg_dir "$host")/stdout.log)" \
+            pg_streaming_over_tls "$host" || die "$host does not stream over TLS"
+    done
+    # Proof: a login verified against the CA works, one without TLS is refused.
+    for host in "${DB_HOSTS[@]}"; do
+        wait_until "$LAB_TIMEOUT" "a TLS login to PostgreSQL on $host (log: $(pg_dir "$host")/stdout.log)" \
+            pg_tcp_login "$host" verify-full || die "no TLS login to PostgreSQL on $host"
+        if pg_tcp_login "$host" disable; then
+            die "PostgreSQL on $host still accepts logins without TLS"
+        fi
+    done
+    log "PostgreSQL speaks TLS only, verified in $(elapsed_since "$t0")s (CA: $TLS_DIR/ca.pem)"
+}
+
+# The standby streams, and its primary sees that connection encrypted.
+pg_streaming_over_tls() {
+    pg_streaming "$1" || return 1
+    [[ $(pg_psql "$PRIMARY" "SELECT s.ssl FROM pg_stat_replication AS r JOIN pg_stat_ssl AS s USING (pid) WHERE r.application_name = '$1'") == t ]]
+}
+
+# A login over TCP as the monitor, with this sslmode.
+pg_tcp_login() {
+    [[ $(PGPASSWORD=$(secret monitor) PGSSLMODE=$2 PGSSLROOTCERT=$TLS_DIR/ca.pem PGCONNECT_TIMEOUT=3 \
+        timeout 10 "$PG_BIN/psql" -X -A -t -h "${IP[$1]}" -p "$PG_PORT" -U "$MONITOR_USER" \
+        -d postgres -c 'SELECT 1' </dev/null 2>/dev/null) == 1 ]]
+}
+
+# What a PostgreSQL server is, in one line: primary, or a standby and its WAL receiver.
+pg_summary() {
+    local line
+    line=$(pg_psql "$1" "SELECT CASE WHEN pg_is_in_recovery() THEN 'standby, receiver ' || coalesce((SELECT status || ' from ' || coalesce(sender_host, '?') FROM pg_stat_wal_receiver), 'none') ELSE 'primary, timeline ' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || CASE WHEN current_setting('default_transaction_read_only') = 'on' THEN ', default_transaction_read_only on' ELSE '' END END" 2>/dev/null) \
+        || line="no answer"
+    echo "$line"
 }
 
 # Drops everything in and out of eth0 inside the host: peers see a hung
@@ -1266,19 +1591,21 @@ make_cert() {
 # 127.0.0.1), and a client certificate for deadpool and the lab's own clients.
 make_tls_files() {
     local host svc
-    [[ -s $TLS_DIR/client.pem ]] && return 0
     command -v openssl >/dev/null || die "openssl is missing, run: $0 install"
-    mkdir -p "$TLS_DIR"
-    chmod 700 "$TLS_DIR"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" -subj "/CN=deadpool lab CA" 2>/dev/null \
-        || die "openssl cannot make the lab's CA"
-    chmod 644 "$TLS_DIR/ca.pem"
-    for host in "${DB_HOSTS[@]}"; do
-        make_cert "$host" "$host" "IP:${IP[$host]}, DNS:$host, IP:127.0.0.1"
-    done
-    make_cert client deadpool
-    # Each server's own copy, readable by the user its daemon runs as.
+    if [[ ! -s $TLS_DIR/client.pem ]]; then
+        mkdir -p "$TLS_DIR"
+        chmod 700 "$TLS_DIR"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" -subj "/CN=deadpool lab CA" 2>/dev/null \
+            || die "openssl cannot make the lab's CA"
+        chmod 644 "$TLS_DIR/ca.pem"
+        for host in "${DB_HOSTS[@]}"; do
+            make_cert "$host" "$host" "IP:${IP[$host]}, DNS:$host, IP:127.0.0.1"
+        done
+        make_cert client deadpool
+    fi
+    # Each server's own copy, readable by the user its daemon runs as (`tls` and `pg-tls`
+    # may come in either order).
     for host in "${DB_HOSTS[@]}"; do
         for svc in mysql redis; do
             mkdir -p "$(host_dir "$host")/$svc/tls"
@@ -1348,6 +1675,7 @@ cmd_tls() {
             die "MariaDB on $host still accepts logins without TLS"
         fi
     done
+    if pg_on; then pg_tls; fi
     log "the lab speaks TLS in $(elapsed_since "$t0")s (CA: $TLS_DIR/ca.pem)"
 }
 
@@ -1402,6 +1730,9 @@ cmd_status() {
         if is_db_host "$host" && [[ $(svc_state "$host" mysql) == running* ]]; then
             printf '%-5s %-6s %s\n' "$host" repl "$(replication_summary "$host")"
         fi
+        if is_db_host "$host" && pg_on && [[ $(svc_state "$host" postgres) == running* ]]; then
+            printf '%-5s %-6s %s\n' "$host" pg "$(pg_summary "$host")"
+        fi
     done
 }
 
@@ -1429,6 +1760,14 @@ cmd_env() {
         emit "LAB_${host^^}_MYSQL_SOCKET" "$(mysql_socket "$host")"
     done
     emit LAB_MYSQL_PORT "$MYSQL_PORT"
+    # PostgreSQL (`pg-up`): each host's socket directory, for the superuser's logins.
+    for host in "${DB_HOSTS[@]}"; do
+        emit "LAB_${host^^}_PG_SOCKET_DIR" "$(pg_socket_dir "$host")"
+        emit "LAB_${host^^}_PG_DATA" "$(pg_data "$host")"
+    done
+    emit LAB_PG_PORT "$PG_PORT"
+    emit LAB_PG_BIN "$PG_BIN"
+    emit LAB_PG_SUPERUSER "$PG_SUPERUSER"
     emit LAB_REDIS_PORT "$REDIS_PORT"
     emit LAB_SSH_PORT "$SSH_PORT"
     emit LAB_MONITOR_USER "$MONITOR_USER"
@@ -1589,6 +1928,23 @@ main() {
                 stop)  cmd_signal STOP "$1" "$2" ;;
                 cont)  cmd_signal CONT "$1" "$2" ;;
             esac ;;
+        freeze|thaw)
+            (($# == 1)) || usage
+            need_root; check_host "$1"
+            ns_exists "$1" || die "$1 does not exist (run: $0 up)"
+            if [[ $cmd == freeze ]]; then freeze_host STOP "$1"; else freeze_host CONT "$1"; fi ;;
+        pg-up)
+            (($# == 0)) || usage
+            cmd_pg_up ;;
+        pg-tls)
+            (($# == 0)) || usage
+            need_root
+            pg_tls ;;
+        psql)
+            (($# == 2 || $# == 3)) || usage
+            need_root; check_host "$1"; is_db_host "$1" || die "$1 has no PostgreSQL"
+            pg_on || die "PostgreSQL is not set up (run: $0 pg-up)"
+            pg_psql "$@" ;;
         hang|unhang)
             (($# == 1)) || usage
             need_root; check_host "$1"

@@ -16,7 +16,7 @@
 //!   step fails with nothing changed, unless a person forced it (SPEC 6.3).
 //! - promote, old primary alive (a manual promote): a soft fence first
 //!   (`default_transaction_read_only = on` by `ALTER SYSTEM`, every other client backend
-//!   ended), then a wait until the standby has replayed the old primary's WAL location, then
+//!   ended but superusers', which the admin account cannot end), then a wait until the standby has replayed the old primary's WAL location, then
 //!   the promotion. If the standby does not catch up, the fence is undone. The soft fence is
 //!   passed by `BEGIN READ WRITE`; `fence = "stop"` then stops the server over SSH
 //!   (`pg_ctl stop -m fast`, which sends the shutdown checkpoint to the standbys) and sees it
@@ -76,9 +76,15 @@ const PROMOTION_POINT_SQL: &str = "SELECT pg_last_wal_receive_lsn() AS received,
     substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS timeline";
 
 /// Ends every client session but the step's own on the fenced old primary: a session opened
-/// before the fence keeps its writable default.
-const END_SESSIONS_SQL: &str = "SELECT count(pg_terminate_backend(pid)) AS ended \
-    FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+/// before the fence keeps its writable default. A superuser's session is out of the admin
+/// account's reach (pg_signal_backend does not cover it, and trying is an error that would
+/// end the whole query): it is counted and left. CASE keeps pg_terminate_backend() from
+/// being called for it.
+const END_SESSIONS_SQL: &str = "SELECT \
+    count(CASE WHEN coalesce(r.rolsuper, false) THEN NULL WHEN pg_terminate_backend(a.pid) THEN 1 END) AS ended, \
+    count(*) FILTER (WHERE coalesce(r.rolsuper, false)) AS superusers \
+    FROM pg_stat_activity AS a LEFT JOIN pg_roles AS r ON r.oid = a.usesysid \
+    WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()";
 
 /// How a live old primary is kept from taking writes before the standby is promoted.
 #[derive(Debug, Clone)]
@@ -500,7 +506,7 @@ impl Protocol for PostgresPromote {
 
     fn plan(&self, ctx: &Context) -> Vec<(String, String)> {
         let (new, old) = (ctx.new_primary, ctx.old_primary);
-        let soft = "fence it softly (ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf(); pg_terminate_backend of its other client backends; BEGIN READ WRITE still passes)";
+        let soft = "fence it softly (ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf(); pg_terminate_backend of its other client backends but superusers'; BEGIN READ WRITE still passes)";
         let catch_up = format_duration(self.catch_up_timeout);
         let fence = match &self.fence {
             Fence::ReadOnly => format!(
@@ -690,15 +696,29 @@ fn soft_fence(log: &mut Log, old: &mut Client) -> Result<String, String> {
     let ended = old
         .query(END_SESSIONS_SQL)
         .map_err(|f| fail("could not end the client sessions", f))?;
-    log.note(format!(
-        "old primary: {} client session(s) ended",
-        ended.first("ended").unwrap_or("?")
+    let superusers = ended
+        .first("superusers")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    log.note(sessions_note(
+        ended.first("ended").unwrap_or("?"),
+        superusers,
     ));
     let lsn = old
         .query("SELECT pg_current_wal_lsn() AS lsn")
         .map_err(|f| fail("cannot read pg_current_wal_lsn()", f))?;
     let lsn = lsn.first("lsn").filter(|l| is_lsn(l)).map(str::to_string);
     lsn.ok_or_else(|| "the old primary gave no WAL location".to_string())
+}
+
+/// What the fence did to the old primary's sessions (pure, for tests).
+fn sessions_note(ended: &str, superusers: u64) -> String {
+    match superusers {
+        0 => format!("old primary: {ended} client session(s) ended"),
+        n => format!(
+            "old primary: {ended} client session(s) ended; {n} superuser session(s) left open (the admin account cannot end them: a transaction open in one may still write)"
+        ),
+    }
 }
 
 /// The hard fence: the soft one, then the server stopped over SSH and seen refusing
@@ -1462,6 +1482,21 @@ mod tests {
         );
         assert_eq!((stop.ssh.user.as_str(), stop.ssh.port), ("pgsql", 2222));
         assert!(!stop.through_sudo());
+    }
+
+    #[test]
+    fn superuser_sessions_left_open_are_said() {
+        assert_eq!(
+            sessions_note("3", 0),
+            "old primary: 3 client session(s) ended"
+        );
+        let left = sessions_note("0", 2);
+        assert!(
+            left.starts_with(
+                "old primary: 0 client session(s) ended; 2 superuser session(s) left open"
+            ),
+            "{left}"
+        );
     }
 
     #[test]
