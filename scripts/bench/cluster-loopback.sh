@@ -87,7 +87,7 @@ setup() {
     for _ in $(seq 100); do [[ $(leader) == dp1 ]] && break; sleep 0.1; done
     start_member dp2
     start_member dp3
-    sleep "2.$((RANDOM % 1000))"
+    sleep "$(printf '2.%03d' $((RANDOM % 1000)))"
 }
 wait_failed_over() { for _ in $(seq 600); do pool_is failed_over && return 0; sleep 0.05; done; echo "no failover" >&2; exit 1; }
 step_runs() { cat "$work"/dp?/steps.log 2>/dev/null | grep -c '^one promote' || true; }

@@ -42,7 +42,7 @@ setup() {
     [[ $(leader) == dp1 ]] || { echo "dp1 did not lead" >&2; exit 1; }
     bash "$lab" member-start dp2 "$bin" "${dirs[1]}"
     bash "$lab" member-start dp3 "$bin" "${dirs[2]}"
-    sleep "2.$((RANDOM % 1000))"
+    sleep "$(printf '2.%03d' $((RANDOM % 1000)))"
 }
 
 wait_switched() {

@@ -136,7 +136,7 @@ kill_and_fail_over() {
     "$bin" --config "$dir" tick 2>/dev/null || true
     ticker "$dir" >/dev/null &
     pid=$!
-    sleep "1.$((RANDOM % 1000))"
+    sleep "$(printf '1.%03d' $((RANDOM % 1000)))"
     killed=$(now_ms)
     bash "$lab" kill db1 mysql >&2
     for _ in $(seq 150); do

@@ -37,7 +37,7 @@ TOML
     ( while :; do "$bin" --config "$dir" tick 2>/dev/null || true; sleep 1; done ) &
     ticker=$!
     # The first tick has started the hanging check; kill at a random point after it.
-    sleep "2.$((RANDOM % 1000))"
+    sleep "$(printf '2.%03d' $((RANDOM % 1000)))"
     killed=$(now_ms)
     bash "$lab" kill db1 mysql
     for _ in $(seq 200); do

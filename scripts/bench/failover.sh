@@ -19,7 +19,7 @@ for ((run = 1; run <= runs; run++)); do
     ( while :; do "$bin" --config "$dir" tick 2>/dev/null || true; sleep 1; done ) &
     ticker=$!
     # Kill at a random point of the tick cycle.
-    sleep "1.$((RANDOM % 1000))"
+    sleep "$(printf '1.%03d' $((RANDOM % 1000)))"
     killed=$(now_ms)
     bash "$lab" kill db1 mysql
     for _ in $(seq 100); do

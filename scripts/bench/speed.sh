@@ -72,7 +72,7 @@ for m in ${SPEED_MODES:-0 1}; do
             "$bin" --config "$dir" tick 2>/dev/null || true
             ticker "$dir" &
             pid=$!
-            sleep "1.$((RANDOM % 1000))"
+            sleep "$(printf '1.%03d' $((RANDOM % 1000)))"
             bash "$lab" hang db1
             sleep "$blip"
             bash "$lab" unhang db1
