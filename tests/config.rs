@@ -34,12 +34,14 @@ fn every_shipped_example_config_is_valid() {
         std::fs::copy(&entry, &target).unwrap();
         examples += usize::from(rel.to_string_lossy().ends_with(".example"));
     }
-    assert_eq!(examples, 3);
+    assert_eq!(examples, 4);
     std::fs::create_dir(tmp.path().join("secrets")).unwrap();
     std::fs::write(tmp.path().join("known_hosts"), "").unwrap();
     for name in [
         "secrets/mysql-monitor",
         "secrets/mysql-admin",
+        "secrets/pg-monitor",
+        "secrets/pg-admin",
         "secrets/redis",
         "secrets/tsig",
         "id_ed25519",
@@ -50,10 +52,11 @@ fn every_shipped_example_config_is_valid() {
     }
     let out = check(tmp.path());
     assert!(
-        out.contains("OK - configuration is valid (4 pool(s)"),
+        out.contains("OK - configuration is valid (5 pool(s)"),
         "{out}"
     );
     assert!(out.contains("pool orders_mysql: mysql monitor"), "{out}");
+    assert!(out.contains("pool orders_postgres: postgres monitor"), "{out}");
     assert!(out.contains("pool orders_dns_lb: step `point orders-db at it` (dns): orders-db.internal.example. A at 192.0.2.53:53"), "{out}");
     assert!(
         out.contains(
@@ -69,7 +72,7 @@ fn every_shipped_example_config_is_valid() {
             p.to_string_lossy().ends_with(".toml") || p.to_string_lossy().ends_with(".toml.example")
         })
         .collect();
-    assert_eq!(tomls.len(), 5, "{tomls:?}");
+    assert_eq!(tomls.len(), 6, "{tomls:?}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
