@@ -56,7 +56,10 @@ fn every_shipped_example_config_is_valid() {
         "{out}"
     );
     assert!(out.contains("pool orders_mysql: mysql monitor"), "{out}");
-    assert!(out.contains("pool orders_postgres: postgres monitor"), "{out}");
+    assert!(
+        out.contains("pool orders_postgres: postgres monitor"),
+        "{out}"
+    );
     assert!(out.contains("pool orders_dns_lb: step `point orders-db at it` (dns): orders-db.internal.example. A at 192.0.2.53:53"), "{out}");
     assert!(
         out.contains(

@@ -695,6 +695,74 @@ fn a_manual_promote_under_a_writer_loses_no_acknowledged_row_and_leaves_one_writ
 
 both_modes!(
     #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_manual_promote_with_the_hard_fence_stops_the_old_primary_and_loses_no_acknowledged_row
+);
+/// `fence = "stop"`: the same manual promote under a writer, but db1 is stopped over SSH
+/// with the one fixed `pg_ctl stop -m fast` command, through sudo as `postgres`. Every row
+/// the writer got a commit for is on db2, db1 accepts no connection at all (a real fence),
+/// db3 follows db2, and the step says the old primary is stopped. The lab's hosts share one
+/// file system, so each has its own data directory: the pool's `data_dir` is db1's, the
+/// only one this test stops.
+fn a_manual_promote_with_the_hard_fence_stops_the_old_primary_and_loses_no_acknowledged_row() {
+    let lab = Lab::fresh_postgres(2);
+    let data_dir = format!("{}/db1/postgres/data", lab.var("LAB_DIR"));
+    let pool = lab.postgres_pool3(3, "", "").replacen(
+        "timeout = \"20s\"\n",
+        &format!("timeout = \"20s\"\nfence = \"stop\"\ndata_dir = \"{data_dir}\"\n"),
+        1,
+    );
+    assert!(pool.contains("fence = \"stop\""), "{pool}");
+    let inst = Instance::with(&lab.settings_with_ssh(None), &[("db", &pool)]);
+    tick_ok(&inst);
+    let dry = inst.run(&["promote", "db", "secondary", "--dry-run"]);
+    let stop = format!(
+        "-u postgres {}/pg_ctl stop -D {data_dir} -m fast -w -t 10",
+        lab.var("LAB_PG_BIN")
+    );
+    assert!(dry.stdout.contains(&stop), "{dry:?}");
+
+    let writer = PgWriter::start(&lab, ip(&lab, "db1"));
+    wait(LIMIT, "the writer to write", || writer.acked_so_far() > 200);
+    let r = inst.run(&["promote", "db", "secondary", "--yes"]);
+    let (acked, why) = writer.finish();
+    eprintln!(
+        "promote: {r:?}\nthe writer stopped: {why}; {} rows acknowledged",
+        acked.len()
+    );
+    assert_eq!(r.code, 0, "{r:?}\n{}", inst.history());
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), "secondary".into(), 0),
+        "{}",
+        inst.history()
+    );
+    assert_eq!(lab.psql("db2", "SELECT pg_is_in_recovery()"), "f");
+    lab.assert_pg_rows_on("db2", &acked);
+    // A real fence: db1 is not running, and accepts no connection.
+    let refused = lab.psql_as(
+        ip(&lab, "db1"),
+        lab.var("LAB_WRITER_USER"),
+        "LAB_WRITER_PASSWORD_FILE",
+        "app",
+        "SELECT 1",
+    );
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("Connection refused")),
+        "{refused:?}"
+    );
+    let history = inst.history();
+    assert!(
+        history.contains("is stopped (pg_ctl stop -m fast: a real fence)"),
+        "{history}"
+    );
+    lab.pg_insert("db2", 1_000_000..1_000_020);
+    assert_eq!(lab.wait_pg_streaming_from("db3", ip(&lab, "db2")), 2);
+}
+
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
     a_killed_old_primary_started_again_is_a_split_brain
 );
 /// After a failover, db1 started again by hand comes back from crash recovery as a writable
