@@ -355,6 +355,11 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
         let Some(row) = f.row(role).filter(|m| m.health.is_alive()) else {
             continue;
         };
+        let hints = pool
+            .monitor
+            .kind
+            .get()
+            .replication_hints(address, active_address);
         if let Some(forked) = forked_off(f, active, role, row) {
             out.push(forked);
             continue;
@@ -369,9 +374,7 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
                     role.as_str(),
                     pool.address(source)
                 ),
-                format!(
-                    "repoint {address} to {active_address} (MySQL: CHANGE MASTER TO MASTER_HOST='{active_address}', MASTER_USE_GTID=slave_pos; Redis: REPLICAOF {active_address} PORT)"
-                ),
+                hints.wrong_source,
             ));
             continue;
         }
@@ -385,9 +388,7 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
                     role.as_str(),
                     r.problem.as_deref().unwrap_or("its replication link is down")
                 ),
-                format!(
-                    "fix {address}'s replication from {active_address} (SHOW REPLICA STATUS: the replication account, the network; Redis: masterauth): until then it serves stale reads and is no candidate"
-                ),
+                hints.not_receiving,
             ));
             continue;
         }
@@ -406,10 +407,11 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
         {
             out.push(found(
                 Status::Warning,
-                format!("standby {} ({address}) is not a candidate: {why}", role.as_str()),
                 format!(
-                    "find out why {address} stopped receiving from {active_address} (SHOW REPLICA STATUS; INFO replication); a failover now would pass it over"
+                    "standby {} ({address}) is not a candidate: {why}",
+                    role.as_str()
                 ),
+                hints.not_candidate,
             ));
         }
     }
@@ -943,6 +945,108 @@ mod tests {
                 "make db1 read-only now (MySQL: SET GLOBAL read_only = ON; Redis: REPLICAOF the active server), then check which writes went where".to_string()
             )
         );
+    }
+
+    /// The hints of the replication findings in the server kind's own terms: PostgreSQL's
+    /// standbys follow `primary_conninfo` and show it in `pg_stat_wal_receiver`; MySQL's and
+    /// Redis's words are unchanged.
+    #[test]
+    fn replication_hints_by_server_kind() {
+        use crate::monitor::Replica;
+        let pool_of = |monitor: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("pools")).unwrap();
+            std::fs::write(dir.path().join("deadpool.toml"), "state_dir = \"state\"\n").unwrap();
+            let pw = dir.path().join("pw");
+            std::fs::write(&pw, "secret\n").unwrap();
+            std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            std::fs::write(
+                dir.path().join("pools/db.toml"),
+                format!("primary = \"db1\"\nstandbys = [\"db2\", \"db3\"]\n[monitor]\n{monitor}\n"),
+            )
+            .unwrap();
+            Config::load(dir.path()).unwrap().pools.remove(0)
+        };
+        let locked = rec(PoolState::FailedOver, 0, Role::SECONDARY);
+        let standby = |source: &str, receiving: bool| MonitorRow {
+            replica: Some(Replica {
+                source: source.into(),
+                receiving,
+                received: None,
+                applied: None,
+                lag_seconds: None,
+                problem: (!receiving).then(|| "not streaming".to_string()),
+            }),
+            ..row(Role::at(2), Health::Up, Some(true))
+        };
+        // The hints for a standby that replicates from db1, then one that does not receive.
+        let hints = |p: &Pool| {
+            [standby("db1", true), standby("db2", false)].map(|s| {
+                let monitor = [row(Role::SECONDARY, Health::Up, Some(false)), s];
+                let f = facts(p, Some(&locked), &monitor, &[]);
+                let got = replication(&f, Role::SECONDARY, &[Role::PRIMARY, Role::at(2)]);
+                assert_eq!(got.len(), 1, "{got:?}");
+                got[0].hint.clone()
+            })
+        };
+        let postgres = "type = \"postgres\"";
+        let [wrong, silent] = hints(&pool_of(postgres));
+        for (hint, words) in [
+            (
+                &wrong,
+                "repoint db3 to db2: ALTER SYSTEM SET primary_conninfo = 'host=db2",
+            ),
+            (&wrong, "pg_stat_wal_receiver there shows sender_host db2"),
+            (
+                &silent,
+                "SELECT status, sender_host FROM pg_stat_wal_receiver",
+            ),
+        ] {
+            assert!(hint.contains(words), "{hint}");
+        }
+        let pg = pool_of(postgres)
+            .monitor
+            .kind
+            .get()
+            .replication_hints("db3", "db2");
+        assert!(
+            pg.not_candidate
+                .contains("pg_last_wal_receive_lsn() on db3"),
+            "{pg:?}"
+        );
+        for hint in [&wrong, &silent, &pg.not_candidate] {
+            assert!(
+                !hint.contains("SHOW REPLICA")
+                    && !hint.contains("Redis")
+                    && !hint.contains("MySQL"),
+                "{hint}"
+            );
+        }
+        for kind in [
+            "type = \"mysql\"\npassword_file = \"pw\"",
+            "type = \"redis\"",
+            "type = \"tcp\"\nport = 3306",
+        ] {
+            let [wrong, silent] = hints(&pool_of(kind));
+            assert_eq!(
+                wrong,
+                "repoint db3 to db2 (MySQL: CHANGE MASTER TO MASTER_HOST='db2', MASTER_USE_GTID=slave_pos; Redis: REPLICAOF db2 PORT)"
+            );
+            assert_eq!(
+                silent,
+                "fix db3's replication from db2 (SHOW REPLICA STATUS: the replication account, the network; Redis: masterauth): until then it serves stale reads and is no candidate"
+            );
+            assert_eq!(
+                pool_of(kind)
+                    .monitor
+                    .kind
+                    .get()
+                    .replication_hints("db3", "db2")
+                    .not_candidate,
+                "find out why db3 stopped receiving from db2 (SHOW REPLICA STATUS; INFO replication); a failover now would pass it over"
+            );
+        }
     }
 
     #[test]
