@@ -4,7 +4,7 @@
 
 use crate::config::{Pool, format_duration};
 use crate::model::Role;
-use crate::model::{Health, PoolState, Status};
+use crate::model::{Concern, Health, PoolState, Status};
 use crate::state::{MonitorRow, Pause, PoolRecord, ReadinessRow, TickRecord};
 use crate::text::{format_time, human_secs};
 
@@ -505,8 +505,8 @@ fn degraded_hint(message: &str) -> &'static str {
     }
 }
 
-/// One step's readiness: its status in the tree and its problems. A locked pool cannot
-/// fail over until reset, so its readiness problems are capped at WARNING (advice).
+/// One step's readiness: its status in the tree and its problems (each by
+/// [`readiness_found`]).
 pub fn readiness(f: &PoolFacts, index: usize) -> (Status, Vec<Found>) {
     let step = &f.pool.steps[index];
     let rows: Vec<&ReadinessRow> = f
@@ -534,33 +534,11 @@ pub fn readiness(f: &PoolFacts, index: usize) -> (Status, Vec<Found>) {
         .map(|r| r.status)
         .max()
         .unwrap_or(Status::Unknown);
-    let locked_note = if f.locked() {
-        " (pool locked: applies after reset)"
-    } else {
-        ""
-    };
-    for r in rows.iter().filter(|r| r.status != Status::Ok) {
-        let capped = if f.locked() {
-            r.status.min(Status::Warning)
-        } else {
-            r.status
-        };
-        out.push(found(
-            capped,
-            format!(
-                "step {} `{}` on {}: {} (checked {} ago){locked_note}",
-                index + 1,
-                step.name,
-                r.host,
-                r.message,
-                human_secs(age_s(f.now, r.checked_at).max(0.0))
-            ),
-            format!(
-                "fix it on {}: a failover now would fail at this step",
-                r.host
-            ),
-        ));
-    }
+    out.extend(
+        (rows.iter())
+            .filter(|r| r.status != Status::Ok)
+            .map(|r| readiness_found(f, index, r)),
+    );
     let oldest = rows.iter().map(|r| r.checked_at).min().unwrap_or(f.now);
     if f.now - oldest > f.stale_after_ms {
         status = status.max(Status::Warning);
@@ -576,6 +554,62 @@ pub fn readiness(f: &PoolFacts, index: usize) -> (Status, Vec<Found>) {
         ));
     }
     (status, out)
+}
+
+/// One readiness result that is not OK, as a problem. Where clients are sent is a fact
+/// about now: its status stands in every state, locked ones included. Whether a failover
+/// would work matters to a locked pool only once it is reset: capped at WARNING, as advice.
+fn readiness_found(f: &PoolFacts, index: usize, r: &ReadinessRow) -> Found {
+    let step = &f.pool.steps[index];
+    let (status, note, hint) = match (r.concern, f.locked()) {
+        // A passing state, such as a resolver's cache that expires by itself.
+        (Concern::Direction, _) if r.status == Status::Warning => (
+            r.status,
+            "",
+            format!(
+                "watch {}: clients there may still be sent elsewhere than the active server {}, as the message says",
+                r.host,
+                f.pool.address(f.active())
+            ),
+        ),
+        (Concern::Direction, _) => (
+            r.status,
+            "",
+            format!(
+                "fix it on {} now: clients are sent elsewhere than the active server {} (if something puts it back, such as config management, fix that too)",
+                r.host,
+                f.pool.address(f.active())
+            ),
+        ),
+        (Concern::Readiness, false) => (
+            r.status,
+            "",
+            format!(
+                "fix it on {}: a failover now would fail at this step",
+                r.host
+            ),
+        ),
+        (Concern::Readiness, true) => (
+            r.status.min(Status::Warning),
+            " (pool locked: applies after reset)",
+            format!(
+                "fix it on {} before `deadpool reset {}`: a failover after the reset would fail at this step",
+                r.host, f.pool.name
+            ),
+        ),
+    };
+    found(
+        status,
+        format!(
+            "step {} `{}` on {}: {} (checked {} ago){note}",
+            index + 1,
+            step.name,
+            r.host,
+            r.message,
+            human_secs(age_s(f.now, r.checked_at).max(0.0))
+        ),
+        hint,
+    )
 }
 
 #[cfg(test)]
@@ -1061,46 +1095,92 @@ mod tests {
     fn readiness_table() {
         let p = pool();
         let armed = rec(PoolState::Armed, 0, Role::PRIMARY);
-        let locked = rec(PoolState::FailedOver, 0, Role::SECONDARY);
-        let r = |status: Status, age_s: i64| ReadinessRow {
+        let locked = [
+            PoolState::FailedOver,
+            PoolState::FailoverFailed,
+            PoolState::Interrupted,
+        ]
+        .map(|state| rec(state, 0, Role::SECONDARY));
+        let r = |status: Status, concern: Concern, age_s: i64| ReadinessRow {
             step_index: 0,
             step_name: "x".into(),
             host: "app1".into(),
             status,
+            concern,
             message: "said so".into(),
             checked_at: NOW - age_s * 1000,
         };
+        let (ready, direction) = (Concern::Readiness, Concern::Direction);
         // (record, rows, step status, problems' statuses)
-        let rows: Vec<(&PoolRecord, Vec<ReadinessRow>, Status, Vec<Status>)> = vec![
+        let mut rows: Vec<(&PoolRecord, Vec<ReadinessRow>, Status, Vec<Status>)> = vec![
             (&armed, vec![], Status::Unknown, vec![Status::Warning]),
-            (&armed, vec![r(Status::Ok, 1)], Status::Ok, vec![]),
+            (&armed, vec![r(Status::Ok, ready, 1)], Status::Ok, vec![]),
             (
                 &armed,
-                vec![r(Status::Critical, 1)],
+                vec![r(Status::Critical, ready, 1)],
                 Status::Critical,
                 vec![Status::Critical],
             ),
             (
-                &locked,
-                vec![r(Status::Critical, 1)],
+                &armed,
+                vec![r(Status::Critical, direction, 1)],
                 Status::Critical,
-                vec![Status::Warning],
+                vec![Status::Critical],
             ),
             (
                 &armed,
-                vec![r(Status::Ok, 120)],
+                vec![r(Status::Ok, ready, 120)],
                 Status::Warning,
                 vec![Status::Warning],
             ),
         ];
+        for locked in &locked {
+            rows.extend([
+                (
+                    locked,
+                    vec![r(Status::Critical, ready, 1)],
+                    Status::Critical,
+                    vec![Status::Warning],
+                ),
+                (
+                    locked,
+                    vec![r(Status::Critical, direction, 1)],
+                    Status::Critical,
+                    vec![Status::Critical],
+                ),
+                (
+                    locked,
+                    vec![r(Status::Warning, direction, 1)],
+                    Status::Warning,
+                    vec![Status::Warning],
+                ),
+            ]);
+        }
         for (rec, rd, status, problems) in rows {
             let (s, found) = readiness(&facts(&p, Some(rec), &[], &rd), 0);
             assert_eq!(s, status, "{found:?}");
             assert_eq!(
                 found.iter().map(|f| f.status).collect::<Vec<_>>(),
                 problems,
-                "{found:?}"
+                "{:?}: {found:?}",
+                rec.state
             );
+            for (row, f) in rd.iter().zip(&found) {
+                let waits = rec.state.is_locked() && row.concern == ready;
+                assert_eq!(
+                    f.message.ends_with("(pool locked: applies after reset)"),
+                    waits,
+                    "{f:?}"
+                );
+                let about_now = row.concern == direction && row.status == Status::Critical;
+                assert_eq!(
+                    f.hint.starts_with(
+                        "fix it on app1 now: clients are sent elsewhere than the active server db"
+                    ),
+                    about_now,
+                    "{f:?}"
+                );
+            }
         }
     }
 
