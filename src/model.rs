@@ -130,6 +130,36 @@ impl Status {
     }
 }
 
+/// What a step's readiness result is about. Where clients are sent is a fact about now,
+/// reported as it is in every state; whether a failover would work matters to a locked pool
+/// only once it is reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Concern {
+    /// Could the step do its part in a failover: a login, a helper, a writable file.
+    #[default]
+    Readiness,
+    /// Where the step sends clients now: a hosts file, a DNS record, the VIP, HAProxy's
+    /// backend, or a plugin's `check` that says so.
+    Direction,
+}
+
+impl Concern {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Concern::Readiness => "readiness",
+            Concern::Direction => "direction",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Concern> {
+        match s {
+            "readiness" => Some(Concern::Readiness),
+            "direction" => Some(Concern::Direction),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolState {
     Armed,

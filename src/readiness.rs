@@ -52,6 +52,7 @@ pub fn save(
                 step_name: pool.steps[index].name.clone(),
                 host: h.host,
                 status: h.status,
+                concern: h.concern,
                 message: h.message,
                 checked_at: now,
             });

@@ -19,11 +19,11 @@ use crate::orphans::Recorded;
 use crate::position::Position;
 use crate::rules::Progress;
 
-use crate::model::{EventKind, Health, Status};
+use crate::model::{Concern, EventKind, Health, Status};
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE pools (
@@ -121,6 +121,11 @@ CREATE TABLE pool_servers (pool TEXT PRIMARY KEY, servers TEXT NOT NULL);
 /// The most tick intervals one round may move the pruning horizon forward: history that a
 /// clock jump makes look old goes at ten times the pace of real time, not all at once.
 pub const PRUNE_STEP_INTERVALS: u32 = 10;
+
+/// Version 8: what each readiness result is about ([`Concern`]): where clients are sent
+/// now, or whether a failover would work. Older rows are readiness until checked again.
+const SCHEMA_V8: &str =
+    "ALTER TABLE readiness ADD COLUMN concern TEXT NOT NULL DEFAULT 'readiness';";
 
 /// The text of the history event that starts a chain ([`EventKind::FailoverStarted`]), for
 /// SQL: each one inserted adds one to the pool's count of failovers.
@@ -242,6 +247,7 @@ pub struct ReadinessRow {
     pub step_name: String,
     pub host: String,
     pub status: Status,
+    pub concern: Concern,
     pub message: String,
     pub checked_at: i64,
 }
@@ -922,9 +928,9 @@ impl State {
         tx.execute("DELETE FROM readiness WHERE pool = ?1", [pool])?;
         for row in rows {
             tx.execute(
-                "INSERT OR REPLACE INTO readiness (pool, step_index, step_name, host, status, message, checked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![pool, row.step_index as i64, row.step_name, row.host, row.status.as_str(), row.message, row.checked_at],
+                "INSERT OR REPLACE INTO readiness (pool, step_index, step_name, host, status, message, checked_at, concern)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![pool, row.step_index as i64, row.step_name, row.host, row.status.as_str(), row.message, row.checked_at, row.concern.as_str()],
             )?;
         }
         tx.commit()?;
@@ -943,10 +949,15 @@ impl State {
 
     pub fn readiness(&self, pool: &str) -> Result<Vec<ReadinessRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT step_index, step_name, host, status, message, checked_at FROM readiness
-             WHERE pool = ?1 ORDER BY step_index, host",
-        )?;
+        let concern = if self.version >= 8 {
+            "concern"
+        } else {
+            "'readiness'"
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT step_index, step_name, host, status, message, checked_at, {concern}
+             FROM readiness WHERE pool = ?1 ORDER BY step_index, host"
+        ))?;
         let rows = stmt.query_map([pool], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -955,14 +966,21 @@ impl State {
                 r.get::<_, String>(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get::<_, String>(6)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (step_index, step_name, host, status, message, checked_at) = row?;
+            let (step_index, step_name, host, status, message, checked_at, concern) = row?;
             let Some(status) = Status::parse(&status) else {
                 bail!(
                     "{}: unknown readiness status `{status}`; was it written by a newer deadpool?",
+                    self.path.display()
+                );
+            };
+            let Some(concern) = Concern::parse(&concern) else {
+                bail!(
+                    "{}: unknown readiness concern `{concern}`; was it written by a newer deadpool?",
                     self.path.display()
                 );
             };
@@ -971,6 +989,7 @@ impl State {
                 step_name,
                 host,
                 status,
+                concern,
                 message,
                 checked_at,
             });
@@ -1357,6 +1376,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         (5, SCHEMA_V5),
         (6, SCHEMA_V6),
         (7, SCHEMA_V7),
+        (8, SCHEMA_V8),
     ] {
         if version < to {
             conn.execute_batch(&format!(
@@ -1536,6 +1556,35 @@ mod tests {
         rec.pause = Some(pause.clone());
         state.save_pool(&rec, &[]).unwrap();
         assert_eq!(state.pool("db").unwrap().unwrap().pause, Some(pause));
+    }
+
+    /// A readiness row keeps what it is about; one written before version 8 is read, and
+    /// upgraded, as readiness.
+    #[test]
+    fn readiness_rows_keep_what_they_are_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("deadpool.db")).unwrap();
+        conn.execute_batch(&format!(
+            "{SCHEMA_V1} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = 5;
+             INSERT INTO readiness (pool, step_index, step_name, host, status, message, checked_at)
+             VALUES ('db', 0, 'hosts', 'app1', 'CRITICAL', 'db points at the standby', 1);"
+        ))
+        .unwrap();
+        drop(conn);
+        let concerns = |state: &State| -> Vec<Concern> {
+            (state.readiness("db").unwrap().iter())
+                .map(|r| r.concern)
+                .collect()
+        };
+        let reader = State::open_read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(concerns(&reader), [Concern::Readiness]);
+        drop(reader);
+        let state = State::open(dir.path()).unwrap();
+        assert_eq!(concerns(&state), [Concern::Readiness]);
+        let mut rows = state.readiness("db").unwrap();
+        rows[0].concern = Concern::Direction;
+        state.save_readiness("db", &rows).unwrap();
+        assert_eq!(concerns(&state), [Concern::Direction]);
     }
 
     /// The failover count only grows: pruning the history that started it keeps it.

@@ -195,6 +195,186 @@ fn readiness_problems_reach_nagios() {
     );
 }
 
+/// A pool of 10.0.0.1 and 10.0.0.2 that fails over at the first failed check, with one
+/// `etc_hosts` step named `hosts` for the name `db.service` in `hosts` on `client` (a TOML
+/// string), logged in to with `ssh` (a TOML table, or empty for the defaults).
+fn hosts_pool(client: &str, hosts: &std::path::Path, ssh: &str) -> String {
+    let ssh = if ssh.is_empty() {
+        String::new()
+    } else {
+        format!("ssh = {ssh}\n")
+    };
+    format!(
+        "primary = \"10.0.0.1\"\nsecondary = \"10.0.0.2\"\nmax_failed_checks = 1\n\n[monitor]\ntype = \"nagios\"\ncommand = \"monitor {{host}}\"\ntimeout = \"2s\"\n\n[[protocol]]\ntype = \"etc_hosts\"\nname = \"hosts\"\nservice_host_name = \"db.service\"\nclient_hosts = [{client}]\nhosts_file = {hosts:?}\nhelper = {helper:?}\n{ssh}",
+        hosts = hosts.display().to_string(),
+        helper = common::BIN,
+    )
+}
+
+/// Fails pool `db` over from 10.0.0.1 to 10.0.0.2 with the first tick: `hosts` then names
+/// the new primary.
+fn fail_over_hosts_pool(inst: &Instance, hosts: &std::path::Path) {
+    inst.flag("down-10.0.0.1");
+    let r = inst.tick();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(inst.state_of("db").0, "failed_over", "{}", inst.history());
+    assert_eq!(
+        std::fs::read_to_string(hosts).unwrap(),
+        "127.0.0.1 localhost\n10.0.0.2 db.service\n"
+    );
+}
+
+/// The problem of `report --json` whose message contains `words`.
+fn json_problem(inst: &Instance, words: &str) -> serde_json::Value {
+    let r = inst.run(&["report", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let problems = v["problems"].as_array().unwrap();
+    problems
+        .iter()
+        .find(|p| p["message"].as_str().unwrap().contains(words))
+        .cloned()
+        .unwrap_or_else(|| panic!("no problem with `{words}` in {problems:?}"))
+}
+
+both_modes!(a_client_sent_back_to_the_old_primary_is_critical_in_a_locked_pool);
+fn a_client_sent_back_to_the_old_primary_is_critical_in_a_locked_pool() {
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n",
+        &[("db", common::TWO_STEP_POOL)],
+    );
+    let hosts = inst.path("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n10.0.0.1 db.service\n").unwrap();
+    inst.write_pool("db", &hosts_pool("\"local\"", &hosts, ""));
+    fail_over_hosts_pool(&inst, &hosts);
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(
+        r.code, 1,
+        "failed over, the client on the new primary: {r:?}"
+    );
+    assert!(!r.stdout.contains("step 1"), "{r:?}");
+
+    // Config management puts the old line back: the client sends its traffic to the old
+    // primary now, whatever the pool's state.
+    std::fs::write(&hosts, "127.0.0.1 localhost\n10.0.0.1 db.service\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(inst.tick().code, 0);
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let line = (r.stdout.lines().skip(1))
+        .find(|l| l.contains("step 1 `hosts`"))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!(
+        line.starts_with(
+            "CRITICAL: db: step 1 `hosts` on local: db.service points at the standby 10.0.0.1, not the active server 10.0.0.2 (checked "
+        ),
+        "{line}"
+    );
+    assert!(!line.contains("applies after reset"), "{line}");
+    let problem = json_problem(&inst, "step 1 `hosts` on local");
+    assert_eq!(problem["status"], "CRITICAL", "{problem}");
+    assert!(
+        problem["hint"].as_str().unwrap().starts_with(
+            "fix it on local now: clients are sent elsewhere than the active server 10.0.0.2"
+        ),
+        "{problem}"
+    );
+    // Reported, never repaired behind the person's back: the pool stays locked.
+    assert_eq!(inst.state_of("db").0, "failed_over");
+    assert_eq!(
+        std::fs::read_to_string(&hosts).unwrap(),
+        "127.0.0.1 localhost\n10.0.0.1 db.service\n"
+    );
+}
+
+both_modes!(a_plugin_check_that_reports_direction_is_critical_in_a_locked_pool);
+fn a_plugin_check_that_reports_direction_is_critical_in_a_locked_pool() {
+    let pool = format!(
+        "{}\n[[protocol]]\ntype = \"plugin\"\nname = \"router\"\ncommand = \"router\"\n",
+        common::TWO_STEP_POOL
+    );
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n",
+        &[("db", &pool)],
+    );
+    inst.script(
+        "plugins/router",
+        "#!/bin/sh\nif [ \"$1\" = check ] && [ -e \"$(dirname \"$0\")/../flags/misrouted\" ]; then\n    echo \"direction: app1 sends orders to $DEADPOOL_NEW_PRIMARY, not to the active $DEADPOOL_OLD_PRIMARY\"\n    exit 2\nfi\necho \"$1 ok\"\n",
+    );
+    inst.flag("down-db1");
+    inst.ticks_before_threshold("db", 2);
+    assert_eq!(inst.tick().code, 0);
+    assert_eq!(inst.state_of("db").0, "failed_over", "{}", inst.history());
+
+    // One check says where clients go, another only that a failover would fail.
+    inst.flag("misrouted");
+    inst.flag("fail-check-one");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(inst.tick().code, 0);
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let line = |words: &str| {
+        (r.stdout.lines().skip(1))
+            .find(|l| l.contains(words))
+            .unwrap_or_else(|| panic!("no `{words}` in {r:?}"))
+    };
+    let router = line("step 3 `router`");
+    assert!(
+        router.starts_with(
+            "CRITICAL: db: step 3 `router` on local: app1 sends orders to db1, not to the active db2 (exit 2) (checked "
+        ),
+        "{router}"
+    );
+    assert!(!router.contains("applies after reset"), "{router}");
+    let one = line("step 1 `one`");
+    assert!(
+        one.starts_with("WARNING: db: step 1 `one` on local: failing check on purpose")
+            && one.ends_with("(pool locked: applies after reset)"),
+        "{one}"
+    );
+}
+
+both_modes!(a_locked_pool_whose_ssh_key_is_unreadable_waits_for_reset);
+fn a_locked_pool_whose_ssh_key_is_unreadable_waits_for_reset() {
+    let inst = Instance::with(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1s\"\n",
+        &[("db", common::TWO_STEP_POOL)],
+    );
+    let sshd = common::Sshd::start(&inst.path("sshd"));
+    let hosts = inst.path("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n10.0.0.1 db.service\n").unwrap();
+    let ssh = format!(
+        "{{ user = \"root\", port = {}, identity_file = {:?}, known_hosts = {:?}, connect_timeout = \"2s\" }}",
+        sshd.port,
+        sshd.key.display().to_string(),
+        sshd.known_hosts.display().to_string()
+    );
+    inst.write_pool("db", &hosts_pool("\"127.0.0.1\"", &hosts, &ssh));
+    fail_over_hosts_pool(&inst, &hosts);
+
+    // The key is damaged after the failover: the client still points at the active server,
+    // but the next failover could not log in to change it.
+    std::fs::write(&sshd.key, "not a key\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(inst.tick().code, 0);
+    let r = inst.run(&["report", "--nagios"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let problem = json_problem(&inst, "step 1 `hosts` on 127.0.0.1");
+    let message = problem["message"].as_str().unwrap();
+    assert_eq!(problem["status"], "WARNING", "{problem}");
+    assert!(
+        message.contains(&format!(
+            "login as root with key {} failed",
+            sshd.key.display()
+        )) && message.ends_with("(pool locked: applies after reset)"),
+        "{message}"
+    );
+    assert_eq!(
+        problem["hint"],
+        "fix it on 127.0.0.1 before `deadpool reset db`: a failover after the reset would fail at this step",
+        "{problem}"
+    );
+}
+
 both_modes!(staleness_after_the_timer_stops);
 fn staleness_after_the_timer_stops() {
     let inst = fast();

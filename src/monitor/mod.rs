@@ -98,6 +98,22 @@ pub trait Kind: std::fmt::Debug + Send + Sync {
         }
     }
 
+    /// What the report's replication findings about a standby at `address` advise, in this
+    /// server kind's terms, `active` being the active server's address.
+    fn replication_hints(&self, address: &str, active: &str) -> ReplicationHints {
+        ReplicationHints {
+            wrong_source: format!(
+                "repoint {address} to {active} (MySQL: CHANGE MASTER TO MASTER_HOST='{active}', MASTER_USE_GTID=slave_pos; Redis: REPLICAOF {active} PORT)"
+            ),
+            not_receiving: format!(
+                "fix {address}'s replication from {active} (SHOW REPLICA STATUS: the replication account, the network; Redis: masterauth): until then it serves stale reads and is no candidate"
+            ),
+            not_candidate: format!(
+                "find out why {address} stopped receiving from {active} (SHOW REPLICA STATUS; INFO replication); a failover now would pass it over"
+            ),
+        }
+    }
+
     /// The probe an observer runs toward `server` for a second opinion: proof at this
     /// monitor's protocol level that the server answers.
     fn observer_probe(&self, server: &Server) -> ObserverProbe;
@@ -124,6 +140,16 @@ pub struct SplitBrain {
     pub state: String,
     pub fix: String,
     pub hint: String,
+}
+
+/// The hints of the report's findings about a standby's replication: it replicates from
+/// another server than the active one, it does not receive from the active one, it is too
+/// far behind to be promoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationHints {
+    pub wrong_source: String,
+    pub not_receiving: String,
+    pub not_candidate: String,
 }
 
 /// A monitor's lines for `check-config`, without the pool's prefix.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Facts, Health, Kind, ObserverProbe, Replica, Server, SplitBrain};
+use super::{Facts, Health, Kind, ObserverProbe, Replica, ReplicationHints, Server, SplitBrain};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::position::{Position, Unit};
@@ -105,6 +105,22 @@ impl Kind for Postgres {
             fix: "second server out of recovery (split brain): stop it (pg_ctl stop -m fast) and rebuild it as a standby".to_string(),
             hint: format!(
                 "stop {address} now (pg_ctl stop -m fast), check which writes went where, then rebuild it as a standby of the active server (pg_basebackup, or pg_rewind with wal_log_hints/checksums)"
+            ),
+        }
+    }
+
+    /// A standby follows the server its `primary_conninfo` names, and says how in
+    /// `pg_stat_wal_receiver`.
+    fn replication_hints(&self, address: &str, active: &str) -> ReplicationHints {
+        ReplicationHints {
+            wrong_source: format!(
+                "repoint {address} to {active}: ALTER SYSTEM SET primary_conninfo = 'host={active} ...' and SELECT pg_reload_conf() on {address} (before PostgreSQL 13, restart it), then pg_stat_wal_receiver there shows sender_host {active}"
+            ),
+            not_receiving: format!(
+                "fix {address}'s streaming from {active} (on {address}: SELECT status, sender_host FROM pg_stat_wal_receiver, no row means no WAL receiver and its log says why: primary_conninfo, {active}'s pg_hba.conf replication entry, the network, a replication slot): until then it serves stale reads and is no candidate"
+            ),
+            not_candidate: format!(
+                "find out why {address} stopped receiving from {active} (pg_stat_wal_receiver, and SELECT pg_last_wal_receive_lsn() on {address} against pg_current_wal_lsn() on {active}); a failover now would pass it over"
             ),
         }
     }

@@ -7,14 +7,15 @@
 //!   new primary.
 //! - check: per client, reachable, helper present, file writable, and where the name points:
 //!   all at the active server is OK; some unreachable or unwritable is a WARNING; a client
-//!   pointing at the standby or elsewhere is CRITICAL.
+//!   pointing at the standby or elsewhere, or without the name, is CRITICAL and about where
+//!   clients are sent now.
 
 use serde::Deserialize;
 
 use super::{Context, HostResult, LoadContext, Protocol};
 use crate::config::load::{RawSsh, host_list, step_ssh};
 use crate::error::Problem;
-use crate::model::Status;
+use crate::model::{Concern, Status};
 use crate::remote::{self, Exit, Output, argv_line};
 use crate::settings::{Host, SshSettings};
 
@@ -176,6 +177,63 @@ fn compatible(version_line: &str) -> Result<(), String> {
     }
 }
 
+impl EtcHosts {
+    /// What a client's hosts file says (pure, for tests). A client whose name points anywhere
+    /// but the active server, or is missing, sends its traffic elsewhere now
+    /// ([`Concern::Direction`]); one that cannot be reached or written would fail a failover.
+    fn check_verdict(
+        &self,
+        client: Client,
+        active: &str,
+        standby: &str,
+    ) -> (Status, Concern, String) {
+        let name = &self.service_host_name;
+        let (writable, points_at, line) = match client {
+            Client::Unreachable(e) => {
+                return (
+                    Status::Warning,
+                    Concern::Readiness,
+                    format!("unreachable: {e}"),
+                );
+            }
+            Client::NoHelper(e) => return (Status::Warning, Concern::Readiness, e),
+            Client::Seen {
+                writable,
+                points_at,
+                line,
+            } => (writable, points_at, line),
+        };
+        let unwritable = if writable {
+            String::new()
+        } else {
+            format!("; file not writable: {line}")
+        };
+        let misdirected = |what: String| (Status::Critical, Concern::Direction, what);
+        match points_at.as_deref() {
+            Some(ip) if ip == active && writable => (
+                Status::Ok,
+                Concern::Direction,
+                format!("{name} -> {ip} (active)"),
+            ),
+            Some(ip) if ip == active => (
+                Status::Warning,
+                Concern::Readiness,
+                format!("{name} -> {ip} (active){unwritable}"),
+            ),
+            Some(ip) if ip == standby => misdirected(format!(
+                "{name} points at the standby {standby}, not the active server {active}{unwritable}"
+            )),
+            Some(ip) => misdirected(format!(
+                "{name} points at {ip}, which is neither server (the active one is {active}){unwritable}"
+            )),
+            None => misdirected(format!(
+                "{name} is not in {}, so it does not lead to the active server {active}{unwritable}",
+                self.hosts_file
+            )),
+        }
+    }
+}
+
 fn result(host: &Host, status: Status, message: String, out: &Output) -> HostResult {
     HostResult::of(host.name(), status, &message, out)
 }
@@ -250,46 +308,10 @@ impl Protocol for EtcHosts {
 
     fn check(&self, ctx: &Context) -> Vec<HostResult> {
         let (active, standby) = (ctx.active(), ctx.standby());
-        let name = &self.service_host_name;
         remote::for_each_host(&self.client_hosts, |host| {
             let (client, out) = self.look(host, ctx);
-            let (status, message) = match client {
-                Client::Unreachable(e) => (Status::Warning, format!("unreachable: {e}")),
-                Client::NoHelper(e) => (Status::Warning, e),
-                Client::Seen {
-                    writable,
-                    points_at,
-                    line,
-                } => {
-                    let unwritable = if writable {
-                        String::new()
-                    } else {
-                        format!("; file not writable: {line}")
-                    };
-                    match points_at.as_deref() {
-                        Some(ip) if ip == standby => (
-                            Status::Critical,
-                            format!("{name} points at the standby {standby}{unwritable}"),
-                        ),
-                        Some(ip) if ip == active && writable => {
-                            (Status::Ok, format!("{name} -> {ip} (active)"))
-                        }
-                        Some(ip) if ip == active => (
-                            Status::Warning,
-                            format!("{name} -> {ip} (active){unwritable}"),
-                        ),
-                        Some(ip) => (
-                            Status::Critical,
-                            format!("{name} points at {ip}, which is neither server{unwritable}"),
-                        ),
-                        None => (
-                            Status::Critical,
-                            format!("{name} is not in {}{unwritable}", self.hosts_file),
-                        ),
-                    }
-                }
-            };
-            result(host, status, message, &out)
+            let (status, concern, message) = self.check_verdict(client, active, standby);
+            result(host, status, message, &out).about(concern)
         })
     }
 
@@ -321,6 +343,86 @@ mod tests {
             stdout: stdout.into(),
             stderr: String::new(),
             duration: Duration::ZERO,
+        }
+    }
+
+    /// Where a client's name points decides what its result is about: anywhere but the
+    /// active server is about now; a client that cannot be reached or written is about the
+    /// next failover.
+    #[test]
+    fn check_verdicts() {
+        let step = EtcHosts {
+            service_host_name: "db".into(),
+            client_hosts: vec![Host::Local],
+            hosts_file: "/etc/hosts".into(),
+            helper: "deadpool".into(),
+            ssh: SshSettings {
+                user: "deadpool".into(),
+                port: 22,
+                auth: crate::settings::SshAuth::Agent,
+                known_hosts: "/nonexistent/known_hosts".into(),
+                connect_timeout: Duration::from_secs(3),
+                command_timeout: Duration::from_secs(30),
+                sudo: false,
+            },
+        };
+        let seen = |writable: bool, at: Option<&str>| Client::Seen {
+            writable,
+            points_at: at.map(str::to_string),
+            line: "ERROR - not writable".into(),
+        };
+        let (ok, warn, crit) = (Status::Ok, Status::Warning, Status::Critical);
+        let (ready, now) = (Concern::Readiness, Concern::Direction);
+        // (what the client said, status, what it is about, words)
+        let table = [
+            (
+                seen(true, Some("10.0.0.2")),
+                ok,
+                now,
+                "db -> 10.0.0.2 (active)",
+            ),
+            (
+                seen(false, Some("10.0.0.2")),
+                warn,
+                ready,
+                "file not writable",
+            ),
+            (
+                seen(true, Some("10.0.0.1")),
+                crit,
+                now,
+                "db points at the standby 10.0.0.1, not the active server 10.0.0.2",
+            ),
+            (
+                seen(false, Some("10.0.0.1")),
+                crit,
+                now,
+                "not the active server 10.0.0.2; file not writable",
+            ),
+            (
+                seen(true, Some("10.0.0.9")),
+                crit,
+                now,
+                "db points at 10.0.0.9, which is neither server (the active one is 10.0.0.2)",
+            ),
+            (seen(true, None), crit, now, "db is not in /etc/hosts"),
+            (
+                Client::Unreachable("app1: refused".into()),
+                warn,
+                ready,
+                "unreachable: app1",
+            ),
+            (
+                Client::NoHelper("helper missing".into()),
+                warn,
+                ready,
+                "helper missing",
+            ),
+        ];
+        for (client, status, concern, words) in table {
+            let (s, c, m) = step.check_verdict(client, "10.0.0.2", "10.0.0.1");
+            assert_eq!((s, c), (status, concern), "{m}");
+            assert!(m.contains(words), "{m}");
         }
     }
 

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::config::load::{RawSsh, step_ssh};
 use crate::error::Problem;
-use crate::model::Status;
+use crate::model::{Concern, Status};
 use crate::settings::{SshSettings, validate_host};
 
 /// The step's `type`.
@@ -511,24 +511,26 @@ fn check_verdict(
     active: &str,
     standby: &str,
     standby_state: StandbyState,
-) -> (Status, String) {
+) -> (Status, Concern, String) {
     let shows = describe_all(servers);
-    let mut problems = Vec::new();
+    // Traffic that goes elsewhere than the active server now, and what only a failover needs.
+    let mut misdirected = Vec::new();
+    let mut unready = Vec::new();
     match find(servers, active) {
-        None => problems.push(format!("no server `{active}` (the active server)")),
-        Some(s) if !s.ready() => problems.push(format!(
+        None => misdirected.push(format!("no server `{active}` (the active server)")),
+        Some(s) if !s.ready() => misdirected.push(format!(
             "the active server {active} is not ready: traffic has nowhere to go"
         )),
-        Some(s) if !s.up() => problems.push(format!(
+        Some(s) if !s.up() => misdirected.push(format!(
             "the active server {active} is ready but not UP (its health check fails)"
         )),
         Some(_) => {}
     }
     match find(servers, standby) {
-        None => problems.push(format!("no server `{standby}` (the standby)")),
+        None => unready.push(format!("no server `{standby}` (the standby)")),
         Some(s) if s.maint() => {}
         Some(s) if s.drain() && standby_state == StandbyState::Drain => {}
-        Some(s) => problems.push(format!(
+        Some(s) => misdirected.push(format!(
             "the standby {standby} is {} instead of {}: it may get traffic",
             if s.drain() { "in drain" } else { "ready" },
             standby_state.as_str()
@@ -538,14 +540,25 @@ fn check_verdict(
         .iter()
         .filter(|s| s.name != active && s.name != standby && !s.maint())
     {
-        problems.push(format!("{} may get traffic too", other.name));
+        misdirected.push(format!("{} may get traffic too", other.name));
     }
-    if problems.is_empty() {
-        (Status::Ok, format!("{active} serves: {shows}"))
+    let concern = if misdirected.is_empty() {
+        Concern::Readiness
+    } else {
+        Concern::Direction
+    };
+    misdirected.extend(unready);
+    if misdirected.is_empty() {
+        (
+            Status::Ok,
+            Concern::Direction,
+            format!("{active} serves: {shows}"),
+        )
     } else {
         (
             Status::Critical,
-            format!("{}; HAProxy shows: {shows}", problems.join("; ")),
+            concern,
+            format!("{}; HAProxy shows: {shows}", misdirected.join("; ")),
         )
     }
 }
@@ -707,18 +720,24 @@ impl Haproxy {
         let (active, standby) = self.names(ctx);
         let line = self.state_line();
         let asked = self.ask(socket, &line, ctx);
-        let (status, message) = match &asked.answer {
-            Err(e) => (Status::Warning, format!("cannot ask HAProxy: {e}")),
+        let (status, concern, message) = match &asked.answer {
+            Err(e) => (
+                Status::Warning,
+                Concern::Readiness,
+                format!("cannot ask HAProxy: {e}"),
+            ),
             Ok(text) => match blocks(text).first().map(|b| parse_state(b, &self.backend)) {
                 Some(Ok(servers)) => check_verdict(&servers, active, standby, self.standby_state),
-                Some(Err(e)) => (Status::Critical, e),
+                Some(Err(e)) => (Status::Critical, Concern::Readiness, e),
                 None => (
                     Status::Warning,
+                    Concern::Readiness,
                     format!("answer cut short: `{}`", said_first(text)),
                 ),
             },
         };
         self.result(socket, status, message, &line, &asked)
+            .about(concern)
     }
 
     /// Runs `f` for every HAProxy at once, results in the order of `sockets`.
@@ -1107,42 +1126,48 @@ mod tests {
     #[test]
     fn check_verdicts() {
         let maint = StandbyState::Maint;
-        // (servers, standby state, status, words)
-        let table: &[(Vec<Server>, StandbyState, Status, &str)] = &[
+        // (servers, standby state, status, what it is about, words)
+        let table: &[(Vec<Server>, StandbyState, Status, Concern, &str)] = &[
             (
                 vec![server("db1", 2, 0), server("db2", 0, 1)],
                 maint,
                 Status::Ok,
+                Concern::Direction,
                 "db1 serves: db1 ready UP, db2 MAINT",
             ),
             (
                 vec![server("db1", 2, 0), server("db2", 2, 8)],
                 StandbyState::Drain,
                 Status::Ok,
+                Concern::Direction,
                 "db1 serves",
             ),
             (
                 vec![server("db1", 2, 0), server("db2", 2, 8)],
                 maint,
                 Status::Critical,
+                Concern::Direction,
                 "in drain instead of maint",
             ),
             (
                 vec![server("db1", 2, 0), server("db2", 2, 0)],
                 maint,
                 Status::Critical,
+                Concern::Direction,
                 "the standby db2 is ready",
             ),
             (
                 vec![server("db1", 0, 1), server("db2", 2, 0)],
                 maint,
                 Status::Critical,
+                Concern::Direction,
                 "the active server db1 is not ready",
             ),
             (
                 vec![server("db1", 0, 0), server("db2", 0, 1)],
                 maint,
                 Status::Critical,
+                Concern::Direction,
                 "ready but not UP",
             ),
             (
@@ -1153,18 +1178,27 @@ mod tests {
                 ],
                 maint,
                 Status::Critical,
+                Concern::Direction,
                 "db3 may get traffic too",
             ),
             (
                 vec![server("db2", 0, 1)],
                 maint,
                 Status::Critical,
+                Concern::Direction,
                 "no server `db1`",
             ),
+            (
+                vec![server("db1", 2, 0)],
+                maint,
+                Status::Critical,
+                Concern::Readiness,
+                "no server `db2` (the standby)",
+            ),
         ];
-        for (servers, standby_state, status, words) in table {
-            let (s, m) = check_verdict(servers, "db1", "db2", *standby_state);
-            assert_eq!(s, *status, "{m}");
+        for (servers, standby_state, status, concern, words) in table {
+            let (s, c, m) = check_verdict(servers, "db1", "db2", *standby_state);
+            assert_eq!((s, c), (*status, *concern), "{m}");
             assert!(m.contains(words), "{m}");
         }
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::load::{scalar_text, toml_msg};
 use crate::error::Problem;
-use crate::model::{PoolServers, Role, Status};
+use crate::model::{Concern, PoolServers, Role, Status};
 use crate::monitor::MonitorKind;
 pub use crate::monitor::Notes;
 use crate::settings::{SshSettings, host_key, parse_duration};
@@ -525,6 +525,9 @@ pub struct HostResult {
     /// not about the action: recorded with its status, it never fails the step
     /// ([`crate::rules::step_succeeded`]).
     pub aside: bool,
+    /// What a readiness check's status is about: where clients are sent now, or whether a
+    /// failover would work. Only `check` results set it; the others keep the default.
+    pub concern: Concern,
 }
 
 impl HostResult {
@@ -543,7 +546,13 @@ impl HostResult {
             output,
             duration,
             aside: false,
+            concern: Concern::Readiness,
         }
+    }
+
+    /// The same result, about `concern` ([`HostResult::concern`]).
+    pub fn about(self, concern: Concern) -> HostResult {
+        HostResult { concern, ..self }
     }
 
     /// The same result, about a server beside the step's action ([`HostResult::aside`]).
@@ -616,6 +625,9 @@ pub trait Protocol {
     fn type_name(&self) -> &'static str;
     fn preflight(&self, ctx: &Context) -> Vec<HostResult>;
     fn promote(&self, ctx: &Context) -> Vec<HostResult>;
+    /// The readiness check. A result about where the step sends clients now is marked
+    /// [`Concern::Direction`] (the report keeps it as it is in every state); the others are
+    /// about whether a failover would work.
     fn check(&self, ctx: &Context) -> Vec<HostResult>;
     /// Each host and the exact command `promote` would run there, for `--dry-run`.
     fn plan(&self, ctx: &Context) -> Vec<(String, String)>;

@@ -1,11 +1,13 @@
 //! The `plugin` step: a user executable run as `COMMAND preflight|promote|check` with the
-//! pool described in its environment (the contract in the README).
+//! pool described in its environment (the contract in the README). A `check` whose first
+//! line starts with `direction:` reports where clients are sent now.
 
 use std::path::{Path, PathBuf};
 
 use super::{Action, Context, HostResult, LoadContext, Protocol, host_result};
 use crate::config::load::{load_secret, resolve_program, scalar_text};
 use crate::error::Problem;
+use crate::model::Concern;
 use crate::remote;
 
 /// The step's `type`.
@@ -101,6 +103,21 @@ fn option(dir: &Path, key: &str, value: &toml::Value) -> Result<PluginOption, Pr
     })
 }
 
+/// The word a `check` starts its first line with to say that it reports where clients are
+/// sent now, not whether a failover would work (the README's plugin contract).
+pub const DIRECTION: &str = "direction:";
+
+/// A `check`'s stdout without its leading [`DIRECTION`] word (any case, and the blanks after
+/// it), when its first line starts with it.
+fn strip_direction(stdout: &str) -> Option<String> {
+    let head = stdout.get(..DIRECTION.len())?;
+    head.eq_ignore_ascii_case(DIRECTION).then(|| {
+        stdout[DIRECTION.len()..]
+            .trim_start_matches([' ', '\t'])
+            .to_string()
+    })
+}
+
 /// One option of a `plugin` step, as it reaches the plugin's environment.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PluginOption {
@@ -129,8 +146,18 @@ impl Plugin {
             self.program.to_string_lossy().into_owned(),
             action.as_str().to_string(),
         ];
-        let out = remote::run_local(&argv, &self.env(action, ctx), ctx.left());
-        vec![host_result("local", &out, action == Action::Check)]
+        let mut out = remote::run_local(&argv, &self.env(action, ctx), ctx.left());
+        if action != Action::Check {
+            return vec![host_result("local", &out, false)];
+        }
+        let concern = match strip_direction(&out.stdout) {
+            Some(rest) => {
+                out.stdout = rest;
+                Concern::Direction
+            }
+            None => Concern::Readiness,
+        };
+        vec![host_result("local", &out, true).about(concern)]
     }
 
     fn env(&self, action: Action, ctx: &Context) -> Vec<(String, String)> {
@@ -209,6 +236,26 @@ impl Protocol for Plugin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_check_says_it_reports_direction_with_its_first_word() {
+        let table = [
+            (
+                "direction: app1 -> 10.0.0.1\nmore",
+                Some("app1 -> 10.0.0.1\nmore"),
+            ),
+            ("DIRECTION:\tapp1", Some("app1")),
+            ("Direction:", Some("")),
+            ("all fine\ndirection: app1", None),
+            ("directions: app1", None),
+            ("direct", None),
+            ("directioné", None),
+            ("", None),
+        ];
+        for (stdout, rest) in table {
+            assert_eq!(strip_direction(stdout).as_deref(), rest, "{stdout:?}");
+        }
+    }
 
     #[test]
     fn plugin_options_become_env() {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::{Context, HostResult, LoadContext, Protocol, describe_output};
 use crate::config::load::{RawSsh, step_ssh};
 use crate::error::Problem;
-use crate::model::Status;
+use crate::model::{Concern, Status};
 use crate::remote::{self, Exit, Output};
 use crate::settings::{Host, SshSettings};
 use crate::text::shell_quote;
@@ -153,6 +153,48 @@ impl Vip {
         };
         (verdict, out)
     }
+}
+
+/// Where the address is, as the active server and the standby said (pure, for tests): not
+/// on the active server, or on the standby, sends clients elsewhere now; a server that
+/// cannot be asked is about the failover's logins.
+fn check_verdict(
+    vip: &str,
+    on_active: &Result<bool, String>,
+    on_standby: &Result<bool, String>,
+) -> ((Status, Concern, String), (Status, Concern, String)) {
+    let active = match on_active {
+        Ok(true) => (
+            Status::Ok,
+            Concern::Direction,
+            format!("{vip} is on the active server"),
+        ),
+        Ok(false) => (
+            Status::Critical,
+            Concern::Direction,
+            format!("{vip} is NOT on the active server"),
+        ),
+        Err(e) => (Status::Warning, Concern::Readiness, format!("active: {e}")),
+    };
+    let standby = match on_standby {
+        Ok(true) if matches!(on_active, Ok(true)) => (
+            Status::Critical,
+            Concern::Direction,
+            format!("{vip} is on BOTH servers"),
+        ),
+        Ok(true) => (
+            Status::Critical,
+            Concern::Direction,
+            format!("{vip} is on the standby"),
+        ),
+        Ok(false) => (
+            Status::Ok,
+            Concern::Direction,
+            format!("{vip} is not on the standby"),
+        ),
+        Err(e) => (Status::Warning, Concern::Readiness, format!("standby: {e}")),
+    };
+    (active, standby)
 }
 
 /// What the old primary's answer to the release allows (pure, for tests). `Ok(note)`: the
@@ -300,24 +342,13 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
             Host::Remote(standby.to_string()),
         ];
         let seen = remote::for_each_host(&hosts, |h| self.holds(h.name(), ctx));
-        let v = self.vip();
-        let (on_active, on_standby) = (&seen[0].0, &seen[1].0);
-        let active_result = match on_active {
-            Ok(true) => (Status::Ok, format!("{v} is on the active server")),
-            Ok(false) => (Status::Critical, format!("{v} is NOT on the active server")),
-            Err(e) => (Status::Warning, format!("active: {e}")),
-        };
-        let standby_result = match on_standby {
-            Ok(true) if matches!(on_active, Ok(true)) => {
-                (Status::Critical, format!("{v} is on BOTH servers"))
-            }
-            Ok(true) => (Status::Critical, format!("{v} is on the standby")),
-            Ok(false) => (Status::Ok, format!("{v} is not on the standby")),
-            Err(e) => (Status::Warning, format!("standby: {e}")),
+        let (active_result, standby_result) = check_verdict(&self.vip(), &seen[0].0, &seen[1].0);
+        let one = |host: &str, (status, concern, message): (Status, Concern, String), out| {
+            HostResult::of(host, status, &message, out).about(concern)
         };
         vec![
-            HostResult::of(active, active_result.0, &active_result.1, &seen[0].1),
-            HostResult::of(standby, standby_result.0, &standby_result.1, &seen[1].1),
+            one(active, active_result, &seen[0].1),
+            one(standby, standby_result, &seen[1].1),
         ]
     }
 
@@ -352,6 +383,64 @@ if [ -n \"$(ip -o addr show dev {i} to {v})\" ]; then echo present; else echo 'E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The address anywhere but on exactly the active server is about where clients are sent
+    /// now; a server that cannot be asked is about the next failover's logins.
+    #[test]
+    fn check_verdicts() {
+        let v = "10.0.0.100/24";
+        let e = || Err("cannot tell: ssh refused".to_string());
+        let (ok, warn, crit) = (Status::Ok, Status::Warning, Status::Critical);
+        let (ready, now) = (Concern::Readiness, Concern::Direction);
+        // (on the active server, on the standby, verdicts for each)
+        let table = [
+            (
+                Ok(true),
+                Ok(false),
+                (ok, now, "on the active server"),
+                (ok, now, "not on the standby"),
+            ),
+            (
+                Ok(false),
+                Ok(true),
+                (crit, now, "NOT on the active server"),
+                (crit, now, "is on the standby"),
+            ),
+            (
+                Ok(true),
+                Ok(true),
+                (ok, now, "on the active server"),
+                (crit, now, "on BOTH servers"),
+            ),
+            (
+                Ok(false),
+                Ok(false),
+                (crit, now, "NOT on the active server"),
+                (ok, now, "not on the standby"),
+            ),
+            (
+                e(),
+                Ok(false),
+                (warn, ready, "active: cannot tell"),
+                (ok, now, "not on the standby"),
+            ),
+            (
+                Ok(true),
+                e(),
+                (ok, now, "on the active server"),
+                (warn, ready, "standby: cannot tell"),
+            ),
+        ];
+        for (on_active, on_standby, want_active, want_standby) in table {
+            let (a, s) = check_verdict(v, &on_active, &on_standby);
+            for ((status, concern, message), (want_s, want_c, words)) in
+                [(a, want_active), (s, want_standby)]
+            {
+                assert_eq!((status, concern), (want_s, want_c), "{message}");
+                assert!(message.contains(words), "{message}");
+            }
+        }
+    }
 
     /// Only silence lets the new primary take the address; any answer but a release stops
     /// the step, unless forced.

@@ -4,7 +4,7 @@
 
 use crate::config::{Pool, format_duration};
 use crate::model::Role;
-use crate::model::{Health, PoolState, Status};
+use crate::model::{Concern, Health, PoolState, Status};
 use crate::state::{MonitorRow, Pause, PoolRecord, ReadinessRow, TickRecord};
 use crate::text::{format_time, human_secs};
 
@@ -355,6 +355,11 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
         let Some(row) = f.row(role).filter(|m| m.health.is_alive()) else {
             continue;
         };
+        let hints = pool
+            .monitor
+            .kind
+            .get()
+            .replication_hints(address, active_address);
         if let Some(forked) = forked_off(f, active, role, row) {
             out.push(forked);
             continue;
@@ -369,9 +374,7 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
                     role.as_str(),
                     pool.address(source)
                 ),
-                format!(
-                    "repoint {address} to {active_address} (MySQL: CHANGE MASTER TO MASTER_HOST='{active_address}', MASTER_USE_GTID=slave_pos; Redis: REPLICAOF {active_address} PORT)"
-                ),
+                hints.wrong_source,
             ));
             continue;
         }
@@ -385,9 +388,7 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
                     role.as_str(),
                     r.problem.as_deref().unwrap_or("its replication link is down")
                 ),
-                format!(
-                    "fix {address}'s replication from {active_address} (SHOW REPLICA STATUS: the replication account, the network; Redis: masterauth): until then it serves stale reads and is no candidate"
-                ),
+                hints.not_receiving,
             ));
             continue;
         }
@@ -406,10 +407,11 @@ fn replication(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
         {
             out.push(found(
                 Status::Warning,
-                format!("standby {} ({address}) is not a candidate: {why}", role.as_str()),
                 format!(
-                    "find out why {address} stopped receiving from {active_address} (SHOW REPLICA STATUS; INFO replication); a failover now would pass it over"
+                    "standby {} ({address}) is not a candidate: {why}",
+                    role.as_str()
                 ),
+                hints.not_candidate,
             ));
         }
     }
@@ -503,8 +505,8 @@ fn degraded_hint(message: &str) -> &'static str {
     }
 }
 
-/// One step's readiness: its status in the tree and its problems. A locked pool cannot
-/// fail over until reset, so its readiness problems are capped at WARNING (advice).
+/// One step's readiness: its status in the tree and its problems (each by
+/// [`readiness_found`]).
 pub fn readiness(f: &PoolFacts, index: usize) -> (Status, Vec<Found>) {
     let step = &f.pool.steps[index];
     let rows: Vec<&ReadinessRow> = f
@@ -532,33 +534,11 @@ pub fn readiness(f: &PoolFacts, index: usize) -> (Status, Vec<Found>) {
         .map(|r| r.status)
         .max()
         .unwrap_or(Status::Unknown);
-    let locked_note = if f.locked() {
-        " (pool locked: applies after reset)"
-    } else {
-        ""
-    };
-    for r in rows.iter().filter(|r| r.status != Status::Ok) {
-        let capped = if f.locked() {
-            r.status.min(Status::Warning)
-        } else {
-            r.status
-        };
-        out.push(found(
-            capped,
-            format!(
-                "step {} `{}` on {}: {} (checked {} ago){locked_note}",
-                index + 1,
-                step.name,
-                r.host,
-                r.message,
-                human_secs(age_s(f.now, r.checked_at).max(0.0))
-            ),
-            format!(
-                "fix it on {}: a failover now would fail at this step",
-                r.host
-            ),
-        ));
-    }
+    out.extend(
+        (rows.iter())
+            .filter(|r| r.status != Status::Ok)
+            .map(|r| readiness_found(f, index, r)),
+    );
     let oldest = rows.iter().map(|r| r.checked_at).min().unwrap_or(f.now);
     if f.now - oldest > f.stale_after_ms {
         status = status.max(Status::Warning);
@@ -574,6 +554,62 @@ pub fn readiness(f: &PoolFacts, index: usize) -> (Status, Vec<Found>) {
         ));
     }
     (status, out)
+}
+
+/// One readiness result that is not OK, as a problem. Where clients are sent is a fact
+/// about now: its status stands in every state, locked ones included. Whether a failover
+/// would work matters to a locked pool only once it is reset: capped at WARNING, as advice.
+fn readiness_found(f: &PoolFacts, index: usize, r: &ReadinessRow) -> Found {
+    let step = &f.pool.steps[index];
+    let (status, note, hint) = match (r.concern, f.locked()) {
+        // A passing state, such as a resolver's cache that expires by itself.
+        (Concern::Direction, _) if r.status == Status::Warning => (
+            r.status,
+            "",
+            format!(
+                "watch {}: clients there may still be sent elsewhere than the active server {}, as the message says",
+                r.host,
+                f.pool.address(f.active())
+            ),
+        ),
+        (Concern::Direction, _) => (
+            r.status,
+            "",
+            format!(
+                "fix it on {} now: clients are sent elsewhere than the active server {} (if something puts it back, such as config management, fix that too)",
+                r.host,
+                f.pool.address(f.active())
+            ),
+        ),
+        (Concern::Readiness, false) => (
+            r.status,
+            "",
+            format!(
+                "fix it on {}: a failover now would fail at this step",
+                r.host
+            ),
+        ),
+        (Concern::Readiness, true) => (
+            r.status.min(Status::Warning),
+            " (pool locked: applies after reset)",
+            format!(
+                "fix it on {} before `deadpool reset {}`: a failover after the reset would fail at this step",
+                r.host, f.pool.name
+            ),
+        ),
+    };
+    found(
+        status,
+        format!(
+            "step {} `{}` on {}: {} (checked {} ago){note}",
+            index + 1,
+            step.name,
+            r.host,
+            r.message,
+            human_secs(age_s(f.now, r.checked_at).max(0.0))
+        ),
+        hint,
+    )
 }
 
 #[cfg(test)]
@@ -945,6 +981,108 @@ mod tests {
         );
     }
 
+    /// The hints of the replication findings in the server kind's own terms: PostgreSQL's
+    /// standbys follow `primary_conninfo` and show it in `pg_stat_wal_receiver`; MySQL's and
+    /// Redis's words are unchanged.
+    #[test]
+    fn replication_hints_by_server_kind() {
+        use crate::monitor::Replica;
+        let pool_of = |monitor: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("pools")).unwrap();
+            std::fs::write(dir.path().join("deadpool.toml"), "state_dir = \"state\"\n").unwrap();
+            let pw = dir.path().join("pw");
+            std::fs::write(&pw, "secret\n").unwrap();
+            std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            std::fs::write(
+                dir.path().join("pools/db.toml"),
+                format!("primary = \"db1\"\nstandbys = [\"db2\", \"db3\"]\n[monitor]\n{monitor}\n"),
+            )
+            .unwrap();
+            Config::load(dir.path()).unwrap().pools.remove(0)
+        };
+        let locked = rec(PoolState::FailedOver, 0, Role::SECONDARY);
+        let standby = |source: &str, receiving: bool| MonitorRow {
+            replica: Some(Replica {
+                source: source.into(),
+                receiving,
+                received: None,
+                applied: None,
+                lag_seconds: None,
+                problem: (!receiving).then(|| "not streaming".to_string()),
+            }),
+            ..row(Role::at(2), Health::Up, Some(true))
+        };
+        // The hints for a standby that replicates from db1, then one that does not receive.
+        let hints = |p: &Pool| {
+            [standby("db1", true), standby("db2", false)].map(|s| {
+                let monitor = [row(Role::SECONDARY, Health::Up, Some(false)), s];
+                let f = facts(p, Some(&locked), &monitor, &[]);
+                let got = replication(&f, Role::SECONDARY, &[Role::PRIMARY, Role::at(2)]);
+                assert_eq!(got.len(), 1, "{got:?}");
+                got[0].hint.clone()
+            })
+        };
+        let postgres = "type = \"postgres\"";
+        let [wrong, silent] = hints(&pool_of(postgres));
+        for (hint, words) in [
+            (
+                &wrong,
+                "repoint db3 to db2: ALTER SYSTEM SET primary_conninfo = 'host=db2",
+            ),
+            (&wrong, "pg_stat_wal_receiver there shows sender_host db2"),
+            (
+                &silent,
+                "SELECT status, sender_host FROM pg_stat_wal_receiver",
+            ),
+        ] {
+            assert!(hint.contains(words), "{hint}");
+        }
+        let pg = pool_of(postgres)
+            .monitor
+            .kind
+            .get()
+            .replication_hints("db3", "db2");
+        assert!(
+            pg.not_candidate
+                .contains("pg_last_wal_receive_lsn() on db3"),
+            "{pg:?}"
+        );
+        for hint in [&wrong, &silent, &pg.not_candidate] {
+            assert!(
+                !hint.contains("SHOW REPLICA")
+                    && !hint.contains("Redis")
+                    && !hint.contains("MySQL"),
+                "{hint}"
+            );
+        }
+        for kind in [
+            "type = \"mysql\"\npassword_file = \"pw\"",
+            "type = \"redis\"",
+            "type = \"tcp\"\nport = 3306",
+        ] {
+            let [wrong, silent] = hints(&pool_of(kind));
+            assert_eq!(
+                wrong,
+                "repoint db3 to db2 (MySQL: CHANGE MASTER TO MASTER_HOST='db2', MASTER_USE_GTID=slave_pos; Redis: REPLICAOF db2 PORT)"
+            );
+            assert_eq!(
+                silent,
+                "fix db3's replication from db2 (SHOW REPLICA STATUS: the replication account, the network; Redis: masterauth): until then it serves stale reads and is no candidate"
+            );
+            assert_eq!(
+                pool_of(kind)
+                    .monitor
+                    .kind
+                    .get()
+                    .replication_hints("db3", "db2")
+                    .not_candidate,
+                "find out why db3 stopped receiving from db2 (SHOW REPLICA STATUS; INFO replication); a failover now would pass it over"
+            );
+        }
+    }
+
     #[test]
     fn degraded_hints_name_what_to_look_at() {
         let tls = "TLS: the server's certificate is not signed by ca.pem (unable to get local issuer certificate): put the CA that signed it in ca_file";
@@ -957,46 +1095,92 @@ mod tests {
     fn readiness_table() {
         let p = pool();
         let armed = rec(PoolState::Armed, 0, Role::PRIMARY);
-        let locked = rec(PoolState::FailedOver, 0, Role::SECONDARY);
-        let r = |status: Status, age_s: i64| ReadinessRow {
+        let locked = [
+            PoolState::FailedOver,
+            PoolState::FailoverFailed,
+            PoolState::Interrupted,
+        ]
+        .map(|state| rec(state, 0, Role::SECONDARY));
+        let r = |status: Status, concern: Concern, age_s: i64| ReadinessRow {
             step_index: 0,
             step_name: "x".into(),
             host: "app1".into(),
             status,
+            concern,
             message: "said so".into(),
             checked_at: NOW - age_s * 1000,
         };
+        let (ready, direction) = (Concern::Readiness, Concern::Direction);
         // (record, rows, step status, problems' statuses)
-        let rows: Vec<(&PoolRecord, Vec<ReadinessRow>, Status, Vec<Status>)> = vec![
+        let mut rows: Vec<(&PoolRecord, Vec<ReadinessRow>, Status, Vec<Status>)> = vec![
             (&armed, vec![], Status::Unknown, vec![Status::Warning]),
-            (&armed, vec![r(Status::Ok, 1)], Status::Ok, vec![]),
+            (&armed, vec![r(Status::Ok, ready, 1)], Status::Ok, vec![]),
             (
                 &armed,
-                vec![r(Status::Critical, 1)],
+                vec![r(Status::Critical, ready, 1)],
                 Status::Critical,
                 vec![Status::Critical],
             ),
             (
-                &locked,
-                vec![r(Status::Critical, 1)],
+                &armed,
+                vec![r(Status::Critical, direction, 1)],
                 Status::Critical,
-                vec![Status::Warning],
+                vec![Status::Critical],
             ),
             (
                 &armed,
-                vec![r(Status::Ok, 120)],
+                vec![r(Status::Ok, ready, 120)],
                 Status::Warning,
                 vec![Status::Warning],
             ),
         ];
+        for locked in &locked {
+            rows.extend([
+                (
+                    locked,
+                    vec![r(Status::Critical, ready, 1)],
+                    Status::Critical,
+                    vec![Status::Warning],
+                ),
+                (
+                    locked,
+                    vec![r(Status::Critical, direction, 1)],
+                    Status::Critical,
+                    vec![Status::Critical],
+                ),
+                (
+                    locked,
+                    vec![r(Status::Warning, direction, 1)],
+                    Status::Warning,
+                    vec![Status::Warning],
+                ),
+            ]);
+        }
         for (rec, rd, status, problems) in rows {
             let (s, found) = readiness(&facts(&p, Some(rec), &[], &rd), 0);
             assert_eq!(s, status, "{found:?}");
             assert_eq!(
                 found.iter().map(|f| f.status).collect::<Vec<_>>(),
                 problems,
-                "{found:?}"
+                "{:?}: {found:?}",
+                rec.state
             );
+            for (row, f) in rd.iter().zip(&found) {
+                let waits = rec.state.is_locked() && row.concern == ready;
+                assert_eq!(
+                    f.message.ends_with("(pool locked: applies after reset)"),
+                    waits,
+                    "{f:?}"
+                );
+                let about_now = row.concern == direction && row.status == Status::Critical;
+                assert_eq!(
+                    f.hint.starts_with(
+                        "fix it on app1 now: clients are sent elsewhere than the active server db"
+                    ),
+                    about_now,
+                    "{f:?}"
+                );
+            }
         }
     }
 

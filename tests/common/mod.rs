@@ -496,3 +496,93 @@ impl Drop for Rechecking<'_> {
         }
     }
 }
+
+/// A real sshd on 127.0.0.1 for one test, outside the lab: its own host key, a client key it
+/// accepts, and a known_hosts file naming it. Needs openssh-server installed. Killed when
+/// dropped.
+pub struct Sshd {
+    child: std::process::Child,
+    pub port: u16,
+    /// The client's private key, which this sshd accepts for root.
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+impl Sshd {
+    /// Starts it with its files in `dir` (created) and waits until it accepts connections.
+    pub fn start(dir: &Path) -> Sshd {
+        fs::create_dir_all(dir).unwrap();
+        let keygen = |name: &str| {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(name))
+                .stdin(Stdio::null())
+                .output()
+                .expect("ssh-keygen (openssh-client) must be installed");
+            assert!(out.status.success(), "ssh-keygen: {out:?}");
+        };
+        keygen("host_key");
+        keygen("client_key");
+        fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let config = dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nAuthorizedKeysFile {}\nLogLevel ERROR\n",
+                dir.join("host_key").display(),
+                dir.join("authorized_keys").display()
+            ),
+        )
+        .unwrap();
+        let host_key = fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        let known_hosts = dir.join("known_hosts");
+        let key: Vec<&str> = host_key.split_whitespace().take(2).collect();
+        fs::write(
+            &known_hosts,
+            format!("[127.0.0.1]:{port} {}\n", key.join(" ")),
+        )
+        .unwrap();
+        let log = fs::File::create(dir.join("sshd.log")).unwrap();
+        let mut child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sshd (openssh-server) must be installed at /usr/sbin/sshd");
+        let started = std::time::Instant::now();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            let log = || fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("sshd exited ({status}): {}", log());
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sshd did not listen on port {port} within 10 s: {}", log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd {
+            child,
+            port,
+            key: dir.join("client_key"),
+            known_hosts,
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

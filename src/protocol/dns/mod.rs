@@ -36,7 +36,7 @@ fn in_path(program: &str) -> bool {
 }
 
 use super::{Context, HostResult, Notes, Protocol};
-use crate::model::Status;
+use crate::model::{Concern, Status};
 use crate::remote::{self, Exit, Output};
 
 /// What a query saw: the response code, whether the answer was authoritative, and the
@@ -218,16 +218,24 @@ fn primary_verdict(
     cfg: &Dns,
     active: &str,
     standby: &str,
-) -> (Status, String) {
+) -> (Status, Concern, String) {
     let (name, rtype) = (&cfg.service_host_name, cfg.record.as_str());
     let answer = match answer {
-        Err(e) => return (Status::Warning, format!("cannot ask {}: {e}", cfg.server)),
+        Err(e) => {
+            return (
+                Status::Warning,
+                Concern::Readiness,
+                format!("cannot ask {}: {e}", cfg.server),
+            );
+        }
         Ok(a) => a,
     };
     let shows = answer.describe(rtype);
+    let misdirected = |what: String| (Status::Critical, Concern::Direction, what);
     if answer.rcode == "NOERROR" && !answer.authoritative {
         return (
             Status::Warning,
+            Concern::Readiness,
             format!(
                 "{} answers {name} without authority ({shows}): is it the zone's primary?",
                 cfg.server
@@ -240,6 +248,7 @@ fn primary_verdict(
             if ttl > cfg.max_ttl {
                 (
                     Status::Warning,
+                    Concern::Readiness,
                     format!(
                         "{name} {rtype} -> {active} (active), but its TTL {ttl}s is above max_ttl {}s: after a failover clients keep the old address for up to {}",
                         cfg.max_ttl,
@@ -251,23 +260,19 @@ fn primary_verdict(
             } else {
                 (
                     Status::Ok,
+                    Concern::Direction,
                     format!("{name} {rtype} -> {active} (active), TTL {ttl}s"),
                 )
             }
         }
-        values if values.contains(&standby) => (
-            Status::Critical,
-            format!("{name} {rtype} points at the standby: {shows}"),
-        ),
-        [] => (Status::Critical, format!("{name}: {shows}")),
-        [_] => (
-            Status::Critical,
-            format!("{name} {rtype} points at {shows}, which is neither server"),
-        ),
-        _ => (
-            Status::Critical,
-            format!("{name} has several {rtype} records: {shows}"),
-        ),
+        values if values.contains(&standby) => {
+            misdirected(format!("{name} {rtype} points at the standby: {shows}"))
+        }
+        [] => misdirected(format!("{name}: {shows}")),
+        [_] => misdirected(format!(
+            "{name} {rtype} points at {shows}, which is neither server"
+        )),
+        _ => misdirected(format!("{name} has several {rtype} records: {shows}")),
     }
 }
 
@@ -280,17 +285,28 @@ fn resolver_verdict(
     resolver: &str,
     active: &str,
     standby: &str,
-) -> (Status, String) {
+) -> (Status, Concern, String) {
     let (name, rtype) = (&cfg.service_host_name, cfg.record.as_str());
     let answer = match answer {
-        Err(e) => return (Status::Warning, format!("cannot ask {resolver}: {e}")),
+        Err(e) => {
+            return (
+                Status::Warning,
+                Concern::Readiness,
+                format!("cannot ask {resolver}: {e}"),
+            );
+        }
         Ok(a) => a,
     };
     let shows = answer.describe(rtype);
     match answer.records.as_slice() {
-        [r] if r.value == active => (Status::Ok, format!("{name} -> {active} (active)")),
+        [r] if r.value == active => (
+            Status::Ok,
+            Concern::Direction,
+            format!("{name} -> {active} (active)"),
+        ),
         [r] if r.value == standby && r.ttl <= cfg.max_ttl => (
             Status::Warning,
+            Concern::Direction,
             format!(
                 "{name} still -> {standby} (the standby) from the resolver's cache, for up to {}s more",
                 r.ttl
@@ -298,10 +314,12 @@ fn resolver_verdict(
         ),
         records if records.iter().any(|r| r.value == standby) => (
             Status::Critical,
+            Concern::Direction,
             format!("{name} points at the standby here: {shows}"),
         ),
         _ => (
             Status::Critical,
+            Concern::Direction,
             format!("{name} is {shows} here, not {active} (active)"),
         ),
     }
@@ -742,8 +760,9 @@ impl Protocol for Dns {
         std::thread::scope(|s| {
             let primary = s.spawn(|| {
                 let (answer, out) = self.at_primary(ctx);
-                let (status, message) = primary_verdict(&answer, c, &active, &standby);
+                let (status, concern, message) = primary_verdict(&answer, c, &active, &standby);
                 self.result(&self.server_label(), status, message, &[&out])
+                    .about(concern)
             });
             let resolvers: Vec<_> = c
                 .verify_servers
@@ -754,9 +773,9 @@ impl Protocol for Dns {
                         let label = host_label(server, *port);
                         let (answer, out) =
                             self.dig(server, *port, &c.service_host_name, rtype, false, ctx);
-                        let (status, message) =
+                        let (status, concern, message) =
                             resolver_verdict(&answer, c, &label, active, standby);
-                        self.result(&label, status, message, &[&out])
+                        self.result(&label, status, message, &[&out]).about(concern)
                     })
                 })
                 .collect();
@@ -937,62 +956,72 @@ other.internal.example.\t30\tIN\tA\t10.213.0.13
     fn primary_verdicts() {
         let cfg = cfg();
         let (active, standby) = ("10.0.0.11", "10.0.0.12");
-        // (answer, status, words)
-        let table: &[(Result<Answer, String>, Status, &str)] = &[
+        // (answer, status, what it is about, words)
+        let table: &[(Result<Answer, String>, Status, Concern, &str)] = &[
             (
                 answer("NOERROR", true, &[("10.0.0.11", 30)]),
                 Status::Ok,
+                Concern::Direction,
                 "-> 10.0.0.11 (active), TTL 30s",
             ),
             (
                 answer("NOERROR", true, &[("10.0.0.11", 3600)]),
                 Status::Warning,
+                Concern::Readiness,
                 "TTL 3600s is above max_ttl 30s",
             ),
             (
                 answer("NOERROR", true, &[("10.0.0.12", 30)]),
                 Status::Critical,
+                Concern::Direction,
                 "points at the standby",
             ),
             (
                 answer("NOERROR", true, &[("10.0.0.11", 30), ("10.0.0.12", 30)]),
                 Status::Critical,
+                Concern::Direction,
                 "points at the standby",
             ),
             (
                 answer("NOERROR", true, &[("10.0.0.11", 30), ("10.0.0.99", 30)]),
                 Status::Critical,
+                Concern::Direction,
                 "several A records",
             ),
             (
                 answer("NOERROR", true, &[("10.0.0.99", 30)]),
                 Status::Critical,
+                Concern::Direction,
                 "neither server",
             ),
             (
                 answer("NXDOMAIN", true, &[]),
                 Status::Critical,
+                Concern::Direction,
                 "missing (NXDOMAIN)",
             ),
             (
                 answer("NOERROR", true, &[]),
                 Status::Critical,
+                Concern::Direction,
                 "no A record",
             ),
             (
                 answer("NOERROR", false, &[("10.0.0.11", 30)]),
                 Status::Warning,
+                Concern::Readiness,
                 "without authority",
             ),
             (
                 Err("connection timed out".into()),
                 Status::Warning,
+                Concern::Readiness,
                 "cannot ask 10.0.0.53",
             ),
         ];
-        for (a, status, words) in table {
-            let (s, m) = primary_verdict(a, &cfg, active, standby);
-            assert_eq!(s, *status, "{a:?}: {m}");
+        for (a, status, concern, words) in table {
+            let (s, c, m) = primary_verdict(a, &cfg, active, standby);
+            assert_eq!((s, c), (*status, *concern), "{a:?}: {m}");
             assert!(m.contains(words), "{a:?}: {m}");
         }
     }
@@ -1001,37 +1030,47 @@ other.internal.example.\t30\tIN\tA\t10.213.0.13
     fn resolver_verdicts() {
         let cfg = cfg();
         let (active, standby) = ("10.0.0.11", "10.0.0.12");
-        let table: &[(Result<Answer, String>, Status, &str)] = &[
+        let table: &[(Result<Answer, String>, Status, Concern, &str)] = &[
             (
                 answer("NOERROR", false, &[("10.0.0.11", 12)]),
                 Status::Ok,
+                Concern::Direction,
                 "-> 10.0.0.11 (active)",
             ),
             (
                 answer("NOERROR", false, &[("10.0.0.12", 12)]),
                 Status::Warning,
+                Concern::Direction,
                 "for up to 12s more",
             ),
             (
                 answer("NOERROR", false, &[("10.0.0.12", 3600)]),
                 Status::Critical,
+                Concern::Direction,
                 "points at the standby here",
             ),
             (
                 answer("NXDOMAIN", false, &[]),
                 Status::Critical,
+                Concern::Direction,
                 "missing (NXDOMAIN) here",
             ),
             (
                 answer("NOERROR", false, &[("10.0.0.99", 5)]),
                 Status::Critical,
+                Concern::Direction,
                 "not 10.0.0.11",
             ),
-            (Err("refused".into()), Status::Warning, "cannot ask r1"),
+            (
+                Err("refused".into()),
+                Status::Warning,
+                Concern::Readiness,
+                "cannot ask r1",
+            ),
         ];
-        for (a, status, words) in table {
-            let (s, m) = resolver_verdict(a, &cfg, "r1", active, standby);
-            assert_eq!(s, *status, "{a:?}: {m}");
+        for (a, status, concern, words) in table {
+            let (s, c, m) = resolver_verdict(a, &cfg, "r1", active, standby);
+            assert_eq!((s, c), (*status, *concern), "{a:?}: {m}");
             assert!(m.contains(words), "{a:?}: {m}");
         }
     }
