@@ -617,6 +617,7 @@ mod tests {
             read_only,
             replica: None,
             position: None,
+            durability: None,
         }
     }
 
