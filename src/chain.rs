@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::config::{OnFailure, Pool};
+use crate::config::{OnFailure, Pool, Step};
+use crate::lost::{Input, NewFrom, NewPrimary, OldFrom, OldPrimary};
 use crate::model::EventKind;
 use crate::model::Role;
 use crate::model::{PoolState, Status};
-use crate::protocol::{self, Action, Context, Force, HostResult};
+use crate::protocol::{self, Action, Context, Force, Held, HostResult};
 use crate::rules::{self, AfterStep, BlockReason, HostVerdict};
 use crate::ssh::Sessions;
 use crate::state::{Event, PoolRecord, State, now_ms};
@@ -319,6 +320,34 @@ struct Steps<'a> {
     aborted_by: Option<&'a str>,
     succeeded: Vec<bool>,
     failed: Vec<&'a str>,
+    /// The first promoting step, once it ran or was skipped.
+    promotion: Option<Promotion<'a>>,
+}
+
+/// What the chain's promoting step did to the new primary.
+#[derive(Debug)]
+struct Promotion<'a> {
+    step: &'a str,
+    /// It made the new primary writable.
+    promoted: bool,
+    /// What the new primary held then, as the step read it.
+    held: Option<Held>,
+}
+
+impl<'a> Steps<'a> {
+    /// Notes a promoting step's outcome (the first one only: it is the one that moved the
+    /// service). `hosts`: its results, none when it did not run.
+    fn note_promotion(&mut self, step: &'a Step, new_primary: &str, hosts: &[HostResult]) {
+        if self.promotion.is_some() || !step.kind.get().promotes() {
+            return;
+        }
+        let result = hosts.iter().find(|h| !h.aside && h.host == new_primary);
+        self.promotion = Some(Promotion {
+            step: &step.name,
+            promoted: result.is_some_and(|h| h.status == Status::Ok || h.held.is_some()),
+            held: result.and_then(|h| h.held.clone()),
+        });
+    }
 }
 
 /// One step: skipped after an abort, refused by the guard, or run and recorded.
@@ -333,11 +362,13 @@ fn run_step<'a>(
 ) {
     let step = &pool.steps[index];
     let event = || EventKind::Step.of(&pool.name, run.actor).step(&step.name);
+    let new_primary = pool.address(to);
     if let Some(failed) = steps.aborted_by {
         recorder.add(vec![event().status(Status::Unknown).message(format!(
             "skipped: step `{failed}` failed and stopped the chain"
         ))]);
         steps.succeeded.push(false);
+        steps.note_promotion(step, new_primary, &[]);
         return;
     }
     if let Some(Err(e)) = run.guard.map(|g| g.check(rec, Some(&step.name))) {
@@ -347,6 +378,7 @@ fn run_step<'a>(
         steps.succeeded.push(false);
         steps.failed.push(&step.name);
         steps.aborted_by = Some(&step.name);
+        steps.note_promotion(step, new_primary, &[]);
         return;
     }
     recorder.add(vec![
@@ -369,6 +401,7 @@ fn run_step<'a>(
     };
     let hosts = protocol::run(Action::Promote, &ctx);
     let took = step_clock.elapsed();
+    steps.note_promotion(step, new_primary, &hosts);
     (run.progress)(Progress::Finished { hosts: &hosts });
     // No result at all is a failure; a result aside from the step's action is recorded
     // with its status but does not fail it.
@@ -411,6 +444,57 @@ fn run_step<'a>(
     }
 }
 
+/// What [`crate::lost::assess`] compares at the chain's end: the old primary's newest
+/// position from the rounds (when they tracked that primary), and what the new primary
+/// held once writable as its promoting step read it; without a promoting step, what it
+/// had received when the failover was decided. `rec` is still as the chain committed it.
+fn loss_input(pool: &Pool, rec: &PoolRecord, from: Role, to: Role, steps: &Steps) -> Input {
+    let (old, new) = (pool.address(from), pool.address(to));
+    let progress = Some(&rec.progress).filter(|p| p.primary == old);
+    let sample = progress.and_then(|p| p.samples.last());
+    let received = (progress.and_then(|p| p.standbys.get(new))).and_then(|s| s.received.as_ref());
+    let decided = |how: String| NewPrimary {
+        address: new.to_string(),
+        position: received.cloned(),
+        from: NewFrom::Decision,
+        how,
+        timeline_before: received.and_then(|r| r.timeline),
+    };
+    let new_primary = match &steps.promotion {
+        None => decided(String::new()),
+        Some(p) if !p.promoted => NewPrimary {
+            position: None,
+            from: NewFrom::NotPromoted,
+            ..decided(format!("step `{}` did not make {new} writable", p.step))
+        },
+        Some(Promotion {
+            held: Some(held), ..
+        }) => NewPrimary {
+            position: Some(held.position.clone()),
+            from: NewFrom::Promotion,
+            ..decided(held.how.clone())
+        },
+        Some(p) => decided(format!(
+            "step `{}` could not read it after the promotion",
+            p.step
+        )),
+    };
+    Input {
+        unit: pool.monitor.kind.unit(),
+        old: OldPrimary {
+            address: old.to_string(),
+            position: sample.map(|(_, p)| p.clone()),
+            seen_at: sample.map(|(at, _)| *at),
+            from: OldFrom::LastHealthyCheck,
+        },
+        new: new_primary,
+        // Salvage of the old primary's binary log comes here once a step does it.
+        salvaged: None,
+        outage_at: progress.and_then(|p| p.down_since),
+        started_at: rec.state_since,
+    }
+}
+
 /// The chain's end: the pool locked in its end state, recorded (retried) with its event.
 fn finish(
     pool: &Pool,
@@ -421,20 +505,23 @@ fn finish(
     clock: Instant,
     recorder: &mut Recorder,
 ) {
+    let loss = crate::lost::assess(loss_input(pool, rec, run.from, to, steps));
     rec.state = rules::chain_end(&steps.succeeded);
     rec.state_since = now_ms();
     rec.failures = 0;
     let took = clock.elapsed().as_secs_f64();
     let target = format!("{} ({})", to.as_str(), pool.address(to));
+    let lost = loss.clause();
     rec.reason = if steps.failed.is_empty() {
-        format!("failed over to {target} in {took:.1}s; locked until reset")
+        format!("failed over to {target} in {took:.1}s; {lost}; locked until reset")
     } else {
         let failed: Vec<String> = steps.failed.iter().map(|s| format!("`{s}`")).collect();
         format!(
-            "failover to {target} failed at step {}; locked until reset",
+            "failover to {target} failed at step {}; {lost}; locked until reset",
             failed.join(", ")
         )
     };
+    recorder.add(vec![EventKind::Lost.of(&pool.name, run.actor).loss(loss)]);
     let status = if steps.failed.is_empty() {
         Status::Warning
     } else {

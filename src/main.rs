@@ -16,6 +16,7 @@ mod fuzz;
 mod hostsfile;
 mod known_hosts;
 mod log;
+mod lost;
 mod model;
 mod monitor;
 mod mysql;

@@ -229,13 +229,16 @@ pub enum EventKind {
     Adopted,
     /// A person dropped the record of a pool no longer configured (`reset OLD --forget`).
     Forgotten,
+    /// What a chain's promotion lost: the old primary's last known position against what
+    /// the new primary held once writable (`crate::lost::Loss`).
+    Lost,
     /// The chain's end: `failed_over` or `failover_failed`.
     End(PoolState),
 }
 
 impl EventKind {
     /// The kinds with a name of their own (every kind but [`EventKind::End`]).
-    const NAMED: [EventKind; 15] = [
+    const NAMED: [EventKind; 16] = [
         EventKind::Armed,
         EventKind::Blocked,
         EventKind::Interrupted,
@@ -251,6 +254,7 @@ impl EventKind {
         EventKind::PauseExpired,
         EventKind::Adopted,
         EventKind::Forgotten,
+        EventKind::Lost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -270,6 +274,7 @@ impl EventKind {
             EventKind::PauseExpired => "pause_expired",
             EventKind::Adopted => "adopted",
             EventKind::Forgotten => "forgotten",
+            EventKind::Lost => "lost",
             EventKind::End(state) => state.as_str(),
         }
     }

@@ -379,6 +379,22 @@ impl Client {
         }
     }
 
+    /// The semi-synchronous replication variables and status counters (`rpl_semi_sync_*`,
+    /// `Rpl_semi_sync_*`, in the `master` or the `source` spelling) as (name, value); none
+    /// on a server without semi-sync.
+    pub fn semi_sync(&mut self) -> Result<Vec<(String, String)>, Failure> {
+        let mut out = Vec::new();
+        for sql in [
+            "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'",
+            "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%'",
+        ] {
+            let rows: Vec<(String, Option<String>)> =
+                self.conn.query(sql).map_err(|e| self.fail(e))?;
+            out.extend(rows.into_iter().map(|(k, v)| (k, v.unwrap_or_default())));
+        }
+        Ok(out)
+    }
+
     /// The end of this server's binary log as (file, position): `SHOW BINARY LOG STATUS`
     /// (MySQL 8.2+, the only spelling in 8.4), else `SHOW MASTER STATUS`. `None` when the
     /// server writes no binary log.

@@ -4,6 +4,8 @@
 //! one; Redis replication offset; PostgreSQL WAL location and timeline). Plain data with its
 //! order and its words; no I/O.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One position in a primary's stream.
@@ -18,6 +20,10 @@ pub struct Position {
     /// the sequence numbers of its domains), so a difference reads as transactions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transactions: Option<u64>,
+    /// The GTID position itself, as the server gives it (MariaDB `0-1-57`, MySQL
+    /// `uuid:1-57`), where there is one: which transactions a difference holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
     /// The PostgreSQL timeline the location was written on, where it is known. WAL
     /// locations keep counting across a promotion; the timeline tells a server that
     /// followed a promotion from one that did not, whose further locations are of another
@@ -30,7 +36,8 @@ pub struct Position {
 }
 
 /// What kind of stream a position belongs to, for the words of a difference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Unit {
     Binlog,
     Redis,
@@ -51,6 +58,7 @@ impl Position {
             file: binlog_number(file_name),
             offset,
             transactions: transactions_in(gtid),
+            gtid: (!gtid.is_empty()).then(|| gtid.to_string()),
             timeline: None,
             text,
         }
@@ -62,6 +70,7 @@ impl Position {
             file: 0,
             offset,
             transactions: None,
+            gtid: None,
             timeline: None,
             text: format!("offset {offset}"),
         }
@@ -85,6 +94,7 @@ impl Position {
             file: 0,
             offset,
             transactions: None,
+            gtid: None,
             timeline,
             text: match timeline {
                 Some(t) => format!("{location} (timeline {t})"),
@@ -181,6 +191,134 @@ pub fn transactions_in(gtid: &str) -> Option<u64> {
         }
     }
     Some(total)
+}
+
+/// The transactions of the GTID position `ahead` that `behind` lacks: how many, and which
+/// (MariaDB: `0-1-51 to 0-1-57` per domain; MySQL: `uuid:51-57` per source). `None` when
+/// either is empty, not understood, or the two are of different kinds.
+pub fn missing_gtids(ahead: &str, behind: &str) -> Option<(u64, String)> {
+    let (ahead, behind) = (ahead.trim(), behind.trim());
+    if ahead.is_empty() || behind.is_empty() {
+        return None;
+    }
+    match (ahead.contains(':'), behind.contains(':')) {
+        (false, false) => missing_by_domain(ahead, behind),
+        (true, true) => missing_by_source(ahead, behind),
+        _ => None,
+    }
+}
+
+/// MariaDB's `domain-server-seq` list: per domain, its last GTID.
+fn domains(gtid: &str) -> Option<BTreeMap<u64, (u64, u64)>> {
+    let mut out = BTreeMap::new();
+    for part in gtid.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let numbers: Vec<u64> = part
+            .split('-')
+            .map(|n| n.parse().ok())
+            .collect::<Option<_>>()?;
+        let [domain, server, seq] = numbers[..] else {
+            return None;
+        };
+        out.insert(domain, (server, seq));
+    }
+    Some(out)
+}
+
+fn missing_by_domain(ahead: &str, behind: &str) -> Option<(u64, String)> {
+    let (ahead, behind) = (domains(ahead)?, domains(behind)?);
+    let mut count = 0;
+    let mut which = Vec::new();
+    for (domain, (server, seq)) in &ahead {
+        let had = behind.get(domain).map_or(0, |(_, s)| *s);
+        if *seq > had {
+            count += seq - had;
+            which.push(if seq - had == 1 {
+                format!("{domain}-{server}-{seq}")
+            } else {
+                format!("{domain}-{server}-{} to {domain}-{server}-{seq}", had + 1)
+            });
+        }
+    }
+    Some((count, which.join(", ")))
+}
+
+/// MySQL's `uuid:1-5:7` sets: per source, its intervals of transaction numbers.
+fn sources(gtid: &str) -> Option<BTreeMap<String, Vec<(u64, u64)>>> {
+    let mut out: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for part in gtid.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (uuid, intervals) = part.split_once(':')?;
+        let list = out.entry(uuid.trim().to_ascii_lowercase()).or_default();
+        for interval in intervals.split(':') {
+            let (a, b) = match interval.split_once('-') {
+                Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+                None => {
+                    let a = interval.parse().ok()?;
+                    (a, a)
+                }
+            };
+            if b < a {
+                return None;
+            }
+            list.push((a, b));
+        }
+    }
+    Some(out)
+}
+
+/// The intervals of `ahead` that none of `behind` covers.
+fn subtract(ahead: &[(u64, u64)], behind: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut behind = behind.to_vec();
+    behind.sort_unstable();
+    let mut out = Vec::new();
+    for &(a, b) in ahead {
+        // The first number of this interval not yet known to be covered or not.
+        let mut start = a;
+        let mut covered_to_end = false;
+        for &(c, d) in &behind {
+            if d < start {
+                continue;
+            }
+            if c > b {
+                break;
+            }
+            if c > start {
+                out.push((start, c - 1));
+            }
+            if d >= b {
+                covered_to_end = true;
+                break;
+            }
+            start = d + 1;
+        }
+        if !covered_to_end {
+            out.push((start, b));
+        }
+    }
+    out
+}
+
+fn missing_by_source(ahead: &str, behind: &str) -> Option<(u64, String)> {
+    let (ahead, behind) = (sources(ahead)?, sources(behind)?);
+    let mut count = 0;
+    let mut which = Vec::new();
+    for (uuid, intervals) in &ahead {
+        let gone = subtract(intervals, behind.get(uuid).map_or(&[][..], Vec::as_slice));
+        if gone.is_empty() {
+            continue;
+        }
+        count += gone.iter().map(|(a, b)| b - a + 1).sum::<u64>();
+        let parts: Vec<String> = (gone.iter())
+            .map(|(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect();
+        which.push(format!("{uuid}:{}", parts.join(":")));
+    }
+    Some((count, which.join(", ")))
 }
 
 #[cfg(test)]
@@ -294,5 +432,54 @@ mod tests {
         }
         assert_eq!(binlog_number("mysql-bin.000042"), 42);
         assert_eq!(binlog_number("nodots"), 0);
+    }
+
+    #[test]
+    fn missing_gtids_say_how_many_and_which() {
+        const A: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        type Row<'a> = (&'a str, &'a str, Option<(u64, &'a str)>);
+        let rows: &[Row] = &[
+            ("0-1-57", "0-1-50", Some((7, "0-1-51 to 0-1-57"))),
+            ("0-1-57", "0-1-56", Some((1, "0-1-57"))),
+            ("0-1-57", "0-1-57", Some((0, ""))),
+            ("0-1-57", "0-1-60", Some((0, ""))),
+            ("0-1-57,1-2-3", "0-1-57", Some((3, "1-2-1 to 1-2-3"))),
+            ("0-1-5", "0-2-3,1-1-9", Some((2, "0-1-4 to 0-1-5"))),
+            (
+                "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-57",
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-50",
+                Some((7, "3e11fa47-71ca-11e1-9e33-c80aa9429562:51-57")),
+            ),
+            (
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-10:20-30",
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-4:6-25",
+                Some((6, "3e11fa47-71ca-11e1-9e33-c80aa9429562:5:26-30")),
+            ),
+            (
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-3",
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-3,ffffffff-0000-0000-0000-000000000000:1-9",
+                Some((0, "")),
+            ),
+            ("0-1-5", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-3", None),
+            ("", "0-1-5", None),
+            ("0-1", "0-1-5", None),
+            ("x:1-b", "x:1", None),
+            ("x:5-1", "x:1", None),
+        ];
+        for (ahead, behind, want) in rows {
+            let got = missing_gtids(ahead, behind);
+            let want = want.map(|(n, t)| (n, t.to_string()));
+            assert_eq!(got, want, "{ahead} against {behind}");
+        }
+        let whole = format!("{A}:1-100");
+        let holes = format!("{A}:2-99");
+        assert_eq!(
+            missing_gtids(&whole, &holes),
+            Some((2, format!("{A}:1:100")))
+        );
+        assert_eq!(
+            missing_gtids(&format!("{A}:1-5"), &format!("{A}:1-{}", u64::MAX)),
+            Some((0, String::new()))
+        );
     }
 }

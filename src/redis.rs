@@ -331,6 +331,10 @@ pub struct Replication {
     /// A replica's processed offset, or a primary's written offset.
     pub offset: Option<i64>,
     pub connected_replicas: usize,
+    /// A primary's `min_slaves_good_slaves`: how many replicas are within
+    /// `min-replicas-max-lag` now. Redis shows it only when `min-replicas-to-write` (and
+    /// `min-replicas-max-lag`) is set.
+    pub good_replicas: Option<u64>,
 }
 
 impl Replication {
@@ -349,6 +353,7 @@ impl Replication {
                 "slave_repl_offset" => r.offset = value.parse().ok(),
                 "master_repl_offset" if r.offset.is_none() => r.offset = value.parse().ok(),
                 "connected_slaves" => r.connected_replicas = value.parse().unwrap_or(0),
+                "min_slaves_good_slaves" => r.good_replicas = value.parse().ok(),
                 _ => {}
             }
         }

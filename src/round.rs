@@ -512,6 +512,7 @@ pub fn monitor_rows_for(checks: &[(Role, &Check)], at: i64) -> Vec<MonitorRow> {
             read_only: c.facts.as_ref().and_then(|f| f.read_only),
             replica: c.facts.as_ref().and_then(|f| f.replication.clone()),
             position: c.facts.as_ref().and_then(|f| f.position.clone()),
+            durability: c.facts.as_ref().and_then(|f| f.durability.clone()),
         })
         .collect()
 }
@@ -670,14 +671,16 @@ fn progress_after(facts: &Facts, standbys: &[Seen]) -> Progress {
             )
         })
         .collect();
-    rules::track(
+    let mut progress = rules::track(
         &facts.record.progress,
         pool.address(active),
         primary_position,
         &seen,
         facts.now,
         |a, b| (facts.same_host)(a, b),
-    )
+    );
+    rules::note_outage(&mut progress, facts.active.health.is_alive(), facts.now);
+    progress
 }
 
 /// A pair's one standby is down too.

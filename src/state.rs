@@ -13,8 +13,9 @@ use anyhow::{Context as _, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::Error;
+use crate::lost::Loss;
 use crate::model::{PoolServers, Role};
-use crate::monitor::Replica;
+use crate::monitor::{Durability, Replica};
 use crate::orphans::Recorded;
 use crate::position::Position;
 use crate::rules::Progress;
@@ -23,7 +24,7 @@ use crate::model::{Concern, EventKind, Health, Status};
 
 /// The schema this build writes. A database with a higher number was written by a newer
 /// deadpool and is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE pools (
@@ -117,6 +118,9 @@ CREATE TABLE pruning (id INTEGER PRIMARY KEY CHECK (id = 1), horizon INTEGER NOT
 const SCHEMA_V7: &str = "
 CREATE TABLE pool_servers (pool TEXT PRIMARY KEY, servers TEXT NOT NULL);
 ";
+
+/// Version 9: what a failover lost ([`crate::lost::Loss`]), as JSON, on its `lost` event.
+const SCHEMA_V9: &str = "ALTER TABLE history ADD COLUMN lost TEXT NOT NULL DEFAULT '';";
 
 /// The most tick intervals one round may move the pruning horizon forward: history that a
 /// clock jump makes look old goes at ten times the pace of real time, not all at once.
@@ -239,6 +243,9 @@ pub struct MonitorRow {
     pub position: Option<Position>,
     /// For database monitors: whether the server is read-only; `None` when unknown.
     pub read_only: Option<bool>,
+    /// For database monitors, of a primary: whether its acknowledged writes are on a
+    /// standby too.
+    pub durability: Option<Durability>,
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +277,9 @@ pub struct Event {
     pub message: String,
     pub output: String,
     pub duration_ms: Option<i64>,
+    /// On a `lost` event: what the failover lost, in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<Loss>,
 }
 
 /// A status as the row holds it: its name, or `""` for none.
@@ -293,6 +303,9 @@ pub struct EventText {
     pub message: String,
     pub output: String,
     pub duration_ms: Option<i64>,
+    /// What a failover lost (a `lost` event); absent in entries of older builds.
+    #[serde(default)]
+    pub lost: Option<Loss>,
 }
 
 impl EventText {
@@ -319,6 +332,7 @@ impl EventText {
             message: self.message,
             output: self.output,
             duration_ms: self.duration_ms,
+            lost: self.lost,
         })
     }
 }
@@ -339,6 +353,7 @@ impl EventKind {
             message: String::new(),
             output: String::new(),
             duration_ms: None,
+            lost: None,
         }
     }
 }
@@ -373,6 +388,15 @@ impl Event {
     pub fn message(mut self, message: impl Into<String>) -> Event {
         self.message = message.into();
         self
+    }
+
+    /// What a failover lost: its words are the message, its positions the output.
+    pub fn loss(self, loss: Loss) -> Event {
+        Event {
+            output: loss.details().join("\n"),
+            lost: Some(loss.clone()),
+            ..self.status(loss.verdict.status()).message(loss.words)
+        }
     }
 
     /// Host, status, message, output and duration from one host's result.
@@ -915,6 +939,7 @@ impl State {
                 read_only,
                 replica: facts.replica,
                 position: facts.position,
+                durability: facts.durability,
             });
         }
         Ok(out)
@@ -1065,13 +1090,36 @@ impl State {
             .optional()?)
     }
 
+    /// What the chain that locked `pool` lost: its newest `lost` event since the chain's
+    /// start (`None` before version 9, or when its chain recorded none).
+    pub fn loss(&self, pool: &str) -> Result<Option<Loss>> {
+        if self.version < 9 {
+            return Ok(None);
+        }
+        let conn = self.conn();
+        let text: Option<String> = conn
+            .query_row(
+                &format!(
+                    "SELECT lost FROM history WHERE pool = ?1 AND event = '{}' AND id >
+                       (SELECT COALESCE(MAX(id), 0) FROM history WHERE pool = ?1 AND event = '{FAILOVER_STARTED}')
+                     ORDER BY id DESC LIMIT 1",
+                    EventKind::Lost.as_str()
+                ),
+                [pool],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(text.as_deref().and_then(loss_from_json))
+    }
+
     /// The newest `limit` events (optionally of one pool), oldest first.
     pub fn history(&self, pool: Option<&str>, limit: u32) -> Result<Vec<Event>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, at, pool, event, actor, step, host, status, message, output, duration_ms FROM history
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, at, pool, event, actor, step, host, status, message, output, duration_ms, {} FROM history
              WHERE ?1 IS NULL OR pool = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
+            if self.version >= 9 { "lost" } else { "''" }
+        ))?;
         let rows = stmt.query_map(params![pool, limit], |r| {
             Ok(EventText {
                 id: r.get(0)?,
@@ -1085,6 +1133,7 @@ impl State {
                 message: r.get(8)?,
                 output: r.get(9)?,
                 duration_ms: r.get(10)?,
+                lost: loss_from_json(&r.get::<_, String>(11)?),
             })
         })?;
         let mut events = Vec::new();
@@ -1105,6 +1154,15 @@ impl State {
         events.reverse();
         Ok(events)
     }
+}
+
+/// What a failover lost, from its event's `lost` column: `None` for an empty one or one
+/// this build cannot read (a newer deadpool's); the event's words still say it.
+fn loss_from_json(text: &str) -> Option<Loss> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    serde_json::from_str(text).ok()
 }
 
 /// Writes a pool's row. `last_system_check_at` is only set on insert: the readiness checks
@@ -1202,15 +1260,18 @@ struct RowFacts {
     replica: Option<Replica>,
     #[serde(skip_serializing_if = "Option::is_none")]
     position: Option<Position>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    durability: Option<Durability>,
 }
 
 fn row_facts_json(row: &MonitorRow) -> String {
-    if row.replica.is_none() && row.position.is_none() {
+    if row.replica.is_none() && row.position.is_none() && row.durability.is_none() {
         return String::new();
     }
     let facts = RowFacts {
         replica: row.replica.clone(),
         position: row.position.clone(),
+        durability: row.durability.clone(),
     };
     serde_json::to_string(&facts).unwrap_or_default()
 }
@@ -1226,9 +1287,12 @@ fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<usize> {
             [pool],
         )?;
     }
+    let lost = (e.lost.as_ref())
+        .and_then(|l| serde_json::to_string(l).ok())
+        .unwrap_or_default();
     conn.execute(
-        "INSERT INTO history (at, pool, event, actor, step, host, status, message, output, duration_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO history (at, pool, event, actor, step, host, status, message, output, duration_ms, lost)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             e.at,
             e.pool,
@@ -1239,7 +1303,8 @@ fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<usize> {
             e.status.map_or("", Status::as_str),
             e.message,
             output,
-            e.duration_ms
+            e.duration_ms,
+            lost
         ],
     )
 }
@@ -1377,6 +1442,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         (6, SCHEMA_V6),
         (7, SCHEMA_V7),
         (8, SCHEMA_V8),
+        (9, SCHEMA_V9),
     ] {
         if version < to {
             conn.execute_batch(&format!(
@@ -1607,6 +1673,56 @@ mod tests {
         assert!(state.history(None, 10).unwrap().is_empty(), "pruned");
         assert_eq!(state.failovers().unwrap().get("db"), Some(&2));
         assert_eq!(EventKind::FailoverStarted.as_str(), FAILOVER_STARTED);
+    }
+
+    /// A `lost` event keeps its loss whole; the pool's loss is its newest chain's only.
+    #[test]
+    fn a_failovers_loss_is_kept_with_its_chain() {
+        use crate::lost::{Input, NewFrom, NewPrimary, OldFrom, OldPrimary, assess};
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let loss = assess(Input {
+            unit: crate::position::Unit::Redis,
+            old: OldPrimary {
+                address: "db1".into(),
+                position: Some(Position::redis(1205)),
+                seen_at: Some(1000),
+                from: OldFrom::LastHealthyCheck,
+            },
+            new: NewPrimary {
+                address: "db2".into(),
+                position: Some(Position::redis(1000)),
+                from: NewFrom::Promotion,
+                how: "master_repl_offset".into(),
+                timeline_before: None,
+            },
+            salvaged: None,
+            outage_at: Some(1800),
+            started_at: 3000,
+        });
+        assert_eq!(state.loss("db").unwrap(), None);
+        let started = EventKind::FailoverStarted.of("db", "tick");
+        let lost = EventKind::Lost.of("db", "tick").loss(loss.clone());
+        assert_eq!(lost.status, Some(Status::Warning));
+        assert_eq!(lost.message, loss.words);
+        state.add_events(&[started.clone(), lost]).unwrap();
+        let events = state.history(Some("db"), 10).unwrap();
+        assert_eq!(events[1].lost.as_ref(), Some(&loss));
+        assert!(events[1].output.starts_with("old primary db1: offset 1205"));
+        assert_eq!(events[0].lost, None);
+        let json = serde_json::to_value(&events[1]).unwrap();
+        assert_eq!(json["lost"]["verdict"]["amount"], 205);
+        assert!(
+            serde_json::to_value(&events[0])
+                .unwrap()
+                .get("lost")
+                .is_none()
+        );
+        assert_eq!(state.loss("db").unwrap(), Some(loss));
+        // A newer chain that recorded none yet: the old loss is not its.
+        state.add_events(&[started]).unwrap();
+        assert_eq!(state.loss("db").unwrap(), None);
+        assert_eq!(state.loss("other").unwrap(), None);
     }
 
     #[test]

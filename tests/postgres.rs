@@ -897,3 +897,252 @@ fn postgres_promote_fence_stop_needs_ssh_only_while_the_old_primary_answers() {
         inst.history()
     );
 }
+
+/// [`promoting_pool`] as a pair: the primary and one standby.
+fn promoting_pair(port: u16) -> String {
+    promoting_pool(port).replace(
+        "standbys = [\"127.0.0.2\", \"127.0.0.3\"]",
+        "secondary = \"127.0.0.2\"",
+    )
+}
+
+/// The pool's one `lost` event (`history --json`), with the failover's end.
+fn lost_event(inst: &Instance) -> (serde_json::Value, serde_json::Value) {
+    let events = inst.events("db");
+    let of = |kind: &str| {
+        let found: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == kind).collect();
+        assert_eq!(found.len(), 1, "one {kind} event: {}", inst.history());
+        found[0].clone()
+    };
+    (of("lost"), of("failed_over"))
+}
+
+/// `0/3000148 (timeline 1)` as a WAL location for SQL: `0/3000148`.
+fn location(text: &str) -> String {
+    text.split(' ').next().unwrap().to_string()
+}
+
+/// Asynchronous, then synchronous replication as the report and check-config tell it;
+/// then a crash once the standby has everything the primary was last seen with: the
+/// failover says it lost nothing, in history and in every report.
+#[test]
+fn a_failover_after_the_standby_caught_up_loses_nothing() {
+    let port = free_ports(56432, 1)[0];
+    let first = Server::primary_at("127.0.0.1", port);
+    first.sql("CREATE TABLE t (i int); INSERT INTO t VALUES (1);");
+    let second = Server::standby_at(&first, "127.0.0.2", port);
+    eventually("the standby streams", || {
+        second.streams_from() == "127.0.0.1"
+    });
+    let inst = Instance::exact(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", &promoting_pair(port))],
+    );
+    write_secrets(&inst);
+    assert_eq!(inst.tick().code, 0);
+
+    let durability = &inst.pool_json("db")["durability"];
+    assert_eq!(durability["server"], "127.0.0.1", "{durability}");
+    assert_eq!(durability["guaranteed"], false, "{durability}");
+    assert_eq!(
+        durability["how"], "synchronous_standby_names is empty",
+        "{durability}"
+    );
+    let check = inst.run(&["check-config"]);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(
+        check.stdout.contains(
+            "pool db: replication from 127.0.0.1 is asynchronous (synchronous_standby_names is empty): writes it acknowledged that no standby had received yet are lost at a failover, and deadpool does not salvage them"
+        ),
+        "{check:?}"
+    );
+    assert!(
+        !check.stdout.contains("warning: pool db: replication"),
+        "a note, not a warning: {check:?}"
+    );
+
+    first.sql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+    first.sql("SELECT pg_reload_conf()");
+    eventually("the standby is synchronous", || {
+        first.sql("SELECT sync_state FROM pg_stat_replication") == "sync"
+    });
+    first.sql("INSERT INTO t VALUES (2)");
+    inst.tick();
+    let durability = &inst.pool_json("db")["durability"];
+    assert_eq!(durability["guaranteed"], true, "{durability}");
+    assert_eq!(
+        durability["how"],
+        "synchronous_standby_names = '*', synchronous_commit = on, 1 synchronous standby"
+    );
+    let full = inst.run(&["report", "--full"]).stdout;
+    assert!(
+        full.contains("    durability of 127.0.0.1: writes the primary acknowledges are on a standby first (synchronous_standby_names = '*'"),
+        "{full}"
+    );
+    let check = inst.run(&["check-config"]);
+    assert!(!check.stdout.contains("is asynchronous"), "{check:?}");
+
+    // The standby has all the primary had when the last tick saw it.
+    let seen = location(
+        servers(&inst, "db")["127.0.0.1"]["position"]
+            .as_str()
+            .unwrap(),
+    );
+    eventually("the standby replays what the tick saw", || {
+        second.sql(&format!("SELECT pg_last_wal_replay_lsn() >= '{seen}'")) == "t"
+    });
+    first.crash();
+    tick_until_failed_over(&inst);
+    assert_eq!(second.sql("SELECT count(*) FROM t"), "2");
+
+    let (lost, end) = lost_event(&inst);
+    assert_eq!(
+        (lost["status"].as_str(), lost["message"].as_str()),
+        (Some("OK"), Some("nothing lost")),
+        "{lost}"
+    );
+    let loss = &lost["lost"];
+    assert_eq!(loss["verdict"]["kind"], "nothing", "{loss}");
+    assert_eq!(loss["unit"], "wal");
+    assert_eq!(loss["old_primary"]["address"], "127.0.0.1");
+    assert_eq!(
+        location(loss["old_primary"]["position"]["text"].as_str().unwrap()),
+        seen,
+        "{loss}"
+    );
+    assert_eq!(loss["old_primary"]["position"]["timeline"], 1, "{loss}");
+    assert_eq!(loss["new_primary"]["from"], "promotion", "{loss}");
+    assert!(
+        loss["new_primary"]["how"]
+            .as_str()
+            .unwrap()
+            .starts_with("pg_last_wal_replay_lsn() after the promotion, where timeline 2 began"),
+        "{loss}"
+    );
+    let held = location(loss["new_primary"]["position"]["text"].as_str().unwrap());
+    assert_eq!(
+        second.sql(&format!("SELECT pg_wal_lsn_diff('{held}', '{seen}') >= 0")),
+        "t",
+        "{loss}"
+    );
+    let end = end["message"].as_str().unwrap();
+    assert!(end.contains("; nothing lost; locked until reset"), "{end}");
+
+    let pool = inst.pool_json("db");
+    assert_eq!(pool["lost"]["words"], "nothing lost", "{pool}");
+    let full = inst.run(&["report", "--full"]).stdout;
+    assert!(
+        full.contains("\n  lost at the failover: nothing lost\n    old primary 127.0.0.1: "),
+        "{full}"
+    );
+    let nagios = inst.run(&["report", "--nagios"]).stdout;
+    assert!(
+        nagios.contains("; nothing lost; locked until reset"),
+        "{nagios}"
+    );
+    let history = inst.history();
+    assert!(
+        history
+            .lines()
+            .any(|l| l.contains(" lost ") && l.contains(" OK ") && l.ends_with(" nothing lost")),
+        "{history}"
+    );
+}
+
+/// The standby stops receiving; rows written on the primary, which a tick sees; the
+/// primary crashes and the standby is promoted all the same (`max_promote_lag` allows
+/// it): the failover says how much WAL it lost at most, as PostgreSQL counts it.
+#[test]
+fn a_failover_from_a_standby_that_stopped_receiving_says_what_it_lost() {
+    let port = free_ports(57432, 1)[0];
+    let first = Server::primary_at("127.0.0.1", port);
+    first.sql("CREATE TABLE t (i int); INSERT INTO t VALUES (1);");
+    let second = Server::standby_at(&first, "127.0.0.2", port);
+    eventually("the standby streams", || {
+        second.streams_from() == "127.0.0.1"
+    });
+    let pool = promoting_pair(port).replace(
+        "max_failed_checks = 1\n",
+        "max_failed_checks = 1\nmax_promote_lag = \"1h\"\n",
+    );
+    let inst = Instance::exact(
+        "tick_interval = \"1s\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", &pool)],
+    );
+    write_secrets(&inst);
+    assert_eq!(inst.tick().code, 0);
+
+    second.sql("ALTER SYSTEM SET primary_conninfo = ''");
+    second.sql("SELECT pg_reload_conf()");
+    eventually("the standby's WAL receiver stops", || {
+        second.sql("SELECT count(*) FROM pg_stat_wal_receiver") == "0"
+    });
+    first.sql("INSERT INTO t SELECT generate_series(2, 1000)");
+    let written = first.sql("SELECT pg_current_wal_lsn()");
+    inst.tick();
+    let seen = location(
+        servers(&inst, "db")["127.0.0.1"]["position"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(
+        first.sql(&format!(
+            "SELECT pg_wal_lsn_diff('{seen}', '{written}') >= 0"
+        )),
+        "t",
+        "the tick saw the rows written"
+    );
+    first.crash();
+    tick_until_failed_over(&inst);
+    assert_eq!(
+        second.sql("SELECT count(*) FROM t"),
+        "1",
+        "the rows are lost"
+    );
+
+    let (lost, end) = lost_event(&inst);
+    assert_eq!(lost["status"], "WARNING", "{lost}");
+    let loss = &lost["lost"];
+    assert_eq!(loss["verdict"]["kind"], "at_most", "{loss}");
+    assert_eq!(loss["verdict"]["of"], "wal_bytes", "{loss}");
+    let n = loss["verdict"]["amount"].as_u64().unwrap();
+    assert!(n > 0, "{loss}");
+    let old = location(loss["old_primary"]["position"]["text"].as_str().unwrap());
+    let held = location(loss["new_primary"]["position"]["text"].as_str().unwrap());
+    assert_eq!(old, seen, "{loss}");
+    assert_eq!(
+        second.sql(&format!("SELECT pg_wal_lsn_diff('{old}', '{held}')")),
+        n.to_string(),
+        "{loss}"
+    );
+    let words = lost["message"].as_str().unwrap();
+    assert!(
+        words.starts_with(&format!("at most {n} bytes of WAL lost, last seen "))
+            && words.ends_with(" before the outage"),
+        "{words}"
+    );
+    assert_eq!(loss["words"], words);
+    let output = lost["output"].as_str().unwrap();
+    assert!(
+        output.contains(&format!("old primary 127.0.0.1: {old} (timeline 1) at its last healthy check"))
+            && output.contains(&format!("new primary 127.0.0.2: held {held} when it was made writable (pg_last_wal_replay_lsn() after the promotion")),
+        "{output}"
+    );
+    assert!(
+        end["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("; {words}; locked until reset")),
+        "{end}"
+    );
+
+    let pool = inst.pool_json("db");
+    assert_eq!(pool["lost"]["words"], words, "{pool}");
+    let full = inst.run(&["report", "--full"]).stdout;
+    assert!(
+        full.contains(&format!("\n  lost at the failover: {words}\n")),
+        "{full}"
+    );
+    let nagios = inst.run(&["report", "--nagios"]);
+    assert!(nagios.stdout.contains(words), "{nagios:?}");
+}

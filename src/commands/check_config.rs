@@ -38,6 +38,7 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     let mut warnings = Vec::new();
     let mut probes: Vec<Probe> = Vec::new();
     let mut cluster_line = None;
+    let mut replication_notes = Vec::new();
     if !args.offline {
         // Probe in the direction the next failover would take.
         let state = crate::state::State::open_read_only(&config.state_dir)
@@ -48,7 +49,7 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
                 .as_ref()
                 .and_then(|s| s.pool(&pool.name).ok().flatten());
             let active = rec.map_or(Role::PRIMARY, |r| r.active);
-            probe(pool, active, &mut probes);
+            probe(pool, active, &mut probes, &mut replication_notes);
         }
         if let Some(cluster) = &config.cluster {
             match crate::cluster::probe(cluster) {
@@ -81,6 +82,7 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
 
     let mut notes = Vec::new();
     notes.extend(cluster_line);
+    notes.extend(replication_notes);
     for pool in &config.pools {
         monitor_notes(pool, &mut notes, &mut warnings);
         step_notes(pool, &mut notes, &mut warnings);
@@ -190,8 +192,14 @@ fn pool_warnings(config: &Config, warnings: &mut Vec<String>) {
 /// toward the standby of each step whose type asks for it (`mysql_promote` and
 /// `redis_promote`: logins, grants, replication; `dns`: the zone's SOA, the TSIG key, the
 /// record; `haproxy`: each proxy's level, backend and servers).
-fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
+fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>, notes: &mut Vec<String>) {
     for ((role, _), check) in pool.servers().roles().zip(monitor::check_all(pool)) {
+        let durability = check.facts.as_ref().and_then(|f| f.durability.as_ref());
+        if role == active
+            && let Some(note) = durability.and_then(|d| asynchronous_note(pool, active, d))
+        {
+            notes.push(note);
+        }
         probes.push(Probe {
             pool: pool.name.clone(),
             status: match check.health {
@@ -230,6 +238,19 @@ fn probe(pool: &Pool, active: Role, probes: &mut Vec<Probe>) {
             });
         }
     }
+}
+
+/// The note for a pool whose active server acknowledges writes before a standby has them
+/// (pure, for tests): a failover loses those, and no step salvages them yet.
+fn asynchronous_note(pool: &Pool, active: Role, d: &monitor::Durability) -> Option<String> {
+    (d.guaranteed == Some(false)).then(|| {
+        format!(
+            "pool {}: replication from {} is asynchronous ({}): writes it acknowledged that no standby had received yet are lost at a failover, and deadpool does not salvage them; it records how much a failover lost in `history` and `report`",
+            pool.name,
+            pool.address(active),
+            d.how
+        )
+    })
 }
 
 /// What the pool's monitor type says beyond the checks of both servers.

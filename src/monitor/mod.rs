@@ -321,6 +321,46 @@ pub struct Facts {
     /// whose replication was stopped cleanly). `None` also when the monitor account may not
     /// read it: a missing privilege is no reason to call a server down.
     pub position: Option<crate::position::Position>,
+    /// A primary's: whether the writes it acknowledges are on a standby too.
+    pub durability: Option<Durability>,
+}
+
+/// Whether the writes a primary acknowledges are on a standby before it acknowledges them:
+/// synchronous replication (PostgreSQL), semi-synchronous (MySQL, MariaDB), or neither.
+/// Plain data, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Durability {
+    /// `Some(true)`: a standby has every write before the primary acknowledges it;
+    /// `Some(false)`: writes are acknowledged before any standby has them (asynchronous);
+    /// `None`: the monitor cannot tell.
+    pub guaranteed: Option<bool>,
+    /// Why, in the server's terms: `synchronous_standby_names = 'FIRST 1 (s2)', 1 standby
+    /// sync`, `semi-sync enabled but not active`.
+    pub how: String,
+}
+
+impl Durability {
+    pub fn new(guaranteed: Option<bool>, how: impl Into<String>) -> Durability {
+        Durability {
+            guaranteed,
+            how: how.into(),
+        }
+    }
+
+    /// In words for the report and check-config.
+    pub fn words(&self) -> String {
+        match self.guaranteed {
+            Some(true) => format!(
+                "writes the primary acknowledges are on a standby first ({})",
+                self.how
+            ),
+            Some(false) => format!(
+                "asynchronous ({}): writes the primary acknowledged that no standby had received yet are lost at a failover",
+                self.how
+            ),
+            None => format!("unknown ({})", self.how),
+        }
+    }
 }
 
 /// What a replica says of its replication. Positions are in its primary's coordinates

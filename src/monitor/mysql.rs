@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Facts, Health, Kind, ObserverProbe, Replica, Server};
+use super::{Durability, Facts, Health, Kind, ObserverProbe, Replica, Server};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::mysql::{Client, Failure, ReplicaStatus, ServerState, Target};
@@ -136,16 +136,88 @@ fn probe(target: &Target) -> (Health, String, Option<Facts>) {
 /// the server still up.
 fn facts(client: &mut Client, state: &ServerState, replica: Option<&ReplicaStatus>) -> Facts {
     let replicating = replica.is_some_and(|r| !r.stopped());
-    let position = if replicating {
-        None
+    let (position, durability) = if replicating {
+        (None, None)
     } else {
         let end = client.binlog_position().ok().flatten();
-        end.map(|(file, offset)| Position::binlog(&file, offset, &state.gtid_written))
+        let semi_sync = match client.semi_sync() {
+            Ok(values) => semi_sync(&values),
+            Err(f) => Durability::new(None, format!("reading the semi-sync settings failed: {f}")),
+        };
+        (
+            end.map(|(file, offset)| Position::binlog(&file, offset, &state.gtid_written)),
+            Some(semi_sync),
+        )
     };
     Facts {
         read_only: Some(state.read_only),
         replication: replica.map(|r| replica_facts(r, &state.gtid_applied)),
         position,
+        durability,
+    }
+}
+
+/// Whether a primary's commits wait for a replica, from its semi-sync variables and status
+/// (pure, for tests): MariaDB's built-in semi-sync and MySQL's plugin, in the `master` or
+/// the `source` spelling. Enabled and active, a commit is acknowledged once a replica has
+/// it in its relay log; enabled but not active, the primary gave up waiting (no replica
+/// acknowledged within `rpl_semi_sync_master_timeout`) and is asynchronous until one
+/// catches up.
+fn semi_sync(values: &[(String, String)]) -> Durability {
+    let get = |names: &[&str]| {
+        values
+            .iter()
+            .find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+            .map(|(_, v)| v.trim())
+    };
+    let on = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case("ON") || v == "1");
+    let enabled = get(&[
+        "rpl_semi_sync_master_enabled",
+        "rpl_semi_sync_source_enabled",
+    ]);
+    let active = get(&["Rpl_semi_sync_master_status", "Rpl_semi_sync_source_status"]);
+    let clients = get(&[
+        "Rpl_semi_sync_master_clients",
+        "Rpl_semi_sync_source_clients",
+    ]);
+    let timeout = get(&[
+        "rpl_semi_sync_master_timeout",
+        "rpl_semi_sync_source_timeout",
+    ]);
+    let wait_point = get(&[
+        "rpl_semi_sync_master_wait_point",
+        "rpl_semi_sync_source_wait_point",
+    ]);
+    match (enabled, on(enabled), on(active)) {
+        (None, _, _) => Durability::new(
+            Some(false),
+            "semi-sync is not available (no rpl_semi_sync variables)",
+        ),
+        (Some(_), false, _) => Durability::new(Some(false), "semi-sync is not enabled"),
+        (Some(_), true, false) => Durability::new(
+            Some(false),
+            format!(
+                "semi-sync is enabled but not active: no replica acknowledged within {} ms, so commits no longer wait",
+                timeout.unwrap_or("?")
+            ),
+        ),
+        (Some(_), true, true) => {
+            let n = clients.and_then(|c| c.parse::<u64>().ok());
+            Durability::new(
+                Some(true),
+                format!(
+                    "semi-sync enabled and active, {} acknowledging{}",
+                    match n {
+                        Some(1) => "1 replica".to_string(),
+                        Some(n) => format!("{n} replicas"),
+                        None => "replicas".to_string(),
+                    },
+                    wait_point
+                        .map(|w| format!(", wait point {w}"))
+                        .unwrap_or_default()
+                ),
+            )
+        }
     }
 }
 
@@ -331,6 +403,73 @@ mod tests {
             applied.behind(&primary, unit).as_deref(),
             Some("50 transactions")
         );
+    }
+
+    /// Semi-sync as MariaDB 10.11 (built in, `master` names) and MySQL 8.4 (the plugin,
+    /// `source` names) show it; a server without it; one that gave up waiting.
+    #[test]
+    fn semi_sync_from_variables_and_status() {
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mariadb_on = [
+            ("rpl_semi_sync_master_enabled", "ON"),
+            ("rpl_semi_sync_master_timeout", "10000"),
+            ("rpl_semi_sync_master_wait_point", "AFTER_SYNC"),
+            ("rpl_semi_sync_slave_enabled", "OFF"),
+            ("Rpl_semi_sync_master_clients", "1"),
+            ("Rpl_semi_sync_master_status", "ON"),
+        ];
+        let mysql_on = [
+            ("rpl_semi_sync_source_enabled", "ON"),
+            ("rpl_semi_sync_source_timeout", "10000"),
+            ("Rpl_semi_sync_source_clients", "2"),
+            ("Rpl_semi_sync_source_status", "ON"),
+        ];
+        let fell_back = [
+            ("rpl_semi_sync_master_enabled", "ON"),
+            ("rpl_semi_sync_master_timeout", "500"),
+            ("Rpl_semi_sync_master_clients", "0"),
+            ("Rpl_semi_sync_master_status", "OFF"),
+        ];
+        let off = [
+            ("rpl_semi_sync_master_enabled", "OFF"),
+            ("Rpl_semi_sync_master_status", "OFF"),
+        ];
+        type Row<'a> = (&'a [(&'a str, &'a str)], Option<bool>, &'a str);
+        let rows: &[Row] = &[
+            (
+                &mariadb_on,
+                Some(true),
+                "semi-sync enabled and active, 1 replica acknowledging, wait point AFTER_SYNC",
+            ),
+            (
+                &mysql_on,
+                Some(true),
+                "semi-sync enabled and active, 2 replicas acknowledging",
+            ),
+            (
+                &fell_back,
+                Some(false),
+                "semi-sync is enabled but not active: no replica acknowledged within 500 ms, so commits no longer wait",
+            ),
+            (&off, Some(false), "semi-sync is not enabled"),
+            (
+                &[],
+                Some(false),
+                "semi-sync is not available (no rpl_semi_sync variables)",
+            ),
+        ];
+        for (values, guaranteed, how) in rows {
+            let d = semi_sync(&pairs(values));
+            assert_eq!(
+                (d.guaranteed, d.how.as_str()),
+                (*guaranteed, *how),
+                "{values:?}"
+            );
+        }
     }
 
     /// The facts survive their JSON form.

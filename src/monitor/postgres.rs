@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Facts, Health, Kind, ObserverProbe, Replica, ReplicationHints, Server, SplitBrain};
+use super::{
+    Durability, Facts, Health, Kind, ObserverProbe, Replica, ReplicationHints, Server, SplitBrain,
+};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::position::{Position, Unit};
@@ -28,9 +30,15 @@ echo "connection closed without an answer to SSLRequest"; exit 4"#;
 
 /// A primary's WAL location, and its timeline from the name of the WAL file it writes
 /// (`pg_control_checkpoint()` shows the old timeline until the first checkpoint after a
-/// promotion).
+/// promotion); whether its commits wait for a standby: the settings, and how many of its
+/// standbys are synchronous now (`sync_state` is hidden from an account without
+/// `pg_read_all_stats`, in `pg_monitor`).
 const PRIMARY_SQL: &str = "SELECT pg_current_wal_lsn() AS lsn, \
-    substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS timeline";
+    substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS timeline, \
+    current_setting('synchronous_standby_names') AS sync_names, \
+    current_setting('synchronous_commit') AS sync_commit, \
+    (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')) AS sync_standbys, \
+    (SELECT count(*) FROM pg_stat_replication WHERE sync_state IS NULL) AS hidden_standbys";
 
 /// A standby's replication. Without `pg_read_all_stats` (in `pg_monitor`) the receiver's
 /// row shows no status nor sender; the LEFT JOIN keeps a row when there is no receiver.
@@ -231,6 +239,50 @@ fn primary_facts(rows: &Rows) -> Facts {
         read_only: Some(false),
         replication: None,
         position: rows.first("lsn").and_then(|l| Position::lsn(l, timeline)),
+        durability: Some(durability(rows)),
+    }
+}
+
+/// Whether a primary's commits are on a standby before they are acknowledged (pure, for
+/// tests): `synchronous_standby_names` set, `synchronous_commit` one that waits for it (the
+/// server's default; a client may still lower it for its own transactions), and a standby
+/// synchronous now.
+fn durability(rows: &Rows) -> Durability {
+    let names = rows.first("sync_names").unwrap_or("").trim();
+    let commit = rows.first("sync_commit").unwrap_or("on");
+    let count = |c: &str| rows.first(c).and_then(|n| n.parse::<u64>().ok());
+    let (sync, hidden) = (
+        count("sync_standbys"),
+        count("hidden_standbys").unwrap_or(0),
+    );
+    if names.is_empty() {
+        return Durability::new(Some(false), "synchronous_standby_names is empty");
+    }
+    let set = format!("synchronous_standby_names = '{names}'");
+    match (commit, sync) {
+        ("off" | "local", _) => Durability::new(
+            Some(false),
+            format!("{set}, but synchronous_commit = {commit}: commits do not wait for a standby"),
+        ),
+        (_, Some(n)) if n > 0 => Durability::new(
+            Some(true),
+            format!(
+                "{set}, synchronous_commit = {commit}, {n} synchronous standby{}",
+                if n == 1 { "" } else { "s" }
+            ),
+        ),
+        _ if hidden > 0 => Durability::new(
+            None,
+            format!(
+                "{set}, but the monitor account cannot see which standby is synchronous: grant it pg_monitor"
+            ),
+        ),
+        _ => Durability::new(
+            Some(false),
+            format!(
+                "{set}, but no standby is synchronous now: commits wait for one, and a commit whose wait is cancelled stays on the primary alone"
+            ),
+        ),
     }
 }
 
@@ -276,6 +328,7 @@ fn standby_facts(rows: &Rows) -> Facts {
             problem,
         }),
         position: None,
+        durability: None,
     }
 }
 
@@ -399,6 +452,83 @@ mod tests {
                 ]))
             ),
             "PostgreSQL 15.10 up, primary at 0/5 (timeline 1)"
+        );
+    }
+
+    /// A primary's settings and standbys into whether its commits wait for a standby.
+    #[test]
+    fn durability_from_the_sync_settings() {
+        // (names, commit, sync standbys, hidden) -> (guaranteed, how starts with)
+        type Row<'a> = (
+            (&'a str, &'a str, &'a str, &'a str),
+            (Option<bool>, &'a str),
+        );
+        let table: &[Row] = &[
+            (
+                ("", "on", "0", "0"),
+                (Some(false), "synchronous_standby_names is empty"),
+            ),
+            (
+                (" ", "on", "1", "0"),
+                (Some(false), "synchronous_standby_names is empty"),
+            ),
+            (
+                ("FIRST 1 (s2)", "on", "1", "0"),
+                (
+                    Some(true),
+                    "synchronous_standby_names = 'FIRST 1 (s2)', synchronous_commit = on, 1 synchronous standby",
+                ),
+            ),
+            (
+                ("ANY 2 (s2, s3)", "remote_apply", "2", "0"),
+                (
+                    Some(true),
+                    "synchronous_standby_names = 'ANY 2 (s2, s3)', synchronous_commit = remote_apply, 2 synchronous standbys",
+                ),
+            ),
+            (
+                ("s2", "local", "1", "0"),
+                (
+                    Some(false),
+                    "synchronous_standby_names = 's2', but synchronous_commit = local",
+                ),
+            ),
+            (
+                ("*", "off", "1", "0"),
+                (
+                    Some(false),
+                    "synchronous_standby_names = '*', but synchronous_commit = off",
+                ),
+            ),
+            (
+                ("s2", "on", "0", "0"),
+                (
+                    Some(false),
+                    "synchronous_standby_names = 's2', but no standby is synchronous now",
+                ),
+            ),
+            (
+                ("s2", "on", "0", "1"),
+                (
+                    None,
+                    "synchronous_standby_names = 's2', but the monitor account cannot see",
+                ),
+            ),
+        ];
+        for ((names, commit, sync, hidden), (guaranteed, how)) in table {
+            let d = durability(&rows(&[
+                ("sync_names", Some(*names)),
+                ("sync_commit", Some(*commit)),
+                ("sync_standbys", Some(*sync)),
+                ("hidden_standbys", Some(*hidden)),
+            ]));
+            assert_eq!(d.guaranteed, *guaranteed, "{names} {commit}");
+            assert!(d.how.starts_with(how), "{}", d.how);
+        }
+        assert!(
+            durability(&rows(&[("sync_names", Some(""))]))
+                .words()
+                .starts_with("asynchronous (synchronous_standby_names is empty): writes the primary acknowledged that no standby had received yet are lost at a failover")
         );
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Facts, Health, Kind, ObserverProbe, Replica, Server};
+use super::{Durability, Facts, Health, Kind, ObserverProbe, Replica, Server};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::position::Position;
@@ -166,6 +166,26 @@ fn facts(r: &Replication) -> Facts {
         read_only: Some(replica),
         replication: replica.then(|| replica_facts(r)),
         position: if replica { None } else { offset(r) },
+        durability: (!replica).then(|| durability(r)),
+    }
+}
+
+/// What a Redis primary promises of its writes (pure, for tests): replication is always
+/// asynchronous; `min-replicas-to-write` only refuses writes while too few replicas are
+/// within `min-replicas-max-lag`, which bounds what a failover can lose.
+fn durability(r: &Replication) -> Durability {
+    match r.good_replicas {
+        Some(n) => Durability::new(
+            Some(false),
+            format!(
+                "min-replicas-to-write is set, {n} replica{} within min-replicas-max-lag now: writes stop when too few are, which bounds the loss, but each write is acknowledged before a replica has it",
+                if n == 1 { "" } else { "s" }
+            ),
+        ),
+        None => Durability::new(
+            Some(false),
+            "replication is asynchronous and min-replicas-to-write is 0",
+        ),
     }
 }
 
@@ -269,5 +289,29 @@ mod tests {
             });
             assert_eq!(got, *replication, "{info}");
         }
+    }
+
+    /// A primary with and without `min-replicas-to-write`: never a guarantee.
+    #[test]
+    fn a_primary_says_what_min_replicas_to_write_bounds() {
+        let plain = facts(&Replication::parse(PRIMARY)).durability.unwrap();
+        assert_eq!(
+            (plain.guaranteed, plain.how.as_str()),
+            (
+                Some(false),
+                "replication is asynchronous and min-replicas-to-write is 0"
+            )
+        );
+        let bounded = format!("{PRIMARY}min_slaves_good_slaves:1\r\n");
+        let d = facts(&Replication::parse(&bounded)).durability.unwrap();
+        assert_eq!(d.guaranteed, Some(false));
+        assert!(
+            d.how.starts_with(
+                "min-replicas-to-write is set, 1 replica within min-replicas-max-lag now"
+            ),
+            "{}",
+            d.how
+        );
+        assert!(facts(&Replication::parse(REPLICA)).durability.is_none());
     }
 }

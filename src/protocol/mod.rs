@@ -528,6 +528,18 @@ pub struct HostResult {
     /// What a readiness check's status is about: where clients are sent now, or whether a
     /// failover would work. Only `check` results set it; the others keep the default.
     pub concern: Concern,
+    /// A promoting step's result for the new primary: what it held when it was made
+    /// writable, for what the failover lost ([`crate::lost`]).
+    pub held: Option<Held>,
+}
+
+/// What a promoting step read of the new primary right after making it writable: its
+/// position in the old primary's stream, and how it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub position: crate::position::Position,
+    /// In the server's terms: `pg_last_wal_replay_lsn() after the promotion`.
+    pub how: String,
 }
 
 impl HostResult {
@@ -547,6 +559,7 @@ impl HostResult {
             duration,
             aside: false,
             concern: Concern::Readiness,
+            held: None,
         }
     }
 
@@ -561,6 +574,11 @@ impl HostResult {
             aside: true,
             ..self
         }
+    }
+
+    /// The same result, with what the new primary held once writable ([`HostResult::held`]).
+    pub fn holding(self, held: Option<Held>) -> HostResult {
+        HostResult { held, ..self }
     }
 
     /// A result about one command's run: its output and duration come with it.
@@ -647,6 +665,11 @@ pub trait Protocol {
     /// Why the pool's servers must be given as IP addresses, when the step needs that.
     fn needs_ip_servers(&self) -> Option<&'static str> {
         None
+    }
+    /// Whether its action promotes the new primary (and so reads what it held once
+    /// writable, [`HostResult::held`]).
+    fn promotes(&self) -> bool {
+        false
     }
     /// Whether `check-config` runs the step's preflight as a read-only probe.
     fn probed_by_check_config(&self) -> bool {

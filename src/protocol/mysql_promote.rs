@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{Context, HostResult, LoadContext, Log, Protocol};
+use super::{Context, Held, HostResult, LoadContext, Log, Protocol};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::model::Status;
@@ -287,6 +287,10 @@ impl Protocol for MysqlPromote {
     }
 
     /// Logins, grants and replication toward the standby.
+    fn promotes(&self) -> bool {
+        true
+    }
+
     fn probed_by_check_config(&self) -> bool {
         true
     }
@@ -458,6 +462,7 @@ fn make_writable(
             format!("the step's timeout ran out before {new} was promoted; {new} is unchanged"),
         );
     }
+    let mut held = None;
     if replicating {
         if let Err(f) = standby.exec_either("STOP REPLICA", "STOP SLAVE") {
             return log.done(
@@ -466,6 +471,9 @@ fn make_writable(
             );
         }
         log.note("replication stopped");
+        // Read before a reset clears it: where the SQL thread stopped in the old primary's
+        // binary log is what this server holds of it.
+        held = read_held(standby);
         if step.reset_replica {
             if let Err(f) = standby.exec_either("RESET REPLICA ALL", "RESET SLAVE ALL") {
                 return log.done(
@@ -483,10 +491,12 @@ fn make_writable(
         );
     }
     match standby.read_only() {
-        Ok(false) => log.done(
-            Status::Ok,
-            format!("{new} promoted: writable, replication stopped"),
-        ),
+        Ok(false) => log
+            .done(
+                Status::Ok,
+                format!("{new} promoted: writable, replication stopped"),
+            )
+            .holding(held),
         Ok(true) => log.done(
             Status::Critical,
             format!("{new} is still read-only after SET GLOBAL read_only = OFF"),
@@ -496,6 +506,38 @@ fn make_writable(
             format!("cannot verify read_only on {new}: {f}"),
         ),
     }
+}
+
+/// What the new primary holds of the old primary's stream once its replication stopped;
+/// `None` when that cannot be read (no reason to fail a promotion).
+fn read_held(standby: &mut Client) -> Option<Held> {
+    let status = standby.replica_status().ok().flatten()?;
+    let state = standby.state().ok()?;
+    held_of(&status, &state)
+}
+
+/// What a stopped replica holds, in its old primary's coordinates (pure, for tests): the
+/// file and position its SQL thread executed to, with the GTIDs it applied (MariaDB
+/// `gtid_slave_pos`; else what it executed, MySQL's `gtid_executed`).
+fn held_of(status: &ReplicaStatus, state: &mysql::ServerState) -> Option<Held> {
+    let (file, offset) = &status.executed;
+    if file.is_empty() {
+        return None;
+    }
+    let (gtid, variable) = if !state.gtid_applied.is_empty() {
+        (state.gtid_applied.as_str(), "gtid_slave_pos")
+    } else {
+        (state.gtid_written.as_str(), "the GTIDs it executed")
+    };
+    let how = if gtid.is_empty() {
+        "Relay_Master_Log_File:Exec_Master_Log_Pos after STOP REPLICA".to_string()
+    } else {
+        format!("Relay_Master_Log_File:Exec_Master_Log_Pos and {variable} after STOP REPLICA")
+    };
+    Some(Held {
+        position: crate::position::Position::binlog(file, *offset, gtid),
+        how,
+    })
 }
 
 /// Whether the step may go on without an old primary the admin account cannot use (pure,
@@ -799,6 +841,60 @@ mod tests {
             sql_running: "Yes".into(),
             seconds_behind: Some(0),
             ..ReplicaStatus::default()
+        }
+    }
+
+    /// What a stopped replica holds, as MariaDB (`gtid_slave_pos`) and MySQL
+    /// (`gtid_executed`) say it, and without GTIDs or an executed position.
+    #[test]
+    fn what_the_promoted_replica_held() {
+        let stopped = ReplicaStatus {
+            executed: ("mysql-bin.000003".into(), 400),
+            ..healthy()
+        };
+        let state = |written: &str, applied: &str| mysql::ServerState {
+            read_only: true,
+            gtid_written: written.into(),
+            gtid_applied: applied.into(),
+        };
+        type Row<'a> = (
+            &'a ReplicaStatus,
+            mysql::ServerState,
+            Option<(&'a str, &'a str)>,
+        );
+        let rows: &[Row] = &[
+            (
+                &stopped,
+                state("0-2-9", "0-1-54"),
+                Some((
+                    "mysql-bin.000003:400 (GTID 0-1-54)",
+                    "Exec_Master_Log_Pos and gtid_slave_pos",
+                )),
+            ),
+            (
+                &stopped,
+                state("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-56", ""),
+                Some((
+                    "mysql-bin.000003:400 (GTID 3e11fa47-71ca-11e1-9e33-c80aa9429562:1-56)",
+                    "the GTIDs it executed",
+                )),
+            ),
+            (
+                &stopped,
+                state("", ""),
+                Some(("mysql-bin.000003:400", "Exec_Master_Log_Pos after")),
+            ),
+            (&healthy(), state("0-1-5", "0-1-5"), None),
+        ];
+        for (status, state, want) in rows {
+            let got = held_of(status, state);
+            match (got, want) {
+                (Some(h), Some((text, how))) => {
+                    assert_eq!(h.position.text, *text);
+                    assert!(h.how.contains(how), "{}", h.how);
+                }
+                (got, want) => assert_eq!(got.is_none(), want.is_none(), "{state:?}"),
+            }
         }
     }
 

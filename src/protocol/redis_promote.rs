@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{Context, HostResult, LoadContext, Protocol};
+use super::{Context, Held, HostResult, LoadContext, Protocol};
 use crate::config::load::{RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::model::Status;
@@ -161,6 +161,17 @@ impl RedisPromote {
     }
 }
 
+/// What a promoted server held, from its `INFO replication` right after `REPLICAOF NO
+/// ONE` (pure, for tests): it keeps its offset in the old primary's stream as its own
+/// `master_repl_offset`.
+fn held_offset(r: &Replication) -> Option<Held> {
+    let offset = u64::try_from(r.offset?).ok()?;
+    Some(Held {
+        position: crate::position::Position::redis(offset),
+        how: "master_repl_offset after REPLICAOF NO ONE".to_string(),
+    })
+}
+
 /// Whether the step may go on without an old primary that did not answer normally (pure,
 /// for tests). `Ok(note)`: it does not answer at all, or it answers with an error reply and
 /// a person forced the promotion. `Err(message)`: it is alive, and promoting around it
@@ -257,8 +268,11 @@ impl RedisPromote {
             }
             return fail(&notes, format!("REPLICAOF NO ONE on {new} failed: {f}"));
         }
-        match standby.replication() {
-            Ok(r) if !r.is_replica() => notes.push(format!("{new} is a primary")),
+        let held = match standby.replication() {
+            Ok(r) if !r.is_replica() => {
+                notes.push(format!("{new} is a primary"));
+                held_offset(&r)
+            }
             Ok(r) => {
                 return fail(
                     &notes,
@@ -269,15 +283,19 @@ impl RedisPromote {
                 );
             }
             Err(f) => return fail(&notes, format!("cannot verify {new}'s role: {f}")),
-        }
+        };
+        // From here on the new primary is writable, whatever becomes of the old one.
+        let fail = |notes: &[String], m: String| fail(notes, m).holding(held.clone());
         let Some(oc) = old_client.as_mut() else {
-            return self.result(
-                new,
-                Status::Ok,
-                format!("{new} promoted; {without}"),
-                &notes,
-                started,
-            );
+            return self
+                .result(
+                    new,
+                    Status::Ok,
+                    format!("{new} promoted; {without}"),
+                    &notes,
+                    started,
+                )
+                .holding(held);
         };
         // The old primary follows the new one, then may take (read-only) clients again.
         let port = self.access.port.to_string();
@@ -295,6 +313,7 @@ impl RedisPromote {
                     &notes,
                     started,
                 )
+                .holding(held)
             }
             Ok(r) => fail(
                 &notes,
@@ -373,6 +392,10 @@ impl Protocol for RedisPromote {
 
     fn tls(&self) -> Option<&Tls> {
         self.access.tls.as_ref()
+    }
+
+    fn promotes(&self) -> bool {
+        true
     }
 
     /// Logins and replication toward the standby.
@@ -479,6 +502,25 @@ mod tests {
             last_io_seconds: Some(0),
             offset: Some(100),
             connected_replicas: 0,
+            good_replicas: None,
+        }
+    }
+
+    /// A promoted replica keeps its offset in the old primary's stream.
+    #[test]
+    fn what_the_promoted_replica_held() {
+        let promoted = Replication::parse("role:master\r\nmaster_repl_offset:1205\r\n");
+        let held = held_offset(&promoted).unwrap();
+        assert_eq!(held.position, crate::position::Position::redis(1205));
+        assert!(held.how.contains("REPLICAOF NO ONE"));
+        for none in [
+            Replication::parse("role:master\r\n"),
+            Replication {
+                offset: Some(-1),
+                ..replica()
+            },
+        ] {
+            assert_eq!(held_offset(&none), None);
         }
     }
 

@@ -653,6 +653,7 @@ mod tests {
             read_only,
             replica: None,
             position: None,
+            durability: None,
         }
     }
 

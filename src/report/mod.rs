@@ -161,6 +161,20 @@ fn pool_report(
 
     let steps = step_reports(&facts, &mut found);
 
+    let lost = match (state, &rec) {
+        (Some(s), Some(r)) if r.state.is_locked() => s.loss(&pool.name)?,
+        _ => None,
+    };
+    let durability = (monitor_rows.iter())
+        .find(|m| m.role == active)
+        .and_then(|m| m.durability.as_ref())
+        .map(|d| tree::DurabilityReport {
+            server: pool.address(active).to_string(),
+            guaranteed: d.guaranteed,
+            how: d.how.clone(),
+            words: d.words(),
+        });
+
     let status = found.iter().map(|p| p.status).max().unwrap_or(Status::Ok);
     let name = &pool.name;
     problems.extend(found.into_iter().map(|f| Problem {
@@ -184,6 +198,8 @@ fn pool_report(
         pause,
         failovers: 0,
         held_by: held.map(|o| o.record.name.clone()),
+        lost,
+        durability,
         monitor: MonitorReport {
             kind: pool.monitor.kind.type_name().to_string(),
             servers,

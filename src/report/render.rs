@@ -349,6 +349,12 @@ pub fn full(report: &Report, colour: bool) -> String {
                 format!(" - {}", p.reason)
             }
         );
+        if let Some(loss) = &p.lost {
+            let _ = writeln!(out, "  lost at the failover: {}", loss.words);
+            for line in loss.details() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
         let _ = writeln!(out, "  monitor {}", p.monitor.kind);
         for s in &p.monitor.servers {
             let checked = s.age_s.map_or("never checked".to_string(), |a| {
@@ -367,6 +373,9 @@ pub fn full(report: &Report, colour: bool) -> String {
             if let Some(line) = replication_line(s) {
                 let _ = writeln!(out, "               {line}");
             }
+        }
+        if let Some(d) = &p.durability {
+            let _ = writeln!(out, "    durability of {}: {}", d.server, d.words);
         }
         if p.steps.is_empty() {
             let _ = writeln!(out, "  steps: none configured");

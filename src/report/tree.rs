@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::lost::Loss;
 use crate::model::Status;
 use crate::state::Pause;
 
@@ -63,8 +64,31 @@ pub struct PoolReport {
     /// it does not fail over until that lock is carried over or dropped. Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
+    /// What the chain that locked the pool lost (`history`'s `lost` event): absent for a
+    /// pool not locked by a chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<Loss>,
+    /// Whether the writes the active server acknowledges are on a standby too, as its
+    /// last check found (database monitors only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durability: Option<DurabilityReport>,
     pub monitor: MonitorReport,
     pub steps: Vec<StepReport>,
+}
+
+/// Whether acknowledged writes survive a failover: synchronous (PostgreSQL), semi-sync
+/// (MySQL, MariaDB), or asynchronous.
+#[derive(Debug, Serialize)]
+pub struct DurabilityReport {
+    /// The server whose check found it (the active one).
+    pub server: String,
+    /// `true`: a standby has every write before it is acknowledged; `false`: asynchronous;
+    /// `null`: the monitor cannot tell.
+    pub guaranteed: Option<bool>,
+    /// Why, in the server's terms.
+    pub how: String,
+    /// The whole finding in words.
+    pub words: String,
 }
 
 #[derive(Debug, Serialize)]

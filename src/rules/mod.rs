@@ -329,7 +329,9 @@ pub fn readiness_due(last: Option<i64>, now: i64, interval_ms: i64, counting: bo
 
 mod standby;
 
-pub use standby::{Progress, Seen, Standby, candidate, lagging_standby, replicas_vote, track};
+pub use standby::{
+    Progress, Seen, Standby, candidate, lagging_standby, note_outage, replicas_vote, track,
+};
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,10 @@ pub struct Progress {
     pub samples: Vec<(i64, Position)>,
     /// Per standby address: how far it followed this primary's stream.
     pub standbys: BTreeMap<String, StandbyProgress>,
+    /// When a round first found the primary down since it last answered (ms since the
+    /// epoch): the outage's start, as near as the checks tell ([`note_outage`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_since: Option<i64>,
 }
 
 /// How far one standby followed the primary's stream, when last seen doing so.
@@ -157,6 +161,16 @@ pub fn track(
         }
     }
     progress
+}
+
+/// Notes whether the primary answered the round at `now`: the first round that finds it
+/// down starts the outage, one that finds it answering ends it.
+pub fn note_outage(progress: &mut Progress, primary_answers: bool, now: i64) {
+    progress.down_since = match (primary_answers, progress.down_since) {
+        (true, _) => None,
+        (false, Some(since)) => Some(since),
+        (false, None) => Some(now),
+    };
 }
 
 /// One standby as the candidate rule sees it.
@@ -533,6 +547,30 @@ mod tests {
         // What it stores reads back the same.
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(serde_json::from_str::<Progress>(&json).unwrap(), p);
+    }
+
+    /// The outage starts at the first round that finds the primary down, stays through
+    /// the rounds after, and ends with one that finds it answering.
+    #[test]
+    fn an_outage_starts_at_its_first_failed_round() {
+        let mut p = rounds(&[1, 2], &[Some(1), Some(2)]);
+        assert_eq!(p.down_since, None);
+        for (answers, now, want) in [
+            (false, 5 * SEC, Some(5 * SEC)),
+            (false, 6 * SEC, Some(5 * SEC)),
+            (true, 7 * SEC, None),
+            (false, 8 * SEC, Some(8 * SEC)),
+        ] {
+            note_outage(&mut p, answers, now);
+            assert_eq!(p.down_since, want, "at {now}");
+        }
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Progress>(&json).unwrap(), p);
+        assert!(
+            !serde_json::to_string(&Progress::default())
+                .unwrap()
+                .contains("down_since")
+        );
     }
 
     #[test]

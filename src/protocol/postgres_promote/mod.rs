@@ -43,13 +43,13 @@ use self::stop::{
     BEST_EFFORT_STOP, RawStop, STOP_SLACK, best_effort_note, stop_outcome, stop_preflight_verdict,
     stopped_advice,
 };
-use super::{Context, HostResult, LoadContext, Log, NotRepointed, Protocol, describe_output};
+use super::{Context, Held, HostResult, LoadContext, Log, NotRepointed, Protocol, describe_output};
 use crate::config::load::{RawSsh, RawTls, load_secret, load_tls};
 use crate::error::Problem;
 use crate::model::Status;
 use crate::monitor::MonitorKind;
 use crate::position::Position;
-use crate::postgres::{Client, Failure, Target};
+use crate::postgres::{Client, Failure, Rows, Target};
 use crate::settings::{Host, Secret, SshSettings, format_duration, parse_duration};
 use crate::tls::Tls;
 
@@ -317,22 +317,13 @@ impl PostgresPromote {
     }
 
     /// Where the new primary's timeline began (`None`: it could not be read; a standby
-    /// that does not follow is then only one not repointed).
-    fn promotion_point(&self, ctx: &Context) -> Option<PromotionPoint> {
+    /// that does not follow is then only one not repointed), and what it held then.
+    fn promotion_point(&self, ctx: &Context) -> Option<(PromotionPoint, Held)> {
         let rows = self
             .connect(ctx.new_primary, ctx)
             .ok()?
             .query(PROMOTION_POINT_SQL);
-        let rows = rows.ok()?;
-        let lsn = |c: &str| rows.first(c).and_then(|l| Position::lsn(l, None));
-        let at = match (lsn("received"), lsn("replayed")) {
-            (Some(r), Some(p)) => Some(if r.has(&p) { r } else { p }),
-            (r, p) => r.or(p),
-        }?;
-        let timeline = rows
-            .first("timeline")
-            .and_then(|t| u32::from_str_radix(t, 16).ok());
-        Some(PromotionPoint { at, timeline })
+        promotion_point_of(&rows.ok()?)
     }
 
     /// Points a standby's `primary_conninfo` at the new primary and waits until it streams
@@ -455,6 +446,10 @@ impl Protocol for PostgresPromote {
     }
 
     /// Logins and replication toward the standby.
+    fn promotes(&self) -> bool {
+        true
+    }
+
     fn probed_by_check_config(&self) -> bool {
         true
     }
@@ -484,12 +479,14 @@ impl Protocol for PostgresPromote {
 
     fn promote(&self, ctx: &Context) -> Vec<HostResult> {
         let mut promoted = promote(self, ctx);
-        let point = (promoted.status == Status::Ok)
+        let read = (promoted.status == Status::Ok)
             .then(|| self.promotion_point(ctx))
             .flatten();
+        let (point, held) = read.unzip();
         if let Some(p) = &point {
             promoted.output.push_str(&format!("\n{}", p.describe()));
         }
+        let promoted = promoted.holding(held);
         super::then_repoint(ctx, promoted, |host, notes| {
             self.repoint(host, ctx, point.as_ref(), notes)
         })
@@ -857,6 +854,34 @@ fn without_old_primary(f: &Failure, old: &str, force: bool) -> Result<String, St
 fn in_recovery(client: &mut Client) -> Result<bool, Failure> {
     let rows = client.query("SELECT pg_is_in_recovery() AS recovery")?;
     Ok(rows.first("recovery") == Some("t"))
+}
+
+/// What [`PROMOTION_POINT_SQL`] says of a promoted server (pure, for tests): where its
+/// timeline began (the later of what it received and replayed, which a standby that went
+/// past it on the old timeline is measured against), and what it held then: what recovery
+/// replayed before it ended, the last of the old primary's WAL in the new primary.
+fn promotion_point_of(rows: &Rows) -> Option<(PromotionPoint, Held)> {
+    let lsn = |c: &str| rows.first(c).and_then(|l| Position::lsn(l, None));
+    let (received, replayed) = (lsn("received"), lsn("replayed"));
+    let at = match (&received, &replayed) {
+        (Some(r), Some(p)) => Some(if r.has(p) { r.clone() } else { p.clone() }),
+        (r, p) => r.clone().or(p.clone()),
+    }?;
+    let timeline = rows
+        .first("timeline")
+        .and_then(|t| u32::from_str_radix(t, 16).ok());
+    let began = timeline.map_or(String::new(), |t| format!(", where timeline {t} began"));
+    let held = match replayed {
+        Some(position) => Held {
+            position,
+            how: format!("pg_last_wal_replay_lsn() after the promotion{began}"),
+        },
+        None => Held {
+            position: at.clone(),
+            how: format!("pg_last_wal_receive_lsn() after the promotion{began}"),
+        },
+    };
+    Some((PromotionPoint { at, timeline }, held))
 }
 
 /// What [`STANDBY_SQL`] says of a server.
@@ -1335,6 +1360,64 @@ mod tests {
             point.describe(),
             "promotion point 0/4000000, where timeline 2 began"
         );
+    }
+
+    /// After the promotion: the point the new timeline began at, and what the new primary
+    /// held, which is what recovery replayed.
+    #[test]
+    fn the_promotion_point_and_what_the_new_primary_held() {
+        let rows = |received: Option<&str>, replayed: Option<&str>| Rows {
+            columns: vec!["received".into(), "replayed".into(), "timeline".into()],
+            rows: vec![vec![
+                received.map(str::to_string),
+                replayed.map(str::to_string),
+                Some("00000002".into()),
+            ]],
+        };
+        // (received, replayed) -> (point, held, read from)
+        type Row<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<(&'a str, &'a str, &'a str)>,
+        );
+        let table: &[Row] = &[
+            (
+                Some("0/4000000"),
+                Some("0/4000000"),
+                Some(("0/4000000", "0/4000000", "pg_last_wal_replay_lsn()")),
+            ),
+            (
+                Some("0/4000100"),
+                Some("0/4000000"),
+                Some(("0/4000100", "0/4000000", "pg_last_wal_replay_lsn()")),
+            ),
+            (
+                None,
+                Some("0/4000000"),
+                Some(("0/4000000", "0/4000000", "pg_last_wal_replay_lsn()")),
+            ),
+            (
+                Some("0/4000000"),
+                None,
+                Some(("0/4000000", "0/4000000", "pg_last_wal_receive_lsn()")),
+            ),
+            (None, None, None),
+        ];
+        for (received, replayed, want) in table {
+            let got = promotion_point_of(&rows(*received, *replayed));
+            let got = got.as_ref().map(|(p, h)| {
+                assert_eq!(p.timeline, Some(2));
+                assert!(h.how.ends_with(", where timeline 2 began"), "{}", h.how);
+                (p.at.text.as_str(), h.position.text.as_str(), h.how.as_str())
+            });
+            match (got, want) {
+                (Some((at, held, how)), Some((want_at, want_held, from))) => {
+                    assert_eq!((at, held), (*want_at, *want_held));
+                    assert!(how.starts_with(from), "{how}");
+                }
+                (got, want) => assert_eq!(got.is_none(), want.is_none(), "{received:?}"),
+            }
+        }
     }
 
     #[test]
