@@ -443,3 +443,55 @@ fn failures_in_perf(nagios: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("'db_failures' in {nagios}"))
 }
+
+/// Everything the escaping step below prints that a terminal would act on: ESC starting a
+/// CSI (clear, colour) and an OSC (window title, clipboard write), a C1 CSI, a carriage
+/// return, a backspace and a bell.
+const TERMINAL_CONTROLS: &[char] = &['\x1b', '\u{9b}', '\r', '\x08', '\x07'];
+
+both_modes!(step_and_monitor_output_reaches_a_person_without_terminal_controls);
+fn step_and_monitor_output_reaches_a_person_without_terminal_controls() {
+    let inst = fast();
+    // A step plugin and a monitor plugin that print terminal escapes around their words.
+    let escapes = r"printf '\033]0;owned\007\033]52;c;ZWNobyBoaQ==\007\033[2J\302\233H\r\010'";
+    inst.script(
+        "plugins/step",
+        &format!(
+            "#!/bin/sh\n{escapes}\nprintf 'step %s \\033[31mred\\033[0m\\tdone\\n' \"$1\"\nprintf 'second line\\n'\nprintf 'to stderr\\033[5m\\n' >&2\n"
+        ),
+    );
+    inst.script(
+        "plugins/monitor",
+        &format!("#!/bin/sh\n{escapes}\necho \"OK - $1 \\033[1manswers\"\n"),
+    );
+    let tick = inst.tick();
+    assert_eq!(tick.code, 0, "{tick:?}");
+    let promote = inst.run(&["promote", "db", "secondary", "--yes"]);
+    assert_eq!(promote.code, 0, "{promote:?}");
+    let history = inst.run(&["history"]);
+    let report = inst.run(&["report"]);
+    for (what, text) in [
+        ("promote", &promote.stdout),
+        ("promote's log", &promote.stderr),
+        ("history", &history.stdout),
+        ("report", &report.stdout),
+        ("tick's log", &tick.stderr),
+    ] {
+        assert!(
+            !text.contains(TERMINAL_CONTROLS),
+            "{what} passes terminal controls on: {text:?}"
+        );
+    }
+    // What the programs said is still there, lines and tabs kept.
+    assert!(
+        history
+            .stdout
+            .contains("      | ]0;owned]52;c;ZWNobyBoaQ==[2JH")
+            && history.stdout.contains("step promote [31mred[0m\tdone\n")
+            && history.stdout.contains("      | second line\n")
+            && history.stdout.contains("      | to stderr[5m\n"),
+        "{}",
+        history.stdout
+    );
+    assert!(report.stdout.contains("answers"), "{}", report.stdout);
+}

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::classify::describe_pause;
 use super::tree::{PoolReport, Report};
 use crate::model::Status;
-use crate::text::{human_secs, one_line};
+use crate::text::{human_secs, one_line, printable};
 
 /// The longest first line (without its newline): NRPE v2 passes on 1,024 bytes with the
 /// terminating NUL, and the first line is where Nagios reads the status and the perfdata.
@@ -310,7 +310,7 @@ pub fn full(report: &Report, colour: bool) -> String {
     if !report.problems.is_empty() {
         let _ = writeln!(out, "problems (worst first):");
         for p in &report.problems {
-            let _ = writeln!(out, "  {}{}", paint(p.status), p.message);
+            let _ = writeln!(out, "  {}{}", paint(p.status), printable(&p.message));
             if !p.hint.is_empty() {
                 let _ = writeln!(out, "             -> {}", p.hint);
             }
@@ -318,7 +318,7 @@ pub fn full(report: &Report, colour: bool) -> String {
     }
     let i = &report.instance;
     let _ = writeln!(out, "instance {} (state {})", i.config_dir, i.state_dir);
-    let _ = writeln!(out, "  {} {}", paint(i.status), i.message);
+    let _ = writeln!(out, "  {} {}", paint(i.status), printable(&i.message));
     for p in &report.pools {
         let _ = writeln!(out, "pool {}", p.name);
         let state = p.state.as_deref().unwrap_or("not checked yet");
@@ -340,7 +340,7 @@ pub fn full(report: &Report, colour: bool) -> String {
             if p.reason.is_empty() {
                 String::new()
             } else {
-                format!(" - {}", p.reason)
+                format!(" - {}", printable(&p.reason))
             }
         );
         let _ = writeln!(out, "  monitor {}", p.monitor.kind);
@@ -356,10 +356,10 @@ pub fn full(report: &Report, colour: bool) -> String {
                 s.address,
                 s.health.as_deref().unwrap_or("-"),
                 if s.active { "[active] " } else { "" },
-                s.message
+                printable(&s.message)
             );
             if let Some(line) = replication_line(s) {
-                let _ = writeln!(out, "               {line}");
+                let _ = writeln!(out, "               {}", printable(&line));
             }
         }
         if p.steps.is_empty() {
@@ -385,7 +385,7 @@ pub fn full(report: &Report, colour: bool) -> String {
                     "      {} {:<12} {} (checked {} ago)",
                     paint(h.status),
                     h.host,
-                    h.message,
+                    printable(&h.message),
                     human_secs(h.age_s.max(0.0))
                 );
             }
