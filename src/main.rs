@@ -3,6 +3,7 @@
 //! `main` only parses the command line, calls [`commands::run`], and turns the outcome into an exit code.
 
 mod chain;
+mod children;
 mod civil;
 mod cli;
 mod cluster;

@@ -1,6 +1,6 @@
 //! Running commands, locally and over SSH. Local children get their own process group, a
 //! deadline, and capped output capture; on timeout the whole group is killed, so nothing a
-//! step started survives it. Remote commands run over one SSH runner: TCP connect timeout,
+//! step started survives it, and they die with deadpool if it is killed. Remote commands run over one SSH runner: TCP connect timeout,
 //! handshake and session timeouts, host keys always checked against `known_hosts`, the
 //! command itself bounded by `timeout` on the remote side and by a deadline here. Every
 //! remote command line is built here, with every value shell-quoted.
@@ -30,11 +30,14 @@ pub fn run_local(argv: &[String], env: &[(String, String)], timeout: Duration) -
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    die_with_parent(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return not_started(&format!("{program}: {e}"), started),
     };
     let pgid = child.id() as i32;
+    // Until the group is killed below; a run after a SIGKILL of deadpool ends it.
+    let _record = crate::children::Record::new(pgid);
     let (tx, rx) = mpsc::channel();
     let readers = [
         spawn_reader(child.stdout.take(), 0, tx.clone()),
@@ -81,6 +84,36 @@ pub fn run_local(argv: &[String], env: &[(String, String)], timeout: Duration) -
         stdout,
         stderr,
         duration,
+    }
+}
+
+/// The child gets SIGKILL when deadpool dies, however it dies (a SIGKILL outside systemd
+/// leaves no one to kill the group): a step must not go on acting while the next tick
+/// already reports its chain interrupted. The signal comes when the spawning thread ends;
+/// [`run_local`] waits for its child on that thread. What the child started itself is
+/// ended by the next run ([`crate::children`]).
+fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl(2) and
+    // getppid(2), which are async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // deadpool died between fork and prctl: nothing would ever send the signal.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 

@@ -290,18 +290,22 @@ fn sigkill_in_the_middle_of_a_chain_leaves_interrupted_and_no_step_runs_twice() 
     );
     child.kill().unwrap();
     child.wait().unwrap();
-    // The orphaned step is not deadpool's to clean up once deadpool is dead; stop it here.
     let bg: i32 = std::fs::read_to_string(inst.path("bgpid"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    unsafe_kill_group_of(bg);
     inst.unflag("hang-promote-one");
 
     let r = inst.tick();
     assert_eq!(r.code, 1, "an interrupted failover needs a person: {r:?}");
     assert_eq!(inst.state_of("db").0, "interrupted");
+    // What the step left in its group was ended by this tick.
+    assert!(!is_running(bg), "the step's background sleep {bg} survived");
+    assert!(
+        r.stderr.contains("left running when it was killed"),
+        "{r:?}"
+    );
     let report = inst.run(&["report", "--nagios"]);
     assert_eq!(report.code, 2, "{report:?}");
     assert!(
@@ -315,19 +319,58 @@ fn sigkill_in_the_middle_of_a_chain_leaves_interrupted_and_no_step_runs_twice() 
     assert_eq!(promotes.len(), 1, "no step runs twice: {promotes:#?}");
 }
 
-/// Kills the process group the given process belongs to (the step plugin and its sleep).
-fn unsafe_kill_group_of(pid: i32) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let pgid = stat
-        .rsplit(')')
-        .next()
-        .and_then(|rest| rest.split_whitespace().nth(2))
-        .and_then(|p| p.parse::<i32>().ok());
-    if let Some(pgid) = pgid {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", "--", &format!("-{pgid}")])
-            .status();
+both_modes!(a_step_stops_acting_when_deadpool_is_killed);
+/// SIGKILL outside systemd: nobody kills the step's group for deadpool. The step's program
+/// dies with it, and what it started in the background is ended by the next tick, before
+/// either writes its marker.
+fn a_step_stops_acting_when_deadpool_is_killed() {
+    let inst = Instance::new();
+    inst.script(
+        "plugins/late",
+        r#"#!/bin/sh
+top="$(dirname "$0")/.."
+if [ "$1" = promote ]; then
+    (sleep 2; touch "$top/marker-background") &
+    touch "$top/in-step"
+    sleep 2
+    touch "$top/marker-foreground"
+fi
+echo "$1 ok"
+"#,
+    );
+    inst.write_pool(
+        "db",
+        &common::TWO_STEP_POOL.replacen(
+            "command = \"step\"\ncolor = \"blue\"\ntimeout = \"3s\"",
+            "command = \"late\"\ntimeout = \"20s\"",
+            1,
+        ),
+    );
+    inst.flag("down-db1");
+    inst.ticks_before_threshold("db", 2);
+    let mut child = inst.command(&["tick"]).spawn().unwrap();
+    assert!(
+        wait_for(&inst.path("in-step"), Duration::from_secs(10)),
+        "the step never started"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let r = inst.tick();
+    assert_eq!(inst.state_of("db").0, "interrupted", "{r:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    for marker in ["marker-foreground", "marker-background"] {
+        assert!(
+            !inst.path(marker).exists(),
+            "the killed tick's step still acted: {marker}"
+        );
     }
+    assert!(
+        std::fs::read_dir(inst.path("state/children"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no group is left recorded"
+    );
 }
 
 both_modes!(two_ticks_at_once_run_the_chain_at_most_once);

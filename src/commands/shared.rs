@@ -53,6 +53,7 @@ pub fn lock_for_change(config: &Config) -> Result<(crate::state::Lock, crate::st
         .into());
     };
     let state = State::open(&config.state_dir)?;
+    crate::children::take_over(&config.state_dir);
     Ok((lock, state))
 }
 

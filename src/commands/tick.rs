@@ -37,6 +37,7 @@ pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
         return Ok(Outcome::Done);
     };
     let state = State::open(&config.state_dir)?;
+    crate::children::take_over(&config.state_dir);
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
     let watch = Watch {
         config,
