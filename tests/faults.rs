@@ -404,6 +404,42 @@ fn a_config_broken_while_failed_over_is_unknown_and_the_pool_stays_locked() {
     assert_eq!(inst.calls("promote").len(), 2);
 }
 
+both_modes!(output_held_open_by_an_escaped_child_is_kept);
+/// A monitor plugin whose child leaves its process group (`setsid`) holding stdout, and
+/// that then prints and exits: what it printed is its message, and the tick does not wait
+/// for the escaped child.
+fn output_held_open_by_an_escaped_child_is_kept() {
+    let inst = Instance::new();
+    inst.script(
+        "plugins/monitor",
+        "#!/bin/sh\nexport top=\"$(dirname \"$0\")/..\"\nsetsid sh -c 'echo $$ >> \"$top/escaped\"; exec sleep 30' &\nsleep 0.1\necho \"OK - $1 answers despite its child\"\n",
+    );
+    let started = std::time::Instant::now();
+    let r = inst.tick();
+    let took = started.elapsed();
+    for pid in std::fs::read_to_string(inst.path("escaped"))
+        .unwrap()
+        .lines()
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status();
+    }
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(took < Duration::from_secs(5), "the tick took {took:?}");
+    let p = inst.pool_json("db");
+    for server in p["monitor"]["servers"].as_array().unwrap() {
+        assert!(
+            server["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("answers despite its child"),
+            "{server}"
+        );
+        assert_eq!(server["health"], "up", "{server}");
+    }
+}
+
 both_modes!(misbehaving_plugins_are_contained);
 fn misbehaving_plugins_are_contained() {
     let inst = Instance::new();
