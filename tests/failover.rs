@@ -859,3 +859,63 @@ fn never_promote_and_no_candidate_block_naming_each_standby() {
     assert_eq!(r.code, 2, "an unknown server is a usage error: {r:?}");
     assert!(r.stderr.contains("has no server `db9`"), "{r:?}");
 }
+
+both_modes!(secret_looking_plugin_options_are_masked_in_plans_but_reach_the_plugin);
+fn secret_looking_plugin_options_are_masked_in_plans_but_reach_the_plugin() {
+    let inst = Instance::new();
+    let options = [
+        ("apitoken", "\"tok-4711\""),
+        ("secretkey", "\"sk-4712\""),
+        ("accesskey", "\"ak-4713\""),
+        ("bearer", "\"br-4714\""),
+        ("dsn", "\"postgres://app:pw-4715@db1/orders\""),
+        ("conninfo", "\"host=db1 user=app password=pw-4716\""),
+    ];
+    let extra: String = options
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect();
+    inst.write_pool(
+        "db",
+        &common::TWO_STEP_POOL.replacen(
+            "color = \"blue\"\n",
+            &format!("color = \"blue\"\n{extra}"),
+            1,
+        ),
+    );
+    inst.script(
+        "plugins/step",
+        "#!/bin/sh\nenv | grep '^DEADPOOL_OPT_' >> \"$(dirname \"$0\")/../env.log\"\necho \"$1 ok\"\n",
+    );
+    let plan = inst.run(&["tick", "--dry-run"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let promote = inst.run(&["promote", "db", "secondary", "--dry-run"]);
+    assert_eq!(promote.code, 0, "{promote:?}");
+    for secret in ["4711", "4712", "4713", "4714", "4715", "4716"] {
+        for (what, out) in [("tick --dry-run", &plan), ("promote --dry-run", &promote)] {
+            assert!(
+                !out.stdout.contains(secret) && !out.stderr.contains(secret),
+                "{what} shows {secret}: {out:?}"
+            );
+        }
+    }
+    for shown in [
+        "DEADPOOL_OPT_APITOKEN='<secret>'",
+        "DEADPOOL_OPT_BEARER='<secret>'",
+        "DEADPOOL_OPT_DSN='postgres://app:<secret>@db1/orders'",
+        "DEADPOOL_OPT_CONNINFO='host=db1 user=app password=<secret>'",
+        "DEADPOOL_OPT_COLOR=blue",
+    ] {
+        assert!(plan.stdout.contains(shown), "{shown}: {}", plan.stdout);
+    }
+    // The plugin itself gets every value as written.
+    let env = std::fs::read_to_string(inst.path("env.log")).unwrap();
+    for line in [
+        "DEADPOOL_OPT_APITOKEN=tok-4711",
+        "DEADPOOL_OPT_ACCESSKEY=ak-4713",
+        "DEADPOOL_OPT_DSN=postgres://app:pw-4715@db1/orders",
+        "DEADPOOL_OPT_CONNINFO=host=db1 user=app password=pw-4716",
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line}: {env}");
+    }
+}
