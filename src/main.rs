@@ -37,6 +37,7 @@ mod ssh;
 mod state;
 mod strict;
 mod text;
+mod timer;
 mod tls;
 
 use std::process::ExitCode;

@@ -170,6 +170,14 @@ journald priority
 to
 .BR <7> ).
 .TP
+.B SYSTEMD_UNIT_PATH
+Where
+.B check\-config
+and
+.B tick
+look for the timer that runs this config dir, as systemd does; by default the
+system unit directories.
+.TP
 .BR SUDO_USER ", " USER
 Who is recorded as having run
 .BR promote ,
@@ -215,6 +223,12 @@ for the instance NAME in
 .I /etc/deadpool\-NAME
 and
 .IR /var/lib/deadpool\-NAME .
+The timer's
+.B OnUnitInactiveSec
+must be
+.BR tick_interval ;
+.B check\-config
+refuses one over three times longer, with which no pool ever fails over.
 "#;
 
 const SEE_ALSO: &str = r#".SH "SEE ALSO"

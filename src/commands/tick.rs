@@ -98,10 +98,7 @@ impl Watch<'_> {
                 let clock = Instant::now();
                 let gap = rules::timer_gap(previous, started_at, interval.as_millis() as i64);
                 if gap {
-                    crate::info!(
-                        "the previous round ended more than {} intervals ago (a suspend, a stopped timer or a clock jump): failure counts restart",
-                        rules::GAP_INTERVALS
-                    );
+                    self.gap_found();
                 }
                 self.sync();
                 for (index, plan) in self.round(gap) {
@@ -119,6 +116,24 @@ impl Watch<'_> {
                 }
             }
         });
+    }
+
+    /// A gap before this round: failure counts restart. Said louder when the timer's own
+    /// period makes every tick a gap ([`crate::timer`]): then no pool ever fails over.
+    fn gap_found(&self) {
+        let timer = crate::timer::find(&self.config.dir);
+        let fit = timer
+            .as_ref()
+            .map(|t| crate::timer::fit(t, self.config.tick_interval));
+        if let Some(crate::timer::Fit::Never(why)) = fit {
+            crate::error!("{why}");
+            self.attention.store(true, Ordering::SeqCst);
+            return;
+        }
+        crate::info!(
+            "the previous round ended more than {} x tick_interval ago (a suspend, a stopped timer, a clock jump, or a timer that runs less often than that): failure counts restart",
+            rules::GAP_INTERVALS
+        );
     }
 
     /// Starts what a round planned for one pool in the background.
