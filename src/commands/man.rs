@@ -178,13 +178,20 @@ and
 look for the timer that runs this config dir, as systemd does; by default the
 system unit directories.
 .TP
-.BR SUDO_USER ", " USER
-Who is recorded as having run
+.B SUDO_USER
+Read only when the real uid is root and the parent process is
+.BR sudo :
+then
 .BR promote ,
 .BR reset ,
 .B pause
 and
-.BR resume .
+.B resume
+record
+.RI "root via sudo by " SUDO_USER .
+Otherwise the recorded person is the user name of the real uid;
+.B USER
+is never read for it.
 .SH FILES
 .TP
 .I /etc/deadpool/deadpool.toml
