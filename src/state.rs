@@ -323,10 +323,19 @@ impl Event {
     }
 }
 
+/// The last tick: when it started and how long it ran, to its end, or while it runs, to
+/// the end of its latest round (each round and the tick's end record it).
 #[derive(Debug, Clone, Copy)]
 pub struct TickRecord {
     pub started_at: i64,
     pub duration_ms: i64,
+}
+
+impl TickRecord {
+    /// When the tick was last seen working: its end, or its latest round's end.
+    pub fn seen_at(&self) -> i64 {
+        self.started_at.saturating_add(self.duration_ms)
+    }
 }
 
 /// Milliseconds since the Unix epoch: what every timestamp in the database is.
@@ -774,6 +783,15 @@ impl State {
             [started_at - retention.as_millis() as i64],
         )?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Records the tick's whole duration when it ends (its rounds recorded it up to theirs).
+    pub fn tick_ended(&self, started_at: i64, duration: Duration) -> Result<()> {
+        self.conn().execute(
+            "UPDATE ticks SET duration_ms = ?2 WHERE id = 1 AND started_at = ?1",
+            params![started_at, duration.as_millis() as i64],
+        )?;
         Ok(())
     }
 

@@ -45,6 +45,7 @@ pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
         cluster: member.as_ref(),
         busy: config.pools.iter().map(|_| Busy::default()).collect(),
         attention: AtomicBool::new(false),
+        started: (now_ms(), Instant::now()),
     };
     watch.run(state.last_tick()?.map(|t| Round {
         started_at: t.started_at,
@@ -80,6 +81,9 @@ struct Watch<'a> {
     cluster: Option<&'a crate::cluster::Member>,
     busy: Vec<Busy>,
     attention: AtomicBool,
+    /// When the tick started (wall clock, monotonic): what the state records as the tick,
+    /// with how long it has run, after each round and at its end.
+    started: (i64, Instant),
 }
 
 /// Whether the tick ends after a round, or another round starts.
@@ -105,7 +109,7 @@ impl Watch<'_> {
                     self.start(background, index, plan);
                 }
                 let took = clock.elapsed();
-                self.after_round(started_at, took);
+                self.after_round(started_at);
                 previous = Some(Round {
                     started_at,
                     duration_ms: took.as_millis() as i64,
@@ -163,12 +167,15 @@ impl Watch<'_> {
         }
     }
 
-    /// After each round: the tick recorded, the cluster told, the metrics written.
-    fn after_round(&self, started_at: i64, took: Duration) {
-        if let Err(e) = self
-            .state
-            .record_tick(started_at, took, self.config.history_retention)
-        {
+    /// After each round: the tick recorded (its start, and how long it has run so far), the
+    /// cluster told, the metrics written.
+    fn after_round(&self, started_at: i64) {
+        let (tick_started_at, clock) = self.started;
+        if let Err(e) = self.state.record_tick(
+            tick_started_at,
+            clock.elapsed(),
+            self.config.history_retention,
+        ) {
             crate::warn!("cannot record the tick: {e:#}");
         }
         if let Some(member) = self.cluster {
@@ -183,6 +190,10 @@ impl Watch<'_> {
         let background_after_round = self.any_busy();
         loop {
             if !self.any_busy() {
+                let (tick_started_at, clock) = self.started;
+                if let Err(e) = self.state.tick_ended(tick_started_at, clock.elapsed()) {
+                    crate::warn!("cannot record the end of the tick: {e:#}");
+                }
                 // What the background work changed (a chain's end) is in the metrics
                 // before the tick ends, not a tick later.
                 if background_after_round {
