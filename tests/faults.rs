@@ -295,12 +295,12 @@ impl Drop for Unmount {
     }
 }
 
-/// A real file system that fills up: a 600 KB tmpfs mounted at `dir` (created), private to
-/// root as a state dir must be.
-fn small_tmpfs(dir: &std::path::Path) -> Unmount {
+/// A real file system that fills up: a tmpfs of `size` mounted at `dir` (created), private
+/// to root as a state dir must be.
+fn small_tmpfs(dir: &std::path::Path, size: &str) -> Unmount {
     std::fs::create_dir(dir).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=600k,mode=0700"])
+        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
         .arg("tmpfs")
         .arg(dir)
         .status()
@@ -313,7 +313,7 @@ both_modes!(a_full_disk_while_writing_state_fails_cleanly_and_recovers);
 fn a_full_disk_while_writing_state_fails_cleanly_and_recovers() {
     let inst = Instance::new();
     let state = inst.path("state");
-    let _unmount = small_tmpfs(&state);
+    let _unmount = small_tmpfs(&state, "600k");
     assert_eq!(inst.tick().code, 0);
     // Fill what is left, then make history grow: a step with a lot of output.
     let filler = state.join("filler");
@@ -663,7 +663,7 @@ fn a_disk_that_fills_up_during_the_chain_stops_no_step() {
     inst.script("plugins/fill", FILLING_STEP);
     inst.script("plugins/free", FREEING_STEP);
     let state = inst.path("state");
-    let _unmount = small_tmpfs(&state);
+    let _unmount = small_tmpfs(&state, "600k");
     assert_eq!(inst.tick().code, 0);
     inst.flag("down-db1");
     let r = inst.tick();
@@ -693,4 +693,85 @@ fn a_disk_that_fills_up_during_the_chain_stops_no_step() {
         assert!(history.contains(needle), "{needle}: {history}");
     }
     assert!(sqlite_ok(&inst));
+}
+
+/// Fills the file system at `dir` (with `dir/filler`) up to `free` bytes left.
+fn fill_to(dir: &std::path::Path, free: u64) {
+    let filler = dir.join("filler");
+    let _ = std::fs::remove_file(&filler);
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%a %S"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut words = text.split_whitespace().map(|w| w.parse::<u64>().unwrap());
+    let available = words.next().unwrap() * words.next().unwrap();
+    let _ = std::fs::write(&filler, vec![0u8; available.saturating_sub(free) as usize]);
+}
+
+both_modes!(a_full_disk_is_named_in_every_write_error);
+/// The state dir on a file system that fills up: whichever write meets the full disk (the
+/// WAL files at open, a pool's row, the tick's record), its error names the database and
+/// says the disk is full; the hosts-file helper names its file too.
+fn a_full_disk_is_named_in_every_write_error() {
+    let inst = Instance::new();
+    let state = inst.path("state");
+    let _unmount = small_tmpfs(&state, "256k");
+    assert_eq!(inst.tick().code, 0);
+    let db = inst.path("state/deadpool.db");
+    let mut failures = Vec::new();
+    for free_kib in (0..=96).step_by(4) {
+        fill_to(&state, free_kib * 1024);
+        inst.flag("down-db1");
+        for r in [
+            inst.tick(),
+            inst.run(&["pause", "db", "--for", "1h", "--reason", "x"]),
+        ] {
+            inst.unflag("down-db1");
+            if !r.stderr.contains("full") && !r.stderr.contains("I/O error") {
+                continue;
+            }
+            for line in r.stderr.lines() {
+                assert!(
+                    line.contains(&format!("cannot write the state database {}", db.display()))
+                        && line.contains("free space on its file system"),
+                    "{free_kib} KiB free: {line}"
+                );
+            }
+            failures.push(r.stderr);
+        }
+    }
+    let all = failures.join("");
+    assert!(
+        all.contains("database or disk is full") && all.contains("disk I/O error"),
+        "both a write and the WAL files met the full disk: {all}"
+    );
+
+    // The hosts-file helper on a full file system.
+    let _unmount_etc = small_tmpfs(&inst.path("etc"), "64k");
+    std::fs::write(inst.path("etc/hosts"), "10.0.0.1 db\n").unwrap();
+    fill_to(&inst.path("etc"), 0);
+    let r = inst.run(&[
+        "hosts",
+        "switch",
+        "--file",
+        inst.path("etc/hosts").to_str().unwrap(),
+        "--name",
+        "db",
+        "--ip",
+        "10.0.0.2",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "cannot write the backup {}.deadpool-backup: No space left on device",
+            inst.path("etc/hosts").display()
+        )) && r.stdout.contains("nothing changed"),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(inst.path("etc/hosts")).unwrap(),
+        "10.0.0.1 db\n"
+    );
 }
