@@ -216,6 +216,10 @@ The state: pools, monitor and readiness results, history (SQLite).
 .I /var/lib/deadpool/deadpool.lock
 The instance lock, held by a tick, promote, reset, pause and resume.
 .TP
+.I /var/lib/deadpool/children/
+One file per process group of a local step or check while it runs; the next run ends
+the groups a killed deadpool left behind.
+.TP
 .I /var/lib/prometheus/node\-exporter/deadpool.prom
 The metrics textfile, when
 .B prometheus_textfile
