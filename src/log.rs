@@ -94,8 +94,10 @@ pub fn preformatted(level: Level, text: &str) {
 }
 
 /// One log message as it goes to stderr: under the journal, the priority prefix on every
-/// line (journald reads each line as one entry); otherwise `deadpool: LEVEL: ` once.
+/// line (journald reads each line as one entry); otherwise `deadpool: LEVEL: ` once. A
+/// message may quote a program or a remote host: it is made printable first.
 fn render(level: Level, message: &str, journal: bool) -> String {
+    let message = &crate::text::printable(message);
     if journal {
         return prefix_lines(level, message);
     }
@@ -161,5 +163,14 @@ mod tests {
         assert_eq!(render(Level::Error, "a\nb", true), "<3>a\n<3>b\n");
         assert_eq!(render(Level::Info, "x", true), "<6>x\n");
         assert_eq!(render(Level::Warn, "x", false), "deadpool: warning: x\n");
+    }
+
+    #[test]
+    fn quoted_output_cannot_drive_the_terminal() {
+        assert_eq!(
+            render(Level::Error, "ssh said \u{1b}]0;t\u{7}x\r\n\tmore", false),
+            "deadpool: error: ssh said ]0;tx\n\tmore\n"
+        );
+        assert_eq!(render(Level::Error, "a\u{1b}[2J", true), "<3>a[2J\n");
     }
 }

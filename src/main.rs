@@ -3,6 +3,7 @@
 //! `main` only parses the command line, calls [`commands::run`], and turns the outcome into an exit code.
 
 mod chain;
+mod children;
 mod civil;
 mod cli;
 mod cluster;
@@ -38,6 +39,7 @@ mod ssh;
 mod state;
 mod strict;
 mod text;
+mod timer;
 mod tls;
 
 use std::process::ExitCode;

@@ -1,6 +1,6 @@
 //! Running commands, locally and over SSH. Local children get their own process group, a
 //! deadline, and capped output capture; on timeout the whole group is killed, so nothing a
-//! step started survives it. Remote commands run over one SSH runner: TCP connect timeout,
+//! step started survives it, and they die with deadpool if it is killed. Remote commands run over one SSH runner: TCP connect timeout,
 //! handshake and session timeouts, host keys always checked against `known_hosts`, the
 //! command itself bounded by `timeout` on the remote side and by a deadline here. Every
 //! remote command line is built here, with every value shell-quoted.
@@ -16,8 +16,10 @@ use crate::settings::{Host, SshSettings};
 use crate::text::shell_quote;
 
 /// Runs `argv` with extra environment, no stdin, and a hard deadline. Never hangs: after the
-/// main process ends (or is killed) its process group is killed too, and output readers that
-/// are still held open by an escaped grandchild are abandoned after a short grace period.
+/// main process ends (or is killed) its process group is killed too. Its output is read on
+/// this thread as it comes; pipes that a grandchild which escaped the group (`setsid`) still
+/// holds open are read for [`OUTPUT_GRACE`] more and then closed on our side, with
+/// everything written until then kept.
 pub fn run_local(argv: &[String], env: &[(String, String)], timeout: Duration) -> Output {
     let started = Instant::now();
     let Some((program, args)) = argv.split_first() else {
@@ -30,16 +32,15 @@ pub fn run_local(argv: &[String], env: &[(String, String)], timeout: Duration) -
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    die_with_parent(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return not_started(&format!("{program}: {e}"), started),
     };
     let pgid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    let readers = [
-        spawn_reader(child.stdout.take(), 0, tx.clone()),
-        spawn_reader(child.stderr.take(), 1, tx),
-    ];
+    // Until the group is killed below; a run after a SIGKILL of deadpool ends it.
+    let _record = crate::children::Record::new(pgid);
+    let mut pipes = Pipes::new(child.stdout.take(), child.stderr.take());
     let deadline = started + timeout;
     let exit = loop {
         match child.try_wait() {
@@ -55,7 +56,7 @@ pub fn run_local(argv: &[String], env: &[(String, String)], timeout: Duration) -
                 let _ = child.wait();
                 break Exit::TimedOut;
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => pipes.read_for(Duration::from_millis(5)),
             Err(e) => {
                 kill_group(pgid);
                 let _ = child.wait();
@@ -66,21 +67,43 @@ pub fn run_local(argv: &[String], env: &[(String, String)], timeout: Duration) -
     let duration = started.elapsed();
     // Whatever the step left running in its group goes with it.
     kill_group(pgid);
-    let mut streams = [String::new(), String::new()];
-    let grace = Instant::now() + Duration::from_millis(500);
-    for _ in readers {
-        let left = grace.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((which, text)) => streams[which] = text,
-            Err(_) => break,
-        }
-    }
-    let [stdout, stderr] = streams;
+    pipes.read_until(Instant::now() + OUTPUT_GRACE);
+    let [stdout, stderr] = pipes.text();
     Output {
         exit,
         stdout,
         stderr,
         duration,
+    }
+}
+
+/// The child gets SIGKILL when deadpool dies, however it dies (a SIGKILL outside systemd
+/// leaves no one to kill the group): a step must not go on acting while the next tick
+/// already reports its chain interrupted. The signal comes when the spawning thread ends;
+/// [`run_local`] waits for its child on that thread. What the child started itself is
+/// ended by the next run ([`crate::children`]).
+fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl(2) and
+    // getppid(2), which are async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // deadpool died between fork and prctl: nothing would ever send the signal.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 
@@ -93,23 +116,83 @@ fn not_started(message: &str, started: Instant) -> Output {
     }
 }
 
-fn spawn_reader(
-    stream: Option<impl Read + Send + 'static>,
-    which: usize,
-    tx: mpsc::Sender<(usize, String)>,
-) -> Option<std::thread::JoinHandle<()>> {
-    let mut stream = stream?;
-    Some(std::thread::spawn(move || {
-        let mut kept = Capped::default();
-        let mut buf = [0u8; 8192];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => kept.push(&buf[..n]),
+/// How long output is still read after the program ended, from pipes something else holds
+/// open.
+pub const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
+/// A child's stdout and stderr, read without threads: poll(2) says which has something, one
+/// read then cannot block. A pipe is closed (dropped) at its end of file, and both when
+/// [`Pipes::text`] takes what was read.
+struct Pipes {
+    open: [Option<std::fs::File>; 2],
+    kept: [Capped; 2],
+}
+
+impl Pipes {
+    fn new(
+        stdout: Option<std::process::ChildStdout>,
+        stderr: Option<std::process::ChildStderr>,
+    ) -> Pipes {
+        let file = |fd: std::os::fd::OwnedFd| std::fs::File::from(fd);
+        Pipes {
+            open: [
+                stdout.map(|s| file(s.into())),
+                stderr.map(|s| file(s.into())),
+            ],
+            kept: [Capped::default(), Capped::default()],
+        }
+    }
+
+    /// Reads whatever comes within `limit` (returns sooner when something came).
+    fn read_for(&mut self, limit: Duration) {
+        use std::os::fd::AsRawFd;
+        let mut fds: Vec<libc::pollfd> = (self.open.iter().flatten())
+            .map(|f| libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let ms = limit.as_millis().clamp(0, 1000) as libc::c_int;
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs that poll may write.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if ready <= 0 {
+            if fds.is_empty() {
+                std::thread::sleep(limit);
+            }
+            return;
+        }
+        for (which, slot) in self.open.iter_mut().enumerate() {
+            let Some(file) = slot else { continue };
+            let fd = file.as_raw_fd();
+            let revents = fds.iter().find(|p| p.fd == fd).map_or(0, |p| p.revents);
+            if revents == 0 {
+                continue;
+            }
+            let mut buf = [0u8; 8192];
+            match file.read(&mut buf) {
+                Ok(0) | Err(_) => *slot = None,
+                Ok(n) => self.kept[which].push(&buf[..n]),
             }
         }
-        let _ = tx.send((which, kept.text()));
-    }))
+    }
+
+    /// Reads until both pipes are at their end or `until` passes.
+    fn read_until(&mut self, until: Instant) {
+        while self.open.iter().any(Option::is_some) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.read_for(left);
+        }
+    }
+
+    /// What was read from stdout and stderr; the pipes are closed on our side.
+    fn text(self) -> [String; 2] {
+        let [out, err] = self.kept;
+        [out.text(), err.text()]
+    }
 }
 
 fn kill_group(pgid: i32) {
@@ -314,6 +397,47 @@ mod tests {
         assert_eq!(out.exit, Exit::Code(0));
         assert!(out.stdout.len() < crate::output::OUTPUT_CAP + 100);
         assert!(out.stdout.contains("more bytes not kept"));
+    }
+
+    /// A grandchild that leaves the group (`setsid`) and keeps stdout open: what was written
+    /// before the program ended is kept, the call returns after the grace, and no pipe to
+    /// that grandchild stays open on our side (so nothing of ours waits on it).
+    #[test]
+    fn output_held_open_by_an_escaped_grandchild_is_kept() {
+        let marker =
+            std::env::temp_dir().join(format!("deadpool-escape-test-{}", std::process::id()));
+        let script = format!(
+            "setsid sh -c 'echo $$ > {}; exec sleep 30' & echo before; sleep 0.2; echo said; echo err >&2",
+            marker.display()
+        );
+        let started = Instant::now();
+        let out = run_local(&sh(&script), &[], Duration::from_secs(10));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(out.exit, Exit::Code(0));
+        assert_eq!(out.stdout, "before\nsaid\n");
+        assert_eq!(out.stderr, "err\n");
+        let pid: i32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::fs::remove_file(&marker).unwrap();
+        let pipe = std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap();
+        let ours: Vec<_> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter(|target| *target == pipe)
+            .collect();
+        // SAFETY: kill(2) of the sleep this test started.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        assert!(ours.is_empty(), "{pipe:?} is still open here");
     }
 
     #[test]

@@ -447,10 +447,19 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The last tick: when it started and how long it ran, to its end, or while it runs, to
+/// the end of its latest round (each round and the tick's end record it).
 #[derive(Debug, Clone, Copy)]
 pub struct TickRecord {
     pub started_at: i64,
     pub duration_ms: i64,
+}
+
+impl TickRecord {
+    /// When the tick was last seen working: its end, or its latest round's end.
+    pub fn seen_at(&self) -> i64 {
+        self.started_at.saturating_add(self.duration_ms)
+    }
 }
 
 /// Milliseconds since the Unix epoch: what every timestamp in the database is.
@@ -852,51 +861,56 @@ impl State {
         Ok(())
     }
 
+    /// One write: an immediate transaction, committed. The one place the database is
+    /// written, so that every failure names the file (SQLite's "database or disk is full"
+    /// names none).
+    fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let written = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            });
+        written.map_err(|e| write_error(&self.path, e))
+    }
+
     /// Writes a pool's row and, in the same immediate transaction, its history events.
     pub fn save_pool(&self, rec: &PoolRecord, events: &[Event]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        upsert_pool(&tx, rec)?;
-        for event in events {
-            insert_event(&tx, event)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            upsert_pool(tx, rec)?;
+            events
+                .iter()
+                .try_for_each(|e| insert_event(tx, e).map(drop))
+        })
     }
 
     pub fn add_events(&self, events: &[Event]) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for event in events {
-            insert_event(&tx, event)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            events
+                .iter()
+                .try_for_each(|e| insert_event(tx, e).map(drop))
+        })
     }
 
     pub fn save_monitor(&self, pool: &str, rows: &[MonitorRow]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        insert_monitor(&tx, pool, rows)?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| insert_monitor(tx, pool, rows))
     }
 
     /// A tick's result for one pool in one transaction (one fsync): the monitor results,
     /// the pool's row and its events.
     pub fn save_tick(&self, rec: &PoolRecord, events: &[Event], rows: &[MonitorRow]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        insert_monitor(&tx, &rec.name, rows)?;
-        upsert_pool(&tx, rec)?;
-        for event in events {
-            insert_event(&tx, event)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            insert_monitor(tx, &rec.name, rows)?;
+            upsert_pool(tx, rec)?;
+            events
+                .iter()
+                .try_for_each(|e| insert_event(tx, e).map(drop))
+        })
     }
 
     pub fn monitor(&self, pool: &str) -> Result<Vec<MonitorRow>> {
@@ -948,28 +962,30 @@ impl State {
     /// Replaces a pool's readiness results and returns the previous ones (for change events).
     pub fn save_readiness(&self, pool: &str, rows: &[ReadinessRow]) -> Result<Vec<ReadinessRow>> {
         let previous = self.readiness(pool)?;
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM readiness WHERE pool = ?1", [pool])?;
-        for row in rows {
-            tx.execute(
-                "INSERT OR REPLACE INTO readiness (pool, step_index, step_name, host, status, message, checked_at, concern)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![pool, row.step_index as i64, row.step_name, row.host, row.status.as_str(), row.message, row.checked_at, row.concern.as_str()],
-            )?;
-        }
-        tx.commit()?;
+        self.write(|tx| {
+            tx.execute("DELETE FROM readiness WHERE pool = ?1", [pool])?;
+            for row in rows {
+                tx.execute(
+                    "INSERT OR REPLACE INTO readiness (pool, step_index, step_name, host, status, message, checked_at, concern)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![pool, row.step_index as i64, row.step_name, row.host, row.status.as_str(), row.message, row.checked_at, row.concern.as_str()],
+                )?;
+            }
+            Ok(())
+        })?;
         Ok(previous)
     }
 
     /// Records when a pool's readiness checks last ran (a pool row that does not exist yet
     /// is left to the next detection round).
     pub fn readiness_checked(&self, pool: &str, at: i64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE pools SET last_system_check_at = ?2 WHERE name = ?1",
-            params![pool, at],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE pools SET last_system_check_at = ?2 WHERE name = ?1",
+                params![pool, at],
+            )
+            .map(drop)
+        })
     }
 
     pub fn readiness(&self, pool: &str) -> Result<Vec<ReadinessRow>> {
@@ -1031,47 +1047,57 @@ impl State {
         duration: Duration,
         retention: Retention,
     ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO ticks (id, started_at, duration_ms) VALUES (1, ?1, ?2)",
-            params![started_at, duration.as_millis() as i64],
-        )?;
-        let last: Option<i64> = tx
-            .query_row("SELECT horizon FROM pruning WHERE id = 1", [], |r| r.get(0))
-            .optional()?;
-        let oldest: Option<i64> = match last {
-            Some(_) => None,
-            None => tx.query_row("SELECT MIN(at) FROM history", [], |r| r.get(0))?,
-        };
-        let target = started_at.saturating_sub(millis(retention.keep));
-        if let Some(horizon) = prune_horizon(last, oldest, target, millis(retention.step)) {
+        self.write(|tx| {
             tx.execute(
-                "INSERT OR REPLACE INTO pruning (id, horizon) VALUES (1, ?1)",
-                [horizon],
+                "INSERT OR REPLACE INTO ticks (id, started_at, duration_ms) VALUES (1, ?1, ?2)",
+                params![started_at, duration.as_millis() as i64],
             )?;
-            let locked = [
-                PoolState::FailingOver,
-                PoolState::FailedOver,
-                PoolState::FailoverFailed,
-                PoolState::Interrupted,
-            ]
-            .map(|s| format!("'{}'", s.as_str()))
-            .join(", ");
+            let last: Option<i64> = tx
+                .query_row("SELECT horizon FROM pruning WHERE id = 1", [], |r| r.get(0))
+                .optional()?;
+            let oldest: Option<i64> = match last {
+                Some(_) => None,
+                None => tx.query_row("SELECT MIN(at) FROM history", [], |r| r.get(0))?,
+            };
+            let target = started_at.saturating_sub(millis(retention.keep));
+            if let Some(horizon) = prune_horizon(last, oldest, target, millis(retention.step)) {
+                tx.execute(
+                    "INSERT OR REPLACE INTO pruning (id, horizon) VALUES (1, ?1)",
+                    [horizon],
+                )?;
+                let locked = [
+                    PoolState::FailingOver,
+                    PoolState::FailedOver,
+                    PoolState::FailoverFailed,
+                    PoolState::Interrupted,
+                ]
+                .map(|s| format!("'{}'", s.as_str()))
+                .join(", ");
+                tx.execute(
+                    &format!(
+                        "WITH episode (pool, first) AS MATERIALIZED (
+                           SELECT p.name, (SELECT MAX(s.id) FROM history s
+                                           WHERE s.pool = p.name AND s.event = '{FAILOVER_STARTED}')
+                           FROM pools p WHERE p.state IN ({locked}))
+                         DELETE FROM history WHERE at < ?1 AND NOT EXISTS
+                           (SELECT 1 FROM episode e WHERE e.pool = history.pool AND history.id >= e.first)"
+                    ),
+                    [horizon],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records the tick's whole duration when it ends (its rounds recorded it up to theirs).
+    pub fn tick_ended(&self, started_at: i64, duration: Duration) -> Result<()> {
+        self.write(|tx| {
             tx.execute(
-                &format!(
-                    "WITH episode (pool, first) AS MATERIALIZED (
-                       SELECT p.name, (SELECT MAX(s.id) FROM history s
-                                       WHERE s.pool = p.name AND s.event = '{FAILOVER_STARTED}')
-                       FROM pools p WHERE p.state IN ({locked}))
-                     DELETE FROM history WHERE at < ?1 AND NOT EXISTS
-                       (SELECT 1 FROM episode e WHERE e.pool = history.pool AND history.id >= e.first)"
-                ),
-                [horizon],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+                "UPDATE ticks SET duration_ms = ?2 WHERE id = 1 AND started_at = ?1",
+                params![started_at, duration.as_millis() as i64],
+            )
+            .map(drop)
+        })
     }
 
     pub fn last_tick(&self) -> Result<Option<TickRecord>> {
@@ -1309,15 +1335,37 @@ fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<usize> {
     )
 }
 
+/// A failed write, naming the database; a full disk or an I/O error says where to look.
+fn write_error(path: &Path, e: rusqlite::Error) -> anyhow::Error {
+    match space_problem(&e) {
+        Some(what) => anyhow::anyhow!(
+            "cannot write the state database {} ({what}: {e}); free space on its file system, where its -wal and -shm files live too",
+            path.display()
+        ),
+        None => anyhow::anyhow!("cannot write the state database {}: {e}", path.display()),
+    }
+}
+
+/// "the disk is full" or "a disk I/O error", when SQLite says so.
+fn space_problem(e: &rusqlite::Error) -> Option<&'static str> {
+    match e.sqlite_error_code()? {
+        rusqlite::ErrorCode::DiskFull => Some("the disk is full"),
+        rusqlite::ErrorCode::SystemIoFailure => Some("a disk I/O error, often a full disk"),
+        _ => None,
+    }
+}
+
 fn configure(conn: &Connection, path: &Path) -> Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .with_context(|| {
-            format!(
+        .map_err(|e| match space_problem(&e) {
+            // Switching to WAL creates the -wal and -shm files: the first write of a run.
+            Some(_) => write_error(path, e),
+            None => anyhow::Error::new(e).context(format!(
                 "{}: cannot switch to WAL; is it a deadpool database?",
                 path.display()
-            )
+            )),
         })?;
     if !mode.eq_ignore_ascii_case("wal") {
         bail!(
@@ -1333,11 +1381,13 @@ fn configure(conn: &Connection, path: &Path) -> Result<()> {
 
 fn schema_version(conn: &Connection, path: &Path) -> Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
-        .with_context(|| {
-            format!(
+        .map_err(|e| match space_problem(&e) {
+            // The first read of a run maps the -shm file, which a full disk refuses.
+            Some(_) => write_error(path, e),
+            None => anyhow::Error::new(e).context(format!(
                 "{}: cannot read the database; is it a deadpool database, or damaged?",
                 path.display()
-            )
+            )),
         })
 }
 

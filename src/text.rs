@@ -1,14 +1,29 @@
 //! Small text helpers shared by reports and captured output.
 
-/// Makes a message safe for a one-line report: no line breaks, no control characters, no `|`
-/// (Nagios reads everything after `|` as performance data).
+/// Whether a character of text from elsewhere (a program's output, a server's message, a
+/// remote host's error) may reach a person's terminal: every control character but newline
+/// and tab is held back. ESC and the C1 controls start terminal escape sequences (colours,
+/// cursor moves, OSC window titles and clipboard writes), a carriage return or backspace
+/// overwrites what was printed before.
+fn printable_char(c: char) -> bool {
+    matches!(c, '\n' | '\t') || !c.is_control()
+}
+
+/// Text from elsewhere made safe to print for a person, lines kept ([`printable_char`]):
+/// the one sanitiser behind `history`, the report text, `promote`'s display and the log.
+pub fn printable(s: &str) -> String {
+    s.chars().filter(|&c| printable_char(c)).collect()
+}
+
+/// Makes a message safe for a one-line report: no line breaks, no control characters
+/// ([`printable_char`]), no `|` (Nagios reads everything after `|` as performance data).
 pub fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '|' => out.push('/'),
             '\n' | '\r' | '\t' => out.push(' '),
-            c if c.is_control() => {}
+            c if !printable_char(c) => {}
             c => out.push(c),
         }
     }
@@ -128,6 +143,21 @@ mod tests {
     }
 
     #[test]
+    fn printable_keeps_lines_and_drops_terminal_controls() {
+        let csi = "\u{1b}[2J\u{1b}[31mred\u{1b}[0m";
+        let osc = "\u{1b}]0;owned\u{7}\u{1b}]52;c;ZWNobyBoaQ==\u{1b}\\";
+        let c1 = "\u{9b}2J\u{9d}0;t\u{9c}";
+        let text = format!("a\tb\n{csi}\n{osc}\n{c1}\nover\rwrite\u{8}\u{7f}");
+        let shown = printable(&text);
+        assert_eq!(
+            shown,
+            "a\tb\n[2J[31mred[0m\n]0;owned]52;c;ZWNobyBoaQ==\\\n2J0;t\noverwrite"
+        );
+        assert!(!shown.contains('\u{1b}'));
+        assert_eq!(printable("ünïcode ok\n"), "ünïcode ok\n");
+    }
+
+    #[test]
     fn split_words_handles_quotes() {
         assert_eq!(
             split_words(r#"check -H 'a b' "c \"d\"" e\ f"#).unwrap(),
@@ -201,6 +231,13 @@ mod fuzz_tests {
                 assert!(!line.chars().any(char::is_control), "case {case}: {line:?}");
                 assert!(line.chars().count() <= 601, "case {case}");
             }
+            let shown = printable(&text);
+            assert!(
+                !shown
+                    .chars()
+                    .any(|c| c.is_control() && c != '\n' && c != '\t'),
+                "case {case}: {shown:?}"
+            );
             let _ = split_words(&text);
             let quoted = shell_quote(&text);
             assert!(

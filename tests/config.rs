@@ -438,7 +438,35 @@ fn step_key_cases() -> Vec<BadConfig> {
             format!(
                 "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"local\"]\nexec_command = \"echo {{new_primry}}\"\n"
             ),
-            vec!["pools/db.toml", "exec_command", "new_primry"],
+            vec![
+                "pools/db.toml",
+                "exec_command",
+                "`{new_primry}`",
+                "the known ones are {new_primary}, {old_primary}, {pool}",
+            ],
+        ),
+        (
+            "unknown placeholder in a nagios monitor's command",
+            "pools/db.toml".into(),
+            pool(
+                "command = \"monitor {host}\"",
+                "command = \"monitor {hots}\"",
+            ),
+            vec![
+                "pools/db.toml",
+                "[monitor]",
+                "command",
+                "`{hots}`",
+                "the known ones are {host}, {port}, {pool}, {role}",
+            ],
+        ),
+        (
+            "a placeholder in the wrong case",
+            "pools/db.toml".into(),
+            format!(
+                "{TWO_STEP_POOL}\n[[protocol]]\ntype = \"exec\"\nhosts = [\"local\"]\nexec_command = \"echo {{POOL}}\"\n"
+            ),
+            vec!["pools/db.toml", "exec_command", "`{POOL}`", "{pool}"],
         ),
         (
             "missing plugin",

@@ -38,3 +38,25 @@ fn every_fault_names_tests_that_exist() {
         }
     }
 }
+
+/// The README and the man page say what `commands::shared::actor` does: the real uid's
+/// name (and sudo's SUDO_USER only under a root sudo), never `$USER`, which anyone sets.
+#[test]
+fn the_docs_name_the_real_user_as_the_recorded_person() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let man = std::process::Command::new(env!("CARGO_BIN_EXE_deadpool"))
+        .arg("man")
+        .output()
+        .unwrap();
+    let man = String::from_utf8(man.stdout).unwrap();
+    for (doc, text) in [("README", &readme), ("man page", &man)] {
+        assert!(
+            text.contains("user name of the real uid"),
+            "{doc} does not say who is recorded"
+        );
+        for claim in ["`$SUDO_USER`, else `$USER`", ".BR SUDO_USER \", \" USER"] {
+            assert!(!text.contains(claim), "{doc} still says {claim}");
+        }
+    }
+}

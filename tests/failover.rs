@@ -290,18 +290,22 @@ fn sigkill_in_the_middle_of_a_chain_leaves_interrupted_and_no_step_runs_twice() 
     );
     child.kill().unwrap();
     child.wait().unwrap();
-    // The orphaned step is not deadpool's to clean up once deadpool is dead; stop it here.
     let bg: i32 = std::fs::read_to_string(inst.path("bgpid"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    unsafe_kill_group_of(bg);
     inst.unflag("hang-promote-one");
 
     let r = inst.tick();
     assert_eq!(r.code, 1, "an interrupted failover needs a person: {r:?}");
     assert_eq!(inst.state_of("db").0, "interrupted");
+    // What the step left in its group was ended by this tick.
+    assert!(!is_running(bg), "the step's background sleep {bg} survived");
+    assert!(
+        r.stderr.contains("left running when it was killed"),
+        "{r:?}"
+    );
     let report = inst.run(&["report", "--nagios"]);
     assert_eq!(report.code, 2, "{report:?}");
     assert!(
@@ -315,19 +319,58 @@ fn sigkill_in_the_middle_of_a_chain_leaves_interrupted_and_no_step_runs_twice() 
     assert_eq!(promotes.len(), 1, "no step runs twice: {promotes:#?}");
 }
 
-/// Kills the process group the given process belongs to (the step plugin and its sleep).
-fn unsafe_kill_group_of(pid: i32) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let pgid = stat
-        .rsplit(')')
-        .next()
-        .and_then(|rest| rest.split_whitespace().nth(2))
-        .and_then(|p| p.parse::<i32>().ok());
-    if let Some(pgid) = pgid {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", "--", &format!("-{pgid}")])
-            .status();
+both_modes!(a_step_stops_acting_when_deadpool_is_killed);
+/// SIGKILL outside systemd: nobody kills the step's group for deadpool. The step's program
+/// dies with it, and what it started in the background is ended by the next tick, before
+/// either writes its marker.
+fn a_step_stops_acting_when_deadpool_is_killed() {
+    let inst = Instance::new();
+    inst.script(
+        "plugins/late",
+        r#"#!/bin/sh
+top="$(dirname "$0")/.."
+if [ "$1" = promote ]; then
+    (sleep 2; touch "$top/marker-background") &
+    touch "$top/in-step"
+    sleep 2
+    touch "$top/marker-foreground"
+fi
+echo "$1 ok"
+"#,
+    );
+    inst.write_pool(
+        "db",
+        &common::TWO_STEP_POOL.replacen(
+            "command = \"step\"\ncolor = \"blue\"\ntimeout = \"3s\"",
+            "command = \"late\"\ntimeout = \"20s\"",
+            1,
+        ),
+    );
+    inst.flag("down-db1");
+    inst.ticks_before_threshold("db", 2);
+    let mut child = inst.command(&["tick"]).spawn().unwrap();
+    assert!(
+        wait_for(&inst.path("in-step"), Duration::from_secs(10)),
+        "the step never started"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let r = inst.tick();
+    assert_eq!(inst.state_of("db").0, "interrupted", "{r:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    for marker in ["marker-foreground", "marker-background"] {
+        assert!(
+            !inst.path(marker).exists(),
+            "the killed tick's step still acted: {marker}"
+        );
     }
+    assert!(
+        std::fs::read_dir(inst.path("state/children"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no group is left recorded"
+    );
 }
 
 both_modes!(two_ticks_at_once_run_the_chain_at_most_once);
@@ -1006,4 +1049,64 @@ fn a_locked_pool_renamed_keeps_its_lock_until_adopted_or_forgotten() {
     let r = inst.run(&["report", "--nagios"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(inst.history().contains("forgotten"), "{}", inst.history());
+}
+
+both_modes!(secret_looking_plugin_options_are_masked_in_plans_but_reach_the_plugin);
+fn secret_looking_plugin_options_are_masked_in_plans_but_reach_the_plugin() {
+    let inst = Instance::new();
+    let options = [
+        ("apitoken", "\"tok-4711\""),
+        ("secretkey", "\"sk-4712\""),
+        ("accesskey", "\"ak-4713\""),
+        ("bearer", "\"br-4714\""),
+        ("dsn", "\"postgres://app:pw-4715@db1/orders\""),
+        ("conninfo", "\"host=db1 user=app password=pw-4716\""),
+    ];
+    let extra: String = options
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect();
+    inst.write_pool(
+        "db",
+        &common::TWO_STEP_POOL.replacen(
+            "color = \"blue\"\n",
+            &format!("color = \"blue\"\n{extra}"),
+            1,
+        ),
+    );
+    inst.script(
+        "plugins/step",
+        "#!/bin/sh\nenv | grep '^DEADPOOL_OPT_' >> \"$(dirname \"$0\")/../env.log\"\necho \"$1 ok\"\n",
+    );
+    let plan = inst.run(&["tick", "--dry-run"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let promote = inst.run(&["promote", "db", "secondary", "--dry-run"]);
+    assert_eq!(promote.code, 0, "{promote:?}");
+    for secret in ["4711", "4712", "4713", "4714", "4715", "4716"] {
+        for (what, out) in [("tick --dry-run", &plan), ("promote --dry-run", &promote)] {
+            assert!(
+                !out.stdout.contains(secret) && !out.stderr.contains(secret),
+                "{what} shows {secret}: {out:?}"
+            );
+        }
+    }
+    for shown in [
+        "DEADPOOL_OPT_APITOKEN='<secret>'",
+        "DEADPOOL_OPT_BEARER='<secret>'",
+        "DEADPOOL_OPT_DSN='postgres://app:<secret>@db1/orders'",
+        "DEADPOOL_OPT_CONNINFO='host=db1 user=app password=<secret>'",
+        "DEADPOOL_OPT_COLOR=blue",
+    ] {
+        assert!(plan.stdout.contains(shown), "{shown}: {}", plan.stdout);
+    }
+    // The plugin itself gets every value as written.
+    let env = std::fs::read_to_string(inst.path("env.log")).unwrap();
+    for line in [
+        "DEADPOOL_OPT_APITOKEN=tok-4711",
+        "DEADPOOL_OPT_ACCESSKEY=ak-4713",
+        "DEADPOOL_OPT_DSN=postgres://app:pw-4715@db1/orders",
+        "DEADPOOL_OPT_CONNINFO=host=db1 user=app password=pw-4716",
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line}: {env}");
+    }
 }

@@ -373,12 +373,12 @@ impl Drop for Unmount {
     }
 }
 
-/// A real file system that fills up: a 600 KB tmpfs mounted at `dir` (created), private to
-/// root as a state dir must be.
-fn small_tmpfs(dir: &std::path::Path) -> Unmount {
+/// A real file system that fills up: a tmpfs of `size` mounted at `dir` (created), private
+/// to root as a state dir must be.
+fn small_tmpfs(dir: &std::path::Path, size: &str) -> Unmount {
     std::fs::create_dir(dir).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=600k,mode=0700"])
+        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
         .arg("tmpfs")
         .arg(dir)
         .status()
@@ -391,7 +391,7 @@ both_modes!(a_full_disk_while_writing_state_fails_cleanly_and_recovers);
 fn a_full_disk_while_writing_state_fails_cleanly_and_recovers() {
     let inst = Instance::new();
     let state = inst.path("state");
-    let _unmount = small_tmpfs(&state);
+    let _unmount = small_tmpfs(&state, "600k");
     assert_eq!(inst.tick().code, 0);
     // Fill what is left, then make history grow: a step with a lot of output.
     let filler = state.join("filler");
@@ -525,6 +525,42 @@ fn a_config_broken_while_failed_over_is_unknown_and_the_pool_stays_locked() {
     inst.tick();
     assert_eq!(inst.state_of("db").0, "failed_over", "still locked");
     assert_eq!(inst.calls("promote").len(), 2);
+}
+
+both_modes!(output_held_open_by_an_escaped_child_is_kept);
+/// A monitor plugin whose child leaves its process group (`setsid`) holding stdout, and
+/// that then prints and exits: what it printed is its message, and the tick does not wait
+/// for the escaped child.
+fn output_held_open_by_an_escaped_child_is_kept() {
+    let inst = Instance::new();
+    inst.script(
+        "plugins/monitor",
+        "#!/bin/sh\nexport top=\"$(dirname \"$0\")/..\"\nsetsid sh -c 'echo $$ >> \"$top/escaped\"; exec sleep 30' &\nsleep 0.1\necho \"OK - $1 answers despite its child\"\n",
+    );
+    let started = std::time::Instant::now();
+    let r = inst.tick();
+    let took = started.elapsed();
+    for pid in std::fs::read_to_string(inst.path("escaped"))
+        .unwrap()
+        .lines()
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status();
+    }
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(took < Duration::from_secs(5), "the tick took {took:?}");
+    let p = inst.pool_json("db");
+    for server in p["monitor"]["servers"].as_array().unwrap() {
+        assert!(
+            server["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("answers despite its child"),
+            "{server}"
+        );
+        assert_eq!(server["health"], "up", "{server}");
+    }
 }
 
 both_modes!(misbehaving_plugins_are_contained);
@@ -750,7 +786,7 @@ fn a_disk_that_fills_up_during_the_chain_stops_no_step() {
     inst.script("plugins/fill", FILLING_STEP);
     inst.script("plugins/free", FREEING_STEP);
     let state = inst.path("state");
-    let _unmount = small_tmpfs(&state);
+    let _unmount = small_tmpfs(&state, "600k");
     assert_eq!(inst.tick().code, 0);
     inst.flag("down-db1");
     let r = inst.tick();
@@ -780,4 +816,85 @@ fn a_disk_that_fills_up_during_the_chain_stops_no_step() {
         assert!(history.contains(needle), "{needle}: {history}");
     }
     assert!(sqlite_ok(&inst));
+}
+
+/// Fills the file system at `dir` (with `dir/filler`) up to `free` bytes left.
+fn fill_to(dir: &std::path::Path, free: u64) {
+    let filler = dir.join("filler");
+    let _ = std::fs::remove_file(&filler);
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%a %S"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut words = text.split_whitespace().map(|w| w.parse::<u64>().unwrap());
+    let available = words.next().unwrap() * words.next().unwrap();
+    let _ = std::fs::write(&filler, vec![0u8; available.saturating_sub(free) as usize]);
+}
+
+both_modes!(a_full_disk_is_named_in_every_write_error);
+/// The state dir on a file system that fills up: whichever write meets the full disk (the
+/// WAL files at open, a pool's row, the tick's record), its error names the database and
+/// says the disk is full; the hosts-file helper names its file too.
+fn a_full_disk_is_named_in_every_write_error() {
+    let inst = Instance::new();
+    let state = inst.path("state");
+    let _unmount = small_tmpfs(&state, "256k");
+    assert_eq!(inst.tick().code, 0);
+    let db = inst.path("state/deadpool.db");
+    let mut failures = Vec::new();
+    for free_kib in (0..=96).step_by(4) {
+        fill_to(&state, free_kib * 1024);
+        inst.flag("down-db1");
+        for r in [
+            inst.tick(),
+            inst.run(&["pause", "db", "--for", "1h", "--reason", "x"]),
+        ] {
+            inst.unflag("down-db1");
+            if !r.stderr.contains("full") && !r.stderr.contains("I/O error") {
+                continue;
+            }
+            for line in r.stderr.lines() {
+                assert!(
+                    line.contains(&format!("cannot write the state database {}", db.display()))
+                        && line.contains("free space on its file system"),
+                    "{free_kib} KiB free: {line}"
+                );
+            }
+            failures.push(r.stderr);
+        }
+    }
+    let all = failures.join("");
+    assert!(
+        all.contains("database or disk is full") && all.contains("disk I/O error"),
+        "both a write and the WAL files met the full disk: {all}"
+    );
+
+    // The hosts-file helper on a full file system.
+    let _unmount_etc = small_tmpfs(&inst.path("etc"), "64k");
+    std::fs::write(inst.path("etc/hosts"), "10.0.0.1 db\n").unwrap();
+    fill_to(&inst.path("etc"), 0);
+    let r = inst.run(&[
+        "hosts",
+        "switch",
+        "--file",
+        inst.path("etc/hosts").to_str().unwrap(),
+        "--name",
+        "db",
+        "--ip",
+        "10.0.0.2",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "cannot write the backup {}.deadpool-backup: No space left on device",
+            inst.path("etc/hosts").display()
+        )) && r.stdout.contains("nothing changed"),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(inst.path("etc/hosts")).unwrap(),
+        "10.0.0.1 db\n"
+    );
 }

@@ -623,3 +623,107 @@ fn failures_in_perf(nagios: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("'db_failures' in {nagios}"))
 }
+
+/// Everything the escaping step below prints that a terminal would act on: ESC starting a
+/// CSI (clear, colour) and an OSC (window title, clipboard write), a C1 CSI, a carriage
+/// return, a backspace and a bell.
+const TERMINAL_CONTROLS: &[char] = &['\x1b', '\u{9b}', '\r', '\x08', '\x07'];
+
+both_modes!(step_and_monitor_output_reaches_a_person_without_terminal_controls);
+fn step_and_monitor_output_reaches_a_person_without_terminal_controls() {
+    let inst = fast();
+    // A step plugin and a monitor plugin that print terminal escapes around their words.
+    let escapes = r"printf '\033]0;owned\007\033]52;c;ZWNobyBoaQ==\007\033[2J\302\233H\r\010'";
+    inst.script(
+        "plugins/step",
+        &format!(
+            "#!/bin/sh\n{escapes}\nprintf 'step %s \\033[31mred\\033[0m\\tdone\\n' \"$1\"\nprintf 'second line\\n'\nprintf 'to stderr\\033[5m\\n' >&2\n"
+        ),
+    );
+    inst.script(
+        "plugins/monitor",
+        &format!("#!/bin/sh\n{escapes}\necho \"OK - $1 \\033[1manswers\"\n"),
+    );
+    let tick = inst.tick();
+    assert_eq!(tick.code, 0, "{tick:?}");
+    let promote = inst.run(&["promote", "db", "secondary", "--yes"]);
+    assert_eq!(promote.code, 0, "{promote:?}");
+    let history = inst.run(&["history"]);
+    let report = inst.run(&["report"]);
+    for (what, text) in [
+        ("promote", &promote.stdout),
+        ("promote's log", &promote.stderr),
+        ("history", &history.stdout),
+        ("report", &report.stdout),
+        ("tick's log", &tick.stderr),
+    ] {
+        assert!(
+            !text.contains(TERMINAL_CONTROLS),
+            "{what} passes terminal controls on: {text:?}"
+        );
+    }
+    // What the programs said is still there, lines and tabs kept.
+    assert!(
+        history
+            .stdout
+            .contains("      | ]0;owned]52;c;ZWNobyBoaQ==[2JH")
+            && history.stdout.contains("step promote [31mred[0m\tdone\n")
+            && history.stdout.contains("      | second line\n")
+            && history.stdout.contains("      | to stderr[5m\n"),
+        "{}",
+        history.stdout
+    );
+    assert!(report.stdout.contains("answers"), "{}", report.stdout);
+}
+
+both_modes!(tick_duration_is_the_whole_ticks);
+/// A tick whose readiness check runs 1.5 s in the background goes on with 200 ms rounds
+/// until it is done: its duration, in the report, the perfdata and the metrics file, is the
+/// whole tick's, not its last round's; its age counts from its end.
+fn tick_duration_is_the_whole_ticks() {
+    let inst = Instance::with(
+        "tick_interval = \"200ms\"\nstale_warning = \"1s\"\nstale_critical = \"2s\"\nsystem_check_interval = \"1h\"\nprometheus_textfile = \"metrics/deadpool.prom\"\n",
+        &[("db", common::TWO_STEP_POOL)],
+    );
+    std::fs::create_dir(inst.path("metrics")).unwrap();
+    inst.script(
+        "plugins/step",
+        "#!/bin/sh\nif [ \"$1\" = check ]; then sleep 1.5; fi\necho \"$1 ok\"\n",
+    );
+    let started = std::time::Instant::now();
+    let r = inst.tick();
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        took >= 1.5,
+        "the tick waited for its readiness check: {took}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&inst.run(&["report", "--json"]).stdout).unwrap();
+    let duration = v["instance"]["last_tick_duration_s"].as_f64().unwrap();
+    assert!(
+        (1.5..=took).contains(&duration),
+        "the tick took {took}s, the report says {duration}s"
+    );
+    let age = v["instance"]["last_tick_age_s"].as_f64().unwrap();
+    assert!(age < 1.0, "the age counts from the tick's end: {age}");
+    assert_eq!(v["instance"]["status"], "OK", "{v}");
+    let nagios = inst.run(&["report", "--nagios"]).stdout;
+    let perf: f64 = nagios
+        .split("tick_duration=")
+        .nth(1)
+        .and_then(|p| p.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{nagios}"));
+    assert!(perf >= 1.5, "{nagios}");
+    let file = std::fs::read_to_string(inst.path("metrics/deadpool.prom")).unwrap();
+    let metric: f64 = file
+        .lines()
+        .find_map(|l| l.strip_prefix("deadpool_tick_duration_seconds "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{file}"));
+    assert!(
+        metric >= 1.5,
+        "the metrics file written at the tick's end: {file}"
+    );
+}

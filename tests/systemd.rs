@@ -301,3 +301,92 @@ fn a_tick_and_its_local_steps_stay_inside_the_filter() {
         assert!(families.contains(family), "{family} is not in {families:?}");
     }
 }
+
+both_modes!(a_timer_slower_than_tick_interval_is_found_by_check_config_and_by_tick);
+/// The shipped timer and service, installed in a unit dir of their own
+/// (`$SYSTEMD_UNIT_PATH`, which systemd reads too) with a drop-in pointing the service at
+/// the test's config dir: check-config compares the timer's period with tick_interval, and
+/// a tick that finds a gap says when the timer is the cause.
+fn a_timer_slower_than_tick_interval_is_found_by_check_config_and_by_tick() {
+    let inst = common::Instance::with(
+        "tick_interval = \"200ms\"\nsystem_check_interval = \"1h\"\n",
+        &[("db", common::TWO_STEP_POOL)],
+    );
+    let units = inst.path("units");
+    std::fs::create_dir_all(units.join("deadpool.service.d")).unwrap();
+    std::fs::create_dir_all(units.join("deadpool.timer.d")).unwrap();
+    std::fs::write(units.join("deadpool.timer"), unit("deadpool.timer")).unwrap();
+    std::fs::write(units.join("deadpool.service"), unit("deadpool.service")).unwrap();
+    std::fs::write(
+        units.join("deadpool.service.d/config.conf"),
+        format!(
+            "[Service]\nExecStart=\nExecStart=/usr/bin/deadpool --config {} tick\n",
+            inst.dir().display()
+        ),
+    )
+    .unwrap();
+    let period = |p: &str| {
+        std::fs::write(
+            units.join("deadpool.timer.d/period.conf"),
+            format!("[Timer]\nOnUnitInactiveSec=\nOnUnitInactiveSec={p}\n"),
+        )
+        .unwrap()
+    };
+    let run = |args: &[&str]| {
+        common::Run::from(
+            inst.command(args)
+                .env("SYSTEMD_UNIT_PATH", &units)
+                .output()
+                .unwrap(),
+        )
+    };
+
+    // The shipped 5s against 200ms: every tick would be a gap.
+    let r = run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("deadpool.timer starts a tick every 5s (OnUnitInactiveSec= in ")
+            && r.stderr.contains("but tick_interval is 200ms")
+            && r.stderr.contains("no pool ever fails over")
+            && r.stderr
+                .contains("set OnUnitInactiveSec=200ms in a drop-in"),
+        "{r:?}"
+    );
+    period("400ms");
+    let r = run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("warning: deadpool.timer starts a tick every 400ms")
+            && r.stdout.contains("2.0 times as long as intended"),
+        "{r:?}"
+    );
+    period("200ms");
+    let r = run(&["check-config", "--offline"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("deadpool.timer: a tick every 200ms (OnUnitInactiveSec= in ")
+            && !r.stdout.contains("warning: deadpool.timer"),
+        "{r:?}"
+    );
+
+    // A tick after a gap, with the timer slow enough to cause it: said as an error.
+    period("1s");
+    assert_eq!(run(&["tick"]).code, 0);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let r = run(&["tick"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("deadpool.timer starts a tick every 1s")
+            && r.stderr.contains("no pool ever fails over"),
+        "{r:?}"
+    );
+    // Without such a timer, a gap is only the usual note.
+    period("200ms");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let r = run(&["tick"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("fails over"), "{r:?}");
+}

@@ -35,6 +35,7 @@ struct Probe {
 
 fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     let config = Config::load(dir)?;
+    let timer = timer_line(&config)?;
     let mut warnings = Vec::new();
     let mut probes: Vec<Probe> = Vec::new();
     let mut cluster_line = None;
@@ -81,6 +82,11 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
     pool_warnings(&config, &mut warnings);
 
     let mut notes = Vec::new();
+    match timer {
+        Some(Ok(note)) => notes.push(note),
+        Some(Err(warning)) => warnings.push(warning),
+        None => {}
+    }
     notes.extend(cluster_line);
     notes.extend(replication_notes);
     for pool in &config.pools {
@@ -122,6 +128,31 @@ fn check(dir: &Path, args: &CheckConfigArgs) -> Result<Outcome> {
         warnings.len()
     );
     Ok(Outcome::Done)
+}
+
+/// The systemd timer that runs this config's ticks, when its unit files are found: an error
+/// when it is so slow that every tick is a gap, a warning (`Err`) when its period is not
+/// `tick_interval`'s, a note (`Ok`) otherwise.
+fn timer_line(config: &Config) -> Result<Option<Result<String, String>>> {
+    use crate::timer::Fit;
+    let Some(timer) = crate::timer::find(&config.dir) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        match crate::timer::fit(&timer, config.tick_interval) {
+            Fit::Never(why) => {
+                return Err(crate::error::Error::Config(ConfigError::plain(why)).into());
+            }
+            Fit::Off(why) => Err(why),
+            Fit::Same => Ok(format!(
+                "{}: a tick every {} ({}= in {}), as tick_interval",
+                timer.name,
+                format_duration(timer.period),
+                timer.key,
+                timer.file.display()
+            )),
+        },
+    ))
 }
 
 /// SSH files: errors where some step or observer logs in with them, warnings otherwise.

@@ -6,7 +6,7 @@ use crate::cli::HistoryArgs;
 use crate::config::Config;
 use crate::error::Outcome;
 use crate::state::State;
-use crate::text::{format_time, one_line};
+use crate::text::{format_time, one_line, printable};
 
 pub fn run(config: &Config, args: &HistoryArgs) -> Result<Outcome> {
     if let Some(name) = &args.pool {
@@ -69,11 +69,11 @@ pub fn run(config: &Config, args: &HistoryArgs) -> Result<Outcome> {
             line.push_str(&format!(" ({:.2}s)", ms as f64 / 1000.0));
         }
         if !e.actor.is_empty() && e.actor != "tick" {
-            line.push_str(&format!(" by {}", e.actor));
+            line.push_str(&format!(" by {}", one_line(&e.actor)));
         }
         println!("{line}");
         if !e.output.trim().is_empty() && e.output.trim() != e.message.trim() {
-            for l in e.output.lines().take(20) {
+            for l in printable(&e.output).lines().take(20) {
                 println!("      | {l}");
             }
         }

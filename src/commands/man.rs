@@ -170,13 +170,28 @@ journald priority
 to
 .BR <7> ).
 .TP
-.BR SUDO_USER ", " USER
-Who is recorded as having run
+.B SYSTEMD_UNIT_PATH
+Where
+.B check\-config
+and
+.B tick
+look for the timer that runs this config dir, as systemd does; by default the
+system unit directories.
+.TP
+.B SUDO_USER
+Read only when the real uid is root and the parent process is
+.BR sudo :
+then
 .BR promote ,
 .BR reset ,
 .B pause
 and
-.BR resume .
+.B resume
+record
+.RI "root via sudo by " SUDO_USER .
+Otherwise the recorded person is the user name of the real uid;
+.B USER
+is never read for it.
 .SH FILES
 .TP
 .I /etc/deadpool/deadpool.toml
@@ -201,6 +216,10 @@ The state: pools, monitor and readiness results, history (SQLite).
 .I /var/lib/deadpool/deadpool.lock
 The instance lock, held by a tick, promote, reset, pause and resume.
 .TP
+.I /var/lib/deadpool/children/
+One file per process group of a local step or check while it runs; the next run ends
+the groups a killed deadpool left behind.
+.TP
 .I /var/lib/prometheus/node\-exporter/deadpool.prom
 The metrics textfile, when
 .B prometheus_textfile
@@ -215,6 +234,12 @@ for the instance NAME in
 .I /etc/deadpool\-NAME
 and
 .IR /var/lib/deadpool\-NAME .
+The timer's
+.B OnUnitInactiveSec
+must be
+.BR tick_interval ;
+.B check\-config
+refuses one over three times longer, with which no pool ever fails over.
 "#;
 
 const SEE_ALSO: &str = r#".SH "SEE ALSO"

@@ -16,6 +16,7 @@ use crate::protocol;
 use crate::protocol::Force;
 use crate::rules;
 use crate::state::{Event, PoolRecord, State, now_ms};
+use crate::text::one_line;
 
 pub fn run(config: &Config, args: &PromoteArgs) -> Result<Outcome> {
     let pool = config.pool(&args.pool)?;
@@ -251,7 +252,7 @@ fn show(pool: &Pool, to: Role, p: Progress) {
                     "        {:<8} {:<14} {}",
                     h.status.as_str(),
                     h.host,
-                    h.message
+                    one_line(&h.message)
                 );
             }
         }
@@ -271,7 +272,7 @@ fn print_events(state: &State, pool: &str, first_new: i64) -> Result<()> {
             "{:<17} {:<8} {target} {}",
             e.event,
             e.status.map_or("", Status::as_str),
-            e.message
+            one_line(&e.message)
         );
     }
     Ok(())

@@ -56,6 +56,7 @@ pub fn lock_for_change(config: &Config) -> Result<(crate::state::Lock, crate::st
     let state = State::open(&config.state_dir)?;
     let configured: Vec<_> = config.pools.iter().map(Pool::servers).collect();
     state.note_servers(&configured)?;
+    crate::children::take_over(&config.state_dir);
     Ok((lock, state))
 }
 

@@ -44,6 +44,7 @@ pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
     for orphan in &orphans {
         crate::warn!("{}", orphan.message());
     }
+    crate::children::take_over(&config.state_dir);
     let member = config.cluster.as_ref().map(crate::cluster::Member::new);
     let watch = Watch {
         config,
@@ -54,6 +55,7 @@ pub fn run(config: &Config, args: &TickArgs) -> Result<Outcome> {
             .map(|p| orphans::holding(&orphans, &p.name).map(|o| o.held_message(&p.name)))
             .collect(),
         attention: AtomicBool::new(false),
+        started: (now_ms(), Instant::now()),
     };
     watch.run(state.last_tick()?.map(|t| Round {
         started_at: t.started_at,
@@ -92,6 +94,9 @@ struct Watch<'a> {
     /// configured ([`orphans`]), if it is.
     held: Vec<Option<String>>,
     attention: AtomicBool,
+    /// When the tick started (wall clock, monotonic): what the state records as the tick,
+    /// with how long it has run, after each round and at its end.
+    started: (i64, Instant),
 }
 
 /// Whether the tick ends after a round, or another round starts.
@@ -110,17 +115,14 @@ impl Watch<'_> {
                 let clock = Instant::now();
                 let gap = rules::timer_gap(previous, started_at, interval.as_millis() as i64);
                 if gap {
-                    crate::info!(
-                        "the previous round ended more than {} intervals ago (a suspend, a stopped timer or a clock jump): failure counts restart",
-                        rules::GAP_INTERVALS
-                    );
+                    self.gap_found();
                 }
                 self.sync();
                 for (index, plan) in self.round(gap) {
                     self.start(background, index, plan);
                 }
                 let took = clock.elapsed();
-                self.after_round(started_at, took);
+                self.after_round(started_at);
                 previous = Some(Round {
                     started_at,
                     duration_ms: took.as_millis() as i64,
@@ -131,6 +133,24 @@ impl Watch<'_> {
                 }
             }
         });
+    }
+
+    /// A gap before this round: failure counts restart. Said louder when the timer's own
+    /// period makes every tick a gap ([`crate::timer`]): then no pool ever fails over.
+    fn gap_found(&self) {
+        let timer = crate::timer::find(&self.config.dir);
+        let fit = timer
+            .as_ref()
+            .map(|t| crate::timer::fit(t, self.config.tick_interval));
+        if let Some(crate::timer::Fit::Never(why)) = fit {
+            crate::error!("{why}");
+            self.attention.store(true, Ordering::SeqCst);
+            return;
+        }
+        crate::info!(
+            "the previous round ended more than {} x tick_interval ago (a suspend, a stopped timer, a clock jump, or a timer that runs less often than that): failure counts restart",
+            rules::GAP_INTERVALS
+        );
     }
 
     /// Starts what a round planned for one pool in the background.
@@ -160,11 +180,16 @@ impl Watch<'_> {
         }
     }
 
-    /// After each round: the tick recorded, the cluster told, the metrics written.
-    fn after_round(&self, started_at: i64, took: Duration) {
+    /// After each round: the tick recorded (its start, and how long it has run so far), the
+    /// cluster told, the metrics written.
+    fn after_round(&self, started_at: i64) {
+        let (tick_started_at, clock) = self.started;
         let retention =
             Retention::per_round(self.config.history_retention, self.config.tick_interval);
-        if let Err(e) = self.state.record_tick(started_at, took, retention) {
+        if let Err(e) = self
+            .state
+            .record_tick(tick_started_at, clock.elapsed(), retention)
+        {
             crate::warn!("cannot record the tick: {e:#}");
         }
         if let Some(member) = self.cluster {
@@ -179,6 +204,10 @@ impl Watch<'_> {
         let background_after_round = self.any_busy();
         loop {
             if !self.any_busy() {
+                let (tick_started_at, clock) = self.started;
+                if let Err(e) = self.state.tick_ended(tick_started_at, clock.elapsed()) {
+                    crate::warn!("cannot record the end of the tick: {e:#}");
+                }
                 // What the background work changed (a chain's end) is in the metrics
                 // before the tick ends, not a tick later.
                 if background_after_round {

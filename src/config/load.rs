@@ -192,19 +192,24 @@ pub fn scalar_text(value: &toml::Value) -> Option<String> {
     }
 }
 
-/// Refuses `{name}` placeholders this command does not know, so a typo fails at load time.
+/// Refuses `{name}` placeholders this command does not know, so that a typo fails at load
+/// time instead of reaching the command literally. Anything that looks like a name between
+/// braces (a letter, then letters, digits, `_` or `-`, in any case) must be known; shell
+/// code is not a placeholder: `${VAR}`, `{ print }`, `{a,b}`, `{}`.
 pub fn check_placeholders(cmd: &str, known: &[&str]) -> Result<(), String> {
     let mut rest = cmd;
     while let Some(start) = rest.find('{') {
         let after = &rest[start + 1..];
+        let dollar = rest[..start].ends_with('$');
         if let Some(end) = after.find('}') {
             let name = &after[..end];
-            if !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-                && !known.contains(&name)
-            {
+            let looks_like_one = name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !dollar && looks_like_one && !known.contains(&name) {
                 return Err(format!(
-                    "unknown placeholder `{{{name}}}`, expected one of {{{}}}",
+                    "unknown placeholder `{{{name}}}`; the known ones are {{{}}}",
                     known.join("}, {")
                 ));
             }

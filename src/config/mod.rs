@@ -862,6 +862,29 @@ mod tests {
         assert!(check_placeholders("x {pool} {new_primary}", &["pool", "new_primary"]).is_ok());
         assert!(check_placeholders("x {nwe_primary}", &["pool", "new_primary"]).is_err());
         assert!(check_placeholders("awk '{print $1}'", &["pool"]).is_ok());
+        for typo in [
+            "{Pool}",
+            "{POOL}",
+            "{new-primary}",
+            "{host2}",
+            "x{nwe_primary}y",
+        ] {
+            let e =
+                check_placeholders(&format!("cmd {typo}"), &["pool", "new_primary"]).unwrap_err();
+            assert!(
+                e.contains(&format!("`{}`", typo.trim_matches(['x', 'y'])))
+                    && e.contains("the known ones are {pool}, {new_primary}"),
+                "{typo}: {e}"
+            );
+        }
+        for shell in [
+            "echo ${HOME} ${pool}",
+            "find . -exec ls {} +",
+            "cp a{,.bak}",
+            "{1..3}",
+        ] {
+            assert!(check_placeholders(shell, &["pool"]).is_ok(), "{shell}");
+        }
     }
 
     /// Loads `text` as a pool file and returns the error it is refused with.

@@ -6,11 +6,14 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{Facts, Health, Kind, ObserverProbe, Server};
-use crate::config::load::{NAGIOS_PLUGIN_DIRS, resolve_program};
+use crate::config::load::{NAGIOS_PLUGIN_DIRS, check_placeholders, resolve_program};
 use crate::error::Problem;
 use crate::remote::{self, Exit};
 
 pub const TYPE: &str = "nagios";
+
+/// What `command` may hold, filled in for each server ([`Nagios::filled`]).
+const PLACEHOLDERS: &[&str] = &["host", "port", "pool", "role"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +39,7 @@ pub fn load(dir: &Path, table: toml::Table) -> Result<Nagios, Problem> {
         .as_deref()
         .ok_or(Problem::at("command", "a `nagios` monitor needs a command"))?;
     let mut argv = crate::text::split_words(command).map_err(|e| Problem::at("command", e))?;
+    check_placeholders(command, PLACEHOLDERS).map_err(|e| Problem::at("command", e))?;
     let Some(program) = argv.first() else {
         return Err(Problem::at(
             "command",

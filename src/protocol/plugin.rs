@@ -36,26 +36,113 @@ pub fn load(mut table: toml::Table, cx: &LoadContext) -> Result<Plugin, Problem>
     Ok(Plugin { program, options })
 }
 
-/// Whether a plugin option's name says it holds a secret: a `_`-separated part such as
-/// `password`, `token` or `key` (`api_key`, `db_password`), or the whole name.
+/// Whether an option's name says it holds a secret, in any case: it contains a word of
+/// [`SECRET_WORDS`] anywhere (`apitoken`, `db_password`, `x_auth_header`), or a part
+/// between `_` or `-` is `pw` or ends in `key`/`keys` (`api_key`, `accesskey`, `ssh_keys`;
+/// not `keyspace`). A name wrongly taken for a secret's only hides a value from the plans.
 pub fn is_secret_name(key: &str) -> bool {
-    const WORDS: &[&str] = &[
-        "password",
-        "passwd",
-        "pass",
-        "pw",
-        "secret",
-        "token",
-        "key",
-        "apikey",
-        "credential",
-        "credentials",
-        "auth",
-        "cookie",
-        "private",
-    ];
     let key = key.to_ascii_lowercase();
-    key.split('_').any(|part| WORDS.contains(&part)) || key.ends_with("password")
+    SECRET_WORDS.iter().any(|w| key.contains(w))
+        || key
+            .split(['_', '-'])
+            .any(|part| part == "pw" || part.ends_with("key") || part.ends_with("keys"))
+}
+
+/// The words that mark a name as a secret's wherever they occur in it.
+const SECRET_WORDS: &[&str] = &[
+    "pass", // password, passwd, passphrase
+    "pwd",
+    "secret",
+    "token",
+    "bearer",
+    "credential",
+    "auth",
+    "cookie",
+    "private",
+    "session",
+    "signature",
+];
+
+/// The mask shown instead of a secret.
+const MASK: &str = "<secret>";
+
+/// A value with the secrets it carries masked, whatever the option is called: the password
+/// of a URL's user info (`postgres://app:PASSWORD@db/x`) and the value of every
+/// `NAME=VALUE` whose name is a secret's ([`is_secret_name`]; `password=...` in a libpq
+/// conninfo, `PWD=...;` in an ODBC string, `?token=...` in a query). `None`: nothing to mask.
+pub fn redact_value(value: &str) -> Option<String> {
+    let masked = mask_assignments(&mask_userinfo(value));
+    (masked != value).then_some(masked)
+}
+
+/// `scheme://user:PASSWORD@host`: the password masked, in each URL of the text.
+fn mask_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | ',') || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                out.push_str(&format!("{user}:{MASK}@{host}"));
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `NAME=VALUE` with a secret's name: the value masked (quoted or up to a space, `&`, `;`
+/// or `,`).
+fn mask_assignments(text: &str) -> String {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(eq) = rest.find('=') {
+        let (before, after) = (&rest[..eq], &rest[eq + 1..]);
+        let trimmed = before.trim_end();
+        let name_start = trimmed.rfind(|c: char| !is_name(c)).map_or(0, |i| {
+            i + trimmed[i..].chars().next().map_or(1, char::len_utf8)
+        });
+        let name = &trimmed[name_start..];
+        out.push_str(before);
+        out.push('=');
+        if name.is_empty() || !is_secret_name(name) {
+            rest = after;
+            continue;
+        }
+        let value = after.trim_start();
+        out.push_str(&after[..after.len() - value.len()]);
+        let len = match value.chars().next() {
+            Some(q @ ('\'' | '"')) => {
+                let mut escaped = false;
+                value[1..]
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        let close = c == q && !escaped;
+                        escaped = c == '\\' && !escaped;
+                        close
+                    })
+                    .map_or(value.len(), |(i, _)| i + 2)
+            }
+            _ => value
+                .find(|c: char| c.is_whitespace() || matches!(c, '&' | ';' | ','))
+                .unwrap_or(value.len()),
+        };
+        if len > 0 {
+            out.push_str(MASK);
+        }
+        rest = &value[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A plugin option: `KEY = value` becomes `DEADPOOL_OPT_KEY`. `KEY_file = "path"` reads a
@@ -128,9 +215,16 @@ pub struct PluginOption {
 }
 
 impl PluginOption {
-    /// The value as outputs may show it.
-    pub fn shown(&self) -> &str {
-        if self.secret { "<secret>" } else { &self.value }
+    /// The value as outputs may show it: a secret's masked, and the secrets any other value
+    /// carries ([`redact_value`]).
+    pub fn shown(&self) -> std::borrow::Cow<'_, str> {
+        if self.secret {
+            return MASK.into();
+        }
+        match redact_value(&self.value) {
+            Some(masked) => masked.into(),
+            None => self.value.as_str().into(),
+        }
     }
 }
 
@@ -224,7 +318,7 @@ impl Protocol for Plugin {
         words.extend(
             self.options
                 .iter()
-                .map(|o| format!("{}={}", o.env, crate::text::shell_quote(o.shown()))),
+                .map(|o| format!("{}={}", o.env, crate::text::shell_quote(&o.shown()))),
         );
         words.push(crate::text::shell_quote(&self.program.to_string_lossy()));
         words.push("promote".to_string());
@@ -280,8 +374,76 @@ mod tests {
             ("service_name", false),
             ("token", true),
             ("passwd", true),
+            ("apitoken", true),
+            ("secretkey", true),
+            ("accesskey", true),
+            ("AccessKey", true),
+            ("bearer", true),
+            ("ssh_keys", true),
+            ("credentials_json", true),
+            ("x_auth_header", true),
+            ("passphrase", true),
+            ("db_pw", true),
+            ("PWD", true),
+            ("dsn", false),
+            ("url", false),
+            ("color", false),
+            ("keyid_prefix", false),
         ] {
             assert_eq!(is_secret_name(name), secret, "{name}");
         }
+    }
+
+    #[test]
+    fn secrets_inside_values_are_masked() {
+        let rows = [
+            (
+                "postgres://app:hunter2@db1:5432/orders?sslmode=require",
+                Some("postgres://app:<secret>@db1:5432/orders?sslmode=require"),
+            ),
+            (
+                "mysql://root:p@ss@db1/x",
+                Some("mysql://root:<secret>@db1/x"),
+            ),
+            ("https://user@host/path", None),
+            ("https://host/a@b", None),
+            (
+                "host=db1 user=app password=hunter2 dbname=x",
+                Some("host=db1 user=app password=<secret> dbname=x"),
+            ),
+            (
+                "host=db1 password = 'a b\\' c' port=5432",
+                Some("host=db1 password = <secret> port=5432"),
+            ),
+            (
+                "Server=db1;Uid=app;PWD=hunter2;",
+                Some("Server=db1;Uid=app;PWD=<secret>;"),
+            ),
+            (
+                "https://api/x?token=abc&user=me",
+                Some("https://api/x?token=<secret>&user=me"),
+            ),
+            (
+                "redis://:hunter2@r1:6379,redis://u:pw@r2",
+                Some("redis://:<secret>@r1:6379,redis://u:<secret>@r2"),
+            ),
+            ("a=b c==d =e", None),
+            ("plain text", None),
+        ];
+        for (value, masked) in rows {
+            assert_eq!(redact_value(value).as_deref(), masked, "{value}");
+        }
+        let dsn = option(
+            Path::new("/nonexistent"),
+            "dsn",
+            &toml::Value::from("postgres://app:hunter2@db1/x"),
+        )
+        .unwrap();
+        assert_eq!(
+            dsn.value, "postgres://app:hunter2@db1/x",
+            "the plugin gets it"
+        );
+        assert_eq!(dsn.shown(), "postgres://app:<secret>@db1/x");
+        assert!(!format!("{dsn:?}").contains("hunter2"));
     }
 }

@@ -50,7 +50,7 @@ pub fn instance(
             Some("enable the timer: systemctl enable --now deadpool.timer (or run `deadpool tick` from cron)".to_string()),
         );
     };
-    let a = age_s(now, t.started_at);
+    let a = age_s(now, t.seen_at());
     let msg = format!(
         "last tick {} ago, took {}",
         human_secs(a.max(0.0)),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::classify::describe_pause;
 use super::tree::{PoolReport, Report};
 use crate::model::Status;
-use crate::text::{human_secs, one_line};
+use crate::text::{human_secs, one_line, printable};
 
 /// The longest first line (without its newline): NRPE v2 passes on 1,024 bytes with the
 /// terminating NUL, and the first line is where Nagios reads the status and the perfdata.
@@ -313,7 +313,7 @@ pub fn full(report: &Report, colour: bool) -> String {
     if !report.problems.is_empty() {
         let _ = writeln!(out, "problems (worst first):");
         for p in &report.problems {
-            let _ = writeln!(out, "  {}{}", paint(p.status), p.message);
+            let _ = writeln!(out, "  {}{}", paint(p.status), printable(&p.message));
             if !p.hint.is_empty() {
                 let _ = writeln!(out, "             -> {}", p.hint);
             }
@@ -321,7 +321,7 @@ pub fn full(report: &Report, colour: bool) -> String {
     }
     let i = &report.instance;
     let _ = writeln!(out, "instance {} (state {})", i.config_dir, i.state_dir);
-    let _ = writeln!(out, "  {} {}", paint(i.status), i.message);
+    let _ = writeln!(out, "  {} {}", paint(i.status), printable(&i.message));
     for p in &report.pools {
         let _ = writeln!(out, "pool {}", p.name);
         let state = match &p.held_by {
@@ -346,7 +346,7 @@ pub fn full(report: &Report, colour: bool) -> String {
             if p.reason.is_empty() {
                 String::new()
             } else {
-                format!(" - {}", p.reason)
+                format!(" - {}", printable(&p.reason))
             }
         );
         if let Some(loss) = &p.lost {
@@ -368,10 +368,10 @@ pub fn full(report: &Report, colour: bool) -> String {
                 s.address,
                 s.health.as_deref().unwrap_or("-"),
                 if s.active { "[active] " } else { "" },
-                s.message
+                printable(&s.message)
             );
             if let Some(line) = replication_line(s) {
-                let _ = writeln!(out, "               {line}");
+                let _ = writeln!(out, "               {}", printable(&line));
             }
         }
         if let Some(d) = &p.durability {
@@ -400,7 +400,7 @@ pub fn full(report: &Report, colour: bool) -> String {
                     "      {} {:<12} {} (checked {} ago)",
                     paint(h.status),
                     h.host,
-                    h.message,
+                    printable(&h.message),
                     human_secs(h.age_s.max(0.0))
                 );
             }
