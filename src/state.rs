@@ -756,16 +756,15 @@ impl State {
         if changed.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for (pool, servers) in changed {
-            tx.execute(
-                "INSERT OR REPLACE INTO pool_servers (pool, servers) VALUES (?1, ?2)",
-                params![pool, servers],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            for (pool, servers) in &changed {
+                tx.execute(
+                    "INSERT OR REPLACE INTO pool_servers (pool, servers) VALUES (?1, ?2)",
+                    params![pool, servers],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Each pool's servers as last recorded; before version 7, none.
@@ -830,35 +829,31 @@ impl State {
     /// Drops what is recorded of a pool no longer configured (`reset --forget`): its row,
     /// servers, checks and readiness; its history stays, with `event` saying who dropped it.
     pub fn forget_pool(&self, name: &str, event: &Event) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        delete_pool_rows(&tx, name)?;
-        insert_event(&tx, event)?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            delete_pool_rows(tx, name)?;
+            insert_event(tx, event).map(drop)
+        })
     }
 
     /// A renamed pool takes over its old name's record (`reset NEW --adopt OLD`): `rec` is
     /// written under its new name, the old rows go, and the old name's history and chain
     /// count move to the new name, so that the locked episode stays with the pool.
     pub fn adopt_pool(&self, old: &str, rec: &PoolRecord, event: &Event) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        delete_pool_rows(&tx, old)?;
-        upsert_pool(&tx, rec)?;
-        tx.execute(
-            "UPDATE history SET pool = ?2 WHERE pool = ?1",
-            params![old, rec.name],
-        )?;
-        tx.execute(
-            "INSERT INTO failovers (pool, started) SELECT ?2, started FROM failovers WHERE pool = ?1
-             ON CONFLICT(pool) DO UPDATE SET started = started + excluded.started",
-            params![old, rec.name],
-        )?;
-        tx.execute("DELETE FROM failovers WHERE pool = ?1", [old])?;
-        insert_event(&tx, event)?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            delete_pool_rows(tx, old)?;
+            upsert_pool(tx, rec)?;
+            tx.execute(
+                "UPDATE history SET pool = ?2 WHERE pool = ?1",
+                params![old, rec.name],
+            )?;
+            tx.execute(
+                "INSERT INTO failovers (pool, started) SELECT ?2, started FROM failovers WHERE pool = ?1
+                 ON CONFLICT(pool) DO UPDATE SET started = started + excluded.started",
+                params![old, rec.name],
+            )?;
+            tx.execute("DELETE FROM failovers WHERE pool = ?1", [old])?;
+            insert_event(tx, event).map(drop)
+        })
     }
 
     /// One write: an immediate transaction, committed. The one place the database is
