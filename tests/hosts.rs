@@ -142,6 +142,56 @@ fn test_reports_an_unwritable_file_for_an_unprivileged_user() {
     assert!(r.stdout.contains("db -> 10.0.0.11"), "{r:?}");
 }
 
+/// `test` answers for what `switch` will write: the hosts file and its backup next to it. A
+/// hosts file writable on its own (a service allowed to write only /etc/hosts under a
+/// read-only /etc) is not enough.
+#[test]
+fn test_reports_a_backup_that_cannot_be_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let bin = tmp.path().join("deadpool");
+    std::fs::copy(BIN, &bin).unwrap();
+    let file = tmp.path().join("hosts");
+    std::fs::write(&file, "10.0.0.11 db\n").unwrap();
+    // Writable by `nobody`, in a directory only root may create files in.
+    std::fs::set_permissions(&file, PermissionsExt::from_mode(0o666)).unwrap();
+    let backup = tmp.path().join("hosts.deadpool-backup");
+    let as_nobody = || {
+        let out = Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(&bin)
+            .args(["hosts", "test", "--name", "db", "--file"])
+            .arg(&file)
+            .output()
+            .expect("runuser (util-linux) must be installed");
+        Run::from(out)
+    };
+    let r = as_nobody();
+    assert_eq!(r.code, 1, "a missing backup nobody may create: {r:?}");
+    assert!(
+        r.stdout.starts_with(&format!(
+            "ERROR - the backup {} is not writable by",
+            backup.display()
+        )) && r.stdout.contains("Permission denied")
+            && r.stdout.contains("db -> 10.0.0.11"),
+        "{r:?}"
+    );
+    assert!(!backup.exists(), "test creates nothing");
+
+    std::fs::write(&backup, "old\n").unwrap();
+    std::fs::set_permissions(&backup, PermissionsExt::from_mode(0o644)).unwrap();
+    let r = as_nobody();
+    assert_eq!(r.code, 1, "an existing backup only root may write: {r:?}");
+    assert!(r.stdout.contains("is not writable by"), "{r:?}");
+
+    std::fs::set_permissions(&backup, PermissionsExt::from_mode(0o666)).unwrap();
+    let r = as_nobody();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("and its backup are writable by"), "{r:?}");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), "old\n");
+}
+
 #[test]
 fn a_planted_backup_link_or_a_fifo_is_refused_and_nothing_blocks() {
     let dir = tempfile::tempdir().unwrap();

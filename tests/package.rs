@@ -208,7 +208,7 @@ fn run(program: &str, args: &[&str]) -> Run {
 #[ignore = "builds a release package; run by scripts/test"]
 fn debian_package_installs_runs_and_purges() {
     refuse_to_replace_a_real_deadpool();
-    let deb = build_package();
+    let deb = common::deb::build();
     assert_lintian_clean(&deb);
 
     let _guard = Installed;
@@ -276,31 +276,6 @@ fn refuse_to_replace_a_real_deadpool() {
             "{path} exists; refusing to overwrite it"
         );
     }
-}
-
-/// Builds the package with the project's script; its path.
-fn build_package() -> String {
-    let built = Run::from(
-        Command::new("bash")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["scripts/package-deb"])
-            .env("DEBFULLNAME", "Deadpool Tester")
-            .env("DEBEMAIL", "deadpool-tester@example.org")
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(built.code, 0, "{built:?}");
-    let deb = built.stdout.lines().last().unwrap_or("").to_string();
-    let arch = run("dpkg", &["--print-architecture"]);
-    assert_eq!(
-        deb,
-        format!(
-            "target/debian/deadpool_{}_{}.deb",
-            env!("CARGO_PKG_VERSION"),
-            arch.stdout.trim()
-        )
-    );
-    deb
 }
 
 /// Lintian, Debian's package checker: not one error or warning.

@@ -117,8 +117,19 @@ fn test(args: &HostsArgs) -> Result<String, String> {
             points(&text, name)
         )
     })?;
+    // `switch` writes the backup first: a backup that cannot be written (a read-only /etc
+    // with only the hosts file allowed, as under a service's ProtectSystem=) fails it too.
+    let backup = backup_path(&args.file);
+    backup_writable(&backup).map_err(|e| {
+        format!(
+            "the backup {} is not writable by {}: {e}; {}",
+            backup.display(),
+            user(),
+            points(&text, name)
+        )
+    })?;
     Ok(format!(
-        "{} is writable by {}; {}",
+        "{} and its backup are writable by {}; {}",
         args.file.display(),
         user(),
         points(&text, name)
@@ -192,26 +203,31 @@ fn backup_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes the backup without following a link or opening anything but a regular file: an
-/// existing backup that is a link, a FIFO or a directory is refused, never written through.
-fn write_backup(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Whether a backup is already there; an existing one that is a link, a FIFO or a
+/// directory is refused, never written through.
+fn backup_exists(path: &Path) -> std::io::Result<bool> {
     use std::io::{Error, ErrorKind};
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "it is a symbolic link; remove it",
-            ));
-        }
-        Ok(m) if !m.is_file() => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "it is not a regular file; remove it",
-            ));
-        }
-        _ => {}
+        Ok(m) if m.file_type().is_symlink() => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "it is a symbolic link; remove it",
+        )),
+        Ok(m) if !m.is_file() => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "it is not a regular file; remove it",
+        )),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
-    let mut file = OpenOptions::new()
+}
+
+/// Opens the backup for writing, created if missing, without following a link; refused
+/// when it has other hard links. Nothing is truncated yet.
+fn open_backup(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::io::{Error, ErrorKind};
+    backup_exists(path)?;
+    let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
@@ -220,6 +236,35 @@ fn write_backup(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     crate::strict::single_file(path, &file.metadata()?)
         .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?;
+    Ok(file)
+}
+
+/// Whether [`write_backup`] could write `path`, changing nothing: an existing backup is
+/// opened for writing as it would be; for a missing one, its directory must let this user
+/// create it (access(2) also says EROFS for a read-only mount).
+fn backup_writable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if backup_exists(path)? {
+        return open_backup(path).map(drop);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+    if unsafe { libc::access(dir.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Writes the backup through [`open_backup`]: never through a link, never into a file with
+/// other names.
+fn write_backup(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = open_backup(path)?;
     file.set_len(0)?;
     file.write_all(bytes)?;
     file.sync_all()

@@ -456,8 +456,16 @@ impl Watch<'_> {
                     }
                 };
             }
-            Ok(Ended::Chain(PoolState::FailedOver)) => Outcome::Done,
-            Ok(Ended::Chain(_)) => Outcome::NeedsAttention,
+            // The chain's end in the log (the journal, under the timer), beside its start:
+            // a failover at warning, a failed chain at error, naming the step that failed.
+            Ok(Ended::Chain(PoolState::FailedOver)) => {
+                crate::warn!("pool {}: {}", pool.name, rec.reason);
+                Outcome::Done
+            }
+            Ok(Ended::Chain(_)) => {
+                crate::error!("pool {}: {}", pool.name, rec.reason);
+                Outcome::NeedsAttention
+            }
             Err(e) => {
                 crate::error!("pool {}: {e:#}", pool.name);
                 Outcome::NeedsAttention

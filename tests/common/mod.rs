@@ -419,6 +419,7 @@ pub fn wait_for(path: &Path, limit: std::time::Duration) -> bool {
     }
     false
 }
+pub mod deb;
 pub mod golden;
 pub mod lab;
 

@@ -142,12 +142,26 @@ PG_ADMIN_GRANTS="GRANT pg_read_all_settings, pg_read_all_stats, pg_signal_backen
     GRANT EXECUTE ON FUNCTION pg_reload_conf() TO $ADMIN_USER;
     GRANT ALTER SYSTEM ON PARAMETER primary_conninfo, default_transaction_read_only TO $ADMIN_USER;"
 
+# What the lab installs, in groups: `install` runs one apt-get per group and prints one
+# line for each (apt's own output goes to a log, shown only when apt fails).
 # check_mysql is in monitoring-plugins-standard, not -basic.
 # bind9 (named) and bind9-dnsutils (nsupdate, dig) for the dns step, haproxy for the
 # haproxy step, postgresql-15 for `pg-up`.
-PACKAGES=(mariadb-server openssh-server iproute2 iputils-arping iptables
-          monitoring-plugins-basic monitoring-plugins-standard redis-server sudo openssl
-          bind9 bind9-dnsutils haproxy etcd-server etcd-client postgresql-15)
+PACKAGE_GROUPS=(
+    "MariaDB and Redis:mariadb-server redis-server"
+    "sshd, sudo and openssl:openssh-server sudo openssl"
+    "network tools:iproute2 iputils-arping iptables"
+    "Nagios plugins:monitoring-plugins-basic monitoring-plugins-standard"
+    "DNS and HAProxy:bind9 bind9-dnsutils haproxy"
+    "etcd:etcd-server etcd-client"
+    "PostgreSQL 15:postgresql-15"
+)
+PACKAGES=()
+for group in "${PACKAGE_GROUPS[@]}"; do
+    read -ra group_packages <<<"${group#*:}"
+    PACKAGES+=("${group_packages[@]}")
+done
+unset group group_packages
 
 MARKER=$LAB_DIR/.deadpool-lab      # proves LAB_DIR is ours before `down` deletes it
 SECRETS=$LAB_DIR/secrets
@@ -355,13 +369,33 @@ elapsed_since() { awk -v t0="$1" -v t1="$EPOCHREALTIME" 'BEGIN { printf "%.1f", 
 
 # ---------------------------------------------------------------- install
 
+# missing_packages [PACKAGE...]: those not installed, of these or of all the lab's.
 missing_packages() {
-    local p
-    for p in "${PACKAGES[@]}"; do
+    local p list=("$@")
+    ((${#list[@]} > 0)) || list=("${PACKAGES[@]}")
+    for p in "${list[@]}"; do
         if [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) != installed ]]; then
             echo "$p"
         fi
     done
+}
+
+# apt_install LOG PACKAGE...: apt-get install with all its output in LOG; after a failure,
+# the package lists are refreshed once and the install retried. Fails with LOG printed.
+apt_install() {
+    local log=$1
+    shift
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends)
+    if "${apt[@]}" "$@" >>"$log" 2>&1; then return 0; fi
+    # Only refresh the package lists when the install cannot work without it.
+    if [[ -z ${APT_UPDATED:-} ]]; then
+        APT_UPDATED=1
+        log "installing $* failed; running apt-get update and retrying"
+        if apt-get update >>"$log" 2>&1 && "${apt[@]}" "$@" >>"$log" 2>&1; then return 0; fi
+    fi
+    cat "$log" >&2
+    log "apt-get install $* failed (its output is above, and in $log)"
+    return 1
 }
 
 # Daemons running in our own (the root) network namespace, not in the lab.
@@ -381,13 +415,12 @@ system_daemon_pids() {
 
 cmd_install() {
     need_root
-    local missing before pid policy_added=0
+    local missing packages before pid policy_added=0
     mapfile -t missing < <(missing_packages)
     if ((${#missing[@]} == 0)); then
         log "packages already installed"
         return 0
     fi
-    log "installing: ${missing[*]}"
     before=" $(system_daemon_pids | tr '\n' ' ') "
     # Tell the packages' scripts not to start their daemons (exit 101 = "not
     # allowed"); the lab starts its own copies in the namespaces.
@@ -396,14 +429,22 @@ cmd_install() {
         chmod 755 /usr/sbin/policy-rc.d
         policy_added=1
     fi
-    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends)
-    # Only refresh the package lists when the install cannot work without it.
-    if ! "${apt[@]}" "${missing[@]}"; then
-        log "install failed; running apt-get update and retrying"
-        apt-get update
-        "${apt[@]}" "${missing[@]}"
-    fi
+    local group label started=$EPOCHREALTIME apt_log
+    apt_log=$(mktemp /tmp/deadpool-lab-apt.XXXXXX.log)
+    for group in "${PACKAGE_GROUPS[@]}"; do
+        label=${group%%:*}
+        read -ra packages <<<"${group#*:}"
+        mapfile -t missing < <(missing_packages "${packages[@]}")
+        ((${#missing[@]} > 0)) || continue
+        log "installing $label: ${missing[*]}"
+        if ! apt_install "$apt_log" "${missing[@]}"; then
+            if ((policy_added)); then rm -f /usr/sbin/policy-rc.d; fi
+            die "cannot install the lab's packages"
+        fi
+    done
+    rm -f "$apt_log"
     if ((policy_added)); then rm -f /usr/sbin/policy-rc.d; fi
+    log "packages installed in $(elapsed_since "$started") s"
     # Stop whatever the packages started anyway (on systemd, or without
     # policy-rc.d support); daemons that were running before stay untouched.
     for pid in $(system_daemon_pids); do
