@@ -16,11 +16,14 @@
 #             window as deadpool: the primary must fail for 2 s after the first failed check),
 #             failover=automatic, `repmgr standby promote` / `repmgr standby follow`.
 #
-# Where the servers run: by default three servers in this network namespace on loopback
-# addresses (PG_IPS), told apart by address, each with its own data and socket directory.
-# For other hosts set PG_HOSTS / PG_IPS / PG_HBA_NET and PG_NETNS_PREFIX (a host's commands
-# then run under `ip netns exec PREFIXHOST`); only the functions in "Hosts" know how a command
-# reaches a host.
+# Where the servers run: by default on the namespace lab's database hosts db1, db2 and db3
+# (`LAB_STANDBYS=2 lab.sh up`, brought up here and taken down at the end). PostgreSQL is the
+# script's own, one server in each host's namespace on its lab address, not `lab.sh pg-up`'s,
+# so that every run starts from the same repmgr-registered data directories. repmgrd runs on
+# each db host, in its namespace; deadpool, the kill and the measuring loop run in the root
+# namespace and reach the servers over the lab's bridge. PG_LAB=0 runs the three servers in
+# this namespace on loopback addresses 127.0.3.1-3 instead, without the lab. Only the
+# functions in "Hosts" know how a command reaches a host.
 #
 # Needs root and Debian's postgresql-15 and postgresql-15-repmgr (installed when missing).
 # Usage: bash scripts/bench/postgres.sh [RUNS]   (default 5). PG_TOOLS="deadpool repmgr" picks
@@ -37,21 +40,35 @@ deadpool_detection=${PG_DEADPOOL_DETECTION:-max_failed_checks = 3}
 read -r reconnect_attempts reconnect_interval <<<"${PG_REPMGR_RECONNECT:-3 1}"
 [[ $reconnect_attempts =~ ^[0-9]+$ && ${reconnect_interval:-} =~ ^[0-9]+$ ]] \
     || { echo "PG_REPMGR_RECONNECT takes two whole numbers, e.g. \"3 1\" (attempts, seconds)" >&2; exit 2; }
+in_lab=${PG_LAB:-1}
+[[ $in_lab == [01] ]] || { echo "PG_LAB is 1 (the namespace lab, the default) or 0 (loopback)" >&2; exit 2; }
 
 # ---- Hosts --------------------------------------------------------------------------------
-read -r -a hosts <<<"${PG_HOSTS:-pg1 pg2 pg3}"
-read -r -a ips <<<"${PG_IPS:-127.0.3.1 127.0.3.2 127.0.3.3}"
-hba_net=${PG_HBA_NET:-127.0.0.0/8}
-((${#hosts[@]} == 3 && ${#ips[@]} == 3)) || { echo "PG_HOSTS and PG_IPS need three names each" >&2; exit 2; }
-declare -A ip
-for i in 0 1 2; do ip[${hosts[i]}]=${ips[i]}; done
+declare -A ip netns
+if ((in_lab)); then
+    hosts=(db1 db2 db3)
+    # Addresses and namespaces from `lab.sh env`, once the lab is up (see "Setup").
+    lab_hosts() {
+        local h v
+        lab_env
+        for h in "${hosts[@]}"; do
+            v=LAB_${h^^}_IP && ip[$h]=${!v}
+            v=LAB_${h^^}_NS && netns[$h]=${!v}
+        done
+        hba_net=${LAB_BRIDGE_IP%.*}.0/24
+    }
+else
+    hosts=(pg1 pg2 pg3)
+    ip=([pg1]=127.0.3.1 [pg2]=127.0.3.2 [pg3]=127.0.3.3)
+    hba_net=127.0.0.0/8
+fi
 primary=${hosts[0]} standbys=("${hosts[1]}" "${hosts[2]}")
 
-# Runs a command on a host.
+# Runs a command on a host: in its lab namespace, or here on loopback.
 on_host() {
     local host=$1
     shift
-    if [[ -n ${PG_NETNS_PREFIX:-} ]]; then ip netns exec "$PG_NETNS_PREFIX$host" "$@"; else "$@"; fi
+    if [[ -n ${netns[$host]:-} ]]; then ip netns exec "${netns[$host]}" "$@"; else "$@"; fi
 }
 # Runs a command on a host as postgres, at most 60 s.
 as_pg() {
@@ -89,6 +106,14 @@ prepare_pg() {
     (cd "$top" && cargo build --release --quiet)
     work=$(mktemp -d /tmp/deadpool-pgbench.XXXXXX)
     chown postgres: "$work"
+    if ((in_lab)); then
+        bash "$lab" install >/dev/null
+        bash "$lab" down >/dev/null 2>&1
+        # `lab.sh env` exports LAB_STANDBYS too; every lab command here sees db3.
+        export LAB_STANDBYS=2
+        bash "$lab" up >"$work/lab-up.log" 2>&1 || { cat "$work/lab-up.log" >&2; exit 1; }
+        lab_hosts
+    fi
     printf '*:5432:*:postgres:%s\n*:5432:*:repmgr:%s\n*:5432:*:deadpool:%s\n' \
         "$password" "$password" "$password" >"$work/pgpass"
     chown postgres: "$work/pgpass"
@@ -286,6 +311,7 @@ cleanup() {
     repmgrd_stop
     if [[ -n ${work:-} ]]; then
         for s in "${hosts[@]}"; do pg_stop "$s" immediate; done
+        if ((in_lab)); then bash "$lab" down >/dev/null 2>&1 || echo "lab.sh down failed" >&2; fi
         if [[ -n ${PG_KEEP:-} ]]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
     fi
     [[ -n ${dir:-} ]] && rm -rf "$dir"
