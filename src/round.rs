@@ -513,6 +513,7 @@ pub fn monitor_rows_for(checks: &[(Role, &Check)], at: i64) -> Vec<MonitorRow> {
             replica: c.facts.as_ref().and_then(|f| f.replication.clone()),
             position: c.facts.as_ref().and_then(|f| f.position.clone()),
             durability: c.facts.as_ref().and_then(|f| f.durability.clone()),
+            fenced_softly: c.facts.as_ref().is_some_and(|f| f.fenced_softly),
         })
         .collect()
 }

@@ -246,6 +246,8 @@ pub struct MonitorRow {
     /// For database monitors, of a primary: whether its acknowledged writes are on a
     /// standby too.
     pub durability: Option<Durability>,
+    /// Writable, with sessions that default to read-only ([`crate::monitor::Facts`]).
+    pub fenced_softly: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -949,6 +951,7 @@ impl State {
                 replica: facts.replica,
                 position: facts.position,
                 durability: facts.durability,
+                fenced_softly: facts.fenced_softly,
             });
         }
         Ok(out)
@@ -1283,16 +1286,23 @@ struct RowFacts {
     position: Option<Position>,
     #[serde(skip_serializing_if = "Option::is_none")]
     durability: Option<Durability>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    fenced_softly: bool,
 }
 
 fn row_facts_json(row: &MonitorRow) -> String {
-    if row.replica.is_none() && row.position.is_none() && row.durability.is_none() {
+    if row.replica.is_none()
+        && row.position.is_none()
+        && row.durability.is_none()
+        && !row.fenced_softly
+    {
         return String::new();
     }
     let facts = RowFacts {
         replica: row.replica.clone(),
         position: row.position.clone(),
         durability: row.durability.clone(),
+        fenced_softly: row.fenced_softly,
     };
     serde_json::to_string(&facts).unwrap_or_default()
 }

@@ -323,6 +323,9 @@ pub struct Facts {
     pub position: Option<crate::position::Position>,
     /// A primary's: whether the writes it acknowledges are on a standby too.
     pub durability: Option<Durability>,
+    /// A writable server whose sessions default to read-only (PostgreSQL's
+    /// `default_transaction_read_only = on`, the soft fence): `BEGIN READ WRITE` still writes.
+    pub fenced_softly: bool,
 }
 
 /// Whether the writes a primary acknowledges are on a standby before it acknowledges them:

@@ -154,6 +154,7 @@ fn facts(client: &mut Client, state: &ServerState, replica: Option<&ReplicaStatu
         replication: replica.map(|r| replica_facts(r, &state.gtid_applied)),
         position,
         durability,
+        fenced_softly: false,
     }
 }
 

@@ -38,7 +38,8 @@ const PRIMARY_SQL: &str = "SELECT pg_current_wal_lsn() AS lsn, \
     current_setting('synchronous_standby_names') AS sync_names, \
     current_setting('synchronous_commit') AS sync_commit, \
     (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')) AS sync_standbys, \
-    (SELECT count(*) FROM pg_stat_replication WHERE sync_state IS NULL) AS hidden_standbys";
+    (SELECT count(*) FROM pg_stat_replication WHERE sync_state IS NULL) AS hidden_standbys, \
+    current_setting('default_transaction_read_only') AS default_read_only";
 
 /// A standby's replication. Without `pg_read_all_stats` (in `pg_monitor`) the receiver's
 /// row shows no status nor sender; the LEFT JOIN keeps a row when there is no receiver.
@@ -240,6 +241,7 @@ fn primary_facts(rows: &Rows) -> Facts {
         replication: None,
         position: rows.first("lsn").and_then(|l| Position::lsn(l, timeline)),
         durability: Some(durability(rows)),
+        fenced_softly: rows.first("default_read_only") == Some("on"),
     }
 }
 
@@ -329,6 +331,7 @@ fn standby_facts(rows: &Rows) -> Facts {
         }),
         position: None,
         durability: None,
+        fenced_softly: false,
     }
 }
 

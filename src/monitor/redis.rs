@@ -167,6 +167,7 @@ fn facts(r: &Replication) -> Facts {
         replication: replica.then(|| replica_facts(r)),
         position: if replica { None } else { offset(r) },
         durability: (!replica).then(|| durability(r)),
+        fenced_softly: false,
     }
 }
 

@@ -469,6 +469,18 @@ fn split_brain(f: &PoolFacts, active: Role, standbys: &[Role]) -> Vec<Found> {
         .filter(|s| crate::rules::split_brain(f.locked(), writable(active), writable(*s)))
         .map(|s| {
             let address = f.pool.address(s);
+            if f.row(s).is_some_and(|m| m.fenced_softly) {
+                return found(
+                    Status::Warning,
+                    format!(
+                        "standby {} ({address}) is out of recovery {why}, fenced only softly (default_transaction_read_only = on): BEGIN READ WRITE still writes there",
+                        s.as_str()
+                    ),
+                    format!(
+                        "stop {address} (pg_ctl stop -m fast) and rebuild it as a standby; fence = \"stop\" makes a manual promote stop it"
+                    ),
+                );
+            }
             let words = f.pool.monitor.kind.get().split_brain(address);
             found(
                 Status::Critical,
@@ -654,6 +666,7 @@ mod tests {
             replica: None,
             position: None,
             durability: None,
+            fenced_softly: false,
         }
     }
 
@@ -979,6 +992,22 @@ mod tests {
                 "split-brain risk: standby primary (db1) is writable while the pool is failed over; make it read-only (SET GLOBAL read_only = ON)".to_string(),
                 "make db1 read-only now (MySQL: SET GLOBAL read_only = ON; Redis: REPLICAOF the active server), then check which writes went where".to_string()
             )
+        );
+        // The old primary a manual promote fenced softly: still writable, a warning that
+        // says how little the fence holds, not a split brain.
+        let mut soft = row(Role::PRIMARY, Health::Up, Some(false));
+        soft.fenced_softly = true;
+        let rows = [soft, row(Role::SECONDARY, Health::Up, Some(false))];
+        let got = split_brain(
+            &facts(&pg, Some(&locked), &rows, &[]),
+            Role::SECONDARY,
+            &[Role::PRIMARY],
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].status, Status::Warning);
+        assert_eq!(
+            got[0].message,
+            "standby primary (db1) is out of recovery while the pool is failed over, fenced only softly (default_transaction_read_only = on): BEGIN READ WRITE still writes there"
         );
     }
 
