@@ -632,6 +632,32 @@ fn a_standby_ahead_of_the_promoted_one_forks_off_on_its_repoint() {
     );
 }
 
+/// `deadpool promote` of db2 while a writer commits rows on db1: the promotion succeeds,
+/// the pool is failed over to db2, out of recovery and holding every row the writer got a
+/// commit for, and db3 streams from it. What made the writer stop.
+fn promote_under_a_writer(lab: &Lab, inst: &Instance) -> String {
+    let writer = PgWriter::start(lab, ip(lab, "db1"));
+    wait(LIMIT, "the writer to write", || writer.acked_so_far() > 200);
+    let r = inst.run(&["promote", "db", "secondary", "--yes"]);
+    let (acked, why) = writer.finish();
+    eprintln!(
+        "promote: {r:?}\nthe writer stopped: {why}; {} rows acknowledged",
+        acked.len()
+    );
+    assert_eq!(r.code, 0, "{r:?}\n{}", inst.history());
+    assert_eq!(
+        inst.state_of("db"),
+        ("failed_over".into(), "secondary".into(), 0),
+        "{}",
+        inst.history()
+    );
+    assert_eq!(lab.psql("db2", "SELECT pg_is_in_recovery()"), "f");
+    lab.assert_pg_rows_on("db2", &acked);
+    lab.pg_insert("db2", 1_000_000..1_000_020);
+    assert_eq!(lab.wait_pg_streaming_from("db3", ip(lab, "db2")), 2);
+    why
+}
+
 both_modes!(
     #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
     a_manual_promote_under_a_writer_loses_no_acknowledged_row_and_leaves_one_writable_primary
@@ -645,30 +671,14 @@ fn a_manual_promote_under_a_writer_loses_no_acknowledged_row_and_leaves_one_writ
     let inst = Instance::with(SETTINGS, &[("db", &lab.postgres_pool3(3, "", ""))]);
     tick_ok(&inst);
     let mut admin_session = superuser_session(&lab, "db1");
-    let writer = PgWriter::start(&lab, ip(&lab, "db1"));
-    wait(LIMIT, "the writer to write", || writer.acked_so_far() > 200);
-    let r = inst.run(&["promote", "db", "secondary", "--yes"]);
-    let (acked, why) = writer.finish();
+    let why = promote_under_a_writer(&lab, &inst);
     let _ = admin_session.kill();
     let _ = admin_session.wait();
-    eprintln!(
-        "promote: {r:?}\nthe writer stopped: {why}; {} rows acknowledged",
-        acked.len()
-    );
-    assert_eq!(r.code, 0, "{r:?}\n{}", inst.history());
     assert!(
         why.contains("terminating connection due to administrator command")
             || why.contains("read-only transaction"),
         "writes must stop on the old primary: {why}"
     );
-    assert_eq!(
-        inst.state_of("db"),
-        ("failed_over".into(), "secondary".into(), 0),
-        "{}",
-        inst.history()
-    );
-    assert_eq!(lab.psql("db2", "SELECT pg_is_in_recovery()"), "f");
-    lab.assert_pg_rows_on("db2", &acked);
     // One writable primary: db1 refuses the application's writes.
     assert_eq!(lab.psql("db1", "SHOW default_transaction_read_only"), "on");
     let refused = lab.psql_as(
@@ -684,8 +694,6 @@ fn a_manual_promote_under_a_writer_loses_no_acknowledged_row_and_leaves_one_writ
             .is_err_and(|e| e.contains("read-only transaction")),
         "{refused:?}"
     );
-    lab.pg_insert("db2", 1_000_000..1_000_020);
-    assert_eq!(lab.wait_pg_streaming_from("db3", ip(&lab, "db2")), 2);
     let history = inst.history();
     assert!(history.contains("client session(s) ended"), "{history}");
     tick_with_readiness(&inst);
@@ -733,23 +741,7 @@ fn a_manual_promote_with_the_hard_fence_stops_the_old_primary_and_loses_no_ackno
     );
     assert!(dry.stdout.contains(&stop), "{dry:?}");
 
-    let writer = PgWriter::start(&lab, ip(&lab, "db1"));
-    wait(LIMIT, "the writer to write", || writer.acked_so_far() > 200);
-    let r = inst.run(&["promote", "db", "secondary", "--yes"]);
-    let (acked, why) = writer.finish();
-    eprintln!(
-        "promote: {r:?}\nthe writer stopped: {why}; {} rows acknowledged",
-        acked.len()
-    );
-    assert_eq!(r.code, 0, "{r:?}\n{}", inst.history());
-    assert_eq!(
-        inst.state_of("db"),
-        ("failed_over".into(), "secondary".into(), 0),
-        "{}",
-        inst.history()
-    );
-    assert_eq!(lab.psql("db2", "SELECT pg_is_in_recovery()"), "f");
-    lab.assert_pg_rows_on("db2", &acked);
+    promote_under_a_writer(&lab, &inst);
     // A real fence: db1 is not running, and accepts no connection.
     let refused = lab.psql_as(
         ip(&lab, "db1"),
@@ -769,8 +761,6 @@ fn a_manual_promote_with_the_hard_fence_stops_the_old_primary_and_loses_no_ackno
         history.contains("is stopped (pg_ctl stop -m fast: a real fence)"),
         "{history}"
     );
-    lab.pg_insert("db2", 1_000_000..1_000_020);
-    assert_eq!(lab.wait_pg_streaming_from("db3", ip(&lab, "db2")), 2);
 }
 
 both_modes!(
