@@ -979,3 +979,50 @@ fn a_frozen_primary_is_failed_over_and_observers_probe_it_with_an_ssl_request() 
     eprintln!("{history}");
     lab.sh(&["thaw", "db1"]);
 }
+
+both_modes!(
+    #[ignore = "lab test: needs root and the namespace lab; run by scripts/test"]
+    a_primary_its_standbys_still_stream_from_is_kept_by_their_word_until_it_freezes
+);
+/// `confirm_from_replicas`: db1 drops deadpool's traffic (the bridge address) only, and its
+/// standbys' WAL receivers still stream from it: their word blocks the failover. Frozen
+/// whole, db1 sends them nothing; after `wal_receiver_timeout` (5 s in the lab) they leave
+/// `streaming`, their word is gone, and db2 is promoted.
+fn a_primary_its_standbys_still_stream_from_is_kept_by_their_word_until_it_freezes() {
+    let lab = Lab::fresh_postgres(2);
+    let pool = lab.postgres_pool3(3, "confirm_from_replicas = true", "");
+    let inst = Instance::with(SETTINGS, &[("db", &pool)]);
+    tick_ok(&inst);
+    lab.pg_insert("db1", 1..21);
+    tick_ok(&inst);
+    lab.sh(&["cutoff", "db1", lab.var("LAB_BRIDGE_IP")]);
+    ticks_to_decide(&inst);
+    let (state, reason) = state_and_reason(&inst);
+    assert_eq!(state, "blocked", "{reason}\n{}", inst.history());
+    assert!(
+        reason.contains("second opinion")
+            && reason.contains("still receive")
+            && reason.contains(ip(&lab, "db1")),
+        "{reason}"
+    );
+    for host in ["db2", "db3"] {
+        assert_eq!(lab.psql(host, "SELECT pg_is_in_recovery()"), "t", "{host}");
+    }
+    assert!(!inst.history().contains("failover_started"));
+
+    lab.sh(&["freeze", "db1"]);
+    let frozen = Instant::now();
+    while inst.state_of("db").0 != "failed_over" {
+        assert!(
+            frozen.elapsed() < Duration::from_secs(40),
+            "no failover {:?} after the freeze: {}",
+            frozen.elapsed(),
+            inst.history()
+        );
+        inst.tick();
+    }
+    eprintln!("failed over {:?} after the freeze", frozen.elapsed());
+    assert_eq!(lab.psql("db2", "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(lab.wait_pg_streaming_from("db3", ip(&lab, "db2")), 2);
+    lab.sh(&["thaw", "db1"]);
+}
