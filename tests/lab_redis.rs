@@ -252,11 +252,14 @@ fn broken_redis_setups_give_clear_messages_never_a_hang() {
 
 /// A wrong password: the server is alive, never counted as down.
 fn redis_wrong_password_is_alive(lab: &Lab, good: &str) {
-    let wrong = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(wrong.path(), "not-the-password\n").unwrap();
+    // In a directory of its own: deadpool refuses a secret that sits in /tmp itself.
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong-password");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let pool = good.replacen(
         lab.var("LAB_REDIS_PASSWORD_FILE"),
-        &wrong.path().display().to_string(),
+        &wrong.display().to_string(),
         1,
     );
     let inst = Instance::with(SETTINGS, &[("cache", &pool)]);
