@@ -4,8 +4,11 @@
 //! timer-driven failover and a failing step, each in the journal at its priority; the
 //! sandbox as the kernel applies it; `report --nagios` through the README's sudo rule; the
 //! metrics textfile as another user reads it; a tick stopped in the middle of a step, which
-//! the next tick calls interrupted. Run by `scripts/test` (it needs root); `cargo test`
-//! lists it as ignored.
+//! the next tick calls interrupted. Then the container on a host of the namespace lab
+//! (tests/lab/lab.sh), with a real pool: kill -9 of the MariaDB primary, and the timer's
+//! own tick, under the shipped hardening unchanged, promotes the replica, repoints app1's
+//! hosts file, moves the VIP and runs a step on app1 over SSH. Run by `scripts/test` (they
+//! need root); `cargo test` lists them as ignored.
 
 mod common;
 
@@ -14,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Run;
-use common::lab::wait;
+use common::lab::{Lab, VIP, wait};
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/lab/container.sh")
@@ -163,6 +166,50 @@ impl Container {
     }
 }
 
+impl Container {
+    /// The capability bounding set of the container's PID 1: the most any unit can keep.
+    fn bounding_set(&self) -> u64 {
+        u64::from_str_radix(&self.status_of("1")["CapBnd"], 16).unwrap()
+    }
+
+    /// The PID of the tick running now (0 between ticks).
+    fn running_tick(&self) -> String {
+        self.ok("systemctl show -p MainPID --value deadpool.service")
+            .trim()
+            .to_string()
+    }
+}
+
+const CAP_NET_ADMIN: u64 = 1 << 12;
+const CAP_NET_RAW: u64 = 1 << 13;
+/// The shipped units' `CapabilityBoundingSet=`.
+const UNIT_CAPABILITIES: u64 = CAP_NET_ADMIN | CAP_NET_RAW;
+
+/// The sandbox of the running tick `main` (and its children) as the kernel applies it: no
+/// new privileges, a seccomp filter, the bounding set `bounding`, and `/` read-only.
+fn assert_sandboxed(c: &Container, main: &str, bounding: u64) {
+    let children = c.ok(&format!("cat /proc/{main}/task/*/children"));
+    for pid in std::iter::once(main).chain(children.split_whitespace()) {
+        let status = c.status_of(pid);
+        assert_eq!(status["NoNewPrivs"], "1", "{pid}: {status:?}");
+        assert_eq!(status["Seccomp"], "2", "{pid}: {status:?}");
+        let set = u64::from_str_radix(&status["CapBnd"], 16).unwrap();
+        assert_eq!(set, bounding, "{pid}: {status:?}");
+    }
+    let root = c.ok(&format!("cat /proc/{main}/mountinfo"));
+    let root = root
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .unwrap_or_default();
+    assert!(
+        root.split_whitespace()
+            .nth(5)
+            .unwrap_or("")
+            .starts_with("ro"),
+        "ProtectSystem=strict: / read-only for the tick: {root}"
+    );
+}
+
 impl Drop for Container {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -180,13 +227,8 @@ impl Drop for Container {
 /// with nothing outside it: TCP listeners on loopback addresses (one pair of servers per
 /// pool), `tcp` and `nagios` (a plugin) monitors, `etc_hosts` and `exec` steps on `local`.
 ///
-/// A test on a lab host (its network, `Container::boot(name, Some("dp-app1"))`) replaces
-/// this part: the lab's SSH key and known_hosts copied in (root-only, as deadpool requires),
-/// the MariaDB monitor and admin password files, a pool with the `mysql` monitor on db1/db2
-/// and `mysql_promote`, `vip` and `exec` over SSH and `etc_hosts` on the app hosts, and the
-/// faults through `lab.sh kill db1 mysql`. apt inside the container then has no route to
-/// Debian's mirror: the .debs the package needs must already be in the cache, which a run
-/// on the host's network leaves there.
+/// The test on a lab host replaces this part with [`real_instance`]: real MariaDB servers
+/// and steps over SSH, the container on a lab host's network.
 struct Local<'a> {
     container: &'a Container,
 }
@@ -402,13 +444,37 @@ impl Local<'_> {
     }
 }
 
+/// Where apt may take the .deb's dependencies from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Apt {
+    /// Debian's mirror, over the host's network.
+    Online,
+    /// What the container already has: its rootfs and the bind-mounted archive cache
+    /// (a container on a lab host has no route to a mirror).
+    Offline,
+}
+
 /// Copies the .deb in and installs it with apt, which must find every declared dependency.
-fn install(c: &Container, deb: &Path) {
+fn install(c: &Container, deb: &Path, source: Apt) {
     let name = deb.file_name().unwrap().to_str().unwrap();
     std::fs::copy(deb, c.path(&format!("/srv/{name}"))).unwrap();
-    let apt = c.sh(&format!(
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /srv/{name}"
-    ));
+    let apt_get = "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends";
+    if source == Apt::Offline {
+        // What apt would download: nothing, or the test fails here rather than in a fetch
+        // that has no route.
+        let uris = c.ok(&format!("{apt_get} --print-uris -qq /srv/{name}"));
+        let fetch: Vec<&str> = uris.lines().filter(|l| l.contains("://")).collect();
+        assert!(
+            fetch.is_empty(),
+            "apt-get cannot install ./{name} offline on the lab host: these dependencies are \
+             neither in the container's rootfs nor in the archive cache \
+             (CONTAINER_CACHE/apt-archives, /var/cache/deadpool-lab/apt-archives by default). \
+             Run `cargo test --test lab_systemd -- --ignored the_package_ticks` once with this \
+             machine's network (it downloads them into that cache), then this test again.\n{}",
+            fetch.join("\n")
+        );
+    }
+    let apt = c.sh(&format!("{apt_get} /srv/{name}"));
     assert_eq!(apt.code, 0, "apt-get install ./{name}: {apt:?}");
     assert!(
         apt.stdout
@@ -467,7 +533,7 @@ fn metrics_as_nobody(c: &Container) -> String {
 fn the_package_ticks_fails_over_and_stays_sandboxed_under_a_real_systemd() {
     let deb = common::deb::build_path();
     let c = Container::boot(&format!("deadpool-{}", std::process::id()), None);
-    install(&c, &deb);
+    install(&c, &deb, Apt::Online);
     let servers = Local::set_up(&c);
     let check_deadpool = nrpe(&c);
 
@@ -631,33 +697,11 @@ fn stop_in_the_middle_of_a_step(c: &Container, servers: &Local) {
     wait(Duration::from_secs(20), "the slow step started", || {
         !c.read("/srv/deadpool-test/slow-started").is_empty()
     });
-    let main = c.ok("systemctl show -p MainPID --value deadpool.service");
-    let main = main.trim();
+    let main = c.running_tick();
     assert_ne!(main, "0", "the tick runs the step");
-    let children = c.ok(&format!("cat /proc/{main}/task/*/children"));
     // The container's own bounding set caps what a unit can keep (nspawn gives no
     // CAP_NET_ADMIN without its own network).
-    let container = u64::from_str_radix(&c.status_of("1")["CapBnd"], 16).unwrap();
-    let unit = (1u64 << 12) | (1 << 13); // CAP_NET_ADMIN CAP_NET_RAW
-    for pid in std::iter::once(main).chain(children.split_whitespace()) {
-        let status = c.status_of(pid);
-        assert_eq!(status["NoNewPrivs"], "1", "{pid}: {status:?}");
-        assert_eq!(status["Seccomp"], "2", "{pid}: {status:?}");
-        let bounding = u64::from_str_radix(&status["CapBnd"], 16).unwrap();
-        assert_eq!(bounding, unit & container, "{pid}: {status:?}");
-    }
-    let root = c.ok(&format!("cat /proc/{main}/mountinfo"));
-    let root = root
-        .lines()
-        .find(|l| l.split_whitespace().nth(4) == Some("/"))
-        .unwrap_or_default();
-    assert!(
-        root.split_whitespace()
-            .nth(5)
-            .unwrap_or("")
-            .starts_with("ro"),
-        "ProtectSystem=strict: / read-only for the tick: {root}"
-    );
+    assert_sandboxed(c, &main, UNIT_CAPABILITIES & c.bounding_set());
 
     c.ok("systemctl stop deadpool.service");
     wait(
@@ -678,5 +722,239 @@ fn stop_in_the_middle_of_a_step(c: &Container, servers: &Local) {
                 .trim()
                 == "success"
         },
+    );
+}
+
+// ------------------------------------------------------------------- on a lab host
+
+/// The lab host the container lives on (its network namespace): app2, a database client,
+/// not a database host. The chain's client steps go to app1.
+const LAB_HOST: &str = "LAB_APP2_NS";
+
+/// The MariaDB passwords inside the container; the SSH key and known_hosts go to the
+/// `[ssh]` defaults' names beside deadpool.toml.
+const SECRETS_INSIDE: &str = "/etc/deadpool/secrets";
+
+/// How long the failover's last step lingers on app1 after it has recorded the move: the
+/// time the test has to read the failover tick's sandbox while it runs.
+const LINGER_S: u32 = 4;
+
+/// Copies a file of this machine (the lab's) into the container as root, with `mode`.
+fn copy_in(c: &Container, from: &str, to: &str, mode: u32) {
+    let text = std::fs::read_to_string(from).unwrap_or_else(|e| panic!("{from}: {e}"));
+    c.write(to, &text, mode);
+}
+
+/// The default instance, as an admin sets it up on a lab host: the lab's SSH key (0600) and
+/// known_hosts (0644) and the MariaDB monitor and admin passwords (0600), all root's in
+/// root's directories as deadpool demands, and one pool `db`: the `mysql` monitor on db1
+/// (primary) and db2 (replica), then `mysql_promote`, `etc_hosts` on app1 through the
+/// `deadpool hosts` helper there (the lab tests' own binary, which the lab's hosts see),
+/// `vip`, and `exec` on app1 over SSH. The shipped units stay as they are but for the
+/// README's 1 s timer drop-in.
+fn real_instance(c: &Container, lab: &Lab) {
+    copy_in(c, lab.var("LAB_SSH_KEY"), "/etc/deadpool/id_ed25519", 0o600);
+    copy_in(
+        c,
+        lab.var("LAB_SSH_KNOWN_HOSTS"),
+        "/etc/deadpool/known_hosts",
+        0o644,
+    );
+    let monitor = format!("{SECRETS_INSIDE}/monitor");
+    let admin = format!("{SECRETS_INSIDE}/admin");
+    copy_in(c, lab.var("LAB_MONITOR_PASSWORD_FILE"), &monitor, 0o600);
+    copy_in(c, lab.var("LAB_ADMIN_PASSWORD_FILE"), &admin, 0o600);
+    c.ok(&format!("chmod 700 {SECRETS_INSIDE}"));
+
+    c.write(
+        "/etc/deadpool/deadpool.toml",
+        &settings(
+            "deadpool",
+            &format!(
+                "\n[ssh]\nuser = \"{}\"\nconnect_timeout = \"2s\"\n",
+                lab.var("LAB_SSH_USER")
+            ),
+        ),
+        0o644,
+    );
+    let app1 = lab.var("LAB_APP1_IP");
+    let lab_dir = lab.var("LAB_DIR");
+    let steps = format!(
+        r#"
+[[protocol]]
+type = "etc_hosts"
+service_host_name = "db.service"
+client_hosts = ["{app1}"]
+helper = "{helper}"
+timeout = "10s"
+{vip}
+[[protocol]]
+type = "exec"
+name = "restart app"
+hosts = ["{app1}"]
+test_command = "test -d {lab_dir}"
+exec_command = "echo \"$(hostname) restarted for {{new_primary}}\" >> {lab_dir}/restarts; sleep {LINGER_S}"
+timeout = "20s"
+"#,
+        helper = common::BIN,
+        vip = lab.vip_step(""),
+    );
+    let pool = lab
+        .mysql_pool(2, &steps)
+        .replace(lab.var("LAB_MONITOR_PASSWORD_FILE"), &monitor)
+        .replace(lab.var("LAB_ADMIN_PASSWORD_FILE"), &admin);
+    assert!(
+        !pool.contains(&format!("{lab_dir}/secrets")),
+        "every secret is read inside the container: {pool}"
+    );
+    c.write("/etc/deadpool/pools/db.toml", &pool, 0o644);
+    c.write(
+        "/etc/systemd/system/deadpool.timer.d/interval.conf",
+        TIMER_DROP_IN,
+        0o644,
+    );
+    c.ok("systemctl daemon-reload");
+    let check = c.ok("deadpool --config /etc/deadpool check-config");
+    assert!(check.contains("OK - configuration is valid"), "{check}");
+}
+
+fn vip_on(lab: &Lab, host: &str) -> bool {
+    lab.sh(&["vip", "show", host]).contains(VIP)
+}
+
+#[test]
+#[ignore = "boots Debian 12 with systemd in a container on a host of the namespace lab; needs root; run by scripts/test"]
+fn the_timer_fails_a_real_mysql_pool_over_from_a_lab_host_under_the_full_hardening() {
+    let deb = common::deb::build_path();
+    let started = Instant::now();
+    let lab = Lab::fresh();
+    lab.sh(&["vip", "add", "db1", &format!("{VIP}/24")]);
+    lab.map_on_apps("db.service");
+    let lab_up = started.elapsed();
+    // Declared after the lab, so dropped before it: `lab.sh down` would kill every process
+    // on the host's network, the container's too, and leave its overlay mounted.
+    let c = Container::boot(
+        &format!("deadpool-app2-{}", std::process::id()),
+        Some(lab.var(LAB_HOST)),
+    );
+    let booted = started.elapsed();
+    install(&c, &deb, Apt::Offline);
+    real_instance(&c, &lab);
+    let installed = started.elapsed();
+
+    c.ok("systemctl enable --now deadpool.timer");
+    wait(Duration::from_secs(30), "three healthy ticks", || {
+        c.runs("deadpool.service") >= 3
+    });
+    let nagios = c.sh("deadpool --config /etc/deadpool report --nagios");
+    assert_eq!(nagios.code, 0, "healthy before the fault: {nagios:?}");
+    let said = c.deadpool_lines("deadpool", 4);
+    assert!(said.is_empty(), "deadpool while healthy: {said:?}");
+    assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "1");
+
+    lab.sh(&["kill", "db1", "mysql"]);
+    let killed = Instant::now();
+    let db2 = lab.var("LAB_DB2_IP");
+    let restarts = format!("{}/restarts", lab.var("LAB_DIR"));
+    let moved = format!("app1 restarted for {db2}");
+    wait(
+        Duration::from_secs(30),
+        "the chain's last step ran on app1",
+        || std::fs::read_to_string(&restarts).is_ok_and(|t| t.contains(&moved)),
+    );
+    let to_exec = killed.elapsed();
+
+    // The tick running now is the failover's, in its last step: the sandbox the kernel
+    // gives it. On a lab host the container has CAP_NET_ADMIN, so the unit keeps both
+    // capabilities of its bounding set.
+    let main = c.running_tick();
+    assert_ne!(main, "0", "the failover's tick runs its last step");
+    assert_eq!(c.status_of(&main)["Name"], "deadpool");
+    assert_eq!(
+        c.bounding_set() & UNIT_CAPABILITIES,
+        UNIT_CAPABILITIES,
+        "nspawn's --capability=CAP_NET_ADMIN"
+    );
+    assert_sandboxed(&c, &main, UNIT_CAPABILITIES);
+
+    let ended = format!("pool db: failed over to secondary ({db2})");
+    wait(
+        Duration::from_secs(10 + u64::from(LINGER_S)),
+        "the failover's end in the journal",
+        || {
+            c.deadpool_lines("deadpool", 4)
+                .iter()
+                .any(|e| e.message.contains(&ended))
+        },
+    );
+    let to_failed_over = killed.elapsed();
+    let lines = c.deadpool_lines("deadpool", 4);
+    let end = lines
+        .iter()
+        .position(|e| e.message.contains(&ended))
+        .unwrap();
+    assert!(
+        lines[..=end]
+            .iter()
+            .all(|e| e.priority == 4 && e.unit == "deadpool.service"),
+        "the failover at warning, from the timer's own service, nothing worse before it: {lines:?}"
+    );
+    let begun = format!(
+        "pool db: failover started: primary ({}) -> secondary",
+        lab.var("LAB_DB1_IP")
+    );
+    assert!(
+        lines[..end].iter().any(|e| e.message.contains(&begun)),
+        "{lines:?}"
+    );
+
+    // What the chain did, seen from the lab.
+    assert_eq!(lab.sql("db2", "SELECT @@global.read_only"), "0");
+    assert_eq!(
+        lab.app_maps("LAB_APP1_NS", "db.service").as_deref(),
+        Some(db2),
+        "app1's hosts file"
+    );
+    assert!(vip_on(&lab, "db2") && !vip_on(&lab, "db1"));
+    let (ok, server_id) = lab.in_ns(
+        "LAB_APP1_NS",
+        &format!(
+            "MYSQL_PWD=$(cat {}) mariadb --connect-timeout=3 -h {VIP} -u {} -N -e 'SELECT @@server_id'",
+            lab.var("LAB_WRITER_PASSWORD_FILE"),
+            lab.var("LAB_WRITER_USER"),
+        ),
+    );
+    assert!(
+        ok && server_id == "2",
+        "the VIP answers from db2: {server_id}"
+    );
+    let history = c.ok("deadpool --config /etc/deadpool history");
+    assert!(
+        history.contains("promoted: writable, replication stopped"),
+        "{history}"
+    );
+
+    // The next ticks keep watching the locked pool, and keep quiet.
+    let runs = c.runs("deadpool.service");
+    wait(Duration::from_secs(10), "two more ticks", || {
+        c.runs("deadpool.service") >= runs + 2
+    });
+    let nagios = c.sh("deadpool --config /etc/deadpool report --nagios");
+    assert_eq!(nagios.code, 1, "{nagios:?}");
+    assert!(
+        nagios
+            .stdout
+            .starts_with("DEADPOOL WARNING - db failed_over on secondary"),
+        "{nagios:?}"
+    );
+    let errors = c.deadpool_lines("deadpool", 3);
+    assert!(errors.is_empty(), "{errors:?}");
+    let units = c.ok("systemctl --failed --no-legend --plain");
+    assert!(units.trim().is_empty(), "failed units: {units}");
+    eprintln!(
+        "lab up {lab_up:?}, container booted {:?} later, package and instance {:?} later; \
+         kill -9 to the last step {to_exec:?}, to failed over {to_failed_over:?}",
+        booted - lab_up,
+        installed - booted
     );
 }
