@@ -36,6 +36,17 @@ fn as_admin(lab: &Lab, host: &str, sql: &str) -> Result<String, String> {
     )
 }
 
+/// SQL as the application (`writer`, database `app`), over TCP.
+fn as_writer(lab: &Lab, host: &str, sql: &str) -> Result<String, String> {
+    lab.psql_as(
+        ip(lab, host),
+        lab.var("LAB_WRITER_USER"),
+        "LAB_WRITER_PASSWORD_FILE",
+        "app",
+        sql,
+    )
+}
+
 /// `n` rows inserted on db1 by the application, once both standbys have replayed them.
 fn replicated_rows(lab: &Lab, ids: std::ops::Range<u32>) -> Vec<u32> {
     let acked = lab.pg_insert("db1", ids);
@@ -681,13 +692,7 @@ fn a_manual_promote_under_a_writer_loses_no_acknowledged_row_and_leaves_one_writ
     );
     // One writable primary: db1 refuses the application's writes.
     assert_eq!(lab.psql("db1", "SHOW default_transaction_read_only"), "on");
-    let refused = lab.psql_as(
-        ip(&lab, "db1"),
-        lab.var("LAB_WRITER_USER"),
-        "LAB_WRITER_PASSWORD_FILE",
-        "app",
-        "INSERT INTO acked (id) VALUES (999999)",
-    );
+    let refused = as_writer(&lab, "db1", "INSERT INTO acked (id) VALUES (999999)");
     assert!(
         refused
             .as_ref()
@@ -743,13 +748,7 @@ fn a_manual_promote_with_the_hard_fence_stops_the_old_primary_and_loses_no_ackno
 
     promote_under_a_writer(&lab, &inst);
     // A real fence: db1 is not running, and accepts no connection.
-    let refused = lab.psql_as(
-        ip(&lab, "db1"),
-        lab.var("LAB_WRITER_USER"),
-        "LAB_WRITER_PASSWORD_FILE",
-        "app",
-        "SELECT 1",
-    );
+    let refused = as_writer(&lab, "db1", "SELECT 1");
     assert!(
         refused
             .as_ref()
